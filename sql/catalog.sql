@@ -1,0 +1,84 @@
+-- pg_trickle catalog. Everything lives in schema "pgtrickle", created here so
+-- that it is a member of the extension and DROP EXTENSION removes it.
+CREATE SCHEMA pgtrickle;
+
+-- One row per stream table. Settings also live in the relation's
+-- pg_class.reloptions (pgtrickle.*), which pg_dump carries; this table holds
+-- them for quick access plus the runtime state.
+CREATE TABLE pgtrickle.pgt_stream_tables (
+    relid              oid PRIMARY KEY,
+    requested_mode     text NOT NULL
+        CHECK (requested_mode IN ('full', 'differential', 'immediate', 'auto')),
+    refresh_mode       text NOT NULL
+        CHECK (refresh_mode IN ('full', 'differential', 'immediate')),
+    schedule           text,
+    status             text NOT NULL DEFAULT 'active'
+        CHECK (status IN ('active', 'suspended', 'error')),
+    needs_full         boolean NOT NULL DEFAULT false,
+    consecutive_errors integer NOT NULL DEFAULT 0,
+    last_error         text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    last_refresh_at    timestamptz
+);
+
+-- The relations each stream table reads: directly, or through a view (via_relid).
+CREATE TABLE pgtrickle.pgt_sources (
+    relid          oid NOT NULL REFERENCES pgtrickle.pgt_stream_tables ON DELETE CASCADE,
+    source_relid   oid NOT NULL,
+    source_relkind text NOT NULL,
+    via_relid      oid,
+    PRIMARY KEY (relid, source_relid)
+);
+CREATE INDEX ON pgtrickle.pgt_sources (source_relid);
+
+-- One row per refresh.
+CREATE TABLE pgtrickle.pgt_refresh_history (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    relid        oid NOT NULL REFERENCES pgtrickle.pgt_stream_tables ON DELETE CASCADE,
+    mode         text NOT NULL,
+    trigger      text NOT NULL,
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz,
+    rows_applied bigint,
+    outcome      text NOT NULL DEFAULT 'running'
+        CHECK (outcome IN ('running', 'ok', 'error')),
+    message      text
+);
+CREATE INDEX ON pgtrickle.pgt_refresh_history (relid, started_at);
+
+REVOKE ALL ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history FROM PUBLIC;
+GRANT SELECT ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history TO PUBLIC;
+GRANT USAGE ON SCHEMA pgtrickle TO PUBLIC;
+
+-- The user-facing view of stream tables.
+CREATE VIEW pgtrickle.stream_tables AS
+SELECT n.nspname                              AS schema,
+       c.relname                              AS name,
+       st.relid::regclass                     AS relation,
+       pg_catalog.pg_get_viewdef(st.relid)    AS query,
+       st.requested_mode,
+       st.refresh_mode,
+       st.schedule,
+       c.relispopulated                       AS populated,
+       st.last_refresh_at                     AS last_refresh,
+       st.status
+  FROM pgtrickle.pgt_stream_tables st
+  JOIN pg_catalog.pg_class c ON c.oid = st.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace;
+GRANT SELECT ON pgtrickle.stream_tables TO PUBLIC;
+
+-- Forget stream tables that are dropped, however they are dropped
+-- (DROP MATERIALIZED VIEW, DROP SCHEMA ... CASCADE, DROP OWNED, DROP TABLE of
+-- a source ... CASCADE).
+CREATE FUNCTION pgtrickle._on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM pgtrickle.pgt_stream_tables st
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass
+       AND d.objsubid = 0
+       AND st.relid = d.objid;
+END
+$$;
+REVOKE ALL ON FUNCTION pgtrickle._on_sql_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER pgtrickle_sql_drop ON sql_drop EXECUTE FUNCTION pgtrickle._on_sql_drop();

@@ -1,0 +1,142 @@
+//! The SQL surface: functions mirroring the DDL, for tools that prefer
+//! function calls. Each goes through the same core as the DDL hook:
+//! `create_stream_table` issues the CREATE MATERIALIZED VIEW statement
+//! itself (so the hook handles it), the others call the catalog lifecycle and
+//! refresh directly.
+
+use pgrx::prelude::*;
+
+use crate::catalog::lifecycle;
+use crate::catalog::options::OptionChange;
+use crate::catalog::{stream_tables, sys};
+use crate::error::{OrReport, PgtError, PgtResult};
+use crate::refresh::{self, RefreshTrigger};
+
+/// Resolve a relation name the way `::regclass` does (errors if missing).
+fn resolve(name: &str) -> PgtResult<pg_sys::Oid> {
+    Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::pg_catalog.regclass::pg_catalog.oid", &[name.into()])?
+        .ok_or_else(|| PgtError::Internal(format!("could not resolve \"{name}\"")))
+}
+
+fn resolve_stream_table(name: &str) -> PgtResult<pg_sys::Oid> {
+    let relid = resolve(name)?;
+    if !stream_tables::exists(relid)? {
+        return Err(PgtError::NotAStreamTable { name: lifecycle::relation_name(relid)? });
+    }
+    Ok(relid)
+}
+
+/// Check that `query` is one SELECT (no `INTO`), before we build DDL with it.
+fn check_query(query: &str) -> PgtResult<()> {
+    let c_query = std::ffi::CString::new(query)
+        .map_err(|_| PgtError::NotASelect { detail: "The query contains a NUL byte.".into() })?;
+    // SAFETY: raw_parser parses into the current memory context and raises a
+    // syntax ERROR for invalid input; the result is a List of RawStmt.
+    let (count, tag, has_into) = unsafe {
+        let list = pg_sys::raw_parser(c_query.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let stmts = crate::hooks::list_ptrs::<pg_sys::RawStmt>(list);
+        match stmts.first() {
+            Some(&raw) => {
+                let node = (*raw).stmt;
+                let tag = (*node).type_;
+                let has_into = tag == pg_sys::NodeTag::T_SelectStmt
+                    && !(*(node as *mut pg_sys::SelectStmt)).intoClause.is_null();
+                (stmts.len(), Some(tag), has_into)
+            }
+            None => (0, None, false),
+        }
+    };
+    if count != 1 {
+        return Err(PgtError::NotASelect { detail: format!("The text holds {count} statements.") });
+    }
+    if tag != Some(pg_sys::NodeTag::T_SelectStmt) {
+        return Err(PgtError::NotASelect { detail: "The statement is not a SELECT.".into() });
+    }
+    if has_into {
+        return Err(PgtError::NotASelect { detail: "SELECT ... INTO is not allowed.".into() });
+    }
+    Ok(())
+}
+
+fn quote_literal(s: &str) -> String {
+    pgrx::spi::quote_literal(s)
+}
+
+fn create(name: &str, query: &str, refresh_mode: &str, schedule: Option<&str>) -> PgtResult<()> {
+    if sys::extension_oid().is_none() {
+        return Err(PgtError::ExtensionMissing);
+    }
+    let query = query.trim().trim_end_matches(';').trim_end();
+    check_query(query)?;
+    let target = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(part), '.' ORDER BY ord) \
+           FROM pg_catalog.unnest(pg_catalog.parse_ident($1)) WITH ORDINALITY AS p(part, ord)",
+        &[name.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal(format!("invalid name \"{name}\"")))?;
+    let mut with = format!("pgtrickle.stream = true, pgtrickle.refresh_mode = {}", quote_literal(refresh_mode));
+    if let Some(s) = schedule {
+        with.push_str(&format!(", pgtrickle.schedule = {}", quote_literal(s)));
+    }
+    Spi::run(&format!("CREATE MATERIALIZED VIEW {target} WITH ({with}) AS {query}"))?;
+    Ok(())
+}
+
+fn alter(name: &str, refresh_mode: Option<&str>, schedule: Option<&str>) -> PgtResult<()> {
+    let relid = resolve_stream_table(name)?;
+    let mut changes = Vec::new();
+    if let Some(m) = refresh_mode {
+        changes.push(OptionChange::Set { key: "refresh_mode".into(), value: m.into() });
+    }
+    match schedule {
+        Some(s) if s.trim().is_empty() => changes.push(OptionChange::Reset { key: "schedule".into() }),
+        Some(s) => changes.push(OptionChange::Set { key: "schedule".into(), value: s.into() }),
+        None => {}
+    }
+    lifecycle::alter(relid, &changes)
+}
+
+fn drop_st(name: &str) -> PgtResult<()> {
+    let relid = resolve_stream_table(name)?;
+    Spi::run(&format!("DROP MATERIALIZED VIEW {}", lifecycle::relation_name(relid)?))?;
+    Ok(())
+}
+
+#[pg_schema]
+mod pgtrickle {
+    use super::*;
+
+    /// Create a stream table (same as CREATE MATERIALIZED VIEW … WITH (pgtrickle.stream = true)).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn create_stream_table(
+        name: &str,
+        query: &str,
+        refresh_mode: default!(&str, "'auto'"),
+        schedule: default!(Option<&str>, "NULL"),
+    ) {
+        create(name, query, refresh_mode, schedule).or_report()
+    }
+
+    /// Change a stream table's settings; NULL leaves a setting as it is, and an
+    /// empty schedule removes the schedule.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn alter_stream_table(
+        name: &str,
+        refresh_mode: default!(Option<&str>, "NULL"),
+        schedule: default!(Option<&str>, "NULL"),
+    ) {
+        alter(name, refresh_mode, schedule).or_report()
+    }
+
+    /// Drop a stream table (same as DROP MATERIALIZED VIEW).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn drop_stream_table(name: &str) {
+        drop_st(name).or_report()
+    }
+
+    /// Refresh a stream table now; returns the number of rows it holds.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn refresh_stream_table(name: &str) -> i64 {
+        resolve_stream_table(name).and_then(|relid| refresh::refresh(relid, RefreshTrigger::Manual)).or_report()
+    }
+}

@@ -1,0 +1,184 @@
+//! Typed access to `pgtrickle.pgt_stream_tables`, `pgt_sources` and
+//! `pgt_refresh_history`.
+//!
+//! Reads run as the current user (the tables are readable by everyone);
+//! writes are wrapped by callers in [`super::sys::as_extension_owner`].
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::options::{RefreshMode, StreamSettings};
+use crate::error::{PgtError, PgtResult};
+
+/// One row of `pgtrickle.pgt_stream_tables`.
+#[derive(Clone, Debug)]
+pub struct StreamTable {
+    pub relid: pg_sys::Oid,
+    pub settings: StreamSettings,
+    /// The mode refreshes actually use (`auto` resolved).
+    pub effective_mode: RefreshMode,
+    pub status: String,
+}
+
+/// A relation the stream table's query reads (directly or through views).
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub relid: pg_sys::Oid,
+    pub relkind: String,
+    /// The view through which it is read, if not directly.
+    pub via: Option<pg_sys::Oid>,
+}
+
+pub fn exists(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE relid = $1)",
+        &[relid.into()],
+    )?
+    .unwrap_or(false))
+}
+
+pub fn get(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT requested_mode, refresh_mode, schedule, status \
+             FROM pgtrickle.pgt_stream_tables WHERE relid = $1",
+            Some(1),
+            &[relid.into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let requested: String = row.get(1)?.unwrap_or_default();
+        let effective: String = row.get(2)?.unwrap_or_default();
+        Ok(Some(StreamTable {
+            relid,
+            settings: StreamSettings {
+                refresh_mode: RefreshMode::parse(&requested)?,
+                schedule: row.get(3)?,
+            },
+            effective_mode: RefreshMode::parse(&effective)?,
+            status: row.get(4)?.unwrap_or_default(),
+        }))
+    })
+}
+
+pub fn insert(
+    relid: pg_sys::Oid,
+    settings: &StreamSettings,
+    effective: RefreshMode,
+    populated: bool,
+    sources: &[Source],
+) -> PgtResult<()> {
+    Spi::run_with_args(
+        "INSERT INTO pgtrickle.pgt_stream_tables \
+             (relid, requested_mode, refresh_mode, schedule, last_refresh_at) \
+         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN pg_catalog.now() END)",
+        &[
+            relid.into(),
+            settings.refresh_mode.as_str().into(),
+            effective.as_str().into(),
+            settings.schedule.clone().into(),
+            populated.into(),
+        ],
+    )?;
+    for s in sources {
+        Spi::run_with_args(
+            "INSERT INTO pgtrickle.pgt_sources (relid, source_relid, source_relkind, via_relid) \
+             VALUES ($1, $2, $3, $4)",
+            &[relid.into(), s.relid.into(), s.relkind.clone().into(), s.via.into()],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn update_settings(
+    relid: pg_sys::Oid,
+    settings: &StreamSettings,
+    effective: RefreshMode,
+) -> PgtResult<()> {
+    Spi::run_with_args(
+        "UPDATE pgtrickle.pgt_stream_tables \
+            SET requested_mode = $2, refresh_mode = $3, schedule = $4 WHERE relid = $1",
+        &[
+            relid.into(),
+            settings.refresh_mode.as_str().into(),
+            effective.as_str().into(),
+            settings.schedule.clone().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn delete(relid: pg_sys::Oid) -> PgtResult<()> {
+    Spi::run_with_args("DELETE FROM pgtrickle.pgt_stream_tables WHERE relid = $1", &[relid.into()])?;
+    Ok(())
+}
+
+/// The relations a materialized view's stored query reads, found through the
+/// dependencies PostgreSQL recorded for its `_RETURN` rule (every relation in
+/// the range table, sublinks and CTEs), and through views recursively.
+pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "WITH RECURSIVE deps(relid, via, depth) AS ( \
+                 SELECT d.refobjid, NULL::oid, 0 \
+                   FROM pg_catalog.pg_rewrite r \
+                   JOIN pg_catalog.pg_depend d \
+                     ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
+                    AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                  WHERE r.ev_class = $1 AND d.refobjid <> $1 \
+               UNION \
+                 SELECT d.refobjid, deps.relid, deps.depth + 1 \
+                   FROM deps \
+                   JOIN pg_catalog.pg_class c ON c.oid = deps.relid AND c.relkind = 'v' \
+                   JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid \
+                   JOIN pg_catalog.pg_depend d \
+                     ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
+                    AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                  WHERE d.refobjid <> c.oid AND deps.depth < 64 \
+             ) \
+             SELECT DISTINCT ON (deps.relid) deps.relid, c.relkind::text, deps.via \
+               FROM deps JOIN pg_catalog.pg_class c ON c.oid = deps.relid \
+              ORDER BY deps.relid, deps.depth",
+            None,
+            &[relid.into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(Source {
+                relid: row.get(1)?.ok_or_else(|| PgtError::Internal("source without oid".into()))?,
+                relkind: row.get(2)?.unwrap_or_default(),
+                via: row.get(3)?,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Start a refresh history entry; returns its id.
+pub fn history_start(relid: pg_sys::Oid, mode: RefreshMode, trigger: &str) -> PgtResult<i64> {
+    Spi::get_one_with_args::<i64>(
+        "INSERT INTO pgtrickle.pgt_refresh_history (relid, mode, trigger, started_at) \
+         VALUES ($1, $2, $3, pg_catalog.clock_timestamp()) RETURNING id",
+        &[relid.into(), mode.as_str().into(), trigger.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("refresh history insert returned no id".into()))
+}
+
+/// Finish a history entry and stamp the stream table as refreshed.
+pub fn history_finish(id: i64, relid: pg_sys::Oid, rows: i64) -> PgtResult<()> {
+    Spi::run_with_args(
+        "UPDATE pgtrickle.pgt_refresh_history \
+            SET finished_at = pg_catalog.clock_timestamp(), rows_applied = $2, outcome = 'ok' \
+          WHERE id = $1",
+        &[id.into(), rows.into()],
+    )?;
+    Spi::run_with_args(
+        "UPDATE pgtrickle.pgt_stream_tables \
+            SET last_refresh_at = pg_catalog.now(), consecutive_errors = 0, last_error = NULL, \
+                needs_full = false \
+          WHERE relid = $1",
+        &[relid.into()],
+    )?;
+    Ok(())
+}

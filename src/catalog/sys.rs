@@ -1,0 +1,192 @@
+//! The few places where pg_trickle touches PostgreSQL's system catalogs and
+//! backend state directly, rather than through SQL.
+//!
+//! - `pg_class.reloptions`: a stream table's `pgtrickle.*` settings live
+//!   there (so pg_dump round-trips them), but PostgreSQL's own ALTER refuses
+//!   options it does not know, so we write the array ourselves.
+//! - `pg_depend`: a stream table depends on the extension, so `DROP EXTENSION`
+//!   refuses (or, with CASCADE, drops the stream tables) instead of leaving
+//!   unmaintained stream tables behind.
+//! - The current user: catalog rows are written as the extension's owner, so a
+//!   user who owns a materialized view needs no rights on `pgtrickle.*`.
+//!
+//! Every `unsafe` block here carries a `// SAFETY:` note; callers see safe
+//! functions.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{PgtError, PgtResult};
+
+pub const EXTENSION_NAME: &CStr = c"pg_trickle";
+
+/// The OID of the pg_trickle extension in this database, if installed.
+pub fn extension_oid() -> Option<pg_sys::Oid> {
+    // SAFETY: get_extension_oid only reads pg_extension; missing_ok = true
+    // makes it return InvalidOid instead of raising.
+    let oid = unsafe { pg_sys::get_extension_oid(EXTENSION_NAME.as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// The role that owns the extension (the role that ran CREATE EXTENSION).
+fn extension_owner() -> PgtResult<pg_sys::Oid> {
+    let oid = Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_trickle'",
+    )?;
+    oid.ok_or(PgtError::ExtensionMissing)
+}
+
+/// Run `f` as the extension's owner (a local user-id change, undone when `f`
+/// returns or unwinds), for writes to pg_trickle's own catalog tables.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> PgtResult<R>) -> PgtResult<R> {
+    let owner = extension_owner()?;
+    let _restore = UserSwitch::to(owner);
+    f()
+}
+
+/// Restores the saved user id and security context on drop.
+struct UserSwitch {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl UserSwitch {
+    fn to(user: pg_sys::Oid) -> UserSwitch {
+        let mut saved = UserSwitch { user: pg_sys::InvalidOid, context: 0 };
+        // SAFETY: reads backend-local state into the two locals; then switches
+        // the user with SECURITY_LOCAL_USERID_CHANGE, as SECURITY DEFINER
+        // functions do. Drop restores exactly the saved values.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
+            pg_sys::SetUserIdAndSecContext(
+                user,
+                saved.context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            );
+        }
+        saved
+    }
+}
+
+impl Drop for UserSwitch {
+    fn drop(&mut self) {
+        // SAFETY: restores the values saved in `to`.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) }
+    }
+}
+
+/// Is the current user the owner of the relation (or a member of its owner)?
+pub fn current_user_owns(relid: pg_sys::Oid) -> bool {
+    // SAFETY: object_ownercheck reads pg_class through the syscache.
+    unsafe { pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId()) }
+}
+
+/// Take a lock on a relation for the rest of the transaction.
+pub fn lock_relation(relid: pg_sys::Oid, lockmode: u32) {
+    // SAFETY: LockRelationOid raises on failure (deadlock, cancel); the lock
+    // is released at transaction end.
+    unsafe { pg_sys::LockRelationOid(relid, lockmode as pg_sys::LOCKMODE) }
+}
+
+/// Make catalog changes of this command visible to the rest of it.
+pub fn command_counter_increment() {
+    // SAFETY: always valid inside a transaction, which every caller is in.
+    unsafe { pg_sys::CommandCounterIncrement() }
+}
+
+/// The relation's `pg_class.reloptions`, as `name=value` strings.
+pub fn read_reloptions(relid: pg_sys::Oid) -> PgtResult<Vec<String>> {
+    let opts = Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(reloptions, '{}') FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relid.into()],
+    )?;
+    Ok(opts.unwrap_or_default())
+}
+
+/// Overwrite the relation's `pg_class.reloptions` (NULL when empty).
+///
+/// The caller must hold a lock on the relation that conflicts with other
+/// ALTERs (ShareUpdateExclusiveLock or stronger).
+pub fn write_reloptions(relid: pg_sys::Oid, options: &[String]) -> PgtResult<()> {
+    let cstrings = options
+        .iter()
+        .map(|o| CString::new(o.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| PgtError::Internal("reloption contains a NUL byte".into()))?;
+    // SAFETY: pg_class is opened with RowExclusiveLock and closed before
+    // returning; the tuple is a private copy from the syscache (checked for
+    // NULL); the datum array and isnull/replace flags are sized for pg_class's
+    // natts; CatalogTupleUpdate also queues the relcache invalidation.
+    unsafe {
+        let pg_class = pg_sys::table_open(pg_sys::RelationRelationId, pg_sys::RowExclusiveLock as i32);
+        let tuple = pg_sys::SearchSysCacheCopy(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(relid),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        if tuple.is_null() {
+            pg_sys::table_close(pg_class, pg_sys::RowExclusiveLock as i32);
+            return Err(PgtError::Internal(format!("cache lookup failed for relation {}", relid.to_u32())));
+        }
+        let desc = (*pg_class).rd_att;
+        let natts = (*desc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![false; natts];
+        let mut replace = vec![false; natts];
+        let idx = pg_sys::Anum_pg_class_reloptions as usize - 1;
+        replace[idx] = true;
+        if cstrings.is_empty() {
+            nulls[idx] = true;
+        } else {
+            let mut elems: Vec<pg_sys::Datum> = cstrings
+                .iter()
+                .map(|c| pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr())))
+                .collect();
+            let array = pg_sys::construct_array_builtin(elems.as_mut_ptr(), elems.len() as i32, pg_sys::TEXTOID);
+            values[idx] = pg_sys::Datum::from(array);
+        }
+        let newtuple = pg_sys::heap_modify_tuple(tuple, desc, values.as_ptr(), nulls.as_ptr(), replace.as_ptr());
+        pg_sys::CatalogTupleUpdate(pg_class, &mut (*newtuple).t_self, newtuple);
+        pg_sys::heap_freetuple(newtuple);
+        pg_sys::heap_freetuple(tuple);
+        pg_sys::table_close(pg_class, pg_sys::RowExclusiveLock as i32);
+    }
+    command_counter_increment();
+    Ok(())
+}
+
+fn relation_address(relid: pg_sys::Oid) -> pg_sys::ObjectAddress {
+    pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: 0 }
+}
+
+/// Record that the stream table depends on the extension.
+pub fn record_extension_dependency(relid: pg_sys::Oid) -> PgtResult<()> {
+    let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
+    let depender = relation_address(relid);
+    let referenced =
+        pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: ext, objectSubId: 0 };
+    // SAFETY: both addresses are valid, fully initialised locals.
+    unsafe {
+        pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL)
+    };
+    Ok(())
+}
+
+/// Remove the dependency recorded by [`record_extension_dependency`].
+pub fn remove_extension_dependency(relid: pg_sys::Oid) -> PgtResult<()> {
+    let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
+    // SAFETY: deletes only the pg_depend rows matching all five keys.
+    unsafe {
+        pg_sys::deleteDependencyRecordsForSpecific(
+            pg_sys::RelationRelationId,
+            relid,
+            pg_sys::DependencyType::DEPENDENCY_NORMAL as std::ffi::c_char,
+            pg_sys::ExtensionRelationId,
+            ext,
+        )
+    };
+    Ok(())
+}

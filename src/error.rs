@@ -1,0 +1,142 @@
+//! pg_trickle's error type and its single conversion into a PostgreSQL error
+//! report.
+//!
+//! Everything below the SQL boundary returns `Result<_, PgtError>`; the hook
+//! entry points and SQL functions call [`PgtError::report`], which chooses the
+//! SQLSTATE, DETAIL and HINT in one place.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// The valid `pgtrickle.*` options, for messages.
+pub const VALID_OPTIONS: &str = "stream, refresh_mode, schedule";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgtError {
+    #[error("unrecognized parameter \"pgtrickle.{name}\"")]
+    UnknownOption { name: String },
+
+    #[error("invalid value for parameter \"pgtrickle.{name}\": \"{value}\"")]
+    InvalidOptionValue { name: String, value: String, hint: String },
+
+    #[error("parameter \"pgtrickle.{name}\" specified more than once")]
+    DuplicateOption { name: String },
+
+    #[error("pgtrickle options other than \"pgtrickle.stream\" require pgtrickle.stream = true")]
+    OptionsWithoutStream { options: String },
+
+    #[error("refresh mode \"{mode}\" is not supported yet")]
+    ModeNotSupported { mode: String },
+
+    #[error("\"{name}\" is not a stream table")]
+    NotAStreamTable { name: String },
+
+    #[error("\"{name}\" is already a stream table")]
+    AlreadyAStreamTable { name: String },
+
+    #[error("extension \"pg_trickle\" is not installed in this database")]
+    ExtensionMissing,
+
+    #[error("must be owner of materialized view {name}")]
+    NotOwner { name: String },
+
+    #[error("the query of a stream table must be a single SELECT statement")]
+    NotASelect { detail: String },
+
+    #[error("cannot {action} \"{name}\" because it is a stream table")]
+    StreamTableReadOnly { action: String, name: String },
+
+    #[error(transparent)]
+    Spi(#[from] pgrx::spi::Error),
+
+    #[error("pg_trickle internal error: {0}")]
+    Internal(String),
+}
+
+pub type PgtResult<T> = Result<T, PgtError>;
+
+impl PgtError {
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            PgtError::UnknownOption { .. }
+            | PgtError::InvalidOptionValue { .. }
+            | PgtError::OptionsWithoutStream { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            PgtError::DuplicateOption { .. } => ERRCODE_SYNTAX_ERROR,
+            PgtError::ModeNotSupported { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
+            PgtError::NotAStreamTable { .. } => ERRCODE_WRONG_OBJECT_TYPE,
+            PgtError::AlreadyAStreamTable { .. } => ERRCODE_DUPLICATE_OBJECT,
+            PgtError::ExtensionMissing => ERRCODE_UNDEFINED_OBJECT,
+            PgtError::NotOwner { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            PgtError::NotASelect { .. } => ERRCODE_WRONG_OBJECT_TYPE,
+            PgtError::StreamTableReadOnly { .. } => ERRCODE_WRONG_OBJECT_TYPE,
+            PgtError::Spi(_) | PgtError::Internal(_) => ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            PgtError::OptionsWithoutStream { options } => {
+                Some(format!("Options given without pgtrickle.stream = true: {options}."))
+            }
+            PgtError::ModeNotSupported { mode } => Some(format!(
+                "This version of pg_trickle refreshes stream tables by full recomputation only; \
+                 refresh mode \"{mode}\" needs incremental maintenance."
+            )),
+            PgtError::NotASelect { detail } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PgtError::UnknownOption { .. } => {
+                Some(format!("Valid pgtrickle options are: {VALID_OPTIONS}."))
+            }
+            PgtError::InvalidOptionValue { hint, .. } => Some(hint.clone()),
+            PgtError::OptionsWithoutStream { .. } => {
+                Some("Add pgtrickle.stream = true to create a stream table.".into())
+            }
+            PgtError::ModeNotSupported { .. } => Some(
+                "Use pgtrickle.refresh_mode = 'full', or 'auto' to let pg_trickle choose.".into(),
+            ),
+            PgtError::NotAStreamTable { .. } => Some(
+                "Create a stream table with CREATE MATERIALIZED VIEW ... WITH (pgtrickle.stream = true).".into(),
+            ),
+            PgtError::ExtensionMissing => {
+                Some("Run CREATE EXTENSION pg_trickle in this database first.".into())
+            }
+            PgtError::StreamTableReadOnly { .. } => Some(
+                "Stream tables are maintained by pg_trickle; change their sources instead.".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Raise this error as a PostgreSQL ERROR. Never returns.
+    pub fn report(self) -> ! {
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_trickle");
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ereport(ERROR) returned")
+    }
+}
+
+/// Unwrap a result at the SQL boundary, raising the error as a PostgreSQL ERROR.
+pub trait OrReport<T> {
+    fn or_report(self) -> T;
+}
+
+impl<T> OrReport<T> for PgtResult<T> {
+    fn or_report(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.report(),
+        }
+    }
+}

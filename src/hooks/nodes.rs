@@ -1,0 +1,97 @@
+//! Reading and building PostgreSQL parse nodes: lists, strings, DefElems.
+//!
+//! Every function here is `unsafe` with one contract: the pointers it is
+//! given are NULL or valid nodes of the stated type, allocated in a memory
+//! context that outlives the call (the parse tree's).
+
+use std::ffi::{c_char, c_void, CStr};
+
+use pgrx::pg_sys;
+
+use crate::catalog::options::{our_key, OptionChange};
+
+/// The elements of a pointer `List` (NIL gives an empty vector).
+pub unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a non-NIL List has `length` initialised cells in `elements`.
+    unsafe {
+        let len = (*list).length as usize;
+        (0..len).map(|i| (*(*list).elements.add(i)).ptr_value as *mut T).collect()
+    }
+}
+
+/// A new pointer `List` in the current memory context.
+pub unsafe fn list_from_ptrs<T>(items: &[*mut T]) -> *mut pg_sys::List {
+    let mut list: *mut pg_sys::List = std::ptr::null_mut();
+    for &item in items {
+        // SAFETY: lappend accepts NIL and allocates in CurrentMemoryContext.
+        list = unsafe { pg_sys::lappend(list, item as *mut c_void) };
+    }
+    list
+}
+
+/// A C string as an owned Rust string (NULL gives `None`).
+pub unsafe fn cstr(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: the caller passes a NUL-terminated string or NULL.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}
+
+/// Split a `WITH (…)` / `SET (…)` / `RESET (…)` list into our changes and the
+/// DefElems that belong to PostgreSQL.
+pub unsafe fn split_options(
+    list: *mut pg_sys::List,
+    is_reset: bool,
+) -> (Vec<OptionChange>, Vec<*mut pg_sys::DefElem>) {
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for def in unsafe { list_ptrs::<pg_sys::DefElem>(list) } {
+        // SAFETY: every element of an options list is a DefElem.
+        let (ns, name) = unsafe { (cstr((*def).defnamespace), cstr((*def).defname)) };
+        let Some(key) = name.as_deref().and_then(|n| our_key(ns.as_deref(), n)) else {
+            others.push(def);
+            continue;
+        };
+        if is_reset {
+            ours.push(OptionChange::Reset { key });
+        } else if unsafe { (*def).arg }.is_null() {
+            ours.push(OptionChange::Set { key, value: "true".into() });
+        } else {
+            // SAFETY: defGetString accepts every node type a reloption value
+            // can have and raises an ERROR for anything else.
+            let value = unsafe { cstr(pg_sys::defGetString(def)) }.unwrap_or_default();
+            ours.push(OptionChange::Set { key, value });
+        }
+    }
+    (ours, others)
+}
+
+/// Deep copy of a node (`copyObject`).
+pub unsafe fn copy_node<T>(node: *mut T) -> *mut T {
+    // SAFETY: copyObjectImpl copies any node tree into CurrentMemoryContext.
+    unsafe { pg_sys::copyObjectImpl(node as *const c_void) as *mut T }
+}
+
+/// The OID of the relation a RangeVar names, without locking it.
+pub unsafe fn range_var_relid(rv: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    if rv.is_null() {
+        return None;
+    }
+    // SAFETY: with RVR_MISSING_OK a missing relation gives InvalidOid; a
+    // missing schema also gives InvalidOid rather than an ERROR.
+    let oid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}

@@ -1,0 +1,34 @@
+//! `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH [NO] DATA]`
+//!
+//! On a stream table, REFRESH runs pg_trickle's refresh (FULL recomputation
+//! in this version) and records it in the refresh history. `WITH NO DATA`
+//! empties it as for any materialized view. Other materialized views pass
+//! through untouched.
+
+use pgrx::pg_sys;
+
+use super::nodes::range_var_relid;
+use super::utility::UtilityCall;
+use crate::catalog::{stream_tables, sys};
+use crate::error::PgtResult;
+use crate::refresh::{self, RefreshTrigger};
+
+pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::RefreshMatViewStmt) -> PgtResult<()> {
+    // SAFETY: the dispatcher checked the tag.
+    let (relation, skip_data) = unsafe { ((*stmt).relation, (*stmt).skipData) };
+    if sys::extension_oid().is_none() {
+        call.pass_through();
+        return Ok(());
+    }
+    // SAFETY: `relation` is the statement's RangeVar.
+    let Some(relid) = (unsafe { range_var_relid(relation) }) else {
+        call.pass_through(); // PostgreSQL reports the missing relation.
+        return Ok(());
+    };
+    if skip_data || !stream_tables::exists(relid)? {
+        call.pass_through();
+        return Ok(());
+    }
+    refresh::refresh(relid, RefreshTrigger::Manual)?;
+    Ok(())
+}
