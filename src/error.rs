@@ -28,11 +28,14 @@ pub enum PgtError {
     #[error("refresh mode \"{mode}\" is not supported yet")]
     ModeNotSupported { mode: String },
 
-    #[error("\"{name}\" is not a stream table")]
+    #[error("{name} is not a stream table")]
     NotAStreamTable { name: String },
 
-    #[error("\"{name}\" is already a stream table")]
+    #[error("{name} is already a stream table")]
     AlreadyAStreamTable { name: String },
+
+    #[error("{name} is not a materialized view")]
+    NotAMatview { name: String },
 
     #[error("extension \"pg_trickle\" is not installed in this database")]
     ExtensionMissing,
@@ -64,11 +67,11 @@ impl PgtError {
             | PgtError::OptionsWithoutStream { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PgtError::DuplicateOption { .. } => ERRCODE_SYNTAX_ERROR,
             PgtError::ModeNotSupported { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
-            PgtError::NotAStreamTable { .. } => ERRCODE_WRONG_OBJECT_TYPE,
+            PgtError::NotAStreamTable { .. } | PgtError::NotAMatview { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::AlreadyAStreamTable { .. } => ERRCODE_DUPLICATE_OBJECT,
             PgtError::ExtensionMissing => ERRCODE_UNDEFINED_OBJECT,
             PgtError::NotOwner { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
-            PgtError::NotASelect { .. } => ERRCODE_WRONG_OBJECT_TYPE,
+            PgtError::NotASelect { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PgtError::StreamTableReadOnly { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::Spi(_) | PgtError::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
@@ -103,6 +106,9 @@ impl PgtError {
             PgtError::NotAStreamTable { .. } => Some(
                 "Create a stream table with CREATE MATERIALIZED VIEW ... WITH (pgtrickle.stream = true).".into(),
             ),
+            PgtError::NotAMatview { .. } => {
+                Some("Only materialized views can be stream tables.".into())
+            }
             PgtError::ExtensionMissing => {
                 Some("Run CREATE EXTENSION pg_trickle in this database first.".into())
             }

@@ -34,10 +34,10 @@ pub fn check_mode(settings: &StreamSettings) -> PgtResult<()> {
 }
 
 /// The mode refreshes will use. `auto` resolves to FULL until incremental
-/// maintenance exists, and says so.
-fn effective_mode(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<RefreshMode> {
+/// maintenance exists, and says so when `announce` (the mode was just set).
+fn effective_mode(relid: pg_sys::Oid, settings: &StreamSettings, announce: bool) -> PgtResult<RefreshMode> {
     check_mode(settings)?;
-    if settings.refresh_mode == RefreshMode::Auto {
+    if settings.refresh_mode == RefreshMode::Auto && announce {
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
             format!("stream table {} will be refreshed by full recomputation", relation_name(relid)?),
@@ -63,7 +63,7 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, populated: bool) 
     if stream_tables::exists(relid)? {
         return Err(PgtError::AlreadyAStreamTable { name: relation_name(relid)? });
     }
-    let effective = effective_mode(relid, settings)?;
+    let effective = effective_mode(relid, settings, true)?;
     write_settings(relid, settings)?;
     sys::record_extension_dependency(relid)?;
     let sources = stream_tables::sources_of(relid)?;
@@ -79,8 +79,9 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
     let current = stream_tables::get(relid)?;
     match apply_alter(current.as_ref().map(|st| &st.settings), changes)? {
         AlterOutcome::Stream(settings) => match current {
-            Some(_) => {
-                let effective = effective_mode(relid, &settings)?;
+            Some(st) => {
+                let mode_changed = st.settings.refresh_mode != settings.refresh_mode;
+                let effective = effective_mode(relid, &settings, mode_changed)?;
                 write_settings(relid, &settings)?;
                 sys::as_extension_owner(|| stream_tables::update_settings(relid, &settings, effective))
             }

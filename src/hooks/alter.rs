@@ -73,7 +73,7 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::AlterTableStmt) -> P
     // SAFETY: plain syscache read.
     let relkind = unsafe { pg_sys::get_rel_relkind(relid) } as u8;
     if !ours.is_empty() && relkind != pg_sys::RELKIND_MATVIEW {
-        return Err(PgtError::NotAStreamTable { name: lifecycle::relation_name(relid)? });
+        return Err(PgtError::NotAMatview { name: lifecycle::relation_name(relid)? });
     }
 
     if pg_has_work {

@@ -1,0 +1,82 @@
+//! End-to-end tests against a running PostgreSQL 18 with pg_trickle
+//! preloaded. `scripts/test.sh` starts the server and sets PGT_TEST_PORT and
+//! PGT_PREFIX; each test works in a database of its own.
+
+mod dump_restore;
+mod jdbc;
+mod protocol;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use postgres::{Client, NoTls};
+
+pub fn port() -> u16 {
+    std::env::var("PGT_TEST_PORT")
+        .expect("PGT_TEST_PORT is not set: run the end-to-end tests through `make test`")
+        .parse()
+        .expect("PGT_TEST_PORT is not a port number")
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let prefix = std::env::var("PGT_PREFIX").expect("PGT_PREFIX is not set: run through `make test`");
+    PathBuf::from(prefix).join("bin").join(name)
+}
+
+pub fn connect(db: &str) -> Client {
+    Client::connect(&format!("host=127.0.0.1 port={} user=postgres dbname={db}", port()), NoTls)
+        .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+}
+
+/// A new, empty database (dropped first if a previous run left it).
+pub fn fresh_db(name: &str, with_extension: bool) -> Client {
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let mut c = connect(name);
+    if with_extension {
+        c.batch_execute("CREATE EXTENSION pg_trickle").unwrap();
+    }
+    c
+}
+
+/// Run a PostgreSQL client program; panic with its output if it fails.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(bin(program)).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Rows of a query rendered as text, sorted, for comparisons.
+pub fn rows(c: &mut Client, sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = c
+        .query(&format!("SELECT t::text FROM ({sql}) t"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The stream table equals a fresh run of `query`, as a multiset.
+pub fn assert_matches_query(c: &mut Client, st: &str, query: &str) {
+    let diff: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM (
+                   (SELECT * FROM {st} EXCEPT ALL {query})
+                   UNION ALL
+                   (({query}) EXCEPT ALL SELECT * FROM {st})) d"
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(diff, 0, "{st} differs from its query");
+}
