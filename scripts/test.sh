@@ -47,11 +47,15 @@ phase() {
     fi
 }
 
+# The pgrx and install phases replace the installed library: stop the
+# `make run` cluster first (a running server must not have it overwritten).
+"$here/cluster.sh" stop "$PGT_RUN_PGDATA"
+
 phase cargo-test cargo test --lib
 count_cargo "$logs/cargo-test.log"
 
 pgrx_data="$PGT_CACHE/pgrx-test"
-mkdir -p "$pgrx_data" && chown "$PGT_OS_USER": "$pgrx_data" 2>/dev/null
+mkdir -p "$pgrx_data" && chown "$PGT_OS_USER": "$pgrx_data" 2>/dev/null || true
 rm -rf "$pgrx_data/data"
 phase pgrx-test cargo pgrx test pg18 --runas "$PGT_OS_USER" --pgdata "$pgrx_data/data"
 count_cargo "$logs/pgrx-test.log"

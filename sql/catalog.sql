@@ -18,7 +18,13 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
     consecutive_errors integer NOT NULL DEFAULT 0,
     last_error         text,
     created_at         timestamptz NOT NULL DEFAULT now(),
-    last_refresh_at    timestamptz
+    last_refresh_at    timestamptz,
+    -- Change capture: whether it reads its sources' change buffers, and the
+    -- frontier up to which it has applied them (see src/cdc/frontier.rs).
+    consumes_changes   boolean NOT NULL DEFAULT false,
+    frontier           pg_snapshot,
+    frontier_xid       xid8,
+    frontier_cid       bigint
 );
 
 -- The relations each stream table reads: directly, or through a view (via_relid).
@@ -40,14 +46,41 @@ CREATE TABLE pgtrickle.pgt_refresh_history (
     started_at   timestamptz NOT NULL,
     finished_at  timestamptz,
     rows_applied bigint,
+    changes_consumed bigint,
     outcome      text NOT NULL DEFAULT 'running'
         CHECK (outcome IN ('running', 'ok', 'error')),
     message      text
 );
 CREATE INDEX ON pgtrickle.pgt_refresh_history (relid, started_at);
 
-REVOKE ALL ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history FROM PUBLIC;
-GRANT SELECT ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history TO PUBLIC;
+-- Change buffers: one per captured source, in schema pgtrickle_changes.
+CREATE SCHEMA pgtrickle_changes;
+REVOKE ALL ON SCHEMA pgtrickle_changes FROM PUBLIC;
+CREATE TABLE pgtrickle.pgt_change_buffers (
+    source_relid oid PRIMARY KEY,
+    buffer_relid oid NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+REVOKE ALL ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history,
+              pgtrickle.pgt_change_buffers FROM PUBLIC;
+GRANT SELECT ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history,
+                pgtrickle.pgt_change_buffers TO PUBLIC;
+
+-- The capture trigger function (native; see src/cdc/capture.rs). It runs as
+-- the extension owner with a fixed search_path.
+CREATE FUNCTION pgtrickle._capture() RETURNS trigger
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgt_capture';
+REVOKE ALL ON FUNCTION pgtrickle._capture() FROM PUBLIC;
+
+-- Has frontier (snapshot, xid, cid) applied a change row (xid, cid)?
+CREATE FUNCTION pgtrickle._applied(xid xid8, cid bigint, frontier pg_snapshot, frontier_xid xid8, frontier_cid bigint)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.pg_visible_in_snapshot(xid, frontier)
+       AND NOT (frontier_xid IS NOT NULL AND xid OPERATOR(pg_catalog.=) frontier_xid
+                AND cid OPERATOR(pg_catalog.>=) frontier_cid)
+$$;
 GRANT USAGE ON SCHEMA pgtrickle TO PUBLIC;
 
 -- The user-facing view of stream tables.
@@ -78,6 +111,10 @@ BEGIN
      WHERE d.classid = 'pg_catalog.pg_class'::regclass
        AND d.objsubid = 0
        AND st.relid = d.objid;
+    IF FOUND OR EXISTS (SELECT 1 FROM pgtrickle.pgt_change_buffers b
+                         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = b.source_relid)) THEN
+        PERFORM pgtrickle._cleanup_change_capture();
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION pgtrickle._on_sql_drop() FROM PUBLIC;

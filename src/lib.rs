@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 pub mod api;
 pub mod catalog;
+pub mod cdc;
 pub mod error;
 pub mod hooks;
 pub mod refresh;
@@ -17,6 +18,7 @@ pub mod worker;
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

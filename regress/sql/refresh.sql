@@ -33,7 +33,8 @@ SELECT * FROM agg;
 REFRESH MATERIALIZED VIEW agg;
 SELECT count(*) FROM agg;
 
--- A failing refresh rolls back whole: contents and history unchanged.
+-- A failing refresh rolls back whole: contents and history unchanged (the
+-- one history row is the first population by CREATE).
 CREATE TABLE div (a int, b int);
 INSERT INTO div VALUES (1, 1);
 CREATE MATERIALIZED VIEW q WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS SELECT a / b AS r FROM div;

@@ -134,6 +134,25 @@ mod pgtrickle {
         drop_st(name).or_report()
     }
 
+    /// Called by the sql_drop event trigger: remove change capture from
+    /// sources no stream table consumes any more.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn _cleanup_change_capture() {
+        // Our own DROPs (of buffers) fire the event trigger again: skip.
+        if !crate::hooks::is_internal() {
+            crate::cdc::consumers::cleanup().or_report()
+        }
+    }
+
+    /// Pending rows and oldest pending change of a source's change buffer.
+    #[pg_extern(volatile, parallel_safe)]
+    fn _buffer_stats(
+        source: pg_sys::Oid,
+    ) -> TableIterator<'static, (name!(pending_rows, i64), name!(oldest_change, Option<pgrx::datum::TimestampWithTimeZone>))> {
+        let stats = crate::cdc::buffer::stats(source).or_report();
+        TableIterator::once(stats)
+    }
+
     /// Refresh a stream table now; returns the number of rows it holds.
     #[pg_extern(volatile, parallel_unsafe)]
     fn refresh_stream_table(name: &str) -> i64 {

@@ -12,6 +12,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use super::options::{apply_alter, merge_reloptions, to_reloptions, AlterOutcome, OptionChange, RefreshMode, StreamSettings};
 use super::{stream_tables, sys};
+use crate::cdc;
 use crate::error::{PgtError, PgtResult};
 
 /// `schema.name`, quoted as needed, for messages and generated SQL.
@@ -54,8 +55,11 @@ fn write_settings(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()
     sys::write_reloptions(relid, &merge_reloptions(&existing, &to_reloptions(settings)))
 }
 
-/// Make an existing materialized view a stream table.
-pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, populated: bool) -> PgtResult<()> {
+/// Make an existing materialized view a stream table. A stream table that
+/// consumes changes is attached to its sources' capture and marked for a
+/// FULL refresh, which establishes its first frontier; the caller runs that
+/// refresh when the contents must be current now (CREATE without NO DATA).
+pub fn register(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> {
     if !sys::current_user_owns(relid) {
         return Err(PgtError::NotOwner { name: relation_name(relid)? });
     }
@@ -67,7 +71,12 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, populated: bool) 
     write_settings(relid, settings)?;
     sys::record_extension_dependency(relid)?;
     let sources = stream_tables::sources_of(relid)?;
-    sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, populated, &sources))
+    let consumes = cdc::consumers::consumes(settings, &sources);
+    sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, consumes, &sources))?;
+    if consumes {
+        cdc::consumers::attach(relid)?;
+    }
+    Ok(())
 }
 
 /// Apply `SET`/`RESET` items to a materialized view (stream table or not).
@@ -83,16 +92,18 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
                 let mode_changed = st.settings.refresh_mode != settings.refresh_mode;
                 let effective = effective_mode(relid, &settings, mode_changed)?;
                 write_settings(relid, &settings)?;
-                sys::as_extension_owner(|| stream_tables::update_settings(relid, &settings, effective))
+                let sources = stream_tables::sources_of(relid)?;
+                let consumes = cdc::consumers::consumes(&settings, &sources);
+                sys::as_extension_owner(|| {
+                    stream_tables::update_settings(relid, &settings, effective, consumes)
+                })?;
+                match (st.consumes_changes, consumes) {
+                    (false, true) => cdc::consumers::attach(relid),
+                    (true, false) => cdc::consumers::cleanup(),
+                    _ => Ok(()),
+                }
             }
-            None => {
-                let populated = Spi::get_one_with_args::<bool>(
-                    "SELECT relispopulated FROM pg_catalog.pg_class WHERE oid = $1",
-                    &[relid.into()],
-                )?
-                .unwrap_or(false);
-                register(relid, &settings, populated)
-            }
+            None => register(relid, &settings),
         },
         AlterOutcome::Plain => match current {
             Some(_) => unregister(relid),
@@ -106,5 +117,6 @@ pub fn unregister(relid: pg_sys::Oid) -> PgtResult<()> {
     let existing = sys::read_reloptions(relid)?;
     sys::write_reloptions(relid, &merge_reloptions(&existing, &[]))?;
     sys::remove_extension_dependency(relid)?;
-    sys::as_extension_owner(|| stream_tables::delete(relid))
+    sys::as_extension_owner(|| stream_tables::delete(relid))?;
+    cdc::consumers::cleanup()
 }

@@ -8,6 +8,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::options::{RefreshMode, StreamSettings};
+use crate::cdc::frontier::Frontier;
 use crate::error::{PgtError, PgtResult};
 
 /// One row of `pgtrickle.pgt_stream_tables`.
@@ -18,6 +19,13 @@ pub struct StreamTable {
     /// The mode refreshes actually use (`auto` resolved).
     pub effective_mode: RefreshMode,
     pub status: String,
+    /// Whether it consumes its sources' change buffers.
+    pub consumes_changes: bool,
+    /// Whether the next refresh must recompute (TRUNCATE, new consumer, ...).
+    pub needs_full: bool,
+    /// What it has applied so far (consumers only; `None` before the first
+    /// refresh that established one).
+    pub frontier: Option<Frontier>,
 }
 
 /// A relation the stream table's query reads (directly or through views).
@@ -31,7 +39,7 @@ pub struct Source {
 
 pub fn exists(relid: pg_sys::Oid) -> PgtResult<bool> {
     Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE relid = $1)",
+        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
     )?
     .unwrap_or(false))
@@ -40,8 +48,9 @@ pub fn exists(relid: pg_sys::Oid) -> PgtResult<bool> {
 pub fn get(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT requested_mode, refresh_mode, schedule, status \
-             FROM pgtrickle.pgt_stream_tables WHERE relid = $1",
+            "SELECT requested_mode, refresh_mode, schedule, status, consumes_changes, needs_full, \
+                    frontier::text, frontier_xid::text, frontier_cid \
+             FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[relid.into()],
         )?;
@@ -58,6 +67,12 @@ pub fn get(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
             },
             effective_mode: RefreshMode::parse(&effective)?,
             status: row.get(4)?.unwrap_or_default(),
+            consumes_changes: row.get(5)?.unwrap_or(false),
+            needs_full: row.get(6)?.unwrap_or(false),
+            frontier: match row.get::<String>(7)? {
+                Some(snapshot) => Some(Frontier { snapshot, xid: row.get(8)?, cid: row.get(9)?.unwrap_or(0) }),
+                None => None,
+            },
         }))
     })
 }
@@ -66,19 +81,19 @@ pub fn insert(
     relid: pg_sys::Oid,
     settings: &StreamSettings,
     effective: RefreshMode,
-    populated: bool,
+    consumes_changes: bool,
     sources: &[Source],
 ) -> PgtResult<()> {
     Spi::run_with_args(
         "INSERT INTO pgtrickle.pgt_stream_tables \
-             (relid, requested_mode, refresh_mode, schedule, last_refresh_at) \
-         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN pg_catalog.now() END)",
+             (relid, requested_mode, refresh_mode, schedule, consumes_changes, needs_full) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
         &[
             relid.into(),
             settings.refresh_mode.as_str().into(),
             effective.as_str().into(),
             settings.schedule.clone().into(),
-            populated.into(),
+            consumes_changes.into(),
         ],
     )?;
     for s in sources {
@@ -91,26 +106,40 @@ pub fn insert(
     Ok(())
 }
 
+/// Store new settings. A stream table that starts consuming changes gets
+/// no frontier and needs a FULL refresh to establish one; one that stops
+/// consuming forgets its frontier.
 pub fn update_settings(
     relid: pg_sys::Oid,
     settings: &StreamSettings,
     effective: RefreshMode,
+    consumes_changes: bool,
 ) -> PgtResult<()> {
     Spi::run_with_args(
         "UPDATE pgtrickle.pgt_stream_tables \
-            SET requested_mode = $2, refresh_mode = $3, schedule = $4 WHERE relid = $1",
+            SET requested_mode = $2, refresh_mode = $3, schedule = $4, \
+                needs_full = needs_full OR ($5 AND NOT consumes_changes), \
+                frontier = CASE WHEN $5 AND consumes_changes THEN frontier END, \
+                frontier_xid = CASE WHEN $5 AND consumes_changes THEN frontier_xid END, \
+                frontier_cid = CASE WHEN $5 AND consumes_changes THEN frontier_cid END, \
+                consumes_changes = $5 \
+          WHERE relid OPERATOR(pg_catalog.=) $1",
         &[
             relid.into(),
             settings.refresh_mode.as_str().into(),
             effective.as_str().into(),
             settings.schedule.clone().into(),
+            consumes_changes.into(),
         ],
     )?;
     Ok(())
 }
 
 pub fn delete(relid: pg_sys::Oid) -> PgtResult<()> {
-    Spi::run_with_args("DELETE FROM pgtrickle.pgt_stream_tables WHERE relid = $1", &[relid.into()])?;
+    Spi::run_with_args(
+        "DELETE FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
+        &[relid.into()],
+    )?;
     Ok(())
 }
 
@@ -165,20 +194,35 @@ pub fn history_start(relid: pg_sys::Oid, mode: RefreshMode, trigger: &str) -> Pg
     .ok_or_else(|| PgtError::Internal("refresh history insert returned no id".into()))
 }
 
+/// What a finished refresh leaves behind.
+pub struct RefreshResult {
+    pub rows: i64,
+    pub changes_consumed: i64,
+    pub frontier: Option<Frontier>,
+}
+
 /// Finish a history entry and stamp the stream table as refreshed.
-pub fn history_finish(id: i64, relid: pg_sys::Oid, rows: i64) -> PgtResult<()> {
+pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> PgtResult<()> {
     Spi::run_with_args(
         "UPDATE pgtrickle.pgt_refresh_history \
-            SET finished_at = pg_catalog.clock_timestamp(), rows_applied = $2, outcome = 'ok' \
-          WHERE id = $1",
-        &[id.into(), rows.into()],
+            SET finished_at = pg_catalog.clock_timestamp(), rows_applied = $2, \
+                changes_consumed = $3, outcome = 'ok' \
+          WHERE id OPERATOR(pg_catalog.=) $1",
+        &[id.into(), result.rows.into(), result.changes_consumed.into()],
     )?;
+    let f = result.frontier.as_ref();
     Spi::run_with_args(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET last_refresh_at = pg_catalog.now(), consecutive_errors = 0, last_error = NULL, \
-                needs_full = false \
-          WHERE relid = $1",
-        &[relid.into()],
+                needs_full = false, frontier = $2::pg_catalog.pg_snapshot, \
+                frontier_xid = $3::pg_catalog.xid8, frontier_cid = $4 \
+          WHERE relid OPERATOR(pg_catalog.=) $1",
+        &[
+            relid.into(),
+            f.map(|f| f.snapshot.clone()).into(),
+            f.and_then(|f| f.xid.clone()).into(),
+            f.map(|f| f.cid).into(),
+        ],
     )?;
     Ok(())
 }

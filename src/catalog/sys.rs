@@ -33,7 +33,7 @@ pub fn extension_oid() -> Option<pg_sys::Oid> {
 /// The role that owns the extension (the role that ran CREATE EXTENSION).
 fn extension_owner() -> PgtResult<pg_sys::Oid> {
     let oid = Spi::get_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_trickle'",
+        "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_trickle')",
     )?;
     oid.ok_or(PgtError::ExtensionMissing)
 }
@@ -46,20 +46,33 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> PgtResult<R>) -> PgtResult<R> {
     f()
 }
 
-/// Restores the saved user id and security context on drop.
+/// Restores the saved user id, security context and search_path on drop.
 struct UserSwitch {
     user: pg_sys::Oid,
     context: i32,
+    guc_level: i32,
 }
 
 impl UserSwitch {
     fn to(user: pg_sys::Oid) -> UserSwitch {
-        let mut saved = UserSwitch { user: pg_sys::InvalidOid, context: 0 };
-        // SAFETY: reads backend-local state into the two locals; then switches
-        // the user with SECURITY_LOCAL_USERID_CHANGE, as SECURITY DEFINER
-        // functions do. Drop restores exactly the saved values.
+        let mut saved = UserSwitch { user: pg_sys::InvalidOid, context: 0, guc_level: 0 };
+        // SAFETY: reads backend-local state into the locals; then, as
+        // fmgr_security_definer does for SECURITY DEFINER functions, opens a
+        // GUC nest level with a safe search_path and switches the user with
+        // SECURITY_LOCAL_USERID_CHANGE. Drop undoes both.
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
+            saved.guc_level = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                c"pg_catalog, pg_temp".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
             pg_sys::SetUserIdAndSecContext(
                 user,
                 saved.context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
@@ -71,8 +84,14 @@ impl UserSwitch {
 
 impl Drop for UserSwitch {
     fn drop(&mut self) {
-        // SAFETY: restores the values saved in `to`.
-        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) }
+        // SAFETY: restores the values saved in `to`; AtEOXact_GUC pops the
+        // nest level opened there (on error, transaction abort does it).
+        unsafe {
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+            if pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() {
+                pg_sys::AtEOXact_GUC(true, self.guc_level);
+            }
+        }
     }
 }
 
@@ -80,6 +99,16 @@ impl Drop for UserSwitch {
 pub fn current_user_owns(relid: pg_sys::Oid) -> bool {
     // SAFETY: object_ownercheck reads pg_class through the syscache.
     unsafe { pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId()) }
+}
+
+/// May the current user refresh the relation (owner or MAINTAIN privilege,
+/// as for REFRESH MATERIALIZED VIEW)?
+pub fn current_user_can_maintain(relid: pg_sys::Oid) -> bool {
+    // SAFETY: pg_class_aclcheck reads pg_class and role membership.
+    unsafe {
+        pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_MAINTAIN as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    }
 }
 
 /// Take a lock on a relation for the rest of the transaction.
@@ -188,5 +217,39 @@ pub fn remove_extension_dependency(relid: pg_sys::Oid) -> PgtResult<()> {
             ext,
         )
     };
+    Ok(())
+}
+
+fn extension_address() -> PgtResult<pg_sys::ObjectAddress> {
+    let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
+    Ok(pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: ext, objectSubId: 0 })
+}
+
+/// Make a relation created at run time (a change buffer) a member of the
+/// extension: pg_dump skips it and DROP EXTENSION drops it.
+pub fn record_extension_membership(relid: pg_sys::Oid) -> PgtResult<()> {
+    let depender = relation_address(relid);
+    let referenced = extension_address()?;
+    // SAFETY: both addresses are valid, fully initialised locals.
+    unsafe {
+        pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_EXTENSION)
+    };
+    Ok(())
+}
+
+/// Undo [`record_extension_membership`] (before dropping the relation).
+pub fn remove_extension_membership(relid: pg_sys::Oid) -> PgtResult<()> {
+    let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
+    // SAFETY: deletes only the pg_depend rows matching all five keys.
+    unsafe {
+        pg_sys::deleteDependencyRecordsForSpecific(
+            pg_sys::RelationRelationId,
+            relid,
+            pg_sys::DependencyType::DEPENDENCY_EXTENSION as std::ffi::c_char,
+            pg_sys::ExtensionRelationId,
+            ext,
+        )
+    };
+    command_counter_increment();
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! `CREATE MATERIALIZED VIEW … WITH (pgtrickle.stream = true, …) AS …`
 //!
 //! PostgreSQL refuses reloptions it does not know, so the handler removes the
-//! `pgtrickle.*` items from a copy of the statement, lets PostgreSQL create
-//! (and, unless `WITH NO DATA`, populate) the materialized view from it, and
-//! then registers the new relation as a stream table, which writes the
-//! settings back into its reloptions.
+//! `pgtrickle.*` items from a copy of the statement and lets PostgreSQL
+//! create the materialized view from it, always `WITH NO DATA`. It then
+//! registers the new relation as a stream table (which writes the settings
+//! back into its reloptions and sets up change capture) and, unless the user
+//! asked for `WITH NO DATA`, populates it with a first refresh. Populating
+//! after capture is in place is what makes the first frontier exact.
 
 use pgrx::pg_sys;
 
@@ -14,6 +16,7 @@ use crate::catalog::lifecycle;
 use crate::catalog::options::settings_for_create;
 use crate::catalog::sys;
 use crate::error::{PgtError, PgtResult};
+use crate::refresh::{self, RefreshTrigger};
 
 pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::CreateTableAsStmt) -> PgtResult<()> {
     // SAFETY: the dispatcher checked the tag; `into` is always set for
@@ -42,6 +45,8 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::CreateTableAsStmt) -
         (*copy_into).options = list_from_ptrs(&copy_others);
         (copy, (*copy_into).rel, (*copy_into).skipData, (*copy).if_not_exists)
     };
+    // SAFETY: `copy` is ours; set WITH NO DATA on it (see the module comment).
+    let force_no_data = |copy: *mut pg_sys::CreateTableAsStmt| unsafe { (*(*copy).into).skipData = true };
 
     let Some(settings) = settings else {
         // pgtrickle.stream = false: an ordinary materialized view.
@@ -67,6 +72,7 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::CreateTableAsStmt) -
         return Ok(());
     }
 
+    force_no_data(copy);
     call.run_instead(copy.cast());
     sys::command_counter_increment();
 
@@ -75,5 +81,10 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::CreateTableAsStmt) -
     if relid == pg_sys::InvalidOid {
         return Err(PgtError::Internal(format!("materialized view \"{relname}\" was not created")));
     }
-    lifecycle::register(relid, &settings, !skip_data)
+    lifecycle::register(relid, &settings)?;
+    if !skip_data {
+        let rows = refresh::refresh(relid, RefreshTrigger::Create)?;
+        call.complete_as_select(rows.max(0) as u64);
+    }
+    Ok(())
 }

@@ -43,6 +43,11 @@ impl Drop for Internal {
     }
 }
 
+/// Is pg_trickle itself running the current statement?
+pub fn is_internal() -> bool {
+    in_internal()
+}
+
 fn in_internal() -> bool {
     INTERNAL_DEPTH.with(|d| d.get() > 0)
 }

@@ -56,6 +56,18 @@ impl UtilityCall {
         }
     }
 
+    /// Report "SELECT n", as PostgreSQL does for a populated CREATE
+    /// MATERIALIZED VIEW (SPI relies on it).
+    pub fn complete_as_select(&self, rows: u64) {
+        if !self.qc.is_null() {
+            // SAFETY: qc, when not NULL, points to the caller's completion.
+            unsafe {
+                (*self.qc).commandTag = pg_sys::CommandTag::CMDTAG_SELECT;
+                (*self.qc).nprocessed = rows;
+            }
+        }
+    }
+
     unsafe fn call_next(&self, pstmt: *mut pg_sys::PlannedStmt, read_only_tree: bool) {
         // SAFETY: PREV_PROCESS_UTILITY is only written in install(); the
         // arguments are the ones PostgreSQL handed us.
@@ -105,7 +117,9 @@ unsafe extern "C-unwind" fn pgt_process_utility(
 }
 
 fn dispatch(call: &UtilityCall) -> PgtResult<()> {
-    if in_internal() {
+    // SAFETY: reads a backend-local flag set while an extension script runs.
+    let in_extension_script = unsafe { pg_sys::creating_extension };
+    if in_internal() || in_extension_script {
         call.pass_through();
         return Ok(());
     }

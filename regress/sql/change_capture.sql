@@ -1,0 +1,144 @@
+-- change_capture: stream tables that may be refreshed incrementally
+-- (refresh_mode other than 'full') capture their sources' changes with
+-- internal statement-level triggers into change buffers; one trigger set per
+-- source, invisible to \d, removed with the last consumer; refreshes consume
+-- the buffers up to a frontier and trim them.
+CREATE TABLE src (id int PRIMARY KEY, grp text, v int);
+CREATE TABLE other (id int, note text);
+INSERT INTO src SELECT g, 'g' || (g % 3), g FROM generate_series(1, 6) g;
+
+-- A FULL stream table captures nothing.
+CREATE MATERIALIZED VIEW full_st WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS
+  SELECT grp, count(*) AS n FROM src GROUP BY grp;
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'src'::regclass;
+SELECT * FROM pgtrickle.change_buffers;
+
+-- An 'auto' stream table on two sources: one trigger set on each.
+SET client_min_messages = warning;
+CREATE MATERIALIZED VIEW cap WITH (pgtrickle.stream = true) AS
+  SELECT s.grp, s.v, o.note FROM src s LEFT JOIN other o ON o.id = s.id;
+RESET client_min_messages;
+SELECT tgrelid::regclass, regexp_replace(tgname, '_[0-9]+$', '') AS trigger, tgisinternal, tgenabled
+  FROM pg_trigger WHERE tgrelid IN ('src'::regclass, 'other'::regclass) ORDER BY 1, 2;
+-- Internal triggers are not shown by \d.
+\d src
+SELECT source, pending_rows, consumers FROM pgtrickle.change_buffers ORDER BY source::text;
+SELECT consumes_changes, needs_full, frontier IS NOT NULL AS has_frontier
+  FROM pgtrickle.pgt_stream_tables WHERE relid = 'cap'::regclass;
+-- The buffer's columns: bookkeeping, then the source's columns by attnum.
+SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+  FROM pgtrickle.pgt_change_buffers b JOIN pg_attribute a ON a.attrelid = b.buffer_relid
+ WHERE b.source_relid = 'src'::regclass AND a.attnum > 0 ORDER BY a.attnum;
+
+-- A second consumer of the same source adds no trigger.
+SET client_min_messages = warning;
+CREATE MATERIALIZED VIEW cap2 WITH (pgtrickle.stream = true) AS SELECT id, v FROM src WHERE v > 2;
+RESET client_min_messages;
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'src'::regclass;
+
+-- INSERT, UPDATE (old and new row), DELETE are captured, as one statement each.
+INSERT INTO src VALUES (7, 'g1', 70);
+UPDATE src SET v = v * 10 WHERE id IN (1, 2);
+DELETE FROM src WHERE id = 3;
+CREATE FUNCTION buffer_rows(regclass) RETURNS TABLE (action "char", id int, grp text, v int)
+LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE format('SELECT __pgt_action, c1, c2, c3 FROM %s ORDER BY __pgt_cid, c1, __pgt_action',
+    (SELECT buffer_relid::regclass FROM pgtrickle.pgt_change_buffers WHERE source_relid = $1));
+END $$;
+SELECT * FROM buffer_rows('src');
+SELECT source, pending_rows, consumers FROM pgtrickle.change_buffers ORDER BY source::text;
+
+-- Rolled-back transactions and savepoints leave nothing behind.
+BEGIN;
+INSERT INTO src VALUES (100, 'x', 1);
+ROLLBACK;
+BEGIN;
+INSERT INTO src VALUES (101, 'x', 1);
+SAVEPOINT s;
+INSERT INTO src VALUES (102, 'x', 1);
+ROLLBACK TO SAVEPOINT s;
+DELETE FROM src WHERE id = 101;
+COMMIT;
+SELECT action, id FROM buffer_rows('src') WHERE id >= 100;
+
+-- Refreshing one consumer applies its window; rows stay until every
+-- consumer has applied them.
+REFRESH MATERIALIZED VIEW cap;
+SELECT relid::regclass, trigger, changes_consumed FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'cap'::regclass ORDER BY id;
+SELECT source, pending_rows FROM pgtrickle.change_buffers ORDER BY source::text;
+REFRESH MATERIALIZED VIEW cap2;
+SELECT relid::regclass, trigger, changes_consumed FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'cap2'::regclass ORDER BY id;
+SELECT source, pending_rows FROM pgtrickle.change_buffers ORDER BY source::text;
+
+-- A transaction that writes, refreshes, and writes again: the later change
+-- is not taken as applied.
+BEGIN;
+INSERT INTO src VALUES (8, 'g2', 80);
+REFRESH MATERIALIZED VIEW cap;
+INSERT INTO src VALUES (9, 'g0', 90);
+COMMIT;
+REFRESH MATERIALIZED VIEW cap;
+SELECT changes_consumed FROM pgtrickle.pgt_refresh_history WHERE relid = 'cap'::regclass ORDER BY id;
+
+-- TRUNCATE marks the consumers for a full refresh.
+TRUNCATE other;
+SELECT relid::regclass, needs_full FROM pgtrickle.pgt_stream_tables WHERE consumes_changes ORDER BY 1::text;
+REFRESH MATERIALIZED VIEW cap;
+SELECT needs_full FROM pgtrickle.pgt_stream_tables WHERE relid = 'cap'::regclass;
+
+-- DDL on a source: unused columns may change, the buffer follows.
+ALTER TABLE src ADD COLUMN extra text;
+INSERT INTO src VALUES (10, 'g1', 100, 'e');
+ALTER TABLE src RENAME COLUMN extra TO extra2;
+ALTER TABLE src ALTER COLUMN extra2 TYPE varchar(10);
+UPDATE src SET extra2 = 'f' WHERE id = 10;
+ALTER TABLE src DROP COLUMN extra2;
+DELETE FROM src WHERE id = 10;
+SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+  FROM pgtrickle.pgt_change_buffers b JOIN pg_attribute a ON a.attrelid = b.buffer_relid
+ WHERE b.source_relid = 'src'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum;
+SELECT action, id, v FROM buffer_rows('src') WHERE id = 10;
+-- Columns a stream table reads cannot be dropped or retyped; nor the table.
+ALTER TABLE src DROP COLUMN v;
+ALTER TABLE src ALTER COLUMN v TYPE bigint;
+DROP TABLE other;
+
+-- Writers need no rights on the buffers, and RLS does not hide rows from capture.
+CREATE ROLE pgt_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON src TO pgt_writer;
+ALTER TABLE src ENABLE ROW LEVEL SECURITY;
+ALTER TABLE src FORCE ROW LEVEL SECURITY;
+CREATE POLICY only_g1 ON src USING (grp = 'g1') WITH CHECK (true);
+SET ROLE pgt_writer;
+INSERT INTO src VALUES (20, 'g2', 200);
+SELECT count(*) FROM pgtrickle_changes.changes_0;  -- no access to the schema
+RESET ROLE;
+SELECT action, id, grp FROM buffer_rows('src') WHERE id = 20;
+ALTER TABLE src DISABLE ROW LEVEL SECURITY;
+DROP POLICY only_g1 ON src;
+REVOKE ALL ON src FROM pgt_writer;
+DROP ROLE pgt_writer;
+
+-- Switching to 'full' detaches; the last consumer takes the triggers along.
+ALTER MATERIALIZED VIEW cap2 SET (pgtrickle.refresh_mode = 'full');
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'src'::regclass;
+DROP MATERIALIZED VIEW cap;
+SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('src'::regclass, 'other'::regclass);
+SELECT count(*) FROM pgtrickle.pgt_change_buffers;
+SELECT count(*) FROM pg_class WHERE relnamespace = 'pgtrickle_changes'::regnamespace;
+-- And back: 'auto' attaches again, needing a full refresh first.
+SET client_min_messages = warning;
+ALTER MATERIALIZED VIEW cap2 SET (pgtrickle.refresh_mode = 'auto');
+RESET client_min_messages;
+SELECT consumes_changes, needs_full FROM pgtrickle.pgt_stream_tables WHERE relid = 'cap2'::regclass;
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'src'::regclass;
+
+-- Dropping a source with CASCADE drops its stream tables and the capture.
+DROP TABLE src CASCADE;
+SELECT count(*) FROM pgtrickle.pgt_change_buffers;
+SELECT count(*) FROM pg_class WHERE relnamespace = 'pgtrickle_changes'::regnamespace;
+DROP FUNCTION buffer_rows(regclass);
+DROP TABLE other;

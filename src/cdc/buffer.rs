@@ -1,0 +1,235 @@
+//! Change buffers: `pgtrickle_changes.changes_<source oid>`, one per source
+//! that some stream table consumes.
+//!
+//! Columns: `__pgt_xid xid8` (writer's top-level transaction),
+//! `__pgt_cid int8` (its command id: statement order inside the
+//! transaction), `__pgt_time timestamptz` (transaction start),
+//! `__pgt_action "char"` (`I` or `D`; an UPDATE is a `D` of the old row and
+//! an `I` of the new), then one column per live column of the source, in the
+//! source's order, named `c<attnum>`. Positional correspondence is what lets
+//! the capture SQL select `n.*`; [`sync`] keeps it after ALTER TABLE on the
+//! source. No indexes: writers pay one heap insert per changed row, and
+//! readers scan a buffer that trimming keeps down to the pending changes.
+//!
+//! Buffers are members of the extension (pg_dump skips them, DROP EXTENSION
+//! drops them) and are written only by the capture trigger, as the
+//! extension's owner.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::catalog::sys;
+use crate::error::{PgtError, PgtResult};
+
+pub const SCHEMA: &str = "pgtrickle_changes";
+/// Number of bookkeeping columns before the source's columns.
+pub const META_COLUMNS: usize = 4;
+
+pub fn buffer_name(source: pg_sys::Oid) -> String {
+    format!("{SCHEMA}.changes_{}", source.to_u32())
+}
+
+/// The buffer of a source, if it has one.
+pub fn buffer_relid(source: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT buffer_relid FROM pgtrickle.pgt_change_buffers \
+                  WHERE source_relid OPERATOR(pg_catalog.=) $1)",
+        &[source.into()],
+    )?)
+}
+
+/// Live columns of a relation as (attnum, SQL type with collation).
+fn live_columns(relid: pg_sys::Oid, skip: usize) -> PgtResult<Vec<(i16, String, String)>> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT a.attnum, a.attname::text, \
+                    pg_catalog.format_type(a.atttypid, a.atttypmod) \
+                    || CASE WHEN a.attcollation OPERATOR(pg_catalog.<>) 0 \
+                             AND a.attcollation OPERATOR(pg_catalog.<>) t.typcollation \
+                            THEN ' COLLATE ' || pg_catalog.quote_ident(cn.nspname) || '.' \
+                                 || pg_catalog.quote_ident(co.collname) ELSE '' END \
+               FROM pg_catalog.pg_attribute a \
+               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
+               LEFT JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation \
+               LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace \
+              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 \
+                AND NOT a.attisdropped \
+              ORDER BY a.attnum",
+            None,
+            &[relid.into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push((
+                row.get::<i16>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<String>(3)?.unwrap_or_default(),
+            ));
+        }
+        Ok(out.into_iter().skip(skip).collect())
+    })
+}
+
+/// Create the buffer of `source` if it has none. Runs as the extension owner.
+pub fn ensure(source: pg_sys::Oid) -> PgtResult<()> {
+    if buffer_relid(source)?.is_some() {
+        return Ok(());
+    }
+    let columns = live_columns(source, 0)?;
+    let mut ddl = format!(
+        "CREATE TABLE {} (__pgt_xid pg_catalog.xid8 NOT NULL, __pgt_cid pg_catalog.int8 NOT NULL, \
+         __pgt_time pg_catalog.timestamptz NOT NULL, __pgt_action pg_catalog.\"char\" NOT NULL",
+        buffer_name(source)
+    );
+    for (attnum, _, ty) in &columns {
+        ddl.push_str(&format!(", c{attnum} {ty}"));
+    }
+    ddl.push_str(") WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02)");
+    let _internal = crate::hooks::internal();
+    sys::as_extension_owner(|| {
+        Spi::run(&ddl)?;
+        let buffer = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{}'::pg_catalog.regclass::pg_catalog.oid", buffer_name(source)))?
+            .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
+        sys::record_extension_membership(buffer)?;
+        Spi::run_with_args(
+            "INSERT INTO pgtrickle.pgt_change_buffers (source_relid, buffer_relid) VALUES ($1, $2)",
+            &[source.into(), buffer.into()],
+        )?;
+        Ok(())
+    })?;
+    super::capture::forget_plans();
+    Ok(())
+}
+
+/// Bring the buffer's columns in step with the source's after ALTER TABLE:
+/// dropped columns go, added ones are appended, retyped ones are retyped.
+/// Columns a stream table reads cannot be dropped or retyped (PostgreSQL's
+/// dependencies refuse it), so pending values of changed columns are never
+/// needed and retyping can discard them.
+pub fn sync(source: pg_sys::Oid) -> PgtResult<()> {
+    let Some(buffer) = buffer_relid(source)? else {
+        return Ok(());
+    };
+    let want = live_columns(source, 0)?;
+    let have = live_columns(buffer, META_COLUMNS)?;
+    let name = buffer_name(source);
+    let mut alters = Vec::new();
+    for (_, col, _) in &have {
+        let attnum: Option<i16> = col.strip_prefix('c').and_then(|n| n.parse().ok());
+        if !want.iter().any(|(a, _, _)| Some(*a) == attnum) {
+            alters.push(format!("DROP COLUMN {}", spi::quote_identifier(col)));
+        }
+    }
+    for (attnum, _, ty) in &want {
+        let col = format!("c{attnum}");
+        match have.iter().find(|(_, n, _)| *n == col) {
+            None => alters.push(format!("ADD COLUMN {col} {ty}")),
+            Some((_, _, old)) if old != ty => {
+                alters.push(format!("ALTER COLUMN {col} TYPE {ty} USING NULL"))
+            }
+            Some(_) => {}
+        }
+    }
+    if alters.is_empty() {
+        return Ok(());
+    }
+    let _internal = crate::hooks::internal();
+    sys::as_extension_owner(|| Ok(Spi::run(&format!("ALTER TABLE {name} {}", alters.join(", ")))?))?;
+    super::capture::forget_plans();
+    Ok(())
+}
+
+/// [`sync`] every buffer (after an ALTER TABLE, which may recurse to
+/// partitions and children).
+pub fn sync_all() -> PgtResult<()> {
+    let sources: Vec<pg_sys::Oid> = Spi::connect(|c| {
+        c.select("SELECT source_relid FROM pgtrickle.pgt_change_buffers", None, &[])?
+            .map(|row| row.get::<pg_sys::Oid>(1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().flatten().collect())
+    })?;
+    for source in sources {
+        sync(source)?;
+    }
+    Ok(())
+}
+
+/// Drop the buffer of `source` and forget it.
+pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
+    let Some(buffer) = buffer_relid(source)? else {
+        return Ok(());
+    };
+    let _internal = crate::hooks::internal();
+    sys::as_extension_owner(|| {
+        // Forget it first: the DROP fires sql_drop event triggers, ours
+        // included, which must not find it again.
+        Spi::run_with_args(
+            "DELETE FROM pgtrickle.pgt_change_buffers WHERE source_relid OPERATOR(pg_catalog.=) $1",
+            &[source.into()],
+        )?;
+        sys::remove_extension_membership(buffer)?;
+        Spi::run(&format!("DROP TABLE {}", buffer_name(source)))?;
+        Ok(())
+    })?;
+    super::capture::forget_plans();
+    Ok(())
+}
+
+/// Delete the rows every consumer of `source` has applied. A consumer without
+/// a frontier (about to be refreshed in full) needs none of the committed
+/// rows this statement can see.
+pub fn trim(source: pg_sys::Oid) -> PgtResult<u64> {
+    if buffer_relid(source)?.is_none() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "DELETE FROM {} b WHERE NOT EXISTS ( \
+           SELECT 1 FROM pgtrickle.pgt_stream_tables st \
+             JOIN pgtrickle.pgt_sources s ON s.relid OPERATOR(pg_catalog.=) st.relid \
+            WHERE s.source_relid OPERATOR(pg_catalog.=) $1 AND st.consumes_changes \
+              AND st.frontier IS NOT NULL \
+              AND NOT pgtrickle._applied(b.__pgt_xid, b.__pgt_cid, st.frontier, st.frontier_xid, st.frontier_cid))",
+        buffer_name(source)
+    );
+    sys::as_extension_owner(|| {
+        Spi::connect_mut(|c| Ok(c.update(&sql, None, &[source.into()])?.len() as u64))
+    })
+}
+
+/// TRUNCATE on a source: its consumers need a FULL refresh. (Runs inside the
+/// capture trigger, as the extension owner.)
+pub fn mark_truncated(source: pg_sys::Oid) -> PgtResult<()> {
+    Spi::run_with_args(
+        "UPDATE pgtrickle.pgt_stream_tables SET needs_full = true \
+          WHERE consumes_changes AND relid IN ( \
+                SELECT relid FROM pgtrickle.pgt_sources WHERE source_relid OPERATOR(pg_catalog.=) $1)",
+        &[source.into()],
+    )?;
+    Ok(())
+}
+
+/// Rows of `source`'s buffer in the window between two frontiers.
+pub fn count_window(
+    source: pg_sys::Oid,
+    new: &super::frontier::Frontier,
+    old: Option<&super::frontier::Frontier>,
+) -> PgtResult<i64> {
+    if buffer_relid(source)?.is_none() {
+        return Ok(0);
+    }
+    let sql = format!("SELECT count(*) FROM {} WHERE {}", buffer_name(source), super::frontier::window_sql());
+    let args = super::frontier::window_args(new, old);
+    sys::as_extension_owner(|| Ok(Spi::get_one_with_args::<i64>(&sql, &args)?.unwrap_or(0)))
+}
+
+/// (pending rows, oldest pending change) of `source`'s buffer.
+pub fn stats(source: pg_sys::Oid) -> PgtResult<(i64, Option<pgrx::datum::TimestampWithTimeZone>)> {
+    if buffer_relid(source)?.is_none() {
+        return Ok((0, None));
+    }
+    let sql = format!("SELECT count(*), min(__pgt_time) FROM {}", buffer_name(source));
+    sys::as_extension_owner(|| {
+        let (n, t) = Spi::get_two::<i64, pgrx::datum::TimestampWithTimeZone>(&sql)?;
+        Ok((n.unwrap_or(0), t))
+    })
+}

@@ -1,0 +1,98 @@
+//! Attaching stream tables to the change capture of their sources, and
+//! detaching them.
+//!
+//! Attaching creates what is missing (buffer, trigger set) for each source;
+//! creating the triggers takes ShareRowExclusiveLock on the source, so no
+//! writer is in flight when the caller then takes the snapshot of the first
+//! (FULL) refresh: every change is either in that refresh or captured after
+//! it. Detaching removes triggers and buffer from sources no stream table
+//! consumes any more, and trims the others.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::{buffer, triggers};
+use crate::catalog::options::{RefreshMode, StreamSettings};
+use crate::catalog::stream_tables::Source;
+use crate::error::{PgtError, PgtResult};
+
+/// Relation kinds whose changes can be captured.
+fn capturable_kind(relkind: &str) -> bool {
+    matches!(relkind, "r" | "p")
+}
+
+/// Does a stream table with these settings and sources consume changes?
+/// Views are transparent (their base tables are sources too).
+pub fn consumes(settings: &StreamSettings, sources: &[Source]) -> bool {
+    settings.refresh_mode != RefreshMode::Full
+        && sources.iter().any(|s| capturable_kind(&s.relkind))
+        && sources.iter().all(|s| s.relkind == "v" || capturable_kind(&s.relkind))
+}
+
+/// The sources of `relid` whose changes it consumes.
+pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT source_relid FROM pgtrickle.pgt_sources \
+              WHERE relid OPERATOR(pg_catalog.=) $1 AND source_relkind IN ('r', 'p') ORDER BY 1",
+            None,
+            &[relid.into()],
+        )?
+        .map(|row| row.get::<pg_sys::Oid>(1))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
+        .map_err(PgtError::from)
+    })
+}
+
+/// Make sure every captured source of `relid` has its buffer and triggers.
+pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
+    for source in captured_sources(relid)? {
+        buffer::ensure(source)?;
+        if !triggers::installed(source)? {
+            triggers::create(source)?;
+        } else {
+            // Same guarantee as trigger creation gives: no writer in flight.
+            crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
+        }
+    }
+    Ok(())
+}
+
+/// Remove capture from sources nobody consumes any more; trim the rest.
+/// Call after the catalog no longer lists the departed consumers.
+pub fn cleanup() -> PgtResult<()> {
+    let orphans: Vec<(pg_sys::Oid, bool)> = Spi::connect(|c| {
+        c.select(
+            "SELECT b.source_relid, EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+                                              WHERE c.oid OPERATOR(pg_catalog.=) b.source_relid) \
+               FROM pgtrickle.pgt_change_buffers b \
+              WHERE NOT EXISTS ( \
+                    SELECT 1 FROM pgtrickle.pgt_sources s \
+                      JOIN pgtrickle.pgt_stream_tables st ON st.relid OPERATOR(pg_catalog.=) s.relid \
+                     WHERE s.source_relid OPERATOR(pg_catalog.=) b.source_relid AND st.consumes_changes)",
+            None,
+            &[],
+        )?
+        .map(|row| Ok((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<bool>(2)?.unwrap_or(false))))
+        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        .map_err(PgtError::from)
+    })?;
+    for (source, exists) in orphans {
+        if exists {
+            triggers::drop(source)?;
+        }
+        buffer::drop(source)?;
+    }
+    let remaining: Vec<pg_sys::Oid> = Spi::connect(|c| {
+        c.select("SELECT source_relid FROM pgtrickle.pgt_change_buffers", None, &[])?
+            .map(|row| row.get::<pg_sys::Oid>(1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().flatten().collect())
+            .map_err(PgtError::from)
+    })?;
+    for source in remaining {
+        buffer::trim(source)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Frontiers: up to where a stream table has applied its sources' changes.
+//!
+//! A refresh reads all of a stream table's sources up to **one** snapshot,
+//! taken once at its start, so a transaction that wrote two sources is
+//! applied whole or not at all. The frontier a refresh leaves behind is that
+//! snapshot plus, when the refreshing transaction had written something
+//! itself, its transaction id and the command id at which it refreshed:
+//!
+//! ```text
+//! applied(row, F) = pg_visible_in_snapshot(row.xid, F.snapshot)
+//!                   AND NOT (row.xid = F.xid AND row.cid >= F.cid)
+//! ```
+//!
+//! A row whose transaction was still running when the snapshot was taken is
+//! not visible in it, so it is not applied, stays in the buffer, and is read
+//! by the first refresh whose snapshot sees it: nothing is skipped, however
+//! long the writer stays open, and nothing is applied twice. (A bound on a
+//! sequence number cannot do this: numbers are handed out before commit, so
+//! an open transaction's rows would fall below the bound.) The second clause
+//! covers a transaction that writes a source, refreshes, and writes again:
+//! its later rows share the xid but carry a later command id.
+//!
+//! The window of a refresh is `applied(row, new) AND NOT applied(row, old)`.
+//! Every statement of a refresh runs on the same registered snapshot (see
+//! [`RefreshSnapshot::execute`]), including the recomputation of a FULL
+//! refresh, so the contents and the frontier always agree.
+
+use std::ffi::CString;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{PgtError, PgtResult};
+
+/// A stored frontier (text forms of pg_snapshot and xid8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frontier {
+    pub snapshot: String,
+    pub xid: Option<String>,
+    pub cid: i64,
+}
+
+/// The SQL test for "row already applied by frontier ($n, $n+1, $n+2)".
+pub fn applied_sql(first_param: usize) -> String {
+    let (s, x, c) = (first_param, first_param + 1, first_param + 2);
+    format!(
+        "pgtrickle._applied(__pgt_xid, __pgt_cid, ${s}::pg_catalog.pg_snapshot, ${x}::pg_catalog.xid8, ${c}::pg_catalog.int8)"
+    )
+}
+
+/// Rows in the window between `old` ($4..$6, may be NULL) and `new` ($1..$3).
+pub fn window_sql() -> String {
+    format!("{} AND NOT coalesce({}, false)", applied_sql(1), applied_sql(4))
+}
+
+/// Parameters for [`window_sql`].
+pub fn window_args(new: &Frontier, old: Option<&Frontier>) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+    vec![
+        new.snapshot.clone().into(),
+        new.xid.clone().into(),
+        new.cid.into(),
+        old.map(|f| f.snapshot.clone()).into(),
+        old.and_then(|f| f.xid.clone()).into(),
+        old.map(|f| f.cid).into(),
+    ]
+}
+
+/// A snapshot registered for the duration of one refresh.
+pub struct RefreshSnapshot {
+    snapshot: pg_sys::Snapshot,
+}
+
+impl RefreshSnapshot {
+    /// Take the latest snapshot: it sees every committed transaction,
+    /// whatever the isolation level of the refreshing transaction.
+    pub fn take() -> RefreshSnapshot {
+        // SAFETY: GetLatestSnapshot returns a static snapshot that the next
+        // call overwrites; RegisterSnapshot copies it into one we own until
+        // Drop unregisters it (or transaction abort releases it).
+        let snapshot = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()) };
+        RefreshSnapshot { snapshot }
+    }
+
+    /// The frontier this snapshot stands for.
+    pub fn frontier(&self) -> PgtResult<Frontier> {
+        let row = self.query_text(
+            "SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_current_xact_id_if_assigned()::text",
+        )?;
+        let snapshot = row.first().cloned().flatten().ok_or_else(|| PgtError::Internal("no snapshot".into()))?;
+        // SAFETY: reads backend-local transaction state.
+        let cid = unsafe { pg_sys::GetCurrentCommandId(false) } as i64;
+        Ok(Frontier { snapshot, xid: row.get(1).cloned().flatten(), cid })
+    }
+
+    /// Run one SQL statement on this snapshot (a private copy whose command
+    /// id advances when `read_only` is false); returns rows processed.
+    pub fn execute(&self, sql: &str, read_only: bool) -> PgtResult<u64> {
+        self.run(sql, read_only, |_| ())
+    }
+
+    fn query_text(&self, sql: &str) -> PgtResult<Vec<Option<String>>> {
+        let mut out = Vec::new();
+        self.run(sql, true, |tuptable| {
+            // SAFETY: called only with the SPI_tuptable of a successful
+            // SELECT; row 0 exists when SPI_processed > 0 (checked).
+            unsafe {
+                if pg_sys::SPI_processed == 0 || tuptable.is_null() {
+                    return;
+                }
+                let tuple = *(*tuptable).vals;
+                let desc = (*tuptable).tupdesc;
+                for col in 1..=(*desc).natts {
+                    let v = pg_sys::SPI_getvalue(tuple, desc, col);
+                    out.push(crate::hooks::cstr(v));
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
+    fn run(&self, sql: &str, read_only: bool, mut read: impl FnMut(*mut pg_sys::SPITupleTable)) -> PgtResult<u64> {
+        let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("SQL contains NUL".into()))?;
+        Spi::connect_mut(|_client| {
+            // SAFETY: inside an SPI connection (Spi::connect_mut); the plan
+            // is prepared and executed in it, with our registered snapshot;
+            // results are read before the connection closes.
+            unsafe {
+                let plan = pg_sys::SPI_prepare(c_sql.as_ptr(), 0, std::ptr::null_mut());
+                if plan.is_null() {
+                    return Err(PgtError::Internal(format!("could not prepare: {sql}")));
+                }
+                let rc = pg_sys::SPI_execute_snapshot(
+                    plan,
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    self.snapshot,
+                    std::ptr::null_mut(),
+                    read_only,
+                    true,
+                    0,
+                );
+                if rc < 0 {
+                    return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
+                }
+                read(pg_sys::SPI_tuptable);
+                let processed = pg_sys::SPI_processed;
+                pg_sys::SPI_freeplan(plan);
+                Ok(processed)
+            }
+        })
+    }
+}
+
+impl Drop for RefreshSnapshot {
+    fn drop(&mut self) {
+        // SAFETY: registered in `take` and unregistered once. During error
+        // unwinding the resource owner may already have released it; only
+        // unregister while the transaction is still healthy.
+        unsafe {
+            if pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() {
+                pg_sys::UnregisterSnapshot(self.snapshot);
+            }
+        }
+    }
+}

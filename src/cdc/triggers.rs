@@ -1,0 +1,135 @@
+//! The internal trigger set of a source table: four statement-level AFTER
+//! triggers (INSERT with NEW TABLE, UPDATE with OLD and NEW TABLE, DELETE
+//! with OLD TABLE, TRUNCATE), all calling `pgtrickle._capture()`.
+//!
+//! They are created with `isInternal = true`, like foreign-key triggers, so
+//! `\d` and pg_dump do not show them; PostgreSQL appends the trigger's OID to
+//! the name. They depend on the table (dropped with it) and on the function
+//! (so DROP EXTENSION must CASCADE while they exist).
+
+use std::ffi::{c_char, CString};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{PgtError, PgtResult};
+
+/// Transition table names, as the capture function's SQL refers to them.
+pub const OLD_TABLE: &str = "__pgt_old";
+pub const NEW_TABLE: &str = "__pgt_new";
+
+const EVENTS: [(&str, u32, bool, bool); 4] = [
+    // (name, event, old table, new table)
+    ("pgt_capture_ins", pg_sys::TRIGGER_TYPE_INSERT, false, true),
+    ("pgt_capture_upd", pg_sys::TRIGGER_TYPE_UPDATE, true, true),
+    ("pgt_capture_del", pg_sys::TRIGGER_TYPE_DELETE, true, false),
+    ("pgt_capture_trunc", pg_sys::TRIGGER_TYPE_TRUNCATE, false, false),
+];
+
+fn capture_function() -> PgtResult<pg_sys::Oid> {
+    Spi::get_one::<pg_sys::Oid>("SELECT 'pgtrickle._capture()'::pg_catalog.regprocedure::pg_catalog.oid")?
+        .ok_or_else(|| PgtError::Internal("function pgtrickle._capture() is missing".into()))
+}
+
+/// Does the source already carry our triggers?
+pub fn installed(source: pg_sys::Oid) -> PgtResult<bool> {
+    let func = capture_function()?;
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgfoid = $2)",
+        &[source.into(), func.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// Create the trigger set on `source` (which must not have it yet). Takes
+/// ShareRowExclusiveLock on the source, as CREATE TRIGGER does: writers in
+/// flight finish first, later ones wait for our commit.
+pub fn create(source: pg_sys::Oid) -> PgtResult<()> {
+    let func = capture_function()?;
+    for (name, event, old, new) in EVENTS {
+        let name = CString::new(name).map_err(|_| PgtError::Internal("trigger name".into()))?;
+        // SAFETY: builds a CreateTrigStmt and its TriggerTransition nodes in
+        // CurrentMemoryContext with every field initialised (palloc0 + tag),
+        // exactly as tablecmds.c builds foreign-key triggers; CreateTrigger
+        // copies what it keeps. relOid and funcoid are valid OIDs; the
+        // relation name in `relation` is not consulted when relOid is given.
+        unsafe {
+            let stmt = node::<pg_sys::CreateTrigStmt>(pg_sys::NodeTag::T_CreateTrigStmt);
+            (*stmt).trigname = name.as_ptr() as *mut c_char;
+            (*stmt).relation = pg_sys::makeRangeVar(
+                pg_sys::get_namespace_name(pg_sys::get_rel_namespace(source)),
+                pg_sys::get_rel_name(source),
+                -1,
+            );
+            (*stmt).row = false;
+            (*stmt).timing = pg_sys::TRIGGER_TYPE_AFTER as i16;
+            (*stmt).events = event as i16;
+            let mut transitions: *mut pg_sys::List = std::ptr::null_mut();
+            for (wanted, is_new, tname) in [(old, false, OLD_TABLE), (new, true, NEW_TABLE)] {
+                if wanted {
+                    let t = node::<pg_sys::TriggerTransition>(pg_sys::NodeTag::T_TriggerTransition);
+                    (*t).name = pg_sys::pstrdup(CString::new(tname).unwrap_or_default().as_ptr());
+                    (*t).isNew = is_new;
+                    (*t).isTable = true;
+                    transitions = pg_sys::lappend(transitions, t.cast());
+                }
+            }
+            (*stmt).transitionRels = transitions;
+            pg_sys::CreateTrigger(
+                stmt,
+                std::ptr::null(),
+                source,
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                func,
+                pg_sys::InvalidOid,
+                std::ptr::null_mut(),
+                true,
+                false,
+            );
+        }
+    }
+    crate::catalog::sys::command_counter_increment();
+    Ok(())
+}
+
+/// Drop the trigger set from `source`, if present.
+pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
+    let func = capture_function()?;
+    let oids: Vec<pg_sys::Oid> = Spi::connect(|c| {
+        c.select(
+            "SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgfoid = $2",
+            None,
+            &[source.into(), func.into()],
+        )?
+        .map(|row| row.get::<pg_sys::Oid>(1))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
+    })?;
+    for oid in oids {
+        let addr = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: oid, objectSubId: 0 };
+        // SAFETY: a valid address of an existing trigger; an internal
+        // deletion does not fire sql_drop event triggers for it.
+        unsafe {
+            pg_sys::performDeletion(
+                &addr,
+                pg_sys::DropBehavior::DROP_RESTRICT,
+                pg_sys::PERFORM_DELETION_INTERNAL as i32,
+            )
+        };
+    }
+    crate::catalog::sys::command_counter_increment();
+    Ok(())
+}
+
+/// A zeroed node of type `T` with its tag set.
+unsafe fn node<T>(tag: pg_sys::NodeTag) -> *mut T {
+    // SAFETY: palloc0 returns zeroed memory of the requested size; every
+    // parse node starts with its NodeTag.
+    unsafe {
+        let p = pg_sys::palloc0(std::mem::size_of::<T>()) as *mut T;
+        (*(p as *mut pg_sys::Node)).type_ = tag;
+        p
+    }
+}
