@@ -50,6 +50,11 @@ fn check_restored(src: &str, dst: &str) {
         .unwrap()
         .get(0);
     assert_eq!(deps, 3);
+    // Change capture is rebuilt for the stream table that consumes changes.
+    assert_eq!(rows(&mut b, "SELECT relid::regclass::text FROM pgtrickle.pgt_stream_tables WHERE consumes_changes"),
+               vec!["(big)".to_string()]);
+    assert_eq!(rows(&mut b, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgisinternal"),
+               vec!["(4)".to_string()]);
     // Still working: change the source, refresh, compare with the query.
     b.batch_execute(
         "INSERT INTO orders VALUES (1000, 'new', 1); DELETE FROM orders WHERE id < 50;
@@ -72,6 +77,7 @@ fn plain_sql_dump_round_trip() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("\"pgtrickle.stream\"='true'"), "dump does not carry the stream table options");
     assert!(!text.contains("pgt_stream_tables VALUES") && !text.contains("COPY pgtrickle."), "catalog rows were dumped");
+    assert!(!text.contains("pgt_capture") && !text.contains("pgtrickle_changes."), "change capture was dumped");
     fresh_db("e2e_dump_dst_plain", false);
     run("psql", &["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1",
                   "-d", "e2e_dump_dst_plain", "-f", f]);

@@ -2,6 +2,7 @@
 //! preloaded. `scripts/test.sh` starts the server and sets PGT_TEST_PORT and
 //! PGT_PREFIX; each test works in a database of its own.
 
+mod capture;
 mod dump_restore;
 mod jdbc;
 mod protocol;

@@ -1,0 +1,138 @@
+//! Change capture under concurrency: every committed change is consumed by
+//! exactly one refresh of each consumer, however transactions interleave
+//! with refreshes; open transactions are never skipped; rollbacks leave
+//! nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{assert_matches_query, connect, fresh_db};
+
+fn consumed(c: &mut postgres::Client, st: &str) -> i64 {
+    c.query_one(
+        "SELECT coalesce(sum(changes_consumed), 0)::bigint FROM pgtrickle.pgt_refresh_history \
+          WHERE relid = $1::text::regclass",
+        &[&st],
+    )
+    .unwrap()
+    .get(0)
+}
+
+fn pending(c: &mut postgres::Client) -> i64 {
+    c.query_one("SELECT coalesce(sum(pending_rows), 0)::bigint FROM pgtrickle.change_buffers", &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn open_transaction_is_applied_by_a_later_refresh() {
+    let mut b = fresh_db("e2e_capture_open", true);
+    b.batch_execute(
+        "CREATE TABLE src (id int PRIMARY KEY, v int);
+         CREATE MATERIALIZED VIEW st WITH (pgtrickle.stream = true) AS SELECT id, v FROM src;",
+    )
+    .unwrap();
+    let mut a = connect("e2e_capture_open");
+    let mut tx = a.transaction().unwrap();
+    tx.execute("INSERT INTO src SELECT g, g FROM generate_series(1, 5) g", &[]).unwrap();
+
+    b.execute("INSERT INTO src SELECT g, g FROM generate_series(100, 102) g", &[]).unwrap();
+    b.batch_execute("REFRESH MATERIALIZED VIEW st").unwrap();
+    assert_eq!(consumed(&mut b, "st"), 3, "the open transaction's rows were taken too early");
+
+    tx.commit().unwrap();
+    b.batch_execute("REFRESH MATERIALIZED VIEW st").unwrap();
+    assert_eq!(consumed(&mut b, "st"), 8, "the late commit was skipped");
+    assert_eq!(pending(&mut b), 0);
+    assert_matches_query(&mut b, "st", "SELECT id, v FROM src");
+}
+
+#[test]
+fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
+    let mut c = fresh_db("e2e_capture_concurrent", true);
+    c.batch_execute(
+        "CREATE TABLE a (id int PRIMARY KEY, k int, v int);
+         CREATE TABLE b (id int PRIMARY KEY, k int, w int);
+         CREATE MATERIALIZED VIEW st WITH (pgtrickle.stream = true) AS
+           SELECT a.k, sum(a.v) AS sv, count(b.id) AS nb FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.k;
+         CREATE MATERIALIZED VIEW st2 WITH (pgtrickle.stream = true) AS SELECT id, v FROM a WHERE v % 2 = 0;",
+    )
+    .unwrap();
+    let committed_a = Arc::new(AtomicI64::new(0));
+    let committed_b = Arc::new(AtomicI64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (ca, cb) = (committed_a.clone(), committed_b.clone());
+            std::thread::spawn(move || {
+                let mut conn = connect("e2e_capture_concurrent");
+                let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1);
+                let mut rnd = move |n: u64| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed % n
+                };
+                for i in 0..60 {
+                    let base = (w * 100_000 + i * 10) as i32;
+                    let mut tx = conn.transaction().unwrap();
+                    let mut da = 0i64;
+                    let mut db = 0i64;
+                    // Inserts on both sources in one transaction.
+                    da += tx.execute("INSERT INTO a SELECT $1 + g, g % 5, g FROM generate_series(0, 2) g", &[&base]).unwrap() as i64;
+                    db += tx.execute("INSERT INTO b SELECT $1 + g, g % 5, g FROM generate_series(0, 1) g", &[&base]).unwrap() as i64;
+                    // Updates (old + new row) and deletes of this writer's earlier rows.
+                    let lo = (w * 100_000) as i32;
+                    da += 2 * tx.execute("UPDATE a SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 3", &[&(lo + rnd(500) as i32)]).unwrap() as i64;
+                    db += tx.execute("DELETE FROM b WHERE id = $1", &[&(lo + rnd(500) as i32)]).unwrap() as i64;
+                    // A savepoint rolled back: its changes must not count.
+                    tx.batch_execute("SAVEPOINT s").unwrap();
+                    tx.execute("INSERT INTO a VALUES ($1 + 9, 0, 0)", &[&base]).unwrap();
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+                    if rnd(5) == 0 {
+                        tx.rollback().unwrap();
+                    } else {
+                        tx.commit().unwrap();
+                        ca.fetch_add(da, Ordering::SeqCst);
+                        cb.fetch_add(db, Ordering::SeqCst);
+                    }
+                    if rnd(3) == 0 {
+                        std::thread::sleep(Duration::from_millis(rnd(5)));
+                    }
+                }
+            })
+        })
+        .collect();
+    let refresher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut conn = connect("e2e_capture_concurrent");
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                conn.batch_execute("REFRESH MATERIALIZED VIEW st").unwrap();
+                if n % 3 == 0 {
+                    conn.batch_execute("REFRESH MATERIALIZED VIEW st2").unwrap();
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            n
+        })
+    };
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let refreshes = refresher.join().unwrap();
+    assert!(refreshes > 3, "the refresher hardly ran ({refreshes} refreshes)");
+
+    c.batch_execute("REFRESH MATERIALIZED VIEW st; REFRESH MATERIALIZED VIEW st2").unwrap();
+    let (wa, wb) = (committed_a.load(Ordering::SeqCst), committed_b.load(Ordering::SeqCst));
+    assert_eq!(consumed(&mut c, "st"), wa + wb, "st consumed a different number of changes than were committed");
+    assert_eq!(consumed(&mut c, "st2"), wa, "st2 consumed a different number of changes than were committed to a");
+    assert_eq!(pending(&mut c), 0, "buffers were not trimmed");
+    assert_matches_query(&mut c, "st", "SELECT a.k, sum(a.v), count(b.id) FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.k");
+    assert_matches_query(&mut c, "st2", "SELECT id, v FROM a WHERE v % 2 = 0");
+}
