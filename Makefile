@@ -2,7 +2,7 @@
 #   make run    build PostgreSQL 18 + pg_trickle, start a cluster, show a stream table
 #   make test   run every test suite
 SHELL := /bin/bash
-.PHONY: setup install run stop psql test test-unit regress clean-cluster
+.PHONY: setup install run stop psql test test-unit bench clean-cluster
 
 setup:
 	@bash scripts/setup.sh
@@ -29,3 +29,7 @@ test-unit: setup
 # Drop the `make run` cluster's data (stops it first).
 clean-cluster: stop
 	@rm -rf "$$(. scripts/env.sh && echo $$PGT_RUN_PGDATA)"
+
+# Performance, as ratios against baselines measured in the same run.
+bench: setup
+	@bash scripts/bench.sh

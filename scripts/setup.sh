@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent platform setup: Debian packages, PostgreSQL 18 built from the
 # Debian unstable source package, cargo-pgrx, and an unprivileged OS user.
-# Every step leaves a stamp in $PGT_CACHE and is skipped when already done.
+# Every step checks whether its result is already there and skips itself if
+# so (installed packages, the built PostgreSQL with its stamp file, the
+# cargo-pgrx version, the pgrx config), so running it again is cheap.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"

@@ -57,14 +57,16 @@ count_cargo "$logs/cargo-test.log"
 pgrx_data="$PGT_CACHE/pgrx-test"
 mkdir -p "$pgrx_data" && chown "$PGT_OS_USER": "$pgrx_data" 2>/dev/null || true
 rm -rf "$pgrx_data/data"
-phase pgrx-test cargo pgrx test pg18 --runas "$PGT_OS_USER" --pgdata "$pgrx_data/data"
+runas=()
+[ "$(id -u)" = 0 ] && runas=(--runas "$PGT_OS_USER")
+phase pgrx-test cargo pgrx test pg18 "${runas[@]}" --pgdata "$pgrx_data/data"
 count_cargo "$logs/pgrx-test.log"
 
 # Phases 3 and 4 share one temporary cluster with the installed extension.
 phase install "$here/install.sh"
 test_port=${PGT_TEST_PORT:-28819}
 test_data=$(mktemp -d /tmp/pgt-test-XXXXXX)
-chown "$PGT_OS_USER": "$test_data"
+chown "$PGT_OS_USER": "$test_data" 2>/dev/null || true
 cleanup() { "$here/cluster.sh" stop "$test_data/data" >/dev/null 2>&1; rm -rf "$test_data"; }
 trap cleanup EXIT
 if "$here/cluster.sh" start "$test_data/data" "$test_port" >"$logs/cluster.log" 2>&1; then

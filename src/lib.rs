@@ -61,7 +61,7 @@ mod tests {
         Spi::run("INSERT INTO t VALUES (11, 7)").unwrap();
         Spi::run("REFRESH MATERIALIZED VIEW st").unwrap();
         assert_eq!(count("SELECT count(*) FROM st"), 4);
-        assert_eq!(count("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE outcome = 'ok'"), 1);
+        assert_eq!(count("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE outcome = 'ok'"), 2);
         Spi::run("DROP MATERIALIZED VIEW st").unwrap();
         assert_eq!(count("SELECT count(*) FROM pgtrickle.pgt_stream_tables"), 0);
     }

@@ -43,11 +43,17 @@ DELETE FROM src WHERE id = 3;
 CREATE FUNCTION buffer_rows(regclass) RETURNS TABLE (action "char", id int, grp text, v int)
 LANGUAGE plpgsql AS $$
 BEGIN
-  RETURN QUERY EXECUTE format('SELECT __pgt_action, c1, c2, c3 FROM %s ORDER BY __pgt_cid, c1, __pgt_action',
+  RETURN QUERY EXECUTE format('SELECT __pgt_action, c1, c2, c3 FROM %s WHERE __pgt_action <> ''S'' ORDER BY __pgt_cid, c1, __pgt_action',
     (SELECT buffer_relid::regclass FROM pgtrickle.pgt_change_buffers WHERE source_relid = $1));
 END $$;
 SELECT * FROM buffer_rows('src');
 SELECT source, pending_rows, consumers FROM pgtrickle.change_buffers ORDER BY source::text;
+
+-- Buffers are unlogged; a sentinel row (never trimmed, not counted) tells a
+-- refresh whether crash recovery emptied the buffer.
+SELECT b.source_relid::regclass, c.relpersistence
+  FROM pgtrickle.pgt_change_buffers b JOIN pg_class c ON c.oid = b.buffer_relid ORDER BY 1::text;
+SELECT count(*) FROM buffer_rows('src');
 
 -- Rolled-back transactions and savepoints leave nothing behind.
 BEGIN;

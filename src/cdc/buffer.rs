@@ -11,6 +11,12 @@
 //! source. No indexes: writers pay one heap insert per changed row, and
 //! readers scan a buffer that trimming keeps down to the pending changes.
 //!
+//! Buffers are UNLOGGED: capture writes no WAL. Crash recovery empties them,
+//! so each holds a sentinel row (`__pgt_action = 'S'`) written at creation;
+//! a refresh that finds it missing knows changes may be lost and recomputes
+//! in full (`check_sentinel`). Correctness survives a crash; only that one
+//! refresh costs more.
+//!
 //! Buffers are members of the extension (pg_dump skips them, DROP EXTENSION
 //! drops them) and are written only by the capture trigger, as the
 //! extension's owner.
@@ -77,7 +83,7 @@ pub fn ensure(source: pg_sys::Oid) -> PgtResult<()> {
     }
     let columns = live_columns(source, 0)?;
     let mut ddl = format!(
-        "CREATE TABLE {} (__pgt_xid pg_catalog.xid8 NOT NULL, __pgt_cid pg_catalog.int8 NOT NULL, \
+        "CREATE UNLOGGED TABLE {} (__pgt_xid pg_catalog.xid8 NOT NULL, __pgt_cid pg_catalog.int8 NOT NULL, \
          __pgt_time pg_catalog.timestamptz NOT NULL, __pgt_action pg_catalog.\"char\" NOT NULL",
         buffer_name(source)
     );
@@ -91,6 +97,7 @@ pub fn ensure(source: pg_sys::Oid) -> PgtResult<()> {
         let buffer = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{}'::pg_catalog.regclass::pg_catalog.oid", buffer_name(source)))?
             .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
         sys::record_extension_membership(buffer)?;
+        Spi::run(&sentinel_sql(source))?;
         Spi::run_with_args(
             "INSERT INTO pgtrickle.pgt_change_buffers (source_relid, buffer_relid) VALUES ($1, $2)",
             &[source.into(), buffer.into()],
@@ -154,6 +161,37 @@ pub fn sync_all() -> PgtResult<()> {
     Ok(())
 }
 
+/// The sentinel row: written when the buffer is created, never trimmed. An
+/// unlogged table is emptied by crash recovery (and is empty on a promoted
+/// standby); a buffer without its sentinel may have lost changes, so its
+/// consumers must recompute (see [`check_sentinel`]).
+fn sentinel_sql(source: pg_sys::Oid) -> String {
+    format!(
+        "INSERT INTO {} (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action) \
+         VALUES ('0'::pg_catalog.xid8, 0, pg_catalog.now(), 'S')",
+        buffer_name(source)
+    )
+}
+
+/// Is the buffer intact (sentinel present)? If not, put the sentinel back and
+/// return false: the caller must treat the changes as lost (FULL refresh).
+pub fn check_sentinel(source: pg_sys::Oid) -> PgtResult<bool> {
+    if buffer_relid(source)?.is_none() {
+        return Ok(true);
+    }
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE __pgt_action OPERATOR(pg_catalog.=) 'S')",
+        buffer_name(source)
+    );
+    sys::as_extension_owner(|| {
+        if Spi::get_one::<bool>(&sql)?.unwrap_or(false) {
+            return Ok(true);
+        }
+        Spi::run(&sentinel_sql(source))?;
+        Ok(false)
+    })
+}
+
 /// Drop the buffer of `source` and forget it.
 pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
     let Some(buffer) = buffer_relid(source)? else {
@@ -183,7 +221,7 @@ pub fn trim(source: pg_sys::Oid) -> PgtResult<u64> {
         return Ok(0);
     }
     let sql = format!(
-        "DELETE FROM {} b WHERE NOT EXISTS ( \
+        "DELETE FROM {} b WHERE b.__pgt_action OPERATOR(pg_catalog.<>) 'S' AND NOT EXISTS ( \
            SELECT 1 FROM pgtrickle.pgt_stream_tables st \
              JOIN pgtrickle.pgt_sources s ON s.relid OPERATOR(pg_catalog.=) st.relid \
             WHERE s.source_relid OPERATOR(pg_catalog.=) $1 AND st.consumes_changes \
@@ -217,7 +255,11 @@ pub fn count_window(
     if buffer_relid(source)?.is_none() {
         return Ok(0);
     }
-    let sql = format!("SELECT count(*) FROM {} WHERE {}", buffer_name(source), super::frontier::window_sql());
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {}",
+        buffer_name(source),
+        super::frontier::window_sql()
+    );
     let args = super::frontier::window_args(new, old);
     sys::as_extension_owner(|| Ok(Spi::get_one_with_args::<i64>(&sql, &args)?.unwrap_or(0)))
 }
@@ -227,7 +269,10 @@ pub fn stats(source: pg_sys::Oid) -> PgtResult<(i64, Option<pgrx::datum::Timesta
     if buffer_relid(source)?.is_none() {
         return Ok((0, None));
     }
-    let sql = format!("SELECT count(*), min(__pgt_time) FROM {}", buffer_name(source));
+    let sql = format!(
+        "SELECT count(*), min(__pgt_time) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S'",
+        buffer_name(source)
+    );
     sys::as_extension_owner(|| {
         let (n, t) = Spi::get_two::<i64, pgrx::datum::TimestampWithTimeZone>(&sql)?;
         Ok((n.unwrap_or(0), t))

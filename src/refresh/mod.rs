@@ -62,6 +62,9 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     if st.consumes_changes {
         let sources = cdc::consumers::captured_sources(relid)?;
         for &source in &sources {
+            // A buffer emptied by crash recovery: this refresh is FULL (as
+            // every refresh is in this version), which is what it needs.
+            cdc::buffer::check_sentinel(source)?;
             result.changes_consumed += cdc::buffer::count_window(source, &frontier, st.frontier.as_ref())?;
         }
         result.frontier = Some(frontier);

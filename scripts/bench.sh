@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# `make bench`: measured performance, as ratios against baselines measured in
+# the same run. Builds pg_trickle in release mode into the PostgreSQL build
+# and runs a private cluster on port 28820.
+#
+# Change capture write amplification: the same workload on a table without
+# and with a stream table consuming its changes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/env.sh"
+port=${PGT_BENCH_PORT:-28820}
+data="$PGT_CACHE/bench-data"
+bin="$PGT_PREFIX/bin"
+rows=${PGT_BENCH_ROWS:-100000}
+singles=${PGT_BENCH_SINGLES:-10000}
+seconds=${PGT_BENCH_SECONDS:-10}
+
+"$here/install.sh" --release >/dev/null
+rm -rf "$data"
+"$here/cluster.sh" start "$data" "$port"
+trap '"$here/cluster.sh" stop "$data"' EXIT
+cat >>"$data/postgresql.conf" <<CONF
+shared_buffers = 512MB
+max_wal_size = 4GB
+autovacuum = off
+CONF
+"$here/cluster.sh" start "$data" "$port"
+
+psql=("$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1)
+"${psql[@]}" -d postgres -c "CREATE DATABASE bench"
+"${psql[@]}" -d bench -c "CREATE EXTENSION pg_trickle"
+work=$(mktemp -d)
+trap '"$here/cluster.sh" stop "$data"; rm -rf "$work"' EXIT
+
+setup_table() { # $1 = with|without
+    "${psql[@]}" -d bench <<SQL
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS t CASCADE;
+CREATE TABLE t (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, pad text);
+SQL
+    if [ "$1" = with ]; then
+        "${psql[@]}" -d bench -c "SET client_min_messages = warning" \
+            -c "CREATE MATERIALIZED VIEW st WITH (pgtrickle.stream = true) AS SELECT k, count(*) AS n, sum(v) AS s FROM t GROUP BY k"
+    fi
+}
+
+# Milliseconds taken by one SQL statement (median of 3 runs; the table is
+# rebuilt and the buffer emptied between runs, outside the timing).
+time_sql() { # $1 = with|without, $2 = prepare SQL, $3 = timed SQL
+    local times=()
+    for _ in 1 2 3; do
+        setup_table "$1"
+        "${psql[@]}" -d bench -c "$2" >/dev/null
+        if [ "$1" = with ]; then "${psql[@]}" -d bench -c "REFRESH MATERIALIZED VIEW st" >/dev/null; fi
+        "${psql[@]}" -d bench -c "VACUUM ANALYZE t" -c "CHECKPOINT" >/dev/null
+        times+=("$("${psql[@]}" -d bench -c '\timing on' -c "$3" | sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | tail -1)")
+    done
+    printf '%s\n' "${times[@]}" | sort -n | sed -n 2p
+}
+
+# Transactions per second of a pgbench script.
+tps() { # $1 = with|without, $2 = clients, $3 = pgbench args...
+    local with=$1 clients=$2; shift 2
+    setup_table "$with"
+    "${psql[@]}" -d bench -c "CHECKPOINT" >/dev/null
+    "$bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c "$clients" -j "$clients" "$@" -f "$work/insert.sql" bench 2>/dev/null \
+        | sed -nE 's/^tps = ([0-9.]+) .*/\1/p'
+}
+
+echo 'INSERT INTO t (k, v, pad) VALUES (random(1, 1000), random(1, 1000000), repeat('"'"'x'"'"', 20));' >"$work/insert.sql"
+fill="INSERT INTO t (k, v, pad) SELECT g % 1000, g, repeat('x', 20) FROM generate_series(1, $rows) g"
+
+printf '\nChange capture write amplification (PostgreSQL %s, %s; ratio = with / without)\n' \
+    "$("$bin/pg_config" --version | awk '{print $2}')" \
+    "$(grep -q enable-cassert <("$bin/pg_config" --configure) && echo 'assert-enabled build' || echo 'production build')"
+printf '%-44s %14s %14s %8s\n' workload without with ratio
+row() { printf '%-44s %14s %14s %8.2f\n' "$1" "$2" "$3" "$4"; }
+
+for w in without with; do
+    declare "single_$w=$(tps "$w" 1 -t "$singles")"
+done
+row "$singles single-row INSERTs, 1 client (tps)" "$single_without" "$single_with" \
+    "$(echo "$single_without $single_with" | awk '{print $1 / $2}')"
+
+for w in without with; do
+    declare "conc_$w=$(tps "$w" 4 -T "$seconds")"
+done
+row "single-row INSERTs, 4 clients, ${seconds}s (tps)" "$conc_without" "$conc_with" \
+    "$(echo "$conc_without $conc_with" | awk '{print $1 / $2}')"
+
+for op in insert update delete; do
+    case $op in
+    insert) prep="SELECT 1"; sql="$fill" ;;
+    update) prep="$fill"; sql="UPDATE t SET v = v + 1" ;;
+    delete) prep="$fill"; sql="DELETE FROM t" ;;
+    esac
+    a=$(time_sql without "$prep" "$sql")
+    b=$(time_sql with "$prep" "$sql")
+    row "bulk $op of $rows rows (ms)" "$a" "$b" "$(echo "$b $a" | awk '{print $1 / $2}')"
+done
