@@ -74,12 +74,14 @@ LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgt_capture';
 REVOKE ALL ON FUNCTION pgtrickle._capture() FROM PUBLIC;
 
--- Has frontier (snapshot, xid, cid) applied a change row (xid, cid)?
+-- Has frontier (snapshot, xid, cid) applied a change row (xid, cid)? Rows of
+-- the refreshing transaction itself (frontier_xid) are applied when written
+-- before the refresh (cid < frontier_cid); others when their transaction had
+-- committed when the snapshot was taken.
 CREATE FUNCTION pgtrickle._applied(xid xid8, cid bigint, frontier pg_snapshot, frontier_xid xid8, frontier_cid bigint)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.pg_visible_in_snapshot(xid, frontier)
-       AND NOT (frontier_xid IS NOT NULL AND xid OPERATOR(pg_catalog.=) frontier_xid
-                AND cid OPERATOR(pg_catalog.>=) frontier_cid)
+    SELECT CASE WHEN xid OPERATOR(pg_catalog.=) frontier_xid THEN cid OPERATOR(pg_catalog.<) frontier_cid
+                ELSE pg_catalog.pg_visible_in_snapshot(xid, frontier) END
 $$;
 GRANT USAGE ON SCHEMA pgtrickle TO PUBLIC;
 

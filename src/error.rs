@@ -28,6 +28,9 @@ pub enum PgtError {
     #[error("refresh mode \"{mode}\" is not supported yet")]
     ModeNotSupported { mode: String },
 
+    #[error("stream table {name} cannot be maintained differentially")]
+    NotIncremental { name: String, reason: String },
+
     #[error("{name} is not a stream table")]
     NotAStreamTable { name: String },
 
@@ -66,7 +69,9 @@ impl PgtError {
             | PgtError::InvalidOptionValue { .. }
             | PgtError::OptionsWithoutStream { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PgtError::DuplicateOption { .. } => ERRCODE_SYNTAX_ERROR,
-            PgtError::ModeNotSupported { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
+            PgtError::ModeNotSupported { .. } | PgtError::NotIncremental { .. } => {
+                ERRCODE_FEATURE_NOT_SUPPORTED
+            }
             PgtError::NotAStreamTable { .. } | PgtError::NotAMatview { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::AlreadyAStreamTable { .. } => ERRCODE_DUPLICATE_OBJECT,
             PgtError::ExtensionMissing => ERRCODE_UNDEFINED_OBJECT,
@@ -83,9 +88,9 @@ impl PgtError {
                 Some(format!("Options given without pgtrickle.stream = true: {options}."))
             }
             PgtError::ModeNotSupported { mode } => Some(format!(
-                "This version of pg_trickle refreshes stream tables by full recomputation only; \
-                 refresh mode \"{mode}\" needs incremental maintenance."
+                "This version of pg_trickle does not support refresh mode \"{mode}\"."
             )),
+            PgtError::NotIncremental { reason, .. } => Some(format!("{}{}.", reason[..1].to_uppercase(), &reason[1..])),
             PgtError::NotASelect { detail } => Some(detail.clone()),
             _ => None,
         }
@@ -100,7 +105,7 @@ impl PgtError {
             PgtError::OptionsWithoutStream { .. } => {
                 Some("Add pgtrickle.stream = true to create a stream table.".into())
             }
-            PgtError::ModeNotSupported { .. } => Some(
+            PgtError::ModeNotSupported { .. } | PgtError::NotIncremental { .. } => Some(
                 "Use pgtrickle.refresh_mode = 'full', or 'auto' to let pg_trickle choose.".into(),
             ),
             PgtError::NotAStreamTable { .. } => Some(

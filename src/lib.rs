@@ -10,9 +10,12 @@ use pgrx::prelude::*;
 pub mod api;
 pub mod catalog;
 pub mod cdc;
+pub mod dvm;
 pub mod error;
+pub mod guc;
 pub mod hooks;
 pub mod refresh;
+pub mod sql;
 pub mod worker;
 
 pgrx::pg_module_magic!();
@@ -33,7 +36,9 @@ pub extern "C-unwind" fn _PG_init() {
         .set_hint("Add pg_trickle to shared_preload_libraries in postgresql.conf and restart the server.")
         .report(PgLogLevel::ERROR);
     }
+    guc::init();
     hooks::init();
+    refresh::window::init();
 }
 
 // `#[pg_test]`s need a server: `cargo pgrx test` runs them (feature pg_test);

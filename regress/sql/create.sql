@@ -19,8 +19,8 @@ CREATE MATERIALIZED VIEW sales2 WITH ("pgtrickle.stream"='true', "pgtrickle.refr
   SELECT id, amount FROM orders WHERE amount > 5;
 SELECT reloptions FROM pg_class WHERE oid = 'sales2'::regclass;
 
--- A bare option means true; refresh_mode defaults to 'auto', which is FULL
--- in this version and says so.
+-- A bare option means true; refresh_mode defaults to 'auto': DIFFERENTIAL
+-- when pg_trickle can maintain the query (here: rows keyed by the primary key).
 CREATE MATERIALIZED VIEW sales3 WITH (pgtrickle.stream) AS SELECT id FROM orders;
 SELECT name, requested_mode, refresh_mode FROM pgtrickle.stream_tables WHERE name = 'sales3';
 

@@ -10,6 +10,7 @@ use crate::catalog::lifecycle;
 use crate::catalog::options::OptionChange;
 use crate::catalog::{stream_tables, sys};
 use crate::error::{OrReport, PgtError, PgtResult};
+use crate::sql::quote_literal;
 use crate::refresh::{self, RefreshTrigger};
 
 /// Resolve a relation name the way `::regclass` does (errors if missing).
@@ -56,10 +57,6 @@ fn check_query(query: &str) -> PgtResult<()> {
         return Err(PgtError::NotASelect { detail: "SELECT ... INTO is not allowed.".into() });
     }
     Ok(())
-}
-
-fn quote_literal(s: &str) -> String {
-    pgrx::spi::quote_literal(s)
 }
 
 fn create(name: &str, query: &str, refresh_mode: &str, schedule: Option<&str>) -> PgtResult<()> {
@@ -153,7 +150,8 @@ mod pgtrickle {
         TableIterator::once(stats)
     }
 
-    /// Refresh a stream table now; returns the number of rows it holds.
+    /// Refresh a stream table now; returns the number of rows it wrote (all
+    /// of them for a FULL refresh, the changed ones for a DIFFERENTIAL one).
     #[pg_extern(volatile, parallel_unsafe)]
     fn refresh_stream_table(name: &str) -> i64 {
         resolve_stream_table(name).and_then(|relid| refresh::refresh(relid, RefreshTrigger::Manual)).or_report()

@@ -12,7 +12,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use super::options::{apply_alter, merge_reloptions, to_reloptions, AlterOutcome, OptionChange, RefreshMode, StreamSettings};
 use super::{stream_tables, sys};
-use crate::cdc;
+use crate::{cdc, dvm};
 use crate::error::{PgtError, PgtResult};
 
 /// `schema.name`, quoted as needed, for messages and generated SQL.
@@ -26,28 +26,112 @@ pub fn relation_name(relid: pg_sys::Oid) -> PgtResult<String> {
     .ok_or_else(|| PgtError::Internal(format!("relation {} does not exist", relid.to_u32())))
 }
 
-/// Refuse modes this version cannot maintain.
+/// Refuse modes this version cannot maintain at all.
 pub fn check_mode(settings: &StreamSettings) -> PgtResult<()> {
     match settings.refresh_mode {
-        RefreshMode::Full | RefreshMode::Auto => Ok(()),
-        mode => Err(PgtError::ModeNotSupported { mode: mode.as_str().into() }),
+        RefreshMode::Immediate => Err(PgtError::ModeNotSupported { mode: "immediate".into() }),
+        _ => Ok(()),
     }
 }
 
-/// The mode refreshes will use. `auto` resolves to FULL until incremental
-/// maintenance exists, and says so when `announce` (the mode was just set).
+/// The mode refreshes will use. DIFFERENTIAL when the query can be
+/// maintained (an error when it was asked for and cannot); AUTO falls back to
+/// FULL and says why when `announce` (the mode was just set).
 fn effective_mode(relid: pg_sys::Oid, settings: &StreamSettings, announce: bool) -> PgtResult<RefreshMode> {
     check_mode(settings)?;
-    if settings.refresh_mode == RefreshMode::Auto && announce {
-        pgrx::pg_sys::panic::ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-            format!("stream table {} will be refreshed by full recomputation", relation_name(relid)?),
-            "pg_trickle",
-        )
-        .set_detail("This version of pg_trickle maintains stream tables by FULL refresh only.")
-        .report(PgLogLevel::NOTICE);
+    if settings.refresh_mode == RefreshMode::Full {
+        return Ok(RefreshMode::Full);
     }
-    Ok(RefreshMode::Full)
+    match dvm::analysis::analyze(relid)? {
+        Ok(_) => Ok(RefreshMode::Differential),
+        Err(why) if settings.refresh_mode == RefreshMode::Differential => {
+            Err(PgtError::NotIncremental { name: relation_name(relid)?, reason: why.0 })
+        }
+        Err(why) => {
+            if announce {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                    format!("stream table {} will be refreshed by full recomputation", relation_name(relid)?),
+                    "pg_trickle",
+                )
+                .set_detail(format!("{}{}.", why.0[..1].to_uppercase(), &why.0[1..]))
+                .report(PgLogLevel::NOTICE);
+            }
+            Ok(RefreshMode::Full)
+        }
+    }
+}
+
+/// The name of the index pg_trickle keeps on a differential stream table's key.
+fn key_index_name(relid: pg_sys::Oid) -> String {
+    format!("__pgt_key_{}", relid.to_u32())
+}
+
+/// Create or drop the unique index on the key, so that applying a delta is
+/// index lookups. pg_dump writes it out like any index; on restore the
+/// stream table has already created its own, so the hook skips the dumped
+/// `CREATE INDEX __pgt_key_…` (see hooks/index.rs).
+fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
+    let name = key_index_name(relid);
+    let schema = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_class c \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[relid.into()],
+    )?
+    .unwrap_or_default();
+    let existing = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
+                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2)",
+        &[relid.into(), name.clone().into()],
+    )?;
+    if existing.is_some() {
+        Spi::run(&format!("DROP INDEX {schema}.{name}"))?;
+    }
+    if !differential {
+        return Ok(());
+    }
+    let Ok(plan) = dvm::analysis::analyze(relid)? else {
+        return Ok(());
+    };
+    let columns: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute \
+              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 \
+                AND NOT attisdropped ORDER BY attnum",
+            None,
+            &[relid.into()],
+        )?
+        .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+        .collect::<Result<Vec<_>, _>>()
+    })?;
+    let key: Vec<String> = plan
+        .key
+        .iter()
+        .filter_map(|k| columns.get(k.output_attnum as usize - 1).cloned())
+        .collect();
+    let _internal = crate::hooks::internal();
+    Spi::run(&format!(
+        "CREATE UNIQUE INDEX {name} ON {} ({}) NULLS NOT DISTINCT",
+        relation_name(relid)?,
+        key.join(", ")
+    ))?;
+    Ok(())
+}
+
+/// Is `name` the name of a key index pg_trickle creates?
+pub fn is_key_index_name(name: &str) -> bool {
+    name.strip_prefix("__pgt_key_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Does the stream table already have its key index?
+pub fn has_key_index(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
+                         WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2)",
+        &[relid.into(), key_index_name(relid).into()],
+    )?
+    .unwrap_or(false))
 }
 
 fn write_settings(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> {
@@ -71,12 +155,12 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> 
     write_settings(relid, settings)?;
     sys::record_extension_dependency(relid)?;
     let sources = stream_tables::sources_of(relid)?;
-    let consumes = cdc::consumers::consumes(settings, &sources);
+    let consumes = effective == RefreshMode::Differential && cdc::consumers::consumes(settings, &sources);
     sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, consumes, &sources))?;
     if consumes {
         cdc::consumers::attach(relid)?;
     }
-    Ok(())
+    sync_key_index(relid, consumes)
 }
 
 /// Apply `SET`/`RESET` items to a materialized view (stream table or not).
@@ -93,13 +177,20 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
                 let effective = effective_mode(relid, &settings, mode_changed)?;
                 write_settings(relid, &settings)?;
                 let sources = stream_tables::sources_of(relid)?;
-                let consumes = cdc::consumers::consumes(&settings, &sources);
+                let consumes =
+                    effective == RefreshMode::Differential && cdc::consumers::consumes(&settings, &sources);
                 sys::as_extension_owner(|| {
                     stream_tables::update_settings(relid, &settings, effective, consumes)
                 })?;
                 match (st.consumes_changes, consumes) {
-                    (false, true) => cdc::consumers::attach(relid),
-                    (true, false) => cdc::consumers::cleanup(),
+                    (false, true) => {
+                        cdc::consumers::attach(relid)?;
+                        sync_key_index(relid, true)
+                    }
+                    (true, false) => {
+                        cdc::consumers::cleanup()?;
+                        sync_key_index(relid, false)
+                    }
                     _ => Ok(()),
                 }
             }
@@ -114,6 +205,7 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
 
 /// Turn a stream table back into an ordinary materialized view.
 pub fn unregister(relid: pg_sys::Oid) -> PgtResult<()> {
+    sync_key_index(relid, false)?;
     let existing = sys::read_reloptions(relid)?;
     sys::write_reloptions(relid, &merge_reloptions(&existing, &[]))?;
     sys::remove_extension_dependency(relid)?;

@@ -196,9 +196,14 @@ pub fn history_start(relid: pg_sys::Oid, mode: RefreshMode, trigger: &str) -> Pg
 
 /// What a finished refresh leaves behind.
 pub struct RefreshResult {
+    /// The mode actually used (a DIFFERENTIAL stream table may refresh in FULL).
+    pub mode: RefreshMode,
+    /// Rows written: the new contents for FULL, deleted + inserted for DIFFERENTIAL.
     pub rows: i64,
     pub changes_consumed: i64,
     pub frontier: Option<Frontier>,
+    /// Why a DIFFERENTIAL stream table was refreshed in FULL, if it was.
+    pub message: Option<String>,
 }
 
 /// Finish a history entry and stamp the stream table as refreshed.
@@ -206,9 +211,15 @@ pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> Pg
     Spi::run_with_args(
         "UPDATE pgtrickle.pgt_refresh_history \
             SET finished_at = pg_catalog.clock_timestamp(), rows_applied = $2, \
-                changes_consumed = $3, outcome = 'ok' \
+                changes_consumed = $3, outcome = 'ok', mode = $4, message = $5 \
           WHERE id OPERATOR(pg_catalog.=) $1",
-        &[id.into(), result.rows.into(), result.changes_consumed.into()],
+        &[
+            id.into(),
+            result.rows.into(),
+            result.changes_consumed.into(),
+            result.mode.as_str().into(),
+            result.message.clone().into(),
+        ],
     )?;
     let f = result.frontier.as_ref();
     Spi::run_with_args(

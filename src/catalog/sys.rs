@@ -42,27 +42,38 @@ fn extension_owner() -> PgtResult<pg_sys::Oid> {
 /// returns or unwinds), for writes to pg_trickle's own catalog tables.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> PgtResult<R>) -> PgtResult<R> {
     let owner = extension_owner()?;
-    let _restore = UserSwitch::to(owner);
+    let _restore = UserSwitch::to(owner, false);
     f()
 }
 
-/// Restores the saved user id, security context and search_path on drop.
-struct UserSwitch {
-    user: pg_sys::Oid,
-    context: i32,
-    guc_level: i32,
+/// Run `f` as `role` inside a security-restricted operation, as PostgreSQL
+/// runs a materialized view's query during REFRESH (as its owner).
+pub fn as_restricted_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> PgtResult<R>) -> PgtResult<R> {
+    let _restore = UserSwitch::to(role, true);
+    f()
 }
 
-impl UserSwitch {
-    fn to(user: pg_sys::Oid) -> UserSwitch {
-        let mut saved = UserSwitch { user: pg_sys::InvalidOid, context: 0, guc_level: 0 };
-        // SAFETY: reads backend-local state into the locals; then, as
-        // fmgr_security_definer does for SECURITY DEFINER functions, opens a
-        // GUC nest level with a safe search_path and switches the user with
-        // SECURITY_LOCAL_USERID_CHANGE. Drop undoes both.
+/// The owner of a relation.
+pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
+        &[relid.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal(format!("relation {} does not exist", relid.to_u32())))
+}
+
+/// A GUC nest level with `search_path = pg_catalog, pg_temp`, popped on drop
+/// (as fmgr_security_definer does for functions with a SET clause).
+pub struct SafeSearchPath {
+    level: i32,
+}
+
+impl SafeSearchPath {
+    pub fn enter() -> SafeSearchPath {
+        // SAFETY: opens a GUC nest level and sets a string GUC in it, exactly
+        // as fmgr_security_definer does; Drop pops the level.
         unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
-            saved.guc_level = pg_sys::NewGUCNestLevel();
+            let level = pg_sys::NewGUCNestLevel();
             pg_sys::set_config_option(
                 c"search_path".as_ptr(),
                 c"pg_catalog, pg_temp".as_ptr(),
@@ -73,25 +84,55 @@ impl UserSwitch {
                 0,
                 false,
             );
-            pg_sys::SetUserIdAndSecContext(
-                user,
-                saved.context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-            );
+            SafeSearchPath { level }
         }
-        saved
+    }
+}
+
+impl Drop for SafeSearchPath {
+    fn drop(&mut self) {
+        // SAFETY: pops the level opened in `enter`; on error, transaction
+        // abort pops it instead.
+        unsafe {
+            if pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() {
+                pg_sys::AtEOXact_GUC(true, self.level);
+            }
+        }
+    }
+}
+
+/// Restores the saved user id and security context on drop (after the
+/// search_path level inside it is popped).
+struct UserSwitch {
+    user: pg_sys::Oid,
+    context: i32,
+    _path: SafeSearchPath,
+}
+
+impl UserSwitch {
+    fn to(user: pg_sys::Oid, restricted: bool) -> UserSwitch {
+        let mut saved_user = pg_sys::InvalidOid;
+        let mut saved_context = 0;
+        // SAFETY: reads backend-local state into the locals, then switches
+        // the user with SECURITY_LOCAL_USERID_CHANGE (and, when asked,
+        // SECURITY_RESTRICTED_OPERATION), as SECURITY DEFINER functions and
+        // REFRESH MATERIALIZED VIEW do. Drop restores the saved values.
+        unsafe { pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context) };
+        let path = SafeSearchPath::enter();
+        let mut flags = saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+        if restricted {
+            flags |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+        }
+        // SAFETY: see above.
+        unsafe { pg_sys::SetUserIdAndSecContext(user, flags) };
+        UserSwitch { user: saved_user, context: saved_context, _path: path }
     }
 }
 
 impl Drop for UserSwitch {
     fn drop(&mut self) {
-        // SAFETY: restores the values saved in `to`; AtEOXact_GUC pops the
-        // nest level opened there (on error, transaction abort does it).
-        unsafe {
-            pg_sys::SetUserIdAndSecContext(self.user, self.context);
-            if pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() {
-                pg_sys::AtEOXact_GUC(true, self.guc_level);
-            }
-        }
+        // SAFETY: restores the values saved in `to`.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) }
     }
 }
 

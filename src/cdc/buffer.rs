@@ -124,7 +124,7 @@ pub fn sync(source: pg_sys::Oid) -> PgtResult<()> {
     for (_, col, _) in &have {
         let attnum: Option<i16> = col.strip_prefix('c').and_then(|n| n.parse().ok());
         if !want.iter().any(|(a, _, _)| Some(*a) == attnum) {
-            alters.push(format!("DROP COLUMN {}", spi::quote_identifier(col)));
+            alters.push(format!("DROP COLUMN {}", crate::sql::quote_ident(col)));
         }
     }
     for (attnum, _, ty) in &want {

@@ -7,8 +7,8 @@
 //! itself, its transaction id and the command id at which it refreshed:
 //!
 //! ```text
-//! applied(row, F) = pg_visible_in_snapshot(row.xid, F.snapshot)
-//!                   AND NOT (row.xid = F.xid AND row.cid >= F.cid)
+//! applied(row, F) = row.cid < F.cid                                if row.xid = F.xid
+//!                 = pg_visible_in_snapshot(row.xid, F.snapshot)   otherwise
 //! ```
 //!
 //! A row whose transaction was still running when the snapshot was taken is
@@ -16,9 +16,12 @@
 //! by the first refresh whose snapshot sees it: nothing is skipped, however
 //! long the writer stays open, and nothing is applied twice. (A bound on a
 //! sequence number cannot do this: numbers are handed out before commit, so
-//! an open transaction's rows would fall below the bound.) The second clause
-//! covers a transaction that writes a source, refreshes, and writes again:
-//! its later rows share the xid but carry a later command id.
+//! an open transaction's rows would fall below the bound.) The first clause
+//! covers the refreshing transaction's own rows, which its snapshot shows to
+//! it although `pg_visible_in_snapshot` (which asks "had it committed?") says
+//! no: a transaction that writes a source, refreshes, and writes again has
+//! its earlier rows applied and its later rows (same xid, later command id)
+//! left for the next refresh.
 //!
 //! The window of a refresh is `applied(row, new) AND NOT applied(row, old)`.
 //! Every statement of a refresh runs on the same registered snapshot (see

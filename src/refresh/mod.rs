@@ -6,8 +6,10 @@
 //! caller's transaction, so a failed refresh leaves no trace.
 
 mod full;
+pub mod window;
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 
 use crate::catalog::lifecycle::relation_name;
 use crate::catalog::options::RefreshMode;
@@ -15,6 +17,7 @@ use crate::catalog::stream_tables::{self, RefreshResult};
 use crate::catalog::sys;
 use crate::cdc;
 use crate::cdc::frontier::RefreshSnapshot;
+use crate::{dvm, guc};
 use crate::error::{PgtError, PgtResult};
 
 /// Who asked for a refresh (recorded in the history).
@@ -35,13 +38,14 @@ impl RefreshTrigger {
     }
 }
 
-/// Refresh one stream table; returns the number of rows it holds afterwards.
+/// Refresh one stream table; returns the rows it wrote.
 ///
-/// Every statement runs on one snapshot taken at the start; for a stream
-/// table that consumes changes, that snapshot becomes its new frontier, the
-/// changes between the old frontier and it are the ones applied (counted in
-/// the history), and the buffers are trimmed of what every consumer has
-/// applied.
+/// Every statement runs on one snapshot taken at the start. A stream table
+/// that consumes changes applies the window between its frontier and that
+/// snapshot (DIFFERENTIAL) or recomputes on it (FULL: the first refresh, after
+/// TRUNCATE or a crash emptied a buffer, or when the window is too large);
+/// either way the snapshot becomes its new frontier and the buffers are
+/// trimmed of what every consumer has applied.
 pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::NotAStreamTable {
         name: relation_name(relid).unwrap_or_else(|_| relid.to_u32().to_string()),
@@ -49,31 +53,83 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     if !sys::current_user_can_maintain(relid) {
         return Err(PgtError::NotOwner { name: relation_name(relid)? });
     }
-    let mode = st.effective_mode;
-    let history = sys::as_extension_owner(|| stream_tables::history_start(relid, mode, trigger.as_str()))?;
+    let history = sys::as_extension_owner(|| {
+        stream_tables::history_start(relid, st.effective_mode, trigger.as_str())
+    })?;
     let snapshot = RefreshSnapshot::take();
     let frontier = snapshot.frontier()?;
-    let rows = match mode {
-        RefreshMode::Full | RefreshMode::Auto | RefreshMode::Differential | RefreshMode::Immediate => {
-            full::refresh(relid, &snapshot)?
-        }
-    };
-    let mut result = RefreshResult { rows, changes_consumed: 0, frontier: None };
-    if st.consumes_changes {
-        let sources = cdc::consumers::captured_sources(relid)?;
-        for &source in &sources {
-            // A buffer emptied by crash recovery: this refresh is FULL (as
-            // every refresh is in this version), which is what it needs.
-            cdc::buffer::check_sentinel(source)?;
-            result.changes_consumed += cdc::buffer::count_window(source, &frontier, st.frontier.as_ref())?;
-        }
-        result.frontier = Some(frontier);
-        sys::as_extension_owner(|| stream_tables::history_finish(history, relid, &result))?;
-        for source in sources {
-            cdc::buffer::trim(source)?;
-        }
-    } else {
-        sys::as_extension_owner(|| stream_tables::history_finish(history, relid, &result))?;
+    let sources = if st.consumes_changes { cdc::consumers::captured_sources(relid)? } else { Vec::new() };
+    let mut intact = true;
+    for &source in &sources {
+        intact &= cdc::buffer::check_sentinel(source)?;
     }
-    Ok(rows)
+    let mut result = RefreshResult {
+        mode: RefreshMode::Full,
+        rows: 0,
+        changes_consumed: 0,
+        frontier: st.consumes_changes.then(|| frontier.clone()),
+        message: None,
+    };
+    let differential = match (&st.frontier, st.effective_mode) {
+        (Some(old), RefreshMode::Differential) if st.consumes_changes => {
+            if st.needs_full {
+                result.message = Some("a source was truncated".into());
+                None
+            } else if !intact {
+                result.message = Some("a change buffer was emptied by crash recovery".into());
+                None
+            } else {
+                match dvm::analysis::analyze(relid)? {
+                    Ok(plan) => Some((plan, old.clone())),
+                    Err(why) => {
+                        result.message = Some(why.0);
+                        None
+                    }
+                }
+            }
+        }
+        _ => None,
+    };
+    match differential {
+        Some((plan, old)) => {
+            let (window, keys) = dvm::key_recompute::affected_keys(relid, &plan, &frontier, &old)?;
+            result.changes_consumed = window;
+            // An unanalyzed table (reltuples < 0) has no estimate: no limit.
+            let rows = source_rows(plan.source)?;
+            let limit = guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get() * rows.max(1.0);
+            if rows >= 0.0 && window as f64 > limit {
+                result.message = Some(format!(
+                    "{window} changes exceed pg_trickle.differential_max_change_fraction of the source"
+                ));
+                result.rows = full::refresh(relid, &snapshot)?;
+            } else {
+                result.mode = RefreshMode::Differential;
+                if window > 0 {
+                    let (deleted, inserted) = dvm::key_recompute::apply(relid, &snapshot, &keys)?;
+                    result.rows = deleted + inserted;
+                }
+            }
+        }
+        None => {
+            for &source in &sources {
+                result.changes_consumed += cdc::buffer::count_window(source, &frontier, st.frontier.as_ref())?;
+            }
+            result.rows = full::refresh(relid, &snapshot)?;
+        }
+    }
+    sys::as_extension_owner(|| stream_tables::history_finish(history, relid, &result))?;
+    for source in sources {
+        cdc::buffer::trim(source)?;
+    }
+    Ok(result.rows)
+}
+
+/// The planner's estimate of a table's row count.
+fn source_rows(source: pg_sys::Oid) -> PgtResult<f64> {
+    Ok(Spi::get_one_with_args::<f32>(
+        "SELECT (SELECT reltuples FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
+        &[source.into()],
+    )?
+    .map(f64::from)
+    .unwrap_or(-1.0))
 }

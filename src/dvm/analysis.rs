@@ -1,0 +1,368 @@
+//! What kind of query a stream table has, read from its analyzed Query tree.
+//!
+//! The result is a [`Plan`] (pure data, no pointers) or the reason the query
+//! cannot be maintained incrementally (yet), worded for a NOTICE or an ERROR.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{PgtError, PgtResult};
+use crate::hooks::list_ptrs;
+
+/// How a stream table is maintained differentially.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The one source table.
+    pub source: pg_sys::Oid,
+    pub shape: Shape,
+    /// The key: output columns that are plain source columns.
+    pub key: Vec<KeyColumn>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Filter and projection; the key is the source's primary key.
+    Rows,
+    /// GROUP BY (with any aggregates, HAVING); the key is the grouping columns.
+    Groups,
+    /// SELECT DISTINCT; the key is every output column.
+    Distinct,
+}
+
+impl Shape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shape::Rows => "filter/projection keyed by the source's primary key",
+            Shape::Groups => "grouped aggregate keyed by the GROUP BY columns",
+            Shape::Distinct => "DISTINCT keyed by all output columns",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyColumn {
+    /// Position of the column in the stream table (1-based).
+    pub output_attnum: i16,
+    /// Attribute number of the source column it copies.
+    pub source_attnum: i16,
+}
+
+/// Why a query is not maintained incrementally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+fn unsupported<T>(why: impl Into<String>) -> Result<T, Unsupported> {
+    Err(Unsupported(why.into()))
+}
+
+/// Facts about the Query, read in one unsafe pass.
+struct QueryFacts {
+    features: Vec<&'static str>,
+    volatile: bool,
+    relations: Vec<(pg_sys::Oid, u8)>,
+    other_rtes: Vec<&'static str>,
+    single_range_ref: bool,
+    has_aggs: bool,
+    has_group: bool,
+    has_distinct: bool,
+    /// Output columns in order: the base-relation attnum when the column is
+    /// a plain Var of the single relation, and its sortgroupref.
+    outputs: Vec<(Option<i16>, u32)>,
+    group_refs: Vec<u32>,
+}
+
+/// Read the stored query of materialized view `relid`.
+fn query_facts(relid: pg_sys::Oid) -> PgtResult<QueryFacts> {
+    // SAFETY: the relation is opened with AccessShareLock and closed before
+    // returning; get_view_query returns the rule's Query inside the relcache
+    // entry, valid while the relation is open; every List and node is read
+    // according to its tag, and nothing is written.
+    unsafe {
+        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
+        let q = select_rule_query(rel);
+        let facts = read_query(q);
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+        facts
+    }
+}
+
+/// The Query of the relation's ON SELECT rule (`get_view_query` does the
+/// same for views only).
+unsafe fn select_rule_query(rel: pg_sys::Relation) -> *mut pg_sys::Query {
+    // SAFETY: rd_rules of an open relation is NULL or a valid RuleLock with
+    // numLocks entries; a SELECT rule has exactly one action, a Query.
+    unsafe {
+        let rules = (*rel).rd_rules;
+        if rules.is_null() {
+            return std::ptr::null_mut();
+        }
+        for i in 0..(*rules).numLocks as usize {
+            let rule = *(*rules).rules.add(i);
+            if (*rule).event == pg_sys::CmdType::CMD_SELECT {
+                let actions = list_ptrs::<pg_sys::Query>((*rule).actions);
+                if let [q] = actions.as_slice() {
+                    return *q;
+                }
+            }
+        }
+        std::ptr::null_mut()
+    }
+}
+
+unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
+    // SAFETY: see query_facts.
+    unsafe {
+        if q.is_null() {
+            return Err(PgtError::Internal("materialized view without a query".into()));
+        }
+        let q = &*q;
+        let mut features = Vec::new();
+        for (present, name) in [
+            (!q.setOperations.is_null(), "UNION, INTERSECT or EXCEPT"),
+            (!q.cteList.is_null(), "WITH queries"),
+            (q.hasWindowFuncs, "window functions"),
+            (q.hasTargetSRFs, "set-returning functions in the select list"),
+            (q.hasSubLinks, "subqueries in expressions"),
+            (q.hasDistinctOn, "DISTINCT ON"),
+            (!q.groupingSets.is_null(), "GROUPING SETS, ROLLUP or CUBE"),
+            (!q.limitCount.is_null() || !q.limitOffset.is_null(), "LIMIT or OFFSET"),
+            (!q.rowMarks.is_null(), "FOR UPDATE/SHARE"),
+        ] {
+            if present {
+                features.push(name);
+            }
+        }
+        let volatile = pg_sys::contain_volatile_functions(q as *const _ as *mut pg_sys::Node);
+        let mut relations = Vec::new();
+        let mut other_rtes = Vec::new();
+        let rtable = list_ptrs::<pg_sys::RangeTblEntry>(q.rtable);
+        for &rte in &rtable {
+            match (*rte).rtekind {
+                pg_sys::RTEKind::RTE_RELATION => relations.push(((*rte).relid, (*rte).relkind as u8)),
+                pg_sys::RTEKind::RTE_GROUP => {}
+                pg_sys::RTEKind::RTE_JOIN => other_rtes.push("joins"),
+                pg_sys::RTEKind::RTE_SUBQUERY => other_rtes.push("subqueries in FROM"),
+                pg_sys::RTEKind::RTE_FUNCTION | pg_sys::RTEKind::RTE_TABLEFUNC => {
+                    other_rtes.push("functions in FROM")
+                }
+                pg_sys::RTEKind::RTE_VALUES => other_rtes.push("VALUES in FROM"),
+                pg_sys::RTEKind::RTE_CTE => other_rtes.push("WITH queries"),
+                _ => other_rtes.push("this kind of FROM item"),
+            }
+        }
+        let from = if q.jointree.is_null() {
+            Vec::new()
+        } else {
+            list_ptrs::<pg_sys::Node>((*q.jointree).fromlist)
+        };
+        let single_range_ref = from.len() == 1 && (*from[0]).type_ == pg_sys::NodeTag::T_RangeTblRef;
+
+        // A Var of the single base relation, possibly seen through the
+        // GROUP RTE that PostgreSQL 18 puts between grouped Vars and the
+        // relation.
+        let base_attnum = |expr: *mut pg_sys::Expr| -> Option<i16> {
+            let mut node = expr as *mut pg_sys::Node;
+            for _ in 0..2 {
+                if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Var {
+                    return None;
+                }
+                let var = &*(node as *mut pg_sys::Var);
+                if var.varlevelsup != 0 || var.varno < 1 || var.varno as usize > rtable.len() {
+                    return None;
+                }
+                let rte = rtable[var.varno as usize - 1];
+                match (*rte).rtekind {
+                    pg_sys::RTEKind::RTE_RELATION if var.varattno > 0 => return Some(var.varattno),
+                    pg_sys::RTEKind::RTE_GROUP if var.varattno > 0 => {
+                        let exprs = list_ptrs::<pg_sys::Node>((*rte).groupexprs);
+                        node = *exprs.get(var.varattno as usize - 1)?;
+                    }
+                    _ => return None,
+                }
+            }
+            None
+        };
+        let mut outputs = Vec::new();
+        for tle in list_ptrs::<pg_sys::TargetEntry>(q.targetList) {
+            if (*tle).resjunk {
+                continue;
+            }
+            outputs.push((base_attnum((*tle).expr), (*tle).ressortgroupref));
+        }
+        let group_refs = list_ptrs::<pg_sys::SortGroupClause>(q.groupClause)
+            .into_iter()
+            .map(|sgc| (*sgc).tleSortGroupRef)
+            .collect();
+        Ok(QueryFacts {
+            features,
+            volatile,
+            relations,
+            other_rtes,
+            single_range_ref,
+            has_aggs: q.hasAggs,
+            has_group: !q.groupClause.is_null(),
+            has_distinct: !q.distinctClause.is_null(),
+            outputs,
+            group_refs,
+        })
+    }
+}
+
+/// Primary key columns of a table (empty if it has none).
+fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
+    Ok(Spi::get_one_with_args::<Vec<i16>>(
+        "SELECT (SELECT conkey FROM pg_catalog.pg_constraint \
+                  WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'p')",
+        &[source.into()],
+    )?
+    .unwrap_or_default())
+}
+
+/// Decide how `relid` (a materialized view) can be maintained.
+pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
+    let f = query_facts(relid)?;
+    Ok(decide(&f, |source| primary_key(source))?)
+}
+
+fn decide(
+    f: &QueryFacts,
+    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>>,
+) -> PgtResult<Result<Plan, Unsupported>> {
+    if let Some(feature) = f.features.first() {
+        return Ok(unsupported(format!("{feature} cannot be maintained incrementally yet")));
+    }
+    if f.volatile {
+        return Ok(unsupported("the query calls volatile functions"));
+    }
+    if let Some(what) = f.other_rtes.first() {
+        return Ok(unsupported(format!("{what} cannot be maintained incrementally yet")));
+    }
+    let (source, relkind) = match f.relations.as_slice() {
+        [one] => *one,
+        [] => return Ok(unsupported("the query reads no table")),
+        _ => return Ok(unsupported("joins cannot be maintained incrementally yet")),
+    };
+    if !f.single_range_ref {
+        return Ok(unsupported("joins cannot be maintained incrementally yet"));
+    }
+    if relkind != pg_sys::RELKIND_RELATION && relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
+        return Ok(unsupported("the query reads a relation that is not a table (a view, materialized view or foreign table)"));
+    }
+    let key_of = |pred: &dyn Fn(u32) -> bool| -> Vec<KeyColumn> {
+        f.outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, sgref))| pred(*sgref))
+            .filter_map(|(i, (attnum, _))| {
+                attnum.map(|a| KeyColumn { output_attnum: i as i16 + 1, source_attnum: a })
+            })
+            .collect()
+    };
+    if f.has_aggs || f.has_group {
+        if !f.has_group {
+            return Ok(unsupported("aggregates without GROUP BY cannot be maintained incrementally yet"));
+        }
+        let key = key_of(&|sgref| sgref != 0 && f.group_refs.contains(&sgref));
+        let grouped_outputs = f.outputs.iter().filter(|(_, s)| *s != 0 && f.group_refs.contains(s)).count();
+        if key.len() != f.group_refs.len() || grouped_outputs != f.group_refs.len() {
+            return Ok(unsupported(
+                "every GROUP BY item must be a plain column of the table that appears in the select list",
+            ));
+        }
+        return Ok(Ok(Plan { source, shape: Shape::Groups, key }));
+    }
+    if f.has_distinct {
+        let key = key_of(&|_| true);
+        if key.len() != f.outputs.len() {
+            return Ok(unsupported("SELECT DISTINCT of expressions cannot be maintained incrementally yet"));
+        }
+        return Ok(Ok(Plan { source, shape: Shape::Distinct, key }));
+    }
+    let pk = primary_key(source)?;
+    if pk.is_empty() {
+        return Ok(unsupported("the table has no primary key, so rows have no identity"));
+    }
+    let mut key = Vec::new();
+    for attnum in &pk {
+        match f.outputs.iter().position(|(a, _)| *a == Some(*attnum)) {
+            Some(i) => key.push(KeyColumn { output_attnum: i as i16 + 1, source_attnum: *attnum }),
+            None => {
+                return Ok(unsupported(
+                    "the select list does not include the table's primary key, so rows have no identity",
+                ))
+            }
+        }
+    }
+    Ok(Ok(Plan { source, shape: Shape::Rows, key }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> QueryFacts {
+        QueryFacts {
+            features: vec![],
+            volatile: false,
+            relations: vec![(pg_sys::Oid::from(100u32), pg_sys::RELKIND_RELATION)],
+            other_rtes: vec![],
+            single_range_ref: true,
+            has_aggs: false,
+            has_group: false,
+            has_distinct: false,
+            outputs: vec![(Some(1), 0), (Some(3), 0), (None, 0)],
+            group_refs: vec![],
+        }
+    }
+
+    fn pk1(_: pg_sys::Oid) -> PgtResult<Vec<i16>> {
+        Ok(vec![1])
+    }
+
+    #[test]
+    fn rows_keyed_by_primary_key() {
+        let plan = decide(&facts(), pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Rows);
+        assert_eq!(plan.key, vec![KeyColumn { output_attnum: 1, source_attnum: 1 }]);
+        let no_pk = decide(&facts(), |_| Ok(vec![])).unwrap().unwrap_err();
+        assert!(no_pk.0.contains("no primary key"));
+        let pk_not_selected = decide(&facts(), |_| Ok(vec![2])).unwrap().unwrap_err();
+        assert!(pk_not_selected.0.contains("does not include"));
+    }
+
+    #[test]
+    fn groups_need_plain_selected_columns() {
+        let mut f = facts();
+        f.has_aggs = true;
+        f.has_group = true;
+        f.outputs = vec![(Some(2), 1), (None, 0)];
+        f.group_refs = vec![1];
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Groups);
+        assert_eq!(plan.key, vec![KeyColumn { output_attnum: 1, source_attnum: 2 }]);
+        f.group_refs = vec![1, 2]; // a GROUP BY item not in the output
+        assert!(decide(&f, pk1).unwrap().is_err());
+        f.group_refs = vec![1];
+        f.outputs = vec![(None, 1), (None, 0)]; // GROUP BY an expression
+        assert!(decide(&f, pk1).unwrap().is_err());
+        f.has_group = false; // aggregate without GROUP BY
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("without GROUP BY"));
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named() {
+        let mut f = facts();
+        f.features = vec!["window functions"];
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("window functions"));
+        let mut f = facts();
+        f.volatile = true;
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("volatile"));
+        let mut f = facts();
+        f.relations.push((pg_sys::Oid::from(101u32), pg_sys::RELKIND_RELATION));
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("joins"));
+        let mut f = facts();
+        f.has_distinct = true;
+        f.outputs = vec![(Some(1), 1), (None, 2)];
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("DISTINCT"));
+    }
+}

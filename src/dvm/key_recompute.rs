@@ -1,0 +1,217 @@
+//! Key recompute: the refresh SQL for a [`Plan`].
+//!
+//! Delta rule. Let `K(r)` be the key of a stream table row (or of a source
+//! row: the same columns), `W` the changed source rows in the window (old
+//! and new images), and `A = { K(w) : w ∈ W }`. A stream table row with key
+//! `k ∉ A` depends only on source rows with key `k`, none of which changed,
+//! so it is unchanged. The rows with `k ∈ A` are
+//!
+//! ```text
+//! new(A) = σ[K ∈ A](Q(sources at the refresh snapshot))
+//! ```
+//!
+//! and the stream table is brought there by deleting its rows with key in
+//! `A` that are not in `new(A)` and inserting the rows of `new(A)` it lacks;
+//! rows whose values did not change are not touched. `K ∈ A` is evaluated
+//! per key column as `col = ANY(values) [OR col IS NULL]`, a superset of `A`
+//! when the key has several columns, which is harmless: both sides use the
+//! same condition. The condition references output columns that are plain
+//! source columns, so PostgreSQL pushes it into the query (below GROUP BY),
+//! where an index on the source's key columns turns it into lookups.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::analysis::Plan;
+use crate::catalog::sys;
+use crate::cdc::buffer;
+use crate::cdc::frontier::{window_args, window_sql, Frontier, RefreshSnapshot};
+use crate::error::{PgtError, PgtResult};
+use crate::refresh::window::with_window;
+
+/// The affected values of one key column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValues {
+    /// Quoted output column name in the stream table.
+    pub column: String,
+    /// SQL type of the column (`format_type`).
+    pub sql_type: String,
+    /// The distinct non-NULL values, as an array literal (None if none).
+    pub values: Option<String>,
+    pub has_null: bool,
+}
+
+/// `alias.col = ANY(...) OR alias.col IS NULL` for each key column, ANDed.
+pub fn key_filter(alias: &str, keys: &[KeyValues]) -> String {
+    keys.iter()
+        .map(|k| {
+            let col = format!("{alias}.{}", k.column);
+            let mut terms = Vec::new();
+            if let Some(v) = &k.values {
+                terms.push(format!("{col} OPERATOR(pg_catalog.=) ANY ({}::{}[])", crate::sql::quote_literal(v), k.sql_type));
+            }
+            if k.has_null {
+                terms.push(format!("{col} IS NULL"));
+            }
+            if terms.is_empty() {
+                "false".to_string()
+            } else {
+                format!("({})", terms.join(" OR "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The two statements that bring the affected rows of `st` (a qualified
+/// name) to the result of `query` (SQL text).
+/// `columns` are the stream table's quoted column names: the query's output
+/// is renamed to them, as CREATE MATERIALIZED VIEW name (columns) does.
+pub fn apply_sql(st: &str, query: &str, columns: &[String], keys: &[KeyValues]) -> (String, String) {
+    let fo = key_filter("o", keys);
+    let fn_ = key_filter("n", keys);
+    let cols = columns.join(", ");
+    let delete = format!(
+        "DELETE FROM {st} o WHERE {fo} AND NOT EXISTS ( \
+           SELECT 1 FROM ({query}) n({cols}) WHERE {fn_} AND (n.*) IS NOT DISTINCT FROM (o.*))"
+    );
+    let insert = format!(
+        "INSERT INTO {st} SELECT n.* FROM ({query}) n({cols}) WHERE {fn_} AND NOT EXISTS ( \
+           SELECT 1 FROM {st} o WHERE {fo} AND (o.*) IS NOT DISTINCT FROM (n.*))"
+    );
+    (delete, insert)
+}
+
+/// What a differential refresh did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Applied {
+    pub window_rows: i64,
+    pub deleted: i64,
+    pub inserted: i64,
+}
+
+/// Columns of the stream table as (quoted name, type) by attnum.
+fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT pg_catalog.quote_ident(attname), pg_catalog.format_type(atttypid, atttypmod) \
+               FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) $1 \
+                AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped ORDER BY attnum",
+            None,
+            &[relid.into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
+        }
+        Ok(out)
+    })
+}
+
+/// Count the window and collect the affected key values from the buffer.
+/// Reads the buffer as the extension owner.
+pub fn affected_keys(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    new: &Frontier,
+    old: &Frontier,
+) -> PgtResult<(i64, Vec<KeyValues>)> {
+    let columns = output_columns(relid)?;
+    let mut select = vec!["pg_catalog.count(*)".to_string()];
+    for k in &plan.key {
+        select.push(format!("pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL)::text", k.source_attnum));
+        select.push(format!("pg_catalog.bool_or(c{} IS NULL)", k.source_attnum));
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {}",
+        select.join(", "),
+        buffer::buffer_name(plan.source),
+        window_sql()
+    );
+    let args = window_args(new, Some(old));
+    sys::as_extension_owner(|| {
+        Spi::connect(|c| {
+            let row = c.select(&sql, Some(1), &args)?.first();
+            let count: i64 = row.get(1)?.unwrap_or(0);
+            let mut keys = Vec::new();
+            for (i, k) in plan.key.iter().enumerate() {
+                let (name, ty) = columns
+                    .get(k.output_attnum as usize - 1)
+                    .cloned()
+                    .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+                keys.push(KeyValues {
+                    column: name,
+                    sql_type: ty,
+                    values: row.get::<String>(2 + 2 * i)?,
+                    has_null: row.get::<bool>(3 + 2 * i)?.unwrap_or(false),
+                });
+            }
+            Ok((count, keys))
+        })
+    })
+}
+
+/// Apply the affected keys: recompute them from the query on `snapshot`,
+/// as the stream table's owner, inside the maintenance window.
+pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[KeyValues]) -> PgtResult<(i64, i64)> {
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        // With search_path = pg_catalog (set by the role switch), the
+        // deparsed query names every object with its schema.
+        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query = query.trim().trim_end_matches(';').to_string();
+        let st = crate::catalog::lifecycle::relation_name(relid)?;
+        let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
+        let (delete, insert) = apply_sql(&st, &query, &columns, keys);
+        with_window(relid, || -> PgtResult<(i64, i64)> {
+            let deleted = snapshot.execute(&delete, false)? as i64;
+            let inserted = snapshot.execute(&insert, false)? as i64;
+            Ok((deleted, inserted))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(col: &str, values: Option<&str>, has_null: bool) -> KeyValues {
+        KeyValues { column: col.into(), sql_type: "integer".into(), values: values.map(Into::into), has_null }
+    }
+
+    #[test]
+    fn key_filter_shapes() {
+        assert_eq!(
+            key_filter("o", &[key("k", Some("{1,2}"), false)]),
+            "(o.k OPERATOR(pg_catalog.=) ANY ('{1,2}'::integer[]))"
+        );
+        assert_eq!(
+            key_filter("n", &[key("k", Some("{1}"), true), key("\"K 2\"", None, true)]),
+            "(n.k OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]) OR n.k IS NULL) AND (n.\"K 2\" IS NULL)"
+        );
+        assert_eq!(key_filter("o", &[key("k", None, false)]), "false");
+    }
+
+    #[test]
+    fn values_are_quoted_literals() {
+        let f = key_filter("o", &[KeyValues {
+            column: "t".into(),
+            sql_type: "text".into(),
+            values: Some("{\"it's\"}".into()),
+            has_null: false,
+        }]);
+        assert!(f.contains("'{\"it''s\"}'::text[]"), "{f}");
+    }
+
+    #[test]
+    fn apply_statements_skip_unchanged_rows() {
+        let cols = vec!["k".to_string(), "n".to_string()];
+        let (d, i) = apply_sql("s.st", "SELECT k, count(*) FROM s.t GROUP BY k", &cols, &[key("k", Some("{1}"), false)]);
+        assert!(d.starts_with("DELETE FROM s.st o WHERE (o.k"));
+        assert!(d.contains("NOT EXISTS ( SELECT 1 FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
+        assert!(d.contains("(n.*) IS NOT DISTINCT FROM (o.*)"));
+        assert!(i.starts_with("INSERT INTO s.st SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
+        assert!(i.contains("(o.*) IS NOT DISTINCT FROM (n.*)"));
+    }
+}

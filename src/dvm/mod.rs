@@ -1,0 +1,20 @@
+//! Differential view maintenance.
+//!
+//! `analysis` reads the stream table's stored query (PostgreSQL's analyzed
+//! Query tree, never SQL text) and decides whether, and how, it can be
+//! maintained from its change buffers; `key_recompute` turns that decision
+//! into the refresh's SQL. Queries it cannot maintain are refused in
+//! DIFFERENTIAL mode and refreshed in FULL by AUTO, with the reason.
+//!
+//! This first engine maintains one family of queries by *key recompute*:
+//! every row of the stream table is identified by a key taken straight from
+//! source columns (the source's primary key for filters and projections, the
+//! GROUP BY columns for aggregates, the columns of a DISTINCT), so the rows a
+//! window of changes can affect are exactly those whose key appears in the
+//! changed rows, old or new. Those rows are recomputed from the query,
+//! restricted to the affected keys, and the differences applied. The operator
+//! tree with algebraic rules per operator (joins, running aggregates) extends
+//! this; the analysis already names what it does not yet cover.
+
+pub mod analysis;
+pub mod key_recompute;
