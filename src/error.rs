@@ -31,6 +31,9 @@ pub enum PgtError {
     #[error("stream table {name} cannot be maintained differentially")]
     NotIncremental { name: String, reason: String },
 
+    #[error("permission denied for table {name}")]
+    NoSourceAccess { name: String },
+
     #[error("{name} is not a stream table")]
     NotAStreamTable { name: String },
 
@@ -75,7 +78,7 @@ impl PgtError {
             PgtError::NotAStreamTable { .. } | PgtError::NotAMatview { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::AlreadyAStreamTable { .. } => ERRCODE_DUPLICATE_OBJECT,
             PgtError::ExtensionMissing => ERRCODE_UNDEFINED_OBJECT,
-            PgtError::NotOwner { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            PgtError::NotOwner { .. } | PgtError::NoSourceAccess { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             PgtError::NotASelect { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PgtError::StreamTableReadOnly { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::Spi(_) | PgtError::Internal(_) => ERRCODE_INTERNAL_ERROR,

@@ -203,6 +203,43 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
     }
 }
 
+/// Before a refresh: does the query still resolve to the same mode? A query
+/// can become maintainable (pg_restore adds primary keys after creating the
+/// stream tables) or stop being so (a primary key was dropped). Switches
+/// capture and the key index accordingly; a stream table that becomes
+/// differential needs one FULL refresh, which the caller is about to run.
+pub fn reresolve_mode(st: stream_tables::StreamTable) -> PgtResult<stream_tables::StreamTable> {
+    let relid = st.relid;
+    if st.settings.refresh_mode == RefreshMode::Full {
+        return Ok(st);
+    }
+    let analysis = dvm::analysis::analyze(relid)?;
+    let desired = if analysis.is_ok() { RefreshMode::Differential } else { RefreshMode::Full };
+    if desired == st.effective_mode {
+        return Ok(st);
+    }
+    if let Err(why) = &analysis {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("stream table {} is now refreshed by full recomputation", relation_name(relid)?),
+            "pg_trickle",
+        )
+        .set_detail(format!("{}{}.", why.0[..1].to_uppercase(), &why.0[1..]))
+        .report(PgLogLevel::WARNING);
+    }
+    let sources = stream_tables::sources_of(relid)?;
+    let consumes = desired == RefreshMode::Differential && cdc::consumers::consumes(&st.settings, &sources);
+    sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
+    if consumes {
+        cdc::consumers::attach(relid)?;
+    } else {
+        cdc::consumers::cleanup()?;
+    }
+    let owner = sys::relation_owner(relid)?;
+    sys::as_role(owner, || sync_key_index(relid, consumes))?;
+    stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))
+}
+
 /// Turn a stream table back into an ordinary materialized view.
 pub fn unregister(relid: pg_sys::Oid) -> PgtResult<()> {
     sync_key_index(relid, false)?;

@@ -53,6 +53,13 @@ pub fn as_restricted_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> PgtResult<R>
     f()
 }
 
+/// Run `f` as `role` (not restricted), e.g. to create a stream table's index
+/// as its owner during a refresh run by someone with MAINTAIN.
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> PgtResult<R>) -> PgtResult<R> {
+    let _restore = UserSwitch::to(role, false);
+    f()
+}
+
 /// The owner of a relation.
 pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
     Spi::get_one_with_args::<pg_sys::Oid>(

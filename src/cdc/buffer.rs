@@ -24,6 +24,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
 use crate::catalog::sys;
 use crate::error::{PgtError, PgtResult};
 
@@ -44,23 +45,35 @@ pub fn buffer_relid(source: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
     )?)
 }
 
-/// Live columns of a relation as (attnum, SQL type with collation).
+/// Live columns of a relation as (attnum, name, SQL type with collation).
+/// Domains are replaced by their base types, so writing a buffer (as the
+/// extension owner) never evaluates a user's domain constraint; types are
+/// rendered schema-qualified (search_path = pg_catalog while formatting).
 fn live_columns(relid: pg_sys::Oid, skip: usize) -> PgtResult<Vec<(i16, String, String)>> {
+    let _path = sys::SafeSearchPath::enter();
     Spi::connect(|c| {
         let rows = c.select(
-            "SELECT a.attnum, a.attname::text, \
-                    pg_catalog.format_type(a.atttypid, a.atttypmod) \
-                    || CASE WHEN a.attcollation OPERATOR(pg_catalog.<>) 0 \
-                             AND a.attcollation OPERATOR(pg_catalog.<>) t.typcollation \
+            "WITH RECURSIVE base(attnum, attname, typid, typmod, collid, depth) AS ( \
+                 SELECT a.attnum, a.attname::text, a.atttypid, a.atttypmod, a.attcollation, 0 \
+                   FROM pg_catalog.pg_attribute a \
+                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 \
+                    AND NOT a.attisdropped \
+               UNION ALL \
+                 SELECT b.attnum, b.attname, t.typbasetype, t.typtypmod, b.collid, b.depth + 1 \
+                   FROM base b JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) b.typid \
+                  WHERE t.typtype OPERATOR(pg_catalog.=) 'd' AND b.depth OPERATOR(pg_catalog.<) 32) \
+             SELECT b.attnum, b.attname, \
+                    pg_catalog.format_type(b.typid, b.typmod) \
+                    || CASE WHEN b.collid OPERATOR(pg_catalog.<>) 0 \
+                             AND b.collid OPERATOR(pg_catalog.<>) t.typcollation \
                             THEN ' COLLATE ' || pg_catalog.quote_ident(cn.nspname) || '.' \
                                  || pg_catalog.quote_ident(co.collname) ELSE '' END \
-               FROM pg_catalog.pg_attribute a \
-               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
-               LEFT JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation \
+               FROM base b \
+               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) b.typid \
+               LEFT JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) b.collid \
                LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace \
-              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 \
-                AND NOT a.attisdropped \
-              ORDER BY a.attnum",
+              WHERE t.typtype OPERATOR(pg_catalog.<>) 'd' \
+              ORDER BY b.attnum",
             None,
             &[relid.into()],
         )?;
@@ -173,8 +186,9 @@ fn sentinel_sql(source: pg_sys::Oid) -> String {
     )
 }
 
-/// Is the buffer intact (sentinel present)? If not, put the sentinel back and
-/// return false: the caller must treat the changes as lost (FULL refresh).
+/// Is the buffer intact (sentinel present)? If not, put the sentinel back
+/// and mark every consumer of the source for a FULL refresh (each of them
+/// may have lost changes, not only the one that noticed), and return false.
 pub fn check_sentinel(source: pg_sys::Oid) -> PgtResult<bool> {
     if buffer_relid(source)?.is_none() {
         return Ok(true);
@@ -188,6 +202,7 @@ pub fn check_sentinel(source: pg_sys::Oid) -> PgtResult<bool> {
             return Ok(true);
         }
         Spi::run(&sentinel_sql(source))?;
+        mark_truncated(source)?;
         Ok(false)
     })
 }
@@ -215,8 +230,8 @@ pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
 
 /// Delete the rows every consumer of `source` has applied. A consumer without
 /// a frontier (about to be refreshed in full) needs none of the committed
-/// rows this statement can see.
-pub fn trim(source: pg_sys::Oid) -> PgtResult<u64> {
+/// rows this statement can see. Runs on the refresh's snapshot when given.
+pub fn trim(source: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResult<u64> {
     if buffer_relid(source)?.is_none() {
         return Ok(0);
     }
@@ -224,13 +239,15 @@ pub fn trim(source: pg_sys::Oid) -> PgtResult<u64> {
         "DELETE FROM {} b WHERE b.__pgt_action OPERATOR(pg_catalog.<>) 'S' AND NOT EXISTS ( \
            SELECT 1 FROM pgtrickle.pgt_stream_tables st \
              JOIN pgtrickle.pgt_sources s ON s.relid OPERATOR(pg_catalog.=) st.relid \
-            WHERE s.source_relid OPERATOR(pg_catalog.=) $1 AND st.consumes_changes \
+            WHERE s.source_relid OPERATOR(pg_catalog.=) {} AND st.consumes_changes \
               AND st.frontier IS NOT NULL \
               AND NOT pgtrickle._applied(b.__pgt_xid, b.__pgt_cid, st.frontier, st.frontier_xid, st.frontier_cid))",
-        buffer_name(source)
+        buffer_name(source),
+        source.to_u32()
     );
-    sys::as_extension_owner(|| {
-        Spi::connect_mut(|c| Ok(c.update(&sql, None, &[source.into()])?.len() as u64))
+    sys::as_extension_owner(|| match snapshot {
+        Some(s) => s.execute(&sql, false),
+        None => Spi::connect_mut(|c| Ok(c.update(&sql, None, &[])?.len() as u64)),
     })
 }
 
@@ -246,26 +263,38 @@ pub fn mark_truncated(source: pg_sys::Oid) -> PgtResult<()> {
     Ok(())
 }
 
-/// Rows of `source`'s buffer in the window between two frontiers.
+/// Rows of `source`'s buffer in the window between two frontiers, counted
+/// on the refresh's snapshot.
 pub fn count_window(
     source: pg_sys::Oid,
-    new: &super::frontier::Frontier,
-    old: Option<&super::frontier::Frontier>,
+    snapshot: &RefreshSnapshot,
+    new: &Frontier,
+    old: Option<&Frontier>,
 ) -> PgtResult<i64> {
     if buffer_relid(source)?.is_none() {
         return Ok(0);
     }
     let sql = format!(
-        "SELECT count(*) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {}",
+        "SELECT pg_catalog.count(*) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {}",
         buffer_name(source),
-        super::frontier::window_sql()
+        window_sql_literal(new, old)
     );
-    let args = super::frontier::window_args(new, old);
-    sys::as_extension_owner(|| Ok(Spi::get_one_with_args::<i64>(&sql, &args)?.unwrap_or(0)))
+    sys::as_extension_owner(|| {
+        let row = snapshot.query_text(&sql)?;
+        Ok(row.first().cloned().flatten().and_then(|n| n.parse().ok()).unwrap_or(0))
+    })
 }
 
 /// (pending rows, oldest pending change) of `source`'s buffer.
 pub fn stats(source: pg_sys::Oid) -> PgtResult<(i64, Option<pgrx::datum::TimestampWithTimeZone>)> {
+    let readable = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_table_privilege($1, 'SELECT')",
+        &[source.into()],
+    )?
+    .unwrap_or(false);
+    if !readable {
+        return Err(PgtError::NoSourceAccess { name: crate::catalog::lifecycle::relation_name(source)? });
+    }
     if buffer_relid(source)?.is_none() {
         return Ok((0, None));
     }

@@ -48,12 +48,12 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
 /// Make sure every captured source of `relid` has its buffer and triggers.
 pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     for source in captured_sources(relid)? {
+        // Lock first: no writer in flight from here on, and a concurrent
+        // attach or detach of the same source waits for us.
+        crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
         buffer::ensure(source)?;
         if !triggers::installed(source)? {
             triggers::create(source)?;
-        } else {
-            // Same guarantee as trigger creation gives: no writer in flight.
-            crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
         }
     }
     Ok(())
@@ -80,6 +80,7 @@ pub fn cleanup() -> PgtResult<()> {
     })?;
     for (source, exists) in orphans {
         if exists {
+            crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
             triggers::drop(source)?;
         }
         buffer::drop(source)?;
@@ -92,7 +93,7 @@ pub fn cleanup() -> PgtResult<()> {
             .map_err(PgtError::from)
     })?;
     for source in remaining {
-        buffer::trim(source)?;
+        buffer::trim(source, None)?;
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::error::{PgtError, PgtResult};
+use crate::sql::quote_literal;
 
 /// A stored frontier (text forms of pg_snapshot and xid8).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,29 +44,22 @@ pub struct Frontier {
     pub cid: i64,
 }
 
-/// The SQL test for "row already applied by frontier ($n, $n+1, $n+2)".
-pub fn applied_sql(first_param: usize) -> String {
-    let (s, x, c) = (first_param, first_param + 1, first_param + 2);
-    format!(
-        "pgtrickle._applied(__pgt_xid, __pgt_cid, ${s}::pg_catalog.pg_snapshot, ${x}::pg_catalog.xid8, ${c}::pg_catalog.int8)"
-    )
-}
-
-/// Rows in the window between `old` ($4..$6, may be NULL) and `new` ($1..$3).
-pub fn window_sql() -> String {
-    format!("{} AND NOT coalesce({}, false)", applied_sql(1), applied_sql(4))
-}
-
-/// Parameters for [`window_sql`].
-pub fn window_args(new: &Frontier, old: Option<&Frontier>) -> Vec<pgrx::datum::DatumWithOid<'static>> {
-    vec![
-        new.snapshot.clone().into(),
-        new.xid.clone().into(),
-        new.cid.into(),
-        old.map(|f| f.snapshot.clone()).into(),
-        old.and_then(|f| f.xid.clone()).into(),
-        old.map(|f| f.cid).into(),
-    ]
+/// The SQL test for "row in the window between frontiers `old` and `new`",
+/// with the frontiers written in as literals (statements run on a
+/// [`RefreshSnapshot`] take no parameters).
+pub fn window_sql_literal(new: &Frontier, old: Option<&Frontier>) -> String {
+    let applied = |f: &Frontier| {
+        format!(
+            "pgtrickle._applied(__pgt_xid, __pgt_cid, {}::pg_catalog.pg_snapshot, {}::pg_catalog.xid8, {})",
+            quote_literal(&f.snapshot),
+            f.xid.as_deref().map(quote_literal).unwrap_or_else(|| "NULL".into()),
+            f.cid
+        )
+    };
+    match old {
+        Some(old) => format!("{} AND NOT {}", applied(new), applied(old)),
+        None => applied(new),
+    }
 }
 
 /// A snapshot registered for the duration of one refresh.
@@ -101,7 +95,8 @@ impl RefreshSnapshot {
         self.run(sql, read_only, |_| ())
     }
 
-    fn query_text(&self, sql: &str) -> PgtResult<Vec<Option<String>>> {
+    /// Run a query on this snapshot; the first row's columns as text.
+    pub fn query_text(&self, sql: &str) -> PgtResult<Vec<Option<String>>> {
         let mut out = Vec::new();
         self.run(sql, true, |tuptable| {
             // SAFETY: called only with the SPI_tuptable of a successful
@@ -164,5 +159,22 @@ impl Drop for RefreshSnapshot {
                 pg_sys::UnregisterSnapshot(self.snapshot);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_window() {
+        let new = Frontier { snapshot: "10:12:11".into(), xid: Some("12".into()), cid: 3 };
+        let old = Frontier { snapshot: "5:5:".into(), xid: None, cid: 0 };
+        assert_eq!(
+            window_sql_literal(&new, Some(&old)),
+            "pgtrickle._applied(__pgt_xid, __pgt_cid, '10:12:11'::pg_catalog.pg_snapshot, '12'::pg_catalog.xid8, 3) \
+             AND NOT pgtrickle._applied(__pgt_xid, __pgt_cid, '5:5:'::pg_catalog.pg_snapshot, NULL::pg_catalog.xid8, 0)"
+        );
+        assert!(!window_sql_literal(&new, None).contains("NOT"));
     }
 }

@@ -221,7 +221,23 @@ fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
 /// Decide how `relid` (a materialized view) can be maintained.
 pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
     let f = query_facts(relid)?;
-    Ok(decide(&f, |source| primary_key(source))?)
+    let plan = match decide(&f, primary_key)? {
+        Ok(plan) => plan,
+        Err(why) => return Ok(Err(why)),
+    };
+    // Capture puts triggers on the source: its owner must be allowed to.
+    let may_trigger = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_table_privilege( \
+                (SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1), $2, 'TRIGGER')",
+        &[relid.into(), plan.source.into()],
+    )?
+    .unwrap_or(false);
+    if !may_trigger {
+        return Ok(unsupported(
+            "its owner lacks the TRIGGER privilege on the table it reads, which change capture needs",
+        ));
+    }
+    Ok(Ok(plan))
 }
 
 fn decide(

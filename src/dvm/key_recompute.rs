@@ -12,7 +12,10 @@
 //!
 //! and the stream table is brought there by deleting its rows with key in
 //! `A` that are not in `new(A)` and inserting the rows of `new(A)` it lacks;
-//! rows whose values did not change are not touched. `K ∈ A` is evaluated
+//! rows whose values did not change are not touched. Rows are compared with
+//! the record image operator `*=` (as REFRESH … CONCURRENTLY does), which
+//! needs no equality operator on the column types (json, point, …) and
+//! treats NULLs as equal. `K ∈ A` is evaluated
 //! per key column as `col = ANY(values) [OR col IS NULL]`, a superset of `A`
 //! when the key has several columns, which is harmless: both sides use the
 //! same condition. The condition references output columns that are plain
@@ -25,7 +28,7 @@ use pgrx::prelude::*;
 use super::analysis::Plan;
 use crate::catalog::sys;
 use crate::cdc::buffer;
-use crate::cdc::frontier::{window_args, window_sql, Frontier, RefreshSnapshot};
+use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
 use crate::error::{PgtError, PgtResult};
 use crate::refresh::window::with_window;
 
@@ -73,11 +76,11 @@ pub fn apply_sql(st: &str, query: &str, columns: &[String], keys: &[KeyValues]) 
     let cols = columns.join(", ");
     let delete = format!(
         "DELETE FROM {st} o WHERE {fo} AND NOT EXISTS ( \
-           SELECT 1 FROM ({query}) n({cols}) WHERE {fn_} AND (n.*) IS NOT DISTINCT FROM (o.*))"
+           SELECT 1 FROM ({query}) n({cols}) WHERE {fn_} AND (n.*) OPERATOR(pg_catalog.*=) (o.*))"
     );
     let insert = format!(
         "INSERT INTO {st} SELECT n.* FROM ({query}) n({cols}) WHERE {fn_} AND NOT EXISTS ( \
-           SELECT 1 FROM {st} o WHERE {fo} AND (o.*) IS NOT DISTINCT FROM (n.*))"
+           SELECT 1 FROM {st} o WHERE {fo} AND (o.*) OPERATOR(pg_catalog.*=) (n.*))"
     );
     (delete, insert)
 }
@@ -108,47 +111,46 @@ fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
     })
 }
 
-/// Count the window and collect the affected key values from the buffer.
-/// Reads the buffer as the extension owner.
+/// Count the window and collect the affected key values from the buffer, on
+/// the refresh's snapshot. Reads the buffer as the extension owner.
 pub fn affected_keys(
     relid: pg_sys::Oid,
     plan: &Plan,
+    snapshot: &RefreshSnapshot,
     new: &Frontier,
     old: &Frontier,
 ) -> PgtResult<(i64, Vec<KeyValues>)> {
     let columns = output_columns(relid)?;
     let mut select = vec!["pg_catalog.count(*)".to_string()];
     for k in &plan.key {
-        select.push(format!("pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL)::text", k.source_attnum));
+        select.push(format!(
+            "(pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL))::text",
+            k.source_attnum
+        ));
         select.push(format!("pg_catalog.bool_or(c{} IS NULL)", k.source_attnum));
     }
     let sql = format!(
         "SELECT {} FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {}",
         select.join(", "),
         buffer::buffer_name(plan.source),
-        window_sql()
+        window_sql_literal(new, Some(old))
     );
-    let args = window_args(new, Some(old));
-    sys::as_extension_owner(|| {
-        Spi::connect(|c| {
-            let row = c.select(&sql, Some(1), &args)?.first();
-            let count: i64 = row.get(1)?.unwrap_or(0);
-            let mut keys = Vec::new();
-            for (i, k) in plan.key.iter().enumerate() {
-                let (name, ty) = columns
-                    .get(k.output_attnum as usize - 1)
-                    .cloned()
-                    .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
-                keys.push(KeyValues {
-                    column: name,
-                    sql_type: ty,
-                    values: row.get::<String>(2 + 2 * i)?,
-                    has_null: row.get::<bool>(3 + 2 * i)?.unwrap_or(false),
-                });
-            }
-            Ok((count, keys))
-        })
-    })
+    let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
+    let count: i64 = row.first().cloned().flatten().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let mut keys = Vec::new();
+    for (i, k) in plan.key.iter().enumerate() {
+        let (name, ty) = columns
+            .get(k.output_attnum as usize - 1)
+            .cloned()
+            .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+        keys.push(KeyValues {
+            column: name,
+            sql_type: ty,
+            values: row.get(1 + 2 * i).cloned().flatten(),
+            has_null: row.get(2 + 2 * i).cloned().flatten().as_deref() == Some("t"),
+        });
+    }
+    Ok((count, keys))
 }
 
 /// Apply the affected keys: recompute them from the query on `snapshot`,
@@ -210,8 +212,8 @@ mod tests {
         let (d, i) = apply_sql("s.st", "SELECT k, count(*) FROM s.t GROUP BY k", &cols, &[key("k", Some("{1}"), false)]);
         assert!(d.starts_with("DELETE FROM s.st o WHERE (o.k"));
         assert!(d.contains("NOT EXISTS ( SELECT 1 FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
-        assert!(d.contains("(n.*) IS NOT DISTINCT FROM (o.*)"));
+        assert!(d.contains("(n.*) OPERATOR(pg_catalog.*=) (o.*)"));
         assert!(i.starts_with("INSERT INTO s.st SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
-        assert!(i.contains("(o.*) IS NOT DISTINCT FROM (n.*)"));
+        assert!(i.contains("(o.*) OPERATOR(pg_catalog.*=) (n.*)"));
     }
 }

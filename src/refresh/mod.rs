@@ -47,12 +47,20 @@ impl RefreshTrigger {
 /// either way the snapshot becomes its new frontier and the buffers are
 /// trimmed of what every consumer has applied.
 pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
+    // One refresh of a stream table at a time, taken before its frontier is
+    // read: a refresh that read an older frontier must not commit after a
+    // newer one (the frontier would go back over trimmed rows). Readers are
+    // not blocked.
+    if stream_tables::exists(relid)? {
+        sys::lock_relation(relid, pg_sys::ExclusiveLock);
+    }
     let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::NotAStreamTable {
         name: relation_name(relid).unwrap_or_else(|_| relid.to_u32().to_string()),
     })?;
     if !sys::current_user_can_maintain(relid) {
         return Err(PgtError::NotOwner { name: relation_name(relid)? });
     }
+    let st = crate::catalog::lifecycle::reresolve_mode(st)?;
     let history = sys::as_extension_owner(|| {
         stream_tables::history_start(relid, st.effective_mode, trigger.as_str())
     })?;
@@ -92,7 +100,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     };
     match differential {
         Some((plan, old)) => {
-            let (window, keys) = dvm::key_recompute::affected_keys(relid, &plan, &frontier, &old)?;
+            let (window, keys) = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
             result.changes_consumed = window;
             // An unanalyzed table (reltuples < 0) has no estimate: no limit.
             let rows = source_rows(plan.source)?;
@@ -112,14 +120,15 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         }
         None => {
             for &source in &sources {
-                result.changes_consumed += cdc::buffer::count_window(source, &frontier, st.frontier.as_ref())?;
+                result.changes_consumed +=
+                    cdc::buffer::count_window(source, &snapshot, &frontier, st.frontier.as_ref())?;
             }
             result.rows = full::refresh(relid, &snapshot)?;
         }
     }
     sys::as_extension_owner(|| stream_tables::history_finish(history, relid, &result))?;
     for source in sources {
-        cdc::buffer::trim(source)?;
+        cdc::buffer::trim(source, Some(&snapshot))?;
     }
     Ok(result.rows)
 }

@@ -5,6 +5,7 @@
 mod capture;
 mod dump_restore;
 mod jdbc;
+mod oracle;
 mod protocol;
 
 use std::path::PathBuf;
