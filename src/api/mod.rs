@@ -99,6 +99,32 @@ fn drop_st(name: &str) -> PgtResult<()> {
     Ok(())
 }
 
+fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
+    let relid = resolve_stream_table(name)?;
+    let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::NotAStreamTable { name: name.into() })?;
+    let mut out = vec![
+        ("requested mode".to_string(), Some(st.settings.refresh_mode.as_str().to_string())),
+        ("refresh mode".to_string(), Some(st.effective_mode.as_str().to_string())),
+        ("consumes changes".to_string(), Some(st.consumes_changes.to_string())),
+    ];
+    match crate::dvm::analysis::analyze(relid)? {
+        Err(why) => out.push(("not differential because".into(), Some(why.0))),
+        Ok(plan) => {
+            let keys = crate::dvm::key_recompute::placeholder_keys(relid, &plan)?;
+            out.push(("strategy".into(), Some(format!("key recompute: {}", plan.shape.as_str()))));
+            out.push((
+                "row identity".into(),
+                Some(keys.iter().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")),
+            ));
+            out.push(("source".into(), Some(lifecycle::relation_name(plan.source)?)));
+            let (delete, insert) = crate::dvm::key_recompute::explain_sql(relid, &keys)?;
+            out.push(("delete".into(), Some(delete)));
+            out.push(("insert".into(), Some(insert)));
+        }
+    }
+    Ok(out)
+}
+
 #[pg_schema]
 mod pgtrickle {
     use super::*;
@@ -148,6 +174,16 @@ mod pgtrickle {
     ) -> TableIterator<'static, (name!(pending_rows, i64), name!(oldest_change, Option<pgrx::datum::TimestampWithTimeZone>))> {
         let stats = crate::cdc::buffer::stats(source).or_report();
         TableIterator::once(stats)
+    }
+
+    /// How a stream table is maintained: one (property, value) row each for
+    /// its mode, the reason it is not differential (if not), the row
+    /// identity, and the statements a differential refresh runs.
+    #[pg_extern(volatile, parallel_safe)]
+    fn explain_stream_table(
+        name: &str,
+    ) -> TableIterator<'static, (name!(property, String), name!(value, Option<String>))> {
+        TableIterator::new(explain(name).or_report())
     }
 
     /// Refresh a stream table now; returns the number of rows it wrote (all

@@ -217,3 +217,31 @@ mod tests {
         assert!(i.contains("(o.*) OPERATOR(pg_catalog.*=) (n.*)"));
     }
 }
+
+/// The statements a refresh would run for `keys`, for `explain_stream_table`.
+pub fn explain_sql(relid: pg_sys::Oid, keys: &[KeyValues]) -> PgtResult<(String, String)> {
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query = query.trim().trim_end_matches(';').to_string();
+        let st = crate::catalog::lifecycle::relation_name(relid)?;
+        let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
+        Ok(apply_sql(&st, &query, &columns, keys))
+    })
+}
+
+/// Placeholder key values (`$affected_<column>`) for showing the SQL shape.
+pub fn placeholder_keys(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<KeyValues>> {
+    let columns = output_columns(relid)?;
+    plan.key
+        .iter()
+        .map(|k| {
+            let (name, ty) = columns
+                .get(k.output_attnum as usize - 1)
+                .cloned()
+                .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+            Ok(KeyValues { values: Some(format!("{{affected {}}}", name.trim_matches('"'))), column: name, sql_type: ty, has_null: true })
+        })
+        .collect()
+}

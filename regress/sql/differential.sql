@@ -1,0 +1,98 @@
+-- differential: which queries pg_trickle maintains incrementally, how AUTO
+-- falls back to FULL (with the reason), how explicit 'differential' refuses,
+-- and what a differential refresh does and records.
+CREATE TABLE items (id int PRIMARY KEY, cat text, price numeric, qty int);
+INSERT INTO items SELECT g, 'c' || (g % 4), g * 1.5, g % 7 FROM generate_series(1, 40) g;
+CREATE TABLE log (at int, msg text);   -- no primary key
+
+-- Maintained differentially (AUTO resolves to DIFFERENTIAL silently):
+-- filters/projections that keep the primary key ...
+CREATE MATERIALIZED VIEW expensive WITH (pgtrickle.stream = true) AS
+  SELECT id, cat, price * qty AS total FROM items WHERE price > 30;
+-- ... grouped aggregates whose GROUP BY columns are selected ...
+CREATE MATERIALIZED VIEW by_cat WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS
+  SELECT cat, count(*) AS n, sum(qty) AS q, max(price) AS top, string_agg(id::text, ',' ORDER BY id) AS ids
+    FROM items GROUP BY cat HAVING count(*) > 0;
+-- ... and DISTINCT on plain columns.
+CREATE MATERIALIZED VIEW cats WITH (pgtrickle.stream = true) AS SELECT DISTINCT cat FROM items;
+SELECT name, requested_mode, refresh_mode FROM pgtrickle.stream_tables ORDER BY name;
+-- Each carries a unique index on its row identity (named after its OID).
+SELECT tablename, regexp_replace(indexdef, '__pgt_key_[0-9]+', '__pgt_key_<oid>') AS index
+  FROM pg_indexes WHERE tablename IN ('expensive', 'by_cat', 'cats') ORDER BY 1;
+
+-- Not (yet) maintained differentially: AUTO says why and uses FULL ...
+CREATE MATERIALIZED VIEW no_key WITH (pgtrickle.stream = true) AS SELECT cat, price FROM items;
+CREATE MATERIALIZED VIEW total WITH (pgtrickle.stream = true) AS SELECT sum(price) AS s FROM items;
+CREATE MATERIALIZED VIEW joined WITH (pgtrickle.stream = true) AS
+  SELECT i.id, l.msg FROM items i JOIN log l ON l.at = i.id;
+CREATE MATERIALIZED VIEW logs WITH (pgtrickle.stream = true) AS SELECT at, msg FROM log;
+CREATE MATERIALIZED VIEW ranked WITH (pgtrickle.stream = true) AS
+  SELECT id, rank() OVER (ORDER BY price) AS r FROM items;
+CREATE MATERIALIZED VIEW rnd WITH (pgtrickle.stream = true) AS SELECT id, random() AS r FROM items;
+-- ... and an explicit 'differential' is refused, naming the reason.
+CREATE MATERIALIZED VIEW bad WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS
+  SELECT upper(cat) AS c, count(*) FROM items GROUP BY upper(cat);
+SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE refresh_mode = 'full' ORDER BY name;
+
+-- A differential refresh recomputes only the affected keys.
+UPDATE items SET price = price + 100 WHERE id IN (3, 4);   -- 4 now passes the filter
+DELETE FROM items WHERE cat = 'c1';                        -- a whole group disappears
+INSERT INTO items VALUES (100, 'c9', 99, 1), (101, NULL, 5, 2);  -- a new group, a NULL group
+REFRESH MATERIALIZED VIEW expensive;
+REFRESH MATERIALIZED VIEW by_cat;
+REFRESH MATERIALIZED VIEW cats;
+SELECT * FROM by_cat ORDER BY cat;
+SELECT * FROM cats ORDER BY cat;
+SELECT relid::regclass, mode, trigger, rows_applied, changes_consumed
+  FROM pgtrickle.pgt_refresh_history
+ WHERE relid IN ('expensive'::regclass, 'by_cat'::regclass, 'cats'::regclass) ORDER BY id;
+-- Same contents as a fresh run of the query.
+(SELECT * FROM expensive EXCEPT ALL SELECT id, cat, price * qty FROM items WHERE price > 30)
+UNION ALL
+(SELECT id, cat, price * qty FROM items WHERE price > 30 EXCEPT ALL SELECT * FROM expensive);
+
+-- No changes: nothing written.
+REFRESH MATERIALIZED VIEW by_cat;
+SELECT rows_applied, changes_consumed FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'by_cat'::regclass ORDER BY id DESC LIMIT 1;
+
+-- Too many changes at once: that refresh recomputes in FULL, and says so.
+SET pg_trickle.differential_max_change_fraction = 0.1;
+ANALYZE items;
+UPDATE items SET qty = qty + 1;
+REFRESH MATERIALIZED VIEW by_cat;
+SELECT mode, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'by_cat'::regclass ORDER BY id DESC LIMIT 1;
+RESET pg_trickle.differential_max_change_fraction;
+
+-- A query stops being maintainable (its key is dropped): the next refresh
+-- switches to FULL with a warning; when it is back, to DIFFERENTIAL again.
+ALTER TABLE items DROP CONSTRAINT items_pkey;
+REFRESH MATERIALIZED VIEW expensive;
+SELECT refresh_mode, consumes_changes FROM pgtrickle.pgt_stream_tables WHERE relid = 'expensive'::regclass;
+SELECT count(*) AS key_indexes FROM pg_indexes WHERE tablename = 'expensive';
+ALTER TABLE items ADD PRIMARY KEY (id);
+REFRESH MATERIALIZED VIEW expensive;
+REFRESH MATERIALIZED VIEW expensive;
+SELECT mode, trigger FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'expensive'::regclass ORDER BY id DESC LIMIT 2;
+
+-- The owner must be allowed to put triggers on the source.
+CREATE ROLE pgt_reader;
+GRANT SELECT ON items TO pgt_reader;
+GRANT CREATE ON SCHEMA public TO pgt_reader;
+SET ROLE pgt_reader;
+CREATE MATERIALIZED VIEW theirs WITH (pgtrickle.stream = true) AS SELECT id, price FROM items;
+DROP MATERIALIZED VIEW theirs;
+RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM pgt_reader;
+REVOKE SELECT ON items FROM pgt_reader;
+DROP ROLE pgt_reader;
+
+-- explain_stream_table shows the plan.
+SELECT * FROM pgtrickle.explain_stream_table('by_cat');
+SELECT * FROM pgtrickle.explain_stream_table('joined');
+
+DROP MATERIALIZED VIEW expensive, by_cat, cats, no_key, total, joined, logs, ranked, rnd;
+DROP TABLE items, log;
+SELECT count(*) FROM pgtrickle.pgt_change_buffers;
