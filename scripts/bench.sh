@@ -98,3 +98,91 @@ for op in insert update delete; do
     b=$(time_sql with "$prep" "$sql")
     row "bulk $op of $rows rows (ms)" "$a" "$b" "$(echo "$b $a" | awk '{print $1 / $2}')"
 done
+
+# ---------------------------------------------------------------------------
+# DIFFERENTIAL vs FULL refresh. A source of $PGT_BENCH_DVM_ROWS rows; the
+# same mixed changes (1/3 inserts, 1/3 updates, 1/3 deletes) are applied, then
+# a DIFFERENTIAL stream table and a FULL twin of the same query are refreshed.
+dvm_rows=${PGT_BENCH_DVM_ROWS:-1000000}
+
+setup_source() { # $1 = rows
+    "${psql[@]}" -d bench <<SQL
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS t CASCADE;
+DROP TABLE IF EXISTS src CASCADE;
+CREATE TABLE src (id bigint PRIMARY KEY, g int NOT NULL, v int NOT NULL, pad text);
+INSERT INTO src SELECT i, i % 1000, ((i::bigint * 7919) % 100000)::int, md5(i::text) FROM generate_series(1, $1) i;
+CREATE INDEX ON src (g);
+VACUUM ANALYZE src;
+SQL
+}
+
+# Name, query pairs of the shapes measured.
+shapes=(
+    "filter|SELECT id, v FROM src WHERE v % 10 = 0"
+    "projection|SELECT id, g, v * 2 AS v2, upper(pad) AS p FROM src"
+    "group by (1000 groups)|SELECT g, count(*) AS n, sum(v) AS s, avg(v) AS a FROM src GROUP BY g"
+)
+
+create_shapes() {
+    local i=0
+    for s in "${shapes[@]}"; do
+        "${psql[@]}" -d bench -c "SET client_min_messages = warning" \
+            -c "CREATE MATERIALIZED VIEW d$i WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS ${s#*|}" \
+            -c "CREATE MATERIALIZED VIEW f$i WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS ${s#*|}" >/dev/null
+        i=$((i + 1))
+    done
+}
+
+change() { # $1 = rows to change in total, $2 = offset for new ids
+    local n=$(( $1 / 3 )) base=$2
+    "${psql[@]}" -d bench >/dev/null <<SQL
+INSERT INTO src SELECT $base + i, i % 1000, i, md5(i::text) FROM generate_series(1, $n) i;
+UPDATE src SET v = v + 1, g = (g + 1) % 1000 WHERE id IN (SELECT id FROM src WHERE id % 1000 = 7 AND id < $base ORDER BY id LIMIT $n);
+DELETE FROM src WHERE id IN (SELECT id FROM src WHERE id % 1000 = 501 AND id < $base ORDER BY id LIMIT $n);
+SQL
+}
+
+ms() { "${psql[@]}" -d bench -c '\timing on' -c "$1" | sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | tail -1; }
+
+printf '\nDIFFERENTIAL vs FULL refresh, %s source rows (ms; ratio = full / differential)\n' "$dvm_rows"
+printf '%-24s %8s %12s %12s %8s\n' shape changes full differential ratio
+setup_source "$dvm_rows"
+create_shapes
+offset=$((dvm_rows * 10))
+for frac in 0.001 0.01; do
+    changes=$(awk -v r="$dvm_rows" -v f="$frac" 'BEGIN { printf "%d", r * f }')
+    change "$changes" "$offset"
+    offset=$((offset + changes))
+    i=0
+    for s in "${shapes[@]}"; do
+        full=$(ms "REFRESH MATERIALIZED VIEW f$i")
+        diff=$(ms "REFRESH MATERIALIZED VIEW d$i")
+        printf '%-24s %8s %12s %12s %8.1f\n' "${s%%|*}" "$changes" "$full" "$diff" \
+            "$(echo "$full $diff" | awk '{print $1 / $2}')"
+        i=$((i + 1))
+    done
+    # Both must agree with the query.
+    for j in $(seq 0 $((i - 1))); do
+        bad=$("${psql[@]}" -d bench -tA -c "SELECT count(*) FROM ((TABLE d$j EXCEPT ALL TABLE f$j) UNION ALL (TABLE f$j EXCEPT ALL TABLE d$j)) x")
+        [ "$bad" = 0 ] || { echo "MISMATCH between d$j and f$j" >&2; exit 1; }
+    done
+done
+
+printf '\nDIFFERENTIAL refresh time as the source grows 10x, 1000 changes (ms)\n'
+printf '%-24s %12s %12s %8s\n' shape "$((dvm_rows / 10)) rows" "$dvm_rows rows" growth
+declare -A small
+setup_source $((dvm_rows / 10))
+create_shapes
+change 1000 $((dvm_rows * 10))
+i=0
+for s in "${shapes[@]}"; do small[$i]=$(ms "REFRESH MATERIALIZED VIEW d$i"); i=$((i + 1)); done
+setup_source "$dvm_rows"
+create_shapes
+change 1000 $((dvm_rows * 10))
+i=0
+for s in "${shapes[@]}"; do
+    big=$(ms "REFRESH MATERIALIZED VIEW d$i")
+    printf '%-24s %12s %12s %8.2f\n' "${s%%|*}" "${small[$i]}" "$big" "$(echo "$big ${small[$i]}" | awk '{print $1 / $2}')"
+    i=$((i + 1))
+done
