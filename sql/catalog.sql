@@ -59,6 +59,7 @@ REVOKE ALL ON SCHEMA pgtrickle_changes FROM PUBLIC;
 CREATE TABLE pgtrickle.pgt_change_buffers (
     source_relid oid PRIMARY KEY,
     buffer_relid oid NOT NULL,
+    columns      smallint[] NOT NULL,   -- source attnums captured, as c<attnum>
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 

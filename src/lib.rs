@@ -39,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::init();
     hooks::init();
     refresh::window::init();
+    cdc::capture::init();
 }
 
 // `#[pg_test]`s need a server: `cargo pgrx test` runs them (feature pg_test);

@@ -5,11 +5,15 @@
 //! `__pgt_cid int8` (its command id: statement order inside the
 //! transaction), `__pgt_time timestamptz` (transaction start),
 //! `__pgt_action "char"` (`I` or `D`; an UPDATE is a `D` of the old row and
-//! an `I` of the new), then one column per live column of the source, in the
-//! source's order, named `c<attnum>`. Positional correspondence is what lets
-//! the capture SQL select `n.*`; [`sync`] keeps it after ALTER TABLE on the
-//! source. No indexes: writers pay one heap insert per changed row, and
-//! readers scan a buffer that trimming keeps down to the pending changes.
+//! an `I` of the new), then one column `c<attnum>` for each source column a
+//! consumer needs (its row identity), listed in
+//! `pgtrickle.pgt_change_buffers.columns`. Narrow buffers keep the write
+//! cost of capture low. Those columns are referenced by the consumers'
+//! queries, so PostgreSQL refuses to drop or retype them; a rename changes
+//! nothing here (the capture statement is rebuilt, see `capture`), and other
+//! columns of the source may change freely. No indexes: writers pay one heap
+//! insert per changed row, and readers scan a buffer that trimming keeps down
+//! to the pending changes.
 //!
 //! Buffers are UNLOGGED: capture writes no WAL. Crash recovery empties them,
 //! so each holds a sentinel row (`__pgt_action = 'S'`) written at creation;
@@ -45,24 +49,24 @@ pub fn buffer_relid(source: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
     )?)
 }
 
-/// Live columns of a relation as (attnum, name, SQL type with collation).
+/// SQL types (with collation) of some columns of a relation, by attnum.
 /// Domains are replaced by their base types, so writing a buffer (as the
 /// extension owner) never evaluates a user's domain constraint; types are
 /// rendered schema-qualified (search_path = pg_catalog while formatting).
-fn live_columns(relid: pg_sys::Oid, skip: usize) -> PgtResult<Vec<(i16, String, String)>> {
+fn column_types(relid: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<(i16, String)>> {
     let _path = sys::SafeSearchPath::enter();
     Spi::connect(|c| {
         let rows = c.select(
-            "WITH RECURSIVE base(attnum, attname, typid, typmod, collid, depth) AS ( \
-                 SELECT a.attnum, a.attname::text, a.atttypid, a.atttypmod, a.attcollation, 0 \
+            "WITH RECURSIVE base(attnum, typid, typmod, collid, depth) AS ( \
+                 SELECT a.attnum, a.atttypid, a.atttypmod, a.attcollation, 0 \
                    FROM pg_catalog.pg_attribute a \
-                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 \
+                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.=) ANY ($2) \
                     AND NOT a.attisdropped \
                UNION ALL \
-                 SELECT b.attnum, b.attname, t.typbasetype, t.typtypmod, b.collid, b.depth + 1 \
+                 SELECT b.attnum, t.typbasetype, t.typtypmod, b.collid, b.depth + 1 \
                    FROM base b JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) b.typid \
                   WHERE t.typtype OPERATOR(pg_catalog.=) 'd' AND b.depth OPERATOR(pg_catalog.<) 32) \
-             SELECT b.attnum, b.attname, \
+             SELECT b.attnum, \
                     pg_catalog.format_type(b.typid, b.typmod) \
                     || CASE WHEN b.collid OPERATOR(pg_catalog.<>) 0 \
                              AND b.collid OPERATOR(pg_catalog.<>) t.typcollation \
@@ -75,102 +79,83 @@ fn live_columns(relid: pg_sys::Oid, skip: usize) -> PgtResult<Vec<(i16, String, 
               WHERE t.typtype OPERATOR(pg_catalog.<>) 'd' \
               ORDER BY b.attnum",
             None,
-            &[relid.into()],
+            &[relid.into(), attnums.to_vec().into()],
         )?;
         let mut out = Vec::new();
         for row in rows {
-            out.push((
-                row.get::<i16>(1)?.unwrap_or_default(),
-                row.get::<String>(2)?.unwrap_or_default(),
-                row.get::<String>(3)?.unwrap_or_default(),
-            ));
+            out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
         }
-        Ok(out.into_iter().skip(skip).collect())
+        Ok(out)
     })
 }
 
-/// Create the buffer of `source` if it has none. Runs as the extension owner.
-pub fn ensure(source: pg_sys::Oid) -> PgtResult<()> {
-    if buffer_relid(source)?.is_some() {
+/// The source columns a buffer captures.
+pub fn captured_columns(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
+    Ok(Spi::get_one_with_args::<Vec<i16>>(
+        "SELECT (SELECT columns FROM pgtrickle.pgt_change_buffers \
+                  WHERE source_relid OPERATOR(pg_catalog.=) $1)",
+        &[source.into()],
+    )?
+    .unwrap_or_default())
+}
+
+/// Make sure `source` has a buffer capturing at least `needed` columns
+/// (attnums). Creates it, or adds the missing columns (earlier rows get
+/// NULL there: they predate the consumer that needs them, whose frontier
+/// starts after them). The caller holds ShareRowExclusiveLock on the source.
+pub fn ensure(source: pg_sys::Oid, needed: &[i16]) -> PgtResult<()> {
+    let name = buffer_name(source);
+    let existing = buffer_relid(source)?.map(|_| captured_columns(source)).transpose()?;
+    let have = existing.clone().unwrap_or_default();
+    let missing: Vec<i16> = needed.iter().copied().filter(|a| !have.contains(a)).collect();
+    if existing.is_some() && missing.is_empty() {
         return Ok(());
     }
-    let columns = live_columns(source, 0)?;
-    let mut ddl = format!(
-        "CREATE UNLOGGED TABLE {} (__pgt_xid pg_catalog.xid8 NOT NULL, __pgt_cid pg_catalog.int8 NOT NULL, \
-         __pgt_time pg_catalog.timestamptz NOT NULL, __pgt_action pg_catalog.\"char\" NOT NULL",
-        buffer_name(source)
-    );
-    for (attnum, _, ty) in &columns {
-        ddl.push_str(&format!(", c{attnum} {ty}"));
+    let types = column_types(source, &missing)?;
+    if types.len() != missing.len() {
+        return Err(PgtError::Internal(format!("columns {missing:?} of {name}'s source not found")));
     }
-    ddl.push_str(") WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02)");
+    let mut all: Vec<i16> = have.iter().copied().chain(missing.iter().copied()).collect();
+    all.sort_unstable();
     let _internal = crate::hooks::internal();
     sys::as_extension_owner(|| {
-        Spi::run(&ddl)?;
-        let buffer = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{}'::pg_catalog.regclass::pg_catalog.oid", buffer_name(source)))?
-            .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
-        sys::record_extension_membership(buffer)?;
-        Spi::run(&sentinel_sql(source))?;
-        Spi::run_with_args(
-            "INSERT INTO pgtrickle.pgt_change_buffers (source_relid, buffer_relid) VALUES ($1, $2)",
-            &[source.into(), buffer.into()],
-        )?;
+        match existing {
+            None => {
+                let mut ddl = format!(
+                    "CREATE UNLOGGED TABLE {name} (__pgt_xid pg_catalog.xid8 NOT NULL, \
+                     __pgt_cid pg_catalog.int8 NOT NULL, __pgt_time pg_catalog.timestamptz NOT NULL, \
+                     __pgt_action pg_catalog.\"char\" NOT NULL"
+                );
+                for (attnum, ty) in &types {
+                    ddl.push_str(&format!(", c{attnum} {ty}"));
+                }
+                ddl.push_str(
+                    ") WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02)",
+                );
+                Spi::run(&ddl)?;
+                let buffer = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::pg_catalog.regclass::pg_catalog.oid"))?
+                    .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
+                sys::record_extension_membership(buffer)?;
+                Spi::run(&sentinel_sql(source))?;
+                Spi::run_with_args(
+                    "INSERT INTO pgtrickle.pgt_change_buffers (source_relid, buffer_relid, columns) \
+                     VALUES ($1, $2, $3)",
+                    &[source.into(), buffer.into(), all.clone().into()],
+                )?;
+            }
+            Some(_) => {
+                let adds: Vec<String> = types.iter().map(|(a, ty)| format!("ADD COLUMN c{a} {ty}")).collect();
+                Spi::run(&format!("ALTER TABLE {name} {}", adds.join(", ")))?;
+                Spi::run_with_args(
+                    "UPDATE pgtrickle.pgt_change_buffers SET columns = $2 \
+                      WHERE source_relid OPERATOR(pg_catalog.=) $1",
+                    &[source.into(), all.clone().into()],
+                )?;
+            }
+        }
         Ok(())
     })?;
     super::capture::forget_plans();
-    Ok(())
-}
-
-/// Bring the buffer's columns in step with the source's after ALTER TABLE:
-/// dropped columns go, added ones are appended, retyped ones are retyped.
-/// Columns a stream table reads cannot be dropped or retyped (PostgreSQL's
-/// dependencies refuse it), so pending values of changed columns are never
-/// needed and retyping can discard them.
-pub fn sync(source: pg_sys::Oid) -> PgtResult<()> {
-    let Some(buffer) = buffer_relid(source)? else {
-        return Ok(());
-    };
-    let want = live_columns(source, 0)?;
-    let have = live_columns(buffer, META_COLUMNS)?;
-    let name = buffer_name(source);
-    let mut alters = Vec::new();
-    for (_, col, _) in &have {
-        let attnum: Option<i16> = col.strip_prefix('c').and_then(|n| n.parse().ok());
-        if !want.iter().any(|(a, _, _)| Some(*a) == attnum) {
-            alters.push(format!("DROP COLUMN {}", crate::sql::quote_ident(col)));
-        }
-    }
-    for (attnum, _, ty) in &want {
-        let col = format!("c{attnum}");
-        match have.iter().find(|(_, n, _)| *n == col) {
-            None => alters.push(format!("ADD COLUMN {col} {ty}")),
-            Some((_, _, old)) if old != ty => {
-                alters.push(format!("ALTER COLUMN {col} TYPE {ty} USING NULL"))
-            }
-            Some(_) => {}
-        }
-    }
-    if alters.is_empty() {
-        return Ok(());
-    }
-    let _internal = crate::hooks::internal();
-    sys::as_extension_owner(|| Ok(Spi::run(&format!("ALTER TABLE {name} {}", alters.join(", ")))?))?;
-    super::capture::forget_plans();
-    Ok(())
-}
-
-/// [`sync`] every buffer (after an ALTER TABLE, which may recurse to
-/// partitions and children).
-pub fn sync_all() -> PgtResult<()> {
-    let sources: Vec<pg_sys::Oid> = Spi::connect(|c| {
-        c.select("SELECT source_relid FROM pgtrickle.pgt_change_buffers", None, &[])?
-            .map(|row| row.get::<pg_sys::Oid>(1))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.into_iter().flatten().collect())
-    })?;
-    for source in sources {
-        sync(source)?;
-    }
     Ok(())
 }
 

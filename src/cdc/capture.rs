@@ -11,18 +11,19 @@
 //! Every row carries the writer's top-level transaction id (`__pgt_xid`),
 //! its command id (`__pgt_cid`, ordering statements within a transaction)
 //! and the transaction's start time, passed as parameters computed once per
-//! statement. The buffer's columns after those follow the source's columns
-//! in order, so the SQL selects `n.*` and never names a source column.
+//! statement, then the captured source columns.
 //!
 //! The function is declared `SECURITY DEFINER SET search_path = pg_catalog,
 //! pg_temp`: it runs as the extension's owner with a fixed search path, so
 //! whoever may write the source needs no right on the buffers, and row-level
 //! security on the source does not hide rows from capture.
 //!
-//! Plans are prepared once per (source, event) per backend and kept; SPI
-//! re-plans them when the buffer table changes.
+//! The statement is prepared once per (source, event) per backend and kept.
+//! It names source columns, so any relcache invalidation (a rename, a new
+//! captured column, …) marks the kept plans stale and the next capture
+//! prepares them again from the catalog.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::CString;
 
@@ -31,6 +32,8 @@ use pgrx::prelude::*;
 
 use super::buffer;
 use super::triggers::{NEW_TABLE, OLD_TABLE};
+use crate::error::{PgtError, PgtResult};
+use crate::sql::quote_ident;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Event {
@@ -41,10 +44,32 @@ enum Event {
 
 thread_local! {
     static PLANS: RefCell<HashMap<(u32, Event), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    static STALE: Cell<bool> = const { Cell::new(false) };
+    /// Sources and buffers the kept plans depend on.
+    static PLAN_RELATIONS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Forget every cached plan (after DDL on buffers; cheap to rebuild).
+/// Register the relcache callback. Called once from `_PG_init`.
+pub fn init() {
+    // SAFETY: registering a callback with a static function is what
+    // extensions do from _PG_init; the argument is unused.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0)) };
+}
+
+/// Called by PostgreSQL while it processes invalidations: only note that
+/// the kept plans must be rebuilt (no catalog access, no freeing here).
+#[pg_guard]
+unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let ours = relid == pg_sys::InvalidOid || PLAN_RELATIONS.with(|r| r.borrow().contains(&relid.to_u32()));
+    if ours {
+        STALE.with(|s| s.set(true));
+    }
+}
+
+/// Forget every kept plan (after DDL on buffers; cheap to rebuild).
 pub fn forget_plans() {
+    STALE.with(|s| s.set(false));
+    PLAN_RELATIONS.with(|r| r.borrow_mut().clear());
     PLANS.with(|p| {
         for (_, plan) in p.borrow_mut().drain() {
             // SAFETY: each plan was kept with SPI_keepplan and is freed once.
@@ -53,16 +78,41 @@ pub fn forget_plans() {
     });
 }
 
-fn capture_sql(buffer_name: &str, event: Event) -> String {
-    let cols = "$1, $2, $3";
-    match event {
-        Event::Insert => format!("INSERT INTO {buffer_name} SELECT {cols}, 'I', n.* FROM {NEW_TABLE} n"),
-        Event::Delete => format!("INSERT INTO {buffer_name} SELECT {cols}, 'D', o.* FROM {OLD_TABLE} o"),
-        Event::Update => format!(
-            "INSERT INTO {buffer_name} SELECT {cols}, 'D', o.* FROM {OLD_TABLE} o \
-             UNION ALL SELECT {cols}, 'I', n.* FROM {NEW_TABLE} n"
-        ),
-    }
+/// `INSERT INTO buffer (…) SELECT $1, $2, $3, action, n.col… FROM transition`.
+fn capture_sql(buffer_name: &str, columns: &[(i16, String)], event: Event) -> String {
+    let targets: String = columns.iter().map(|(a, _)| format!(", c{a}")).collect();
+    let select = |action: &str, table: &str| {
+        let values: String = columns.iter().map(|(_, name)| format!(", t.{}", quote_ident(name))).collect();
+        format!("SELECT $1, $2, $3, '{action}'{values} FROM {table} t")
+    };
+    let rows = match event {
+        Event::Insert => select("I", NEW_TABLE),
+        Event::Delete => select("D", OLD_TABLE),
+        Event::Update => format!("{} UNION ALL {}", select("D", OLD_TABLE), select("I", NEW_TABLE)),
+    };
+    format!("INSERT INTO {buffer_name} (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action{targets}) {rows}")
+}
+
+/// The captured columns of `source` with their current names.
+fn capture_columns(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String)>> {
+    let attnums = buffer::captured_columns(source)?;
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT attnum, attname::text FROM pg_catalog.pg_attribute \
+              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) ANY ($2) \
+                AND NOT attisdropped ORDER BY attnum",
+            None,
+            &[source.into(), attnums.clone().into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
+        }
+        if out.len() != attnums.len() {
+            return Err(PgtError::Internal(format!("captured columns {attnums:?} of {source:?} are missing")));
+        }
+        Ok(out)
+    })
 }
 
 #[no_mangle]
@@ -101,35 +151,42 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
         }
         _ => pgrx::error!("pgtrickle._capture(): unexpected trigger event {op}"),
     };
+    if STALE.with(|s| s.get()) {
+        forget_plans();
+    }
     // SAFETY: inside a trigger call; SPI is connected and released here, the
     // transition tables are registered with that connection, and the plan
     // is prepared in it and kept (SPI_keepplan) for later calls.
-    unsafe { capture(trigdata, relid, event) };
+    if let Err(e) = unsafe { capture(trigdata, relid, event) } {
+        e.report();
+    }
     pg_sys::Datum::from(0)
 }
 
-unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event: Event) {
+unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event: Event) -> PgtResult<()> {
     // SAFETY: see the caller.
     unsafe {
         if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
-            pgrx::error!("pg_trickle: SPI_connect failed");
+            return Err(PgtError::Internal("SPI_connect failed".into()));
         }
         if pg_sys::SPI_register_trigger_data(trigdata) < 0 {
-            pgrx::error!("pg_trickle: could not register transition tables");
+            return Err(PgtError::Internal("could not register transition tables".into()));
         }
         let key = (relid.to_u32(), event);
         let plan = match PLANS.with(|p| p.borrow().get(&key).copied()) {
             Some(plan) => plan,
             None => {
-                let sql = capture_sql(&buffer::buffer_name(relid), event);
-                let c_sql = CString::new(sql).unwrap_or_default();
+                let sql = capture_sql(&buffer::buffer_name(relid), &capture_columns(relid)?, event);
+                let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
                 let mut types = [pg_sys::XID8OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID];
                 let plan = pg_sys::SPI_prepare(c_sql.as_ptr(), 3, types.as_mut_ptr());
                 if plan.is_null() {
-                    pgrx::error!("pg_trickle: could not prepare the capture statement for {relid:?}");
+                    return Err(PgtError::Internal(format!("could not prepare the capture of {relid:?}")));
                 }
                 pg_sys::SPI_keepplan(plan);
                 PLANS.with(|p| p.borrow_mut().insert(key, plan));
+                let buffer = buffer::buffer_relid(relid)?.map(|b| b.to_u32()).unwrap_or_default();
+                PLAN_RELATIONS.with(|r| r.borrow_mut().extend([relid.to_u32(), buffer]));
                 plan
             }
         };
@@ -144,8 +201,27 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
         let nulls = [b' ' as std::ffi::c_char; 3];
         let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
         if rc != pg_sys::SPI_OK_INSERT as i32 {
-            pgrx::error!("pg_trickle: capturing changes of {relid:?} failed (SPI code {rc})");
+            return Err(PgtError::Internal(format!("capturing changes of {relid:?} failed (SPI code {rc})")));
         }
         pg_sys::SPI_finish();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_statements() {
+        let cols = vec![(1, "id".to_string()), (3, "My Col".to_string())];
+        assert_eq!(
+            capture_sql("pgtrickle_changes.changes_1", &cols, Event::Insert),
+            "INSERT INTO pgtrickle_changes.changes_1 (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action, c1, c3) \
+             SELECT $1, $2, $3, 'I', t.id, t.\"My Col\" FROM __pgt_new t"
+        );
+        let upd = capture_sql("b", &cols, Event::Update);
+        assert!(upd.contains("'D', t.id, t.\"My Col\" FROM __pgt_old t UNION ALL SELECT $1, $2, $3, 'I'"));
+        assert!(capture_sql("b", &cols, Event::Delete).ends_with("FROM __pgt_old t"));
     }
 }

@@ -8,9 +8,7 @@
 //!
 //! RENAME, SET SCHEMA and OWNER TO need nothing from us: the catalog refers
 //! to stream tables by OID.
-//!
-//! After any `ALTER TABLE`, the change buffers are brought in step with
-//! their sources' columns (`cdc::buffer::sync_all`).
+
 
 use pgrx::pg_sys;
 
@@ -29,17 +27,6 @@ fn is_reloption_cmd(subtype: pg_sys::AlterTableType::Type) -> Option<bool> {
 }
 
 pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::AlterTableStmt) -> PgtResult<()> {
-    handle_options(call, stmt)?;
-    // SAFETY: the dispatcher checked the tag.
-    let objtype = unsafe { (*stmt).objtype };
-    if objtype == pg_sys::ObjectType::OBJECT_TABLE && sys::extension_oid().is_some() {
-        // ALTER TABLE may have changed the columns of a captured source.
-        crate::cdc::buffer::sync_all()?;
-    }
-    Ok(())
-}
-
-fn handle_options(call: &UtilityCall, stmt: *mut pg_sys::AlterTableStmt) -> PgtResult<()> {
     // SAFETY: the dispatcher checked the tag; cmds is a List of AlterTableCmd.
     let cmds = unsafe { list_ptrs::<pg_sys::AlterTableCmd>((*stmt).cmds) };
     let touches_reloptions = cmds.iter().any(|&c| {
