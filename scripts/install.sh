@@ -8,5 +8,6 @@ cd "$here/.."
 # processes map the file): stop the `make run` cluster; `make run` restarts it.
 "$here/cluster.sh" stop "$PGT_RUN_PGDATA"
 log "building and installing pg_trickle ${1:-(debug)}"
-CARGO_TERM_COLOR=never NO_COLOR=1 cargo pgrx install --pg-config "$PGT_PG_CONFIG" "$@" 2>&1 | grep -vE '^\s+(Compiling|Copying|Discovered|Writing|Finished)' || true
+cargo pgrx install --pg-config "$PGT_PG_CONFIG" "$@" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' \
+    | grep -vE '^\s*(Compiling|Copying|Discovered|Writing|Finished|Using|Building|Running|Installing)' || true
 test -f "$("$PGT_PG_CONFIG" --pkglibdir)/pg_trickle.so"
