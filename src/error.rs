@@ -93,7 +93,9 @@ impl PgtError {
             PgtError::ModeNotSupported { mode } => Some(format!(
                 "This version of pg_trickle does not support refresh mode \"{mode}\"."
             )),
-            PgtError::NotIncremental { reason, .. } => Some(format!("{}{}.", reason[..1].to_uppercase(), &reason[1..])),
+            PgtError::NotIncremental { reason, .. } => {
+                Some(crate::dvm::analysis::Unsupported(reason.clone()).sentence())
+            }
             PgtError::NotASelect { detail } => Some(detail.clone()),
             _ => None,
         }

@@ -49,17 +49,28 @@ fn effective_mode(relid: pg_sys::Oid, settings: &StreamSettings, announce: bool)
         }
         Err(why) => {
             if announce {
-                pgrx::pg_sys::panic::ErrorReport::new(
-                    PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-                    format!("stream table {} will be refreshed by full recomputation", relation_name(relid)?),
-                    "pg_trickle",
-                )
-                .set_detail(format!("{}{}.", why.0[..1].to_uppercase(), &why.0[1..]))
-                .report(PgLogLevel::NOTICE);
+                report_full(relid, &why, PgLogLevel::NOTICE, "will be")?;
             }
             Ok(RefreshMode::Full)
         }
     }
+}
+
+/// "stream table X will be / is now refreshed by full recomputation", with
+/// the reason as DETAIL, at `level` (NOTICE or WARNING).
+fn report_full(relid: pg_sys::Oid, why: &dvm::analysis::Unsupported, level: PgLogLevel, tense: &str) -> PgtResult<()> {
+    let code = match level {
+        PgLogLevel::WARNING => PgSqlErrorCode::ERRCODE_WARNING,
+        _ => PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+    };
+    pgrx::pg_sys::panic::ErrorReport::new(
+        code,
+        format!("stream table {} {tense} refreshed by full recomputation", relation_name(relid)?),
+        "pg_trickle",
+    )
+    .set_detail(why.sentence())
+    .report(level);
+    Ok(())
 }
 
 /// The name of the index pg_trickle keeps on a differential stream table's key.
@@ -219,13 +230,7 @@ pub fn reresolve_mode(st: stream_tables::StreamTable) -> PgtResult<stream_tables
         return Ok(st);
     }
     if let Err(why) = &analysis {
-        pgrx::pg_sys::panic::ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_WARNING,
-            format!("stream table {} is now refreshed by full recomputation", relation_name(relid)?),
-            "pg_trickle",
-        )
-        .set_detail(format!("{}{}.", why.0[..1].to_uppercase(), &why.0[1..]))
-        .report(PgLogLevel::WARNING);
+        report_full(relid, why, PgLogLevel::WARNING, "is now")?;
     }
     let sources = stream_tables::sources_of(relid)?;
     let consumes = desired == RefreshMode::Differential && cdc::consumers::consumes(&st.settings, &sources);

@@ -51,6 +51,17 @@ pub struct KeyColumn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unsupported(pub String);
 
+impl Unsupported {
+    /// The reason as a sentence, for DETAIL lines.
+    pub fn sentence(&self) -> String {
+        let mut chars = self.0.chars();
+        match chars.next() {
+            Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+            None => String::new(),
+        }
+    }
+}
+
 fn unsupported<T>(why: impl Into<String>) -> Result<T, Unsupported> {
     Err(Unsupported(why.into()))
 }

@@ -153,25 +153,36 @@ pub fn affected_keys(
     Ok((count, keys))
 }
 
+/// The delete and insert statements for `keys`, built as the stream table's
+/// owner (whose role runs them): with search_path = pg_catalog, set by the
+/// role switch, the deparsed query names every object with its schema.
+fn statements_as_owner(relid: pg_sys::Oid, keys: &[KeyValues]) -> PgtResult<(String, String)> {
+    let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+        .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+    let query = query.trim().trim_end_matches(';').to_string();
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
+    Ok(apply_sql(&st, &query, &columns, keys))
+}
+
 /// Apply the affected keys: recompute them from the query on `snapshot`,
 /// as the stream table's owner, inside the maintenance window.
 pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[KeyValues]) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        // With search_path = pg_catalog (set by the role switch), the
-        // deparsed query names every object with its schema.
-        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
-        let query = query.trim().trim_end_matches(';').to_string();
-        let st = crate::catalog::lifecycle::relation_name(relid)?;
-        let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-        let (delete, insert) = apply_sql(&st, &query, &columns, keys);
+        let (delete, insert) = statements_as_owner(relid, keys)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
             let deleted = snapshot.execute(&delete, false)? as i64;
             let inserted = snapshot.execute(&insert, false)? as i64;
             Ok((deleted, inserted))
         })
     })
+}
+
+/// The statements a refresh would run for `keys`, for `explain_stream_table`.
+pub fn explain_sql(relid: pg_sys::Oid, keys: &[KeyValues]) -> PgtResult<(String, String)> {
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || statements_as_owner(relid, keys))
 }
 
 #[cfg(test)]
@@ -216,19 +227,6 @@ mod tests {
         assert!(i.starts_with("INSERT INTO s.st SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
         assert!(i.contains("(o.*) OPERATOR(pg_catalog.*=) (n.*)"));
     }
-}
-
-/// The statements a refresh would run for `keys`, for `explain_stream_table`.
-pub fn explain_sql(relid: pg_sys::Oid, keys: &[KeyValues]) -> PgtResult<(String, String)> {
-    let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || {
-        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
-        let query = query.trim().trim_end_matches(';').to_string();
-        let st = crate::catalog::lifecycle::relation_name(relid)?;
-        let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-        Ok(apply_sql(&st, &query, &columns, keys))
-    })
 }
 
 /// Placeholder key values (`$affected_<column>`) for showing the SQL shape.

@@ -50,16 +50,20 @@ pub unsafe fn split_options(
 ) -> (Vec<OptionChange>, Vec<*mut pg_sys::DefElem>) {
     let mut ours = Vec::new();
     let mut others = Vec::new();
-    for def in unsafe { list_ptrs::<pg_sys::DefElem>(list) } {
+    // SAFETY: the caller passes an options list (NIL or a List of DefElem).
+    let defs = unsafe { list_ptrs::<pg_sys::DefElem>(list) };
+    for def in defs {
         // SAFETY: every element of an options list is a DefElem.
         let (ns, name) = unsafe { (cstr((*def).defnamespace), cstr((*def).defname)) };
         let Some(key) = name.as_deref().and_then(|n| our_key(ns.as_deref(), n)) else {
             others.push(def);
             continue;
         };
+        // SAFETY: `def` is a DefElem (see above).
+        let bare = unsafe { (*def).arg }.is_null();
         if is_reset {
             ours.push(OptionChange::Reset { key });
-        } else if unsafe { (*def).arg }.is_null() {
+        } else if bare {
             ours.push(OptionChange::Set { key, value: "true".into() });
         } else {
             // SAFETY: defGetString accepts every node type a reloption value
