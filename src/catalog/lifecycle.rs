@@ -135,15 +135,6 @@ pub fn is_key_index_name(name: &str) -> bool {
     name.strip_prefix("__pgt_key_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Does the stream table already have its key index?
-pub fn has_key_index(relid: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
-                         WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2)",
-        &[relid.into(), key_index_name(relid).into()],
-    )?
-    .unwrap_or(false))
-}
 
 fn write_settings(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> {
     let existing = sys::read_reloptions(relid)?;

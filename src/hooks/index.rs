@@ -2,9 +2,10 @@
 //!
 //! A DIFFERENTIAL stream table carries a unique index on its key, named
 //! `__pgt_key_<its oid>`, created when it becomes differential. pg_dump
-//! writes that index out like any other; when the dump is restored, the
-//! restored stream table has already created its own key index, so the
-//! dumped one (same columns, another name) is skipped with a NOTICE.
+//! writes that index out like any other; on restore the stream table manages
+//! its own key index (created now, or at the refresh that makes it
+//! differential once its source has its primary key back), so the dumped
+//! one is skipped with a NOTICE.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -28,9 +29,9 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::IndexStmt) -> PgtRes
         call.pass_through();
         return Ok(());
     };
-    if stream_tables::exists(relid)? && lifecycle::has_key_index(relid)? {
+    if stream_tables::exists(relid)? {
         notice!(
-            "skipping index \"{}\": stream table {} already has its key index",
+            "skipping index \"{}\": stream table {} manages its own key index",
             name.unwrap_or_default(),
             lifecycle::relation_name(relid)?
         );

@@ -63,6 +63,10 @@ fn check_restored(src: &str, dst: &str) {
     )
     .unwrap();
     assert_matches_query(&mut b, "reports.by_region", "SELECT region, sum(amount), count(*) FROM orders GROUP BY region");
+    // The restored key index is the stream table's own, not the dumped copy.
+    assert_eq!(rows(&mut b, "SELECT count(*) FROM pg_indexes WHERE tablename = 'big'"), vec!["(1)".to_string()]);
+    assert_eq!(rows(&mut b, "SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'big'"),
+               vec!["(differential)".to_string()]);
     assert_matches_query(&mut b, "big", "SELECT id, amount FROM orders WHERE amount > 250");
     assert_matches_query(&mut b, "never_filled", "SELECT count(*) FROM orders");
 }
