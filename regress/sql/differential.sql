@@ -13,12 +13,17 @@ CREATE MATERIALIZED VIEW expensive WITH (pgtrickle.stream = true) AS
 CREATE MATERIALIZED VIEW by_cat WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS
   SELECT cat, count(*) AS n, sum(qty) AS q, max(price) AS top, string_agg(id::text, ',' ORDER BY id) AS ids
     FROM items GROUP BY cat HAVING count(*) > 0;
--- ... and DISTINCT on plain columns.
+-- ... DISTINCT on plain columns ...
 CREATE MATERIALIZED VIEW cats WITH (pgtrickle.stream = true) AS SELECT DISTINCT cat FROM items;
+-- ... and inner joins that select the primary key of every joined table.
+CREATE TABLE cat_names (code text PRIMARY KEY, label text);
+INSERT INTO cat_names VALUES ('c0', 'zero'), ('c1', 'one'), ('c2', 'two');
+CREATE MATERIALIZED VIEW labelled WITH (pgtrickle.stream = true) AS
+  SELECT i.id, n.code, n.label, i.price FROM items i JOIN cat_names n ON n.code = i.cat WHERE i.qty > 2;
 SELECT name, requested_mode, refresh_mode FROM pgtrickle.stream_tables ORDER BY name;
 -- Each carries a unique index on its row identity (named after its OID).
 SELECT tablename, regexp_replace(indexdef, '__pgt_key_[0-9]+', '__pgt_key_<oid>') AS index
-  FROM pg_indexes WHERE tablename IN ('expensive', 'by_cat', 'cats') ORDER BY 1;
+  FROM pg_indexes WHERE tablename IN ('expensive', 'by_cat', 'cats', 'labelled') ORDER BY 1;
 
 -- Not (yet) maintained differentially: AUTO says why and uses FULL ...
 CREATE MATERIALIZED VIEW no_key WITH (pgtrickle.stream = true) AS SELECT cat, price FROM items;
@@ -41,6 +46,16 @@ INSERT INTO items VALUES (100, 'c9', 99, 1), (101, NULL, 5, 2);  -- a new group,
 REFRESH MATERIALIZED VIEW expensive;
 REFRESH MATERIALIZED VIEW by_cat;
 REFRESH MATERIALIZED VIEW cats;
+UPDATE cat_names SET label = 'ZERO' WHERE code = 'c0';           -- changes on the other side of a join
+INSERT INTO cat_names VALUES ('c9', 'nine');
+REFRESH MATERIALIZED VIEW labelled;
+SELECT count(*) AS rows, count(*) FILTER (WHERE label = 'ZERO') AS zero, count(*) FILTER (WHERE code = 'c9') AS nine
+  FROM labelled;
+(SELECT * FROM labelled EXCEPT ALL
+   SELECT i.id, n.code, n.label, i.price FROM items i JOIN cat_names n ON n.code = i.cat WHERE i.qty > 2)
+UNION ALL
+(SELECT i.id, n.code, n.label, i.price FROM items i JOIN cat_names n ON n.code = i.cat WHERE i.qty > 2
+ EXCEPT ALL SELECT * FROM labelled);
 SELECT * FROM by_cat ORDER BY cat;
 SELECT * FROM cats ORDER BY cat;
 SELECT relid::regclass, mode, trigger, rows_applied, changes_consumed
@@ -92,7 +107,8 @@ DROP ROLE pgt_reader;
 -- explain_stream_table shows the plan.
 SELECT * FROM pgtrickle.explain_stream_table('by_cat');
 SELECT * FROM pgtrickle.explain_stream_table('joined');
+SELECT property, value FROM pgtrickle.explain_stream_table('labelled') WHERE property IN ('strategy', 'row identity', 'sources');
 
-DROP MATERIALIZED VIEW expensive, by_cat, cats, no_key, total, joined, logs, ranked, rnd;
-DROP TABLE items, log;
+DROP MATERIALIZED VIEW expensive, by_cat, cats, labelled, no_key, total, joined, logs, ranked, rnd;
+DROP TABLE items, log, cat_names;
 SELECT count(*) FROM pgtrickle.pgt_change_buffers;

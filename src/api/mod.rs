@@ -114,9 +114,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             out.push(("strategy".into(), Some(format!("key recompute: {}", plan.shape.as_str()))));
             out.push((
                 "row identity".into(),
-                Some(keys.iter().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")),
+                Some(keys.iter().flatten().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")),
             ));
-            out.push(("source".into(), Some(lifecycle::relation_name(plan.source)?)));
+            let sources =
+                plan.sources().into_iter().map(lifecycle::relation_name).collect::<PgtResult<Vec<_>>>()?;
+            out.push(("sources".into(), Some(sources.join(", "))));
             let (delete, insert) = crate::dvm::key_recompute::explain_sql(relid, &keys)?;
             out.push(("delete".into(), Some(delete)));
             out.push(("insert".into(), Some(insert)));

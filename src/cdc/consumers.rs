@@ -49,13 +49,15 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
 /// columns `relid` needs: its row identity) and triggers.
 pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
-    let needed: Vec<i16> = plan.key.iter().map(|k| k.source_attnum).collect();
     for source in captured_sources(relid)? {
+        let mut needed: Vec<i16> =
+            plan.key.iter().filter(|k| k.source == source).map(|k| k.source_attnum).collect();
+        needed.sort_unstable();
+        needed.dedup();
         // Lock first: no writer in flight from here on, and a concurrent
         // attach or detach of the same source waits for us.
         crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
-        let columns = if source == plan.source { needed.as_slice() } else { &[] };
-        buffer::ensure(source, columns)?;
+        buffer::ensure(source, &needed)?;
         if !triggers::installed(source)? {
             triggers::create(source)?;
         }

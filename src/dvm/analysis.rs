@@ -12,16 +12,41 @@ use crate::hooks::list_ptrs;
 /// How a stream table is maintained differentially.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// The one source table.
-    pub source: pg_sys::Oid,
     pub shape: Shape,
-    /// The key: output columns that are plain source columns.
+    /// The key: output columns that are plain columns of the query's tables.
     pub key: Vec<KeyColumn>,
+}
+
+impl Plan {
+    /// The distinct source tables, in key order.
+    pub fn sources(&self) -> Vec<pg_sys::Oid> {
+        let mut out: Vec<pg_sys::Oid> = Vec::new();
+        for k in &self.key {
+            if !out.contains(&k.source) {
+                out.push(k.source);
+            }
+        }
+        out
+    }
+
+    /// The key columns grouped by range table entry (one group per table
+    /// reference; a self-join has two groups on one source).
+    pub fn key_groups(&self) -> Vec<Vec<KeyColumn>> {
+        let mut groups: Vec<Vec<KeyColumn>> = Vec::new();
+        for k in &self.key {
+            match groups.iter_mut().find(|g| g[0].rte == k.rte) {
+                Some(g) => g.push(k.clone()),
+                None => groups.push(vec![k.clone()]),
+            }
+        }
+        groups
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
-    /// Filter and projection; the key is the source's primary key.
+    /// Filter and projection, over one table or an inner join of several;
+    /// the key is the primary key of every table reference.
     Rows,
     /// GROUP BY (with any aggregates, HAVING); the key is the grouping columns.
     Groups,
@@ -32,7 +57,7 @@ pub enum Shape {
 impl Shape {
     pub fn as_str(self) -> &'static str {
         match self {
-            Shape::Rows => "filter/projection keyed by the source's primary key",
+            Shape::Rows => "filter/projection/inner join keyed by the primary keys of its tables",
             Shape::Groups => "grouped aggregate keyed by the GROUP BY columns",
             Shape::Distinct => "DISTINCT keyed by all output columns",
         }
@@ -43,6 +68,10 @@ impl Shape {
 pub struct KeyColumn {
     /// Position of the column in the stream table (1-based).
     pub output_attnum: i16,
+    /// The range table entry (table reference) it comes from.
+    pub rte: u32,
+    /// That entry's table.
+    pub source: pg_sys::Oid,
     /// Attribute number of the source column it copies.
     pub source_attnum: i16,
 }
@@ -70,15 +99,17 @@ fn unsupported<T>(why: impl Into<String>) -> Result<T, Unsupported> {
 struct QueryFacts {
     features: Vec<&'static str>,
     volatile: bool,
-    relations: Vec<(pg_sys::Oid, u8)>,
+    /// Table references: (range table index, relation, relkind).
+    relations: Vec<(u32, pg_sys::Oid, u8)>,
     other_rtes: Vec<&'static str>,
-    single_range_ref: bool,
+    /// Only inner joins (or a single table) in FROM.
+    inner_only: bool,
     has_aggs: bool,
     has_group: bool,
     has_distinct: bool,
-    /// Output columns in order: the base-relation attnum when the column is
-    /// a plain Var of the single relation, and its sortgroupref.
-    outputs: Vec<(Option<i16>, u32)>,
+    /// Output columns in order: (range table index, attnum) when the column
+    /// is a plain column of a table, and its sortgroupref.
+    outputs: Vec<(Option<(u32, i16)>, u32)>,
     group_refs: Vec<u32>,
 }
 
@@ -146,12 +177,15 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
         let volatile = pg_sys::contain_volatile_functions(q as *const _ as *mut pg_sys::Node);
         let mut relations = Vec::new();
         let mut other_rtes = Vec::new();
+        let mut inner_only = true;
         let rtable = list_ptrs::<pg_sys::RangeTblEntry>(q.rtable);
-        for &rte in &rtable {
+        for (i, &rte) in rtable.iter().enumerate() {
             match (*rte).rtekind {
-                pg_sys::RTEKind::RTE_RELATION => relations.push(((*rte).relid, (*rte).relkind as u8)),
+                pg_sys::RTEKind::RTE_RELATION => {
+                    relations.push((i as u32 + 1, (*rte).relid, (*rte).relkind as u8))
+                }
                 pg_sys::RTEKind::RTE_GROUP => {}
-                pg_sys::RTEKind::RTE_JOIN => other_rtes.push("joins"),
+                pg_sys::RTEKind::RTE_JOIN => inner_only &= (*rte).jointype == pg_sys::JoinType::JOIN_INNER,
                 pg_sys::RTEKind::RTE_SUBQUERY => other_rtes.push("subqueries in FROM"),
                 pg_sys::RTEKind::RTE_FUNCTION | pg_sys::RTEKind::RTE_TABLEFUNC => {
                     other_rtes.push("functions in FROM")
@@ -161,19 +195,13 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
                 _ => other_rtes.push("this kind of FROM item"),
             }
         }
-        let from = if q.jointree.is_null() {
-            Vec::new()
-        } else {
-            list_ptrs::<pg_sys::Node>((*q.jointree).fromlist)
-        };
-        let single_range_ref = from.len() == 1 && (*from[0]).type_ == pg_sys::NodeTag::T_RangeTblRef;
 
-        // A Var of the single base relation, possibly seen through the
-        // GROUP RTE that PostgreSQL 18 puts between grouped Vars and the
-        // relation.
-        let base_attnum = |expr: *mut pg_sys::Expr| -> Option<i16> {
+        // A Var of a table, possibly seen through the GROUP RTE that
+        // PostgreSQL 18 puts between grouped Vars and the table, or through
+        // a join's alias variables (USING columns).
+        let base_attnum = |expr: *mut pg_sys::Expr| -> Option<(u32, i16)> {
             let mut node = expr as *mut pg_sys::Node;
-            for _ in 0..2 {
+            for _ in 0..8 {
                 if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Var {
                     return None;
                 }
@@ -183,10 +211,16 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
                 }
                 let rte = rtable[var.varno as usize - 1];
                 match (*rte).rtekind {
-                    pg_sys::RTEKind::RTE_RELATION if var.varattno > 0 => return Some(var.varattno),
+                    pg_sys::RTEKind::RTE_RELATION if var.varattno > 0 => {
+                        return Some((var.varno as u32, var.varattno))
+                    }
                     pg_sys::RTEKind::RTE_GROUP if var.varattno > 0 => {
                         let exprs = list_ptrs::<pg_sys::Node>((*rte).groupexprs);
                         node = *exprs.get(var.varattno as usize - 1)?;
+                    }
+                    pg_sys::RTEKind::RTE_JOIN if var.varattno > 0 => {
+                        let vars = list_ptrs::<pg_sys::Node>((*rte).joinaliasvars);
+                        node = *vars.get(var.varattno as usize - 1)?;
                     }
                     _ => return None,
                 }
@@ -209,7 +243,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             volatile,
             relations,
             other_rtes,
-            single_range_ref,
+            inner_only,
             has_aggs: q.hasAggs,
             has_group: !q.groupClause.is_null(),
             has_distinct: !q.distinctClause.is_null(),
@@ -236,17 +270,19 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
         Ok(plan) => plan,
         Err(why) => return Ok(Err(why)),
     };
-    // Capture puts triggers on the source: its owner must be allowed to.
-    let may_trigger = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.has_table_privilege( \
-                (SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1), $2, 'TRIGGER')",
-        &[relid.into(), plan.source.into()],
-    )?
-    .unwrap_or(false);
-    if !may_trigger {
-        return Ok(unsupported(
-            "its owner lacks the TRIGGER privilege on the table it reads, which change capture needs",
-        ));
+    // Capture puts triggers on the sources: the owner must be allowed to.
+    for source in plan.sources() {
+        let may_trigger = Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.has_table_privilege( \
+                    (SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1), $2, 'TRIGGER')",
+            &[relid.into(), source.into()],
+        )?
+        .unwrap_or(false);
+        if !may_trigger {
+            return Ok(unsupported(
+                "its owner lacks the TRIGGER privilege on a table it reads, which change capture needs",
+            ));
+        }
     }
     Ok(Ok(plan))
 }
@@ -264,28 +300,36 @@ fn decide(
     if let Some(what) = f.other_rtes.first() {
         return Ok(unsupported(format!("{what} cannot be maintained incrementally yet")));
     }
-    let (source, relkind) = match f.relations.as_slice() {
-        [one] => *one,
-        [] => return Ok(unsupported("the query reads no table")),
-        _ => return Ok(unsupported("joins cannot be maintained incrementally yet")),
-    };
-    if !f.single_range_ref {
-        return Ok(unsupported("joins cannot be maintained incrementally yet"));
+    if f.relations.is_empty() {
+        return Ok(unsupported("the query reads no table"));
     }
-    if relkind != pg_sys::RELKIND_RELATION && relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
-        return Ok(unsupported("the query reads a relation that is not a table (a view, materialized view or foreign table)"));
+    if !f.inner_only {
+        return Ok(unsupported("outer joins cannot be maintained incrementally yet"));
     }
+    if f.relations.iter().any(|(_, _, kind)| {
+        *kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE
+    }) {
+        return Ok(unsupported(
+            "the query reads a relation that is not a table (a view, materialized view or foreign table)",
+        ));
+    }
+    let source_of = |rte: u32| f.relations.iter().find(|(i, _, _)| *i == rte).map(|(_, relid, _)| *relid);
     let key_of = |pred: &dyn Fn(u32) -> bool| -> Vec<KeyColumn> {
         f.outputs
             .iter()
             .enumerate()
             .filter(|(_, (_, sgref))| pred(*sgref))
-            .filter_map(|(i, (attnum, _))| {
-                attnum.map(|a| KeyColumn { output_attnum: i as i16 + 1, source_attnum: a })
+            .filter_map(|(i, (col, _))| {
+                let (rte, attnum) = (*col)?;
+                Some(KeyColumn { output_attnum: i as i16 + 1, rte, source: source_of(rte)?, source_attnum: attnum })
             })
             .collect()
     };
+    let single = f.relations.len() == 1;
     if f.has_aggs || f.has_group {
+        if !single {
+            return Ok(unsupported("aggregates over joins cannot be maintained incrementally yet"));
+        }
         if !f.has_group {
             return Ok(unsupported("aggregates without GROUP BY cannot be maintained incrementally yet"));
         }
@@ -296,48 +340,59 @@ fn decide(
                 "every GROUP BY item must be a plain column of the table that appears in the select list",
             ));
         }
-        return Ok(Ok(Plan { source, shape: Shape::Groups, key }));
+        return Ok(Ok(Plan { shape: Shape::Groups, key }));
     }
     if f.has_distinct {
+        if !single {
+            return Ok(unsupported("DISTINCT over joins cannot be maintained incrementally yet"));
+        }
         let key = key_of(&|_| true);
         if key.len() != f.outputs.len() {
             return Ok(unsupported("SELECT DISTINCT of expressions cannot be maintained incrementally yet"));
         }
-        return Ok(Ok(Plan { source, shape: Shape::Distinct, key }));
+        return Ok(Ok(Plan { shape: Shape::Distinct, key }));
     }
-    let pk = primary_key(source)?;
-    if pk.is_empty() {
-        return Ok(unsupported("the table has no primary key, so rows have no identity"));
-    }
+    // Rows: every table reference's primary key must be in the output.
     let mut key = Vec::new();
-    for attnum in &pk {
-        match f.outputs.iter().position(|(a, _)| *a == Some(*attnum)) {
-            Some(i) => key.push(KeyColumn { output_attnum: i as i16 + 1, source_attnum: *attnum }),
-            None => {
-                return Ok(unsupported(
-                    "the select list does not include the table's primary key, so rows have no identity",
-                ))
+    for &(rte, relid, _) in &f.relations {
+        let pk = primary_key(relid)?;
+        if pk.is_empty() {
+            return Ok(unsupported("a table the query reads has no primary key, so rows have no identity"));
+        }
+        for attnum in &pk {
+            match f.outputs.iter().position(|(c, _)| *c == Some((rte, *attnum))) {
+                Some(i) => key.push(KeyColumn { output_attnum: i as i16 + 1, rte, source: relid, source_attnum: *attnum }),
+                None => {
+                    return Ok(unsupported(if single {
+                        "the select list does not include the table's primary key, so rows have no identity"
+                    } else {
+                        "the select list does not include the primary key of every joined table, so rows have no identity"
+                    }))
+                }
             }
         }
     }
-    Ok(Ok(Plan { source, shape: Shape::Rows, key }))
+    Ok(Ok(Plan { shape: Shape::Rows, key }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const T: pg_sys::Oid = pg_sys::Oid::from_u32(100);
+    const U: pg_sys::Oid = pg_sys::Oid::from_u32(200);
+
     fn facts() -> QueryFacts {
         QueryFacts {
             features: vec![],
             volatile: false,
-            relations: vec![(pg_sys::Oid::from(100u32), pg_sys::RELKIND_RELATION)],
+            relations: vec![(1, T, pg_sys::RELKIND_RELATION)],
             other_rtes: vec![],
-            single_range_ref: true,
+            inner_only: true,
             has_aggs: false,
             has_group: false,
             has_distinct: false,
-            outputs: vec![(Some(1), 0), (Some(3), 0), (None, 0)],
+            outputs: vec![(Some((1, 1)), 0), (Some((1, 3)), 0), (None, 0)],
             group_refs: vec![],
         }
     }
@@ -346,11 +401,15 @@ mod tests {
         Ok(vec![1])
     }
 
+    fn key(output_attnum: i16, rte: u32, source: pg_sys::Oid, source_attnum: i16) -> KeyColumn {
+        KeyColumn { output_attnum, rte, source, source_attnum }
+    }
+
     #[test]
     fn rows_keyed_by_primary_key() {
         let plan = decide(&facts(), pk1).unwrap().unwrap();
         assert_eq!(plan.shape, Shape::Rows);
-        assert_eq!(plan.key, vec![KeyColumn { output_attnum: 1, source_attnum: 1 }]);
+        assert_eq!(plan.key, vec![key(1, 1, T, 1)]);
         let no_pk = decide(&facts(), |_| Ok(vec![])).unwrap().unwrap_err();
         assert!(no_pk.0.contains("no primary key"));
         let pk_not_selected = decide(&facts(), |_| Ok(vec![2])).unwrap().unwrap_err();
@@ -358,15 +417,39 @@ mod tests {
     }
 
     #[test]
+    fn inner_joins_keyed_by_every_primary_key() {
+        let mut f = facts();
+        f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+        f.outputs = vec![(Some((1, 1)), 0), (Some((2, 1)), 0), (None, 0)];
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.key, vec![key(1, 1, T, 1), key(2, 2, U, 1)]);
+        assert_eq!(plan.sources(), vec![T, U]);
+        assert_eq!(plan.key_groups().len(), 2);
+        // A self-join: two groups, one source.
+        f.relations[1] = (2, T, pg_sys::RELKIND_RELATION);
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.sources(), vec![T]);
+        assert_eq!(plan.key_groups().len(), 2);
+        // One side's key missing from the output.
+        f.outputs = vec![(Some((1, 1)), 0), (Some((2, 2)), 0)];
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("every joined table"));
+        // Outer joins are not maintained yet.
+        let mut f = facts();
+        f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+        f.inner_only = false;
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("outer joins"));
+    }
+
+    #[test]
     fn groups_need_plain_selected_columns() {
         let mut f = facts();
         f.has_aggs = true;
         f.has_group = true;
-        f.outputs = vec![(Some(2), 1), (None, 0)];
+        f.outputs = vec![(Some((1, 2)), 1), (None, 0)];
         f.group_refs = vec![1];
         let plan = decide(&f, pk1).unwrap().unwrap();
         assert_eq!(plan.shape, Shape::Groups);
-        assert_eq!(plan.key, vec![KeyColumn { output_attnum: 1, source_attnum: 2 }]);
+        assert_eq!(plan.key, vec![key(1, 1, T, 2)]);
         f.group_refs = vec![1, 2]; // a GROUP BY item not in the output
         assert!(decide(&f, pk1).unwrap().is_err());
         f.group_refs = vec![1];
@@ -374,6 +457,11 @@ mod tests {
         assert!(decide(&f, pk1).unwrap().is_err());
         f.has_group = false; // aggregate without GROUP BY
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("without GROUP BY"));
+        let mut f = facts();
+        f.has_aggs = true;
+        f.has_group = true;
+        f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("over joins"));
     }
 
     #[test]
@@ -385,11 +473,11 @@ mod tests {
         f.volatile = true;
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("volatile"));
         let mut f = facts();
-        f.relations.push((pg_sys::Oid::from(101u32), pg_sys::RELKIND_RELATION));
-        assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("joins"));
-        let mut f = facts();
         f.has_distinct = true;
-        f.outputs = vec![(Some(1), 1), (None, 2)];
+        f.outputs = vec![(Some((1, 1)), 1), (None, 2)];
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("DISTINCT"));
+        let mut f = facts();
+        f.relations = vec![(1, T, pg_sys::RELKIND_VIEW)];
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("not a table"));
     }
 }

@@ -66,21 +66,47 @@ pub fn key_filter(alias: &str, keys: &[KeyValues]) -> String {
         .join(" AND ")
 }
 
+/// `alias`'s key is affected: the OR, over the table references that have
+/// changes, of their key filters (`false` when none has).
+pub fn groups_filter(alias: &str, groups: &[Vec<KeyValues>]) -> String {
+    let parts: Vec<String> = groups.iter().filter(|g| !is_empty(g)).map(|g| key_filter(alias, g)).collect();
+    match parts.len() {
+        0 => "false".into(),
+        1 => parts[0].clone(),
+        _ => parts.iter().map(|p| format!("({p})")).collect::<Vec<_>>().join(" OR "),
+    }
+}
+
+fn is_empty(group: &[KeyValues]) -> bool {
+    group.iter().any(|k| k.values.is_none() && !k.has_null)
+}
+
 /// The two statements that bring the affected rows of `st` (a qualified
-/// name) to the result of `query` (SQL text).
-/// `columns` are the stream table's quoted column names: the query's output
-/// is renamed to them, as CREATE MATERIALIZED VIEW name (columns) does.
-pub fn apply_sql(st: &str, query: &str, columns: &[String], keys: &[KeyValues]) -> (String, String) {
-    let fo = key_filter("o", keys);
-    let fn_ = key_filter("n", keys);
+/// name) to the result of `query` (SQL text). `columns` are the stream
+/// table's quoted column names: the query's output is renamed to them, as
+/// CREATE MATERIALIZED VIEW name (columns) does. The recomputation is a
+/// UNION of one branch per table reference with changes, so that each
+/// branch's filter is pushed into the query on its own table.
+pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> (String, String) {
     let cols = columns.join(", ");
+    let branches: Vec<String> = groups
+        .iter()
+        .filter(|g| !is_empty(g))
+        .map(|g| format!("SELECT n.* FROM ({query}) n({cols}) WHERE {}", key_filter("n", g)))
+        .collect();
+    let recompute = if branches.is_empty() {
+        format!("SELECT n.* FROM ({query}) n({cols}) WHERE false")
+    } else {
+        branches.join(" UNION ")
+    };
+    let fo = groups_filter("o", groups);
     let delete = format!(
-        "DELETE FROM {st} o WHERE {fo} AND NOT EXISTS ( \
-           SELECT 1 FROM ({query}) n({cols}) WHERE {fn_} AND (n.*) OPERATOR(pg_catalog.*=) (o.*))"
+        "DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS ( \
+           SELECT 1 FROM ({recompute}) n WHERE (n.*) OPERATOR(pg_catalog.*=) (o.*))"
     );
     let insert = format!(
-        "INSERT INTO {st} SELECT n.* FROM ({query}) n({cols}) WHERE {fn_} AND NOT EXISTS ( \
-           SELECT 1 FROM {st} o WHERE {fo} AND (o.*) OPERATOR(pg_catalog.*=) (n.*))"
+        "INSERT INTO {st} SELECT n.* FROM ({recompute}) n WHERE NOT EXISTS ( \
+           SELECT 1 FROM {st} o WHERE ({fo}) AND (o.*) OPERATOR(pg_catalog.*=) (n.*))"
     );
     (delete, insert)
 }
@@ -111,52 +137,65 @@ fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
     })
 }
 
-/// Count the window and collect the affected key values from the buffer, on
-/// the refresh's snapshot. Reads the buffer as the extension owner.
+/// Count the window and collect the affected key values, per table
+/// reference, from the buffers, on the refresh's snapshot (as the extension
+/// owner, who owns the buffers).
 pub fn affected_keys(
     relid: pg_sys::Oid,
     plan: &Plan,
     snapshot: &RefreshSnapshot,
     new: &Frontier,
     old: &Frontier,
-) -> PgtResult<(i64, Vec<KeyValues>)> {
+) -> PgtResult<(i64, Vec<Vec<KeyValues>>)> {
     let columns = output_columns(relid)?;
-    let mut select = vec!["pg_catalog.count(*)".to_string()];
-    for k in &plan.key {
-        select.push(format!(
-            "(pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL))::text",
-            k.source_attnum
-        ));
-        select.push(format!("pg_catalog.bool_or(c{} IS NULL)", k.source_attnum));
+    let window = window_sql_literal(new, Some(old));
+    let mut count = 0i64;
+    for source in plan.sources() {
+        let sql = format!(
+            "SELECT pg_catalog.count(*) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
+            buffer::buffer_name(source)
+        );
+        let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
+        count += row.first().cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
     }
-    let sql = format!(
-        "SELECT {} FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {}",
-        select.join(", "),
-        buffer::buffer_name(plan.source),
-        window_sql_literal(new, Some(old))
-    );
-    let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
-    let count: i64 = row.first().cloned().flatten().and_then(|n| n.parse().ok()).unwrap_or(0);
-    let mut keys = Vec::new();
-    for (i, k) in plan.key.iter().enumerate() {
-        let (name, ty) = columns
-            .get(k.output_attnum as usize - 1)
-            .cloned()
-            .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
-        keys.push(KeyValues {
-            column: name,
-            sql_type: ty,
-            values: row.get(1 + 2 * i).cloned().flatten(),
-            has_null: row.get(2 + 2 * i).cloned().flatten().as_deref() == Some("t"),
-        });
+    let mut groups = Vec::new();
+    for group in plan.key_groups() {
+        let mut select = Vec::new();
+        for k in &group {
+            select.push(format!(
+                "(pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL))::text",
+                k.source_attnum
+            ));
+            select.push(format!("pg_catalog.bool_or(c{} IS NULL)", k.source_attnum));
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
+            select.join(", "),
+            buffer::buffer_name(group[0].source),
+        );
+        let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
+        let mut keys = Vec::new();
+        for (i, k) in group.iter().enumerate() {
+            let (name, ty) = columns
+                .get(k.output_attnum as usize - 1)
+                .cloned()
+                .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+            keys.push(KeyValues {
+                column: name,
+                sql_type: ty,
+                values: row.get(2 * i).cloned().flatten(),
+                has_null: row.get(2 * i + 1).cloned().flatten().as_deref() == Some("t"),
+            });
+        }
+        groups.push(keys);
     }
-    Ok((count, keys))
+    Ok((count, groups))
 }
 
 /// The delete and insert statements for `keys`, built as the stream table's
 /// owner (whose role runs them): with search_path = pg_catalog, set by the
 /// role switch, the deparsed query names every object with its schema.
-fn statements_as_owner(relid: pg_sys::Oid, keys: &[KeyValues]) -> PgtResult<(String, String)> {
+fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<(String, String)> {
     let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
         .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
     let query = query.trim().trim_end_matches(';').to_string();
@@ -167,7 +206,7 @@ fn statements_as_owner(relid: pg_sys::Oid, keys: &[KeyValues]) -> PgtResult<(Str
 
 /// Apply the affected keys: recompute them from the query on `snapshot`,
 /// as the stream table's owner, inside the maintenance window.
-pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[KeyValues]) -> PgtResult<(i64, i64)> {
+pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[Vec<KeyValues>]) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
         let (delete, insert) = statements_as_owner(relid, keys)?;
@@ -180,7 +219,7 @@ pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[KeyValues])
 }
 
 /// The statements a refresh would run for `keys`, for `explain_stream_table`.
-pub fn explain_sql(relid: pg_sys::Oid, keys: &[KeyValues]) -> PgtResult<(String, String)> {
+pub fn explain_sql(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<(String, String)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || statements_as_owner(relid, keys))
 }
@@ -220,26 +259,51 @@ mod tests {
     #[test]
     fn apply_statements_skip_unchanged_rows() {
         let cols = vec!["k".to_string(), "n".to_string()];
-        let (d, i) = apply_sql("s.st", "SELECT k, count(*) FROM s.t GROUP BY k", &cols, &[key("k", Some("{1}"), false)]);
-        assert!(d.starts_with("DELETE FROM s.st o WHERE (o.k"));
-        assert!(d.contains("NOT EXISTS ( SELECT 1 FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
+        let (d, i) =
+            apply_sql("s.st", "SELECT k, count(*) FROM s.t GROUP BY k", &cols, &[vec![key("k", Some("{1}"), false)]]);
+        assert!(d.starts_with("DELETE FROM s.st o WHERE ((o.k"));
+        assert!(d.contains("NOT EXISTS ( SELECT 1 FROM (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
         assert!(d.contains("(n.*) OPERATOR(pg_catalog.*=) (o.*)"));
-        assert!(i.starts_with("INSERT INTO s.st SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
+        assert!(i.starts_with("INSERT INTO s.st SELECT n.* FROM (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
         assert!(i.contains("(o.*) OPERATOR(pg_catalog.*=) (n.*)"));
+    }
+
+    #[test]
+    fn joins_recompute_one_branch_per_changed_table() {
+        let cols = vec!["a_id".to_string(), "b_id".to_string()];
+        let groups = vec![vec![key("a_id", Some("{1}"), false)], vec![key("b_id", Some("{7}"), false)]];
+        let (d, i) = apply_sql("st", "Q", &cols, &groups);
+        assert!(d.contains("WHERE (((o.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]))) OR ((o.b_id"));
+        assert!(i.contains("WHERE (n.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[])) UNION SELECT n.* FROM (Q) n(a_id, b_id) WHERE (n.b_id"));
+        // A table reference without changes contributes no branch.
+        let groups = vec![vec![key("a_id", None, false)], vec![key("b_id", Some("{7}"), false)]];
+        let (d, i) = apply_sql("st", "Q", &cols, &groups);
+        assert!(!d.contains("a_id OPERATOR") && !i.contains("UNION"));
+        assert_eq!(groups_filter("o", &[vec![key("a_id", None, false)]]), "false");
     }
 }
 
-/// Placeholder key values (`$affected_<column>`) for showing the SQL shape.
-pub fn placeholder_keys(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<KeyValues>> {
+/// Placeholder key values (`{affected <column>}`) for showing the SQL shape.
+pub fn placeholder_keys(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<KeyValues>>> {
     let columns = output_columns(relid)?;
-    plan.key
+    plan.key_groups()
         .iter()
-        .map(|k| {
-            let (name, ty) = columns
-                .get(k.output_attnum as usize - 1)
-                .cloned()
-                .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
-            Ok(KeyValues { values: Some(format!("{{affected {}}}", name.trim_matches('"'))), column: name, sql_type: ty, has_null: true })
+        .map(|group| {
+            group
+                .iter()
+                .map(|k| {
+                    let (name, ty) = columns
+                        .get(k.output_attnum as usize - 1)
+                        .cloned()
+                        .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+                    Ok(KeyValues {
+                        values: Some(format!("{{affected {}}}", name.trim_matches('"'))),
+                        column: name,
+                        sql_type: ty,
+                        has_null: true,
+                    })
+                })
+                .collect()
         })
         .collect()
 }

@@ -103,7 +103,12 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             let (window, keys) = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
             result.changes_consumed = window;
             // An unanalyzed table (reltuples < 0) has no estimate: no limit.
-            let rows = source_rows(plan.source)?;
+            let mut rows = 0.0;
+            for source in plan.sources() {
+                let n = source_rows(source)?;
+                // Any unanalyzed source (reltuples < 0) leaves the size unknown.
+                rows = if n < 0.0 || rows < 0.0 { -1.0 } else { rows + n };
+            }
             let limit = guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get() * rows.max(1.0);
             if rows >= 0.0 && window as f64 > limit {
                 result.message = Some(format!(
