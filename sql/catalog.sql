@@ -19,6 +19,7 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
     last_error         text,
     created_at         timestamptz NOT NULL DEFAULT now(),
     last_refresh_at    timestamptz,
+    row_count          bigint,   -- rows after the last refresh (kept by pg_trickle)
     -- Change capture: whether it reads its sources' change buffers, and the
     -- frontier up to which it has applied them (see src/cdc/frontier.rs).
     consumes_changes   boolean NOT NULL DEFAULT false,

@@ -119,9 +119,8 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let sources =
                 plan.sources().into_iter().map(lifecycle::relation_name).collect::<PgtResult<Vec<_>>>()?;
             out.push(("sources".into(), Some(sources.join(", "))));
-            let (delete, insert) = crate::dvm::key_recompute::explain_sql(relid, &keys)?;
-            out.push(("delete".into(), Some(delete)));
-            out.push(("insert".into(), Some(insert)));
+            let apply = crate::dvm::key_recompute::explain_sql(relid, &keys)?;
+            out.push(("apply".into(), Some(apply)));
         }
     }
     Ok(out)

@@ -26,6 +26,8 @@ pub struct StreamTable {
     /// What it has applied so far (consumers only; `None` before the first
     /// refresh that established one).
     pub frontier: Option<Frontier>,
+    /// Rows after the last refresh, if known.
+    pub row_count: Option<i64>,
 }
 
 /// A relation the stream table's query reads (directly or through views).
@@ -49,7 +51,7 @@ pub fn get(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT requested_mode, refresh_mode, schedule, status, consumes_changes, needs_full, \
-                    frontier::text, frontier_xid::text, frontier_cid \
+                    frontier::text, frontier_xid::text, frontier_cid, row_count \
              FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[relid.into()],
@@ -73,6 +75,7 @@ pub fn get(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
                 Some(snapshot) => Some(Frontier { snapshot, xid: row.get(8)?, cid: row.get(9)?.unwrap_or(0) }),
                 None => None,
             },
+            row_count: row.get(10)?,
         }))
     })
 }
@@ -204,6 +207,8 @@ pub struct RefreshResult {
     pub frontier: Option<Frontier>,
     /// Why a DIFFERENTIAL stream table was refreshed in FULL, if it was.
     pub message: Option<String>,
+    /// Rows in the stream table afterwards, if known.
+    pub row_count: Option<i64>,
 }
 
 /// Finish a history entry and stamp the stream table as refreshed.
@@ -226,13 +231,14 @@ pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> Pg
         "UPDATE pgtrickle.pgt_stream_tables \
             SET last_refresh_at = pg_catalog.now(), consecutive_errors = 0, last_error = NULL, \
                 needs_full = false, frontier = $2::pg_catalog.pg_snapshot, \
-                frontier_xid = $3::pg_catalog.xid8, frontier_cid = $4 \
+                frontier_xid = $3::pg_catalog.xid8, frontier_cid = $4, row_count = $5 \
           WHERE relid OPERATOR(pg_catalog.=) $1",
         &[
             relid.into(),
             f.map(|f| f.snapshot.clone()).into(),
             f.and_then(|f| f.xid.clone()).into(),
             f.map(|f| f.cid).into(),
+            result.row_count.into(),
         ],
     )?;
     Ok(())

@@ -97,8 +97,18 @@ impl RefreshSnapshot {
 
     /// Run a query on this snapshot; the first row's columns as text.
     pub fn query_text(&self, sql: &str) -> PgtResult<Vec<Option<String>>> {
+        self.query_text_with(sql, true)
+    }
+
+    /// Like [`Self::query_text`], for a statement that writes (data-modifying
+    /// WITH): it runs on a copy of the snapshot whose command id advances.
+    pub fn query_text_writing(&self, sql: &str) -> PgtResult<Vec<Option<String>>> {
+        self.query_text_with(sql, false)
+    }
+
+    fn query_text_with(&self, sql: &str, read_only: bool) -> PgtResult<Vec<Option<String>>> {
         let mut out = Vec::new();
-        self.run(sql, true, |tuptable| {
+        self.run(sql, read_only, |tuptable| {
             // SAFETY: called only with the SPI_tuptable of a successful
             // SELECT; row 0 exists when SPI_processed > 0 (checked).
             unsafe {

@@ -81,13 +81,14 @@ fn is_empty(group: &[KeyValues]) -> bool {
     group.iter().any(|k| k.values.is_none() && !k.has_null)
 }
 
-/// The two statements that bring the affected rows of `st` (a qualified
-/// name) to the result of `query` (SQL text). `columns` are the stream
+/// The statement that brings the affected rows of `st` (a qualified name) to
+/// the result of `query` (SQL text); it returns (rows deleted, rows
+/// inserted). `columns` are the stream
 /// table's quoted column names: the query's output is renamed to them, as
 /// CREATE MATERIALIZED VIEW name (columns) does. The recomputation is a
 /// UNION of one branch per table reference with changes, so that each
 /// branch's filter is pushed into the query on its own table.
-pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> (String, String) {
+pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> String {
     let cols = columns.join(", ");
     let branches: Vec<String> = groups
         .iter()
@@ -100,15 +101,19 @@ pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyVal
         branches.join(" UNION ")
     };
     let fo = groups_filter("o", groups);
-    let delete = format!(
-        "DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS ( \
-           SELECT 1 FROM ({recompute}) n WHERE (n.*) OPERATOR(pg_catalog.*=) (o.*))"
-    );
-    let insert = format!(
-        "INSERT INTO {st} SELECT n.* FROM ({recompute}) n WHERE NOT EXISTS ( \
-           SELECT 1 FROM {st} o WHERE ({fo}) AND (o.*) OPERATOR(pg_catalog.*=) (n.*))"
-    );
-    (delete, insert)
+    // One statement: the affected rows are recomputed once; the DELETE runs
+    // first (the INSERT reads its count), so a changed row's new version
+    // never meets its old one in the unique key index.
+    format!(
+        "WITH new AS MATERIALIZED ({recompute}),\n\
+         gone AS (DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS (\n\
+         \x20   SELECT 1 FROM new n WHERE (n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING 1),\n\
+         added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
+         \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
+         \x20     AND NOT EXISTS (SELECT 1 FROM {st} o\n\
+         \x20                     WHERE ({fo}) AND (o.*) OPERATOR(pg_catalog.*=) (n.*)) RETURNING 1)\n\
+         SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM added)"
+    )
 }
 
 /// What a differential refresh did.
@@ -140,13 +145,24 @@ fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
 /// Count the window and collect the affected key values, per table
 /// reference, from the buffers, on the refresh's snapshot (as the extension
 /// owner, who owns the buffers).
+/// What the window of a differential refresh touches.
+pub struct Affected {
+    /// Change rows in the window, over all sources.
+    pub changes: i64,
+    /// Distinct affected keys, over all table references (an upper bound of
+    /// the stream table rows to recompute).
+    pub keys: i64,
+    /// Affected key values per table reference.
+    pub groups: Vec<Vec<KeyValues>>,
+}
+
 pub fn affected_keys(
     relid: pg_sys::Oid,
     plan: &Plan,
     snapshot: &RefreshSnapshot,
     new: &Frontier,
     old: &Frontier,
-) -> PgtResult<(i64, Vec<Vec<KeyValues>>)> {
+) -> PgtResult<Affected> {
     let columns = output_columns(relid)?;
     let window = window_sql_literal(new, Some(old));
     let mut count = 0i64;
@@ -159,8 +175,10 @@ pub fn affected_keys(
         count += row.first().cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
     }
     let mut groups = Vec::new();
+    let mut distinct_keys = 0i64;
     for group in plan.key_groups() {
-        let mut select = Vec::new();
+        let row_of_keys: Vec<String> = group.iter().map(|k| format!("c{}", k.source_attnum)).collect();
+        let mut select = vec![format!("pg_catalog.count(DISTINCT ROW({}))", row_of_keys.join(", "))];
         for k in &group {
             select.push(format!(
                 "(pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL))::text",
@@ -174,6 +192,7 @@ pub fn affected_keys(
             buffer::buffer_name(group[0].source),
         );
         let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
+        distinct_keys += row.first().cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
         let mut keys = Vec::new();
         for (i, k) in group.iter().enumerate() {
             let (name, ty) = columns
@@ -183,19 +202,19 @@ pub fn affected_keys(
             keys.push(KeyValues {
                 column: name,
                 sql_type: ty,
-                values: row.get(2 * i).cloned().flatten(),
-                has_null: row.get(2 * i + 1).cloned().flatten().as_deref() == Some("t"),
+                values: row.get(1 + 2 * i).cloned().flatten(),
+                has_null: row.get(2 + 2 * i).cloned().flatten().as_deref() == Some("t"),
             });
         }
         groups.push(keys);
     }
-    Ok((count, groups))
+    Ok(Affected { changes: count, keys: distinct_keys, groups })
 }
 
-/// The delete and insert statements for `keys`, built as the stream table's
+/// The apply statement for `keys`, built as the stream table's
 /// owner (whose role runs them): with search_path = pg_catalog, set by the
 /// role switch, the deparsed query names every object with its schema.
-fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<(String, String)> {
+fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<String> {
     let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
         .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
     let query = query.trim().trim_end_matches(';').to_string();
@@ -209,17 +228,17 @@ fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult
 pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[Vec<KeyValues>]) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let (delete, insert) = statements_as_owner(relid, keys)?;
+        let sql = statements_as_owner(relid, keys)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
-            let deleted = snapshot.execute(&delete, false)? as i64;
-            let inserted = snapshot.execute(&insert, false)? as i64;
-            Ok((deleted, inserted))
+            let row = snapshot.query_text_writing(&sql)?;
+            let count = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+            Ok((count(0), count(1)))
         })
     })
 }
 
-/// The statements a refresh would run for `keys`, for `explain_stream_table`.
-pub fn explain_sql(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<(String, String)> {
+/// The statement a refresh would run for `keys`, for `explain_stream_table`.
+pub fn explain_sql(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<String> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || statements_as_owner(relid, keys))
 }
@@ -259,26 +278,28 @@ mod tests {
     #[test]
     fn apply_statements_skip_unchanged_rows() {
         let cols = vec!["k".to_string(), "n".to_string()];
-        let (d, i) =
+        let sql =
             apply_sql("s.st", "SELECT k, count(*) FROM s.t GROUP BY k", &cols, &[vec![key("k", Some("{1}"), false)]]);
-        assert!(d.starts_with("DELETE FROM s.st o WHERE ((o.k"));
-        assert!(d.contains("NOT EXISTS ( SELECT 1 FROM (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
-        assert!(d.contains("(n.*) OPERATOR(pg_catalog.*=) (o.*)"));
-        assert!(i.starts_with("INSERT INTO s.st SELECT n.* FROM (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"));
-        assert!(i.contains("(o.*) OPERATOR(pg_catalog.*=) (n.*)"));
+        assert!(sql.starts_with(
+            "WITH new AS MATERIALIZED (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"
+        ));
+        assert!(sql.contains("gone AS (DELETE FROM s.st o WHERE ((o.k"));
+        assert!(sql.contains("SELECT 1 FROM new n WHERE (n.*) OPERATOR(pg_catalog.*=) (o.*)"));
+        assert!(sql.contains("WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0"));
+        assert!(sql.contains("(o.*) OPERATOR(pg_catalog.*=) (n.*)"));
     }
 
     #[test]
     fn joins_recompute_one_branch_per_changed_table() {
         let cols = vec!["a_id".to_string(), "b_id".to_string()];
         let groups = vec![vec![key("a_id", Some("{1}"), false)], vec![key("b_id", Some("{7}"), false)]];
-        let (d, i) = apply_sql("st", "Q", &cols, &groups);
-        assert!(d.contains("WHERE (((o.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]))) OR ((o.b_id"));
-        assert!(i.contains("WHERE (n.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[])) UNION SELECT n.* FROM (Q) n(a_id, b_id) WHERE (n.b_id"));
+        let sql = apply_sql("st", "Q", &cols, &groups);
+        assert!(sql.contains("WHERE (((o.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]))) OR ((o.b_id"));
+        assert!(sql.contains("WHERE (n.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[])) UNION SELECT n.* FROM (Q) n(a_id, b_id) WHERE (n.b_id"));
         // A table reference without changes contributes no branch.
         let groups = vec![vec![key("a_id", None, false)], vec![key("b_id", Some("{7}"), false)]];
-        let (d, i) = apply_sql("st", "Q", &cols, &groups);
-        assert!(!d.contains("a_id OPERATOR") && !i.contains("UNION"));
+        let sql = apply_sql("st", "Q", &cols, &groups);
+        assert!(!sql.contains("a_id OPERATOR") && !sql.contains("UNION"));
         assert_eq!(groups_filter("o", &[vec![key("a_id", None, false)]]), "false");
     }
 }

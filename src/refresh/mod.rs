@@ -77,6 +77,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         changes_consumed: 0,
         frontier: st.consumes_changes.then(|| frontier.clone()),
         message: None,
+        row_count: None,
     };
     let differential = match (&st.frontier, st.effective_mode) {
         (Some(old), RefreshMode::Differential) if st.consumes_changes => {
@@ -100,26 +101,23 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     };
     match differential {
         Some((plan, old)) => {
-            let (window, keys) = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
-            result.changes_consumed = window;
-            // An unanalyzed table (reltuples < 0) has no estimate: no limit.
-            let mut rows = 0.0;
-            for source in plan.sources() {
-                let n = source_rows(source)?;
-                // Any unanalyzed source (reltuples < 0) leaves the size unknown.
-                rows = if n < 0.0 || rows < 0.0 { -1.0 } else { rows + n };
-            }
-            let limit = guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get() * rows.max(1.0);
-            if rows >= 0.0 && window as f64 > limit {
-                result.message = Some(format!(
-                    "{window} changes exceed pg_trickle.differential_max_change_fraction of the source"
-                ));
-                result.rows = full::refresh(relid, &snapshot)?;
-            } else {
-                result.mode = RefreshMode::Differential;
-                if window > 0 {
-                    let (deleted, inserted) = dvm::key_recompute::apply(relid, &snapshot, &keys)?;
+            let affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
+            result.changes_consumed = affected.changes;
+            match too_large(&plan, &affected, st.row_count)? {
+                Some(why) => {
+                    result.message = Some(why);
+                    result.rows = full::refresh(relid, &snapshot)?;
+                    result.row_count = Some(result.rows);
+                }
+                None => {
+                    result.mode = RefreshMode::Differential;
+                    let (deleted, inserted) = if affected.changes > 0 {
+                        dvm::key_recompute::apply(relid, &snapshot, &affected.groups)?
+                    } else {
+                        (0, 0)
+                    };
                     result.rows = deleted + inserted;
+                    result.row_count = st.row_count.map(|n| n - deleted + inserted);
                 }
             }
         }
@@ -129,6 +127,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                     cdc::buffer::count_window(source, &snapshot, &frontier, st.frontier.as_ref())?;
             }
             result.rows = full::refresh(relid, &snapshot)?;
+            result.row_count = Some(result.rows);
         }
     }
     sys::as_extension_owner(|| stream_tables::history_finish(history, relid, &result))?;
@@ -136,6 +135,35 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         cdc::buffer::trim(source, Some(&snapshot))?;
     }
     Ok(result.rows)
+}
+
+/// Is recomputing in full cheaper than applying this window? When the
+/// changes exceed `pg_trickle.differential_max_change_fraction` of the
+/// sources' rows, or the affected keys that fraction of the stream table's
+/// rows, a FULL refresh does less work; the reason is returned.
+fn too_large(plan: &dvm::analysis::Plan, affected: &dvm::key_recompute::Affected, st_rows: Option<i64>) -> PgtResult<Option<String>> {
+    let fraction = guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get();
+    let mut rows = 0.0;
+    for source in plan.sources() {
+        let n = source_rows(source)?;
+        // Any unanalyzed source (reltuples < 0) leaves the size unknown.
+        rows = if n < 0.0 || rows < 0.0 { -1.0 } else { rows + n };
+    }
+    if rows >= 0.0 && affected.changes as f64 > fraction * rows.max(1.0) {
+        return Ok(Some(format!(
+            "{} changes exceed pg_trickle.differential_max_change_fraction of the source",
+            affected.changes
+        )));
+    }
+    if let Some(n) = st_rows {
+        if n > 0 && affected.keys as f64 > fraction * n as f64 {
+            return Ok(Some(format!(
+                "{} affected keys exceed pg_trickle.differential_max_change_fraction of the stream table's {n} rows",
+                affected.keys
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// The planner's estimate of a table's row count.

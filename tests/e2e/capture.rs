@@ -110,6 +110,8 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut conn = connect("e2e_capture_concurrent");
+            // Keep every refresh differential (the tables are small).
+            conn.batch_execute("SET pg_trickle.differential_max_change_fraction = 1000").unwrap();
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 conn.batch_execute("REFRESH MATERIALIZED VIEW st; REFRESH MATERIALIZED VIEW st_b").unwrap();
@@ -129,8 +131,11 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
     let refreshes = refresher.join().unwrap();
     assert!(refreshes > 3, "the refresher hardly ran ({refreshes} refreshes)");
 
-    c.batch_execute("REFRESH MATERIALIZED VIEW st; REFRESH MATERIALIZED VIEW st_b; REFRESH MATERIALIZED VIEW st2")
-        .unwrap();
+    c.batch_execute(
+        "SET pg_trickle.differential_max_change_fraction = 1000;
+         REFRESH MATERIALIZED VIEW st; REFRESH MATERIALIZED VIEW st_b; REFRESH MATERIALIZED VIEW st2",
+    )
+    .unwrap();
     let (wa, wb) = (committed_a.load(Ordering::SeqCst), committed_b.load(Ordering::SeqCst));
     assert_eq!(consumed(&mut c, "st"), wa, "st consumed a different number of changes than were committed to a");
     assert_eq!(consumed(&mut c, "st_b"), wb, "st_b consumed a different number of changes than were committed to b");
