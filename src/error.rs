@@ -25,11 +25,11 @@ pub enum PgtError {
     #[error("pgtrickle options other than \"pgtrickle.stream\" require pgtrickle.stream = true")]
     OptionsWithoutStream { options: String },
 
-    #[error("refresh mode \"{mode}\" is not supported yet")]
-    ModeNotSupported { mode: String },
+    #[error("stream table {name} cannot be maintained {how}")]
+    NotIncremental { name: String, how: &'static str, reason: String },
 
-    #[error("stream table {name} cannot be maintained differentially")]
-    NotIncremental { name: String, reason: String },
+    #[error("stream table {name} cannot be maintained immediately in this transaction")]
+    ImmediateIsolation { name: String },
 
     #[error("permission denied for table {name}")]
     NoSourceAccess { name: String },
@@ -72,9 +72,8 @@ impl PgtError {
             | PgtError::InvalidOptionValue { .. }
             | PgtError::OptionsWithoutStream { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PgtError::DuplicateOption { .. } => ERRCODE_SYNTAX_ERROR,
-            PgtError::ModeNotSupported { .. } | PgtError::NotIncremental { .. } => {
-                ERRCODE_FEATURE_NOT_SUPPORTED
-            }
+            PgtError::ImmediateIsolation { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            PgtError::NotIncremental { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             PgtError::NotAStreamTable { .. } | PgtError::NotAMatview { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::AlreadyAStreamTable { .. } => ERRCODE_DUPLICATE_OBJECT,
             PgtError::ExtensionMissing => ERRCODE_UNDEFINED_OBJECT,
@@ -90,13 +89,15 @@ impl PgtError {
             PgtError::OptionsWithoutStream { options } => {
                 Some(format!("Options given without pgtrickle.stream = true: {options}."))
             }
-            PgtError::ModeNotSupported { mode } => Some(format!(
-                "This version of pg_trickle does not support refresh mode \"{mode}\"."
-            )),
             PgtError::NotIncremental { reason, .. } => {
                 Some(crate::dvm::analysis::Unsupported(reason.clone()).sentence())
             }
             PgtError::NotASelect { detail } => Some(detail.clone()),
+            PgtError::ImmediateIsolation { .. } => Some(
+                "IMMEDIATE maintenance needs READ COMMITTED: a REPEATABLE READ or SERIALIZABLE \
+                 transaction could recompute from a state that misses a concurrent writer's changes."
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -110,7 +111,7 @@ impl PgtError {
             PgtError::OptionsWithoutStream { .. } => {
                 Some("Add pgtrickle.stream = true to create a stream table.".into())
             }
-            PgtError::ModeNotSupported { .. } | PgtError::NotIncremental { .. } => Some(
+            PgtError::NotIncremental { .. } => Some(
                 "Use pgtrickle.refresh_mode = 'full', or 'auto' to let pg_trickle choose.".into(),
             ),
             PgtError::NotAStreamTable { .. } => Some(
@@ -122,6 +123,9 @@ impl PgtError {
             PgtError::ExtensionMissing => {
                 Some("Run CREATE EXTENSION pg_trickle in this database first.".into())
             }
+            PgtError::ImmediateIsolation { .. } => Some(
+                "Write its sources in READ COMMITTED transactions, or use refresh_mode 'differential'.".into(),
+            ),
             PgtError::StreamTableReadOnly { .. } => Some(
                 "Stream tables are maintained by pg_trickle; change their sources instead.".into(),
             ),

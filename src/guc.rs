@@ -10,9 +10,11 @@ pub fn init() {
     GucRegistry::define_float_guc(
         c"pg_trickle.differential_max_change_fraction",
         c"Fraction of a source's rows changed above which a differential refresh runs in full.",
-        c"When the changes waiting for a DIFFERENTIAL stream table exceed this fraction of \
-          its source's estimated row count, that refresh recomputes the stream table instead; \
-          the refresh history records it. 0 always recomputes; values above 1 never do.",
+        c"A DIFFERENTIAL refresh recomputes the stream table instead when the change rows \
+          waiting for it (an UPDATE counts twice) exceed this fraction of its sources' \
+          estimated row count, or the keys they affect exceed this fraction of the stream \
+          table's rows; the refresh history records why. Large values (e.g. 1000) keep \
+          refreshes differential.",
         &DIFFERENTIAL_MAX_CHANGE_FRACTION,
         0.0,
         1000.0,

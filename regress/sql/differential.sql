@@ -38,6 +38,13 @@ CREATE MATERIALIZED VIEW logs WITH (pgtrickle.stream = true) AS SELECT at, msg F
 CREATE MATERIALIZED VIEW ranked WITH (pgtrickle.stream = true) AS
   SELECT id, rank() OVER (ORDER BY price) AS r FROM items;
 CREATE MATERIALIZED VIEW rnd WITH (pgtrickle.stream = true) AS SELECT id, random() AS r FROM items;
+CREATE TABLE parted (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE MATERIALIZED VIEW from_parted WITH (pgtrickle.stream = true) AS SELECT id, v FROM parted;
+-- ... stable functions are allowed, with a warning ...
+CREATE MATERIALIZED VIEW recent WITH (pgtrickle.stream = true) AS
+  SELECT id, price FROM items WHERE now() > '2000-01-01';
+DROP MATERIALIZED VIEW recent;
 -- ... and an explicit 'differential' is refused, naming the reason.
 CREATE MATERIALIZED VIEW bad WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS
   SELECT upper(cat) AS c, count(*) FROM items GROUP BY upper(cat);
@@ -102,6 +109,13 @@ REFRESH MATERIALIZED VIEW expensive;
 SELECT mode, trigger FROM pgtrickle.pgt_refresh_history
  WHERE relid = 'expensive'::regclass ORDER BY id DESC LIMIT 2;
 
+-- REFRESH ... WITH NO DATA empties it; the next refresh is FULL.
+REFRESH MATERIALIZED VIEW cats WITH NO DATA;
+INSERT INTO items VALUES (200, 'c7', 1, 1);
+REFRESH MATERIALIZED VIEW cats;
+SELECT mode, message FROM pgtrickle.pgt_refresh_history WHERE relid = 'cats'::regclass ORDER BY id DESC LIMIT 1;
+SELECT count(*) FROM cats WHERE cat = 'c7';
+
 -- The owner must be allowed to put triggers on the source.
 CREATE ROLE pgt_reader;
 GRANT SELECT ON items TO pgt_reader;
@@ -120,7 +134,7 @@ SELECT value AS apply FROM pgtrickle.explain_stream_table('by_cat') WHERE proper
 SELECT * FROM pgtrickle.explain_stream_table('joined');
 SELECT property, value FROM pgtrickle.explain_stream_table('labelled') WHERE property IN ('strategy', 'row identity', 'sources');
 
-DROP MATERIALIZED VIEW expensive, by_cat, cats, labelled, no_key, total, joined, logs, ranked, rnd;
-DROP TABLE items, log, cat_names;
+DROP MATERIALIZED VIEW expensive, by_cat, cats, labelled, no_key, total, joined, logs, ranked, rnd, from_parted;
+DROP TABLE items, log, cat_names, parted;
 RESET pg_trickle.differential_max_change_fraction;
 SELECT count(*) FROM pgtrickle.pgt_change_buffers;

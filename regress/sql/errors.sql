@@ -26,8 +26,8 @@ CREATE MATERIALIZED VIEW e1 WITH (pgtrickle.refresh_mode = 'full') AS SELECT a F
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 CREATE MATERIALIZED VIEW e1 WITH (pgtrickle.stream = false, pgtrickle.schedule = '1m') AS SELECT a FROM t;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
--- DIFFERENTIAL needs a query pg_trickle can maintain (here: t has no primary
--- key); IMMEDIATE does not exist yet.
+-- DIFFERENTIAL and IMMEDIATE need a query pg_trickle can maintain (here: t has
+-- no primary key, so its rows have no identity).
 CREATE MATERIALIZED VIEW e1 WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS SELECT a FROM t;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 CREATE MATERIALIZED VIEW e1 WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS SELECT a FROM t;

@@ -169,7 +169,7 @@ mod pgtrickle {
     }
 
     /// Pending rows and oldest pending change of a source's change buffer.
-    #[pg_extern(volatile, parallel_safe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     fn _buffer_stats(
         source: pg_sys::Oid,
     ) -> TableIterator<'static, (name!(pending_rows, i64), name!(oldest_change, Option<pgrx::datum::TimestampWithTimeZone>))> {
@@ -180,7 +180,7 @@ mod pgtrickle {
     /// How a stream table is maintained: one (property, value) row each for
     /// its mode, the reason it is not differential (if not), the row
     /// identity, and the statements a differential refresh runs.
-    #[pg_extern(volatile, parallel_safe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     fn explain_stream_table(
         name: &str,
     ) -> TableIterator<'static, (name!(property, String), name!(value, Option<String>))> {

@@ -26,26 +26,41 @@ pub fn relation_name(relid: pg_sys::Oid) -> PgtResult<String> {
     .ok_or_else(|| PgtError::Internal(format!("relation {} does not exist", relid.to_u32())))
 }
 
-/// Refuse modes this version cannot maintain at all.
-pub fn check_mode(settings: &StreamSettings) -> PgtResult<()> {
-    match settings.refresh_mode {
-        RefreshMode::Immediate => Err(PgtError::ModeNotSupported { mode: "immediate".into() }),
-        _ => Ok(()),
-    }
-}
-
 /// The mode refreshes will use. DIFFERENTIAL when the query can be
 /// maintained (an error when it was asked for and cannot); AUTO falls back to
 /// FULL and says why when `announce` (the mode was just set).
-fn effective_mode(relid: pg_sys::Oid, settings: &StreamSettings, announce: bool) -> PgtResult<RefreshMode> {
-    check_mode(settings)?;
+///
+/// `lenient` (CREATE … WITH NO DATA, as pg_restore replays it before it adds
+/// the primary keys a query needs): an unmaintainable query is not an error
+/// yet; it is refreshed in FULL until a refresh finds it maintainable.
+fn effective_mode(
+    relid: pg_sys::Oid,
+    settings: &StreamSettings,
+    announce: bool,
+    lenient: bool,
+) -> PgtResult<RefreshMode> {
     if settings.refresh_mode == RefreshMode::Full {
         return Ok(RefreshMode::Full);
     }
-    match dvm::analysis::analyze(relid)? {
+    let analysis = dvm::analysis::analyze(relid)?;
+    if analysis.is_ok() && announce && dvm::analysis::calls_stable_functions(relid)? {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("stream table {} calls stable functions", relation_name(relid)?),
+            "pg_trickle",
+        )
+        .set_detail("Functions such as now() can change their result without any change to the tables; incremental maintenance recomputes only rows whose sources changed.")
+        .set_hint("Use pgtrickle.refresh_mode = 'full' if the result must follow such functions.")
+        .report(PgLogLevel::WARNING);
+    }
+    match analysis {
+        Ok(_) if settings.refresh_mode == RefreshMode::Immediate => Ok(RefreshMode::Immediate),
         Ok(_) => Ok(RefreshMode::Differential),
-        Err(why) if settings.refresh_mode == RefreshMode::Differential => {
-            Err(PgtError::NotIncremental { name: relation_name(relid)?, reason: why.0 })
+        Err(why) if settings.refresh_mode == RefreshMode::Differential && !lenient => {
+            Err(PgtError::NotIncremental { name: relation_name(relid)?, how: "differentially", reason: why.0 })
+        }
+        Err(why) if settings.refresh_mode == RefreshMode::Immediate && !lenient => {
+            Err(PgtError::NotIncremental { name: relation_name(relid)?, how: "immediately", reason: why.0 })
         }
         Err(why) => {
             if announce {
@@ -71,6 +86,11 @@ fn report_full(relid: pg_sys::Oid, why: &dvm::analysis::Unsupported, level: PgLo
     .set_detail(why.sentence())
     .report(level);
     Ok(())
+}
+
+/// Modes maintained from captured changes (and keyed by a unique index).
+fn is_incremental(mode: RefreshMode) -> bool {
+    matches!(mode, RefreshMode::Differential | RefreshMode::Immediate)
 }
 
 /// The name of the index pg_trickle keeps on a differential stream table's key.
@@ -145,7 +165,7 @@ fn write_settings(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()
 /// consumes changes is attached to its sources' capture and marked for a
 /// FULL refresh, which establishes its first frontier; the caller runs that
 /// refresh when the contents must be current now (CREATE without NO DATA).
-pub fn register(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> {
+pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, lenient: bool) -> PgtResult<()> {
     if !sys::current_user_owns(relid) {
         return Err(PgtError::NotOwner { name: relation_name(relid)? });
     }
@@ -153,11 +173,11 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> 
     if stream_tables::exists(relid)? {
         return Err(PgtError::AlreadyAStreamTable { name: relation_name(relid)? });
     }
-    let effective = effective_mode(relid, settings, true)?;
+    let effective = effective_mode(relid, settings, true, lenient)?;
     write_settings(relid, settings)?;
     sys::record_extension_dependency(relid)?;
     let sources = stream_tables::sources_of(relid)?;
-    let consumes = effective == RefreshMode::Differential && cdc::consumers::consumes(settings, &sources);
+    let consumes = is_incremental(effective) && cdc::consumers::consumes(settings, &sources);
     sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, consumes, &sources))?;
     if consumes {
         cdc::consumers::attach(relid)?;
@@ -176,27 +196,34 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
         AlterOutcome::Stream(settings) => match current {
             Some(st) => {
                 let mode_changed = st.settings.refresh_mode != settings.refresh_mode;
-                let effective = effective_mode(relid, &settings, mode_changed)?;
+                let effective = effective_mode(relid, &settings, mode_changed, false)?;
                 write_settings(relid, &settings)?;
                 let sources = stream_tables::sources_of(relid)?;
-                let consumes =
-                    effective == RefreshMode::Differential && cdc::consumers::consumes(&settings, &sources);
+                let consumes = is_incremental(effective) && cdc::consumers::consumes(&settings, &sources);
                 sys::as_extension_owner(|| {
                     stream_tables::update_settings(relid, &settings, effective, consumes)
                 })?;
                 match (st.consumes_changes, consumes) {
                     (false, true) => {
                         cdc::consumers::attach(relid)?;
-                        sync_key_index(relid, true)
+                        sync_key_index(relid, true)?;
                     }
                     (true, false) => {
                         cdc::consumers::cleanup()?;
-                        sync_key_index(relid, false)
+                        sync_key_index(relid, false)?;
                     }
-                    _ => Ok(()),
+                    _ => {}
                 }
+                if effective == RefreshMode::Immediate && st.effective_mode != RefreshMode::Immediate {
+                    // Lock its sources (attach waits for writers in flight),
+                    // then bring it up to date: from here on every statement
+                    // on its sources maintains it from its current contents.
+                    cdc::consumers::attach(relid)?;
+                    crate::dvm::key_recompute::replace_all_now(relid)?;
+                }
+                Ok(())
             }
-            None => register(relid, &settings),
+            None => register(relid, &settings, false),
         },
         AlterOutcome::Plain => match current {
             Some(_) => unregister(relid),
@@ -216,7 +243,11 @@ pub fn reresolve_mode(st: stream_tables::StreamTable) -> PgtResult<stream_tables
         return Ok(st);
     }
     let analysis = dvm::analysis::analyze(relid)?;
-    let desired = if analysis.is_ok() { RefreshMode::Differential } else { RefreshMode::Full };
+    let desired = match (&analysis, st.settings.refresh_mode) {
+        (Ok(_), RefreshMode::Immediate) => RefreshMode::Immediate,
+        (Ok(_), _) => RefreshMode::Differential,
+        (Err(_), _) => RefreshMode::Full,
+    };
     if desired == st.effective_mode {
         return Ok(st);
     }
@@ -224,7 +255,7 @@ pub fn reresolve_mode(st: stream_tables::StreamTable) -> PgtResult<stream_tables
         report_full(relid, why, PgLogLevel::WARNING, "is now")?;
     }
     let sources = stream_tables::sources_of(relid)?;
-    let consumes = desired == RefreshMode::Differential && cdc::consumers::consumes(&st.settings, &sources);
+    let consumes = is_incremental(desired) && cdc::consumers::consumes(&st.settings, &sources);
     sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
     if consumes {
         cdc::consumers::attach(relid)?;

@@ -111,7 +111,7 @@ pub fn insert(
 
 /// Store new settings. A stream table that starts consuming changes gets
 /// no frontier and needs a FULL refresh to establish one; one that stops
-/// consuming forgets its frontier.
+/// consuming, or becomes IMMEDIATE (always current), forgets its frontier.
 pub fn update_settings(
     relid: pg_sys::Oid,
     settings: &StreamSettings,
@@ -122,9 +122,9 @@ pub fn update_settings(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET requested_mode = $2, refresh_mode = $3, schedule = $4, \
                 needs_full = needs_full OR ($5 AND NOT consumes_changes), \
-                frontier = CASE WHEN $5 AND consumes_changes THEN frontier END, \
-                frontier_xid = CASE WHEN $5 AND consumes_changes THEN frontier_xid END, \
-                frontier_cid = CASE WHEN $5 AND consumes_changes THEN frontier_cid END, \
+                frontier = CASE WHEN $5 AND consumes_changes AND $3 = 'differential' THEN frontier END, \
+                frontier_xid = CASE WHEN $5 AND consumes_changes AND $3 = 'differential' THEN frontier_xid END, \
+                frontier_cid = CASE WHEN $5 AND consumes_changes AND $3 = 'differential' THEN frontier_cid END, \
                 consumes_changes = $5 \
           WHERE relid OPERATOR(pg_catalog.=) $1",
         &[
@@ -134,6 +134,18 @@ pub fn update_settings(
             settings.schedule.clone().into(),
             consumes_changes.into(),
         ],
+    )?;
+    Ok(())
+}
+
+/// After REFRESH … WITH NO DATA: no frontier, no rows, FULL next time.
+pub fn forget_contents(relid: pg_sys::Oid) -> PgtResult<()> {
+    Spi::run_with_args(
+        "UPDATE pgtrickle.pgt_stream_tables \
+            SET needs_full = true, frontier = NULL, frontier_xid = NULL, frontier_cid = NULL, \
+                row_count = NULL \
+          WHERE relid OPERATOR(pg_catalog.=) $1",
+        &[relid.into()],
     )?;
     Ok(())
 }

@@ -166,6 +166,14 @@ pub fn lock_relation(relid: pg_sys::Oid, lockmode: u32) {
     unsafe { pg_sys::LockRelationOid(relid, lockmode as pg_sys::LOCKMODE) }
 }
 
+/// Have every backend drop its cached state for `relid` when this
+/// transaction commits (the capture trigger's plans and consumer lists).
+pub fn invalidate_relcache(relid: pg_sys::Oid) {
+    // SAFETY: queues a relcache invalidation message; always valid in a
+    // transaction.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) }
+}
+
 /// Make catalog changes of this command visible to the rest of it.
 pub fn command_counter_increment() {
     // SAFETY: always valid inside a transaction, which every caller is in.

@@ -18,6 +18,10 @@
 //! whoever may write the source needs no right on the buffers, and row-level
 //! security on the source does not hide rows from capture.
 //!
+//! Consumers maintained IMMEDIATE are then brought up to date within the
+//! statement (`refresh::immediate`); the buffer is written only when some
+//! consumer refreshes DIFFERENTIAL from it.
+//!
 //! The statement is prepared once per (source, event) per backend and kept.
 //! It names source columns, so any relcache invalidation (a rename, a new
 //! captured column, …) marks the kept plans stale and the next capture
@@ -45,8 +49,11 @@ enum Event {
 thread_local! {
     static PLANS: RefCell<HashMap<(u32, Event), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
     static STALE: Cell<bool> = const { Cell::new(false) };
-    /// Sources and buffers the kept plans depend on.
+    /// Sources, buffers and stream tables the kept plans and consumer lists
+    /// depend on.
     static PLAN_RELATIONS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Per source: its consumers, and whether each is IMMEDIATE.
+    static CONSUMERS: RefCell<HashMap<u32, Vec<(pg_sys::Oid, bool)>>> = RefCell::new(HashMap::new());
 }
 
 /// Register the relcache callback. Called once from `_PG_init`.
@@ -70,6 +77,7 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
 pub fn forget_plans() {
     STALE.with(|s| s.set(false));
     PLAN_RELATIONS.with(|r| r.borrow_mut().clear());
+    CONSUMERS.with(|c| c.borrow_mut().clear());
     PLANS.with(|p| {
         for (_, plan) in p.borrow_mut().drain() {
             // SAFETY: each plan was kept with SPI_keepplan and is freed once.
@@ -93,6 +101,40 @@ fn capture_sql(buffer_name: &str, columns: &[(i16, String)], event: Event) -> St
     format!("INSERT INTO {buffer_name} (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action{targets}) {rows}")
 }
 
+/// The consumers of `source` (cached; a change of mode rewrites the stream
+/// table's reloptions, and a new consumer creates triggers on the source,
+/// both of which invalidate the cache).
+fn consumers(source: pg_sys::Oid) -> PgtResult<Vec<(pg_sys::Oid, bool)>> {
+    if let Some(list) = CONSUMERS.with(|c| c.borrow().get(&source.to_u32()).cloned()) {
+        return Ok(list);
+    }
+    let list: Vec<(pg_sys::Oid, bool)> = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT st.relid, st.refresh_mode OPERATOR(pg_catalog.=) 'immediate' \
+               FROM pgtrickle.pgt_sources s \
+               JOIN pgtrickle.pgt_stream_tables st ON st.relid OPERATOR(pg_catalog.=) s.relid \
+              WHERE s.source_relid OPERATOR(pg_catalog.=) $1 AND st.consumes_changes \
+              ORDER BY st.relid",
+            None,
+            &[source.into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(relid) = row.get::<pg_sys::Oid>(1)? {
+                out.push((relid, row.get::<bool>(2)?.unwrap_or(false)));
+            }
+        }
+        Ok::<_, PgtError>(out)
+    })?;
+    PLAN_RELATIONS.with(|r| {
+        let mut r = r.borrow_mut();
+        r.push(source.to_u32());
+        r.extend(list.iter().map(|(relid, _)| relid.to_u32()));
+    });
+    CONSUMERS.with(|c| c.borrow_mut().insert(source.to_u32(), list.clone()));
+    Ok(list)
+}
+
 /// The captured columns of `source` with their current names.
 fn capture_columns(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String)>> {
     let attnums = buffer::captured_columns(source)?;
@@ -108,9 +150,8 @@ fn capture_columns(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String)>> {
         for row in rows {
             out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
         }
-        if out.len() != attnums.len() {
-            return Err(PgtError::Internal(format!("captured columns {attnums:?} of {source:?} are missing")));
-        }
+        // A captured column that was dropped since (no stream table reads it
+        // any more, or PostgreSQL would have refused) is left NULL.
         Ok(out)
     })
 }
@@ -144,7 +185,7 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
         pg_sys::TRIGGER_EVENT_UPDATE => Event::Update,
         pg_sys::TRIGGER_EVENT_DELETE => Event::Delete,
         pg_sys::TRIGGER_EVENT_TRUNCATE => {
-            if let Err(e) = buffer::mark_truncated(relid) {
+            if let Err(e) = truncated(relid) {
                 e.report();
             }
             return pg_sys::Datum::from(0);
@@ -163,6 +204,21 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
     pg_sys::Datum::from(0)
 }
 
+/// TRUNCATE: DIFFERENTIAL consumers need a FULL refresh; IMMEDIATE ones are
+/// recomputed now.
+fn truncated(source: pg_sys::Oid) -> PgtResult<()> {
+    if STALE.with(|s| s.get()) {
+        forget_plans();
+    }
+    buffer::mark_truncated(source)?;
+    for (relid, immediate) in consumers(source)? {
+        if immediate {
+            crate::refresh::immediate::recompute_all(relid)?;
+        }
+    }
+    Ok(())
+}
+
 unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event: Event) -> PgtResult<()> {
     // SAFETY: see the caller.
     unsafe {
@@ -172,6 +228,53 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
         if pg_sys::SPI_register_trigger_data(trigdata) < 0 {
             return Err(PgtError::Internal("could not register transition tables".into()));
         }
+        let consumers = consumers(relid)?;
+        if consumers.iter().any(|(_, immediate)| !immediate) {
+            write_buffer(relid, event)?;
+        }
+        let transition = crate::refresh::immediate::Transition {
+            old: event != Event::Insert,
+            new: event != Event::Delete,
+        };
+        for (st, immediate) in consumers {
+            if immediate {
+                crate::refresh::immediate::maintain(st, relid, transition, &|sql| first_row_text(sql))?;
+            }
+        }
+        pg_sys::SPI_finish();
+        Ok(())
+    }
+}
+
+/// Run a read-only query in the current SPI connection (the trigger's, where
+/// the transition tables are registered); its first row as text.
+fn first_row_text(sql: &str) -> PgtResult<Vec<Option<String>>> {
+    let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
+    // SAFETY: called only from `capture`, inside its SPI connection; the
+    // result is read before any other SPI call replaces SPI_tuptable.
+    unsafe {
+        let rc = pg_sys::SPI_execute(c_sql.as_ptr(), true, 1);
+        if rc != pg_sys::SPI_OK_SELECT as i32 {
+            return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
+        }
+        let table = pg_sys::SPI_tuptable;
+        let mut out = Vec::new();
+        if pg_sys::SPI_processed > 0 && !table.is_null() {
+            let tuple = *(*table).vals;
+            let desc = (*table).tupdesc;
+            for col in 1..=(*desc).natts {
+                out.push(crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Move the statement's changes into the buffer (inside the caller's SPI
+/// connection, with the transition tables registered).
+unsafe fn write_buffer(relid: pg_sys::Oid, event: Event) -> PgtResult<()> {
+    // SAFETY: see `capture`.
+    unsafe {
         let key = (relid.to_u32(), event);
         let plan = match PLANS.with(|p| p.borrow().get(&key).copied()) {
             Some(plan) => plan,
@@ -203,7 +306,6 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
         if rc != pg_sys::SPI_OK_INSERT as i32 {
             return Err(PgtError::Internal(format!("capturing changes of {relid:?} failed (SPI code {rc})")));
         }
-        pg_sys::SPI_finish();
         Ok(())
     }
 }

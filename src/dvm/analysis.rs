@@ -99,6 +99,8 @@ fn unsupported<T>(why: impl Into<String>) -> Result<T, Unsupported> {
 struct QueryFacts {
     features: Vec<&'static str>,
     volatile: bool,
+    /// Calls stable functions (now(), current_user, functions reading tables).
+    stable: bool,
     /// Table references: (range table index, relation, relkind).
     relations: Vec<(u32, pg_sys::Oid, u8)>,
     other_rtes: Vec<&'static str>,
@@ -175,6 +177,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             }
         }
         let volatile = pg_sys::contain_volatile_functions(q as *const _ as *mut pg_sys::Node);
+        let stable = !volatile && pg_sys::contain_mutable_functions(q as *const _ as *mut pg_sys::Node);
         let mut relations = Vec::new();
         let mut other_rtes = Vec::new();
         let mut inner_only = true;
@@ -241,6 +244,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
         Ok(QueryFacts {
             features,
             volatile,
+            stable,
             relations,
             other_rtes,
             inner_only,
@@ -263,6 +267,12 @@ fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
     .unwrap_or_default())
 }
 
+/// Does the stored query call stable functions (whose results can change
+/// without any change to the tables, e.g. now())?
+pub fn calls_stable_functions(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(query_facts(relid)?.stable)
+}
+
 /// Decide how `relid` (a materialized view) can be maintained.
 pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
     let f = query_facts(relid)?;
@@ -270,6 +280,21 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
         Ok(plan) => plan,
         Err(why) => return Ok(Err(why)),
     };
+    // Writes addressed directly to a partition or an inheritance child do not
+    // fire the parent's statement triggers, so such tables are not captured.
+    for source in plan.sources() {
+        let has_children = Spi::get_one_with_args::<bool>(
+            "SELECT (SELECT relhassubclass OR relkind OPERATOR(pg_catalog.=) 'p' \
+                       FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
+            &[source.into()],
+        )?
+        .unwrap_or(false);
+        if has_children {
+            return Ok(unsupported(
+                "a table it reads is partitioned or has inheritance children, whose direct changes are not captured yet",
+            ));
+        }
+    }
     // Capture puts triggers on the sources: the owner must be allowed to.
     for source in plan.sources() {
         let may_trigger = Spi::get_one_with_args::<bool>(
@@ -386,6 +411,7 @@ mod tests {
         QueryFacts {
             features: vec![],
             volatile: false,
+            stable: false,
             relations: vec![(1, T, pg_sys::RELKIND_RELATION)],
             other_rtes: vec![],
             inner_only: true,

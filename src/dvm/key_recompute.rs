@@ -125,7 +125,7 @@ pub struct Applied {
 }
 
 /// Columns of the stream table as (quoted name, type) by attnum.
-fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
+pub fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
     Spi::connect(|c| {
         let rows = c.select(
             "SELECT pg_catalog.quote_ident(attname), pg_catalog.format_type(atttypid, atttypmod) \
@@ -233,6 +233,38 @@ pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[Vec<KeyValu
             let row = snapshot.query_text_writing(&sql)?;
             let count = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
             Ok((count(0), count(1)))
+        })
+    })
+}
+
+/// Apply the affected keys now, on the current statement's snapshot (for
+/// IMMEDIATE maintenance, inside the writing statement).
+pub fn apply_now(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<(i64, i64)> {
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        let sql = statements_as_owner(relid, keys)?;
+        with_window(relid, || -> PgtResult<(i64, i64)> {
+            Spi::connect_mut(|c| {
+                let row = c.update(&sql, Some(1), &[])?.first();
+                Ok((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))
+            })
+        })
+    })
+}
+
+/// Replace the whole contents with the query's result now (IMMEDIATE after
+/// TRUNCATE of a source).
+pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query = query.trim().trim_end_matches(';').to_string();
+        let st = crate::catalog::lifecycle::relation_name(relid)?;
+        with_window(relid, || -> PgtResult<()> {
+            Spi::run(&format!("DELETE FROM {st}"))?;
+            Spi::run(&format!("INSERT INTO {st} {query}"))?;
+            Ok(())
         })
     })
 }

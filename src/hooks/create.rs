@@ -56,7 +56,6 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::CreateTableAsStmt) -
     if sys::extension_oid().is_none() {
         return Err(PgtError::ExtensionMissing);
     }
-    lifecycle::check_mode(&settings)?;
 
     // SAFETY: `rel` is the copy's RangeVar; the creation namespace lookup
     // raises the same errors CREATE itself would (no such schema, ...).
@@ -81,7 +80,7 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::CreateTableAsStmt) -
     if relid == pg_sys::InvalidOid {
         return Err(PgtError::Internal(format!("materialized view \"{relname}\" was not created")));
     }
-    lifecycle::register(relid, &settings)?;
+    lifecycle::register(relid, &settings, skip_data)?;
     if !skip_data {
         let rows = refresh::refresh(relid, RefreshTrigger::Create)?;
         call.complete_as_select(rows.max(0) as u64);

@@ -25,8 +25,14 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::RefreshMatViewStmt) 
         call.pass_through(); // PostgreSQL reports the missing relation.
         return Ok(());
     };
-    if skip_data || !stream_tables::exists(relid)? {
+    if !stream_tables::exists(relid)? {
         call.pass_through();
+        return Ok(());
+    }
+    if skip_data {
+        // Emptied: whatever it had applied is gone; the next refresh is FULL.
+        call.pass_through();
+        sys::as_extension_owner(|| stream_tables::forget_contents(relid))?;
         return Ok(());
     }
     refresh::refresh(relid, RefreshTrigger::Manual)?;

@@ -6,6 +6,7 @@
 //! caller's transaction, so a failed refresh leaves no trace.
 
 mod full;
+pub mod immediate;
 pub mod window;
 
 use pgrx::pg_sys;
@@ -51,15 +52,16 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     // read: a refresh that read an older frontier must not commit after a
     // newer one (the frontier would go back over trimmed rows). Readers are
     // not blocked.
-    if stream_tables::exists(relid)? {
-        sys::lock_relation(relid, pg_sys::ExclusiveLock);
+    if !stream_tables::exists(relid)? {
+        return Err(PgtError::NotAStreamTable {
+            name: relation_name(relid).unwrap_or_else(|_| relid.to_u32().to_string()),
+        });
     }
-    let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::NotAStreamTable {
-        name: relation_name(relid).unwrap_or_else(|_| relid.to_u32().to_string()),
-    })?;
     if !sys::current_user_can_maintain(relid) {
         return Err(PgtError::NotOwner { name: relation_name(relid)? });
     }
+    sys::lock_relation(relid, pg_sys::ExclusiveLock);
+    let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
     let st = crate::catalog::lifecycle::reresolve_mode(st)?;
     let history = sys::as_extension_owner(|| {
         stream_tables::history_start(relid, st.effective_mode, trigger.as_str())
@@ -75,14 +77,16 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         mode: RefreshMode::Full,
         rows: 0,
         changes_consumed: 0,
-        frontier: st.consumes_changes.then(|| frontier.clone()),
+        // IMMEDIATE stream tables are always current: they keep no frontier
+        // (and so hold back no trimming).
+        frontier: (st.consumes_changes && st.effective_mode == RefreshMode::Differential).then(|| frontier.clone()),
         message: None,
         row_count: None,
     };
     let differential = match (&st.frontier, st.effective_mode) {
         (Some(old), RefreshMode::Differential) if st.consumes_changes => {
             if st.needs_full {
-                result.message = Some("a source was truncated".into());
+                result.message = Some("a source was truncated, or a change buffer lost by crash recovery".into());
                 None
             } else if !intact {
                 result.message = Some("a change buffer was emptied by crash recovery".into());
@@ -96,6 +100,10 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                     }
                 }
             }
+        }
+        (None, RefreshMode::Differential) if st.consumes_changes => {
+            result.message = Some("no change frontier yet: first refresh, or the stream table was emptied".into());
+            None
         }
         _ => None,
     };

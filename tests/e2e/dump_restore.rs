@@ -23,6 +23,11 @@ fn build_source(db: &str) {
            SELECT id, amount FROM orders WHERE amount > 250;
          CREATE MATERIALIZED VIEW never_filled WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS
            SELECT count(*) AS n FROM orders WITH NO DATA;
+         CREATE MATERIALIZED VIEW explicit_diff
+           WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS
+           SELECT id, region FROM orders WHERE id > 100;
+         CREATE MATERIALIZED VIEW imm WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+           SELECT region, count(*) AS n FROM orders GROUP BY region;
          CREATE MATERIALIZED VIEW plain_mv AS SELECT max(id) AS m FROM orders;",
     )
     .unwrap();
@@ -33,7 +38,7 @@ fn check_restored(src: &str, dst: &str) {
     let mut b = connect(dst);
     assert_eq!(rows(&mut a, SETTINGS), rows(&mut b, SETTINGS), "stream table settings differ");
     assert_eq!(rows(&mut a, RELOPTIONS), rows(&mut b, RELOPTIONS), "reloptions differ");
-    assert_eq!(rows(&mut b, "SELECT name FROM pgtrickle.stream_tables").len(), 3);
+    assert_eq!(rows(&mut b, "SELECT name FROM pgtrickle.stream_tables").len(), 5);
     assert!(rows(&mut b, "SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE relid = 'plain_mv'::regclass").is_empty());
     for st in ["reports.by_region", "big"] {
         assert_eq!(rows(&mut a, &format!("SELECT * FROM {st}")), rows(&mut b, &format!("SELECT * FROM {st}")));
@@ -49,17 +54,17 @@ fn check_restored(src: &str, dst: &str) {
         )
         .unwrap()
         .get(0);
-    assert_eq!(deps, 3);
+    assert_eq!(deps, 5);
     // Change capture is rebuilt for the stream table that consumes changes.
     assert_eq!(rows(&mut b, "SELECT relid::regclass::text FROM pgtrickle.pgt_stream_tables WHERE consumes_changes"),
-               vec!["(big)".to_string()]);
+               vec!["(big)".to_string(), "(explicit_diff)".to_string(), "(imm)".to_string()]);
     assert_eq!(rows(&mut b, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgisinternal"),
                vec!["(4)".to_string()]);
     // Still working: change the source, refresh, compare with the query.
     b.batch_execute(
         "INSERT INTO orders VALUES (1000, 'new', 1); DELETE FROM orders WHERE id < 50;
          REFRESH MATERIALIZED VIEW reports.by_region; REFRESH MATERIALIZED VIEW big;
-         REFRESH MATERIALIZED VIEW never_filled;",
+         REFRESH MATERIALIZED VIEW never_filled; REFRESH MATERIALIZED VIEW explicit_diff;",
     )
     .unwrap();
     assert_matches_query(&mut b, "reports.by_region", "SELECT region, sum(amount), count(*) FROM orders GROUP BY region");
@@ -69,6 +74,9 @@ fn check_restored(src: &str, dst: &str) {
                vec!["(differential)".to_string()]);
     assert_matches_query(&mut b, "big", "SELECT id, amount FROM orders WHERE amount > 250");
     assert_matches_query(&mut b, "never_filled", "SELECT count(*) FROM orders");
+    assert_matches_query(&mut b, "explicit_diff", "SELECT id, region FROM orders WHERE id > 100");
+    // The IMMEDIATE one followed the changes above without a refresh.
+    assert_matches_query(&mut b, "imm", "SELECT region, count(*) FROM orders GROUP BY region");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod capture;
 mod dump_restore;
+mod immediate;
 mod jdbc;
 mod oracle;
 mod protocol;

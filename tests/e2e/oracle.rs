@@ -123,7 +123,23 @@ fn round(c: &mut Client, r: &mut Rng, next_id: &mut i64) -> Vec<String> {
     let rollback = r.chance(15);
     let mut tx = c.transaction().unwrap();
     for _ in 0..statements {
-        let sql = match r.next(14) {
+        let sql = one_statement(r, next_id);
+        tx.batch_execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        log.push(sql);
+    }
+    if rollback {
+        tx.rollback().unwrap();
+        log.push("ROLLBACK".into());
+    } else {
+        tx.commit().unwrap();
+    }
+    log
+}
+
+/// One generated DML statement.
+fn one_statement(r: &mut Rng, next_id: &mut i64) -> String {
+    {
+        match r.next(14) {
             0..=2 => {
                 let n = 1 + r.next(6);
                 let rows: Vec<String> = (0..n)
@@ -164,17 +180,8 @@ fn round(c: &mut Client, r: &mut Rng, next_id: &mut i64) -> Vec<String> {
                     format!("DELETE FROM t3 WHERE ctid IN (SELECT ctid FROM t3 WHERE a IS NOT DISTINCT FROM {} LIMIT 1)", r.nullable(4))
                 }
             }
-        };
-        tx.batch_execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        log.push(sql);
+        }
     }
-    if rollback {
-        tx.rollback().unwrap();
-        log.push("ROLLBACK".into());
-    } else {
-        tx.commit().unwrap();
-    }
-    log
 }
 
 fn mismatch(c: &mut Client, st: &str, query: &str) -> i64 {
@@ -254,6 +261,83 @@ fn seeds() -> Vec<u64> {
 
 fn rounds() -> usize {
     std::env::var("PGT_ORACLE_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15)
+}
+
+/// IMMEDIATE: every maintainable query of the corpus as an IMMEDIATE stream
+/// table, compared with its query after every statement, inside and after
+/// transactions, with savepoints rolled back and whole transactions too.
+fn run_immediate_seed(seed: u64, rounds: usize) {
+    let db = format!("e2e_oracle_imm_{seed}");
+    let mut c = fresh_db(&db, true);
+    c.batch_execute(
+        "SET client_min_messages = warning;
+         CREATE TABLE t1 (id int PRIMARY KEY, k int, g text, v int, w numeric, flag bool);
+         CREATE INDEX ON t1 (k); CREATE INDEX ON t1 (g);
+         CREATE TABLE t2 (id int PRIMARY KEY, k int, note text);
+         CREATE TABLE t3 (a int, b int);",
+    )
+    .unwrap();
+    let mut r = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+    let mut next_id = 0i64;
+    c.batch_execute(&format!(
+        "INSERT INTO t1 VALUES {}",
+        (0..40).map(|_| { next_id += 1; row_t1(&mut r, next_id) }).collect::<Vec<_>>().join(", ")
+    ))
+    .unwrap();
+    let immediate: Vec<(usize, &str)> =
+        CORPUS.iter().enumerate().filter(|(_, (_, d))| *d).map(|(i, (q, _))| (i, *q)).collect();
+    for (i, query) in &immediate {
+        c.batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW im_{i} WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {query}"
+        ))
+        .unwrap_or_else(|e| panic!("creating im_{i} ({query}): {e:?}"));
+    }
+    let check = |c: &mut postgres::Transaction<'_>, at: &str| {
+        for (i, query) in &immediate {
+            let bad: i64 = c
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM ((SELECT * FROM im_{i} EXCEPT ALL ({query})) \
+                         UNION ALL (({query}) EXCEPT ALL SELECT * FROM im_{i})) d"
+                    ),
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            assert_eq!(bad, 0, "seed {seed}, {at}: im_{i} differs from its query by {bad} rows\n  query: {query}");
+        }
+    };
+    for n in 0..rounds {
+        let mut tx = c.transaction().unwrap();
+        let statements = 1 + r.next(4);
+        for s in 0..statements {
+            let sql = one_statement(&mut r, &mut next_id);
+            let savepoint = r.chance(20);
+            if savepoint {
+                tx.batch_execute("SAVEPOINT sp").unwrap();
+            }
+            tx.batch_execute(&sql).unwrap_or_else(|e| panic!("seed {seed} round {n}: {sql}: {e:?}"));
+            if savepoint {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT sp").unwrap();
+            }
+            check(&mut tx, &format!("round {n}, after statement {s}: {sql}"));
+        }
+        if r.chance(15) {
+            tx.rollback().unwrap();
+        } else {
+            tx.commit().unwrap();
+        }
+        let mut tx = c.transaction().unwrap();
+        check(&mut tx, &format!("round {n}, after commit/rollback"));
+        tx.commit().unwrap();
+    }
+}
+
+#[test]
+fn oracle_corpus_immediate_after_every_statement() {
+    for seed in seeds() {
+        run_immediate_seed(seed, rounds());
+    }
 }
 
 #[test]

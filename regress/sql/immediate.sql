@@ -1,0 +1,77 @@
+-- immediate: refresh_mode = 'immediate' maintains a stream table inside the
+-- statement that changes its sources: visible in the same transaction,
+-- undone by ROLLBACK and ROLLBACK TO SAVEPOINT, switched to and from with
+-- ALTER; queries it cannot maintain, and REPEATABLE READ writers, are refused.
+CREATE TABLE acct (id int PRIMARY KEY, owner text, balance numeric);
+CREATE TABLE owners (name text PRIMARY KEY, region text);
+INSERT INTO acct VALUES (1, 'ann', 100), (2, 'bob', 50), (3, 'ann', 25);
+INSERT INTO owners VALUES ('ann', 'north'), ('bob', 'south');
+
+CREATE MATERIALIZED VIEW totals WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+  SELECT owner, count(*) AS n, sum(balance) AS total FROM acct GROUP BY owner;
+CREATE MATERIALIZED VIEW placed WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+  SELECT a.id, o.name, o.region, a.balance FROM acct a JOIN owners o ON o.name = a.owner;
+SELECT name, requested_mode, refresh_mode FROM pgtrickle.stream_tables ORDER BY name;
+
+-- Every statement updates them; no REFRESH needed.
+INSERT INTO acct VALUES (4, 'bob', 10);
+UPDATE acct SET balance = balance - 30 WHERE id = 1;
+SELECT * FROM totals ORDER BY owner;
+
+-- Inside a transaction the writer sees its own changes ...
+BEGIN;
+UPDATE acct SET owner = 'cy' WHERE id = 2;
+INSERT INTO owners VALUES ('cy', 'east');
+SELECT * FROM totals ORDER BY owner;
+SELECT id, name, region FROM placed ORDER BY id;
+SAVEPOINT s;
+DELETE FROM acct WHERE owner = 'ann';
+SELECT * FROM totals ORDER BY owner;
+ROLLBACK TO SAVEPOINT s;
+SELECT * FROM totals ORDER BY owner;
+ROLLBACK;
+-- ... and ROLLBACK undoes the stream tables with the sources.
+SELECT * FROM totals ORDER BY owner;
+SELECT id, name, region FROM placed ORDER BY id;
+
+-- Changes on the other side of a join, and TRUNCATE.
+UPDATE owners SET region = 'west' WHERE name = 'bob';
+SELECT id, name, region FROM placed ORDER BY id;
+TRUNCATE owners;
+SELECT count(*) FROM placed;
+INSERT INTO owners VALUES ('ann', 'north'), ('bob', 'south');
+SELECT id, name, region FROM placed ORDER BY id;
+
+-- IMMEDIATE stream tables need no change buffer.
+SELECT source, pending_rows, consumers FROM pgtrickle.change_buffers ORDER BY source::text;
+
+-- Switching modes: to DIFFERENTIAL (changes wait for REFRESH) and back
+-- (brought up to date at once).
+ALTER MATERIALIZED VIEW totals SET (pgtrickle.refresh_mode = 'differential');
+INSERT INTO acct VALUES (5, 'ann', 1);
+SELECT * FROM totals WHERE owner = 'ann';
+ALTER MATERIALIZED VIEW totals SET (pgtrickle.refresh_mode = 'immediate');
+SELECT * FROM totals WHERE owner = 'ann';
+SELECT pgtrickle.alter_stream_table('totals', refresh_mode => 'full');
+INSERT INTO acct VALUES (6, 'ann', 1);
+SELECT * FROM totals WHERE owner = 'ann';
+SELECT pgtrickle.alter_stream_table('totals', refresh_mode => 'immediate');
+SELECT * FROM totals WHERE owner = 'ann';
+
+-- Queries that cannot be maintained are refused when created or altered.
+CREATE MATERIALIZED VIEW everything WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+  SELECT sum(balance) FROM acct;
+CREATE MATERIALIZED VIEW plain_total WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS
+  SELECT owner, balance FROM acct;
+ALTER MATERIALIZED VIEW plain_total SET (pgtrickle.refresh_mode = 'immediate');
+DROP MATERIALIZED VIEW plain_total;
+
+-- Writers in REPEATABLE READ or SERIALIZABLE transactions are refused
+-- (they could recompute from a state missing a concurrent commit).
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+INSERT INTO acct VALUES (7, 'bob', 1);
+ROLLBACK;
+
+DROP MATERIALIZED VIEW totals, placed;
+DROP TABLE acct, owners;
+SELECT count(*) FROM pgtrickle.pgt_change_buffers;
