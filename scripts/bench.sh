@@ -16,10 +16,12 @@ singles=${PGT_BENCH_SINGLES:-10000}
 seconds=${PGT_BENCH_SECONDS:-10}
 
 "$here/install.sh" --release >/dev/null
+"$here/fetch-pg-ivm.sh"
 rm -rf "$data"
 "$here/cluster.sh" start "$data" "$port"
 trap '"$here/cluster.sh" stop "$data"' EXIT
 cat >>"$data/postgresql.conf" <<CONF
+shared_preload_libraries = 'pg_trickle, pg_ivm'
 shared_buffers = 512MB
 max_wal_size = 4GB
 autovacuum = off
@@ -185,4 +187,55 @@ for s in "${shapes[@]}"; do
     big=$(ms "REFRESH MATERIALIZED VIEW d$i")
     printf '%-24s %12s %12s %8.2f\n' "${s%%|*}" "${small[$i]}" "$big" "$(echo "$big ${small[$i]}" | awk '{print $1 / $2}')"
     i=$((i + 1))
+done
+
+# ---------------------------------------------------------------------------
+# IMMEDIATE maintenance against pg_ivm (Debian's postgresql-18-pg-ivm) and
+# against no view at all, on the same server and data: single-row UPDATEs
+# (pgbench, 1 and 8 clients) and a 100,000-row bulk INSERT, with an
+# aggregate view and with a join view over $dvm_rows rows.
+"${psql[@]}" -d bench -c "CREATE EXTENSION IF NOT EXISTS pg_ivm" >/dev/null
+agg_q="SELECT g, count(*) AS n, sum(v) AS s FROM src GROUP BY g"
+join_q="SELECT s.id, d.g, d.name, s.v FROM src s JOIN dim d ON d.g = s.g"
+echo "\\set id random(1, $dvm_rows)" >"$work/update.sql"
+echo 'UPDATE src SET v = v + 1 WHERE id = :id;' >>"$work/update.sql"
+
+setup_imm() { # $1 = none|pg_ivm|pg_trickle, $2 = query
+    setup_source "$dvm_rows" >/dev/null
+    "${psql[@]}" -d bench >/dev/null <<SQL
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS dim CASCADE;
+CREATE TABLE dim (g int PRIMARY KEY, name text);
+INSERT INTO dim SELECT g, 'g' || g FROM generate_series(0, 999) g;
+SQL
+    case $1 in
+    pg_ivm) "${psql[@]}" -d bench -c "SELECT pgivm.create_immv('v', \$q\$$2\$q\$)" >/dev/null ;;
+    pg_trickle) "${psql[@]}" -d bench -c "SET client_min_messages = warning" \
+        -c "CREATE MATERIALIZED VIEW v WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS $2" >/dev/null ;;
+    esac
+    "${psql[@]}" -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+}
+
+pgb() { # $1 = clients; prints "tps latency_ms"
+    "$bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c "$1" -j "$1" -T "$seconds" -f "$work/update.sql" bench 2>/dev/null \
+        | awk '/^latency average/ {lat = $4} /^tps = / {tps = $3} END {print tps, lat}'
+}
+
+printf '\nIMMEDIATE vs pg_ivm, %s rows: single-row UPDATE (pgbench %ss) and a 100000-row INSERT\n' "$dvm_rows" "$seconds"
+printf '%-6s %-11s %10s %10s %10s %12s %14s\n' view impl "tps c=1" "lat ms c=1" "tps c=8" "insert ms" "added ms/upd"
+declare -A base_lat
+for shape in aggregate join; do
+    q=$agg_q; [ "$shape" = join ] && q=$join_q
+    declare -A added
+    for impl in none pg_ivm pg_trickle; do
+        setup_imm "$impl" "$q"
+        read -r tps1 lat1 < <(pgb 1)
+        read -r tps8 _ < <(pgb 8)
+        ins=$(ms "INSERT INTO src SELECT 20000000 + i, i % 1000, i, 'x' FROM generate_series(1, 100000) i")
+        [ "$impl" = none ] && base_lat[$shape]=$lat1
+        added[$impl]=$(echo "$lat1 ${base_lat[$shape]}" | awk '{printf "%.3f", $1 - $2}')
+        printf '%-6s %-11s %10.0f %10.3f %10.0f %12.1f %14s\n' "$shape" "$impl" "$tps1" "$lat1" "$tps8" "$ins" "${added[$impl]}"
+    done
+    printf '%-6s pg_trickle added latency / pg_ivm added latency: %s\n' "$shape" \
+        "$(echo "${added[pg_trickle]} ${added[pg_ivm]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')"
 done
