@@ -78,6 +78,7 @@ pub fn forget_plans() {
     STALE.with(|s| s.set(false));
     PLAN_RELATIONS.with(|r| r.borrow_mut().clear());
     CONSUMERS.with(|c| c.borrow_mut().clear());
+    crate::refresh::immediate::forget();
     PLANS.with(|p| {
         for (_, plan) in p.borrow_mut().drain() {
             // SAFETY: each plan was kept with SPI_keepplan and is freed once.

@@ -101,9 +101,14 @@ pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyVal
         branches.join(" UNION ")
     };
     let fo = groups_filter("o", groups);
-    // One statement: the affected rows are recomputed once; the DELETE runs
-    // first (the INSERT reads its count), so a changed row's new version
-    // never meets its old one in the unique key index.
+    apply_statement(st, &recompute, &fo)
+}
+
+/// One statement: the affected rows (`recompute`) are computed once; the
+/// DELETE of rows matching `fo` that are no longer produced runs first (the
+/// INSERT reads its count), so a changed row's new version never meets its
+/// old one in the unique key index.
+fn apply_statement(st: &str, recompute: &str, fo: &str) -> String {
     format!(
         "WITH new AS MATERIALIZED ({recompute}),\n\
          gone AS (DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS (\n\
@@ -114,6 +119,56 @@ pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyVal
          \x20                     WHERE ({fo}) AND (o.*) OPERATOR(pg_catalog.*=) (n.*)) RETURNING 1)\n\
          SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM added)"
     )
+}
+
+/// The apply statement with the key values as parameters, to be prepared
+/// once and run for every statement (IMMEDIATE): per key column of every
+/// table reference, `$n` the distinct values as an array literal (text,
+/// NULL when none) and `$n+1` whether NULL is among them. `shape` gives, per
+/// table reference, its key columns as (quoted name, SQL type).
+pub fn apply_sql_with_params(
+    st: &str,
+    query: &str,
+    columns: &[String],
+    shape: &[Vec<(String, String)>],
+) -> (String, usize) {
+    let mut n = 0;
+    let mut filters: Vec<(String, String)> = Vec::new(); // (for alias n, for alias o)
+    for group in shape {
+        let mut fo = Vec::new();
+        let mut fn_ = Vec::new();
+        for (col, ty) in group {
+            let (v, z) = (n + 1, n + 2);
+            n += 2;
+            let term = |alias: &str| {
+                format!(
+                    "({alias}.{col} OPERATOR(pg_catalog.=) ANY (${v}::pg_catalog.text::{ty}[]) \
+                     OR ({alias}.{col} IS NULL AND ${z}::pg_catalog.bool))"
+                )
+            };
+            fo.push(term("o"));
+            fn_.push(term("n"));
+        }
+        filters.push((fn_.join(" AND "), fo.join(" AND ")));
+    }
+    let cols = columns.join(", ");
+    let recompute = filters
+        .iter()
+        .map(|(fn_, _)| format!("SELECT n.* FROM ({query}) n({cols}) WHERE {fn_}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ");
+    let fo = filters.iter().map(|(_, fo)| format!("({fo})")).collect::<Vec<_>>().join(" OR ");
+    (apply_statement(st, &recompute, &fo), n)
+}
+
+/// Parameters for [`apply_sql_with_params`], in its order.
+pub fn apply_params(groups: &[Vec<KeyValues>]) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+    let mut out = Vec::new();
+    for k in groups.iter().flatten() {
+        out.push(k.values.clone().into());
+        out.push(k.has_null.into());
+    }
+    out
 }
 
 /// What a differential refresh did.

@@ -17,8 +17,14 @@
 //! state that misses a concurrent writer's committed changes: they are
 //! refused (see docs/IMMEDIATE.md).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+
+use crate::refresh::window::with_window;
 
 use crate::catalog::sys;
 use crate::cdc::triggers::{NEW_TABLE, OLD_TABLE};
@@ -42,20 +48,37 @@ fn check_isolation(relid: pg_sys::Oid) -> PgtResult<()> {
     Ok(())
 }
 
-/// Maintain `relid` for one statement on `source`. `read_transition` runs a
-/// query in the trigger's own SPI connection, where the transition tables
-/// are registered, and returns its first row as text.
-pub fn maintain(
-    relid: pg_sys::Oid,
-    source: pg_sys::Oid,
-    transition: Transition,
-    read_transition: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
-) -> PgtResult<()> {
-    check_isolation(relid)?;
-    sys::lock_relation(relid, pg_sys::ExclusiveLock);
-    if !is_populated(relid)? {
-        return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
+/// What IMMEDIATE maintenance of one stream table needs, built once per
+/// backend and kept until a relcache invalidation of the stream table or a
+/// source (see `cdc::capture`), which also covers REFRESH … WITH NO DATA and
+/// changes of mode.
+struct Prepared {
+    populated: bool,
+    plan: analysis::Plan,
+    /// Per table reference: the source column names of its key columns.
+    key_names: Vec<Vec<(i16, String)>>,
+    owner: pg_sys::Oid,
+    /// The apply statement, prepared with parameters (see
+    /// `key_recompute::apply_sql_with_params`).
+    apply: pgrx::spi::OwnedPreparedStatement,
+    /// (quoted name, SQL type) of each key column, per table reference.
+    shape: Vec<Vec<(String, String)>>,
+}
+
+thread_local! {
+    static PREPARED: RefCell<HashMap<u32, Rc<Prepared>>> = RefCell::new(HashMap::new());
+}
+
+/// Drop every kept preparation (with the capture trigger's own cache).
+pub fn forget() {
+    PREPARED.with(|p| p.borrow_mut().clear());
+}
+
+fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
+    if let Some(p) = PREPARED.with(|p| p.borrow().get(&relid.to_u32()).cloned()) {
+        return Ok(p);
     }
+    let populated = is_populated(relid)?;
     let plan = match analysis::analyze(relid)? {
         Ok(plan) => plan,
         Err(why) => {
@@ -67,26 +90,77 @@ pub fn maintain(
         }
     };
     let columns = key_recompute::output_columns(relid)?;
-    let source_names = column_names(source)?;
+    let mut key_names = Vec::new();
+    let mut shape = Vec::new();
+    for group in plan.key_groups() {
+        let names = column_names(group[0].source)?;
+        key_names.push(
+            group
+                .iter()
+                .map(|k| {
+                    let name = names.iter().find(|(a, _)| *a == k.source_attnum).map(|(_, n)| n.clone());
+                    (k.source_attnum, name.unwrap_or_default())
+                })
+                .collect(),
+        );
+        shape.push(group.iter().map(|k| columns[k.output_attnum as usize - 1].clone()).collect());
+    }
+    let owner = sys::relation_owner(relid)?;
+    let apply = sys::as_restricted_role(owner, || {
+        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query = query.trim().trim_end_matches(';').to_string();
+        let st = crate::catalog::lifecycle::relation_name(relid)?;
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        let (sql, nparams) = key_recompute::apply_sql_with_params(&st, &query, &names, &shape);
+        let types: Vec<pgrx::PgOid> = (0..nparams)
+            .map(|i| {
+                pgrx::PgOid::BuiltIn(if i % 2 == 0 { pg_sys::BuiltinOid::TEXTOID } else { pg_sys::BuiltinOid::BOOLOID })
+            })
+            .collect();
+        Spi::connect(|c| Ok(c.prepare_mut(sql.as_str(), &types)?.keep()))
+    })?;
+    let p = Rc::new(Prepared { populated, plan, key_names, owner, apply, shape });
+    PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
+    Ok(p)
+}
+
+/// Maintain `relid` for one statement on `source`. `read_transition` runs a
+/// query in the trigger's own SPI connection, where the transition tables
+/// are registered, and returns its first row as text.
+pub fn maintain(
+    relid: pg_sys::Oid,
+    source: pg_sys::Oid,
+    transition: Transition,
+    read_transition: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
+) -> PgtResult<()> {
+    check_isolation(relid)?;
+    sys::lock_relation(relid, pg_sys::ExclusiveLock);
+    let p = prepared(relid)?;
+    if !p.populated {
+        return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
+    }
     let mut groups = Vec::new();
     let mut any = false;
-    for group in plan.key_groups() {
-        let mut keys = Vec::new();
+    for ((group, names), shape) in p.plan.key_groups().iter().zip(&p.key_names).zip(&p.shape) {
         if group[0].source != source {
-            for k in &group {
-                let (column, sql_type) = columns[k.output_attnum as usize - 1].clone();
-                keys.push(KeyValues { column, sql_type, values: None, has_null: false });
-            }
-            groups.push(keys);
+            groups.push(
+                shape
+                    .iter()
+                    .map(|(column, sql_type)| KeyValues {
+                        column: column.clone(),
+                        sql_type: sql_type.clone(),
+                        values: None,
+                        has_null: false,
+                    })
+                    .collect(),
+            );
             continue;
         }
         let select_from = |table: &str| {
-            let cols: Vec<String> = group
+            let cols: Vec<String> = names
                 .iter()
-                .map(|k| {
-                    let name = source_names.iter().find(|(a, _)| *a == k.source_attnum).map(|(_, n)| n.clone());
-                    format!("t.{} AS c{}", crate::sql::quote_ident(&name.unwrap_or_default()), k.source_attnum)
-                })
+                .map(|(attnum, name)| format!("t.{} AS c{attnum}", crate::sql::quote_ident(name)))
                 .collect();
             format!("SELECT {} FROM {table} t", cols.join(", "))
         };
@@ -98,29 +172,33 @@ pub fn maintain(
             parts.push(select_from(NEW_TABLE));
         }
         let mut select = Vec::new();
-        for k in &group {
-            select.push(format!(
-                "(pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL))::text",
-                k.source_attnum
-            ));
-            select.push(format!("pg_catalog.bool_or(c{} IS NULL)", k.source_attnum));
+        for (attnum, _) in names {
+            select.push(format!("(pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text"));
+            select.push(format!("pg_catalog.bool_or(c{attnum} IS NULL)"));
         }
         let sql = format!("SELECT {} FROM ({}) w", select.join(", "), parts.join(" UNION ALL "));
         let row = read_transition(&sql)?;
-        for (i, k) in group.iter().enumerate() {
-            let (column, sql_type) = columns[k.output_attnum as usize - 1].clone();
+        let mut keys = Vec::new();
+        for (i, (column, sql_type)) in shape.iter().enumerate() {
             let values = row.get(2 * i).cloned().flatten();
             let has_null = row.get(2 * i + 1).cloned().flatten().as_deref() == Some("t");
             any |= values.is_some() || has_null;
-            keys.push(KeyValues { column, sql_type, values, has_null });
+            keys.push(KeyValues { column: column.clone(), sql_type: sql_type.clone(), values, has_null });
         }
         groups.push(keys);
     }
     if !any {
         return Ok(());
     }
-    key_recompute::apply_now(relid, &groups)?;
-    Ok(())
+    let args = key_recompute::apply_params(&groups);
+    sys::as_restricted_role(p.owner, || {
+        with_window(relid, || -> PgtResult<()> {
+            Spi::connect_mut(|c| {
+                c.update(&p.apply, Some(1), &args)?;
+                Ok(())
+            })
+        })
+    })
 }
 
 /// TRUNCATE of a source: recompute the whole stream table.
