@@ -52,9 +52,6 @@ pub enum PgtError {
     #[error("the query of a stream table must be a single SELECT statement")]
     NotASelect { detail: String },
 
-    #[error("cannot {action} \"{name}\" because it is a stream table")]
-    StreamTableReadOnly { action: String, name: String },
-
     #[error(transparent)]
     Spi(#[from] pgrx::spi::Error),
 
@@ -79,7 +76,6 @@ impl PgtError {
             PgtError::ExtensionMissing => ERRCODE_UNDEFINED_OBJECT,
             PgtError::NotOwner { .. } | PgtError::NoSourceAccess { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             PgtError::NotASelect { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
-            PgtError::StreamTableReadOnly { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::Spi(_) | PgtError::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -125,9 +121,6 @@ impl PgtError {
             }
             PgtError::ImmediateIsolation { .. } => Some(
                 "Write its sources in READ COMMITTED transactions, or use refresh_mode 'differential'.".into(),
-            ),
-            PgtError::StreamTableReadOnly { .. } => Some(
-                "Stream tables are maintained by pg_trickle; change their sources instead.".into(),
             ),
             _ => None,
         }

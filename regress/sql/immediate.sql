@@ -57,6 +57,9 @@ INSERT INTO acct VALUES (6, 'ann', 1);
 SELECT * FROM totals WHERE owner = 'ann';
 SELECT pgtrickle.alter_stream_table('totals', refresh_mode => 'immediate');
 SELECT * FROM totals WHERE owner = 'ann';
+-- ... and maintained again from the next statement on.
+INSERT INTO acct VALUES (8, 'ann', 1);
+SELECT * FROM totals WHERE owner = 'ann';
 
 -- Queries that cannot be maintained are refused when created or altered.
 CREATE MATERIALIZED VIEW everything WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS

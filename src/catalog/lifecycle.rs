@@ -182,7 +182,13 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, lenient: bool) ->
     if consumes {
         cdc::consumers::attach(relid)?;
     }
-    sync_key_index(relid, consumes)
+    sync_key_index(relid, consumes)?;
+    if effective == RefreshMode::Immediate {
+        // An existing, populated materialized view made IMMEDIATE (CREATE
+        // populates afterwards with its first refresh).
+        bring_up_to_date(relid)?;
+    }
+    Ok(())
 }
 
 /// Apply `SET`/`RESET` items to a materialized view (stream table or not).
@@ -214,12 +220,14 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
                     }
                     _ => {}
                 }
+                if effective != st.effective_mode {
+                    // Writers cache each source's consumers and their modes.
+                    for source in cdc::consumers::captured_sources(relid)? {
+                        sys::invalidate_relcache(source);
+                    }
+                }
                 if effective == RefreshMode::Immediate && st.effective_mode != RefreshMode::Immediate {
-                    // Lock its sources (attach waits for writers in flight),
-                    // then bring it up to date: from here on every statement
-                    // on its sources maintains it from its current contents.
-                    cdc::consumers::attach(relid)?;
-                    crate::dvm::key_recompute::replace_all_now(relid)?;
+                    bring_up_to_date(relid)?;
                 }
                 Ok(())
             }
@@ -230,6 +238,17 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
             None => Ok(()),
         },
     }
+}
+
+/// A stream table becoming IMMEDIATE: lock its sources (attach waits for
+/// writers in flight), then recompute it, if populated, so that from here on
+/// every statement on its sources maintains it from exact contents.
+fn bring_up_to_date(relid: pg_sys::Oid) -> PgtResult<()> {
+    cdc::consumers::attach(relid)?;
+    if crate::refresh::immediate::is_populated(relid)? {
+        crate::dvm::key_recompute::replace_all_now(relid)?;
+    }
+    Ok(())
 }
 
 /// Before a refresh: does the query still resolve to the same mode? A query

@@ -57,6 +57,9 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
         // Lock first: no writer in flight from here on, and a concurrent
         // attach or detach of the same source waits for us.
         crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
+        // Writers cache the list of consumers per source (cdc::capture):
+        // make every backend, this one included, read it again.
+        crate::catalog::sys::invalidate_relcache(source);
         buffer::ensure(source, &needed)?;
         if !triggers::installed(source)? {
             triggers::create(source)?;

@@ -280,18 +280,21 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
         Ok(plan) => plan,
         Err(why) => return Ok(Err(why)),
     };
-    // Writes addressed directly to a partition or an inheritance child do not
-    // fire the parent's statement triggers, so such tables are not captured.
+    // Statement triggers fire only on the table a statement names: writes to
+    // a partition or inheritance child bypass its parent's triggers, and
+    // writes through a parent bypass its children's. Such tables are not
+    // captured (yet).
     for source in plan.sources() {
-        let has_children = Spi::get_one_with_args::<bool>(
-            "SELECT (SELECT relhassubclass OR relkind OPERATOR(pg_catalog.=) 'p' \
-                       FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
+        let in_hierarchy = Spi::get_one_with_args::<bool>(
+            "SELECT (SELECT relhassubclass OR relispartition OR relkind OPERATOR(pg_catalog.=) 'p' \
+                       FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1) \
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid OPERATOR(pg_catalog.=) $1)",
             &[source.into()],
         )?
         .unwrap_or(false);
-        if has_children {
+        if in_hierarchy {
             return Ok(unsupported(
-                "a table it reads is partitioned or has inheritance children, whose direct changes are not captured yet",
+                "a table it reads is partitioned, a partition, or part of an inheritance tree, whose changes are not all captured yet",
             ));
         }
     }

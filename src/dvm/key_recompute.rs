@@ -101,24 +101,40 @@ pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyVal
         branches.join(" UNION ")
     };
     let fo = groups_filter("o", groups);
-    apply_statement(st, &recompute, &fo)
+    let keys = key_columns(groups.iter().flatten().map(|k| &k.column));
+    apply_statement(st, &recompute, &fo, &keys)
 }
 
-/// One statement: the affected rows (`recompute`) are computed once; the
-/// DELETE of rows matching `fo` that are no longer produced runs first (the
-/// INSERT reads its count), so a changed row's new version never meets its
-/// old one in the unique key index.
-fn apply_statement(st: &str, recompute: &str, fo: &str) -> String {
+/// One statement: the affected rows (`recompute`) are computed once; rows
+/// matching `fo` that are no longer produced are deleted (matched to the new
+/// rows by key, then compared whole), then the new rows are inserted, those
+/// already present (identical, hence not deleted) skipped by ON CONFLICT on
+/// the unique key index. The INSERT reads the DELETE's count, so the DELETE
+/// runs first and a changed row's new version never meets its old one.
+fn apply_statement(st: &str, recompute: &str, fo: &str, keys: &[String]) -> String {
+    let correlate: String =
+        keys.iter().map(|k| format!("n.{k} OPERATOR(pg_catalog.=) o.{k} AND ")).collect();
+    let target = keys.join(", ");
     format!(
         "WITH new AS MATERIALIZED ({recompute}),\n\
          gone AS (DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS (\n\
-         \x20   SELECT 1 FROM new n WHERE (n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING 1),\n\
+         \x20   SELECT 1 FROM new n WHERE {correlate}(n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING 1),\n\
          added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
          \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
-         \x20     AND NOT EXISTS (SELECT 1 FROM {st} o\n\
-         \x20                     WHERE ({fo}) AND (o.*) OPERATOR(pg_catalog.*=) (n.*)) RETURNING 1)\n\
+         \x20   ON CONFLICT ({target}) DO NOTHING RETURNING 1)\n\
          SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM added)"
     )
+}
+
+/// The distinct key column names of the groups.
+fn key_columns<'a>(columns: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in columns {
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    out
 }
 
 /// The apply statement with the key values as parameters, to be prepared
@@ -158,7 +174,8 @@ pub fn apply_sql_with_params(
         .collect::<Vec<_>>()
         .join(" UNION ");
     let fo = filters.iter().map(|(_, fo)| format!("({fo})")).collect::<Vec<_>>().join(" OR ");
-    (apply_statement(st, &recompute, &fo), n)
+    let keys = key_columns(shape.iter().flatten().map(|(c, _)| c));
+    (apply_statement(st, &recompute, &fo, &keys), n)
 }
 
 /// Parameters for [`apply_sql_with_params`], in its order.
@@ -371,9 +388,9 @@ mod tests {
             "WITH new AS MATERIALIZED (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"
         ));
         assert!(sql.contains("gone AS (DELETE FROM s.st o WHERE ((o.k"));
-        assert!(sql.contains("SELECT 1 FROM new n WHERE (n.*) OPERATOR(pg_catalog.*=) (o.*)"));
+        assert!(sql.contains("SELECT 1 FROM new n WHERE n.k OPERATOR(pg_catalog.=) o.k AND (n.*) OPERATOR(pg_catalog.*=) (o.*)"));
         assert!(sql.contains("WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0"));
-        assert!(sql.contains("(o.*) OPERATOR(pg_catalog.*=) (n.*)"));
+        assert!(sql.contains("ON CONFLICT (k) DO NOTHING"));
     }
 
     #[test]
@@ -386,7 +403,7 @@ mod tests {
         // A table reference without changes contributes no branch.
         let groups = vec![vec![key("a_id", None, false)], vec![key("b_id", Some("{7}"), false)]];
         let sql = apply_sql("st", "Q", &cols, &groups);
-        assert!(!sql.contains("a_id OPERATOR") && !sql.contains("UNION"));
+        assert!(!sql.contains("a_id OPERATOR(pg_catalog.=) ANY") && !sql.contains("UNION"));
         assert_eq!(groups_filter("o", &[vec![key("a_id", None, false)]]), "false");
     }
 }

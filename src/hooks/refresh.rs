@@ -1,7 +1,7 @@
 //! `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH [NO] DATA]`
 //!
-//! On a stream table, REFRESH runs pg_trickle's refresh (FULL recomputation
-//! in this version) and records it in the refresh history. `WITH NO DATA`
+//! On a stream table, REFRESH runs pg_trickle's refresh (DIFFERENTIAL or
+//! FULL, see `refresh`) and records it in the refresh history. `WITH NO DATA`
 //! empties it as for any materialized view. Other materialized views pass
 //! through untouched.
 

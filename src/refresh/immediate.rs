@@ -211,7 +211,7 @@ pub fn recompute_all(relid: pg_sys::Oid) -> PgtResult<()> {
     key_recompute::replace_all_now(relid)
 }
 
-fn is_populated(relid: pg_sys::Oid) -> PgtResult<bool> {
+pub fn is_populated(relid: pg_sys::Oid) -> PgtResult<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT (SELECT relispopulated FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
