@@ -190,6 +190,14 @@ pub fn maintain(
     if !any {
         return Ok(());
     }
+    // Few keys (the common single-row statement): the prepared statement,
+    // planned once. Many: a statement planned for these values, since a
+    // generic plan cannot know how many keys the arrays hold.
+    let keys: usize = groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
+    if keys > PREPARED_KEYS_LIMIT {
+        key_recompute::apply_now(relid, &groups)?;
+        return Ok(());
+    }
     let args = key_recompute::apply_params(&groups);
     sys::as_restricted_role(p.owner, || {
         with_window(relid, || -> PgtResult<()> {
@@ -200,6 +208,9 @@ pub fn maintain(
         })
     })
 }
+
+/// Above this many affected keys a statement is planned for its values.
+const PREPARED_KEYS_LIMIT: usize = 16;
 
 /// TRUNCATE of a source: recompute the whole stream table.
 pub fn recompute_all(relid: pg_sys::Oid) -> PgtResult<()> {
