@@ -196,9 +196,9 @@ fn mismatch(c: &mut Client, st: &str, query: &str) -> i64 {
     .get(0)
 }
 
-fn run_seed(seed: u64, rounds: usize) {
-    let db = format!("e2e_oracle_{seed}");
-    let mut c = fresh_db(&db, true);
+/// A database with the oracle's tables and 40 generated rows in t1.
+fn setup(db: &str, r: &mut Rng, next_id: &mut i64) -> Client {
+    let mut c = fresh_db(db, true);
     // Never trade a differential refresh for a FULL one: the DVM is what is
     // under test here (small tables make most windows "large").
     c.batch_execute(
@@ -210,14 +210,21 @@ fn run_seed(seed: u64, rounds: usize) {
          CREATE TABLE t3 (a int, b int);",
     )
     .unwrap();
+    let rows: Vec<String> = (0..40)
+        .map(|_| {
+            *next_id += 1;
+            row_t1(r, *next_id)
+        })
+        .collect();
+    c.batch_execute(&format!("INSERT INTO t1 VALUES {}", rows.join(", "))).unwrap();
+    c
+}
+
+fn run_seed(seed: u64, rounds: usize) {
     let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut next_id = 0i64;
+    let mut c = setup(&format!("e2e_oracle_{seed}"), &mut r, &mut next_id);
     round(&mut c, &mut r, &mut next_id);
-    c.batch_execute(&format!(
-        "INSERT INTO t1 VALUES {}",
-        (0..40).map(|_| { next_id += 1; row_t1(&mut r, next_id) }).collect::<Vec<_>>().join(", ")
-    ))
-    .unwrap();
     for (i, (query, differential)) in CORPUS.iter().enumerate() {
         c.batch_execute(&format!("CREATE MATERIALIZED VIEW st_{i} WITH (pgtrickle.stream = true) AS {query}"))
             .unwrap_or_else(|e| panic!("creating st_{i} ({query}): {e}"));
@@ -267,23 +274,9 @@ fn rounds() -> usize {
 /// table, compared with its query after every statement, inside and after
 /// transactions, with savepoints rolled back and whole transactions too.
 fn run_immediate_seed(seed: u64, rounds: usize) {
-    let db = format!("e2e_oracle_imm_{seed}");
-    let mut c = fresh_db(&db, true);
-    c.batch_execute(
-        "SET client_min_messages = warning;
-         CREATE TABLE t1 (id int PRIMARY KEY, k int, g text, v int, w numeric, flag bool);
-         CREATE INDEX ON t1 (k); CREATE INDEX ON t1 (g);
-         CREATE TABLE t2 (id int PRIMARY KEY, k int, note text);
-         CREATE TABLE t3 (a int, b int);",
-    )
-    .unwrap();
     let mut r = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
     let mut next_id = 0i64;
-    c.batch_execute(&format!(
-        "INSERT INTO t1 VALUES {}",
-        (0..40).map(|_| { next_id += 1; row_t1(&mut r, next_id) }).collect::<Vec<_>>().join(", ")
-    ))
-    .unwrap();
+    let mut c = setup(&format!("e2e_oracle_imm_{seed}"), &mut r, &mut next_id);
     let immediate: Vec<(usize, &str)> =
         CORPUS.iter().enumerate().filter(|(_, (_, d))| *d).map(|(i, (q, _))| (i, *q)).collect();
     for (i, query) in &immediate {
