@@ -11,6 +11,9 @@ use pgrx::pg_sys;
 use crate::catalog::options::{our_key, OptionChange};
 
 /// The elements of a pointer `List` (NIL gives an empty vector).
+///
+/// # Safety
+/// `list` is NIL or a valid pointer List whose cells hold `T` pointers.
 pub unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
     if list.is_null() {
         return Vec::new();
@@ -33,6 +36,9 @@ pub unsafe fn list_from_ptrs<T>(items: &[*mut T]) -> *mut pg_sys::List {
 }
 
 /// A C string as an owned Rust string (NULL gives `None`).
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string.
 pub unsafe fn cstr(p: *const c_char) -> Option<String> {
     if p.is_null() {
         None

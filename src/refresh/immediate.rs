@@ -103,7 +103,17 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                 })
                 .collect(),
         );
-        shape.push(group.iter().map(|k| columns[k.output_attnum as usize - 1].clone()).collect());
+        shape.push(
+            group
+                .iter()
+                .map(|k| {
+                    columns
+                        .get(k.output_attnum as usize - 1)
+                        .cloned()
+                        .ok_or_else(|| PgtError::Internal("key column out of range".into()))
+                })
+                .collect::<PgtResult<Vec<_>>>()?,
+        );
     }
     let owner = sys::relation_owner(relid)?;
     let apply = sys::as_restricted_role(owner, || {
