@@ -130,7 +130,9 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             }
         }
         None => {
-            for &source in &sources {
+            // IMMEDIATE stream tables consume nothing from the buffers.
+            let counted = if st.effective_mode == RefreshMode::Differential { &sources[..] } else { &[] };
+            for &source in counted {
                 result.changes_consumed +=
                     cdc::buffer::count_window(source, &snapshot, &frontier, st.frontier.as_ref())?;
             }
