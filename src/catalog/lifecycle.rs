@@ -125,17 +125,8 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     let Ok(plan) = dvm::analysis::analyze(relid)? else {
         return Ok(());
     };
-    let columns: Vec<String> = Spi::connect(|c| {
-        c.select(
-            "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute \
-              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 \
-                AND NOT attisdropped ORDER BY attnum",
-            None,
-            &[relid.into()],
-        )?
-        .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
-        .collect::<Result<Vec<_>, _>>()
-    })?;
+    let columns: Vec<String> =
+        dvm::key_recompute::output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
     let key: Vec<String> = plan
         .key
         .iter()

@@ -309,3 +309,23 @@ pub fn remove_extension_membership(relid: pg_sys::Oid) -> PgtResult<()> {
     command_counter_increment();
     Ok(())
 }
+
+/// Live columns of a relation as (attnum, name), all of them or those in
+/// `attnums` (columns dropped since are left out).
+pub fn attribute_names(relid: pg_sys::Oid, attnums: Option<&[i16]>) -> PgtResult<Vec<(i16, String)>> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT attnum, attname::text FROM pg_catalog.pg_attribute \
+              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 \
+                AND NOT attisdropped AND ($2 IS NULL OR attnum OPERATOR(pg_catalog.=) ANY ($2)) \
+              ORDER BY attnum",
+            None,
+            &[relid.into(), attnums.map(<[i16]>::to_vec).into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
+        }
+        Ok(out)
+    })
+}

@@ -136,25 +136,12 @@ fn consumers(source: pg_sys::Oid) -> PgtResult<Vec<(pg_sys::Oid, bool)>> {
     Ok(list)
 }
 
-/// The captured columns of `source` with their current names.
+/// The captured columns of `source` with their current names. A captured
+/// column dropped since (no stream table reads it any more, or PostgreSQL
+/// would have refused) is left out, hence NULL in the buffer.
 fn capture_columns(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String)>> {
     let attnums = buffer::captured_columns(source)?;
-    Spi::connect(|c| {
-        let rows = c.select(
-            "SELECT attnum, attname::text FROM pg_catalog.pg_attribute \
-              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) ANY ($2) \
-                AND NOT attisdropped ORDER BY attnum",
-            None,
-            &[source.into(), attnums.clone().into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
-        }
-        // A captured column that was dropped since (no stream table reads it
-        // any more, or PostgreSQL would have refused) is left NULL.
-        Ok(out)
-    })
+    crate::catalog::sys::attribute_names(source, Some(&attnums))
 }
 
 #[no_mangle]

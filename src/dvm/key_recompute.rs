@@ -188,14 +188,6 @@ pub fn apply_params(groups: &[Vec<KeyValues>]) -> Vec<pgrx::datum::DatumWithOid<
     out
 }
 
-/// What a differential refresh did.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Applied {
-    pub window_rows: i64,
-    pub deleted: i64,
-    pub inserted: i64,
-}
-
 /// Columns of the stream table as (quoted name, type) by attnum.
 pub fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
     Spi::connect(|c| {

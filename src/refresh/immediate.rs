@@ -93,7 +93,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
     let mut key_names = Vec::new();
     let mut shape = Vec::new();
     for group in plan.key_groups() {
-        let names = column_names(group[0].source)?;
+        let names = sys::attribute_names(group[0].source, None)?;
         key_names.push(
             group
                 .iter()
@@ -240,18 +240,3 @@ pub fn is_populated(relid: pg_sys::Oid) -> PgtResult<bool> {
     .unwrap_or(false))
 }
 
-fn column_names(relid: pg_sys::Oid) -> PgtResult<Vec<(i16, String)>> {
-    Spi::connect(|c| {
-        let rows = c.select(
-            "SELECT attnum, attname::text FROM pg_catalog.pg_attribute \
-              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
-            None,
-            &[relid.into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
-        }
-        Ok(out)
-    })
-}
