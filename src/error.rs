@@ -100,27 +100,25 @@ impl PgtError {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            PgtError::UnknownOption { .. } => {
-                Some(format!("Valid pgtrickle options are: {VALID_OPTIONS}."))
-            }
+            PgtError::UnknownOption { .. } => Some(format!("Valid pgtrickle options are: {VALID_OPTIONS}.")),
             PgtError::InvalidOptionValue { hint, .. } => Some(hint.clone()),
             PgtError::OptionsWithoutStream { .. } => {
                 Some("Add pgtrickle.stream = true to create a stream table.".into())
             }
-            PgtError::NotIncremental { .. } => Some(
-                "Use pgtrickle.refresh_mode = 'full', or 'auto' to let pg_trickle choose.".into(),
-            ),
-            PgtError::NotAStreamTable { .. } => Some(
-                "Create a stream table with CREATE MATERIALIZED VIEW ... WITH (pgtrickle.stream = true).".into(),
-            ),
-            PgtError::NotAMatview { .. } => {
-                Some("Only materialized views can be stream tables.".into())
+            PgtError::NotIncremental { .. } => {
+                Some("Use pgtrickle.refresh_mode = 'full', or 'auto' to let pg_trickle choose.".into())
             }
+            PgtError::NotAStreamTable { .. } => Some(
+                "Create a stream table with CREATE MATERIALIZED VIEW ... WITH (pgtrickle.stream = true)."
+                    .into(),
+            ),
+            PgtError::NotAMatview { .. } => Some("Only materialized views can be stream tables.".into()),
             PgtError::ExtensionMissing => {
                 Some("Run CREATE EXTENSION pg_trickle in this database first.".into())
             }
             PgtError::ImmediateIsolation { .. } => Some(
-                "Write its sources in READ COMMITTED transactions, or use refresh_mode 'differential'.".into(),
+                "Write its sources in READ COMMITTED transactions, or use refresh_mode 'differential'."
+                    .into(),
             ),
             _ => None,
         }

@@ -79,14 +79,22 @@ mod tests {
         let opts = Spi::get_one::<Vec<String>>("SELECT reloptions FROM pg_class WHERE oid = 's2'::regclass")
             .unwrap()
             .unwrap();
-        assert_eq!(opts, vec!["pgtrickle.stream=true", "pgtrickle.refresh_mode=full", "pgtrickle.schedule=5m"]);
+        assert_eq!(
+            opts,
+            vec!["pgtrickle.stream=true", "pgtrickle.refresh_mode=full", "pgtrickle.schedule=5m"]
+        );
         Spi::run("ALTER MATERIALIZED VIEW s2 SET (fillfactor = 50, pgtrickle.schedule = '1h')").unwrap();
         let opts = Spi::get_one::<Vec<String>>("SELECT reloptions FROM pg_class WHERE oid = 's2'::regclass")
             .unwrap()
             .unwrap();
         assert_eq!(
             opts,
-            vec!["fillfactor=50", "pgtrickle.stream=true", "pgtrickle.refresh_mode=full", "pgtrickle.schedule=1h"]
+            vec![
+                "fillfactor=50",
+                "pgtrickle.stream=true",
+                "pgtrickle.refresh_mode=full",
+                "pgtrickle.schedule=1h"
+            ]
         );
     }
 

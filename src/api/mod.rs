@@ -10,8 +10,8 @@ use crate::catalog::lifecycle;
 use crate::catalog::options::OptionChange;
 use crate::catalog::{stream_tables, sys};
 use crate::error::{OrReport, PgtError, PgtResult};
-use crate::sql::quote_literal;
 use crate::refresh::{self, RefreshTrigger};
+use crate::sql::quote_literal;
 
 /// Resolve a relation name the way `::regclass` does (errors if missing).
 fn resolve(name: &str) -> PgtResult<pg_sys::Oid> {
@@ -71,7 +71,8 @@ fn create(name: &str, query: &str, refresh_mode: &str, schedule: Option<&str>) -
         &[name.into()],
     )?
     .ok_or_else(|| PgtError::Internal(format!("invalid name \"{name}\"")))?;
-    let mut with = format!("pgtrickle.stream = true, pgtrickle.refresh_mode = {}", quote_literal(refresh_mode));
+    let mut with =
+        format!("pgtrickle.stream = true, pgtrickle.refresh_mode = {}", quote_literal(refresh_mode));
     if let Some(s) = schedule {
         with.push_str(&format!(", pgtrickle.schedule = {}", quote_literal(s)));
     }
@@ -172,7 +173,10 @@ mod pgtrickle {
     #[pg_extern(volatile, parallel_unsafe)]
     fn _buffer_stats(
         source: pg_sys::Oid,
-    ) -> TableIterator<'static, (name!(pending_rows, i64), name!(oldest_change, Option<pgrx::datum::TimestampWithTimeZone>))> {
+    ) -> TableIterator<
+        'static,
+        (name!(pending_rows, i64), name!(oldest_change, Option<pgrx::datum::TimestampWithTimeZone>)),
+    > {
         let stats = crate::cdc::buffer::stats(source).or_report();
         TableIterator::once(stats)
     }
@@ -191,6 +195,8 @@ mod pgtrickle {
     /// of them for a FULL refresh, the changed ones for a DIFFERENTIAL one).
     #[pg_extern(volatile, parallel_unsafe)]
     fn refresh_stream_table(name: &str) -> i64 {
-        resolve_stream_table(name).and_then(|relid| refresh::refresh(relid, RefreshTrigger::Manual)).or_report()
+        resolve_stream_table(name)
+            .and_then(|relid| refresh::refresh(relid, RefreshTrigger::Manual))
+            .or_report()
     }
 }

@@ -10,10 +10,12 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-use super::options::{apply_alter, merge_reloptions, to_reloptions, AlterOutcome, OptionChange, RefreshMode, StreamSettings};
+use super::options::{
+    apply_alter, merge_reloptions, to_reloptions, AlterOutcome, OptionChange, RefreshMode, StreamSettings,
+};
 use super::{stream_tables, sys};
-use crate::{cdc, dvm};
 use crate::error::{PgtError, PgtResult};
+use crate::{cdc, dvm};
 
 /// `schema.name`, quoted as needed, for messages and generated SQL.
 pub fn relation_name(relid: pg_sys::Oid) -> PgtResult<String> {
@@ -57,7 +59,11 @@ fn effective_mode(
         Ok(_) if settings.refresh_mode == RefreshMode::Immediate => Ok(RefreshMode::Immediate),
         Ok(_) => Ok(RefreshMode::Differential),
         Err(why) if settings.refresh_mode == RefreshMode::Differential && !lenient => {
-            Err(PgtError::NotIncremental { name: relation_name(relid)?, how: "differentially", reason: why.0 })
+            Err(PgtError::NotIncremental {
+                name: relation_name(relid)?,
+                how: "differentially",
+                reason: why.0,
+            })
         }
         Err(why) if settings.refresh_mode == RefreshMode::Immediate && !lenient => {
             Err(PgtError::NotIncremental { name: relation_name(relid)?, how: "immediately", reason: why.0 })
@@ -73,7 +79,12 @@ fn effective_mode(
 
 /// "stream table X will be / is now refreshed by full recomputation", with
 /// the reason as DETAIL, at `level` (NOTICE or WARNING).
-fn report_full(relid: pg_sys::Oid, why: &dvm::analysis::Unsupported, level: PgLogLevel, tense: &str) -> PgtResult<()> {
+fn report_full(
+    relid: pg_sys::Oid,
+    why: &dvm::analysis::Unsupported,
+    level: PgLogLevel,
+    tense: &str,
+) -> PgtResult<()> {
     let code = match level {
         PgLogLevel::WARNING => PgSqlErrorCode::ERRCODE_WARNING,
         _ => PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
@@ -127,11 +138,8 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     };
     let columns: Vec<String> =
         dvm::key_recompute::output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-    let key: Vec<String> = plan
-        .key
-        .iter()
-        .filter_map(|k| columns.get(k.output_attnum as usize - 1).cloned())
-        .collect();
+    let key: Vec<String> =
+        plan.key.iter().filter_map(|k| columns.get(k.output_attnum as usize - 1).cloned()).collect();
     let _internal = crate::hooks::internal();
     Spi::run(&format!(
         "CREATE UNIQUE INDEX {name} ON {} ({}) NULLS NOT DISTINCT",
@@ -143,9 +151,9 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
 
 /// Is `name` the name of a key index pg_trickle creates?
 pub fn is_key_index_name(name: &str) -> bool {
-    name.strip_prefix("__pgt_key_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix("__pgt_key_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
 }
-
 
 fn write_settings(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> {
     let existing = sys::read_reloptions(relid)?;

@@ -70,8 +70,13 @@ impl Default for StreamSettings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OptionChange {
     /// `key = value`; a bare `key` (no value) arrives as `Some("true")`.
-    Set { key: String, value: String },
-    Reset { key: String },
+    Set {
+        key: String,
+        value: String,
+    },
+    Reset {
+        key: String,
+    },
 }
 
 impl OptionChange {
@@ -161,8 +166,7 @@ pub fn settings_for_create(changes: &[OptionChange]) -> PgtResult<Option<StreamS
             _ => unreachable_key(key)?,
         }
     }
-    let others: Vec<&str> =
-        changes.iter().map(OptionChange::key).filter(|k| *k != "stream").collect();
+    let others: Vec<&str> = changes.iter().map(OptionChange::key).filter(|k| *k != "stream").collect();
     match stream {
         Some(true) => Ok(Some(settings)),
         _ if !others.is_empty() => Err(PgtError::OptionsWithoutStream {
@@ -187,10 +191,7 @@ pub enum AlterOutcome {
 }
 
 /// Apply SET/RESET items to the current settings (`None` = not a stream table).
-pub fn apply_alter(
-    current: Option<&StreamSettings>,
-    changes: &[OptionChange],
-) -> PgtResult<AlterOutcome> {
+pub fn apply_alter(current: Option<&StreamSettings>, changes: &[OptionChange]) -> PgtResult<AlterOutcome> {
     check_list(changes)?;
     let mut stream = current.is_some();
     let mut settings = current.cloned().unwrap_or_default();
@@ -244,12 +245,7 @@ pub fn is_our_reloption(entry: &str) -> bool {
 
 /// Replace our entries in a reloptions list, keeping everyone else's in order.
 pub fn merge_reloptions(existing: &[String], ours: &[String]) -> Vec<String> {
-    existing
-        .iter()
-        .filter(|e| !is_our_reloption(e))
-        .cloned()
-        .chain(ours.iter().cloned())
-        .collect()
+    existing.iter().filter(|e| !is_our_reloption(e)).cloned().chain(ours.iter().cloned()).collect()
 }
 
 #[cfg(test)]
@@ -273,9 +269,10 @@ mod tests {
     fn create_defaults_and_values() {
         let s = settings_for_create(&[set("stream", "true")]).unwrap().unwrap();
         assert_eq!(s, StreamSettings::default());
-        let s = settings_for_create(&[set("stream", "on"), set("refresh_mode", "FULL"), set("schedule", "5m")])
-            .unwrap()
-            .unwrap();
+        let s =
+            settings_for_create(&[set("stream", "on"), set("refresh_mode", "FULL"), set("schedule", "5m")])
+                .unwrap()
+                .unwrap();
         assert_eq!(s.refresh_mode, RefreshMode::Full);
         assert_eq!(s.schedule.as_deref(), Some("5m"));
     }
@@ -317,11 +314,17 @@ mod tests {
     fn alter_set_reset_and_unregister() {
         let cur = StreamSettings { refresh_mode: RefreshMode::Full, schedule: Some("1m".into()) };
         let out = apply_alter(Some(&cur), &[OptionChange::Reset { key: "schedule".into() }]).unwrap();
-        assert_eq!(out, AlterOutcome::Stream(StreamSettings { refresh_mode: RefreshMode::Full, schedule: None }));
+        assert_eq!(
+            out,
+            AlterOutcome::Stream(StreamSettings { refresh_mode: RefreshMode::Full, schedule: None })
+        );
         let out = apply_alter(Some(&cur), &[OptionChange::Reset { key: "refresh_mode".into() }]).unwrap();
         assert_eq!(
             out,
-            AlterOutcome::Stream(StreamSettings { refresh_mode: RefreshMode::Auto, schedule: Some("1m".into()) })
+            AlterOutcome::Stream(StreamSettings {
+                refresh_mode: RefreshMode::Auto,
+                schedule: Some("1m".into())
+            })
         );
         assert_eq!(apply_alter(Some(&cur), &[set("stream", "off")]).unwrap(), AlterOutcome::Plain);
         assert_eq!(

@@ -63,16 +63,15 @@ pub fn get(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
         let effective: String = row.get(2)?.unwrap_or_default();
         Ok(Some(StreamTable {
             relid,
-            settings: StreamSettings {
-                refresh_mode: RefreshMode::parse(&requested)?,
-                schedule: row.get(3)?,
-            },
+            settings: StreamSettings { refresh_mode: RefreshMode::parse(&requested)?, schedule: row.get(3)? },
             effective_mode: RefreshMode::parse(&effective)?,
             status: row.get(4)?.unwrap_or_default(),
             consumes_changes: row.get(5)?.unwrap_or(false),
             needs_full: row.get(6)?.unwrap_or(false),
             frontier: match row.get::<String>(7)? {
-                Some(snapshot) => Some(Frontier { snapshot, xid: row.get(8)?, cid: row.get(9)?.unwrap_or(0) }),
+                Some(snapshot) => {
+                    Some(Frontier { snapshot, xid: row.get(8)?, cid: row.get(9)?.unwrap_or(0) })
+                }
                 None => None,
             },
             row_count: row.get(10)?,

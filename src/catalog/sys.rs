@@ -226,14 +226,14 @@ pub fn write_reloptions(relid: pg_sys::Oid, options: &[String]) -> PgtResult<()>
         if cstrings.is_empty() {
             nulls[idx] = true;
         } else {
-            let mut elems: Vec<pg_sys::Datum> = cstrings
-                .iter()
-                .map(|c| pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr())))
-                .collect();
-            let array = pg_sys::construct_array_builtin(elems.as_mut_ptr(), elems.len() as i32, pg_sys::TEXTOID);
+            let mut elems: Vec<pg_sys::Datum> =
+                cstrings.iter().map(|c| pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr()))).collect();
+            let array =
+                pg_sys::construct_array_builtin(elems.as_mut_ptr(), elems.len() as i32, pg_sys::TEXTOID);
             values[idx] = pg_sys::Datum::from(array);
         }
-        let newtuple = pg_sys::heap_modify_tuple(tuple, desc, values.as_ptr(), nulls.as_ptr(), replace.as_ptr());
+        let newtuple =
+            pg_sys::heap_modify_tuple(tuple, desc, values.as_ptr(), nulls.as_ptr(), replace.as_ptr());
         pg_sys::CatalogTupleUpdate(pg_class, &mut (*newtuple).t_self, newtuple);
         pg_sys::heap_freetuple(newtuple);
         pg_sys::heap_freetuple(tuple);
@@ -254,9 +254,7 @@ pub fn record_extension_dependency(relid: pg_sys::Oid) -> PgtResult<()> {
     let referenced =
         pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: ext, objectSubId: 0 };
     // SAFETY: both addresses are valid, fully initialised locals.
-    unsafe {
-        pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL)
-    };
+    unsafe { pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL) };
     Ok(())
 }
 

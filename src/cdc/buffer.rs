@@ -133,8 +133,10 @@ pub fn ensure(source: pg_sys::Oid, needed: &[i16]) -> PgtResult<()> {
                     ") WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02)",
                 );
                 Spi::run(&ddl)?;
-                let buffer = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::pg_catalog.regclass::pg_catalog.oid"))?
-                    .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
+                let buffer = Spi::get_one::<pg_sys::Oid>(&format!(
+                    "SELECT '{name}'::pg_catalog.regclass::pg_catalog.oid"
+                ))?
+                .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
                 sys::record_extension_membership(buffer)?;
                 Spi::run(&sentinel_sql(source))?;
                 Spi::run_with_args(

@@ -160,8 +160,8 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
     // SAFETY: fcinfo is valid; for a trigger call `context` is TriggerData.
     let trigdata = unsafe { (*fcinfo).context } as *mut pg_sys::TriggerData;
     // SAFETY: checks the node tag before treating context as TriggerData.
-    let is_trigger = !trigdata.is_null() && unsafe { (*(trigdata as *mut pg_sys::Node)).type_ }
-        == pg_sys::NodeTag::T_TriggerData;
+    let is_trigger = !trigdata.is_null()
+        && unsafe { (*(trigdata as *mut pg_sys::Node)).type_ } == pg_sys::NodeTag::T_TriggerData;
     if !is_trigger {
         pgrx::error!("pgtrickle._capture() must be called as a trigger");
     }
@@ -284,11 +284,8 @@ unsafe fn write_buffer(relid: pg_sys::Oid, event: Event) -> PgtResult<()> {
         let xid = pg_sys::GetTopFullTransactionId();
         let cid = pg_sys::GetCurrentCommandId(false) as i64;
         let started = pg_sys::GetCurrentTransactionStartTimestamp();
-        let mut values = [
-            pg_sys::Datum::from(xid.value),
-            pg_sys::Datum::from(cid),
-            pg_sys::Datum::from(started),
-        ];
+        let mut values =
+            [pg_sys::Datum::from(xid.value), pg_sys::Datum::from(cid), pg_sys::Datum::from(started)];
         let nulls = [b' ' as std::ffi::c_char; 3];
         let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
         if rc != pg_sys::SPI_OK_INSERT as i32 {

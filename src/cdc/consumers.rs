@@ -83,7 +83,12 @@ pub fn cleanup() -> PgtResult<()> {
             None,
             &[],
         )?
-        .map(|row| Ok((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<bool>(2)?.unwrap_or(false))))
+        .map(|row| {
+            Ok((
+                row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                row.get::<bool>(2)?.unwrap_or(false),
+            ))
+        })
         .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         .map_err(PgtError::from)
     })?;

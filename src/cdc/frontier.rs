@@ -83,7 +83,8 @@ impl RefreshSnapshot {
         let row = self.query_text(
             "SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_current_xact_id_if_assigned()::text",
         )?;
-        let snapshot = row.first().cloned().flatten().ok_or_else(|| PgtError::Internal("no snapshot".into()))?;
+        let snapshot =
+            row.first().cloned().flatten().ok_or_else(|| PgtError::Internal("no snapshot".into()))?;
         // SAFETY: reads backend-local transaction state.
         let cid = unsafe { pg_sys::GetCurrentCommandId(false) } as i64;
         Ok(Frontier { snapshot, xid: row.get(1).cloned().flatten(), cid })
@@ -126,7 +127,12 @@ impl RefreshSnapshot {
         Ok(out)
     }
 
-    fn run(&self, sql: &str, read_only: bool, mut read: impl FnMut(*mut pg_sys::SPITupleTable)) -> PgtResult<u64> {
+    fn run(
+        &self,
+        sql: &str,
+        read_only: bool,
+        mut read: impl FnMut(*mut pg_sys::SPITupleTable),
+    ) -> PgtResult<u64> {
         let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("SQL contains NUL".into()))?;
         Spi::connect_mut(|_client| {
             // SAFETY: inside an SPI connection (Spi::connect_mut); the plan

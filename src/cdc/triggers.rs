@@ -108,7 +108,8 @@ pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
         .map(|v| v.into_iter().flatten().collect())
     })?;
     for oid in oids {
-        let addr = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: oid, objectSubId: 0 };
+        let addr =
+            pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: oid, objectSubId: 0 };
         // SAFETY: a valid address of an existing trigger; an internal
         // deletion does not fire sql_drop event triggers for it.
         unsafe {

@@ -334,9 +334,10 @@ fn decide(
     if !f.inner_only {
         return Ok(unsupported("outer joins cannot be maintained incrementally yet"));
     }
-    if f.relations.iter().any(|(_, _, kind)| {
-        *kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE
-    }) {
+    if f.relations
+        .iter()
+        .any(|(_, _, kind)| *kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE)
+    {
         return Ok(unsupported(
             "the query reads a relation that is not a table (a view, materialized view or foreign table)",
         ));
@@ -349,7 +350,12 @@ fn decide(
             .filter(|(_, (_, sgref))| pred(*sgref))
             .filter_map(|(i, (col, _))| {
                 let (rte, attnum) = (*col)?;
-                Some(KeyColumn { output_attnum: i as i16 + 1, rte, source: source_of(rte)?, source_attnum: attnum })
+                Some(KeyColumn {
+                    output_attnum: i as i16 + 1,
+                    rte,
+                    source: source_of(rte)?,
+                    source_attnum: attnum,
+                })
             })
             .collect()
     };
@@ -389,7 +395,12 @@ fn decide(
         }
         for attnum in &pk {
             match f.outputs.iter().position(|(c, _)| *c == Some((rte, *attnum))) {
-                Some(i) => key.push(KeyColumn { output_attnum: i as i16 + 1, rte, source: relid, source_attnum: *attnum }),
+                Some(i) => key.push(KeyColumn {
+                    output_attnum: i as i16 + 1,
+                    rte,
+                    source: relid,
+                    source_attnum: *attnum,
+                }),
                 None => {
                     return Ok(unsupported(if single {
                         "the select list does not include the table's primary key, so rows have no identity"

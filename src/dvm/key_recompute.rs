@@ -51,7 +51,11 @@ pub fn key_filter(alias: &str, keys: &[KeyValues]) -> String {
             let col = format!("{alias}.{}", k.column);
             let mut terms = Vec::new();
             if let Some(v) = &k.values {
-                terms.push(format!("{col} OPERATOR(pg_catalog.=) ANY ({}::{}[])", crate::sql::quote_literal(v), k.sql_type));
+                terms.push(format!(
+                    "{col} OPERATOR(pg_catalog.=) ANY ({}::{}[])",
+                    crate::sql::quote_literal(v),
+                    k.sql_type
+                ));
             }
             if k.has_null {
                 terms.push(format!("{col} IS NULL"));
@@ -112,8 +116,7 @@ pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyVal
 /// the unique key index. The INSERT reads the DELETE's count, so the DELETE
 /// runs first and a changed row's new version never meets its old one.
 fn apply_statement(st: &str, recompute: &str, fo: &str, keys: &[String]) -> String {
-    let correlate: String =
-        keys.iter().map(|k| format!("n.{k} OPERATOR(pg_catalog.=) o.{k} AND ")).collect();
+    let correlate: String = keys.iter().map(|k| format!("n.{k} OPERATOR(pg_catalog.=) o.{k} AND ")).collect();
     let target = keys.join(", ");
     format!(
         "WITH new AS MATERIALIZED ({recompute}),\n\
@@ -279,8 +282,9 @@ pub fn affected_keys(
 /// owner (whose role runs them): with search_path = pg_catalog, set by the
 /// role switch, the deparsed query names every object with its schema.
 fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<String> {
-    let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-        .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+    let query =
+        Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
     let query = query.trim().trim_end_matches(';').to_string();
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
@@ -289,13 +293,18 @@ fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult
 
 /// Apply the affected keys: recompute them from the query on `snapshot`,
 /// as the stream table's owner, inside the maintenance window.
-pub fn apply(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, keys: &[Vec<KeyValues>]) -> PgtResult<(i64, i64)> {
+pub fn apply(
+    relid: pg_sys::Oid,
+    snapshot: &RefreshSnapshot,
+    keys: &[Vec<KeyValues>],
+) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
         let sql = statements_as_owner(relid, keys)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
             let row = snapshot.query_text_writing(&sql)?;
-            let count = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+            let count =
+                |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
             Ok((count(0), count(1)))
         })
     })
@@ -321,8 +330,9 @@ pub fn apply_now(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<(i64,
 pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query =
+            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
         let query = query.trim().trim_end_matches(';').to_string();
         let st = crate::catalog::lifecycle::relation_name(relid)?;
         with_window(relid, || -> PgtResult<()> {
@@ -362,20 +372,27 @@ mod tests {
 
     #[test]
     fn values_are_quoted_literals() {
-        let f = key_filter("o", &[KeyValues {
-            column: "t".into(),
-            sql_type: "text".into(),
-            values: Some("{\"it's\"}".into()),
-            has_null: false,
-        }]);
+        let f = key_filter(
+            "o",
+            &[KeyValues {
+                column: "t".into(),
+                sql_type: "text".into(),
+                values: Some("{\"it's\"}".into()),
+                has_null: false,
+            }],
+        );
         assert!(f.contains("'{\"it''s\"}'::text[]"), "{f}");
     }
 
     #[test]
     fn apply_statements_skip_unchanged_rows() {
         let cols = vec!["k".to_string(), "n".to_string()];
-        let sql =
-            apply_sql("s.st", "SELECT k, count(*) FROM s.t GROUP BY k", &cols, &[vec![key("k", Some("{1}"), false)]]);
+        let sql = apply_sql(
+            "s.st",
+            "SELECT k, count(*) FROM s.t GROUP BY k",
+            &cols,
+            &[vec![key("k", Some("{1}"), false)]],
+        );
         assert!(sql.starts_with(
             "WITH new AS MATERIALIZED (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"
         ));

@@ -9,7 +9,6 @@
 //! RENAME, SET SCHEMA and OWNER TO need nothing from us: the catalog refers
 //! to stream tables by OID.
 
-
 use pgrx::pg_sys;
 
 use super::nodes::{copy_node, list_from_ptrs, list_ptrs, range_var_relid, split_options};

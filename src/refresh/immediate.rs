@@ -117,15 +117,20 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
     }
     let owner = sys::relation_owner(relid)?;
     let apply = sys::as_restricted_role(owner, || {
-        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query =
+            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
         let query = query.trim().trim_end_matches(';').to_string();
         let st = crate::catalog::lifecycle::relation_name(relid)?;
         let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
         let (sql, nparams) = key_recompute::apply_sql_with_params(&st, &query, &names, &shape);
         let types: Vec<pgrx::PgOid> = (0..nparams)
             .map(|i| {
-                pgrx::PgOid::BuiltIn(if i % 2 == 0 { pg_sys::BuiltinOid::TEXTOID } else { pg_sys::BuiltinOid::BOOLOID })
+                pgrx::PgOid::BuiltIn(if i % 2 == 0 {
+                    pg_sys::BuiltinOid::TEXTOID
+                } else {
+                    pg_sys::BuiltinOid::BOOLOID
+                })
             })
             .collect();
         Spi::connect(|c| Ok(c.prepare_mut(sql.as_str(), &types)?.keep()))
@@ -183,7 +188,9 @@ pub fn maintain(
         }
         let mut select = Vec::new();
         for (attnum, _) in names {
-            select.push(format!("(pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text"));
+            select.push(format!(
+                "(pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text"
+            ));
             select.push(format!("pg_catalog.bool_or(c{attnum} IS NULL)"));
         }
         let sql = format!("SELECT {} FROM ({}) w", select.join(", "), parts.join(" UNION ALL "));
@@ -203,7 +210,8 @@ pub fn maintain(
     // Few keys (the common single-row statement): the prepared statement,
     // planned once. Many: a statement planned for these values, since a
     // generic plan cannot know how many keys the arrays hold.
-    let keys: usize = groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
+    let keys: usize =
+        groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
     if keys > PREPARED_KEYS_LIMIT {
         key_recompute::apply_now(relid, &groups)?;
         return Ok(());
@@ -239,4 +247,3 @@ pub fn is_populated(relid: pg_sys::Oid) -> PgtResult<bool> {
     )?
     .unwrap_or(false))
 }
-

@@ -18,8 +18,8 @@ use crate::catalog::stream_tables::{self, RefreshResult};
 use crate::catalog::sys;
 use crate::cdc;
 use crate::cdc::frontier::RefreshSnapshot;
-use crate::{dvm, guc};
 use crate::error::{PgtError, PgtResult};
+use crate::{dvm, guc};
 
 /// Who asked for a refresh (recorded in the history).
 #[derive(Clone, Copy, Debug)]
@@ -63,9 +63,8 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
     let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
     let st = crate::catalog::lifecycle::reresolve_mode(st)?;
-    let history = sys::as_extension_owner(|| {
-        stream_tables::history_start(relid, st.effective_mode, trigger.as_str())
-    })?;
+    let history =
+        sys::as_extension_owner(|| stream_tables::history_start(relid, st.effective_mode, trigger.as_str()))?;
     let snapshot = RefreshSnapshot::take();
     let frontier = snapshot.frontier()?;
     let sources = if st.consumes_changes { cdc::consumers::captured_sources(relid)? } else { Vec::new() };
@@ -79,14 +78,16 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         changes_consumed: 0,
         // IMMEDIATE stream tables are always current: they keep no frontier
         // (and so hold back no trimming).
-        frontier: (st.consumes_changes && st.effective_mode == RefreshMode::Differential).then(|| frontier.clone()),
+        frontier: (st.consumes_changes && st.effective_mode == RefreshMode::Differential)
+            .then(|| frontier.clone()),
         message: None,
         row_count: None,
     };
     let differential = match (&st.frontier, st.effective_mode) {
         (Some(old), RefreshMode::Differential) if st.consumes_changes => {
             if st.needs_full {
-                result.message = Some("a source was truncated, or a change buffer lost by crash recovery".into());
+                result.message =
+                    Some("a source was truncated, or a change buffer lost by crash recovery".into());
                 None
             } else if !intact {
                 result.message = Some("a change buffer was emptied by crash recovery".into());
@@ -102,7 +103,8 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             }
         }
         (None, RefreshMode::Differential) if st.consumes_changes => {
-            result.message = Some("no change frontier yet: first refresh, or the stream table was emptied".into());
+            result.message =
+                Some("no change frontier yet: first refresh, or the stream table was emptied".into());
             None
         }
         _ => None,
@@ -151,7 +153,11 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
 /// changes exceed `pg_trickle.differential_max_change_fraction` of the
 /// sources' rows, or the affected keys that fraction of the stream table's
 /// rows, a FULL refresh does less work; the reason is returned.
-fn too_large(plan: &dvm::analysis::Plan, affected: &dvm::key_recompute::Affected, st_rows: Option<i64>) -> PgtResult<Option<String>> {
+fn too_large(
+    plan: &dvm::analysis::Plan,
+    affected: &dvm::key_recompute::Affected,
+    st_rows: Option<i64>,
+) -> PgtResult<Option<String>> {
     let fraction = guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get();
     let mut rows = 0.0;
     for source in plan.sources() {

@@ -96,9 +96,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             u => return Err(format!("unknown unit \"{u}\" in \"{text}\"")),
         };
         let ms = n.checked_mul(unit_ms).ok_or_else(|| format!("\"{text}\" is too long"))?;
-        total = total
-            .checked_add(Duration::from_millis(ms))
-            .ok_or_else(|| format!("\"{text}\" is too long"))?;
+        total =
+            total.checked_add(Duration::from_millis(ms)).ok_or_else(|| format!("\"{text}\" is too long"))?;
     }
     Ok(total)
 }
@@ -191,7 +190,16 @@ mod tests {
         assert_eq!(c.days_of_week, 0b11, "7 folds onto Sunday");
         assert!(!c.dom_restricted && c.dow_restricted);
         assert_eq!(parse_cron("5/20 * * * *").unwrap().minutes, (1 << 5) | (1 << 25) | (1 << 45));
-        for bad in ["* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "*/0 * * * *", "a * * * *", "5-1 * * * *"] {
+        for bad in [
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "* * * 13 *",
+            "*/0 * * * *",
+            "a * * * *",
+            "5-1 * * * *",
+        ] {
             assert!(parse_cron(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -82,12 +82,28 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
                     let mut da = 0i64;
                     let mut db = 0i64;
                     // Inserts on both sources in one transaction.
-                    da += tx.execute("INSERT INTO a SELECT $1 + g, g % 5, g FROM generate_series(0, 2) g", &[&base]).unwrap() as i64;
-                    db += tx.execute("INSERT INTO b SELECT $1 + g, g % 5, g FROM generate_series(0, 1) g", &[&base]).unwrap() as i64;
+                    da += tx
+                        .execute(
+                            "INSERT INTO a SELECT $1 + g, g % 5, g FROM generate_series(0, 2) g",
+                            &[&base],
+                        )
+                        .unwrap() as i64;
+                    db += tx
+                        .execute(
+                            "INSERT INTO b SELECT $1 + g, g % 5, g FROM generate_series(0, 1) g",
+                            &[&base],
+                        )
+                        .unwrap() as i64;
                     // Updates (old + new row) and deletes of this writer's earlier rows.
                     let lo = (w * 100_000) as i32;
-                    da += 2 * tx.execute("UPDATE a SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 3", &[&(lo + rnd(500) as i32)]).unwrap() as i64;
-                    db += tx.execute("DELETE FROM b WHERE id = $1", &[&(lo + rnd(500) as i32)]).unwrap() as i64;
+                    da += 2 * tx
+                        .execute(
+                            "UPDATE a SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 3",
+                            &[&(lo + rnd(500) as i32)],
+                        )
+                        .unwrap() as i64;
+                    db +=
+                        tx.execute("DELETE FROM b WHERE id = $1", &[&(lo + rnd(500) as i32)]).unwrap() as i64;
                     // A savepoint rolled back: its changes must not count.
                     tx.batch_execute("SAVEPOINT s").unwrap();
                     tx.execute("INSERT INTO a VALUES ($1 + 9, 0, 0)", &[&base]).unwrap();
@@ -137,9 +153,21 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
     )
     .unwrap();
     let (wa, wb) = (committed_a.load(Ordering::SeqCst), committed_b.load(Ordering::SeqCst));
-    assert_eq!(consumed(&mut c, "st"), wa, "st consumed a different number of changes than were committed to a");
-    assert_eq!(consumed(&mut c, "st_b"), wb, "st_b consumed a different number of changes than were committed to b");
-    assert_eq!(consumed(&mut c, "st2"), wa, "st2 consumed a different number of changes than were committed to a");
+    assert_eq!(
+        consumed(&mut c, "st"),
+        wa,
+        "st consumed a different number of changes than were committed to a"
+    );
+    assert_eq!(
+        consumed(&mut c, "st_b"),
+        wb,
+        "st_b consumed a different number of changes than were committed to b"
+    );
+    assert_eq!(
+        consumed(&mut c, "st2"),
+        wa,
+        "st2 consumed a different number of changes than were committed to a"
+    );
     assert_eq!(pending(&mut c), 0, "buffers were not trimmed");
     assert_matches_query(&mut c, "st", "SELECT k, sum(v), count(*) FROM a GROUP BY k");
     assert_matches_query(&mut c, "st_b", "SELECT id, k, w FROM b");

@@ -39,13 +39,19 @@ fn check_restored(src: &str, dst: &str) {
     assert_eq!(rows(&mut a, SETTINGS), rows(&mut b, SETTINGS), "stream table settings differ");
     assert_eq!(rows(&mut a, RELOPTIONS), rows(&mut b, RELOPTIONS), "reloptions differ");
     assert_eq!(rows(&mut b, "SELECT name FROM pgtrickle.stream_tables").len(), 5);
-    assert!(rows(&mut b, "SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE relid = 'plain_mv'::regclass").is_empty());
+    assert!(rows(&mut b, "SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE relid = 'plain_mv'::regclass")
+        .is_empty());
     for st in ["reports.by_region", "big"] {
-        assert_eq!(rows(&mut a, &format!("SELECT * FROM {st}")), rows(&mut b, &format!("SELECT * FROM {st}")));
+        assert_eq!(
+            rows(&mut a, &format!("SELECT * FROM {st}")),
+            rows(&mut b, &format!("SELECT * FROM {st}"))
+        );
     }
     // Sources are recorded again, and the dependency on the extension too.
-    assert_eq!(rows(&mut a, "SELECT relid::regclass::text, source_relid::regclass::text FROM pgtrickle.pgt_sources"),
-               rows(&mut b, "SELECT relid::regclass::text, source_relid::regclass::text FROM pgtrickle.pgt_sources"));
+    assert_eq!(
+        rows(&mut a, "SELECT relid::regclass::text, source_relid::regclass::text FROM pgtrickle.pgt_sources"),
+        rows(&mut b, "SELECT relid::regclass::text, source_relid::regclass::text FROM pgtrickle.pgt_sources")
+    );
     let deps: i64 = b
         .query_one(
             "SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_extension'::regclass \
@@ -56,10 +62,14 @@ fn check_restored(src: &str, dst: &str) {
         .get(0);
     assert_eq!(deps, 5);
     // Change capture is rebuilt for the stream table that consumes changes.
-    assert_eq!(rows(&mut b, "SELECT relid::regclass::text FROM pgtrickle.pgt_stream_tables WHERE consumes_changes"),
-               vec!["(big)".to_string(), "(explicit_diff)".to_string(), "(imm)".to_string()]);
-    assert_eq!(rows(&mut b, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgisinternal"),
-               vec!["(4)".to_string()]);
+    assert_eq!(
+        rows(&mut b, "SELECT relid::regclass::text FROM pgtrickle.pgt_stream_tables WHERE consumes_changes"),
+        vec!["(big)".to_string(), "(explicit_diff)".to_string(), "(imm)".to_string()]
+    );
+    assert_eq!(
+        rows(&mut b, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgisinternal"),
+        vec!["(4)".to_string()]
+    );
     // Still working: change the source, refresh, compare with the query.
     b.batch_execute(
         "INSERT INTO orders VALUES (1000, 'new', 1); DELETE FROM orders WHERE id < 50;
@@ -67,11 +77,20 @@ fn check_restored(src: &str, dst: &str) {
          REFRESH MATERIALIZED VIEW never_filled; REFRESH MATERIALIZED VIEW explicit_diff;",
     )
     .unwrap();
-    assert_matches_query(&mut b, "reports.by_region", "SELECT region, sum(amount), count(*) FROM orders GROUP BY region");
+    assert_matches_query(
+        &mut b,
+        "reports.by_region",
+        "SELECT region, sum(amount), count(*) FROM orders GROUP BY region",
+    );
     // The restored key index is the stream table's own, not the dumped copy.
-    assert_eq!(rows(&mut b, "SELECT count(*) FROM pg_indexes WHERE tablename = 'big'"), vec!["(1)".to_string()]);
-    assert_eq!(rows(&mut b, "SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'big'"),
-               vec!["(differential)".to_string()]);
+    assert_eq!(
+        rows(&mut b, "SELECT count(*) FROM pg_indexes WHERE tablename = 'big'"),
+        vec!["(1)".to_string()]
+    );
+    assert_eq!(
+        rows(&mut b, "SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'big'"),
+        vec!["(differential)".to_string()]
+    );
     assert_matches_query(&mut b, "big", "SELECT id, amount FROM orders WHERE amount > 250");
     assert_matches_query(&mut b, "never_filled", "SELECT count(*) FROM orders");
     assert_matches_query(&mut b, "explicit_diff", "SELECT id, region FROM orders WHERE id > 100");
@@ -88,11 +107,34 @@ fn plain_sql_dump_round_trip() {
     run("pg_dump", &["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-f", f, "e2e_dump_src_plain"]);
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("\"pgtrickle.stream\"='true'"), "dump does not carry the stream table options");
-    assert!(!text.contains("pgt_stream_tables VALUES") && !text.contains("COPY pgtrickle."), "catalog rows were dumped");
-    assert!(!text.contains("pgt_capture") && !text.contains("pgtrickle_changes."), "change capture was dumped");
+    assert!(
+        !text.contains("pgt_stream_tables VALUES") && !text.contains("COPY pgtrickle."),
+        "catalog rows were dumped"
+    );
+    assert!(
+        !text.contains("pgt_capture") && !text.contains("pgtrickle_changes."),
+        "change capture was dumped"
+    );
     fresh_db("e2e_dump_dst_plain", false);
-    run("psql", &["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                  "-d", "e2e_dump_dst_plain", "-f", f]);
+    run(
+        "psql",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-U",
+            "postgres",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "e2e_dump_dst_plain",
+            "-f",
+            f,
+        ],
+    );
     check_restored("e2e_dump_src_plain", "e2e_dump_dst_plain");
 }
 
@@ -104,7 +146,21 @@ fn custom_format_dump_round_trip() {
     let f = file.to_str().unwrap();
     run("pg_dump", &["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-Fc", "-f", f, "e2e_dump_src_custom"]);
     fresh_db("e2e_dump_dst_custom", false);
-    run("pg_restore", &["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "--single-transaction",
-                        "--exit-on-error", "-d", "e2e_dump_dst_custom", f]);
+    run(
+        "pg_restore",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-U",
+            "postgres",
+            "--single-transaction",
+            "--exit-on-error",
+            "-d",
+            "e2e_dump_dst_custom",
+            f,
+        ],
+    );
     check_restored("e2e_dump_src_custom", "e2e_dump_dst_custom");
 }

@@ -67,7 +67,9 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
     }
     assert_matches_query(&mut c, "j", JOIN_Q);
     assert_matches_query(&mut c, "g", AGG_Q);
-    let pending: i64 =
-        c.query_one("SELECT coalesce(sum(pending_rows), 0)::bigint FROM pgtrickle.change_buffers", &[]).unwrap().get(0);
+    let pending: i64 = c
+        .query_one("SELECT coalesce(sum(pending_rows), 0)::bigint FROM pgtrickle.change_buffers", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(pending, 0, "IMMEDIATE-only sources should not fill change buffers");
 }

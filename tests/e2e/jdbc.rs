@@ -34,7 +34,10 @@ fn migrate(classes: &Path, dir: &str) -> (bool, String) {
         ])
         .output()
         .expect("java");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 #[test]
@@ -49,9 +52,14 @@ fn flyway_style_migrations() {
     );
     assert_eq!(
         rows(&mut c, "SELECT reloptions FROM pg_class WHERE relname = 'region_sales'"),
-        vec!["(\"{fillfactor=90,pgtrickle.stream=true,pgtrickle.refresh_mode=full,pgtrickle.schedule=1m}\")".to_string()]
+        vec!["(\"{fillfactor=90,pgtrickle.stream=true,pgtrickle.refresh_mode=full,pgtrickle.schedule=1m}\")"
+            .to_string()]
     );
-    assert_matches_query(&mut c, "region_sales", "SELECT region, sum(amount), count(*) FROM orders GROUP BY region");
+    assert_matches_query(
+        &mut c,
+        "region_sales",
+        "SELECT region, sum(amount), count(*) FROM orders GROUP BY region",
+    );
     assert!(rows(&mut c, "SELECT 1 FROM pg_class WHERE relname = 'doomed'").is_empty());
 
     // Running again applies nothing; a failing migration rolls back whole.

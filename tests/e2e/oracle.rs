@@ -112,7 +112,13 @@ impl Rng {
 fn row_t1(r: &mut Rng, id: i64) -> String {
     let g = if r.chance(10) { "NULL".to_string() } else { format!("'g{}'", r.next(5)) };
     let w = if r.chance(10) { "NULL".to_string() } else { format!("{}.{}", r.next(50), r.next(100)) };
-    let flag = if r.chance(10) { "NULL" } else if r.chance(50) { "true" } else { "false" };
+    let flag = if r.chance(10) {
+        "NULL"
+    } else if r.chance(50) {
+        "true"
+    } else {
+        "false"
+    };
     format!("({id}, {}, {g}, {}, {w}, {flag})", r.nullable(6), r.nullable(100))
 }
 
@@ -151,7 +157,9 @@ fn one_statement(r: &mut Rng, next_id: &mut i64) -> String {
                 format!("INSERT INTO t1 VALUES {}", rows.join(", "))
             }
             3 => format!("UPDATE t1 SET v = {} WHERE id % 7 = {}", r.nullable(100), r.next(7)),
-            4 => format!("UPDATE t1 SET k = {} WHERE k IS NOT DISTINCT FROM {}", r.nullable(6), r.nullable(6)),
+            4 => {
+                format!("UPDATE t1 SET k = {} WHERE k IS NOT DISTINCT FROM {}", r.nullable(6), r.nullable(6))
+            }
             5 => format!("UPDATE t1 SET g = 'g{}', flag = NOT flag WHERE id % 5 = {}", r.next(5), r.next(5)),
             6 => format!("UPDATE t1 SET id = id + 100000 WHERE id % 11 = {}", r.next(11)),
             7 => format!("DELETE FROM t1 WHERE id % 9 = {}", r.next(9)),
@@ -169,7 +177,8 @@ fn one_statement(r: &mut Rng, next_id: &mut i64) -> String {
             11 => format!("DELETE FROM t2 WHERE id % 4 = {}", r.next(4)),
             12 => {
                 let n = 1 + r.next(4);
-                let rows: Vec<String> = (0..n).map(|_| format!("({}, {})", r.nullable(4), r.nullable(5))).collect();
+                let rows: Vec<String> =
+                    (0..n).map(|_| format!("({}, {})", r.nullable(4), r.nullable(5))).collect();
                 // Duplicates are likely: t3 has no key.
                 format!("INSERT INTO t3 VALUES {}, {}", rows.join(", "), rows[0])
             }
@@ -226,10 +235,15 @@ fn run_seed(seed: u64, rounds: usize) {
     let mut c = setup(&format!("e2e_oracle_{seed}"), &mut r, &mut next_id);
     round(&mut c, &mut r, &mut next_id);
     for (i, (query, differential)) in CORPUS.iter().enumerate() {
-        c.batch_execute(&format!("CREATE MATERIALIZED VIEW st_{i} WITH (pgtrickle.stream = true) AS {query}"))
-            .unwrap_or_else(|e| panic!("creating st_{i} ({query}): {e}"));
+        c.batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW st_{i} WITH (pgtrickle.stream = true) AS {query}"
+        ))
+        .unwrap_or_else(|e| panic!("creating st_{i} ({query}): {e}"));
         let mode: String = c
-            .query_one("SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = $1", &[&format!("st_{i}")])
+            .query_one(
+                "SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = $1",
+                &[&format!("st_{i}")],
+            )
             .unwrap()
             .get(0);
         let expected = if *differential { "differential" } else { "full" };
@@ -244,7 +258,8 @@ fn run_seed(seed: u64, rounds: usize) {
         }
         for chunk in order.chunks(1 + r.next(4) as usize) {
             let sql: String = chunk.iter().map(|i| format!("REFRESH MATERIALIZED VIEW st_{i};")).collect();
-            c.batch_execute(&format!("BEGIN; {sql} COMMIT;")).unwrap_or_else(|e| panic!("seed {seed} round {n}: {sql}: {e:?}"));
+            c.batch_execute(&format!("BEGIN; {sql} COMMIT;"))
+                .unwrap_or_else(|e| panic!("seed {seed} round {n}: {sql}: {e:?}"));
         }
         for (i, (query, _)) in CORPUS.iter().enumerate() {
             let bad = mismatch(&mut c, &format!("st_{i}"), query);
@@ -257,7 +272,10 @@ fn run_seed(seed: u64, rounds: usize) {
         .unwrap()
         .get(0);
     let expected_min = CORPUS.iter().filter(|(_, d)| *d).count() as i64 * (rounds as i64 / 2);
-    assert!(diff_refreshes >= expected_min, "only {diff_refreshes} differential refreshes (expected ≥ {expected_min})");
+    assert!(
+        diff_refreshes >= expected_min,
+        "only {diff_refreshes} differential refreshes (expected ≥ {expected_min})"
+    );
 }
 
 fn seeds() -> Vec<u64> {
@@ -297,7 +315,10 @@ fn run_immediate_seed(seed: u64, rounds: usize) {
                 )
                 .unwrap()
                 .get(0);
-            assert_eq!(bad, 0, "seed {seed}, {at}: im_{i} differs from its query by {bad} rows\n  query: {query}");
+            assert_eq!(
+                bad, 0,
+                "seed {seed}, {at}: im_{i} differs from its query by {bad} rows\n  query: {query}"
+            );
         }
     };
     for n in 0..rounds {

@@ -25,7 +25,12 @@ fn ddl_over_extended_protocol_and_rollback() {
     }
     let n: i64 = c.query_one("SELECT count(*) FROM pgtrickle.pgt_stream_tables", &[]).unwrap().get(0);
     assert_eq!(n, 0);
-    assert!(c.query_opt("SELECT to_regclass('st')::text", &[]).unwrap().unwrap().get::<_, Option<String>>(0).is_none());
+    assert!(c
+        .query_opt("SELECT to_regclass('st')::text", &[])
+        .unwrap()
+        .unwrap()
+        .get::<_, Option<String>>(0)
+        .is_none());
 
     // The same, committed; functions with bound parameters.
     let mut tx = c.transaction().unwrap();
