@@ -73,3 +73,41 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
         .get(0);
     assert_eq!(pending, 0, "IMMEDIATE-only sources should not fill change buffers");
 }
+
+/// A session that has already written a source (and cached its list of
+/// consumers) sees consumers added by another session from its next
+/// statement on: a new DIFFERENTIAL consumer gets its changes buffered, a new
+/// IMMEDIATE one is maintained.
+#[test]
+fn consumers_added_by_another_session_are_seen() {
+    let mut admin = fresh_db("e2e_consumer_cache", true);
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, k int);
+             CREATE MATERIALIZED VIEW first WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+               SELECT id, k FROM t;",
+        )
+        .unwrap();
+    let mut writer = connect("e2e_consumer_cache");
+    writer.execute("INSERT INTO t VALUES (1, 1)", &[]).unwrap(); // caches [first]
+    admin
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW diff WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS
+               SELECT k, count(*) AS n FROM t GROUP BY k;
+             CREATE MATERIALIZED VIEW imm WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+               SELECT id FROM t WHERE k > 1;",
+        )
+        .unwrap();
+    writer.execute("INSERT INTO t VALUES (2, 2), (3, 2)", &[]).unwrap();
+    writer.execute("UPDATE t SET k = 3 WHERE id = 1", &[]).unwrap();
+    admin.batch_execute("REFRESH MATERIALIZED VIEW diff").unwrap();
+    assert_matches_query(&mut admin, "first", "SELECT id, k FROM t");
+    assert_matches_query(&mut admin, "diff", "SELECT k, count(*) FROM t GROUP BY k");
+    assert_matches_query(&mut admin, "imm", "SELECT id FROM t WHERE k > 1");
+    // Switching the IMMEDIATE one to DIFFERENTIAL: the writer's next
+    // statements fill the buffer for it.
+    admin.batch_execute("ALTER MATERIALIZED VIEW imm SET (pgtrickle.refresh_mode = 'differential')").unwrap();
+    writer.execute("INSERT INTO t VALUES (4, 5)", &[]).unwrap();
+    admin.batch_execute("REFRESH MATERIALIZED VIEW imm").unwrap();
+    assert_matches_query(&mut admin, "imm", "SELECT id FROM t WHERE k > 1");
+}
