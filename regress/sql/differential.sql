@@ -67,6 +67,22 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE label = 'ZERO') AS zero, count(*
 UNION ALL
 (SELECT i.id, n.code, n.label, i.price FROM items i JOIN cat_names n ON n.code = i.cat WHERE i.qty > 2
  EXCEPT ALL SELECT * FROM labelled);
+-- One LEFT JOIN of two tables (both primary keys selected) is maintained
+-- too: rows are recomputed per item, and a change of a category reaches
+-- the items joined to it before and after the change.
+CREATE MATERIALIZED VIEW all_items WITH (pgtrickle.stream = true) AS
+  SELECT i.id, n.code, n.label FROM items i LEFT JOIN cat_names n ON n.code = i.cat;
+SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'all_items';
+DELETE FROM cat_names WHERE code = 'c2';
+INSERT INTO cat_names VALUES ('c3', 'three');
+REFRESH MATERIALIZED VIEW all_items;
+(SELECT * FROM all_items EXCEPT ALL
+   SELECT i.id, n.code, n.label FROM items i LEFT JOIN cat_names n ON n.code = i.cat)
+UNION ALL
+(SELECT i.id, n.code, n.label FROM items i LEFT JOIN cat_names n ON n.code = i.cat
+ EXCEPT ALL SELECT * FROM all_items);
+SELECT count(*) FILTER (WHERE code IS NULL) AS unmatched, count(*) FILTER (WHERE code = 'c3') AS threes FROM all_items;
+DROP MATERIALIZED VIEW all_items;
 SELECT * FROM by_cat ORDER BY cat;
 SELECT * FROM cats ORDER BY cat;
 SELECT relid::regclass, mode, trigger, rows_applied, changes_consumed

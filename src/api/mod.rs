@@ -120,7 +120,17 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let sources =
                 plan.sources().into_iter().map(lifecycle::relation_name).collect::<PgtResult<Vec<_>>>()?;
             out.push(("sources".into(), Some(sources.join(", "))));
-            let apply = crate::dvm::key_recompute::explain_sql(relid, &keys)?;
+            let key_names = crate::dvm::key_recompute::key_names(relid, &plan)?;
+            let apply_keys = match plan.shape {
+                crate::dvm::analysis::Shape::LeftJoin { preserved, .. } => keys
+                    .iter()
+                    .zip(plan.key_groups())
+                    .filter(|(_, g)| g[0].rte == preserved)
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                _ => keys.clone(),
+            };
+            let apply = crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names)?;
             out.push(("apply".into(), Some(apply)));
         }
     }

@@ -52,6 +52,11 @@ pub enum Shape {
     Groups,
     /// SELECT DISTINCT; the key is every output column.
     Distinct,
+    /// `a LEFT JOIN b` (or `b RIGHT JOIN a`) of two tables; the key is both
+    /// primary keys, and every output row belongs to one row of the
+    /// preserved table `a`, so rows are recomputed per `a` key: changes of
+    /// `b` are turned into the `a` keys joined to the changed `b` rows.
+    LeftJoin { preserved: u32, nullable: u32 },
 }
 
 impl Shape {
@@ -60,6 +65,7 @@ impl Shape {
             Shape::Rows => "filter/projection/inner join keyed by the primary keys of its tables",
             Shape::Groups => "grouped aggregate keyed by the GROUP BY columns",
             Shape::Distinct => "DISTINCT keyed by all output columns",
+            Shape::LeftJoin { .. } => "outer join recomputed per row of its preserved table",
         }
     }
 }
@@ -106,6 +112,8 @@ struct QueryFacts {
     other_rtes: Vec<&'static str>,
     /// Only inner joins (or a single table) in FROM.
     inner_only: bool,
+    /// FROM is exactly `t1 LEFT JOIN t2` (or RIGHT): (preserved, nullable).
+    left_join: Option<(u32, u32)>,
     has_aggs: bool,
     has_group: bool,
     has_distinct: bool,
@@ -230,6 +238,26 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             }
             None
         };
+        // FROM exactly one outer join of two table references?
+        let mut left_join = None;
+        let from =
+            if q.jointree.is_null() { Vec::new() } else { list_ptrs::<pg_sys::Node>((*q.jointree).fromlist) };
+        if let [only] = from.as_slice() {
+            if (**only).type_ == pg_sys::NodeTag::T_JoinExpr {
+                let j = &*(*only as *mut pg_sys::JoinExpr);
+                let rti = |n: *mut pg_sys::Node| {
+                    (!n.is_null() && (*n).type_ == pg_sys::NodeTag::T_RangeTblRef)
+                        .then(|| (*(n as *mut pg_sys::RangeTblRef)).rtindex as u32)
+                };
+                if let (Some(l), Some(r)) = (rti(j.larg), rti(j.rarg)) {
+                    left_join = match j.jointype {
+                        pg_sys::JoinType::JOIN_LEFT => Some((l, r)),
+                        pg_sys::JoinType::JOIN_RIGHT => Some((r, l)),
+                        _ => None,
+                    };
+                }
+            }
+        }
         let mut outputs = Vec::new();
         for tle in list_ptrs::<pg_sys::TargetEntry>(q.targetList) {
             if (*tle).resjunk {
@@ -248,6 +276,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             relations,
             other_rtes,
             inner_only,
+            left_join,
             has_aggs: q.hasAggs,
             has_group: !q.groupClause.is_null(),
             has_distinct: !q.distinctClause.is_null(),
@@ -331,8 +360,10 @@ fn decide(
     if f.relations.is_empty() {
         return Ok(unsupported("the query reads no table"));
     }
-    if !f.inner_only {
-        return Ok(unsupported("outer joins cannot be maintained incrementally yet"));
+    if !f.inner_only && f.left_join.is_none() {
+        return Ok(unsupported(
+            "outer joins other than one LEFT or RIGHT JOIN of two tables cannot be maintained incrementally yet",
+        ));
     }
     if f.relations
         .iter()
@@ -360,6 +391,9 @@ fn decide(
             .collect()
     };
     let single = f.relations.len() == 1;
+    if f.left_join.is_some() && (f.has_aggs || f.has_group || f.has_distinct) {
+        return Ok(unsupported("aggregates or DISTINCT over outer joins cannot be maintained incrementally yet"));
+    }
     if f.has_aggs || f.has_group {
         if !single {
             return Ok(unsupported("aggregates over joins cannot be maintained incrementally yet"));
@@ -411,7 +445,18 @@ fn decide(
             }
         }
     }
-    Ok(Ok(Plan { shape: Shape::Rows, key }))
+    let shape = match f.left_join {
+        Some((preserved, nullable)) => {
+            if key.iter().filter(|k| k.rte == preserved).count() != 1 {
+                return Ok(unsupported(
+                    "an outer join's preserved table needs a one-column primary key to be maintained incrementally",
+                ));
+            }
+            Shape::LeftJoin { preserved, nullable }
+        }
+        None => Shape::Rows,
+    };
+    Ok(Ok(Plan { shape, key }))
 }
 
 #[cfg(test)]
@@ -429,6 +474,7 @@ mod tests {
             relations: vec![(1, T, pg_sys::RELKIND_RELATION)],
             other_rtes: vec![],
             inner_only: true,
+            left_join: None,
             has_aggs: false,
             has_group: false,
             has_distinct: false,
@@ -473,10 +519,15 @@ mod tests {
         // One side's key missing from the output.
         f.outputs = vec![(Some((1, 1)), 0), (Some((2, 2)), 0)];
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("every joined table"));
-        // Outer joins are not maintained yet.
+        // One LEFT JOIN of two tables is; other outer joins are not yet.
         let mut f = facts();
         f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+        f.outputs = vec![(Some((1, 1)), 0), (Some((2, 1)), 0)];
         f.inner_only = false;
+        f.left_join = Some((1, 2));
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::LeftJoin { preserved: 1, nullable: 2 });
+        f.left_join = None;
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("outer joins"));
     }
 

@@ -25,7 +25,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::analysis::Plan;
+use super::analysis::{Plan, Shape};
 use crate::catalog::sys;
 use crate::cdc::buffer;
 use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
@@ -92,7 +92,13 @@ fn is_empty(group: &[KeyValues]) -> bool {
 /// CREATE MATERIALIZED VIEW name (columns) does. The recomputation is a
 /// UNION of one branch per table reference with changes, so that each
 /// branch's filter is pushed into the query on its own table.
-pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> String {
+pub fn apply_sql(
+    st: &str,
+    query: &str,
+    columns: &[String],
+    groups: &[Vec<KeyValues>],
+    keys: &[String],
+) -> String {
     let cols = columns.join(", ");
     let branches: Vec<String> = groups
         .iter()
@@ -105,8 +111,7 @@ pub fn apply_sql(st: &str, query: &str, columns: &[String], groups: &[Vec<KeyVal
         branches.join(" UNION ")
     };
     let fo = groups_filter("o", groups);
-    let keys = key_columns(groups.iter().flatten().map(|k| &k.column));
-    apply_statement(st, &recompute, &fo, &keys)
+    apply_statement(st, &recompute, &fo, keys)
 }
 
 /// One statement: the affected rows (`recompute`) are computed once; rows
@@ -129,16 +134,6 @@ fn apply_statement(st: &str, recompute: &str, fo: &str, keys: &[String]) -> Stri
     )
 }
 
-/// The distinct key column names of the groups.
-fn key_columns<'a>(columns: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for c in columns {
-        if !out.contains(c) {
-            out.push(c.clone());
-        }
-    }
-    out
-}
 
 /// The apply statement with the key values as parameters, to be prepared
 /// once and run for every statement (IMMEDIATE): per key column of every
@@ -150,6 +145,7 @@ pub fn apply_sql_with_params(
     query: &str,
     columns: &[String],
     shape: &[Vec<(String, String)>],
+    keys: &[String],
 ) -> (String, usize) {
     let mut n = 0;
     let mut filters: Vec<(String, String)> = Vec::new(); // (for alias n, for alias o)
@@ -177,8 +173,7 @@ pub fn apply_sql_with_params(
         .collect::<Vec<_>>()
         .join(" UNION ");
     let fo = filters.iter().map(|(_, fo)| format!("({fo})")).collect::<Vec<_>>().join(" OR ");
-    let keys = key_columns(shape.iter().flatten().map(|(c, _)| c));
-    (apply_statement(st, &recompute, &fo, &keys), n)
+    (apply_statement(st, &recompute, &fo, keys), n)
 }
 
 /// Parameters for [`apply_sql_with_params`], in its order.
@@ -281,14 +276,14 @@ pub fn affected_keys(
 /// The apply statement for `keys`, built as the stream table's
 /// owner (whose role runs them): with search_path = pg_catalog, set by the
 /// role switch, the deparsed query names every object with its schema.
-fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<String> {
+fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<String> {
     let query =
         Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
             .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
     let query = query.trim().trim_end_matches(';').to_string();
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-    Ok(apply_sql(&st, &query, &columns, keys))
+    Ok(apply_sql(&st, &query, &columns, keys, key_names))
 }
 
 /// Apply the affected keys: recompute them from the query on `snapshot`,
@@ -297,10 +292,11 @@ pub fn apply(
     relid: pg_sys::Oid,
     snapshot: &RefreshSnapshot,
     keys: &[Vec<KeyValues>],
+    key_names: &[String],
 ) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys)?;
+        let sql = statements_as_owner(relid, keys, key_names)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
             let row = snapshot.query_text_writing(&sql)?;
             let count =
@@ -312,10 +308,10 @@ pub fn apply(
 
 /// Apply the affected keys now, on the current statement's snapshot (for
 /// IMMEDIATE maintenance, inside the writing statement).
-pub fn apply_now(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<(i64, i64)> {
+pub fn apply_now(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys)?;
+        let sql = statements_as_owner(relid, keys, key_names)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
             Spi::connect_mut(|c| {
                 let row = c.update(&sql, Some(1), &[])?.first();
@@ -344,9 +340,9 @@ pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
 }
 
 /// The statement a refresh would run for `keys`, for `explain_stream_table`.
-pub fn explain_sql(relid: pg_sys::Oid, keys: &[Vec<KeyValues>]) -> PgtResult<String> {
+pub fn explain_sql(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<String> {
     let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || statements_as_owner(relid, keys))
+    sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names))
 }
 
 #[cfg(test)]
@@ -392,6 +388,7 @@ mod tests {
             "SELECT k, count(*) FROM s.t GROUP BY k",
             &cols,
             &[vec![key("k", Some("{1}"), false)]],
+            &["k".to_string()],
         );
         assert!(sql.starts_with(
             "WITH new AS MATERIALIZED (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"
@@ -406,15 +403,82 @@ mod tests {
     fn joins_recompute_one_branch_per_changed_table() {
         let cols = vec!["a_id".to_string(), "b_id".to_string()];
         let groups = vec![vec![key("a_id", Some("{1}"), false)], vec![key("b_id", Some("{7}"), false)]];
-        let sql = apply_sql("st", "Q", &cols, &groups);
+        let sql = apply_sql("st", "Q", &cols, &groups, &cols);
         assert!(sql.contains("WHERE (((o.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]))) OR ((o.b_id"));
         assert!(sql.contains("WHERE (n.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[])) UNION SELECT n.* FROM (Q) n(a_id, b_id) WHERE (n.b_id"));
         // A table reference without changes contributes no branch.
         let groups = vec![vec![key("a_id", None, false)], vec![key("b_id", Some("{7}"), false)]];
-        let sql = apply_sql("st", "Q", &cols, &groups);
+        let sql = apply_sql("st", "Q", &cols, &groups, &cols);
         assert!(!sql.contains("a_id OPERATOR(pg_catalog.=) ANY") && !sql.contains("UNION"));
         assert_eq!(groups_filter("o", &[vec![key("a_id", None, false)]]), "false");
     }
+}
+
+/// The stream table's key column names (quoted), in key order: the columns of
+/// its unique key index, the ON CONFLICT target of the apply statement.
+pub fn key_names(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<String>> {
+    let columns = output_columns(relid)?;
+    plan.key
+        .iter()
+        .map(|k| {
+            columns
+                .get(k.output_attnum as usize - 1)
+                .map(|(n, _)| n.clone())
+                .ok_or_else(|| PgtError::Internal("key column out of range".into()))
+        })
+        .collect()
+}
+
+/// For `a LEFT JOIN b`: turn the affected `b` keys into the `a` keys whose
+/// rows they touch, and recompute by `a` key only (every output row belongs
+/// to one `a` row). The `a` rows joined to a changed `b` row are found in the
+/// query's current result (new joins) and in the stream table (old joins).
+/// `run` executes a query as the stream table's owner on the refresh's view
+/// of the tables and returns its first row as text. Other shapes: unchanged.
+pub fn expand_outer_join(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    groups: Vec<Vec<KeyValues>>,
+    run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
+) -> PgtResult<Vec<Vec<KeyValues>>> {
+    let Shape::LeftJoin { preserved, nullable } = plan.shape else {
+        return Ok(groups);
+    };
+    let key_groups = plan.key_groups();
+    let index = |rte| key_groups.iter().position(|g| g[0].rte == rte);
+    let (Some(p), Some(q)) = (index(preserved), index(nullable)) else {
+        return Err(PgtError::Internal("outer join key groups missing".into()));
+    };
+    let mut preserved_keys = groups[p].clone();
+    let nullable_keys = &groups[q];
+    if !is_empty(nullable_keys) {
+        let [a] = preserved_keys.as_mut_slice() else {
+            return Err(PgtError::Internal("outer join preserved key must be one column".into()));
+        };
+        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query = query.trim().trim_end_matches(';').to_string();
+        let st = crate::catalog::lifecycle::relation_name(relid)?;
+        let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
+        let mut parts = vec![
+            format!(
+                "SELECT n.{col} AS x FROM ({query}) n({}) WHERE {}",
+                cols.join(", "),
+                key_filter("n", nullable_keys),
+                col = a.column
+            ),
+            format!("SELECT o.{col} FROM {st} o WHERE {}", key_filter("o", nullable_keys), col = a.column),
+        ];
+        if let Some(values) = &a.values {
+            parts.push(format!("SELECT pg_catalog.unnest({}::{}[])", crate::sql::quote_literal(values), a.sql_type));
+        }
+        let sql = format!(
+            "SELECT (pg_catalog.array_agg(DISTINCT x) FILTER (WHERE x IS NOT NULL))::text FROM ({}) s",
+            parts.join(" UNION ")
+        );
+        a.values = run(&sql)?.first().cloned().flatten();
+    }
+    Ok(vec![preserved_keys])
 }
 
 /// Placeholder key values (`{affected <column>}`) for showing the SQL shape.

@@ -63,6 +63,8 @@ struct Prepared {
     apply: pgrx::spi::OwnedPreparedStatement,
     /// (quoted name, SQL type) of each key column, per table reference.
     shape: Vec<Vec<(String, String)>>,
+    /// The stream table's key columns (the unique index, ON CONFLICT target).
+    conflict_keys: Vec<String>,
 }
 
 thread_local! {
@@ -116,6 +118,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         );
     }
     let owner = sys::relation_owner(relid)?;
+    let all_keys = key_recompute::key_names(relid, &plan)?;
     let apply = sys::as_restricted_role(owner, || {
         let query =
             Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
@@ -123,7 +126,19 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         let query = query.trim().trim_end_matches(';').to_string();
         let st = crate::catalog::lifecycle::relation_name(relid)?;
         let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
-        let (sql, nparams) = key_recompute::apply_sql_with_params(&st, &query, &names, &shape);
+        // An outer join is recomputed per key of its preserved table only.
+        let apply_shape: Vec<Vec<(String, String)>> = match plan.shape {
+            analysis::Shape::LeftJoin { preserved, .. } => plan
+                .key_groups()
+                .iter()
+                .zip(&shape)
+                .filter(|(g, _)| g[0].rte == preserved)
+                .map(|(_, s)| s.clone())
+                .collect(),
+            _ => shape.clone(),
+        };
+        let (sql, nparams) =
+            key_recompute::apply_sql_with_params(&st, &query, &names, &apply_shape, &all_keys);
         let types: Vec<pgrx::PgOid> = (0..nparams)
             .map(|i| {
                 pgrx::PgOid::BuiltIn(if i % 2 == 0 {
@@ -135,7 +150,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
             .collect();
         Spi::connect(|c| Ok(c.prepare_mut(sql.as_str(), &types)?.keep()))
     })?;
-    let p = Rc::new(Prepared { populated, plan, key_names, owner, apply, shape });
+    let p = Rc::new(Prepared { populated, plan, key_names, owner, apply, shape, conflict_keys: all_keys });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
 }
@@ -207,13 +222,23 @@ pub fn maintain(
     if !any {
         return Ok(());
     }
+    // An outer join: changed rows of the nullable side become keys of the
+    // preserved side (looked up as the owner, on the statement's view).
+    let groups = sys::as_restricted_role(p.owner, || {
+        key_recompute::expand_outer_join(relid, &p.plan, groups, &|sql: &str| {
+            Spi::connect(|c| {
+                let row = c.select(sql, Some(1), &[])?.first();
+                Ok(vec![row.get::<String>(1)?])
+            })
+        })
+    })?;
     // Few keys (the common single-row statement): the prepared statement,
     // planned once. Many: a statement planned for these values, since a
     // generic plan cannot know how many keys the arrays hold.
     let keys: usize =
         groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
     if keys > PREPARED_KEYS_LIMIT {
-        key_recompute::apply_now(relid, &groups)?;
+        key_recompute::apply_now(relid, &groups, &p.conflict_keys)?;
         return Ok(());
     }
     let args = key_recompute::apply_params(&groups);

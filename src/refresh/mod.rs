@@ -122,7 +122,13 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 None => {
                     result.mode = RefreshMode::Differential;
                     let (deleted, inserted) = if affected.changes > 0 {
-                        dvm::key_recompute::apply(relid, &snapshot, &affected.groups)?
+                        let owner = sys::relation_owner(relid)?;
+                        let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
+                        let groups = sys::as_restricted_role(owner, || {
+                            dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)
+                        })?;
+                        let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+                        dvm::key_recompute::apply(relid, &snapshot, &groups, &key_names)?
                     } else {
                         (0, 0)
                     };

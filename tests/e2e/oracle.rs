@@ -62,6 +62,10 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t2.id AS id2 FROM t1 CROSS JOIN t2 WHERE t2.note IS NOT NULL AND t1.flag", true),
     ("SELECT id, t2.id AS id2, coalesce(note, g) AS label FROM t1 JOIN t2 USING (id)", true),
     ("SELECT t1.id, t2.note FROM t1 LEFT JOIN t2 ON t1.k = t2.k", false),
+    // One LEFT/RIGHT JOIN of two tables, both primary keys selected.
+    ("SELECT t1.id, t2.id AS id2, t2.note, t1.v FROM t1 LEFT JOIN t2 ON t1.k = t2.k", true),
+    ("SELECT t2.id AS id2, t1.id, t1.g FROM t1 RIGHT JOIN t2 ON t2.k = t1.k AND t1.v > 20", true),
+    ("SELECT a.id, b.id AS id2 FROM t1 a LEFT JOIN t1 b ON b.k = a.k AND b.id <> a.id WHERE a.flag", true),
     ("SELECT t1.k, count(t2.id) FROM t1 FULL JOIN t2 ON t1.k = t2.k GROUP BY t1.k", false),
     ("SELECT x.id, y.id AS id2 FROM t1 x CROSS JOIN t2 y WHERE x.k = y.k AND x.v > y.k", true),
     ("SELECT id, v FROM t1 UNION ALL SELECT id, k FROM t2", false),
