@@ -1,8 +1,10 @@
 //! pg_trickle: stream tables, materialized views that maintain themselves.
 //!
 //! Folders follow the data: `hooks` (DDL interception) → `catalog`
-//! (settings, catalog rows) → `refresh` (FULL refresh) ; `api` is the SQL
-//! surface; `worker` holds the scheduler's pieces.
+//! (settings, catalog rows, lifecycle) → `cdc` (change capture into
+//! buffers) → `dvm` (what can be maintained, and how) → `refresh` (FULL,
+//! DIFFERENTIAL and IMMEDIATE, the maintenance window); `api` is the SQL
+//! surface; `worker` holds the scheduler's pieces. Each folder has a README.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use pgrx::prelude::*;

@@ -19,9 +19,9 @@
 //!   reads up to.
 //! - `consumers`: attaching a stream table to its sources and detaching it.
 //!
-//! A stream table *consumes* changes when its requested mode is not `full`
-//! and every relation it reads (through views) is a table or a partitioned
-//! table; otherwise it is refreshed by recomputation and needs no capture.
+//! A stream table *consumes* changes when its effective mode is
+//! DIFFERENTIAL or IMMEDIATE (its query can be maintained: see
+//! `dvm::analysis`); buffers are written only for DIFFERENTIAL consumers.
 
 pub mod buffer;
 pub mod capture;
