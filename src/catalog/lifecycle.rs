@@ -174,7 +174,7 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, lenient: bool) ->
     }
     let effective = effective_mode(relid, settings, true, lenient)?;
     write_settings(relid, settings)?;
-    sys::record_extension_dependency(relid)?;
+    sys::link_to_extension(relid, sys::ExtensionLink::Dependency)?;
     let sources = stream_tables::sources_of(relid)?;
     let consumes = is_incremental(effective) && cdc::consumers::consumes(settings, &sources);
     sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, consumes, &sources))?;
@@ -255,10 +255,16 @@ fn bring_up_to_date(relid: pg_sys::Oid) -> PgtResult<()> {
 /// stream tables) or stop being so (a primary key was dropped). Switches
 /// capture and the key index accordingly; a stream table that becomes
 /// differential needs one FULL refresh, which the caller is about to run.
-pub fn reresolve_mode(st: stream_tables::StreamTable) -> PgtResult<stream_tables::StreamTable> {
+///
+/// Returns the stream table as it now is, and the analysis of its query
+/// (`None` when FULL was asked for and no analysis was needed), which the
+/// refresh then uses instead of analyzing again.
+pub fn reresolve_mode(
+    st: stream_tables::StreamTable,
+) -> PgtResult<(stream_tables::StreamTable, Option<dvm::analysis::Analysis>)> {
     let relid = st.relid;
     if st.settings.refresh_mode == RefreshMode::Full {
-        return Ok(st);
+        return Ok((st, None));
     }
     let analysis = dvm::analysis::analyze(relid)?;
     let desired = match (&analysis, st.settings.refresh_mode) {
@@ -267,7 +273,7 @@ pub fn reresolve_mode(st: stream_tables::StreamTable) -> PgtResult<stream_tables
         (Err(_), _) => RefreshMode::Full,
     };
     if desired == st.effective_mode {
-        return Ok(st);
+        return Ok((st, Some(analysis)));
     }
     if let Err(why) = &analysis {
         report_full(relid, why, PgLogLevel::WARNING, "is now")?;
@@ -282,7 +288,8 @@ pub fn reresolve_mode(st: stream_tables::StreamTable) -> PgtResult<stream_tables
     }
     let owner = sys::relation_owner(relid)?;
     sys::as_role(owner, || sync_key_index(relid, consumes))?;
-    stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))
+    let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
+    Ok((st, Some(analysis)))
 }
 
 /// Turn a stream table back into an ordinary materialized view.
@@ -290,7 +297,7 @@ pub fn unregister(relid: pg_sys::Oid) -> PgtResult<()> {
     sync_key_index(relid, false)?;
     let existing = sys::read_reloptions(relid)?;
     sys::write_reloptions(relid, &merge_reloptions(&existing, &[]))?;
-    sys::remove_extension_dependency(relid)?;
+    sys::unlink_from_extension(relid, sys::ExtensionLink::Dependency)?;
     sys::as_extension_owner(|| stream_tables::delete(relid))?;
     cdc::consumers::cleanup()
 }

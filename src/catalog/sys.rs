@@ -247,59 +247,46 @@ fn relation_address(relid: pg_sys::Oid) -> pg_sys::ObjectAddress {
     pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: 0 }
 }
 
-/// Record that the stream table depends on the extension.
-pub fn record_extension_dependency(relid: pg_sys::Oid) -> PgtResult<()> {
+/// How a relation is tied to the extension in `pg_depend`.
+#[derive(Clone, Copy, Debug)]
+pub enum ExtensionLink {
+    /// A stream table depends on the extension: DROP EXTENSION refuses while
+    /// it exists, and with CASCADE drops it.
+    Dependency,
+    /// A relation created at run time (a change buffer) is a member of the
+    /// extension: pg_dump skips it and DROP EXTENSION drops it.
+    Membership,
+}
+
+impl ExtensionLink {
+    fn deptype(self) -> pg_sys::DependencyType::Type {
+        match self {
+            ExtensionLink::Dependency => pg_sys::DependencyType::DEPENDENCY_NORMAL,
+            ExtensionLink::Membership => pg_sys::DependencyType::DEPENDENCY_EXTENSION,
+        }
+    }
+}
+
+/// Record `link` between the relation and the extension.
+pub fn link_to_extension(relid: pg_sys::Oid, link: ExtensionLink) -> PgtResult<()> {
     let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
     let depender = relation_address(relid);
     let referenced =
         pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: ext, objectSubId: 0 };
     // SAFETY: both addresses are valid, fully initialised locals.
-    unsafe { pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL) };
+    unsafe { pg_sys::recordDependencyOn(&depender, &referenced, link.deptype()) };
     Ok(())
 }
 
-/// Remove the dependency recorded by [`record_extension_dependency`].
-pub fn remove_extension_dependency(relid: pg_sys::Oid) -> PgtResult<()> {
+/// Remove what [`link_to_extension`] recorded.
+pub fn unlink_from_extension(relid: pg_sys::Oid, link: ExtensionLink) -> PgtResult<()> {
     let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
     // SAFETY: deletes only the pg_depend rows matching all five keys.
     unsafe {
         pg_sys::deleteDependencyRecordsForSpecific(
             pg_sys::RelationRelationId,
             relid,
-            pg_sys::DependencyType::DEPENDENCY_NORMAL as std::ffi::c_char,
-            pg_sys::ExtensionRelationId,
-            ext,
-        )
-    };
-    Ok(())
-}
-
-fn extension_address() -> PgtResult<pg_sys::ObjectAddress> {
-    let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
-    Ok(pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: ext, objectSubId: 0 })
-}
-
-/// Make a relation created at run time (a change buffer) a member of the
-/// extension: pg_dump skips it and DROP EXTENSION drops it.
-pub fn record_extension_membership(relid: pg_sys::Oid) -> PgtResult<()> {
-    let depender = relation_address(relid);
-    let referenced = extension_address()?;
-    // SAFETY: both addresses are valid, fully initialised locals.
-    unsafe {
-        pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_EXTENSION)
-    };
-    Ok(())
-}
-
-/// Undo [`record_extension_membership`] (before dropping the relation).
-pub fn remove_extension_membership(relid: pg_sys::Oid) -> PgtResult<()> {
-    let ext = extension_oid().ok_or(PgtError::ExtensionMissing)?;
-    // SAFETY: deletes only the pg_depend rows matching all five keys.
-    unsafe {
-        pg_sys::deleteDependencyRecordsForSpecific(
-            pg_sys::RelationRelationId,
-            relid,
-            pg_sys::DependencyType::DEPENDENCY_EXTENSION as std::ffi::c_char,
+            link.deptype() as std::ffi::c_char,
             pg_sys::ExtensionRelationId,
             ext,
         )

@@ -137,7 +137,7 @@ pub fn ensure(source: pg_sys::Oid, needed: &[i16]) -> PgtResult<()> {
                     "SELECT '{name}'::pg_catalog.regclass::pg_catalog.oid"
                 ))?
                 .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
-                sys::record_extension_membership(buffer)?;
+                sys::link_to_extension(buffer, sys::ExtensionLink::Membership)?;
                 Spi::run(&sentinel_sql(source))?;
                 Spi::run_with_args(
                     "INSERT INTO pgtrickle.pgt_change_buffers (source_relid, buffer_relid, columns) \
@@ -207,7 +207,7 @@ pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
             "DELETE FROM pgtrickle.pgt_change_buffers WHERE source_relid OPERATOR(pg_catalog.=) $1",
             &[source.into()],
         )?;
-        sys::remove_extension_membership(buffer)?;
+        sys::unlink_from_extension(buffer, sys::ExtensionLink::Membership)?;
         Spi::run(&format!("DROP TABLE {}", buffer_name(source)))?;
         Ok(())
     })?;

@@ -86,6 +86,9 @@ pub struct KeyColumn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unsupported(pub String);
 
+/// The outcome of [`analyze`]: how to maintain the query, or why not.
+pub type Analysis = Result<Plan, Unsupported>;
+
 impl Unsupported {
     /// The reason as a sentence, for DETAIL lines.
     pub fn sentence(&self) -> String {
@@ -392,7 +395,9 @@ fn decide(
     };
     let single = f.relations.len() == 1;
     if f.left_join.is_some() && (f.has_aggs || f.has_group || f.has_distinct) {
-        return Ok(unsupported("aggregates or DISTINCT over outer joins cannot be maintained incrementally yet"));
+        return Ok(unsupported(
+            "aggregates or DISTINCT over outer joins cannot be maintained incrementally yet",
+        ));
     }
     if f.has_aggs || f.has_group {
         if !single {

@@ -134,7 +134,6 @@ fn apply_statement(st: &str, recompute: &str, fo: &str, keys: &[String]) -> Stri
     )
 }
 
-
 /// The apply statement with the key values as parameters, to be prepared
 /// once and run for every statement (IMMEDIATE): per key column of every
 /// table reference, `$n` the distinct values as an array literal (text,
@@ -276,7 +275,11 @@ pub fn affected_keys(
 /// The apply statement for `keys`, built as the stream table's
 /// owner (whose role runs them): with search_path = pg_catalog, set by the
 /// role switch, the deparsed query names every object with its schema.
-fn statements_as_owner(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<String> {
+fn statements_as_owner(
+    relid: pg_sys::Oid,
+    keys: &[Vec<KeyValues>],
+    key_names: &[String],
+) -> PgtResult<String> {
     let query =
         Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
             .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
@@ -455,8 +458,9 @@ pub fn expand_outer_join(
         let [a] = preserved_keys.as_mut_slice() else {
             return Err(PgtError::Internal("outer join preserved key must be one column".into()));
         };
-        let query = Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let query =
+            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
         let query = query.trim().trim_end_matches(';').to_string();
         let st = crate::catalog::lifecycle::relation_name(relid)?;
         let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
@@ -470,7 +474,11 @@ pub fn expand_outer_join(
             format!("SELECT o.{col} FROM {st} o WHERE {}", key_filter("o", nullable_keys), col = a.column),
         ];
         if let Some(values) = &a.values {
-            parts.push(format!("SELECT pg_catalog.unnest({}::{}[])", crate::sql::quote_literal(values), a.sql_type));
+            parts.push(format!(
+                "SELECT pg_catalog.unnest({}::{}[])",
+                crate::sql::quote_literal(values),
+                a.sql_type
+            ));
         }
         let sql = format!(
             "SELECT (pg_catalog.array_agg(DISTINCT x) FILTER (WHERE x IS NOT NULL))::text FROM ({}) s",

@@ -62,7 +62,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     }
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
     let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
-    let st = crate::catalog::lifecycle::reresolve_mode(st)?;
+    let (st, analysis) = crate::catalog::lifecycle::reresolve_mode(st)?;
     let history =
         sys::as_extension_owner(|| stream_tables::history_start(relid, st.effective_mode, trigger.as_str()))?;
     let snapshot = RefreshSnapshot::take();
@@ -93,12 +93,15 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 result.message = Some("a change buffer was emptied by crash recovery".into());
                 None
             } else {
-                match dvm::analysis::analyze(relid)? {
-                    Ok(plan) => Some((plan, old.clone())),
-                    Err(why) => {
+                // Differential as effective mode implies the query was just
+                // analyzed (requested mode not FULL) and found maintainable.
+                match analysis {
+                    Some(Ok(plan)) => Some((plan, old.clone())),
+                    Some(Err(why)) => {
                         result.message = Some(why.0);
                         None
                     }
+                    None => None,
                 }
             }
         }
