@@ -33,6 +33,9 @@ fsync = off
 log_min_messages = warning
 CONF
     fi
+    # One scheduler per database with pg_trickle, plus the launcher.
+    grep -q '^max_worker_processes' "$datadir/postgresql.conf" ||
+        echo "max_worker_processes = 32" >>"$datadir/postgresql.conf"
     if as_pg_user "$bin/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         # Running: restart so a freshly installed library is loaded.
         as_pg_user "$bin/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -m fast restart >/dev/null

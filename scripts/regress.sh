@@ -10,6 +10,11 @@ out="$root/target/regress"
 rm -rf "$out" && mkdir -p "$out"
 tests=$(cd "$root/regress/sql" && ls *.sql | sed 's/\.sql$//' | sort)
 pg_regress="$("$PGT_PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress"
-exec "$pg_regress" --bindir="$PGT_PREFIX/bin" --host=127.0.0.1 --port="$port" --user=postgres \
+# Expected outputs must not depend on when a background refresh happens:
+# the schedulers are paused for the run (the scheduler has end-to-end tests).
+psql=("$PGT_PREFIX/bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -X -q)
+"${psql[@]}" -c "ALTER SYSTEM SET pg_trickle.enabled = off" -c "SELECT pg_reload_conf()" >/dev/null
+trap '"${psql[@]}" -c "ALTER SYSTEM RESET pg_trickle.enabled" -c "SELECT pg_reload_conf()" >/dev/null' EXIT
+"$pg_regress" --bindir="$PGT_PREFIX/bin" --host=127.0.0.1 --port="$port" --user=postgres \
     --inputdir="$root/regress" --outputdir="$out" --dbname=pgt_regress \
     --load-extension=pg_trickle $tests

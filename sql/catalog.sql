@@ -17,6 +17,7 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
     needs_full         boolean NOT NULL DEFAULT false,
     consecutive_errors integer NOT NULL DEFAULT 0,
     last_error         text,
+    next_retry_at      timestamptz,   -- scheduler backoff after a failed refresh
     created_at         timestamptz NOT NULL DEFAULT now(),
     last_refresh_at    timestamptz,
     row_count          bigint,   -- rows after the last refresh (kept by pg_trickle)

@@ -6,7 +6,59 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 /// DIFFERENTIAL refresh recomputes in FULL instead (cheaper by then).
 pub static DIFFERENTIAL_MAX_CHANGE_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.25);
 
+/// Whether the schedulers refresh anything.
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// The longest a scheduler sleeps between looks at its stream tables (ms).
+pub static SCHEDULER_IDLE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Scheduled refreshes running at once in the whole cluster.
+pub static MAX_CONCURRENT_REFRESHES: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// Failed scheduled refreshes in a row before a stream table is suspended.
+pub static MAX_CONSECUTIVE_ERRORS: GucSetting<i32> = GucSetting::<i32>::new(3);
+
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"pg_trickle.enabled",
+        c"Whether the background schedulers refresh stream tables.",
+        c"When off, schedulers keep running but refresh nothing; manual refreshes and \
+          IMMEDIATE maintenance are not affected.",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_trickle.scheduler_idle_interval",
+        c"Longest time a scheduler sleeps between looks at its stream tables.",
+        c"Committed changes wake a scheduler at once; this bounds the sleep otherwise.",
+        &SCHEDULER_IDLE_INTERVAL,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_trickle.max_concurrent_refreshes",
+        c"Scheduled refreshes running at once in the whole cluster.",
+        c"Each database's scheduler refreshes one stream table at a time; this caps \
+          how many schedulers refresh at the same moment.",
+        &MAX_CONCURRENT_REFRESHES,
+        1,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_trickle.max_consecutive_errors",
+        c"Failed scheduled refreshes in a row after which a stream table is suspended.",
+        c"A suspended stream table has status 'error' and is not scheduled until resumed \
+          with pgtrickle.resume_stream_table() or ALTER MATERIALIZED VIEW ... SET \
+          (pgtrickle.status = 'active').",
+        &MAX_CONSECUTIVE_ERRORS,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+
     GucRegistry::define_float_guc(
         c"pg_trickle.differential_max_change_fraction",
         c"Fraction of a source's rows changed above which a differential refresh runs in full.",

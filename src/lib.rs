@@ -42,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
     hooks::init();
     refresh::window::init();
     cdc::capture::init();
+    worker::init();
 }
 
 // `#[pg_test]`s need a server: `cargo pgrx test` runs them (feature pg_test);

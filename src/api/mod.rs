@@ -137,6 +137,14 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
     Ok(out)
 }
 
+fn set_status(name: &str, status: &str) -> PgtResult<()> {
+    let relid = resolve_stream_table(name)?;
+    if !sys::current_user_owns(relid) {
+        return Err(PgtError::NotOwner { name: lifecycle::relation_name(relid)? });
+    }
+    lifecycle::alter(relid, &[OptionChange::Set { key: "status".into(), value: status.into() }])
+}
+
 #[pg_schema]
 mod pgtrickle {
     use super::*;
@@ -199,6 +207,48 @@ mod pgtrickle {
         name: &str,
     ) -> TableIterator<'static, (name!(property, String), name!(value, Option<String>))> {
         TableIterator::new(explain(name).or_report())
+    }
+
+    /// Put a stream table back on its schedule (after it was suspended by
+    /// errors or by hand); clears its error count and backoff.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn resume_stream_table(name: &str) {
+        set_status(name, "active").or_report()
+    }
+
+    /// Take a stream table off its schedule (manual refreshes still work).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn suspend_stream_table(name: &str) {
+        set_status(name, "suspended").or_report()
+    }
+
+    /// The process id of this database's scheduler, NULL if none runs.
+    #[pg_extern(volatile, parallel_safe)]
+    fn scheduler_pid() -> Option<i32> {
+        crate::worker::shmem::running_pid(crate::worker::sys::my_database())
+    }
+
+    /// Called at the end of CREATE EXTENSION: start a scheduler here once
+    /// the transaction commits.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn _request_scheduler() {
+        crate::worker::request_at_commit();
+    }
+
+    /// How far behind its sources a stream table is, in seconds: 0 when
+    /// nothing is waiting to be applied (and for IMMEDIATE), otherwise the
+    /// age of the oldest unapplied change (DIFFERENTIAL) or of the last
+    /// refresh (FULL).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn _staleness(relid: pg_sys::Oid) -> Option<f64> {
+        crate::worker::staleness(relid).or_report()
+    }
+
+    /// Is this staleness more than the schedule allows (twice its period,
+    /// at least 5 s beyond it)? NULL schedule or 'calculated': never.
+    #[pg_extern(immutable, parallel_safe)]
+    fn _is_stale(schedule: Option<&str>, staleness_seconds: Option<f64>) -> bool {
+        crate::worker::schedule::is_stale(schedule, staleness_seconds.unwrap_or(0.0))
     }
 
     /// Refresh a stream table now; returns the number of rows it wrote (all

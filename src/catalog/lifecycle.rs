@@ -177,6 +177,7 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, lenient: bool) ->
     sys::link_to_extension(relid, sys::ExtensionLink::Dependency)?;
     let sources = stream_tables::sources_of(relid)?;
     let consumes = is_incremental(effective) && cdc::consumers::consumes(settings, &sources);
+    crate::worker::wake_at_commit();
     sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, consumes, &sources))?;
     if consumes {
         cdc::consumers::attach(relid)?;
@@ -196,6 +197,32 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
         return Err(PgtError::NotOwner { name: relation_name(relid)? });
     }
     sys::lock_relation(relid, pg_sys::ShareUpdateExclusiveLock);
+    // The scheduler looks at the new settings as soon as they commit.
+    crate::worker::wake_at_commit();
+    // `pgtrickle.status` is runtime state, not a stored setting.
+    let (status, changes): (Vec<OptionChange>, Vec<OptionChange>) =
+        changes.iter().cloned().partition(|c| c.key() == "status");
+    if let Some(change) = status.last() {
+        let value = match change {
+            OptionChange::Set { value, .. } => value.trim().to_ascii_lowercase(),
+            OptionChange::Reset { .. } => "active".into(),
+        };
+        if value != "active" && value != "suspended" {
+            return Err(PgtError::InvalidOptionValue {
+                name: "status".into(),
+                value,
+                hint: "pgtrickle.status is 'active' (scheduled) or 'suspended' (not scheduled).".into(),
+            });
+        }
+        if !stream_tables::exists(relid)? {
+            return Err(PgtError::NotAStreamTable { name: relation_name(relid)? });
+        }
+        sys::as_extension_owner(|| stream_tables::set_status(relid, &value))?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+    }
+    let changes = &changes[..];
     let current = stream_tables::get(relid)?;
     match apply_alter(current.as_ref().map(|st| &st.settings), changes)? {
         AlterOutcome::Stream(settings) => match current {

@@ -241,6 +241,8 @@ pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> Pg
     Spi::run_with_args(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET last_refresh_at = pg_catalog.now(), consecutive_errors = 0, last_error = NULL, \
+                next_retry_at = NULL, \
+                status = CASE WHEN status OPERATOR(pg_catalog.=) 'error' THEN 'active' ELSE status END, \
                 needs_full = false, frontier = $2::pg_catalog.pg_snapshot, \
                 frontier_xid = $3::pg_catalog.xid8, frontier_cid = $4, row_count = $5 \
           WHERE relid OPERATOR(pg_catalog.=) $1",
@@ -251,6 +253,49 @@ pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> Pg
             f.map(|f| f.cid).into(),
             result.row_count.into(),
         ],
+    )?;
+    Ok(())
+}
+
+/// A scheduled refresh failed (its transaction rolled back): count it,
+/// keep the message, set when to retry, suspend if asked, and add an
+/// `error` entry to the history.
+pub fn record_failure(
+    relid: pg_sys::Oid,
+    message: &str,
+    started_ms: i64,
+    retry_in_ms: i64,
+    suspend: bool,
+) -> PgtResult<()> {
+    Spi::run_with_args(
+        "UPDATE pgtrickle.pgt_stream_tables \
+            SET consecutive_errors = consecutive_errors OPERATOR(pg_catalog.+) 1, last_error = $2, \
+                next_retry_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) \
+                                pg_catalog.make_interval(secs => $3::float8 / 1000), \
+                status = CASE WHEN $4 THEN 'error' ELSE status END \
+          WHERE relid OPERATOR(pg_catalog.=) $1",
+        &[relid.into(), message.into(), retry_in_ms.into(), suspend.into()],
+    )?;
+    Spi::run_with_args(
+        "INSERT INTO pgtrickle.pgt_refresh_history (relid, mode, trigger, started_at, finished_at, outcome, message) \
+         SELECT relid, refresh_mode, 'scheduled', pg_catalog.to_timestamp($2::float8 / 1000), \
+                pg_catalog.clock_timestamp(), 'error', $3 \
+           FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
+        &[relid.into(), started_ms.into(), message.into()],
+    )?;
+    Ok(())
+}
+
+/// Set a stream table's status (`active` or `suspended`); resuming clears
+/// the error count and backoff.
+pub fn set_status(relid: pg_sys::Oid, status: &str) -> PgtResult<()> {
+    Spi::run_with_args(
+        "UPDATE pgtrickle.pgt_stream_tables \
+            SET status = $2, \
+                consecutive_errors = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE consecutive_errors END, \
+                next_retry_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE next_retry_at END \
+          WHERE relid OPERATOR(pg_catalog.=) $1",
+        &[relid.into(), status.into()],
     )?;
     Ok(())
 }

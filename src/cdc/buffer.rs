@@ -272,6 +272,35 @@ pub fn count_window(
     })
 }
 
+/// Does `source`'s buffer hold a committed change that `frontier` has not
+/// applied? (The scheduler's test for "something to do".)
+pub fn has_unapplied(source: pg_sys::Oid, frontier: &Frontier) -> PgtResult<bool> {
+    if buffer_relid(source)?.is_none() {
+        return Ok(false);
+    }
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND NOT {})",
+        buffer_name(source),
+        super::frontier::window_sql_literal(frontier, None)
+    );
+    sys::as_extension_owner(|| Ok(Spi::get_one::<bool>(&sql)?.unwrap_or(false)))
+}
+
+/// Age in seconds of the oldest committed change in `source`'s buffer that
+/// `frontier` has not applied (by its writer's transaction start).
+pub fn oldest_unapplied_age(source: pg_sys::Oid, frontier: &Frontier) -> PgtResult<Option<f64>> {
+    if buffer_relid(source)?.is_none() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT extract(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) min(__pgt_time))::float8 \
+           FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND NOT {}",
+        buffer_name(source),
+        window_sql_literal(frontier, None)
+    );
+    sys::as_extension_owner(|| Ok(Spi::get_one::<f64>(&sql)?))
+}
+
 /// (pending rows, oldest pending change) of `source`'s buffer.
 pub fn stats(source: pg_sys::Oid) -> PgtResult<(i64, Option<pgrx::datum::TimestampWithTimeZone>)> {
     let readable = Spi::get_one_with_args::<bool>(

@@ -219,6 +219,7 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
         let consumers = consumers(relid)?;
         if consumers.iter().any(|(_, immediate)| !immediate) {
             write_buffer(relid, event)?;
+            crate::worker::wake_at_commit();
         }
         let transition = crate::refresh::immediate::Transition {
             old: event != Event::Insert,

@@ -11,6 +11,7 @@
 
 mod alter;
 mod create;
+mod database;
 mod index;
 pub(crate) mod nodes;
 mod refresh;

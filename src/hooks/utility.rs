@@ -119,6 +119,9 @@ unsafe extern "C-unwind" fn pgt_process_utility(
 fn dispatch(call: &UtilityCall) -> PgtResult<()> {
     // SAFETY: reads a backend-local flag set while an extension script runs.
     let in_extension_script = unsafe { pg_sys::creating_extension };
+    if super::database::handle(call, call.stmt())? {
+        return Ok(());
+    }
     if in_internal() || in_extension_script {
         call.pass_through();
         return Ok(());

@@ -28,6 +28,8 @@ pub enum RefreshTrigger {
     Manual,
     /// The first population by CREATE MATERIALIZED VIEW.
     Create,
+    /// The background scheduler.
+    Scheduled,
 }
 
 impl RefreshTrigger {
@@ -35,6 +37,7 @@ impl RefreshTrigger {
         match self {
             RefreshTrigger::Manual => "manual",
             RefreshTrigger::Create => "create",
+            RefreshTrigger::Scheduled => "scheduled",
         }
     }
 }

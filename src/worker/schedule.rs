@@ -165,6 +165,67 @@ pub fn parse_cron(expr: &str) -> Result<CronSpec, String> {
     })
 }
 
+impl CronSpec {
+    /// The first minute strictly after `after` (Unix seconds, UTC) at which
+    /// the expression fires, as Unix seconds; `None` if it never fires
+    /// (e.g. `0 0 31 2 *`). Cron schedules are read in UTC.
+    pub fn next_after(&self, after: i64) -> Option<i64> {
+        let first_minute = after.div_euclid(60) + 1;
+        let mut day = first_minute.div_euclid(1440);
+        let mut minute_of_day = first_minute.rem_euclid(1440) as u32;
+        // Every valid day/month combination recurs within 8 years (Feb 29).
+        for _ in 0..(366 * 8) {
+            let (_, month, dom) = civil_from_days(day);
+            // 1970-01-01 was a Thursday.
+            let dow = (day + 4).rem_euclid(7) as u32;
+            let dom_ok = self.days_of_month & (1 << dom) != 0;
+            let dow_ok = self.days_of_week & (1 << dow) != 0;
+            let day_ok = if self.dom_restricted && self.dow_restricted { dom_ok || dow_ok } else { dom_ok && dow_ok };
+            if self.months & (1 << month) != 0 && day_ok {
+                for m in minute_of_day..1440 {
+                    let (h, mi) = (m / 60, m % 60);
+                    if self.hours & (1 << h) != 0 && self.minutes & (1 << mi) != 0 {
+                        return Some((day * 1440 + m as i64) * 60);
+                    }
+                }
+            }
+            day += 1;
+            minute_of_day = 0;
+        }
+        None
+    }
+}
+
+/// Is a stream table `staleness_seconds` behind its sources more than its
+/// schedule allows? More than twice the period, and at least 5 s beyond it;
+/// never for no schedule or `'calculated'`.
+pub fn is_stale(schedule: Option<&str>, staleness_seconds: f64) -> bool {
+    let period = match schedule.map(Schedule::parse) {
+        Some(Ok(Schedule::Every(d))) => d.as_secs_f64(),
+        Some(Ok(Schedule::Cron(spec))) => {
+            match spec.next_after(0).and_then(|a| spec.next_after(a).map(|b| (b - a) as f64)) {
+                Some(p) => p,
+                None => return false,
+            }
+        }
+        _ => return false,
+    };
+    staleness_seconds > (2.0 * period).max(period + 5.0)
+}
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +273,43 @@ mod tests {
         assert!(matches!(Schedule::parse(" 10s ").unwrap(), Schedule::Every(_)));
         assert!(Schedule::parse("@sometimes").is_err());
         assert!(Schedule::parse("   ").is_err());
+    }
+
+    #[test]
+    fn cron_next_fire() {
+        // 2026-11-25 19:34:30 UTC (a Wednesday).
+        let t = 1_795_635_270;
+        assert_eq!(civil_from_days(t / 86_400), (2026, 11, 25));
+        let every15 = parse_cron("*/15 * * * *").unwrap();
+        assert_eq!(every15.next_after(t), Some(1_795_635_900));
+        let hourly = match Schedule::parse("@hourly").unwrap() {
+            Schedule::Cron(c) => c,
+            _ => unreachable!(),
+        };
+        assert_eq!(hourly.next_after(t), Some(t - 34 * 60 - 30 + 3600));
+        // Exactly on a firing minute: the next one, not the same.
+        assert_eq!(hourly.next_after(t - 34 * 60 - 30 + 3600), Some(t - 34 * 60 - 30 + 7200));
+        // Mondays at 09:00: 2026-11-30.
+        let monday = parse_cron("0 9 * * 1").unwrap();
+        assert_eq!(monday.next_after(t), Some(1_796_029_200));
+        // Day-of-month or day-of-week when both are restricted: the 1st or a Friday.
+        let either = parse_cron("0 0 1 * 5").unwrap();
+        assert_eq!(either.next_after(t), Some(1_795_737_600));
+        // Feb 29 only: next is 2028-02-29.
+        let leap = parse_cron("0 0 29 2 *").unwrap();
+        assert_eq!(civil_from_days(leap.next_after(t).unwrap() / 86_400), (2028, 2, 29));
+        assert_eq!(parse_cron("0 0 31 2 *").unwrap().next_after(t), None);
+    }
+
+    #[test]
+    fn staleness_limits() {
+        assert!(!is_stale(Some("10s"), 20.0));
+        assert!(is_stale(Some("10s"), 20.5));
+        assert!(!is_stale(Some("0s"), 4.0), "at least 5 s of slack");
+        assert!(is_stale(Some("0s"), 6.0));
+        assert!(!is_stale(Some("@hourly"), 7000.0));
+        assert!(is_stale(Some("@hourly"), 7300.0));
+        assert!(!is_stale(Some("calculated"), 1e9));
+        assert!(!is_stale(None, 1e9));
     }
 }
