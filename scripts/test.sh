@@ -77,6 +77,10 @@ if "$here/cluster.sh" start "$test_data/data" "$test_port" >"$logs/cluster.log" 
     export PGT_TEST_PORT=$test_port
     phase e2e cargo test --features e2e --test e2e -- --test-threads=2
     count_cargo "$logs/e2e.log"
+    # Restarts the server: runs alone, last.
+    PGT_TEST_DATADIR="$test_data/data" phase e2e-restart \
+        cargo test --features e2e --test e2e -- --ignored scheduling_resumes_after_a_server_restart
+    count_cargo "$logs/e2e-restart.log"
 else
     log "could not start the test cluster:"; cat "$logs/cluster.log" >&2
     status=1; failed=$((failed + 1))

@@ -28,6 +28,8 @@ thread_local! {
 /// A scheduler that exits other than for a missing extension is restarted
 /// by the launcher after this long.
 const RESTART_DELAY_MS: i64 = 5_000;
+/// After a tick failed as a whole (catalog unreadable), look again then.
+const ERROR_RETRY_MS: i64 = 5_000;
 /// Without a permit (pg_trickle.max_concurrent_refreshes reached), try
 /// again after this long.
 const PERMIT_RETRY_MS: i64 = 100;
@@ -59,7 +61,7 @@ pub extern "C-unwind" fn pgt_scheduler_main(arg: pg_sys::Datum) {
             }
             Err(message) => {
                 warning!("pg_trickle scheduler: {message}");
-                i64::from(guc::SCHEDULER_IDLE_INTERVAL.get())
+                i64::from(guc::SCHEDULER_IDLE_INTERVAL.get()).max(ERROR_RETRY_MS)
             }
         };
         sys::report_idle();

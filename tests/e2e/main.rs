@@ -8,6 +8,7 @@ mod immediate;
 mod jdbc;
 mod oracle;
 mod protocol;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::process::Command;
