@@ -239,3 +239,45 @@ for shape in aggregate join; do
     printf '%-6s pg_trickle added latency / pg_ivm added latency: %s\n' "$shape" \
         "$(echo "${added[pg_trickle]} ${added[pg_ivm]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')"
 done
+
+# ---------------------------------------------------------------------------
+# Scheduler latency: a stream table with schedule '0s' (refresh as soon as
+# changes commit) over a 100,000-row table; one session inserts a row and
+# polls the stream table until the row shows, $PGT_BENCH_LATENCY_SAMPLES
+# times. Measured from just before COMMIT to the first poll that sees it
+# (polls every 0.5 ms).
+samples=${PGT_BENCH_LATENCY_SAMPLES:-300}
+"${psql[@]}" -d bench >/dev/null <<'SQL'
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS lat_src, lat_result CASCADE;
+CREATE TABLE lat_src (id bigint PRIMARY KEY, v int);
+INSERT INTO lat_src SELECT i, i FROM generate_series(1, 100000) i;
+CREATE TABLE lat_result (ms float8);
+CREATE MATERIALIZED VIEW lat_st WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential,
+    pgtrickle.schedule = '0s') AS SELECT id, v FROM lat_src;
+CREATE PROCEDURE lat_measure(n int) LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    k bigint;
+BEGIN
+    FOR i IN 1..n LOOP
+        k := 1000000 + i;
+        INSERT INTO lat_src VALUES (k, i);
+        t0 := clock_timestamp();
+        COMMIT;
+        LOOP
+            EXIT WHEN EXISTS (SELECT 1 FROM lat_st WHERE id = k);
+            PERFORM pg_sleep(0.0005);
+        END LOOP;
+        INSERT INTO lat_result VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
+        COMMIT;
+    END LOOP;
+END $$;
+VACUUM ANALYZE;
+SQL
+sleep 1
+"${psql[@]}" -d bench -c "CALL lat_measure($samples)" >/dev/null
+printf '\nScheduler latency, schedule 0s, commit -> visible in the stream table (%s samples, ms)\n' "$samples"
+"${psql[@]}" -d bench -tA -F ' ' -c "SELECT round(p[1]::numeric, 2), round(p[2]::numeric, 2), round(p[3]::numeric, 2)
+    FROM (SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms) AS p FROM lat_result) x" |
+    awk '{printf "p50 %s   p95 %s   p99 %s\n", $1, $2, $3}'

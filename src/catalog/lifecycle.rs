@@ -177,7 +177,7 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, lenient: bool) ->
     sys::link_to_extension(relid, sys::ExtensionLink::Dependency)?;
     let sources = stream_tables::sources_of(relid)?;
     let consumes = is_incremental(effective) && cdc::consumers::consumes(settings, &sources);
-    crate::worker::wake_at_commit();
+    crate::worker::settings_changed();
     sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, consumes, &sources))?;
     if consumes {
         cdc::consumers::attach(relid)?;
@@ -198,7 +198,7 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
     }
     sys::lock_relation(relid, pg_sys::ShareUpdateExclusiveLock);
     // The scheduler looks at the new settings as soon as they commit.
-    crate::worker::wake_at_commit();
+    crate::worker::settings_changed();
     // `pgtrickle.status` is runtime state, not a stored setting.
     let (status, changes): (Vec<OptionChange>, Vec<OptionChange>) =
         changes.iter().cloned().partition(|c| c.key() == "status");

@@ -21,6 +21,7 @@ pub mod sys;
 
 thread_local! {
     static WAKE_AT_COMMIT: Cell<bool> = const { Cell::new(false) };
+    static SETTINGS_CHANGED: Cell<bool> = const { Cell::new(false) };
     static REQUEST_AT_COMMIT: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -32,9 +33,16 @@ pub fn init() {
     sys::register_xact_callback(on_xact_event);
 }
 
-/// Wake this database's scheduler when the current transaction commits.
+/// Changes were captured: wake this database's scheduler when the current
+/// transaction commits, if it has a stream table waiting for them.
 pub fn wake_at_commit() {
     WAKE_AT_COMMIT.with(|w| w.set(true));
+}
+
+/// Stream tables were created or their settings changed: wake this
+/// database's scheduler when the current transaction commits.
+pub fn settings_changed() {
+    SETTINGS_CHANGED.with(|w| w.set(true));
 }
 
 /// Ask for a scheduler in this database when the current transaction
@@ -51,13 +59,15 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
             if REQUEST_AT_COMMIT.with(|r| r.replace(false)) {
                 shmem::request(db);
             }
-            if WAKE_AT_COMMIT.with(|w| w.replace(false)) {
-                shmem::wake(db);
+            let settings = SETTINGS_CHANGED.with(|w| w.replace(false));
+            if WAKE_AT_COMMIT.with(|w| w.replace(false)) || settings {
+                shmem::wake(db, settings);
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             REQUEST_AT_COMMIT.with(|r| r.set(false));
             WAKE_AT_COMMIT.with(|w| w.set(false));
+            SETTINGS_CHANGED.with(|w| w.set(false));
         }
         _ => {}
     }

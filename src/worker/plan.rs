@@ -171,6 +171,18 @@ pub fn plan(candidates: &[Candidate], now_ms: i64) -> Plan {
     }
 }
 
+/// Should commits that write change buffers wake the scheduler? Only when
+/// some active DIFFERENTIAL stream table has a duration schedule shorter
+/// than the idle interval (otherwise the next idle look is soon enough) or
+/// a stream table reading it has one (`'calculated'` chains).
+pub fn wants_commit_wake(candidates: &[Candidate], idle_ms: i64) -> bool {
+    candidates.iter().any(|c| {
+        c.active
+            && c.mode != Mode::Immediate
+            && matches!(&c.schedule, Some(Schedule::Every(d)) if (d.as_millis() as i64) < idle_ms)
+    })
+}
+
 /// Wait before retrying after `failures` consecutive failures: 1 s, 2 s,
 /// 4 s, … capped at 5 minutes.
 pub fn backoff(failures: i32) -> Duration {
@@ -270,5 +282,15 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(4));
         assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn commit_wake_only_for_short_schedules() {
+        let fast = st(1, Mode::Differential, Some("0s"));
+        let slow = st(2, Mode::Differential, Some("5m"));
+        assert!(wants_commit_wake(&[slow.clone(), fast.clone()], 1000));
+        assert!(!wants_commit_wake(&[slow.clone()], 1000));
+        assert!(!wants_commit_wake(&[Candidate { active: false, ..fast }], 1000));
+        assert!(!wants_commit_wake(&[st(3, Mode::Full, Some("@hourly"))], 1000));
     }
 }

@@ -95,6 +95,7 @@ fn tick() -> Result<Option<i64>, String> {
         return Ok(Some(idle));
     }
     let candidates: Vec<Candidate> = loaded.iter().map(|l| l.candidate.clone()).collect();
+    shmem::set_wake_on_commit(DBOID.with(|d| d.get()), plan::wants_commit_wake(&candidates, idle));
     let now = sys::now_ms();
     let plan = plan::plan(&candidates, now);
     for cycle in &plan.cycles {

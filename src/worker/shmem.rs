@@ -43,10 +43,20 @@ pub struct Slot {
     pub retry_at: i64,
     /// CREATE EXTENSION asked for a scheduler.
     pub requested: bool,
+    /// Some stream table wants to be refreshed within the idle interval of
+    /// a commit: committing writers set the latch.
+    pub wake_on_commit: bool,
 }
 
-const FREE_SLOT: Slot =
-    Slot { dboid: 0, state: SlotState::Free, pid: 0, latch: 0, retry_at: 0, requested: false };
+const FREE_SLOT: Slot = Slot {
+    dboid: 0,
+    state: SlotState::Free,
+    pid: 0,
+    latch: 0,
+    retry_at: 0,
+    requested: false,
+    wake_on_commit: true,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Registry {
@@ -147,7 +157,7 @@ pub fn attach(dboid: u32, pid: i32, latch: usize) -> bool {
     if slot.state == SlotState::Paused || (slot.state == SlotState::Running && slot.pid != pid) {
         return false;
     }
-    *slot = Slot { dboid, state: SlotState::Running, pid, latch, retry_at: 0, requested: false };
+    *slot = Slot { dboid, state: SlotState::Running, pid, latch, ..FREE_SLOT };
     true
 }
 
@@ -194,13 +204,25 @@ pub fn request(dboid: u32) {
     wake_launcher();
 }
 
-/// Wake the scheduler of `dboid`, if one runs.
-pub fn wake(dboid: u32) {
+/// Wake the scheduler of `dboid`, if one runs and wants to be woken
+/// (`always`: whether it wants to or not).
+pub fn wake(dboid: u32, always: bool) {
     let latch = {
         let reg = REGISTRY.share();
-        find(&reg, dboid).map(|i| reg.slots[i]).filter(|s| s.state == SlotState::Running).map_or(0, |s| s.latch)
+        find(&reg, dboid)
+            .map(|i| reg.slots[i])
+            .filter(|s| s.state == SlotState::Running && (s.wake_on_commit || always))
+            .map_or(0, |s| s.latch)
     };
     sys::set_latch(latch);
+}
+
+/// The scheduler says whether commits should wake it.
+pub fn set_wake_on_commit(dboid: u32, wake: bool) {
+    let mut reg = REGISTRY.exclusive();
+    if let Some(i) = find(&reg, dboid) {
+        reg.slots[i].wake_on_commit = wake;
+    }
 }
 
 /// Keep the scheduler of `dboid` stopped until `until_ms`; returns the pid
@@ -210,7 +232,7 @@ pub fn pause(dboid: u32, until_ms: i64) -> Option<i32> {
     let i = find_or_claim(&mut reg, dboid)?;
     let slot = &mut reg.slots[i];
     let pid = (slot.state == SlotState::Running && slot.pid != 0).then_some(slot.pid);
-    *slot = Slot { dboid, state: SlotState::Paused, pid: 0, latch: 0, retry_at: until_ms, requested: true };
+    *slot = Slot { dboid, state: SlotState::Paused, retry_at: until_ms, requested: true, ..FREE_SLOT };
     pid
 }
 
