@@ -44,7 +44,7 @@ fn effective_mode(
     if settings.refresh_mode == RefreshMode::Full {
         return Ok(RefreshMode::Full);
     }
-    let analysis = dvm::analysis::analyze(relid)?;
+    let analysis = dvm::analysis::analyze_for(relid, settings.refresh_mode == RefreshMode::Immediate)?;
     if analysis.is_ok() && announce && dvm::analysis::calls_stable_functions(relid)? {
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_WARNING,
@@ -293,7 +293,7 @@ pub fn reresolve_mode(
     if st.settings.refresh_mode == RefreshMode::Full {
         return Ok((st, None));
     }
-    let analysis = dvm::analysis::analyze(relid)?;
+    let analysis = dvm::analysis::analyze_for(relid, st.settings.refresh_mode == RefreshMode::Immediate)?;
     let desired = match (&analysis, st.settings.refresh_mode) {
         (Ok(_), RefreshMode::Immediate) => RefreshMode::Immediate,
         (Ok(_), _) => RefreshMode::Differential,

@@ -37,6 +37,9 @@ pub struct Source {
     pub relkind: String,
     /// The view through which it is read, if not directly.
     pub via: Option<pg_sys::Oid>,
+    /// It is a stream table refreshed differentially (whose refreshes
+    /// capture their changes for the stream tables reading it).
+    pub differential_stream_table: bool,
 }
 
 pub fn exists(relid: pg_sys::Oid) -> PgtResult<bool> {
@@ -180,7 +183,9 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
                     AND d.refclassid = 'pg_catalog.pg_class'::regclass \
                   WHERE d.refobjid <> c.oid AND deps.depth < 64 \
              ) \
-             SELECT DISTINCT ON (deps.relid) deps.relid, c.relkind::text, deps.via \
+             SELECT DISTINCT ON (deps.relid) deps.relid, c.relkind::text, deps.via, \
+                    EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables u \
+                             WHERE u.relid = deps.relid AND u.refresh_mode = 'differential') \
                FROM deps JOIN pg_catalog.pg_class c ON c.oid = deps.relid \
               ORDER BY deps.relid, deps.depth",
             None,
@@ -192,6 +197,7 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
                 relid: row.get(1)?.ok_or_else(|| PgtError::Internal("source without oid".into()))?,
                 relkind: row.get(2)?.unwrap_or_default(),
                 via: row.get(3)?,
+                differential_stream_table: row.get(4)?.unwrap_or(false),
             });
         }
         Ok(out)

@@ -238,6 +238,59 @@ pub fn trim(source: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResul
     })
 }
 
+/// Record changes of a stream table that others read (its refresh computed
+/// them): `rows` are (action `D`/`I`, then the `attnums` columns as text),
+/// written in one statement with the refreshing transaction's identity.
+pub fn write_rows(source: pg_sys::Oid, attnums: &[i16], rows: &[Vec<Option<String>>]) -> PgtResult<()> {
+    let buffer = buffer_relid(source)?.ok_or_else(|| PgtError::Internal("no change buffer".into()))?;
+    let types = Spi::connect(|c| {
+        let mut out = Vec::new();
+        for attnum in attnums {
+            let ty = c
+                .select(
+                    "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+                      WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attname OPERATOR(pg_catalog.=) $2",
+                    Some(1),
+                    &[buffer.into(), format!("c{attnum}").into()],
+                )?
+                .first()
+                .get::<String>(1)?
+                .ok_or_else(|| PgtError::Internal(format!("change buffer column c{attnum} is missing")))?;
+            out.push(ty);
+        }
+        Ok::<_, PgtError>(out)
+    })?;
+    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); attnums.len() + 1];
+    for row in rows {
+        for (i, column) in columns.iter_mut().enumerate() {
+            column.push(row.get(i).cloned().flatten());
+        }
+    }
+    let targets: String = attnums.iter().map(|a| format!(", c{a}")).collect();
+    let values: String =
+        types.iter().enumerate().map(|(i, ty)| format!(", u.v{i}::{ty}")).collect();
+    let aliases: String = (0..attnums.len()).map(|i| format!(", v{i}")).collect();
+    let params: String = (0..=attnums.len())
+        .map(|i| format!("pg_catalog.unnest(${}::pg_catalog.text[])", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {} (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action{targets}) \
+         SELECT pg_catalog.pg_current_xact_id(), $1, pg_catalog.now(), u.a{values} \
+           FROM ROWS FROM ({params}) AS u(a{aliases})",
+        buffer_name(source)
+    );
+    // SAFETY: reads backend-local transaction state.
+    let cid = unsafe { pg_sys::GetCurrentCommandId(false) } as i64;
+    let mut args: Vec<pgrx::datum::DatumWithOid> = vec![cid.into()];
+    for column in columns {
+        args.push(column.into());
+    }
+    Spi::run_with_args(&sql, &args)?;
+    crate::worker::wake_at_commit();
+    Ok(())
+}
+
 /// TRUNCATE on a source: its consumers need a FULL refresh. (Runs inside the
 /// capture trigger, as the extension owner.)
 pub fn mark_truncated(source: pg_sys::Oid) -> PgtResult<()> {

@@ -16,25 +16,32 @@ use crate::catalog::options::{RefreshMode, StreamSettings};
 use crate::catalog::stream_tables::Source;
 use crate::error::{PgtError, PgtResult};
 
-/// Relation kinds whose changes can be captured.
-fn capturable_kind(relkind: &str) -> bool {
-    matches!(relkind, "r" | "p")
+/// Sources whose changes can be captured: tables (by triggers) and
+/// differential stream tables (by their own refreshes).
+fn capturable(source: &Source) -> bool {
+    matches!(source.relkind.as_str(), "r" | "p") || source.differential_stream_table
 }
 
 /// Does a stream table with these settings and sources consume changes?
 /// Views are transparent (their base tables are sources too).
 pub fn consumes(settings: &StreamSettings, sources: &[Source]) -> bool {
     settings.refresh_mode != RefreshMode::Full
-        && sources.iter().any(|s| capturable_kind(&s.relkind))
-        && sources.iter().all(|s| s.relkind == "v" || capturable_kind(&s.relkind))
+        && sources.iter().any(capturable)
+        && sources.iter().all(|s| s.relkind == "v" || capturable(s))
 }
 
 /// The sources of `relid` whose changes it consumes.
 pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
     Spi::connect(|c| {
         c.select(
-            "SELECT source_relid FROM pgtrickle.pgt_sources \
-              WHERE relid OPERATOR(pg_catalog.=) $1 AND source_relkind IN ('r', 'p') ORDER BY 1",
+            "SELECT s.source_relid FROM pgtrickle.pgt_sources s \
+              WHERE s.relid OPERATOR(pg_catalog.=) $1 \
+                AND (s.source_relkind IN ('r', 'p') \
+                     OR (s.source_relkind OPERATOR(pg_catalog.=) 'm' AND EXISTS ( \
+                         SELECT 1 FROM pgtrickle.pgt_stream_tables u \
+                          WHERE u.relid OPERATOR(pg_catalog.=) s.source_relid \
+                            AND u.refresh_mode OPERATOR(pg_catalog.=) 'differential'))) \
+              ORDER BY 1",
             None,
             &[relid.into()],
         )?
@@ -54,18 +61,29 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
             plan.key.iter().filter(|k| k.source == source).map(|k| k.source_attnum).collect();
         needed.sort_unstable();
         needed.dedup();
-        // Lock first: no writer in flight from here on, and a concurrent
-        // attach or detach of the same source waits for us.
+        // Lock first: no writer in flight from here on (for a stream table,
+        // no refresh of it), and a concurrent attach or detach of the same
+        // source waits for us.
         crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
         // Writers cache the list of consumers per source (cdc::capture):
         // make every backend, this one included, read it again.
         crate::catalog::sys::invalidate_relcache(source);
         buffer::ensure(source, &needed)?;
-        if !triggers::installed(source)? {
+        // A stream table's changes are written by its refreshes, not by
+        // triggers (a materialized view cannot have any).
+        if !is_matview(source)? && !triggers::installed(source)? {
             triggers::create(source)?;
         }
     }
     Ok(())
+}
+
+fn is_matview(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT (SELECT relkind OPERATOR(pg_catalog.=) 'm' FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
+        &[relid.into()],
+    )?
+    .unwrap_or(false))
 }
 
 /// Remove capture from sources nobody consumes any more; trim the rest.

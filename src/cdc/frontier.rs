@@ -108,19 +108,31 @@ impl RefreshSnapshot {
     }
 
     fn query_text_with(&self, sql: &str, read_only: bool) -> PgtResult<Vec<Option<String>>> {
+        Ok(self.rows_text(sql, read_only, Some(1))?.into_iter().next().unwrap_or_default())
+    }
+
+    /// Every row of a writing statement's result, columns as text.
+    pub fn query_rows_writing(&self, sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
+        self.rows_text(sql, false, None)
+    }
+
+    fn rows_text(&self, sql: &str, read_only: bool, limit: Option<u64>) -> PgtResult<Vec<Vec<Option<String>>>> {
         let mut out = Vec::new();
         self.run(sql, read_only, |tuptable| {
             // SAFETY: called only with the SPI_tuptable of a successful
-            // SELECT; row 0 exists when SPI_processed > 0 (checked).
+            // statement; it holds SPI_processed rows.
             unsafe {
-                if pg_sys::SPI_processed == 0 || tuptable.is_null() {
+                if tuptable.is_null() {
                     return;
                 }
-                let tuple = *(*tuptable).vals;
+                let n = limit.map_or(pg_sys::SPI_processed, |l| l.min(pg_sys::SPI_processed));
                 let desc = (*tuptable).tupdesc;
-                for col in 1..=(*desc).natts {
-                    let v = pg_sys::SPI_getvalue(tuple, desc, col);
-                    out.push(crate::hooks::cstr(v));
+                for r in 0..n as usize {
+                    let tuple = *(*tuptable).vals.add(r);
+                    let row = (1..=(*desc).natts)
+                        .map(|col| crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col)))
+                        .collect();
+                    out.push(row);
                 }
             }
         })?;

@@ -15,6 +15,8 @@ pub struct Plan {
     pub shape: Shape,
     /// The key: output columns that are plain columns of the query's tables.
     pub key: Vec<KeyColumn>,
+    /// Some source is a (differential) stream table.
+    pub reads_stream_tables: bool,
 }
 
 impl Plan {
@@ -289,14 +291,49 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
     }
 }
 
-/// Primary key columns of a table (empty if it has none).
+/// Primary key columns of a table (empty if it has none); for a stream
+/// table, the columns of its key index, its row identity.
 fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
     Ok(Spi::get_one_with_args::<Vec<i16>>(
-        "SELECT (SELECT conkey FROM pg_catalog.pg_constraint \
-                  WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'p')",
+        "SELECT COALESCE( \
+            (SELECT conkey FROM pg_catalog.pg_constraint \
+              WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'p'), \
+            (SELECT i.indkey::pg_catalog.int2[] FROM pg_catalog.pg_index i \
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
+              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
+                AND c.relname OPERATOR(pg_catalog.=) ('__pgt_key_' OPERATOR(pg_catalog.||) $1::pg_catalog.text)))",
         &[source.into()],
     )?
     .unwrap_or_default())
+}
+
+/// Is `relid` a stream table refreshed differentially? Its refreshes then
+/// write what they change into a change buffer for the stream tables that
+/// read it, which makes it a source like a table.
+fn is_differential_stream_table(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
+                         WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'differential')",
+        &[relid.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// The analysis for a requested mode: IMMEDIATE maintenance runs inside the
+/// statements that write the sources, and a stream table's refresh is not
+/// such a statement, so IMMEDIATE cannot read stream tables.
+pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
+    let analysis = analyze(relid)?;
+    if immediate {
+        if let Ok(plan) = &analysis {
+            if plan.reads_stream_tables {
+                return Ok(unsupported(
+                    "IMMEDIATE maintenance of a stream table that reads other stream tables is not supported yet",
+                ));
+            }
+        }
+    }
+    Ok(analysis)
 }
 
 /// Does the stored query call stable functions (whose results can change
@@ -307,8 +344,17 @@ pub fn calls_stable_functions(relid: pg_sys::Oid) -> PgtResult<bool> {
 
 /// Decide how `relid` (a materialized view) can be maintained.
 pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
-    let f = query_facts(relid)?;
-    let plan = match decide(&f, primary_key)? {
+    let mut f = query_facts(relid)?;
+    // A differential stream table is read like a table (see
+    // is_differential_stream_table).
+    let mut upstream = Vec::new();
+    for (_, source, kind) in f.relations.iter_mut() {
+        if *kind == pg_sys::RELKIND_MATVIEW && is_differential_stream_table(*source)? {
+            *kind = pg_sys::RELKIND_RELATION;
+            upstream.push(*source);
+        }
+    }
+    let mut plan = match decide(&f, primary_key)? {
         Ok(plan) => plan,
         Err(why) => return Ok(Err(why)),
     };
@@ -330,8 +376,9 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
             ));
         }
     }
+    plan.reads_stream_tables = !upstream.is_empty();
     // Capture puts triggers on the sources: the owner must be allowed to.
-    for source in plan.sources() {
+    for source in plan.sources().into_iter().filter(|s| !upstream.contains(s)) {
         let may_trigger = Spi::get_one_with_args::<bool>(
             "SELECT pg_catalog.has_table_privilege( \
                     (SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1), $2, 'TRIGGER')",
@@ -373,7 +420,8 @@ fn decide(
         .any(|(_, _, kind)| *kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE)
     {
         return Ok(unsupported(
-            "the query reads a relation that is not a table (a view, materialized view or foreign table)",
+            "the query reads a relation that is not a table or a differential stream table \
+             (a view, a materialized view, a stream table not refreshed differentially, or a foreign table)",
         ));
     }
     let source_of = |rte: u32| f.relations.iter().find(|(i, _, _)| *i == rte).map(|(_, relid, _)| *relid);
@@ -413,7 +461,7 @@ fn decide(
                 "every GROUP BY item must be a plain column of the table that appears in the select list",
             ));
         }
-        return Ok(Ok(Plan { shape: Shape::Groups, key }));
+        return Ok(Ok(Plan { shape: Shape::Groups, key, reads_stream_tables: false }));
     }
     if f.has_distinct {
         if !single {
@@ -423,7 +471,7 @@ fn decide(
         if key.len() != f.outputs.len() {
             return Ok(unsupported("SELECT DISTINCT of expressions cannot be maintained incrementally yet"));
         }
-        return Ok(Ok(Plan { shape: Shape::Distinct, key }));
+        return Ok(Ok(Plan { shape: Shape::Distinct, key, reads_stream_tables: false }));
     }
     // Rows: every table reference's primary key must be in the output.
     let mut key = Vec::new();
@@ -461,7 +509,7 @@ fn decide(
         }
         None => Shape::Rows,
     };
-    Ok(Ok(Plan { shape, key }))
+    Ok(Ok(Plan { shape, key, reads_stream_tables: false }))
 }
 
 #[cfg(test)]

@@ -99,19 +99,23 @@ pub fn apply_sql(
     groups: &[Vec<KeyValues>],
     keys: &[String],
 ) -> String {
+    apply_statement(st, &recompute_sql(query, columns, groups), &groups_filter("o", groups), keys, None)
+}
+
+/// The affected rows recomputed: one branch per table reference with
+/// changes, each with its own key filter.
+fn recompute_sql(query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> String {
     let cols = columns.join(", ");
     let branches: Vec<String> = groups
         .iter()
         .filter(|g| !is_empty(g))
         .map(|g| format!("SELECT n.* FROM ({query}) n({cols}) WHERE {}", key_filter("n", g)))
         .collect();
-    let recompute = if branches.is_empty() {
+    if branches.is_empty() {
         format!("SELECT n.* FROM ({query}) n({cols}) WHERE false")
     } else {
         branches.join(" UNION ")
-    };
-    let fo = groups_filter("o", groups);
-    apply_statement(st, &recompute, &fo, keys)
+    }
 }
 
 /// One statement: the affected rows (`recompute`) are computed once; rows
@@ -120,17 +124,38 @@ pub fn apply_sql(
 /// already present (identical, hence not deleted) skipped by ON CONFLICT on
 /// the unique key index. The INSERT reads the DELETE's count, so the DELETE
 /// runs first and a changed row's new version never meets its old one.
-fn apply_statement(st: &str, recompute: &str, fo: &str, keys: &[String]) -> String {
+///
+/// With `capture` (quoted column names), the statement instead returns the
+/// rows it deleted (`'D'`) and inserted (`'I'`), those columns as text:
+/// the changes of a stream table that other stream tables read.
+fn apply_statement(st: &str, recompute: &str, fo: &str, keys: &[String], capture: Option<&[String]>) -> String {
     let correlate: String = keys.iter().map(|k| format!("n.{k} OPERATOR(pg_catalog.=) o.{k} AND ")).collect();
     let target = keys.join(", ");
+    let (returning_old, returning_new, result) = match capture {
+        None => (
+            "1".to_string(),
+            "1".to_string(),
+            "SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM added)".to_string(),
+        ),
+        Some(cols) => {
+            let old: Vec<String> = cols.iter().map(|c| format!("o.{c}")).collect();
+            let text: String = cols.iter().map(|c| format!(", {c}::pg_catalog.text")).collect();
+            let list = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
+            (
+                if cols.is_empty() { "1".to_string() } else { old.join(", ") },
+                list,
+                format!("SELECT 'D'{text} FROM gone UNION ALL SELECT 'I'{text} FROM added"),
+            )
+        }
+    };
     format!(
         "WITH new AS MATERIALIZED ({recompute}),\n\
          gone AS (DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS (\n\
-         \x20   SELECT 1 FROM new n WHERE {correlate}(n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING 1),\n\
+         \x20   SELECT 1 FROM new n WHERE {correlate}(n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING {returning_old}),\n\
          added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
          \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
-         \x20   ON CONFLICT ({target}) DO NOTHING RETURNING 1)\n\
-         SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM added)"
+         \x20   ON CONFLICT ({target}) DO NOTHING RETURNING {returning_new})\n\
+         {result}"
     )
 }
 
@@ -172,7 +197,7 @@ pub fn apply_sql_with_params(
         .collect::<Vec<_>>()
         .join(" UNION ");
     let fo = filters.iter().map(|(_, fo)| format!("({fo})")).collect::<Vec<_>>().join(" OR ");
-    (apply_statement(st, &recompute, &fo, keys), n)
+    (apply_statement(st, &recompute, &fo, keys, None), n)
 }
 
 /// Parameters for [`apply_sql_with_params`], in its order.
@@ -279,6 +304,7 @@ fn statements_as_owner(
     relid: pg_sys::Oid,
     keys: &[Vec<KeyValues>],
     key_names: &[String],
+    capture: Option<&[String]>,
 ) -> PgtResult<String> {
     let query =
         Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
@@ -286,7 +312,7 @@ fn statements_as_owner(
     let query = query.trim().trim_end_matches(';').to_string();
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-    Ok(apply_sql(&st, &query, &columns, keys, key_names))
+    Ok(apply_statement(&st, &recompute_sql(&query, &columns, keys), &groups_filter("o", keys), key_names, capture))
 }
 
 /// Apply the affected keys: recompute them from the query on `snapshot`,
@@ -298,15 +324,34 @@ pub fn apply(
     key_names: &[String],
 ) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names)?;
-        with_window(relid, || -> PgtResult<(i64, i64)> {
+    // Stream tables reading this one need its changes (cdc::buffer).
+    let captured = match buffer::buffer_relid(relid)? {
+        Some(_) => Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?),
+        None => None,
+    };
+    let names: Option<Vec<String>> =
+        captured.as_ref().map(|c| c.iter().map(|(_, name)| crate::sql::quote_ident(name)).collect());
+    let (counts, rows) = sys::as_restricted_role(owner, || {
+        let sql = statements_as_owner(relid, keys, key_names, names.as_deref())?;
+        with_window(relid, || -> PgtResult<((i64, i64), Vec<Vec<Option<String>>>)> {
+            if names.is_some() {
+                let rows = snapshot.query_rows_writing(&sql)?;
+                let deleted = rows.iter().filter(|r| r.first().cloned().flatten().as_deref() == Some("D")).count();
+                return Ok(((deleted as i64, (rows.len() - deleted) as i64), rows));
+            }
             let row = snapshot.query_text_writing(&sql)?;
             let count =
                 |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
-            Ok((count(0), count(1)))
+            Ok(((count(0), count(1)), Vec::new()))
         })
-    })
+    })?;
+    if let Some(captured) = captured {
+        if !rows.is_empty() {
+            let attnums: Vec<i16> = captured.iter().map(|(attnum, _)| *attnum).collect();
+            sys::as_extension_owner(|| buffer::write_rows(relid, &attnums, &rows))?;
+        }
+    }
+    Ok(counts)
 }
 
 /// Apply the affected keys now, on the current statement's snapshot (for
@@ -314,7 +359,7 @@ pub fn apply(
 pub fn apply_now(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names)?;
+        let sql = statements_as_owner(relid, keys, key_names, None)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
             Spi::connect_mut(|c| {
                 let row = c.update(&sql, Some(1), &[])?.first();
@@ -345,7 +390,7 @@ pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
 /// The statement a refresh would run for `keys`, for `explain_stream_table`.
 pub fn explain_sql(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<String> {
     let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names))
+    sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names, None))
 }
 
 #[cfg(test)]

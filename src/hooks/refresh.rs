@@ -33,6 +33,10 @@ pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::RefreshMatViewStmt) 
         // Emptied: whatever it had applied is gone; the next refresh is FULL.
         call.pass_through();
         sys::as_extension_owner(|| stream_tables::forget_contents(relid))?;
+        // Stream tables reading it must start over too.
+        if crate::cdc::buffer::buffer_relid(relid)?.is_some() {
+            sys::as_extension_owner(|| crate::cdc::buffer::mark_truncated(relid))?;
+        }
         return Ok(());
     }
     refresh::refresh(relid, RefreshTrigger::Manual)?;

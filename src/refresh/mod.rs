@@ -90,7 +90,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         (Some(old), RefreshMode::Differential) if st.consumes_changes => {
             if st.needs_full {
                 result.message =
-                    Some("a source was truncated, or a change buffer lost by crash recovery".into());
+                    Some("a source was truncated or refreshed in full, or a change buffer lost by crash recovery".into());
                 None
             } else if !intact {
                 result.message = Some("a change buffer was emptied by crash recovery".into());
@@ -122,7 +122,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             match too_large(&plan, &affected, st.row_count)? {
                 Some(why) => {
                     result.message = Some(why);
-                    result.rows = full::refresh(relid, &snapshot)?;
+                    result.rows = full_refresh(relid, &snapshot)?;
                     result.row_count = Some(result.rows);
                 }
                 None => {
@@ -150,7 +150,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 result.changes_consumed +=
                     cdc::buffer::count_window(source, &snapshot, &frontier, st.frontier.as_ref())?;
             }
-            result.rows = full::refresh(relid, &snapshot)?;
+            result.rows = full_refresh(relid, &snapshot)?;
             result.row_count = Some(result.rows);
         }
     }
@@ -159,6 +159,16 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         cdc::buffer::trim(source, Some(&snapshot))?;
     }
     Ok(result.rows)
+}
+
+/// A FULL refresh. Stream tables that read this one get no row changes
+/// from it: they are marked for a FULL refresh of their own.
+fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64> {
+    let rows = full::refresh(relid, snapshot)?;
+    if cdc::buffer::buffer_relid(relid)?.is_some() {
+        sys::as_extension_owner(|| cdc::buffer::mark_truncated(relid))?;
+    }
+    Ok(rows)
 }
 
 /// Is recomputing in full cheaper than applying this window? When the

@@ -1,0 +1,57 @@
+-- Stream tables reading stream tables. A DIFFERENTIAL stream table's
+-- refreshes write the rows they delete and insert into a change buffer when
+-- other stream tables read it, so those are maintained differentially too.
+CREATE SCHEMA chain;
+SET search_path = chain, public;
+-- Small tables: keep every refresh differential (see DIFFERENTIAL.md).
+SET pg_trickle.differential_max_change_fraction = 1000;
+CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int);
+INSERT INTO orders SELECT i, i % 4, i * 10 FROM generate_series(1, 12) i;
+CREATE MATERIALIZED VIEW big_orders WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential)
+    AS SELECT id, customer, amount FROM orders WHERE amount >= 50;
+CREATE MATERIALIZED VIEW per_customer WITH (pgtrickle.stream)
+    AS SELECT customer, count(*) AS n, sum(amount) AS total FROM big_orders GROUP BY customer;
+CREATE MATERIALIZED VIEW vip WITH (pgtrickle.stream)
+    AS SELECT customer, total FROM per_customer WHERE total > 200;
+SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE schema = 'chain' ORDER BY name;
+-- The upstream has a change buffer, read by its consumers.
+SELECT source, consumers FROM pgtrickle.change_buffers WHERE source::text LIKE '%orders%' OR source::text LIKE 'per_%' ORDER BY 1::text;
+
+-- Changes flow down one refresh at a time, upstream first.
+INSERT INTO orders VALUES (13, 1, 500), (14, 3, 40);
+UPDATE orders SET customer = 2 WHERE id = 5;
+DELETE FROM orders WHERE id = 12;
+REFRESH MATERIALIZED VIEW big_orders;
+REFRESH MATERIALIZED VIEW per_customer;
+REFRESH MATERIALIZED VIEW vip;
+SELECT * FROM per_customer ORDER BY customer;
+SELECT * FROM vip ORDER BY customer;
+SELECT st.relid::regclass AS stream_table, h.mode, h.rows_applied, h.changes_consumed
+  FROM pgtrickle.pgt_refresh_history h JOIN pgtrickle.pgt_stream_tables st USING (relid)
+ WHERE h.trigger = 'manual' ORDER BY h.id;
+
+-- A FULL refresh of the upstream gives its readers no row changes: they
+-- recompute in full at their next refresh.
+SET pg_trickle.differential_max_change_fraction = 0;
+INSERT INTO orders VALUES (15, 0, 900);
+REFRESH MATERIALIZED VIEW big_orders;
+SET pg_trickle.differential_max_change_fraction = 1000;
+REFRESH MATERIALIZED VIEW per_customer;
+SELECT mode, message FROM pgtrickle.refresh_history('per_customer', 1);
+SELECT * FROM per_customer ORDER BY customer;
+
+-- IMMEDIATE maintenance cannot read stream tables (their refreshes are not
+-- statements on tables).
+CREATE MATERIALIZED VIEW imm WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate)
+    AS SELECT customer, n FROM per_customer;
+-- A stream table that is not differential is read like any materialized
+-- view: its readers are refreshed in full.
+ALTER MATERIALIZED VIEW big_orders SET (pgtrickle.refresh_mode = full);
+REFRESH MATERIALIZED VIEW per_customer;
+SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE schema = 'chain' ORDER BY name;
+ALTER MATERIALIZED VIEW big_orders SET (pgtrickle.refresh_mode = differential);
+REFRESH MATERIALIZED VIEW per_customer;
+SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE schema = 'chain' ORDER BY name;
+
+DROP SCHEMA chain CASCADE;
+RESET search_path;
