@@ -13,8 +13,9 @@
 //! - A scheduled stream table read by a due stream table is refreshed
 //!   first, in the same tick, whatever its own schedule (`'calculated'`
 //!   schedules get refreshed only this way), unless it is DIFFERENTIAL with
-//!   nothing to apply. Stream tables without a schedule are refreshed only
-//!   by hand. With every upstream refreshed right before
+//!   nothing to apply. A DIFFERENTIAL stream table whose upstream stream
+//!   table is refreshed in the tick counts as having something to apply.
+//!   Stream tables without a schedule are refreshed only by hand. With every upstream refreshed right before
 //!   its readers, a stream table reading two others that share a source (a
 //!   diamond) sees both at the same point in time.
 //! - The order is topological (sources first); stream tables on a cycle
@@ -131,39 +132,46 @@ pub fn plan(candidates: &[Candidate], now_ms: i64) -> Plan {
         }
     }
 
-    let mut next_wake = None;
-    let mut chosen = BTreeSet::new();
-    for c in candidates {
-        if on_cycle.contains(&c.relid) {
-            continue;
-        }
-        let (due, at) = own_due(c, now_ms);
-        if let Some(at) = at {
-            next_wake = earliest(next_wake, at);
-        }
-        if due {
-            chosen.insert(c.relid);
-        }
-    }
-    // Upstream closure: refresh what a due stream table reads, first.
-    let mut stack: Vec<u32> = chosen.iter().copied().collect();
-    while let Some(relid) = stack.pop() {
-        for up in by_relid.get(&relid).map(|c| c.upstream.as_slice()).unwrap_or(&[]) {
-            let Some(u) = by_relid.get(up) else { continue };
-            let waiting = u.retry_at_ms.is_some_and(|at| at > now_ms);
-            let manual = u.schedule.is_none();
-            if u.mode == Mode::Immediate || !u.active || waiting || manual || on_cycle.contains(up) {
-                continue;
+    // Decide in topological order, so that a DIFFERENTIAL stream table
+    // whose upstream is refreshed this tick counts as having changes; then
+    // add the upstreams of what is due, and decide again, until nothing
+    // new is needed.
+    let eligible = |u: &Candidate| {
+        let waiting = u.retry_at_ms.is_some_and(|at| at > now_ms);
+        u.mode != Mode::Immediate && u.active && !waiting && u.schedule.is_some() && !on_cycle.contains(&u.relid)
+    };
+    let mut needed: BTreeSet<u32> = BTreeSet::new();
+    let (chosen, next_wake) = loop {
+        let mut chosen: BTreeSet<u32> = BTreeSet::new();
+        let mut next_wake = None;
+        for relid in &topo {
+            let Some(&c) = by_relid.get(relid) else { continue };
+            let upstream_refreshed = c.upstream.iter().any(|u| chosen.contains(u));
+            let c_now = Candidate { pending: c.pending || upstream_refreshed, ..c.clone() };
+            let (due, at) = own_due(&c_now, now_ms);
+            if let Some(at) = at {
+                next_wake = earliest(next_wake, at);
             }
             // A DIFFERENTIAL upstream with nothing to apply is current.
-            let current = u.mode == Mode::Differential && !u.pending;
-            if current {
-                stack.push(*up);
-            } else if chosen.insert(*up) {
-                stack.push(*up);
+            let has_work = c_now.mode == Mode::Full || c_now.pending;
+            if due || (needed.contains(relid) && eligible(c) && has_work) {
+                chosen.insert(*relid);
             }
         }
-    }
+        let mut grown = false;
+        let mut stack: Vec<u32> = chosen.iter().copied().collect();
+        while let Some(relid) = stack.pop() {
+            for up in by_relid.get(&relid).map(|c| c.upstream.as_slice()).unwrap_or(&[]) {
+                if by_relid.get(up).is_some_and(|u| eligible(u)) && needed.insert(*up) {
+                    grown = true;
+                    stack.push(*up);
+                }
+            }
+        }
+        if !grown {
+            break (chosen, next_wake);
+        }
+    };
     Plan {
         order: topo.into_iter().filter(|r| chosen.contains(r)).collect(),
         next_wake_ms: next_wake,
@@ -292,5 +300,27 @@ mod tests {
         assert!(!wants_commit_wake(&[slow.clone()], 1000));
         assert!(!wants_commit_wake(&[Candidate { active: false, ..fast }], 1000));
         assert!(!wants_commit_wake(&[st(3, Mode::Full, Some("@hourly"))], 1000));
+    }
+
+    #[test]
+    fn an_upstream_refreshed_now_gives_its_readers_work() {
+        // a (pending) -> b (differential, nothing pending yet, due by age)
+        let mut a = st(1, Mode::Differential, Some("0s"));
+        a.pending = true;
+        let mut b = st(2, Mode::Differential, Some("1s"));
+        b.upstream = vec![1];
+        assert_eq!(plan(&[b.clone(), a.clone()], 5_000).order, vec![1, 2]);
+        // A diamond of differential stream tables under a FULL reader:
+        // everything in between is refreshed with it.
+        let mut c = st(3, Mode::Differential, Some("calculated"));
+        c.upstream = vec![1];
+        let mut b2 = st(2, Mode::Differential, Some("calculated"));
+        b2.upstream = vec![1];
+        let mut d = st(4, Mode::Full, Some("1s"));
+        d.upstream = vec![2, 3];
+        let p = plan(&[d, c, b2, a], 5_000);
+        assert_eq!(p.order.len(), 4, "{:?}", p.order);
+        assert_eq!(p.order[0], 1);
+        assert_eq!(p.order[3], 4);
     }
 }

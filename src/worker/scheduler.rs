@@ -101,16 +101,26 @@ fn tick() -> Result<Option<i64>, String> {
     for cycle in &plan.cycles {
         warning!("pg_trickle scheduler: stream tables {cycle:?} read each other in a cycle and are not refreshed");
     }
+    // A stream table whose upstream failed this tick waits for the next:
+    // refreshed now, it would combine upstreams from different times.
+    let mut failed: Vec<u32> = Vec::new();
     for relid in plan.order {
         if sys::shutdown_requested() {
             break;
+        }
+        let upstream = loaded.iter().find(|l| l.candidate.relid == relid).map(|l| &l.candidate.upstream);
+        if upstream.is_some_and(|up| up.iter().any(|u| failed.contains(u))) {
+            failed.push(relid);
+            continue;
         }
         if !shmem::acquire_refresh(guc::MAX_CONCURRENT_REFRESHES.get().max(1) as u32) {
             return Ok(Some(PERMIT_RETRY_MS));
         }
         HOLDS_PERMIT.with(|h| h.set(true));
         let errors = loaded.iter().find(|l| l.candidate.relid == relid).map_or(0, |l| l.consecutive_errors);
-        refresh_one(pg_sys::Oid::from(relid), errors);
+        if !refresh_one(pg_sys::Oid::from(relid), errors) {
+            failed.push(relid);
+        }
         HOLDS_PERMIT.with(|h| h.set(false));
         shmem::release_refresh();
     }
@@ -199,7 +209,7 @@ fn has_pending(relid: pg_sys::Oid) -> PgtResult<bool> {
 /// Refresh one stream table in its own transaction; on failure record the
 /// error in another, with a backoff, suspending it after
 /// `pg_trickle.max_consecutive_errors` failures in a row.
-fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) {
+fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> bool {
     let started = sys::now_ms();
     let outcome = sys::in_transaction(|| {
         // Gone since the plan was made, or being refreshed by someone else
@@ -211,7 +221,7 @@ fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) {
         sys::report_activity(&format!("refreshing {name}"));
         refresh::refresh(relid, RefreshTrigger::Scheduled).map(Some)
     });
-    let Err(message) = outcome else { return };
+    let Err(message) = outcome else { return true };
     let failures = errors_so_far.saturating_add(1);
     let limit = guc::MAX_CONSECUTIVE_ERRORS.get();
     let retry_ms = plan::backoff(failures).as_millis() as i64;
@@ -232,4 +242,5 @@ fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) {
     if let Err(e) = recorded {
         warning!("pg_trickle scheduler: could not record a failed refresh: {e}");
     }
+    false
 }

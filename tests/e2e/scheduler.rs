@@ -123,6 +123,17 @@ fn chain_of_three_stays_exact_under_continuous_writes() {
     wait_until(&mut c, "c to catch up", &differs_sql("c", &cq), 15);
     assert_matches_query(&mut c, "a", a);
     assert_matches_query(&mut c, "b", &b);
+    // b reads a stream table and is itself refreshed differentially, from
+    // the changes a's refreshes captured.
+    let b_differential: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pgtrickle.pgt_refresh_history
+              WHERE relid = 'b'::regclass AND trigger = 'scheduled' AND mode = 'differential'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(b_differential > 0, "b was never refreshed differentially");
     let failed: i64 = c
         .query_one("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE outcome <> 'ok'", &[])
         .unwrap()
