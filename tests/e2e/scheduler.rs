@@ -342,3 +342,41 @@ fn scheduling_resumes_after_a_server_restart() {
     c.batch_execute("INSERT INTO t SELECT generate_series(1, 10)").unwrap();
     wait_until(&mut c, "st to catch up after restart", &differs_sql("st", "SELECT id FROM t"), 10);
 }
+
+#[test]
+fn a_stream_table_being_refreshed_is_skipped_not_waited_for() {
+    let db = "e2e_sched_busy";
+    let mut c = fresh_db(db, true);
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT i, i FROM generate_series(1, 1000) i;
+         CREATE MATERIALIZED VIEW busy WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential,
+             pgtrickle.schedule = '0s') AS SELECT id, v FROM t;
+         CREATE MATERIALIZED VIEW other WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential,
+             pgtrickle.schedule = '0s') AS SELECT id FROM t WHERE v > 500;",
+    )
+    .unwrap();
+    wait_until(&mut c, "the scheduler", &scheduler_running_sql(db), 10);
+    // A manual refresh holds busy's lock in an open transaction.
+    let mut holder = connect(db);
+    holder.batch_execute("BEGIN; REFRESH MATERIALIZED VIEW busy").unwrap();
+    c.batch_execute("UPDATE t SET v = v + 1 WHERE id <= 10").unwrap();
+    wait_until(&mut c, "other to catch up", &differs_sql("other", "SELECT id FROM t WHERE v > 500"), 10);
+    thread::sleep(Duration::from_millis(500));
+    let waiting: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_trickle scheduler'
+                AND datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0, "the scheduler waits for a lock instead of skipping");
+    let errors: i64 = c
+        .query_one("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE outcome = 'error'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(errors, 0);
+    holder.batch_execute("COMMIT").unwrap();
+    wait_until(&mut c, "busy to catch up", &differs_sql("busy", "SELECT id, v FROM t"), 10);
+}
