@@ -53,7 +53,7 @@ CREATE TABLE pgtrickle.pgt_refresh_history (
         CHECK (outcome IN ('running', 'ok', 'error')),
     message      text
 );
-CREATE INDEX ON pgtrickle.pgt_refresh_history (relid, started_at);
+CREATE INDEX ON pgtrickle.pgt_refresh_history (relid, id);
 
 -- Change buffers: one per captured source, in schema pgtrickle_changes.
 CREATE SCHEMA pgtrickle_changes;

@@ -41,7 +41,7 @@ SELECT n.nspname                                   AS schema,
        pg_catalog.make_interval(secs => s.seconds) AS staleness,
        pgtrickle._is_stale(st.schedule, s.seconds) AND st.status = 'active' AS stale,
        st.consecutive_errors,
-       st.last_error,
+       CASE WHEN pg_catalog.has_table_privilege(st.relid, 'SELECT') THEN st.last_error END AS last_error,
        st.next_retry_at
   FROM pgtrickle.pgt_stream_tables st
   JOIN pg_catalog.pg_class c ON c.oid = st.relid
@@ -49,7 +49,10 @@ SELECT n.nspname                                   AS schema,
   LEFT JOIN LATERAL (SELECT * FROM pgtrickle.pgt_refresh_history x
                       WHERE x.relid = st.relid AND x.outcome = 'ok'
                       ORDER BY x.id DESC LIMIT 1) h ON true
-  CROSS JOIN LATERAL (SELECT pgtrickle._staleness(st.relid) AS seconds) s;
+  -- Staleness reads the change buffers: shown to those who may read the
+  -- stream table.
+  CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.has_table_privilege(st.relid, 'SELECT')
+                                  THEN pgtrickle._staleness(st.relid) END AS seconds) s;
 GRANT SELECT ON pgtrickle.pg_stat_stream_tables TO PUBLIC;
 
 -- The last n refreshes of a stream table, newest first.
@@ -107,3 +110,4 @@ $$;
 
 -- Start a scheduler for this database once CREATE EXTENSION commits.
 SELECT pgtrickle._request_scheduler();
+REVOKE ALL ON FUNCTION pgtrickle._request_scheduler() FROM PUBLIC;

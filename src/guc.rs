@@ -14,6 +14,8 @@ pub static SCHEDULER_IDLE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(100
 pub static MAX_CONCURRENT_REFRESHES: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Failed scheduled refreshes in a row before a stream table is suspended.
 pub static MAX_CONSECUTIVE_ERRORS: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// Refresh history rows kept per stream table (0: all).
+pub static HISTORY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -44,6 +46,17 @@ pub fn init() {
         1,
         1024,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_trickle.history_limit",
+        c"Refresh history rows kept per stream table.",
+        c"Each refresh removes the oldest rows of its stream table's history beyond this \
+          many; 0 keeps them all.",
+        &HISTORY_LIMIT,
+        0,
+        i32::MAX,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

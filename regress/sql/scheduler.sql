@@ -33,6 +33,14 @@ SELECT name, staleness, stale FROM pgtrickle.pg_stat_stream_tables WHERE name = 
 SELECT mode, trigger, outcome, rows_applied, changes_consumed
   FROM pgtrickle.refresh_history('per_row', 2);
 
+-- The history keeps pg_trickle.history_limit rows per stream table.
+SET pg_trickle.history_limit = 2;
+REFRESH MATERIALIZED VIEW per_row;
+REFRESH MATERIALIZED VIEW per_row;
+REFRESH MATERIALIZED VIEW per_row;
+SELECT count(*) FROM pgtrickle.refresh_history('per_row', 100);
+RESET pg_trickle.history_limit;
+
 -- Suspend and resume, by DDL or function.
 ALTER MATERIALIZED VIEW top SET (pgtrickle.status = 'suspended');
 SELECT name, status FROM pgtrickle.stream_tables WHERE schema = 'sched' ORDER BY name;

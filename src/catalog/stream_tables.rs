@@ -228,8 +228,25 @@ pub struct RefreshResult {
     pub row_count: Option<i64>,
 }
 
+/// Keep the newest `pg_trickle.history_limit` history rows of a stream
+/// table.
+fn prune_history(relid: pg_sys::Oid) -> PgtResult<()> {
+    let limit = crate::guc::HISTORY_LIMIT.get();
+    if limit > 0 {
+        Spi::run_with_args(
+            "DELETE FROM pgtrickle.pgt_refresh_history \
+              WHERE relid OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.<) ( \
+                    SELECT min(id) FROM (SELECT id FROM pgtrickle.pgt_refresh_history \
+                                          WHERE relid OPERATOR(pg_catalog.=) $1 ORDER BY id DESC LIMIT $2) newest)",
+            &[relid.into(), i64::from(limit).into()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Finish a history entry and stamp the stream table as refreshed.
 pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> PgtResult<()> {
+    prune_history(relid)?;
     Spi::run_with_args(
         "UPDATE pgtrickle.pgt_refresh_history \
             SET finished_at = pg_catalog.clock_timestamp(), rows_applied = $2, \
@@ -289,6 +306,7 @@ pub fn record_failure(
            FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
         &[relid.into(), started_ms.into(), message.into()],
     )?;
+    prune_history(relid)?;
     Ok(())
 }
 

@@ -47,12 +47,36 @@ fn database_needed_free(stmt: *mut pg_sys::Node) -> Option<String> {
     }
 }
 
+/// The name of the database a CREATE DATABASE creates.
+fn created_database(stmt: *mut pg_sys::Node) -> Option<String> {
+    // SAFETY: as in database_needed_free.
+    unsafe {
+        ((*stmt).type_ == pg_sys::NodeTag::T_CreatedbStmt)
+            .then(|| super::cstr((*(stmt as *mut pg_sys::CreatedbStmt)).dbname))
+            .flatten()
+    }
+}
+
 /// Handle the statement if it is one of ours; false otherwise.
 pub(super) fn handle(call: &UtilityCall, stmt: *mut pg_sys::Node) -> PgtResult<bool> {
-    let Some(name) = database_needed_free(stmt) else { return Ok(false) };
-    match worker::sys::database_oid(&name) {
-        Some(dboid) => worker::with_scheduler_stopped(dboid, || call.pass_through()),
+    let created = created_database(stmt);
+    let needed_free = database_needed_free(stmt);
+    if created.is_none() && needed_free.is_none() {
+        return Ok(false);
+    }
+    // A dropped database's scheduler must not be started again before the
+    // drop commits (it would find no database); the others restart soon.
+    // SAFETY: every utility statement is a Node with a valid tag.
+    let dropping = unsafe { (*stmt).type_ == pg_sys::NodeTag::T_DropdbStmt };
+    let delay = if dropping { 2_000 } else { 500 };
+    match needed_free.as_deref().and_then(worker::sys::database_oid) {
+        Some(dboid) => worker::with_scheduler_stopped(dboid, delay, || call.pass_through()),
         None => call.pass_through(),
+    }
+    // A copy of a template with pg_trickle has it too: its scheduler starts
+    // when the new database is committed.
+    if let Some(dboid) = created.as_deref().and_then(worker::sys::database_oid) {
+        worker::request_at_commit_for(dboid);
     }
     Ok(true)
 }

@@ -36,11 +36,20 @@ pub extern "C-unwind" fn pgt_launcher_main(_arg: pg_sys::Datum) {
     sys::connect(None);
     shmem::set_launcher_latch(sys::my_latch());
     log!("pg_trickle launcher started");
+    let mut reported_unslotted = 0;
     loop {
         let now = sys::now_ms();
         match sys::databases() {
             Ok(databases) => {
-                for db in shmem::databases_to_start(&databases, now) {
+                let (start, unslotted) = shmem::databases_to_start(&databases, now);
+                if unslotted > reported_unslotted {
+                    warning!(
+                        "pg_trickle launcher: {unslotted} databases get no scheduler: at most {} databases can have one",
+                        shmem::MAX_DATABASES
+                    );
+                }
+                reported_unslotted = unslotted;
+                for db in start {
                     start_scheduler(db, now);
                 }
             }

@@ -22,7 +22,8 @@ pub mod sys;
 thread_local! {
     static WAKE_AT_COMMIT: Cell<bool> = const { Cell::new(false) };
     static SETTINGS_CHANGED: Cell<bool> = const { Cell::new(false) };
-    static REQUEST_AT_COMMIT: Cell<bool> = const { Cell::new(false) };
+    /// Databases to ask the launcher for a scheduler in, at commit.
+    static REQUEST_AT_COMMIT: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Set up the registry, the launcher and the commit callback. Called from
@@ -48,7 +49,13 @@ pub fn settings_changed() {
 /// Ask for a scheduler in this database when the current transaction
 /// commits (CREATE EXTENSION).
 pub fn request_at_commit() {
-    REQUEST_AT_COMMIT.with(|r| r.set(true));
+    request_at_commit_for(sys::my_database());
+}
+
+/// Ask for a scheduler in database `dboid` at commit (CREATE DATABASE: a
+/// copy of a template that has pg_trickle has it too).
+pub fn request_at_commit_for(dboid: u32) {
+    REQUEST_AT_COMMIT.with(|r| r.borrow_mut().push(dboid));
 }
 
 #[pgrx::pg_guard]
@@ -56,8 +63,8 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             let db = sys::my_database();
-            if REQUEST_AT_COMMIT.with(|r| r.replace(false)) {
-                shmem::request(db);
+            for requested in REQUEST_AT_COMMIT.with(|r| std::mem::take(&mut *r.borrow_mut())) {
+                shmem::request(requested);
             }
             let settings = SETTINGS_CHANGED.with(|w| w.replace(false));
             if WAKE_AT_COMMIT.with(|w| w.replace(false)) || settings {
@@ -65,7 +72,7 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            REQUEST_AT_COMMIT.with(|r| r.set(false));
+            REQUEST_AT_COMMIT.with(|r| r.borrow_mut().clear());
             WAKE_AT_COMMIT.with(|w| w.set(false));
             SETTINGS_CHANGED.with(|w| w.set(false));
         }
@@ -75,8 +82,9 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
 
 /// Stop the scheduler of database `dboid` and keep it stopped while `f`
 /// runs (DROP DATABASE and the like need the database free of sessions);
-/// it may start again afterwards, whether `f` succeeded or not.
-pub fn with_scheduler_stopped<R>(dboid: u32, f: impl FnOnce() -> R) -> R {
+/// it may start again `restart_delay_ms` after (once the statement has
+/// committed), whether `f` succeeded or not.
+pub fn with_scheduler_stopped<R>(dboid: u32, restart_delay_ms: i64, f: impl FnOnce() -> R) -> R {
     // If `f` raises an error we never get to resume: the pause then ends
     // by itself after this long.
     const PAUSE_MS: i64 = 60_000;
@@ -93,7 +101,7 @@ pub fn with_scheduler_stopped<R>(dboid: u32, f: impl FnOnce() -> R) -> R {
         }
     }
     let result = f();
-    shmem::resume(dboid);
+    shmem::resume(dboid, sys::now_ms(), restart_delay_ms);
     result
 }
 
@@ -103,6 +111,18 @@ pub fn staleness(relid: pg_sys::Oid) -> crate::error::PgtResult<Option<f64>> {
     use crate::catalog::options::RefreshMode;
     use pgrx::Spi;
     let Some(st) = crate::catalog::stream_tables::get(relid)? else { return Ok(None) };
+    // It reads the change buffers (as the extension owner): only for those
+    // who may read the stream table.
+    let readable = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_table_privilege($1, 'SELECT')",
+        &[relid.into()],
+    )?
+    .unwrap_or(false);
+    if !readable {
+        return Err(crate::error::PgtError::NoSourceAccess {
+            name: crate::catalog::lifecycle::relation_name(relid)?,
+        });
+    }
     let since = |sql: &str| -> crate::error::PgtResult<Option<f64>> {
         Ok(Spi::get_one_with_args::<f64>(sql, &[relid.into()])?)
     };

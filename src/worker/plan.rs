@@ -18,6 +18,10 @@
 //!   Stream tables without a schedule are refreshed only by hand. With every upstream refreshed right before
 //!   its readers, a stream table reading two others that share a source (a
 //!   diamond) sees both at the same point in time.
+//! - A stream table waits while a scheduled stream table it reads (directly
+//!   or not) cannot be refreshed: failing and waiting to retry, suspended,
+//!   or on a cycle. It would otherwise combine its sources from different
+//!   points in time.
 //! - The order is topological (sources first); stream tables on a cycle
 //!   (possible only by replacing a view after the fact) are reported, not
 //!   refreshed.
@@ -132,46 +136,55 @@ pub fn plan(candidates: &[Candidate], now_ms: i64) -> Plan {
         }
     }
 
-    // Decide in topological order, so that a DIFFERENTIAL stream table
-    // whose upstream is refreshed this tick counts as having changes; then
-    // add the upstreams of what is due, and decide again, until nothing
-    // new is needed.
+    // In topological order: a stream table has work when it has changes
+    // to apply, is FULL, or reads a scheduled stream table that has work
+    // (which will be refreshed first). It is blocked while a scheduled
+    // stream table it reads, directly or not, cannot be refreshed (failing
+    // and waiting to retry, suspended, on a cycle): refreshed alone, it
+    // would combine its sources from different points in time.
+    let waiting = |u: &Candidate| u.retry_at_ms.is_some_and(|at| at > now_ms);
     let eligible = |u: &Candidate| {
-        let waiting = u.retry_at_ms.is_some_and(|at| at > now_ms);
-        u.mode != Mode::Immediate && u.active && !waiting && u.schedule.is_some() && !on_cycle.contains(&u.relid)
+        u.mode != Mode::Immediate && u.active && !waiting(u) && u.schedule.is_some() && !on_cycle.contains(&u.relid)
     };
-    let mut needed: BTreeSet<u32> = BTreeSet::new();
-    let (chosen, next_wake) = loop {
-        let mut chosen: BTreeSet<u32> = BTreeSet::new();
-        let mut next_wake = None;
-        for relid in &topo {
-            let Some(&c) = by_relid.get(relid) else { continue };
-            let upstream_refreshed = c.upstream.iter().any(|u| chosen.contains(u));
-            let c_now = Candidate { pending: c.pending || upstream_refreshed, ..c.clone() };
-            let (due, at) = own_due(&c_now, now_ms);
-            if let Some(at) = at {
+    let mut work: BTreeSet<u32> = BTreeSet::new();
+    let mut blocked: BTreeSet<u32> = on_cycle.clone();
+    let mut due: BTreeSet<u32> = BTreeSet::new();
+    let mut next_wake = None;
+    for relid in &topo {
+        let Some(&c) = by_relid.get(relid) else { continue };
+        let ups: Vec<&Candidate> = c.upstream.iter().filter_map(|u| by_relid.get(u).copied()).collect();
+        if ups.iter().any(|u| {
+            blocked.contains(&u.relid) || (u.schedule.is_some() && u.mode != Mode::Immediate && !eligible(u))
+        }) {
+            blocked.insert(*relid);
+            if let Some(at) = ups.iter().filter_map(|u| u.retry_at_ms).filter(|&at| at > now_ms).min() {
                 next_wake = earliest(next_wake, at);
             }
-            // A DIFFERENTIAL upstream with nothing to apply is current.
-            let has_work = c_now.mode == Mode::Full || c_now.pending;
-            if due || (needed.contains(relid) && eligible(c) && has_work) {
-                chosen.insert(*relid);
+            continue;
+        }
+        let has_work = c.pending || c.mode == Mode::Full || ups.iter().any(|u| eligible(u) && work.contains(&u.relid));
+        if has_work {
+            work.insert(*relid);
+        }
+        let (is_due, at) = own_due(&Candidate { pending: has_work, ..c.clone() }, now_ms);
+        if let Some(at) = at {
+            next_wake = earliest(next_wake, at);
+        }
+        if is_due {
+            due.insert(*relid);
+        }
+    }
+    // Add what the due stream tables read (if it has work), transitively.
+    let mut chosen = due.clone();
+    let mut stack: Vec<u32> = due.iter().copied().collect();
+    while let Some(relid) = stack.pop() {
+        for up in by_relid.get(&relid).map(|c| c.upstream.as_slice()).unwrap_or(&[]) {
+            let Some(u) = by_relid.get(up) else { continue };
+            if eligible(u) && work.contains(up) && chosen.insert(*up) {
+                stack.push(*up);
             }
         }
-        let mut grown = false;
-        let mut stack: Vec<u32> = chosen.iter().copied().collect();
-        while let Some(relid) = stack.pop() {
-            for up in by_relid.get(&relid).map(|c| c.upstream.as_slice()).unwrap_or(&[]) {
-                if by_relid.get(up).is_some_and(|u| eligible(u)) && needed.insert(*up) {
-                    grown = true;
-                    stack.push(*up);
-                }
-            }
-        }
-        if !grown {
-            break (chosen, next_wake);
-        }
-    };
+    }
     Plan {
         order: topo.into_iter().filter(|r| chosen.contains(r)).collect(),
         next_wake_ms: next_wake,
@@ -180,9 +193,8 @@ pub fn plan(candidates: &[Candidate], now_ms: i64) -> Plan {
 }
 
 /// Should commits that write change buffers wake the scheduler? Only when
-/// some active DIFFERENTIAL stream table has a duration schedule shorter
-/// than the idle interval (otherwise the next idle look is soon enough) or
-/// a stream table reading it has one (`'calculated'` chains).
+/// some active stream table has a duration schedule shorter than the idle
+/// interval (otherwise the next idle look is soon enough).
 pub fn wants_commit_wake(candidates: &[Candidate], idle_ms: i64) -> bool {
     candidates.iter().any(|c| {
         c.active
@@ -322,5 +334,39 @@ mod tests {
         assert_eq!(p.order.len(), 4, "{:?}", p.order);
         assert_eq!(p.order[0], 1);
         assert_eq!(p.order[3], 4);
+    }
+
+    #[test]
+    fn a_calculated_upstream_with_changes_makes_its_reader_due() {
+        // u (calculated, changes pending) -> d (differential, 1s, nothing
+        // pending itself): d is due because u has work, and u goes first.
+        let mut u = st(1, Mode::Differential, Some("calculated"));
+        u.pending = true;
+        let mut d = st(2, Mode::Differential, Some("1s"));
+        d.upstream = vec![1];
+        assert_eq!(plan(&[d.clone(), u.clone()], 5_000).order, vec![1, 2]);
+        u.pending = false;
+        assert!(plan(&[d, u], 5_000).order.is_empty());
+    }
+
+    #[test]
+    fn readers_wait_for_an_upstream_that_cannot_be_refreshed() {
+        let mut a = st(1, Mode::Differential, Some("0s"));
+        a.pending = true;
+        a.retry_at_ms = Some(9_000);
+        let mut b = st(2, Mode::Full, Some("1s"));
+        b.upstream = vec![1];
+        let mut c = st(3, Mode::Full, Some("1s"));
+        c.upstream = vec![2];
+        let p = plan(&[a.clone(), b.clone(), c.clone()], 5_000);
+        assert!(p.order.is_empty(), "{:?}", p.order);
+        assert_eq!(p.next_wake_ms, Some(9_000));
+        a.retry_at_ms = None;
+        a.active = false;
+        assert!(plan(&[a.clone(), b.clone(), c.clone()], 5_000).order.is_empty());
+        // A manual upstream is read as it is.
+        a.active = true;
+        a.schedule = None;
+        assert_eq!(plan(&[a, b, c], 5_000).order, vec![2, 3]);
     }
 }

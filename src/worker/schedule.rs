@@ -202,11 +202,22 @@ impl CronSpec {
 pub fn is_stale(schedule: Option<&str>, staleness_seconds: f64) -> bool {
     let period = match schedule.map(Schedule::parse) {
         Some(Ok(Schedule::Every(d))) => d.as_secs_f64(),
+        // The longest gap between firings (weekends for '0 9 * * 1-5'),
+        // over the first 400 firings after a fixed day.
         Some(Ok(Schedule::Cron(spec))) => {
-            match spec.next_after(0).and_then(|a| spec.next_after(a).map(|b| (b - a) as f64)) {
-                Some(p) => p,
-                None => return false,
+            let mut at = 0;
+            let mut longest = 0;
+            for _ in 0..400 {
+                let Some(next) = spec.next_after(at) else { break };
+                if at > 0 {
+                    longest = longest.max(next - at);
+                }
+                at = next;
             }
+            if longest == 0 {
+                return false;
+            }
+            longest as f64
         }
         _ => return false,
     };
@@ -309,6 +320,9 @@ mod tests {
         assert!(is_stale(Some("0s"), 6.0));
         assert!(!is_stale(Some("@hourly"), 7000.0));
         assert!(is_stale(Some("@hourly"), 7300.0));
+        // Weekdays at 09:00: the weekend gap (3 days) is the period.
+        assert!(!is_stale(Some("0 9 * * 1-5"), 3.0 * 86_400.0));
+        assert!(is_stale(Some("0 9 * * 1-5"), 7.0 * 86_400.0));
         assert!(!is_stale(Some("calculated"), 1e9));
         assert!(!is_stale(None, 1e9));
     }

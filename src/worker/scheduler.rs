@@ -23,6 +23,17 @@ thread_local! {
     static DBOID: Cell<u32> = const { Cell::new(0) };
     static NO_EXTENSION: Cell<bool> = const { Cell::new(false) };
     static HOLDS_PERMIT: Cell<bool> = const { Cell::new(false) };
+    /// The cycles last reported, so that each is logged once.
+    static REPORTED_CYCLES: std::cell::RefCell<Vec<Vec<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How one scheduled refresh went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Refreshed,
+    /// Dropped meanwhile, or being refreshed by another session.
+    Skipped,
+    Failed,
 }
 
 /// A scheduler that exits other than for a missing extension is restarted
@@ -81,6 +92,7 @@ unsafe extern "C-unwind" fn scheduler_exit(_code: i32, _arg: pg_sys::Datum) {
 /// One stream table as loaded, with what the failure bookkeeping needs.
 struct Loaded {
     candidate: Candidate,
+    name: String,
     consecutive_errors: i32,
 }
 
@@ -98,11 +110,23 @@ fn tick() -> Result<Option<i64>, String> {
     shmem::set_wake_on_commit(DBOID.with(|d| d.get()), plan::wants_commit_wake(&candidates, idle));
     let now = sys::now_ms();
     let plan = plan::plan(&candidates, now);
-    for cycle in &plan.cycles {
-        warning!("pg_trickle scheduler: stream tables {cycle:?} read each other in a cycle and are not refreshed");
+    let new_cycles = REPORTED_CYCLES.with(|r| *r.borrow() != plan.cycles);
+    if new_cycles {
+        for cycle in &plan.cycles {
+            let names: Vec<&str> = cycle
+                .iter()
+                .filter_map(|relid| loaded.iter().find(|l| l.candidate.relid == *relid).map(|l| l.name.as_str()))
+                .collect();
+            warning!(
+                "pg_trickle scheduler: stream tables {} read each other in a cycle and are not refreshed",
+                names.join(", ")
+            );
+        }
+        REPORTED_CYCLES.with(|r| *r.borrow_mut() = plan.cycles.clone());
     }
-    // A stream table whose upstream failed this tick waits for the next:
-    // refreshed now, it would combine upstreams from different times.
+    // A stream table whose upstream failed or was skipped this tick waits
+    // for the next: refreshed now, it would combine upstreams from
+    // different points in time.
     let mut failed: Vec<u32> = Vec::new();
     for relid in plan.order {
         if sys::shutdown_requested() {
@@ -118,7 +142,7 @@ fn tick() -> Result<Option<i64>, String> {
         }
         HOLDS_PERMIT.with(|h| h.set(true));
         let errors = loaded.iter().find(|l| l.candidate.relid == relid).map_or(0, |l| l.consecutive_errors);
-        if !refresh_one(pg_sys::Oid::from(relid), errors) {
+        if refresh_one(pg_sys::Oid::from(relid), errors) != Outcome::Refreshed {
             failed.push(relid);
         }
         HOLDS_PERMIT.with(|h| h.set(false));
@@ -136,7 +160,18 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
     if !installed {
         return Ok(None);
     }
-    let rows: Vec<(pg_sys::Oid, String, Option<String>, String, Option<i64>, Option<i64>, i32, Vec<pg_sys::Oid>)> =
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        pg_sys::Oid,
+        String,
+        Option<String>,
+        String,
+        Option<i64>,
+        Option<i64>,
+        i32,
+        Vec<pg_sys::Oid>,
+        String,
+    )> =
         Spi::connect(|client| {
             let mut out = Vec::new();
             let table = client.select(
@@ -145,7 +180,8 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
                         (extract(epoch FROM st.next_retry_at) * 1000)::int8, st.consecutive_errors, \
                         ARRAY(SELECT s.source_relid FROM pgtrickle.pgt_sources s \
                                 JOIN pgtrickle.pgt_stream_tables u ON u.relid OPERATOR(pg_catalog.=) s.source_relid \
-                               WHERE s.relid OPERATOR(pg_catalog.=) st.relid) \
+                               WHERE s.relid OPERATOR(pg_catalog.=) st.relid), \
+                        st.relid::pg_catalog.regclass::pg_catalog.text \
                    FROM pgtrickle.pgt_stream_tables st",
                 None,
                 &[],
@@ -160,12 +196,13 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
                     row.get(6)?,
                     row.get(7)?.unwrap_or(0),
                     row.get(8)?.unwrap_or_default(),
+                    row.get(9)?.unwrap_or_default(),
                 ));
             }
             Ok::<_, crate::error::PgtError>(out)
         })?;
     let mut loaded = Vec::with_capacity(rows.len());
-    for (relid, mode, schedule, status, last, retry, errors, upstream) in rows {
+    for (relid, mode, schedule, status, last, retry, errors, upstream, name) in rows {
         let mode = match mode.as_str() {
             "differential" => Mode::Differential,
             "immediate" => Mode::Immediate,
@@ -185,6 +222,7 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
                 retry_at_ms: retry,
                 upstream: upstream.iter().map(|o| o.to_u32()).collect(),
             },
+            name,
             consecutive_errors: errors,
         });
     }
@@ -209,7 +247,7 @@ fn has_pending(relid: pg_sys::Oid) -> PgtResult<bool> {
 /// Refresh one stream table in its own transaction; on failure record the
 /// error in another, with a backoff, suspending it after
 /// `pg_trickle.max_consecutive_errors` failures in a row.
-fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> bool {
+fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> Outcome {
     let started = sys::now_ms();
     let outcome = sys::in_transaction(|| {
         // Gone since the plan was made, or being refreshed by someone else
@@ -221,7 +259,11 @@ fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> bool {
         sys::report_activity(&format!("refreshing {name}"));
         refresh::refresh(relid, RefreshTrigger::Scheduled).map(Some)
     });
-    let Err(message) = outcome else { return true };
+    let message = match outcome {
+        Ok(Some(_)) => return Outcome::Refreshed,
+        Ok(None) => return Outcome::Skipped,
+        Err(message) => message,
+    };
     let failures = errors_so_far.saturating_add(1);
     let limit = guc::MAX_CONSECUTIVE_ERRORS.get();
     let retry_ms = plan::backoff(failures).as_millis() as i64;
@@ -242,5 +284,5 @@ fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> bool {
     if let Err(e) = recorded {
         warning!("pg_trickle scheduler: could not record a failed refresh: {e}");
     }
-    false
+    Outcome::Failed
 }

@@ -101,32 +101,40 @@ pub fn wake_launcher() {
     sys::set_latch(latch);
 }
 
+/// A scheduler registered but not attached after this long is taken for
+/// dead (it failed to connect: database dropped, connections disallowed).
+const START_TIMEOUT_MS: i64 = 30_000;
+
 /// The launcher's reconciliation with the databases that exist now: forget
 /// slots of dropped databases, and return the databases that need a
-/// scheduler started (marked Starting).
-pub fn databases_to_start(existing: &[u32], now_ms: i64) -> Vec<u32> {
+/// scheduler started (marked Starting), and how many databases found no
+/// free slot.
+pub fn databases_to_start(existing: &[u32], now_ms: i64) -> (Vec<u32>, usize) {
     let mut reg = REGISTRY.exclusive();
     for slot in reg.slots.iter_mut() {
-        let idle = matches!(slot.state, SlotState::NoExtension | SlotState::Exited | SlotState::Paused);
-        if slot.state != SlotState::Free && idle && !existing.contains(&slot.dboid) {
+        if slot.state != SlotState::Free && slot.state != SlotState::Running && !existing.contains(&slot.dboid) {
             *slot = FREE_SLOT;
         }
     }
     let mut start = Vec::new();
+    let mut unslotted = 0;
     for &db in existing {
-        let Some(i) = find_or_claim(&mut reg, db) else { continue };
+        let Some(i) = find_or_claim(&mut reg, db) else {
+            unslotted += 1;
+            continue;
+        };
         let slot = &mut reg.slots[i];
         let go = match slot.state {
-            SlotState::Exited | SlotState::Paused => slot.retry_at <= now_ms,
+            SlotState::Exited | SlotState::Paused | SlotState::Starting => slot.retry_at <= now_ms,
             SlotState::NoExtension => slot.requested,
             _ => false,
         };
         if go {
-            *slot = Slot { dboid: db, state: SlotState::Starting, ..FREE_SLOT };
+            *slot = Slot { dboid: db, state: SlotState::Starting, retry_at: now_ms + START_TIMEOUT_MS, ..FREE_SLOT };
             start.push(db);
         }
     }
-    start
+    (start, unslotted)
 }
 
 /// The earliest time an Exited or Paused slot may be restarted.
@@ -134,7 +142,9 @@ pub fn next_retry(now_ms: i64) -> Option<i64> {
     let reg = REGISTRY.share();
     reg.slots
         .iter()
-        .filter(|s| matches!(s.state, SlotState::Exited | SlotState::Paused) && s.retry_at > now_ms)
+        .filter(|s| {
+            matches!(s.state, SlotState::Exited | SlotState::Paused | SlotState::Starting) && s.retry_at > now_ms
+        })
         .map(|s| s.retry_at)
         .min()
 }
@@ -242,13 +252,14 @@ pub fn running_pid(dboid: u32) -> Option<i32> {
     find(&reg, dboid).map(|i| reg.slots[i]).filter(|s| s.state == SlotState::Running).map(|s| s.pid)
 }
 
-/// Let a paused database's scheduler start again now.
-pub fn resume(dboid: u32) {
+/// Let a paused database's scheduler start again after `delay_ms` (long
+/// enough for the statement that paused it to commit).
+pub fn resume(dboid: u32, now_ms: i64, delay_ms: i64) {
     {
         let mut reg = REGISTRY.exclusive();
         if let Some(i) = find(&reg, dboid) {
             if reg.slots[i].state == SlotState::Paused {
-                reg.slots[i].retry_at = 0;
+                reg.slots[i].retry_at = now_ms + delay_ms;
             }
         }
     }

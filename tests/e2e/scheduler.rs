@@ -297,10 +297,18 @@ fn scheduler_follows_extension_and_database_lifecycle() {
     // by its scheduler.
     admin.batch_execute("DROP DATABASE IF EXISTS e2e_sched_life_copy").unwrap();
     admin.batch_execute(&format!("CREATE DATABASE e2e_sched_life_copy TEMPLATE {db}")).unwrap();
+    // The copy has pg_trickle: its scheduler starts when it is created.
+    wait_until(&mut admin, "a scheduler in the copy", &scheduler_running_sql("e2e_sched_life_copy"), 5);
     admin.batch_execute(&format!("ALTER DATABASE {db} RENAME TO e2e_sched_life_renamed")).unwrap();
     admin.batch_execute(&format!("ALTER DATABASE e2e_sched_life_renamed RENAME TO {db}")).unwrap();
     wait_until(&mut admin, "the scheduler back after RENAME", &running, 15);
-    wait_until(&mut admin, "a scheduler in the copy", &scheduler_running_sql("e2e_sched_life_copy"), 15);
+    // A database closed to connections loses its scheduler, and gets it
+    // back when reopened.
+    admin.batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")).unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    wait_until(&mut admin, "no scheduler in a closed database", &format!("SELECT NOT ({running})"), 10);
+    admin.batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true")).unwrap();
+    wait_until(&mut admin, "the scheduler back after reopening", &running, 10);
     let started = Instant::now();
     admin.batch_execute(&format!("DROP DATABASE {db}")).unwrap();
     admin.batch_execute("DROP DATABASE e2e_sched_life_copy").unwrap();
