@@ -115,7 +115,12 @@ DROP TABLE IF EXISTS src CASCADE;
 CREATE TABLE src (id bigint PRIMARY KEY, g int NOT NULL, v int NOT NULL, pad text);
 INSERT INTO src SELECT i, i % 1000, ((i::bigint * 7919) % 100000)::int, md5(i::text) FROM generate_series(1, $1) i;
 CREATE INDEX ON src (g);
-VACUUM ANALYZE src;
+DROP TABLE IF EXISTS dim, cat CASCADE;
+CREATE TABLE cat (c int PRIMARY KEY, label text);
+INSERT INTO cat SELECT c, 'cat ' || c FROM generate_series(0, 9) c;
+CREATE TABLE dim (g int PRIMARY KEY, c int NOT NULL, name text);
+INSERT INTO dim SELECT g, g % 10, 'g' || g FROM generate_series(0, 999) g;
+VACUUM ANALYZE src, dim, cat;
 SQL
 }
 
@@ -124,6 +129,9 @@ shapes=(
     "filter|SELECT id, v FROM src WHERE v % 10 = 0"
     "projection|SELECT id, g, v * 2 AS v2, upper(pad) AS p FROM src"
     "group by (1000 groups)|SELECT g, count(*) AS n, sum(v) AS s, avg(v) AS a FROM src GROUP BY g"
+    "2-way join|SELECT s.id, d.g, s.v, d.name FROM src s JOIN dim d ON d.g = s.g"
+    "3-way join|SELECT s.id, d.g, c.c, s.v, c.label FROM src s JOIN dim d ON d.g = s.g JOIN cat c ON c.c = d.c"
+    "join + aggregate|SELECT d.g, d.name, count(*) AS n, sum(s.v) AS s FROM src s JOIN dim d ON d.g = s.g GROUP BY d.g, d.name"
 )
 
 create_shapes() {

@@ -57,10 +57,7 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
 pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
     for source in captured_sources(relid)? {
-        let mut needed: Vec<i16> =
-            plan.key.iter().filter(|k| k.source == source).map(|k| k.source_attnum).collect();
-        needed.sort_unstable();
-        needed.dedup();
+        let needed = plan.captured_columns(source);
         // Lock first: no writer in flight from here on (for a stream table,
         // no refresh of it), and a concurrent attach or detach of the same
         // source waits for us.

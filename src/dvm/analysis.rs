@@ -17,18 +17,91 @@ pub struct Plan {
     pub key: Vec<KeyColumn>,
     /// Some source is a (differential) stream table.
     pub reads_stream_tables: bool,
+    /// For [`Shape::GroupsOverJoin`]: every table reference, and the
+    /// equality join conditions between their columns.
+    pub join: Option<JoinGraph>,
+}
+
+/// The table references of an inner join and its `a.x = b.y` conditions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinGraph {
+    /// (range table index, relation)
+    pub tables: Vec<(u32, pg_sys::Oid)>,
+    /// ((rte, attnum), (rte, attnum)) pairs compared with `=`.
+    pub edges: Vec<((u32, i16), (u32, i16))>,
+}
+
+impl JoinGraph {
+    /// The path of equality steps from table reference `from` to `to`
+    /// (breadth first): each step is (column of the current table, column
+    /// of the next table).
+    pub fn path(&self, from: u32, to: u32) -> Option<Vec<((u32, i16), (u32, i16))>> {
+        let mut prev: std::collections::BTreeMap<u32, ((u32, i16), (u32, i16))> = Default::default();
+        let mut queue = std::collections::VecDeque::from([from]);
+        let mut seen = std::collections::BTreeSet::from([from]);
+        while let Some(at) = queue.pop_front() {
+            if at == to {
+                let mut steps = Vec::new();
+                let mut cur = to;
+                while cur != from {
+                    let step = prev[&cur];
+                    steps.push(step);
+                    cur = step.0 .0;
+                }
+                steps.reverse();
+                return Some(steps);
+            }
+            for &(a, b) in &self.edges {
+                for (x, y) in [(a, b), (b, a)] {
+                    if x.0 == at && seen.insert(y.0) {
+                        prev.insert(y.0, (x, y));
+                        queue.push_back(y.0);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Columns of `source` the join conditions use (any of its references).
+    pub fn columns_of(&self, source: pg_sys::Oid) -> Vec<i16> {
+        let rtes: Vec<u32> = self.tables.iter().filter(|(_, s)| *s == source).map(|(r, _)| *r).collect();
+        let mut out: Vec<i16> = self
+            .edges
+            .iter()
+            .flat_map(|&(a, b)| [a, b])
+            .filter(|(rte, _)| rtes.contains(rte))
+            .map(|(_, attnum)| attnum)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 impl Plan {
-    /// The distinct source tables, in key order.
+    /// The distinct source tables, in key order (then join order).
     pub fn sources(&self) -> Vec<pg_sys::Oid> {
         let mut out: Vec<pg_sys::Oid> = Vec::new();
-        for k in &self.key {
-            if !out.contains(&k.source) {
-                out.push(k.source);
+        let joined = self.join.iter().flat_map(|j| j.tables.iter().map(|(_, s)| *s));
+        for source in self.key.iter().map(|k| k.source).chain(joined) {
+            if !out.contains(&source) {
+                out.push(source);
             }
         }
         out
+    }
+
+    /// The columns of `source` its change buffer must hold for this plan.
+    pub fn captured_columns(&self, source: pg_sys::Oid) -> Vec<i16> {
+        let mut needed: Vec<i16> =
+            self.key.iter().filter(|k| k.source == source).map(|k| k.source_attnum).collect();
+        if let Some(join) = &self.join {
+            needed.extend(join.columns_of(source));
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        needed
     }
 
     /// The key columns grouped by range table entry (one group per table
@@ -59,6 +132,11 @@ pub enum Shape {
     /// preserved table `a`, so rows are recomputed per `a` key: changes of
     /// `b` are turned into the `a` keys joined to the changed `b` rows.
     LeftJoin { preserved: u32, nullable: u32 },
+    /// GROUP BY over an inner join, every grouping column from one table
+    /// reference (`group_rte`), which every other reference reaches through
+    /// `=` join conditions: a change of another table is followed along
+    /// those conditions to the groups it touches (see key_recompute).
+    GroupsOverJoin { group_rte: u32 },
 }
 
 impl Shape {
@@ -68,6 +146,9 @@ impl Shape {
             Shape::Groups => "grouped aggregate keyed by the GROUP BY columns",
             Shape::Distinct => "DISTINCT keyed by all output columns",
             Shape::LeftJoin { .. } => "outer join recomputed per row of its preserved table",
+            Shape::GroupsOverJoin { .. } => {
+                "grouped aggregate over an inner join keyed by the GROUP BY columns (changes followed along the join)"
+            }
         }
     }
 }
@@ -126,6 +207,9 @@ struct QueryFacts {
     /// is a plain column of a table, and its sortgroupref.
     outputs: Vec<(Option<(u32, i16)>, u32)>,
     group_refs: Vec<u32>,
+    /// `a.x = b.y` conditions (WHERE and JOIN ... ON, ANDed at the top)
+    /// between plain columns of two different table references.
+    equalities: Vec<((u32, i16), (u32, i16))>,
 }
 
 /// Read the stored query of materialized view `relid`.
@@ -274,6 +358,58 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
             .collect();
+        // Equality conditions: the WHERE clause and the ON clauses of the
+        // joins in FROM, each an AND of conditions.
+        let mut quals: Vec<*mut pg_sys::Node> = Vec::new();
+        if !q.jointree.is_null() {
+            quals.push((*q.jointree).quals);
+            let mut items = list_ptrs::<pg_sys::Node>((*q.jointree).fromlist);
+            while let Some(item) = items.pop() {
+                if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
+                    let j = &*(item as *mut pg_sys::JoinExpr);
+                    quals.push(j.quals);
+                    items.push(j.larg);
+                    items.push(j.rarg);
+                }
+            }
+        }
+        let strip = |mut n: *mut pg_sys::Node| {
+            while !n.is_null() && (*n).type_ == pg_sys::NodeTag::T_RelabelType {
+                n = (*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+            }
+            n
+        };
+        let mut equalities = Vec::new();
+        while let Some(n) = quals.pop() {
+            if n.is_null() {
+                continue;
+            }
+            match (*n).type_ {
+                pg_sys::NodeTag::T_BoolExpr
+                    if (*(n as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR =>
+                {
+                    quals.extend(list_ptrs::<pg_sys::Node>((*(n as *mut pg_sys::BoolExpr)).args));
+                }
+                pg_sys::NodeTag::T_List => quals.extend(list_ptrs::<pg_sys::Node>(n as *mut pg_sys::List)),
+                pg_sys::NodeTag::T_OpExpr => {
+                    let op = &*(n as *mut pg_sys::OpExpr);
+                    let args = list_ptrs::<pg_sys::Node>(op.args);
+                    let name = pg_sys::get_opname(op.opno);
+                    let is_eq = crate::hooks::cstr(name).as_deref() == Some("=");
+                    if let ([l, r], true) = (args.as_slice(), is_eq) {
+                        let (l, r) = (strip(*l), strip(*r));
+                        if let (Some(a), Some(b)) =
+                            (base_attnum(l as *mut pg_sys::Expr), base_attnum(r as *mut pg_sys::Expr))
+                        {
+                            if a.0 != b.0 {
+                                equalities.push((a, b));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         Ok(QueryFacts {
             features,
             volatile,
@@ -287,6 +423,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             has_distinct: !q.distinctClause.is_null(),
             outputs,
             group_refs,
+            equalities,
         })
     }
 }
@@ -326,6 +463,11 @@ pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
     let analysis = analyze(relid)?;
     if immediate {
         if let Ok(plan) = &analysis {
+            if matches!(plan.shape, Shape::GroupsOverJoin { .. }) {
+                return Ok(unsupported(
+                    "aggregates over joins are maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",
+                ));
+            }
             if plan.reads_stream_tables {
                 return Ok(unsupported(
                     "IMMEDIATE maintenance of a stream table that reads other stream tables is not supported yet",
@@ -448,9 +590,6 @@ fn decide(
         ));
     }
     if f.has_aggs || f.has_group {
-        if !single {
-            return Ok(unsupported("aggregates over joins cannot be maintained incrementally yet"));
-        }
         if !f.has_group {
             return Ok(unsupported("aggregates without GROUP BY cannot be maintained incrementally yet"));
         }
@@ -461,7 +600,33 @@ fn decide(
                 "every GROUP BY item must be a plain column of the table that appears in the select list",
             ));
         }
-        return Ok(Ok(Plan { shape: Shape::Groups, key, reads_stream_tables: false }));
+        if single {
+            return Ok(Ok(Plan { shape: Shape::Groups, key, reads_stream_tables: false, join: None }));
+        }
+        // Over a join: the groups must come from one table reference that
+        // every other one reaches through `=` conditions.
+        let group_rte = key[0].rte;
+        if key.iter().any(|k| k.rte != group_rte) {
+            return Ok(unsupported(
+                "aggregates over joins are maintained incrementally only when every GROUP BY column comes from one table",
+            ));
+        }
+        let join = JoinGraph {
+            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            edges: f.equalities.clone(),
+        };
+        if f.relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
+            return Ok(unsupported(
+                "aggregates over joins are maintained incrementally only when every joined table is connected \
+                 to the table of the GROUP BY columns by = conditions",
+            ));
+        }
+        return Ok(Ok(Plan {
+            shape: Shape::GroupsOverJoin { group_rte },
+            key,
+            reads_stream_tables: false,
+            join: Some(join),
+        }));
     }
     if f.has_distinct {
         if !single {
@@ -471,7 +636,7 @@ fn decide(
         if key.len() != f.outputs.len() {
             return Ok(unsupported("SELECT DISTINCT of expressions cannot be maintained incrementally yet"));
         }
-        return Ok(Ok(Plan { shape: Shape::Distinct, key, reads_stream_tables: false }));
+        return Ok(Ok(Plan { shape: Shape::Distinct, key, reads_stream_tables: false, join: None }));
     }
     // Rows: every table reference's primary key must be in the output.
     let mut key = Vec::new();
@@ -509,7 +674,7 @@ fn decide(
         }
         None => Shape::Rows,
     };
-    Ok(Ok(Plan { shape, key, reads_stream_tables: false }))
+    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join: None }))
 }
 
 #[cfg(test)]
@@ -533,6 +698,7 @@ mod tests {
             has_distinct: false,
             outputs: vec![(Some((1, 1)), 0), (Some((1, 3)), 0), (None, 0)],
             group_refs: vec![],
+            equalities: vec![],
         }
     }
 
@@ -601,11 +767,32 @@ mod tests {
         assert!(decide(&f, pk1).unwrap().is_err());
         f.has_group = false; // aggregate without GROUP BY
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("without GROUP BY"));
+    }
+
+    #[test]
+    fn groups_over_joins_need_one_grouping_table_reached_by_equalities() {
+        // SELECT t.b, count(*) FROM t JOIN u ON u.x = t.c JOIN t t2 ON t2.a = u.y GROUP BY t.b
         let mut f = facts();
         f.has_aggs = true;
         f.has_group = true;
-        f.relations.push((2, U, pg_sys::RELKIND_RELATION));
-        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("over joins"));
+        f.relations = vec![(1, T, pg_sys::RELKIND_RELATION), (2, U, pg_sys::RELKIND_RELATION), (3, T, pg_sys::RELKIND_RELATION)];
+        f.outputs = vec![(Some((1, 2)), 1), (None, 0)];
+        f.group_refs = vec![1];
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("connected"), "no join conditions");
+        f.equalities = vec![((2, 1), (1, 3)), ((3, 1), (2, 2))];
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::GroupsOverJoin { group_rte: 1 });
+        let join = plan.join.clone().unwrap();
+        // From t2 (rte 3): t2.a = u.y, then u.x = t.c.
+        assert_eq!(join.path(3, 1), Some(vec![((3, 1), (2, 2)), ((2, 1), (1, 3))]));
+        // Buffers: t needs the group column b (2), a (1) and c (3); u needs x and y.
+        assert_eq!(plan.captured_columns(T), vec![1, 2, 3]);
+        assert_eq!(plan.captured_columns(U), vec![1, 2]);
+        assert_eq!(plan.sources(), vec![T, U]);
+        // Grouping columns from two tables: not maintained.
+        f.outputs = vec![(Some((1, 2)), 1), (Some((2, 2)), 2), (None, 0)];
+        f.group_refs = vec![1, 2];
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("one table"));
     }
 
     #[test]

@@ -240,6 +240,10 @@ pub struct Affected {
     pub keys: i64,
     /// Affected key values per table reference.
     pub groups: Vec<Vec<KeyValues>>,
+    /// For a grouped join: per other table reference with changes, the
+    /// changed values (old and new) of the column its path to the grouping
+    /// table starts with, as an array literal.
+    pub join_values: Vec<(u32, String)>,
 }
 
 pub fn affected_keys(
@@ -294,7 +298,101 @@ pub fn affected_keys(
         }
         groups.push(keys);
     }
-    Ok(Affected { changes: count, keys: distinct_keys, groups })
+    let mut join_values = Vec::new();
+    if let (Shape::GroupsOverJoin { group_rte }, Some(join)) = (plan.shape, &plan.join) {
+        for &(rte, source) in &join.tables {
+            if rte == group_rte {
+                continue;
+            }
+            let Some(path) = join.path(rte, group_rte) else { continue };
+            let attnum = path[0].0 .1;
+            let sql = format!(
+                "SELECT (pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text \
+                   FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
+                buffer::buffer_name(source)
+            );
+            let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
+            if let Some(values) = row.first().cloned().flatten() {
+                join_values.push((rte, values));
+            }
+        }
+    }
+    Ok(Affected { changes: count, keys: distinct_keys, groups, join_values })
+}
+
+/// A grouped join: follow each changed value of another table along the
+/// `=` conditions to the grouping table, and add the groups reached (in
+/// the state at the refresh snapshot; the old state's groups are reached
+/// by the old values, which the change buffers hold, through tables whose
+/// own changes bring in their own groups). `run` executes a query as the
+/// stream table's owner and returns its first row.
+pub fn expand_join_groups(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    mut groups: Vec<Vec<KeyValues>>,
+    join_values: &[(u32, String)],
+    run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
+) -> PgtResult<Vec<Vec<KeyValues>>> {
+    let (Shape::GroupsOverJoin { group_rte }, Some(join)) = (plan.shape, &plan.join) else {
+        return Ok(groups);
+    };
+    let columns = output_columns(relid)?;
+    let table_of = |rte: u32| join.tables.iter().find(|(r, _)| *r == rte).map(|(_, s)| *s);
+    let column_name = |rte: u32, attnum: i16| -> PgtResult<String> {
+        let source = table_of(rte).ok_or_else(|| PgtError::Internal("join table missing".into()))?;
+        let names = sys::attribute_names(source, Some(&[attnum]))?;
+        let (_, name) = names.first().ok_or_else(|| PgtError::Internal("join column missing".into()))?;
+        Ok(crate::sql::quote_ident(name))
+    };
+    for (rte, values) in join_values {
+        let Some(path) = join.path(*rte, group_rte) else { continue };
+        // Tables along the path after the changed one: r1 … rn (= grouping).
+        let mut from = Vec::new();
+        let mut conditions = Vec::new();
+        for (i, ((from_rte, from_att), (to_rte, to_att))) in path.iter().enumerate() {
+            let alias = format!("r{}", i + 1);
+            let source = table_of(*to_rte).ok_or_else(|| PgtError::Internal("join table missing".into()))?;
+            from.push(format!("{} {alias}", crate::catalog::lifecycle::relation_name(source)?));
+            let to_col = format!("{alias}.{}", column_name(*to_rte, *to_att)?);
+            if i == 0 {
+                let source = table_of(*from_rte).ok_or_else(|| PgtError::Internal("join table missing".into()))?;
+                let ty = Spi::get_one_with_args::<String>(
+                    "SELECT pg_catalog.format_type(COALESCE(NULLIF(t.typbasetype, 0), a.atttypid), NULL) \
+                       FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
+                      WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.=) $2",
+                    &[source.into(), (*from_att).into()],
+                )?
+                .ok_or_else(|| PgtError::Internal("join column type missing".into()))?;
+                conditions.push(format!(
+                    "{to_col} OPERATOR(pg_catalog.=) ANY ({}::{ty}[])",
+                    crate::sql::quote_literal(values)
+                ));
+            } else {
+                conditions.push(format!("r{i}.{} = {to_col}", column_name(*from_rte, *from_att)?));
+            }
+        }
+        let grouped = format!("r{}", path.len());
+        let mut select = Vec::new();
+        let mut keys = Vec::new();
+        for k in &plan.key {
+            let col = format!("{grouped}.{}", column_name(group_rte, k.source_attnum)?);
+            select.push(format!("(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL))::text"));
+            select.push(format!("pg_catalog.bool_or({col} IS NULL)"));
+            let (name, ty) = columns
+                .get(k.output_attnum as usize - 1)
+                .cloned()
+                .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+            keys.push(KeyValues { column: name, sql_type: ty, values: None, has_null: false });
+        }
+        let sql = format!("SELECT {} FROM {} WHERE {}", select.join(", "), from.join(", "), conditions.join(" AND "));
+        let row = run(&sql)?;
+        for (i, k) in keys.iter_mut().enumerate() {
+            k.values = row.get(2 * i).cloned().flatten();
+            k.has_null = row.get(2 * i + 1).cloned().flatten().as_deref() == Some("t");
+        }
+        groups.push(keys);
+    }
+    Ok(groups)
 }
 
 /// The apply statement for `keys`, built as the stream table's

@@ -131,7 +131,15 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         let owner = sys::relation_owner(relid)?;
                         let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
                         let groups = sys::as_restricted_role(owner, || {
-                            dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)
+                            let groups =
+                                dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)?;
+                            dvm::key_recompute::expand_join_groups(
+                                relid,
+                                &plan,
+                                groups,
+                                &affected.join_values,
+                                &run,
+                            )
                         })?;
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
                         dvm::key_recompute::apply(relid, &snapshot, &groups, &key_names)?

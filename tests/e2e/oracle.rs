@@ -90,6 +90,15 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT id, v FROM t1 WHERE g = ANY (ARRAY['g1', 'g3'])", true),
     ("SELECT k, max(g) AS mg, min(g) AS ng FROM t1 GROUP BY k HAVING max(g) IS NOT NULL", true),
     ("SELECT b, sum(a) AS sa FROM t3 GROUP BY b HAVING sum(a) > 3", true),
+    // Aggregates over inner joins: grouping columns from one table, which
+    // every other table reaches through = conditions.
+    ("SELECT t2.note, count(*) AS n, sum(t1.v) AS s FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.note", true),
+    ("SELECT t1.g, count(t2.id) AS n, max(t2.note) AS mx FROM t1 JOIN t2 ON t2.id = t1.k GROUP BY t1.g", true),
+    ("SELECT a.g, count(*) AS n FROM t1 a JOIN t2 ON t2.k = a.k JOIN t1 b ON b.id = t2.id GROUP BY a.g", true),
+    ("SELECT t2.k, sum(t3.b) AS sb, count(*) AS n FROM t2 JOIN t3 ON t3.a = t2.k GROUP BY t2.k", true),
+    ("SELECT t1.k, t1.g, count(*) AS n FROM t1, t2 WHERE t1.k = t2.k AND t2.note IS NOT NULL GROUP BY t1.k, t1.g HAVING count(*) > 1", true),
+    ("SELECT t1.g, t2.note, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.g, t2.note", false),
+    ("SELECT t1.g, count(*) AS n FROM t1 JOIN t2 ON t1.k < t2.k GROUP BY t1.g", false),
 ];
 
 struct Rng(u64);
