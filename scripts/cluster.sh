@@ -33,9 +33,11 @@ fsync = off
 log_min_messages = warning
 CONF
     fi
-    # One scheduler per database with pg_trickle, plus the launcher.
+    # The launcher, and one scheduler per database with scheduled stream
+    # tables (the tests create many databases).
     grep -q '^max_worker_processes' "$datadir/postgresql.conf" ||
-        echo "max_worker_processes = 32" >>"$datadir/postgresql.conf"
+        echo "max_worker_processes = 64" >>"$datadir/postgresql.conf"
+    sed -i 's/^max_worker_processes = 32$/max_worker_processes = 64/' "$datadir/postgresql.conf"
     if as_pg_user "$bin/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         # Running: restart so a freshly installed library is loaded.
         as_pg_user "$bin/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -m fast restart >/dev/null

@@ -67,8 +67,15 @@ CREATE TABLE pgtrickle.pgt_change_buffers (
 
 REVOKE ALL ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history,
               pgtrickle.pgt_change_buffers FROM PUBLIC;
-GRANT SELECT ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_refresh_history,
-                pgtrickle.pgt_change_buffers TO PUBLIC;
+GRANT SELECT ON pgtrickle.pgt_sources, pgtrickle.pgt_change_buffers TO PUBLIC;
+-- Error messages may show data: last_error and the history's message are
+-- left out, and the views show them to those who may read the stream table.
+GRANT SELECT (id, relid, mode, trigger, started_at, finished_at, rows_applied, changes_consumed, outcome)
+   ON pgtrickle.pgt_refresh_history TO PUBLIC;
+GRANT SELECT (relid, requested_mode, refresh_mode, schedule, status, needs_full, consecutive_errors,
+              next_retry_at, created_at, last_refresh_at, row_count, consumes_changes, frontier,
+              frontier_xid, frontier_cid)
+   ON pgtrickle.pgt_stream_tables TO PUBLIC;
 
 -- The capture trigger function (native; see src/cdc/capture.rs). It runs as
 -- the extension owner with a fixed search_path.

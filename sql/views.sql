@@ -55,6 +55,15 @@ SELECT n.nspname                                   AS schema,
                                   THEN pgtrickle._staleness(st.relid) END AS seconds) s;
 GRANT SELECT ON pgtrickle.pg_stat_stream_tables TO PUBLIC;
 
+-- The refresh history, with messages shown to those who may read the
+-- stream table.
+CREATE VIEW pgtrickle.refresh_history_all AS
+SELECT h.id, h.relid, h.relid::regclass AS stream_table, h.mode, h.trigger, h.started_at, h.finished_at,
+       h.rows_applied, h.changes_consumed, h.outcome,
+       CASE WHEN pg_catalog.has_table_privilege(h.relid, 'SELECT') THEN h.message END AS message
+  FROM pgtrickle.pgt_refresh_history h;
+GRANT SELECT ON pgtrickle.refresh_history_all TO PUBLIC;
+
 -- The last n refreshes of a stream table, newest first.
 CREATE FUNCTION pgtrickle.refresh_history(name regclass, n integer DEFAULT 10)
 RETURNS TABLE (started_at timestamptz, finished_at timestamptz, duration interval, mode text,
@@ -62,7 +71,7 @@ RETURNS TABLE (started_at timestamptz, finished_at timestamptz, duration interva
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT h.started_at, h.finished_at, h.finished_at - h.started_at, h.mode, h.trigger, h.outcome,
            h.rows_applied, h.changes_consumed, h.message
-      FROM pgtrickle.pgt_refresh_history h
+      FROM pgtrickle.refresh_history_all h
      WHERE h.relid = name::oid
      ORDER BY h.id DESC
      LIMIT n

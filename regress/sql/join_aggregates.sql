@@ -42,12 +42,29 @@ DELETE FROM orders WHERE customer IN (SELECT id FROM customers WHERE region = 1)
 REFRESH MATERIALIZED VIEW sales_by_region;
 TABLE sales_by_region ORDER BY id;
 
+-- DISTINCT over a join, and aggregates over an outer join grouped by its
+-- preserved side, work the same way.
+CREATE MATERIALIZED VIEW active_regions WITH (pgtrickle.stream) AS
+SELECT DISTINCT r.id, r.name FROM regions r JOIN customers c ON c.region = r.id JOIN orders o ON o.customer = c.id;
+CREATE MATERIALIZED VIEW orders_per_customer WITH (pgtrickle.stream) AS
+SELECT c.id, count(o.id) AS orders, coalesce(sum(o.amount), 0) AS total
+  FROM customers c LEFT JOIN orders o ON o.customer = c.id GROUP BY c.id;
+SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE schema = 'ja' ORDER BY name;
+INSERT INTO orders VALUES (40, 1, 5), (41, 4, 7);
+DELETE FROM orders WHERE customer = 2;
+REFRESH MATERIALIZED VIEW active_regions;
+REFRESH MATERIALIZED VIEW orders_per_customer;
+TABLE active_regions ORDER BY id;
+TABLE orders_per_customer ORDER BY id;
+
 -- Not maintained differentially (auto falls back to FULL and says why):
 CREATE MATERIALIZED VIEW two_tables WITH (pgtrickle.stream) AS
 SELECT r.name, c.name AS customer, count(*) FROM orders o JOIN customers c ON c.id = o.customer
   JOIN regions r ON r.id = c.region GROUP BY r.name, c.name;
 CREATE MATERIALIZED VIEW no_equality WITH (pgtrickle.stream) AS
 SELECT c.region, count(*) FROM customers c JOIN orders o ON o.amount > c.id GROUP BY c.region;
+CREATE MATERIALIZED VIEW grouped_by_nullable WITH (pgtrickle.stream) AS
+SELECT o.customer, count(*) FROM customers c LEFT JOIN orders o ON o.customer = c.id GROUP BY o.customer;
 -- IMMEDIATE does not maintain aggregates over joins yet.
 CREATE MATERIALIZED VIEW imm WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
 SELECT c.region, count(*) FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region;

@@ -52,6 +52,26 @@ SELECT name, status FROM pgtrickle.stream_tables WHERE schema = 'sched' ORDER BY
 -- The status is not a stored setting: it stays out of reloptions.
 SELECT reloptions FROM pg_class WHERE oid = 'top'::regclass;
 
+-- Error messages can show data: roles that may not read a stream table do
+-- not see them (nor its staleness, which reads the change buffers).
+UPDATE pgtrickle.pgt_stream_tables SET last_error = 'secret value 42', consecutive_errors = 1
+ WHERE relid = 'per_row'::regclass;
+INSERT INTO pgtrickle.pgt_refresh_history (relid, mode, trigger, started_at, finished_at, outcome, message)
+VALUES ('per_row'::regclass, 'differential', 'scheduled', now(), now(), 'error', 'secret value 42');
+CREATE ROLE sched_outsider;
+GRANT USAGE ON SCHEMA sched TO sched_outsider;
+SET ROLE sched_outsider;
+SELECT name, consecutive_errors, last_error, staleness FROM pgtrickle.pg_stat_stream_tables WHERE name = 'per_row';
+SELECT outcome, message FROM pgtrickle.refresh_history('sched.per_row', 1);
+SELECT last_error FROM pgtrickle.pgt_stream_tables;
+SELECT pgtrickle._staleness('sched.per_row'::regclass);
+RESET ROLE;
+SELECT name, consecutive_errors, last_error FROM pgtrickle.pg_stat_stream_tables WHERE name = 'per_row';
+SELECT outcome, message FROM pgtrickle.refresh_history('sched.per_row', 1);
+UPDATE pgtrickle.pgt_stream_tables SET last_error = NULL, consecutive_errors = 0 WHERE relid = 'per_row'::regclass;
+REVOKE USAGE ON SCHEMA sched FROM sched_outsider;
+DROP ROLE sched_outsider;
+
 -- Errors.
 ALTER MATERIALIZED VIEW top SET (pgtrickle.status = 'error');
 CREATE MATERIALIZED VIEW bad WITH (pgtrickle.stream, pgtrickle.status = 'active') AS SELECT 1 AS one;

@@ -210,6 +210,8 @@ struct QueryFacts {
     /// `a.x = b.y` conditions (WHERE and JOIN ... ON, ANDed at the top)
     /// between plain columns of two different table references.
     equalities: Vec<((u32, i16), (u32, i16))>,
+    /// Table references on the nullable side of an outer join.
+    nullable: Vec<u32>,
 }
 
 /// Read the stored query of materialized view `relid`.
@@ -361,6 +363,27 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
         // Equality conditions: the WHERE clause and the ON clauses of the
         // joins in FROM, each an AND of conditions.
         let mut quals: Vec<*mut pg_sys::Node> = Vec::new();
+        // The table references under a FROM item.
+        let rtes_under = |n: *mut pg_sys::Node| {
+            let mut out = Vec::new();
+            let mut stack = vec![n];
+            while let Some(n) = stack.pop() {
+                if n.is_null() {
+                    continue;
+                }
+                match (*n).type_ {
+                    pg_sys::NodeTag::T_RangeTblRef => out.push((*(n as *mut pg_sys::RangeTblRef)).rtindex as u32),
+                    pg_sys::NodeTag::T_JoinExpr => {
+                        let j = &*(n as *mut pg_sys::JoinExpr);
+                        stack.push(j.larg);
+                        stack.push(j.rarg);
+                    }
+                    _ => {}
+                }
+            }
+            out
+        };
+        let mut nullable = Vec::new();
         if !q.jointree.is_null() {
             quals.push((*q.jointree).quals);
             let mut items = list_ptrs::<pg_sys::Node>((*q.jointree).fromlist);
@@ -368,6 +391,15 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
                 if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
                     let j = &*(item as *mut pg_sys::JoinExpr);
                     quals.push(j.quals);
+                    match j.jointype {
+                        pg_sys::JoinType::JOIN_LEFT => nullable.extend(rtes_under(j.rarg)),
+                        pg_sys::JoinType::JOIN_RIGHT => nullable.extend(rtes_under(j.larg)),
+                        pg_sys::JoinType::JOIN_FULL => {
+                            nullable.extend(rtes_under(j.larg));
+                            nullable.extend(rtes_under(j.rarg));
+                        }
+                        _ => {}
+                    }
                     items.push(j.larg);
                     items.push(j.rarg);
                 }
@@ -424,6 +456,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             outputs,
             group_refs,
             equalities,
+            nullable,
         })
     }
 }
@@ -552,7 +585,8 @@ fn decide(
     if f.relations.is_empty() {
         return Ok(unsupported("the query reads no table"));
     }
-    if !f.inner_only && f.left_join.is_none() {
+    let grouped = f.has_aggs || f.has_group || f.has_distinct;
+    if !f.inner_only && f.left_join.is_none() && !grouped {
         return Ok(unsupported(
             "outer joins other than one LEFT or RIGHT JOIN of two tables cannot be maintained incrementally yet",
         ));
@@ -584,11 +618,31 @@ fn decide(
             .collect()
     };
     let single = f.relations.len() == 1;
-    if f.left_join.is_some() && (f.has_aggs || f.has_group || f.has_distinct) {
-        return Ok(unsupported(
-            "aggregates or DISTINCT over outer joins cannot be maintained incrementally yet",
-        ));
-    }
+    // Grouped rows over a join, keyed by columns of one table reference.
+    let over_join = |key: Vec<KeyColumn>| -> Result<Plan, Unsupported> {
+        let group_rte = key[0].rte;
+        if key.iter().any(|k| k.rte != group_rte) {
+            return unsupported(
+                "aggregates and DISTINCT over joins are maintained incrementally only when every grouping column comes from one table",
+            );
+        }
+        if f.nullable.contains(&group_rte) {
+            return unsupported(
+                "aggregates and DISTINCT over outer joins are maintained incrementally only when the grouping columns come from a table on the preserved side",
+            );
+        }
+        let join = JoinGraph {
+            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            edges: f.equalities.clone(),
+        };
+        if f.relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
+            return unsupported(
+                "aggregates and DISTINCT over joins are maintained incrementally only when every joined table is connected \
+                 to the table of the grouping columns by = conditions",
+            );
+        }
+        Ok(Plan { shape: Shape::GroupsOverJoin { group_rte }, key, reads_stream_tables: false, join: Some(join) })
+    };
     if f.has_aggs || f.has_group {
         if !f.has_group {
             return Ok(unsupported("aggregates without GROUP BY cannot be maintained incrementally yet"));
@@ -605,36 +659,15 @@ fn decide(
         }
         // Over a join: the groups must come from one table reference that
         // every other one reaches through `=` conditions.
-        let group_rte = key[0].rte;
-        if key.iter().any(|k| k.rte != group_rte) {
-            return Ok(unsupported(
-                "aggregates over joins are maintained incrementally only when every GROUP BY column comes from one table",
-            ));
-        }
-        let join = JoinGraph {
-            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
-            edges: f.equalities.clone(),
-        };
-        if f.relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
-            return Ok(unsupported(
-                "aggregates over joins are maintained incrementally only when every joined table is connected \
-                 to the table of the GROUP BY columns by = conditions",
-            ));
-        }
-        return Ok(Ok(Plan {
-            shape: Shape::GroupsOverJoin { group_rte },
-            key,
-            reads_stream_tables: false,
-            join: Some(join),
-        }));
+        return Ok(over_join(key));
     }
     if f.has_distinct {
-        if !single {
-            return Ok(unsupported("DISTINCT over joins cannot be maintained incrementally yet"));
-        }
         let key = key_of(&|_| true);
         if key.len() != f.outputs.len() {
             return Ok(unsupported("SELECT DISTINCT of expressions cannot be maintained incrementally yet"));
+        }
+        if !single {
+            return Ok(over_join(key));
         }
         return Ok(Ok(Plan { shape: Shape::Distinct, key, reads_stream_tables: false, join: None }));
     }
@@ -699,6 +732,7 @@ mod tests {
             outputs: vec![(Some((1, 1)), 0), (Some((1, 3)), 0), (None, 0)],
             group_refs: vec![],
             equalities: vec![],
+            nullable: vec![],
         }
     }
 
@@ -793,6 +827,14 @@ mod tests {
         f.outputs = vec![(Some((1, 2)), 1), (Some((2, 2)), 2), (None, 0)];
         f.group_refs = vec![1, 2];
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("one table"));
+        // Grouping columns on the nullable side of an outer join: not maintained.
+        f.outputs = vec![(Some((1, 2)), 1), (None, 0)];
+        f.group_refs = vec![1];
+        f.inner_only = false;
+        f.nullable = vec![1];
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("preserved side"));
+        f.nullable = vec![2, 3];
+        assert!(matches!(decide(&f, pk1).unwrap().unwrap().shape, Shape::GroupsOverJoin { group_rte: 1 }));
     }
 
     #[test]

@@ -325,17 +325,19 @@ pub fn affected_keys(
 /// the state at the refresh snapshot; the old state's groups are reached
 /// by the old values, which the change buffers hold, through tables whose
 /// own changes bring in their own groups). `run` executes a query as the
-/// stream table's owner and returns its first row.
+/// stream table's owner and returns its first row. Also returns how many
+/// groups were reached (counted per changed table).
 pub fn expand_join_groups(
     relid: pg_sys::Oid,
     plan: &Plan,
     mut groups: Vec<Vec<KeyValues>>,
     join_values: &[(u32, String)],
     run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
-) -> PgtResult<Vec<Vec<KeyValues>>> {
+) -> PgtResult<(Vec<Vec<KeyValues>>, i64)> {
     let (Shape::GroupsOverJoin { group_rte }, Some(join)) = (plan.shape, &plan.join) else {
-        return Ok(groups);
+        return Ok((groups, 0));
     };
+    let mut reached = 0i64;
     let columns = output_columns(relid)?;
     let table_of = |rte: u32| join.tables.iter().find(|(r, _)| *r == rte).map(|(_, s)| *s);
     let column_name = |rte: u32, attnum: i16| -> PgtResult<String> {
@@ -374,25 +376,29 @@ pub fn expand_join_groups(
         let grouped = format!("r{}", path.len());
         let mut select = Vec::new();
         let mut keys = Vec::new();
+        let mut row_of_keys = Vec::new();
         for k in &plan.key {
             let col = format!("{grouped}.{}", column_name(group_rte, k.source_attnum)?);
             select.push(format!("(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL))::text"));
             select.push(format!("pg_catalog.bool_or({col} IS NULL)"));
+            row_of_keys.push(col);
             let (name, ty) = columns
                 .get(k.output_attnum as usize - 1)
                 .cloned()
                 .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
             keys.push(KeyValues { column: name, sql_type: ty, values: None, has_null: false });
         }
+        select.push(format!("pg_catalog.count(DISTINCT ROW({}))", row_of_keys.join(", ")));
         let sql = format!("SELECT {} FROM {} WHERE {}", select.join(", "), from.join(", "), conditions.join(" AND "));
         let row = run(&sql)?;
+        reached += row.get(2 * keys.len()).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
         for (i, k) in keys.iter_mut().enumerate() {
             k.values = row.get(2 * i).cloned().flatten();
             k.has_null = row.get(2 * i + 1).cloned().flatten().as_deref() == Some("t");
         }
         groups.push(keys);
     }
-    Ok(groups)
+    Ok((groups, reached))
 }
 
 /// The apply statement for `keys`, built as the stream table's

@@ -117,8 +117,22 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     };
     match differential {
         Some((plan, old)) => {
-            let affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
+            let mut affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
             result.changes_consumed = affected.changes;
+            // Keys reached through joins (outer join, grouped join) count
+            // towards the size of the window too.
+            let groups = if affected.changes > 0 {
+                let owner = sys::relation_owner(relid)?;
+                let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
+                let (groups, reached) = sys::as_restricted_role(owner, || {
+                    let groups = dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)?;
+                    dvm::key_recompute::expand_join_groups(relid, &plan, groups, &affected.join_values, &run)
+                })?;
+                affected.keys += reached;
+                groups
+            } else {
+                Vec::new()
+            };
             match too_large(&plan, &affected, st.row_count)? {
                 Some(why) => {
                     result.message = Some(why);
@@ -128,19 +142,6 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 None => {
                     result.mode = RefreshMode::Differential;
                     let (deleted, inserted) = if affected.changes > 0 {
-                        let owner = sys::relation_owner(relid)?;
-                        let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
-                        let groups = sys::as_restricted_role(owner, || {
-                            let groups =
-                                dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)?;
-                            dvm::key_recompute::expand_join_groups(
-                                relid,
-                                &plan,
-                                groups,
-                                &affected.join_values,
-                                &run,
-                            )
-                        })?;
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
                         dvm::key_recompute::apply(relid, &snapshot, &groups, &key_names)?
                     } else {

@@ -41,9 +41,11 @@ pub fn wake_at_commit() {
 }
 
 /// Stream tables were created or their settings changed: wake this
-/// database's scheduler when the current transaction commits.
+/// database's scheduler when the current transaction commits, and start one
+/// if none runs (it leaves when nothing has a schedule).
 pub fn settings_changed() {
     SETTINGS_CHANGED.with(|w| w.set(true));
+    request_at_commit();
 }
 
 /// Ask for a scheduler in this database when the current transaction

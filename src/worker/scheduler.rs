@@ -21,7 +21,7 @@ use crate::refresh::{self, RefreshTrigger};
 
 thread_local! {
     static DBOID: Cell<u32> = const { Cell::new(0) };
-    static NO_EXTENSION: Cell<bool> = const { Cell::new(false) };
+    static NOT_NEEDED: Cell<bool> = const { Cell::new(false) };
     static HOLDS_PERMIT: Cell<bool> = const { Cell::new(false) };
     /// The cycles last reported, so that each is logged once.
     static REPORTED_CYCLES: std::cell::RefCell<Vec<Vec<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -67,7 +67,7 @@ pub extern "C-unwind" fn pgt_scheduler_main(arg: pg_sys::Datum) {
         let wait = match tick() {
             Ok(Some(wait)) => wait,
             Ok(None) => {
-                NO_EXTENSION.with(|n| n.set(true));
+                NOT_NEEDED.with(|n| n.set(true));
                 break;
             }
             Err(message) => {
@@ -85,8 +85,8 @@ unsafe extern "C-unwind" fn scheduler_exit(_code: i32, _arg: pg_sys::Datum) {
     if HOLDS_PERMIT.with(|h| h.replace(false)) {
         shmem::release_refresh();
     }
-    let no_extension = NO_EXTENSION.with(|n| n.get());
-    shmem::detach(DBOID.with(|d| d.get()), sys::my_pid(), no_extension, sys::now_ms() + RESTART_DELAY_MS);
+    let not_needed = NOT_NEEDED.with(|n| n.get());
+    shmem::detach(DBOID.with(|d| d.get()), sys::my_pid(), not_needed, sys::now_ms() + RESTART_DELAY_MS);
 }
 
 /// One stream table as loaded, with what the failure bookkeeping needs.
@@ -96,13 +96,18 @@ struct Loaded {
     consecutive_errors: i32,
 }
 
-/// Load, plan, refresh. Returns how long to sleep, or None when pg_trickle
-/// is no longer installed in this database.
+/// Load, plan, refresh. Returns how long to sleep, or None when there is
+/// nothing to schedule here (pg_trickle is not installed, or no stream table
+/// has a schedule): the scheduler then leaves, and is started again when a
+/// schedule appears.
 fn tick() -> Result<Option<i64>, String> {
     let idle = i64::from(guc::SCHEDULER_IDLE_INTERVAL.get());
     let Some(loaded) = sys::in_transaction(load)? else {
         return Ok(None);
     };
+    if !loaded.iter().any(|l| l.candidate.schedule.is_some() && l.candidate.mode != Mode::Immediate) {
+        return Ok(None);
+    }
     if !guc::ENABLED.get() {
         return Ok(Some(idle));
     }

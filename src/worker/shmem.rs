@@ -22,9 +22,11 @@ pub enum SlotState {
     /// Registered by the launcher, not attached yet.
     Starting,
     Running,
-    /// The scheduler found no pg_trickle in its database and left; started
-    /// again only when asked (CREATE EXTENSION).
-    NoExtension,
+    /// The scheduler found nothing to schedule (no pg_trickle in its
+    /// database, or no stream table with a schedule) and left; started again
+    /// only when asked (CREATE EXTENSION, a stream table created or given a
+    /// schedule).
+    NotNeeded,
     /// Exited otherwise (error, SIGTERM); restarted after `retry_at`.
     Exited,
     /// Kept stopped until `retry_at` (DROP/ALTER/RENAME DATABASE, CREATE
@@ -112,7 +114,15 @@ const START_TIMEOUT_MS: i64 = 30_000;
 pub fn databases_to_start(existing: &[u32], now_ms: i64) -> (Vec<u32>, usize) {
     let mut reg = REGISTRY.exclusive();
     for slot in reg.slots.iter_mut() {
-        if slot.state != SlotState::Free && slot.state != SlotState::Running && !existing.contains(&slot.dboid) {
+        // A paused slot is kept until its pause ends: the statement that
+        // paused it may not have committed yet (ALTER DATABASE ... WITH
+        // ALLOW_CONNECTIONS true is not visible before it does).
+        let pausing = slot.state == SlotState::Paused && slot.retry_at > now_ms;
+        if slot.state != SlotState::Free
+            && slot.state != SlotState::Running
+            && !pausing
+            && !existing.contains(&slot.dboid)
+        {
             *slot = FREE_SLOT;
         }
     }
@@ -126,7 +136,7 @@ pub fn databases_to_start(existing: &[u32], now_ms: i64) -> (Vec<u32>, usize) {
         let slot = &mut reg.slots[i];
         let go = match slot.state {
             SlotState::Exited | SlotState::Paused | SlotState::Starting => slot.retry_at <= now_ms,
-            SlotState::NoExtension => slot.requested,
+            SlotState::NotNeeded => slot.requested,
             _ => false,
         };
         if go {
@@ -171,9 +181,9 @@ pub fn attach(dboid: u32, pid: i32, latch: usize) -> bool {
     true
 }
 
-/// A scheduler leaves: `no_extension` when pg_trickle is not in its
-/// database, otherwise it may be restarted after `retry_at`.
-pub fn detach(dboid: u32, pid: i32, no_extension: bool, retry_at: i64) {
+/// A scheduler leaves: `not_needed` when it had nothing to schedule,
+/// otherwise it may be restarted after `retry_at`.
+pub fn detach(dboid: u32, pid: i32, not_needed: bool, retry_at: i64) {
     {
         let mut reg = REGISTRY.exclusive();
         if let Some(i) = find(&reg, dboid) {
@@ -181,11 +191,11 @@ pub fn detach(dboid: u32, pid: i32, no_extension: bool, retry_at: i64) {
             if slot.pid == pid && slot.state == SlotState::Running {
                 slot.pid = 0;
                 slot.latch = 0;
-                if no_extension && !slot.requested {
-                    slot.state = SlotState::NoExtension;
+                if not_needed && !slot.requested {
+                    slot.state = SlotState::NotNeeded;
                 } else {
                     slot.state = SlotState::Exited;
-                    slot.retry_at = if no_extension { 0 } else { retry_at };
+                    slot.retry_at = if not_needed { 0 } else { retry_at };
                 }
             }
         }

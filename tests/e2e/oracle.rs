@@ -99,7 +99,21 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.k, t1.g, count(*) AS n FROM t1, t2 WHERE t1.k = t2.k AND t2.note IS NOT NULL GROUP BY t1.k, t1.g HAVING count(*) > 1", true),
     ("SELECT t1.g, t2.note, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.g, t2.note", false),
     ("SELECT t1.g, count(*) AS n FROM t1 JOIN t2 ON t1.k < t2.k GROUP BY t1.g", false),
+    // DISTINCT over joins, and aggregates over outer joins grouped by the
+    // preserved side.
+    ("SELECT DISTINCT t1.k, t1.g FROM t1 JOIN t2 ON t2.k = t1.k", true),
+    ("SELECT t1.k, count(t2.id) AS n, max(t2.note) AS mx FROM t1 LEFT JOIN t2 ON t2.k = t1.k GROUP BY t1.k", true),
+    ("SELECT t2.id, count(t1.id) AS n, sum(t1.v) AS s FROM t1 RIGHT JOIN t2 ON t1.k = t2.k GROUP BY t2.id", true),
+    ("SELECT t2.note, count(*) AS n FROM t1 LEFT JOIN t2 ON t2.k = t1.k GROUP BY t2.note", false),
 ];
+
+/// Corpus queries maintained differentially but not in IMMEDIATE mode
+/// (aggregates and DISTINCT over joins): left out of the IMMEDIATE oracle.
+fn differential_only(query: &str) -> bool {
+    let grouped = query.contains("GROUP BY") || query.contains("DISTINCT");
+    let joined = query.contains(" JOIN ") || query.contains("FROM t1, t2");
+    grouped && joined
+}
 
 struct Rng(u64);
 
@@ -309,7 +323,7 @@ fn run_immediate_seed(seed: u64, rounds: usize) {
     let mut next_id = 0i64;
     let mut c = setup(&format!("e2e_oracle_imm_{seed}"), &mut r, &mut next_id);
     let immediate: Vec<(usize, &str)> =
-        CORPUS.iter().enumerate().filter(|(_, (_, d))| *d).map(|(i, (q, _))| (i, *q)).collect();
+        CORPUS.iter().enumerate().filter(|(_, (q, d))| *d && !differential_only(q)).map(|(i, (q, _))| (i, *q)).collect();
     for (i, query) in &immediate {
         c.batch_execute(&format!(
             "CREATE MATERIALIZED VIEW im_{i} WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {query}"

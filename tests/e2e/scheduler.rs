@@ -267,20 +267,27 @@ fn scheduler_follows_extension_and_database_lifecycle() {
     let mut admin = connect("postgres");
     let mut c = fresh_db(db, true);
     let running = scheduler_running_sql(db);
-    wait_until(&mut admin, "a scheduler after CREATE EXTENSION", &running, 10);
+    let not_running = format!("SELECT NOT ({running})");
+    let scheduled = "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY);
+         CREATE MATERIALIZED VIEW st WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential,
+             pgtrickle.schedule = '0s') AS SELECT id FROM t;";
+    // Nothing scheduled yet: no scheduler holds a worker for the database.
+    thread::sleep(Duration::from_millis(1500));
+    wait_until(&mut admin, "no scheduler without a scheduled stream table", &not_running, 10);
+    c.batch_execute(scheduled).unwrap();
+    wait_until(&mut admin, "a scheduler once a stream table has a schedule", &running, 10);
+    c.batch_execute("ALTER MATERIALIZED VIEW st RESET (pgtrickle.schedule)").unwrap();
+    wait_until(&mut admin, "the scheduler to leave without schedules", &not_running, 10);
+    c.batch_execute("ALTER MATERIALIZED VIEW st SET (pgtrickle.schedule = '0s')").unwrap();
+    wait_until(&mut admin, "the scheduler back with a schedule", &running, 10);
 
-    c.batch_execute("DROP EXTENSION pg_trickle").unwrap();
-    wait_until(&mut admin, "the scheduler to leave after DROP EXTENSION", &format!("SELECT NOT ({running})"), 10);
+    c.batch_execute("DROP EXTENSION pg_trickle CASCADE").unwrap();
+    wait_until(&mut admin, "the scheduler to leave after DROP EXTENSION", &not_running, 10);
     c.batch_execute("CREATE EXTENSION pg_trickle").unwrap();
+    c.batch_execute(scheduled).unwrap();
     wait_until(&mut admin, "a scheduler after CREATE EXTENSION again", &running, 10);
 
     // Killed: the launcher starts another one.
-    c.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY);
-         CREATE MATERIALIZED VIEW st WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential,
-             pgtrickle.schedule = '0s') AS SELECT id FROM t;",
-    )
-    .unwrap();
     let pid: i32 = c.query_one("SELECT pgtrickle.scheduler_pid()", &[]).unwrap().get(0);
     admin.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
     wait_until(
