@@ -58,6 +58,10 @@ CREATE INDEX ON pgtrickle.pgt_refresh_history (relid, id);
 -- Change buffers: one per captured source, in schema pgtrickle_changes.
 CREATE SCHEMA pgtrickle_changes;
 REVOKE ALL ON SCHEMA pgtrickle_changes FROM PUBLIC;
+-- Running totals of algebraic aggregates (src/dvm/algebraic.rs): each
+-- table is owned by its stream table's owner, with no rights for others.
+CREATE SCHEMA pgtrickle_state;
+GRANT USAGE ON SCHEMA pgtrickle_state TO PUBLIC;
 CREATE TABLE pgtrickle.pgt_change_buffers (
     source_relid oid PRIMARY KEY,
     buffer_relid oid NOT NULL,

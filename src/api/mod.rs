@@ -112,7 +112,16 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
         Err(why) => out.push(("not differential because".into(), Some(why.0))),
         Ok(plan) => {
             let keys = crate::dvm::key_recompute::placeholder_keys(relid, &plan)?;
-            out.push(("strategy".into(), Some(format!("key recompute: {}", plan.shape.as_str()))));
+            let algebraic = plan.algebraic.is_some() && st.effective_mode == crate::catalog::options::RefreshMode::Differential;
+            let strategy = if algebraic {
+                format!(
+                    "running totals: grouped aggregate of count/sum/avg kept from per-group totals in {}",
+                    crate::dvm::algebraic::state_name(relid)
+                )
+            } else {
+                format!("key recompute: {}", plan.shape.as_str())
+            };
+            out.push(("strategy".into(), Some(strategy)));
             out.push((
                 "row identity".into(),
                 Some(keys.iter().flatten().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")),
@@ -130,7 +139,9 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     .collect(),
                 _ => keys.clone(),
             };
-            let apply = crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names)?;
+            let recompute =
+                if algebraic { crate::dvm::algebraic::recompute_sql(relid, &plan, &apply_keys)? } else { None };
+            let apply = crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?;
             out.push(("apply".into(), Some(apply)));
         }
     }

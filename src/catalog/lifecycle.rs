@@ -130,6 +130,10 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     if existing.is_some() {
         Spi::run(&format!("DROP INDEX {schema}.{name}"))?;
     }
+    // Running totals for DIFFERENTIAL algebraic aggregates.
+    let totals = differential
+        && stream_tables::get(relid)?.is_some_and(|st| st.effective_mode == RefreshMode::Differential);
+    dvm::algebraic::sync(relid, totals)?;
     if !differential {
         return Ok(());
     }

@@ -124,5 +124,6 @@ pub fn cleanup() -> PgtResult<()> {
     for source in remaining {
         buffer::trim(source, None)?;
     }
+    crate::dvm::algebraic::drop_orphans()?;
     Ok(())
 }

@@ -111,6 +111,11 @@ impl RefreshSnapshot {
         Ok(self.rows_text(sql, read_only, Some(1))?.into_iter().next().unwrap_or_default())
     }
 
+    /// Every row of a query's result, columns as text.
+    pub fn query_rows(&self, sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
+        self.rows_text(sql, true, None)
+    }
+
     /// Every row of a writing statement's result, columns as text.
     pub fn query_rows_writing(&self, sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
         self.rows_text(sql, false, None)

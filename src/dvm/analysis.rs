@@ -20,6 +20,8 @@ pub struct Plan {
     /// For [`Shape::GroupsOverJoin`]: every table reference, and the
     /// equality join conditions between their columns.
     pub join: Option<JoinGraph>,
+    /// For [`Shape::Groups`] whose aggregates are all count/sum/avg.
+    pub algebraic: Option<Algebraic>,
 }
 
 /// The table references of an inner join and its `a.x = b.y` conditions.
@@ -98,6 +100,12 @@ impl Plan {
             self.key.iter().filter(|k| k.source == source).map(|k| k.source_attnum).collect();
         if let Some(join) = &self.join {
             needed.extend(join.columns_of(source));
+        }
+        if let Some(alg) = &self.algebraic {
+            if self.key.first().is_some_and(|k| k.source == source) {
+                needed.extend(alg.argument_columns());
+                needed.extend(alg.where_attnums.iter().copied());
+            }
         }
         needed.sort_unstable();
         needed.dedup();
@@ -212,6 +220,58 @@ struct QueryFacts {
     equalities: Vec<((u32, i16), (u32, i16))>,
     /// Table references on the nullable side of an outer join.
     nullable: Vec<u32>,
+    /// Per output: the algebraic aggregate it is, if it is one.
+    aggregates: Vec<Option<AggKind>>,
+    has_having: bool,
+    /// For a query over one table (range table entry 1): its WHERE clause
+    /// as SQL over alias `b`, and the columns it reads.
+    where_sql: Option<String>,
+    where_attnums: Vec<i16>,
+}
+
+/// An aggregate maintained from running totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggKind {
+    /// count(*)
+    CountStar,
+    /// count(col)
+    Count(i16),
+    /// sum(col) of an integer or numeric column
+    Sum(i16),
+    /// avg(col) of an integer or numeric column
+    Avg(i16),
+}
+
+impl AggKind {
+    pub fn column(self) -> Option<i16> {
+        match self {
+            AggKind::CountStar => None,
+            AggKind::Count(a) | AggKind::Sum(a) | AggKind::Avg(a) => Some(a),
+        }
+    }
+}
+
+/// A GROUP BY over one table whose outputs are the grouping columns and
+/// count/sum/avg: maintained from per-group running totals (see
+/// dvm::algebraic) instead of recomputing the groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Algebraic {
+    /// (output attnum, aggregate) for every non-key output.
+    pub aggregates: Vec<(i16, AggKind)>,
+    /// The WHERE clause over alias `b` (the table's column names).
+    pub where_sql: Option<String>,
+    /// Columns of the table the WHERE clause reads.
+    pub where_attnums: Vec<i16>,
+}
+
+impl Algebraic {
+    /// The table columns whose running totals are kept.
+    pub fn argument_columns(&self) -> Vec<i16> {
+        let mut out: Vec<i16> = self.aggregates.iter().filter_map(|(_, k)| k.column()).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Read the stored query of materialized view `relid`.
@@ -350,12 +410,38 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             }
         }
         let mut outputs = Vec::new();
+        let mut aggregates = Vec::new();
         for tle in list_ptrs::<pg_sys::TargetEntry>(q.targetList) {
             if (*tle).resjunk {
                 continue;
             }
             outputs.push((base_attnum((*tle).expr), (*tle).ressortgroupref));
+            aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node));
         }
+        // The WHERE clause of a one-table query, as SQL over alias `b`.
+        let (where_sql, where_attnums) = match relations.as_slice() {
+            // (Subqueries are refused anyway, and pull_varattnos does not
+            // descend into them.)
+            [(1, relid, _)] if !q.hasSubLinks && !q.jointree.is_null() && !(*q.jointree).quals.is_null() => {
+                let quals = (*q.jointree).quals;
+                let alias = c"b";
+                let context = pg_sys::deparse_context_for(alias.as_ptr(), *relid);
+                let sql = crate::hooks::cstr(pg_sys::deparse_expression(quals, context, true, false));
+                let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+                pg_sys::pull_varattnos(quals, 1, &mut attnos);
+                let mut attnums = Vec::new();
+                let mut member = -1;
+                loop {
+                    member = pg_sys::bms_next_member(attnos, member);
+                    if member < 0 {
+                        break;
+                    }
+                    attnums.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
+                }
+                (sql, attnums)
+            }
+            _ => (None, Vec::new()),
+        };
         let group_refs = list_ptrs::<pg_sys::SortGroupClause>(q.groupClause)
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
@@ -457,7 +543,54 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             group_refs,
             equalities,
             nullable,
+            aggregates,
+            has_having: !q.havingQual.is_null(),
+            where_sql,
+            where_attnums,
         })
+    }
+}
+
+/// count(*), count(col), and sum/avg of an integer or numeric column, as
+/// PostgreSQL's own aggregates with no DISTINCT, ORDER BY or FILTER.
+unsafe fn algebraic_aggregate(node: *mut pg_sys::Node) -> Option<AggKind> {
+    // SAFETY: the node is a target list expression of an analyzed query;
+    // it is read according to its tag.
+    unsafe {
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Aggref {
+            return None;
+        }
+        let agg = &*(node as *mut pg_sys::Aggref);
+        if !agg.aggfilter.is_null()
+            || !agg.aggdistinct.is_null()
+            || !agg.aggorder.is_null()
+            || agg.agglevelsup != 0
+            || agg.aggkind != b'n' as std::ffi::c_char
+            || pg_sys::get_func_namespace(agg.aggfnoid) != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)
+        {
+            return None;
+        }
+        let name = crate::hooks::cstr(pg_sys::get_func_name(agg.aggfnoid))?;
+        if agg.aggstar {
+            return (name == "count").then_some(AggKind::CountStar);
+        }
+        let args = list_ptrs::<pg_sys::TargetEntry>(agg.args);
+        let [arg] = args.as_slice() else { return None };
+        let expr = (**arg).expr as *mut pg_sys::Node;
+        if expr.is_null() || (*expr).type_ != pg_sys::NodeTag::T_Var {
+            return None;
+        }
+        let var = &*(expr as *mut pg_sys::Var);
+        if var.varno != 1 || var.varlevelsup != 0 || var.varattno <= 0 {
+            return None;
+        }
+        let exact = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID].contains(&var.vartype);
+        match name.as_str() {
+            "count" => Some(AggKind::Count(var.varattno)),
+            "sum" if exact => Some(AggKind::Sum(var.varattno)),
+            "avg" if exact => Some(AggKind::Avg(var.varattno)),
+            _ => None,
+        }
     }
 }
 
@@ -641,7 +774,7 @@ fn decide(
                  to the table of the grouping columns by = conditions",
             );
         }
-        Ok(Plan { shape: Shape::GroupsOverJoin { group_rte }, key, reads_stream_tables: false, join: Some(join) })
+        Ok(Plan { shape: Shape::GroupsOverJoin { group_rte }, key, reads_stream_tables: false, join: Some(join), algebraic: None })
     };
     if f.has_aggs || f.has_group {
         if !f.has_group {
@@ -655,7 +788,24 @@ fn decide(
             ));
         }
         if single {
-            return Ok(Ok(Plan { shape: Shape::Groups, key, reads_stream_tables: false, join: None }));
+            // Every other output a count/sum/avg, no HAVING: running totals.
+            let others: Vec<(i16, Option<AggKind>)> = f
+                .outputs
+                .iter()
+                .zip(&f.aggregates)
+                .enumerate()
+                .filter(|(_, ((_, sgref), _))| !(*sgref != 0 && f.group_refs.contains(sgref)))
+                .map(|(i, (_, agg))| (i as i16 + 1, *agg))
+                .collect();
+            let algebraic = (!f.has_having
+                && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1)
+                && others.iter().all(|(_, agg)| agg.is_some()))
+            .then(|| Algebraic {
+                aggregates: others.iter().filter_map(|(i, agg)| agg.map(|a| (*i, a))).collect(),
+                where_sql: f.where_sql.clone(),
+                where_attnums: f.where_attnums.clone(),
+            });
+            return Ok(Ok(Plan { shape: Shape::Groups, key, reads_stream_tables: false, join: None, algebraic }));
         }
         // Over a join: the groups must come from one table reference that
         // every other one reaches through `=` conditions.
@@ -669,7 +819,7 @@ fn decide(
         if !single {
             return Ok(over_join(key));
         }
-        return Ok(Ok(Plan { shape: Shape::Distinct, key, reads_stream_tables: false, join: None }));
+        return Ok(Ok(Plan { shape: Shape::Distinct, key, reads_stream_tables: false, join: None, algebraic: None }));
     }
     // Rows: every table reference's primary key must be in the output.
     let mut key = Vec::new();
@@ -707,7 +857,7 @@ fn decide(
         }
         None => Shape::Rows,
     };
-    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join: None }))
+    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join: None, algebraic: None }))
 }
 
 #[cfg(test)]
@@ -733,6 +883,10 @@ mod tests {
             group_refs: vec![],
             equalities: vec![],
             nullable: vec![],
+            aggregates: vec![None, None, None],
+            has_having: false,
+            where_sql: None,
+            where_attnums: vec![],
         }
     }
 

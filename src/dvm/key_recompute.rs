@@ -409,7 +409,12 @@ fn statements_as_owner(
     keys: &[Vec<KeyValues>],
     key_names: &[String],
     capture: Option<&[String]>,
+    recompute: Option<&str>,
 ) -> PgtResult<String> {
+    if let Some(recompute) = recompute {
+        let st = crate::catalog::lifecycle::relation_name(relid)?;
+        return Ok(apply_statement(&st, recompute, &groups_filter("o", keys), key_names, capture));
+    }
     let query =
         Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
             .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
@@ -426,6 +431,7 @@ pub fn apply(
     snapshot: &RefreshSnapshot,
     keys: &[Vec<KeyValues>],
     key_names: &[String],
+    recompute: Option<&str>,
 ) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     // Stream tables reading this one need its changes (cdc::buffer).
@@ -436,7 +442,7 @@ pub fn apply(
     let names: Option<Vec<String>> =
         captured.as_ref().map(|c| c.iter().map(|(_, name)| crate::sql::quote_ident(name)).collect());
     let (counts, rows) = sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names, names.as_deref())?;
+        let sql = statements_as_owner(relid, keys, key_names, names.as_deref(), recompute)?;
         with_window(relid, || -> PgtResult<((i64, i64), Vec<Vec<Option<String>>>)> {
             if names.is_some() {
                 let rows = snapshot.query_rows_writing(&sql)?;
@@ -463,7 +469,7 @@ pub fn apply(
 pub fn apply_now(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names, None)?;
+        let sql = statements_as_owner(relid, keys, key_names, None, None)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
             Spi::connect_mut(|c| {
                 let row = c.update(&sql, Some(1), &[])?.first();
@@ -492,9 +498,14 @@ pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
 }
 
 /// The statement a refresh would run for `keys`, for `explain_stream_table`.
-pub fn explain_sql(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<String> {
+pub fn explain_sql(
+    relid: pg_sys::Oid,
+    keys: &[Vec<KeyValues>],
+    key_names: &[String],
+    recompute: Option<&str>,
+) -> PgtResult<String> {
     let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names, None))
+    sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names, None, recompute))
 }
 
 #[cfg(test)]

@@ -12,9 +12,11 @@
 //! GROUP BY columns for aggregates, the columns of a DISTINCT), so the rows a
 //! window of changes can affect are exactly those whose key appears in the
 //! changed rows, old or new. Those rows are recomputed from the query,
-//! restricted to the affected keys, and the differences applied. The operator
-//! tree with algebraic rules per operator (joins, running aggregates) extends
-//! this; the analysis already names what it does not yet cover.
+//! restricted to the affected keys, and the differences applied. A GROUP BY
+//! over one table with only count/sum/avg (`algebraic`) is kept from running
+//! totals instead: its groups are computed from the totals, not the table.
+//! The analysis names what is not covered yet.
 
+pub mod algebraic;
 pub mod analysis;
 pub mod key_recompute;

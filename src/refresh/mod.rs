@@ -143,7 +143,16 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                     result.mode = RefreshMode::Differential;
                     let (deleted, inserted) = if affected.changes > 0 {
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
-                        dvm::key_recompute::apply(relid, &snapshot, &groups, &key_names)?
+                        // Running totals: brought up to date first, the
+                        // affected groups then computed from them.
+                        dvm::algebraic::apply_delta(relid, &plan, &snapshot, &frontier, &old)?;
+                        let recompute = dvm::algebraic::recompute_sql(relid, &plan, &groups)?;
+                        let counts =
+                            dvm::key_recompute::apply(relid, &snapshot, &groups, &key_names, recompute.as_deref())?;
+                        if plan.algebraic.is_some() {
+                            dvm::algebraic::drop_empty(relid, &groups)?;
+                        }
+                        counts
                     } else {
                         (0, 0)
                     };
@@ -174,6 +183,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
 /// from it: they are marked for a FULL refresh of their own.
 fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64> {
     let rows = full::refresh(relid, snapshot)?;
+    dvm::algebraic::rebuild(relid, snapshot)?;
     if cdc::buffer::buffer_relid(relid)?.is_some() {
         sys::as_extension_owner(|| cdc::buffer::mark_truncated(relid))?;
     }

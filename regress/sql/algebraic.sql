@@ -1,0 +1,64 @@
+-- Running totals: a GROUP BY over one table whose other outputs are
+-- count(*), count(col), and sum/avg of integer or numeric columns is kept
+-- from per-group totals; a refresh reads only the changes, never the groups.
+CREATE SCHEMA alg;
+SET search_path = alg, public;
+SET pg_trickle.differential_max_change_fraction = 1000;
+CREATE TABLE sales (id int PRIMARY KEY, shop int, qty int, price numeric(10,2), note text);
+INSERT INTO sales SELECT i, i % 3, CASE WHEN i % 4 = 0 THEN NULL ELSE i END, i * 1.25, 'n' || i
+  FROM generate_series(1, 12) i;
+CREATE MATERIALIZED VIEW per_shop WITH (pgtrickle.stream) AS
+SELECT shop, count(*) AS n, count(qty) AS with_qty, sum(qty) AS qty, avg(qty) AS avg_qty,
+       sum(price) AS revenue, avg(price) AS avg_price
+  FROM sales WHERE id > 1 GROUP BY shop;
+SELECT property, regexp_replace(value, 'agg_[0-9]+', 'agg_<oid>') AS value
+  FROM pgtrickle.explain_stream_table('per_shop') WHERE property = 'strategy';
+TABLE per_shop ORDER BY shop;
+-- The totals table belongs to the stream table's owner.
+SELECT c.relname ~ '^agg_[0-9]+$' AS named_by_oid, pg_get_userbyid(c.relowner) = current_user AS owned
+  FROM pg_class c WHERE c.relnamespace = 'pgtrickle_state'::regnamespace AND c.relkind = 'r';
+
+-- Inserts, updates of grouped and summed columns, NULLs, rows leaving the
+-- WHERE clause, a shop losing all its rows, a new shop.
+INSERT INTO sales VALUES (20, 1, 5, 2.50, 'x'), (21, 7, NULL, NULL, 'new shop');
+UPDATE sales SET shop = 2 WHERE id = 3;
+UPDATE sales SET qty = NULL WHERE shop = 1;
+UPDATE sales SET id = 0 WHERE id = 5;
+DELETE FROM sales WHERE shop = 0;
+REFRESH MATERIALIZED VIEW per_shop;
+SELECT mode, rows_applied FROM pgtrickle.refresh_history('per_shop', 1);
+TABLE per_shop ORDER BY shop;
+SELECT count(*) AS differences FROM (
+    (TABLE per_shop EXCEPT ALL
+     SELECT shop, count(*), count(qty), sum(qty), avg(qty), sum(price), avg(price) FROM sales WHERE id > 1 GROUP BY shop)
+    UNION ALL
+    (SELECT shop, count(*), count(qty), sum(qty), avg(qty), sum(price), avg(price) FROM sales WHERE id > 1 GROUP BY shop
+     EXCEPT ALL TABLE per_shop)) d;
+
+-- TRUNCATE: a FULL refresh, which rebuilds the totals.
+TRUNCATE sales;
+INSERT INTO sales VALUES (30, 1, 3, 1.00, NULL), (31, 1, 4, 2.00, NULL);
+REFRESH MATERIALIZED VIEW per_shop;
+INSERT INTO sales VALUES (32, 1, 5, 3.00, NULL);
+REFRESH MATERIALIZED VIEW per_shop;
+SELECT mode FROM pgtrickle.refresh_history('per_shop', 2);
+TABLE per_shop ORDER BY shop;
+
+-- Other aggregates, HAVING, or sums of floating point columns: the
+-- affected groups are recomputed instead.
+CREATE MATERIALIZED VIEW notes WITH (pgtrickle.stream) AS
+SELECT shop, string_agg(note, ',' ORDER BY note) AS notes FROM sales GROUP BY shop;
+CREATE MATERIALIZED VIEW busy WITH (pgtrickle.stream) AS
+SELECT shop, count(*) AS n FROM sales GROUP BY shop HAVING count(*) > 1;
+CREATE MATERIALIZED VIEW floats WITH (pgtrickle.stream) AS
+SELECT shop, sum(price::float8) AS total FROM sales GROUP BY shop;
+SELECT s.name, regexp_replace(e.value, 'agg_[0-9]+', 'agg_<oid>') AS strategy FROM pgtrickle.stream_tables s,
+       LATERAL pgtrickle.explain_stream_table(s.relation::text) e
+ WHERE s.schema = 'alg' AND e.property = 'strategy' ORDER BY s.name;
+
+-- Dropping the stream table drops its totals.
+DROP MATERIALIZED VIEW per_shop;
+SELECT count(*) AS totals_left FROM pg_class WHERE relnamespace = 'pgtrickle_state'::regnamespace AND relkind = 'r';
+DROP SCHEMA alg CASCADE;
+RESET search_path;
+RESET pg_trickle.differential_max_change_fraction;

@@ -1,0 +1,378 @@
+//! Algebraic aggregates: a GROUP BY over one table whose other outputs are
+//! count(*), count(col), sum(col) and avg(col) (integer or numeric) is kept
+//! from per-group running totals instead of recomputing its groups.
+//!
+//! The totals live in a state table `pgtrickle_state.agg_<oid>`, one row per
+//! group: the grouping columns, `__n` (rows), and per aggregated column `a`
+//! `__s<a>` (sum of its non-NULL values) and `__c<a>` (their count). It is
+//! owned by the stream table's owner, is a member of the extension (so
+//! pg_dump leaves it out: a restore rebuilds it), and is rebuilt by every
+//! FULL refresh on the refresh's snapshot.
+//!
+//! A differential refresh reads the window's change rows (as the extension
+//! owner, who owns the buffers), then, as the stream table's owner, keeps
+//! those that pass the WHERE clause, sums them per group with +1 for an
+//! inserted row and -1 for a deleted one (an UPDATE is both) and adds the
+//! sums to the totals. The affected groups' rows are then computed from the
+//! totals (`sum` is NULL when no non-NULL value is left, a group with no row
+//! left disappears) and applied like any recomputed rows. Only exact types
+//! are summed, so the result equals what the aggregate computes.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::analysis::{AggKind, Algebraic, Plan};
+use super::key_recompute::{groups_filter, output_columns, KeyValues};
+use crate::catalog::sys;
+use crate::cdc::buffer;
+use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
+use crate::error::{PgtError, PgtResult};
+use crate::sql::{quote_ident, quote_literal};
+
+pub fn state_name(relid: pg_sys::Oid) -> String {
+    format!("pgtrickle_state.agg_{}", relid.to_u32())
+}
+
+pub fn state_relid(relid: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT c.oid FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                  WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' \
+                    AND c.relname OPERATOR(pg_catalog.=) ('agg_' OPERATOR(pg_catalog.||) $1::pg_catalog.text))",
+        &[relid.into()],
+    )?)
+}
+
+/// Create the state table when `wanted` and the plan is algebraic, drop it
+/// otherwise. A new state table is empty: the stream table is marked for a
+/// FULL refresh, which fills it.
+pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
+    let existing = state_relid(relid)?;
+    let plan = if wanted { super::analysis::analyze(relid)?.ok() } else { None };
+    let algebraic = plan.as_ref().and_then(|p| p.algebraic.as_ref());
+    match (existing, algebraic) {
+        (Some(state), None) => drop_state(state),
+        (None, Some(alg)) => {
+            let plan = plan.as_ref().ok_or_else(|| PgtError::Internal("no plan".into()))?;
+            create(relid, plan, alg)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
+    let columns = output_columns(relid)?;
+    let mut defs = Vec::new();
+    let mut keys = Vec::new();
+    for k in &plan.key {
+        let (name, ty) = columns
+            .get(k.output_attnum as usize - 1)
+            .cloned()
+            .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+        defs.push(format!("{name} {ty}"));
+        keys.push(name);
+    }
+    defs.push("__n pg_catalog.int8 NOT NULL".into());
+    for a in alg.argument_columns() {
+        defs.push(format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"));
+        defs.push(format!("__c{a} pg_catalog.int8 NOT NULL DEFAULT 0"));
+    }
+    let name = state_name(relid);
+    let owner = sys::relation_owner(relid)?;
+    let _internal = crate::hooks::internal();
+    sys::as_extension_owner(|| {
+        Spi::run(&format!("CREATE TABLE {name} ({})", defs.join(", ")))?;
+        Spi::run(&format!(
+            "CREATE UNIQUE INDEX ON {name} ({}) NULLS NOT DISTINCT",
+            keys.join(", ")
+        ))?;
+        let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("state table not created".into()))?;
+        sys::link_to_extension(state, sys::ExtensionLink::Membership)?;
+        set_owner(&name, owner)?;
+        // Empty totals: the next refresh must recompute.
+        Spi::run_with_args(
+            "UPDATE pgtrickle.pgt_stream_tables SET needs_full = true WHERE relid OPERATOR(pg_catalog.=) $1",
+            &[relid.into()],
+        )?;
+        Ok(())
+    })
+}
+
+fn set_owner(name: &str, owner: pg_sys::Oid) -> PgtResult<()> {
+    let role = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[owner.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("owner role missing".into()))?;
+    Spi::run(&format!("ALTER TABLE {name} OWNER TO {role}"))?;
+    Ok(())
+}
+
+fn drop_state(state: pg_sys::Oid) -> PgtResult<()> {
+    let _internal = crate::hooks::internal();
+    sys::as_extension_owner(|| {
+        sys::unlink_from_extension(state, sys::ExtensionLink::Membership)?;
+        Spi::run(&format!("DROP TABLE {}", crate::catalog::lifecycle::relation_name(state)?))?;
+        Ok(())
+    })
+}
+
+/// Drop state tables whose stream table is gone or no longer keeps totals.
+pub fn drop_orphans() -> PgtResult<()> {
+    let orphans: Vec<pg_sys::Oid> = Spi::connect(|c| {
+        c.select(
+            "SELECT c.oid FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+              WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' AND c.relkind OPERATOR(pg_catalog.=) 'r' \
+                AND NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables st \
+                                 WHERE st.consumes_changes \
+                                   AND c.relname OPERATOR(pg_catalog.=) ('agg_' OPERATOR(pg_catalog.||) st.relid::pg_catalog.text))",
+            None,
+            &[],
+        )?
+        .map(|row| row.get::<pg_sys::Oid>(1))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
+        .map_err(PgtError::from)
+    })?;
+    for state in orphans {
+        drop_state(state)?;
+    }
+    Ok(())
+}
+
+/// The state table follows the stream table's owner (ALTER ... OWNER TO).
+fn ensure_owner(relid: pg_sys::Oid, state: pg_sys::Oid) -> PgtResult<()> {
+    let owner = sys::relation_owner(relid)?;
+    if sys::relation_owner(state)? != owner {
+        let _internal = crate::hooks::internal();
+        sys::as_extension_owner(|| set_owner(&state_name(relid), owner))?;
+    }
+    Ok(())
+}
+
+/// Recompute the totals from the table, on the refresh's snapshot (after a
+/// FULL refresh of the stream table).
+pub fn rebuild(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<()> {
+    let Some(state) = state_relid(relid)? else { return Ok(()) };
+    let Ok(plan) = super::analysis::analyze(relid)? else { return Ok(()) };
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
+    ensure_owner(relid, state)?;
+    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
+    let mut select: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    select.push("pg_catalog.count(*)".into());
+    for a in alg.argument_columns() {
+        let col = &source_columns(source, &[a])?[0];
+        select.push(format!("COALESCE(pg_catalog.sum(b.{col}::pg_catalog.numeric), 0)"));
+        select.push(format!("pg_catalog.count(b.{col})"));
+    }
+    let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    let name = state_name(relid);
+    let table = crate::catalog::lifecycle::relation_name(source)?;
+    let group_by: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    let sql = format!(
+        "INSERT INTO {name} SELECT {} FROM {table} b{filter} GROUP BY {}",
+        select.join(", "),
+        group_by.join(", ")
+    );
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        Spi::run(&format!("TRUNCATE {name}"))?;
+        snapshot.execute(&sql, false)?;
+        Ok(())
+    })
+}
+
+/// Quoted names of columns of `source`, in the order of `attnums`.
+fn source_columns(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<String>> {
+    let names = sys::attribute_names(source, Some(attnums))?;
+    attnums
+        .iter()
+        .map(|a| {
+            names
+                .iter()
+                .find(|(n, _)| n == a)
+                .map(|(_, name)| quote_ident(name))
+                .ok_or_else(|| PgtError::Internal(format!("column {a} of the source is missing")))
+        })
+        .collect()
+}
+
+/// A text[] literal of the values (NULL for None).
+fn text_array(values: &[Option<String>]) -> String {
+    let items: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            None => "NULL".to_string(),
+            Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+        })
+        .collect();
+    format!("{}::pg_catalog.text[]", quote_literal(&format!("{{{}}}", items.join(","))))
+}
+
+/// Add the window's changes to the totals.
+pub fn apply_delta(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+    new: &Frontier,
+    old: &Frontier,
+) -> PgtResult<()> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
+    let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
+    ensure_owner(relid, state)?;
+    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let mut cols: Vec<i16> = plan.key.iter().map(|k| k.source_attnum).collect();
+    cols.extend(alg.argument_columns());
+    cols.extend(alg.where_attnums.iter().copied());
+    cols.sort_unstable();
+    cols.dedup();
+    // 1. The change rows, read as the owner of the buffers.
+    let values: String = cols.iter().map(|a| format!(", c{a}::pg_catalog.text")).collect();
+    let read = format!(
+        "SELECT __pgt_action::pg_catalog.text{values} FROM {} \
+          WHERE __pgt_action IN ('I', 'D') AND {}",
+        buffer::buffer_name(source),
+        window_sql_literal(new, Some(old))
+    );
+    let rows = sys::as_extension_owner(|| snapshot.query_rows(&read))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // 2. Summed per group into the totals, as the stream table's owner.
+    let names = source_columns(source, &cols)?;
+    let types = Spi::connect(|c| {
+        let mut out = Vec::new();
+        for a in &cols {
+            let ty = c
+                .select(
+                    "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+                      WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) $2",
+                    Some(1),
+                    &[source.into(), (*a).into()],
+                )?
+                .first()
+                .get::<String>(1)?
+                .ok_or_else(|| PgtError::Internal("source column type missing".into()))?;
+            out.push(ty);
+        }
+        Ok::<_, PgtError>(out)
+    })?;
+    let mut arrays = Vec::new();
+    for i in 0..=cols.len() {
+        let column: Vec<Option<String>> = rows.iter().map(|r| r.get(i).cloned().flatten()).collect();
+        arrays.push(format!("pg_catalog.unnest({})", text_array(&column)));
+    }
+    let renamed: Vec<String> = names.iter().zip(&types).enumerate().map(|(i, (n, ty))| format!("u.v{i}::{ty} AS {n}")).collect();
+    let aliases: String = (0..cols.len()).map(|i| format!(", v{i}")).collect();
+    let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
+    let columns = output_columns(relid)?;
+    let state_keys: Vec<String> = plan
+        .key
+        .iter()
+        .map(|k| columns.get(k.output_attnum as usize - 1).map(|(n, _)| n.clone()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+    let mut targets = state_keys.clone();
+    targets.push("__n".into());
+    let mut sums: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    sums.push("pg_catalog.sum(b.__sign)".into());
+    let mut updates = vec!["__n = s.__n OPERATOR(pg_catalog.+) EXCLUDED.__n".to_string()];
+    for a in alg.argument_columns() {
+        let col = &source_columns(source, &[a])?[0];
+        targets.push(format!("__s{a}"));
+        targets.push(format!("__c{a}"));
+        sums.push(format!(
+            "COALESCE(pg_catalog.sum(b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) b.{col}::pg_catalog.numeric), 0)"
+        ));
+        sums.push(format!("pg_catalog.sum(CASE WHEN b.{col} IS NULL THEN 0 ELSE b.__sign END)"));
+        updates.push(format!("__s{a} = s.__s{a} OPERATOR(pg_catalog.+) EXCLUDED.__s{a}"));
+        updates.push(format!("__c{a} = s.__c{a} OPERATOR(pg_catalog.+) EXCLUDED.__c{a}"));
+    }
+    let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    let group_by: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    let upsert = format!(
+        "INSERT INTO {state} AS s ({targets}) \
+         SELECT {sums} FROM (SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign, {renamed} \
+                               FROM ROWS FROM ({arrays}) AS u(a{aliases})) b{filter} \
+          GROUP BY {group_by} \
+         ON CONFLICT ({keys}) DO UPDATE SET {updates}",
+        state = state_name(relid),
+        targets = targets.join(", "),
+        sums = sums.join(", "),
+        renamed = renamed.join(", "),
+        arrays = arrays.join(", "),
+        group_by = group_by.join(", "),
+        keys = state_keys.join(", "),
+        updates = updates.join(", "),
+    );
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        Spi::run(&upsert)?;
+        Ok(())
+    })
+}
+
+/// The affected groups' rows, computed from the totals (for the apply).
+pub fn recompute_sql(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) -> PgtResult<Option<String>> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(None) };
+    let columns = output_columns(relid)?;
+    let mut exprs = Vec::with_capacity(columns.len());
+    for (i, (name, ty)) in columns.iter().enumerate() {
+        let attnum = i as i16 + 1;
+        let expr = if plan.key.iter().any(|k| k.output_attnum == attnum) {
+            format!("s.{name}")
+        } else {
+            let kind = alg
+                .aggregates
+                .iter()
+                .find(|(a, _)| *a == attnum)
+                .map(|(_, k)| *k)
+                .ok_or_else(|| PgtError::Internal(format!("output {attnum} is neither key nor total")))?;
+            match kind {
+                AggKind::CountStar => format!("s.__n::{ty}"),
+                AggKind::Count(a) => format!("s.__c{a}::{ty}"),
+                AggKind::Sum(a) => format!("(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE s.__s{a} END)::{ty}"),
+                AggKind::Avg(a) => format!(
+                    "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
+                      ELSE s.__s{a} OPERATOR(pg_catalog./) s.__c{a}::pg_catalog.numeric END)::{ty}"
+                ),
+            }
+        };
+        exprs.push(format!("{expr} AS {name}"));
+    }
+    Ok(Some(format!(
+        "SELECT {} FROM {} s WHERE s.__n OPERATOR(pg_catalog.>) 0 AND ({})",
+        exprs.join(", "),
+        state_name(relid),
+        groups_filter("s", groups)
+    )))
+}
+
+/// Forget the groups left without rows.
+pub fn drop_empty(relid: pg_sys::Oid, groups: &[Vec<KeyValues>]) -> PgtResult<()> {
+    let owner = sys::relation_owner(relid)?;
+    let sql = format!(
+        "DELETE FROM {} s WHERE s.__n OPERATOR(pg_catalog.=) 0 AND ({})",
+        state_name(relid),
+        groups_filter("s", groups)
+    );
+    sys::as_restricted_role(owner, || {
+        Spi::run(&sql)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_arrays_quote_everything() {
+        assert_eq!(
+            text_array(&[Some("a".into()), None, Some("x\"y\\z,{}".into())]),
+            r#"E'{"a",NULL,"x\\"y\\\\z,{}"}'::pg_catalog.text[]"#
+        );
+    }
+}
