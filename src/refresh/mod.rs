@@ -212,7 +212,9 @@ fn too_large(
             affected.changes
         )));
     }
-    if let Some(n) = st_rows {
+    // With running totals an affected group costs an index update, not a
+    // rescan: only the change count matters.
+    if let (Some(n), None) = (st_rows, &plan.algebraic) {
         if n > 0 && affected.keys as f64 > fraction * n as f64 {
             return Ok(Some(format!(
                 "{} affected keys exceed pg_trickle.differential_max_change_fraction of the stream table's {n} rows",
