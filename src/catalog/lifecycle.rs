@@ -130,10 +130,8 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     if existing.is_some() {
         Spi::run(&format!("DROP INDEX {schema}.{name}"))?;
     }
-    // Running totals for DIFFERENTIAL algebraic aggregates.
-    let totals = differential
-        && stream_tables::get(relid)?.is_some_and(|st| st.effective_mode == RefreshMode::Differential);
-    dvm::algebraic::sync(relid, totals)?;
+    // Running totals for algebraic aggregates (DIFFERENTIAL or IMMEDIATE).
+    dvm::algebraic::sync(relid, differential)?;
     if !differential {
         return Ok(());
     }
@@ -312,6 +310,8 @@ pub fn reresolve_mode(
     let sources = stream_tables::sources_of(relid)?;
     let consumes = is_incremental(desired) && cdc::consumers::consumes(&st.settings, &sources);
     sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
+    // A mode in effect that changed may need (or end) scheduling.
+    crate::worker::settings_changed();
     if consumes {
         cdc::consumers::attach(relid)?;
     } else {

@@ -227,11 +227,42 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
         };
         for (st, immediate) in consumers {
             if immediate {
-                crate::refresh::immediate::maintain(st, relid, transition, &|sql| first_row_text(sql))?;
+                crate::refresh::immediate::maintain(
+                    st,
+                    relid,
+                    transition,
+                    &|sql| first_row_text(sql),
+                    &|sql| rows_text(sql),
+                )?;
             }
         }
         pg_sys::SPI_finish();
         Ok(())
+    }
+}
+
+/// Run a read-only query in the current SPI connection (the trigger's, where
+/// the transition tables are registered); every row as text.
+fn rows_text(sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
+    let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
+    // SAFETY: called only from `capture`, inside its SPI connection; the
+    // result (SPI_processed rows) is read before any other SPI call
+    // replaces SPI_tuptable.
+    unsafe {
+        let rc = pg_sys::SPI_execute(c_sql.as_ptr(), true, 0);
+        if rc != pg_sys::SPI_OK_SELECT as i32 {
+            return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
+        }
+        let table = pg_sys::SPI_tuptable;
+        let mut out = Vec::new();
+        if !table.is_null() {
+            let desc = (*table).tupdesc;
+            for r in 0..pg_sys::SPI_processed as usize {
+                let tuple = *(*table).vals.add(r);
+                out.push((1..=(*desc).natts).map(|col| crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col))).collect());
+            }
+        }
+        Ok(out)
     }
 }
 

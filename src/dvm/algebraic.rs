@@ -152,8 +152,17 @@ fn ensure_owner(relid: pg_sys::Oid, state: pg_sys::Oid) -> PgtResult<()> {
 }
 
 /// Recompute the totals from the table, on the refresh's snapshot (after a
-/// FULL refresh of the stream table).
+/// FULL refresh of the stream table), or on the current snapshot (IMMEDIATE,
+/// after the stream table was recomputed in a statement).
 pub fn rebuild(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<()> {
+    rebuild_on(relid, Some(snapshot))
+}
+
+pub fn rebuild_now(relid: pg_sys::Oid) -> PgtResult<()> {
+    rebuild_on(relid, None)
+}
+
+fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResult<()> {
     let Some(state) = state_relid(relid)? else { return Ok(()) };
     let Ok(plan) = super::analysis::analyze(relid)? else { return Ok(()) };
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
@@ -179,8 +188,10 @@ pub fn rebuild(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<()> 
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
         Spi::run(&format!("TRUNCATE {name}"))?;
-        snapshot.execute(&sql, false)?;
-        Ok(())
+        match snapshot {
+            Some(snapshot) => snapshot.execute(&sql, false).map(|_| ()),
+            None => Spi::run(&sql).map_err(PgtError::from),
+        }
     })
 }
 
@@ -211,6 +222,18 @@ fn text_array(values: &[Option<String>]) -> String {
     format!("{}::pg_catalog.text[]", quote_literal(&format!("{{{}}}", items.join(","))))
 }
 
+/// The grouped table and the columns of it a change row must carry (key,
+/// aggregated, WHERE), in attnum order.
+fn change_columns(plan: &Plan, alg: &Algebraic) -> PgtResult<(pg_sys::Oid, Vec<i16>)> {
+    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let mut cols: Vec<i16> = plan.key.iter().map(|k| k.source_attnum).collect();
+    cols.extend(alg.argument_columns());
+    cols.extend(alg.where_attnums.iter().copied());
+    cols.sort_unstable();
+    cols.dedup();
+    Ok((source, cols))
+}
+
 /// Add the window's changes to the totals.
 pub fn apply_delta(
     relid: pg_sys::Oid,
@@ -220,15 +243,8 @@ pub fn apply_delta(
     old: &Frontier,
 ) -> PgtResult<()> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
-    let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
-    ensure_owner(relid, state)?;
-    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
-    let mut cols: Vec<i16> = plan.key.iter().map(|k| k.source_attnum).collect();
-    cols.extend(alg.argument_columns());
-    cols.extend(alg.where_attnums.iter().copied());
-    cols.sort_unstable();
-    cols.dedup();
-    // 1. The change rows, read as the owner of the buffers.
+    let (source, cols) = change_columns(plan, alg)?;
+    // The change rows, read as the owner of the buffers.
     let values: String = cols.iter().map(|a| format!(", c{a}::pg_catalog.text")).collect();
     let read = format!(
         "SELECT __pgt_action::pg_catalog.text{values} FROM {} \
@@ -237,10 +253,42 @@ pub fn apply_delta(
         window_sql_literal(new, Some(old))
     );
     let rows = sys::as_extension_owner(|| snapshot.query_rows(&read))?;
+    add_rows(relid, plan, &rows)
+}
+
+/// The statement's changes as change rows (`D` for the old rows, `I` for
+/// the new), read from the transition tables (IMMEDIATE), or None when the
+/// plan keeps no totals.
+pub fn transition_sql(
+    plan: &Plan,
+    old_table: Option<&str>,
+    new_table: Option<&str>,
+) -> PgtResult<Option<String>> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(None) };
+    let (source, cols) = change_columns(plan, alg)?;
+    let names = source_columns(source, &cols)?;
+    let values: String = names.iter().map(|n| format!(", t.{n}::pg_catalog.text")).collect();
+    let mut parts = Vec::new();
+    if let Some(t) = old_table {
+        parts.push(format!("SELECT 'D'{values} FROM {t} t"));
+    }
+    if let Some(t) = new_table {
+        parts.push(format!("SELECT 'I'{values} FROM {t} t"));
+    }
+    Ok(Some(parts.join(" UNION ALL ")))
+}
+
+/// Add change rows (action, then the change columns as text) to the totals:
+/// summed per group as the stream table's owner, who owns the totals and
+/// for whom the WHERE clause is evaluated.
+pub fn add_rows(relid: pg_sys::Oid, plan: &Plan, rows: &[Vec<Option<String>>]) -> PgtResult<()> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
     if rows.is_empty() {
         return Ok(());
     }
-    // 2. Summed per group into the totals, as the stream table's owner.
+    let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
+    ensure_owner(relid, state)?;
+    let (source, cols) = change_columns(plan, alg)?;
     let names = source_columns(source, &cols)?;
     let types = Spi::connect(|c| {
         let mut out = Vec::new();

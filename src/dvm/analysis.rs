@@ -155,7 +155,7 @@ impl Shape {
             Shape::Distinct => "DISTINCT keyed by all output columns",
             Shape::LeftJoin { .. } => "outer join recomputed per row of its preserved table",
             Shape::GroupsOverJoin { .. } => {
-                "grouped aggregate over an inner join keyed by the GROUP BY columns (changes followed along the join)"
+                "grouped aggregate or DISTINCT over a join keyed by the grouping columns (changes followed along the join)"
             }
         }
     }
@@ -631,7 +631,7 @@ pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
         if let Ok(plan) = &analysis {
             if matches!(plan.shape, Shape::GroupsOverJoin { .. }) {
                 return Ok(unsupported(
-                    "aggregates over joins are maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",
+                    "aggregates and DISTINCT over joins are maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",
                 ));
             }
             if plan.reads_stream_tables {

@@ -466,10 +466,15 @@ pub fn apply(
 
 /// Apply the affected keys now, on the current statement's snapshot (for
 /// IMMEDIATE maintenance, inside the writing statement).
-pub fn apply_now(relid: pg_sys::Oid, keys: &[Vec<KeyValues>], key_names: &[String]) -> PgtResult<(i64, i64)> {
+pub fn apply_now(
+    relid: pg_sys::Oid,
+    keys: &[Vec<KeyValues>],
+    key_names: &[String],
+    recompute: Option<&str>,
+) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names, None, None)?;
+        let sql = statements_as_owner(relid, keys, key_names, None, recompute)?;
         with_window(relid, || -> PgtResult<(i64, i64)> {
             Spi::connect_mut(|c| {
                 let row = c.update(&sql, Some(1), &[])?.first();
@@ -494,7 +499,8 @@ pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
             Spi::run(&format!("INSERT INTO {st} {query}"))?;
             Ok(())
         })
-    })
+    })?;
+    super::algebraic::rebuild_now(relid)
 }
 
 /// The statement a refresh would run for `keys`, for `explain_stream_table`.

@@ -28,7 +28,7 @@ use crate::refresh::window::with_window;
 
 use crate::catalog::sys;
 use crate::cdc::triggers::{NEW_TABLE, OLD_TABLE};
-use crate::dvm::analysis;
+use crate::dvm::{algebraic, analysis};
 use crate::dvm::key_recompute::{self, KeyValues};
 use crate::error::{PgtError, PgtResult};
 
@@ -163,6 +163,7 @@ pub fn maintain(
     source: pg_sys::Oid,
     transition: Transition,
     read_transition: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
+    read_transition_rows: &dyn Fn(&str) -> PgtResult<Vec<Vec<Option<String>>>>,
 ) -> PgtResult<()> {
     check_isolation(relid)?;
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
@@ -232,13 +233,26 @@ pub fn maintain(
             })
         })
     })?;
+    // Running totals: the statement's rows are added to them, and the
+    // affected groups computed from them.
+    if let Some(sql) = algebraic::transition_sql(
+        &p.plan,
+        transition.old.then_some(OLD_TABLE),
+        transition.new.then_some(NEW_TABLE),
+    )? {
+        let rows = read_transition_rows(&sql)?;
+        algebraic::add_rows(relid, &p.plan, &rows)?;
+        let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
+        key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref())?;
+        return algebraic::drop_empty(relid, &groups);
+    }
     // Few keys (the common single-row statement): the prepared statement,
     // planned once. Many: a statement planned for these values, since a
     // generic plan cannot know how many keys the arrays hold.
     let keys: usize =
         groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
     if keys > PREPARED_KEYS_LIMIT {
-        key_recompute::apply_now(relid, &groups, &p.conflict_keys)?;
+        key_recompute::apply_now(relid, &groups, &p.conflict_keys, None)?;
         return Ok(());
     }
     let args = key_recompute::apply_params(&groups);

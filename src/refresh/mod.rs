@@ -119,8 +119,8 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         Some((plan, old)) => {
             let mut affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
             result.changes_consumed = affected.changes;
-            // Keys reached through joins (outer join, grouped join) count
-            // towards the size of the window too.
+            // Groups reached through a grouped join count towards the size
+            // of the window too.
             let groups = if affected.changes > 0 {
                 let owner = sys::relation_owner(relid)?;
                 let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
