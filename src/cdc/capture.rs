@@ -244,12 +244,21 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
 /// Run a read-only query in the current SPI connection (the trigger's, where
 /// the transition tables are registered); every row as text.
 fn rows_text(sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
+    rows_text_limited(sql, 0)
+}
+
+/// Like [`rows_text`], the first row only.
+fn first_row_text(sql: &str) -> PgtResult<Vec<Option<String>>> {
+    Ok(rows_text_limited(sql, 1)?.into_iter().next().unwrap_or_default())
+}
+
+fn rows_text_limited(sql: &str, limit: i64) -> PgtResult<Vec<Vec<Option<String>>>> {
     let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
     // SAFETY: called only from `capture`, inside its SPI connection; the
     // result (SPI_processed rows) is read before any other SPI call
     // replaces SPI_tuptable.
     unsafe {
-        let rc = pg_sys::SPI_execute(c_sql.as_ptr(), true, 0);
+        let rc = pg_sys::SPI_execute(c_sql.as_ptr(), true, limit);
         if rc != pg_sys::SPI_OK_SELECT as i32 {
             return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
         }
@@ -259,31 +268,9 @@ fn rows_text(sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
             let desc = (*table).tupdesc;
             for r in 0..pg_sys::SPI_processed as usize {
                 let tuple = *(*table).vals.add(r);
-                out.push((1..=(*desc).natts).map(|col| crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col))).collect());
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Run a read-only query in the current SPI connection (the trigger's, where
-/// the transition tables are registered); its first row as text.
-fn first_row_text(sql: &str) -> PgtResult<Vec<Option<String>>> {
-    let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
-    // SAFETY: called only from `capture`, inside its SPI connection; the
-    // result is read before any other SPI call replaces SPI_tuptable.
-    unsafe {
-        let rc = pg_sys::SPI_execute(c_sql.as_ptr(), true, 1);
-        if rc != pg_sys::SPI_OK_SELECT as i32 {
-            return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
-        }
-        let table = pg_sys::SPI_tuptable;
-        let mut out = Vec::new();
-        if pg_sys::SPI_processed > 0 && !table.is_null() {
-            let tuple = *(*table).vals;
-            let desc = (*table).tupdesc;
-            for col in 1..=(*desc).natts {
-                out.push(crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col)));
+                out.push(
+                    (1..=(*desc).natts).map(|col| crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col))).collect(),
+                );
             }
         }
         Ok(out)

@@ -256,26 +256,11 @@ pub fn apply_delta(
     add_rows(relid, plan, &rows)
 }
 
-/// The statement's changes as change rows (`D` for the old rows, `I` for
-/// the new), read from the transition tables (IMMEDIATE), or None when the
-/// plan keeps no totals.
-pub fn transition_sql(
-    plan: &Plan,
-    old_table: Option<&str>,
-    new_table: Option<&str>,
-) -> PgtResult<Option<String>> {
-    let Some(alg) = plan.algebraic.as_ref() else { return Ok(None) };
+/// `, t.col::text` for each change column (reading a transition table).
+pub fn change_select_list(plan: &Plan) -> PgtResult<String> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
-    let names = source_columns(source, &cols)?;
-    let values: String = names.iter().map(|n| format!(", t.{n}::pg_catalog.text")).collect();
-    let mut parts = Vec::new();
-    if let Some(t) = old_table {
-        parts.push(format!("SELECT 'D'{values} FROM {t} t"));
-    }
-    if let Some(t) = new_table {
-        parts.push(format!("SELECT 'I'{values} FROM {t} t"));
-    }
-    Ok(Some(parts.join(" UNION ALL ")))
+    Ok(source_columns(source, &cols)?.iter().map(|n| format!(", t.{n}::pg_catalog.text")).collect())
 }
 
 /// Add change rows (action, then the change columns as text) to the totals:
@@ -288,6 +273,30 @@ pub fn add_rows(relid: pg_sys::Oid, plan: &Plan, rows: &[Vec<Option<String>>]) -
     }
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;
+    let (_, cols) = change_columns(plan, alg)?;
+    let arrays: Vec<String> = (0..=cols.len())
+        .map(|i| text_array(&rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<_>>()))
+        .collect();
+    let upsert = upsert_sql(relid, plan, &arrays)?;
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        Spi::run(&upsert)?;
+        Ok(())
+    })
+}
+
+/// How many text arrays [`upsert_sql`] takes: the action, then one per
+/// change column.
+pub fn change_arrays(plan: &Plan) -> PgtResult<usize> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(0) };
+    Ok(change_columns(plan, alg)?.1.len() + 1)
+}
+
+/// The statement adding change rows to the totals; `arrays` are text[]
+/// expressions (literals, or parameters for a prepared statement): the
+/// actions, then each change column.
+pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResult<String> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
     let names = source_columns(source, &cols)?;
     let types = Spi::connect(|c| {
@@ -307,12 +316,9 @@ pub fn add_rows(relid: pg_sys::Oid, plan: &Plan, rows: &[Vec<Option<String>>]) -
         }
         Ok::<_, PgtError>(out)
     })?;
-    let mut arrays = Vec::new();
-    for i in 0..=cols.len() {
-        let column: Vec<Option<String>> = rows.iter().map(|r| r.get(i).cloned().flatten()).collect();
-        arrays.push(format!("pg_catalog.unnest({})", text_array(&column)));
-    }
-    let renamed: Vec<String> = names.iter().zip(&types).enumerate().map(|(i, (n, ty))| format!("u.v{i}::{ty} AS {n}")).collect();
+    let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
+    let renamed: Vec<String> =
+        names.iter().zip(&types).enumerate().map(|(i, (n, ty))| format!("u.v{i}::{ty} AS {n}")).collect();
     let aliases: String = (0..cols.len()).map(|i| format!(", v{i}")).collect();
     let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
     let columns = output_columns(relid)?;
@@ -340,7 +346,7 @@ pub fn add_rows(relid: pg_sys::Oid, plan: &Plan, rows: &[Vec<Option<String>>]) -
     }
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let group_by: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
-    let upsert = format!(
+    Ok(format!(
         "INSERT INTO {state} AS s ({targets}) \
          SELECT {sums} FROM (SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign, {renamed} \
                                FROM ROWS FROM ({arrays}) AS u(a{aliases})) b{filter} \
@@ -350,20 +356,16 @@ pub fn add_rows(relid: pg_sys::Oid, plan: &Plan, rows: &[Vec<Option<String>>]) -
         targets = targets.join(", "),
         sums = sums.join(", "),
         renamed = renamed.join(", "),
-        arrays = arrays.join(", "),
+        arrays = unnests.join(", "),
         group_by = group_by.join(", "),
         keys = state_keys.join(", "),
         updates = updates.join(", "),
-    );
-    let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || {
-        Spi::run(&upsert)?;
-        Ok(())
-    })
+    ))
 }
 
-/// The affected groups' rows, computed from the totals (for the apply).
-pub fn recompute_sql(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) -> PgtResult<Option<String>> {
+/// The stream table's rows computed from the totals, every group (callers
+/// restrict it to the affected ones).
+pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(None) };
     let columns = output_columns(relid)?;
     let mut exprs = Vec::with_capacity(columns.len());
@@ -391,11 +393,24 @@ pub fn recompute_sql(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>])
         exprs.push(format!("{expr} AS {name}"));
     }
     Ok(Some(format!(
-        "SELECT {} FROM {} s WHERE s.__n OPERATOR(pg_catalog.>) 0 AND ({})",
+        "SELECT {} FROM {} s WHERE s.__n OPERATOR(pg_catalog.>) 0",
         exprs.join(", "),
-        state_name(relid),
-        groups_filter("s", groups)
+        state_name(relid)
     )))
+}
+
+/// The affected groups' rows, computed from the totals (for the apply).
+pub fn recompute_sql(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) -> PgtResult<Option<String>> {
+    Ok(totals_query(relid, plan)?.map(|q| format!("{q} AND ({})", groups_filter("s", groups))))
+}
+
+/// Make the state table follow its stream table's owner (before preparing
+/// statements that run as that owner).
+pub fn prepare_owner(relid: pg_sys::Oid) -> PgtResult<()> {
+    match state_relid(relid)? {
+        Some(state) => ensure_owner(relid, state),
+        None => Ok(()),
+    }
 }
 
 /// Forget the groups left without rows.

@@ -65,6 +65,16 @@ struct Prepared {
     shape: Vec<Vec<(String, String)>>,
     /// The stream table's key columns (the unique index, ON CONFLICT target).
     conflict_keys: Vec<String>,
+    /// Running totals: the statements adding a statement's rows to them and
+    /// applying the affected groups from them.
+    totals: Option<Totals>,
+}
+
+struct Totals {
+    /// `, t.col::text` for each change column.
+    columns: String,
+    upsert: pgrx::spi::OwnedPreparedStatement,
+    apply: pgrx::spi::OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -137,20 +147,44 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                 .collect(),
             _ => shape.clone(),
         };
+        let key_types = |nparams: usize| -> Vec<pgrx::PgOid> {
+            (0..nparams)
+                .map(|i| {
+                    pgrx::PgOid::BuiltIn(if i % 2 == 0 {
+                        pg_sys::BuiltinOid::TEXTOID
+                    } else {
+                        pg_sys::BuiltinOid::BOOLOID
+                    })
+                })
+                .collect()
+        };
         let (sql, nparams) =
             key_recompute::apply_sql_with_params(&st, &query, &names, &apply_shape, &all_keys);
-        let types: Vec<pgrx::PgOid> = (0..nparams)
-            .map(|i| {
-                pgrx::PgOid::BuiltIn(if i % 2 == 0 {
-                    pg_sys::BuiltinOid::TEXTOID
-                } else {
-                    pg_sys::BuiltinOid::BOOLOID
-                })
-            })
-            .collect();
-        Spi::connect(|c| Ok(c.prepare_mut(sql.as_str(), &types)?.keep()))
+        let apply = Spi::connect(|c| Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &key_types(nparams))?.keep()))?;
+        // Running totals: the groups are computed from them instead.
+        let totals = match algebraic::totals_query(relid, &plan)? {
+            Some(totals_query) => {
+                algebraic::prepare_owner(relid)?;
+                let arrays = algebraic::change_arrays(&plan)?;
+                let params: Vec<String> = (1..=arrays).map(|i| format!("${i}::pg_catalog.text[]")).collect();
+                let upsert_sql = algebraic::upsert_sql(relid, &plan, &params)?;
+                let (apply_sql, nparams) =
+                    key_recompute::apply_sql_with_params(&st, &totals_query, &names, &apply_shape, &all_keys);
+                let text_arrays = vec![pgrx::PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID); arrays];
+                let (upsert, apply) = Spi::connect(|c| {
+                    Ok::<_, PgtError>((
+                        c.prepare_mut(upsert_sql.as_str(), &text_arrays)?.keep(),
+                        c.prepare_mut(apply_sql.as_str(), &key_types(nparams))?.keep(),
+                    ))
+                })?;
+                Some(Totals { columns: algebraic::change_select_list(&plan)?, upsert, apply })
+            }
+            None => None,
+        };
+        Ok((apply, totals))
     })?;
-    let p = Rc::new(Prepared { populated, plan, key_names, owner, apply, shape, conflict_keys: all_keys });
+    let (apply, totals) = apply;
+    let p = Rc::new(Prepared { populated, plan, key_names, owner, apply, shape, conflict_keys: all_keys, totals });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
 }
@@ -234,17 +268,37 @@ pub fn maintain(
         })
     })?;
     // Running totals: the statement's rows are added to them, and the
-    // affected groups computed from them.
-    if let Some(sql) = algebraic::transition_sql(
-        &p.plan,
-        transition.old.then_some(OLD_TABLE),
-        transition.new.then_some(NEW_TABLE),
-    )? {
-        let rows = read_transition_rows(&sql)?;
-        algebraic::add_rows(relid, &p.plan, &rows)?;
-        let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
-        key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref())?;
-        return algebraic::drop_empty(relid, &groups);
+    // affected groups computed from them (groups left without rows stay in
+    // the totals with no rows; a FULL refresh sweeps them).
+    if let Some(t) = &p.totals {
+        let mut parts = Vec::new();
+        if transition.old {
+            parts.push(format!("SELECT 'D'{} FROM {OLD_TABLE} t", t.columns));
+        }
+        if transition.new {
+            parts.push(format!("SELECT 'I'{} FROM {NEW_TABLE} t", t.columns));
+        }
+        let rows = read_transition_rows(&parts.join(" UNION ALL "))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let width = rows.first().map_or(0, Vec::len);
+        let arrays: Vec<pgrx::datum::DatumWithOid> = (0..width)
+            .map(|i| rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<Option<String>>>().into())
+            .collect();
+        let args = key_recompute::apply_params(&groups);
+        return sys::as_restricted_role(p.owner, || {
+            Spi::connect_mut(|c| {
+                c.update(&t.upsert, None, &arrays)?;
+                Ok::<_, PgtError>(())
+            })?;
+            with_window(relid, || -> PgtResult<()> {
+                Spi::connect_mut(|c| {
+                    c.update(&t.apply, Some(1), &args)?;
+                    Ok(())
+                })
+            })
+        });
     }
     // Few keys (the common single-row statement): the prepared statement,
     // planned once. Many: a statement planned for these values, since a
