@@ -9,7 +9,7 @@ INSERT INTO sales SELECT i, i % 3, CASE WHEN i % 4 = 0 THEN NULL ELSE i END, i *
   FROM generate_series(1, 12) i;
 CREATE MATERIALIZED VIEW per_shop WITH (pgtrickle.stream) AS
 SELECT shop, count(*) AS n, count(qty) AS with_qty, sum(qty) AS qty, avg(qty) AS avg_qty,
-       sum(price) AS revenue, avg(price) AS avg_price
+       sum(price) AS revenue, avg(price) AS avg_price, count(note) AS notes
   FROM sales WHERE id > 1 GROUP BY shop;
 SELECT property, regexp_replace(value, 'agg_[0-9]+', 'agg_<oid>') AS value
   FROM pgtrickle.explain_stream_table('per_shop') WHERE property = 'strategy';
@@ -20,7 +20,7 @@ SELECT c.relname ~ '^agg_[0-9]+$' AS named_by_oid, pg_get_userbyid(c.relowner) =
 
 -- Inserts, updates of grouped and summed columns, NULLs, rows leaving the
 -- WHERE clause, a shop losing all its rows, a new shop.
-INSERT INTO sales VALUES (20, 1, 5, 2.50, 'x'), (21, 7, NULL, NULL, 'new shop');
+INSERT INTO sales VALUES (20, 1, 5, 2.50, NULL), (21, 7, NULL, NULL, 'new shop');
 UPDATE sales SET shop = 2 WHERE id = 3;
 UPDATE sales SET qty = NULL WHERE shop = 1;
 UPDATE sales SET id = 0 WHERE id = 5;
@@ -30,9 +30,9 @@ SELECT mode, rows_applied FROM pgtrickle.refresh_history('per_shop', 1);
 TABLE per_shop ORDER BY shop;
 SELECT count(*) AS differences FROM (
     (TABLE per_shop EXCEPT ALL
-     SELECT shop, count(*), count(qty), sum(qty), avg(qty), sum(price), avg(price) FROM sales WHERE id > 1 GROUP BY shop)
+     SELECT shop, count(*), count(qty), sum(qty), avg(qty), sum(price), avg(price), count(note) FROM sales WHERE id > 1 GROUP BY shop)
     UNION ALL
-    (SELECT shop, count(*), count(qty), sum(qty), avg(qty), sum(price), avg(price) FROM sales WHERE id > 1 GROUP BY shop
+    (SELECT shop, count(*), count(qty), sum(qty), avg(qty), sum(price), avg(price), count(note) FROM sales WHERE id > 1 GROUP BY shop
      EXCEPT ALL TABLE per_shop)) d;
 
 -- TRUNCATE: a FULL refresh, which rebuilds the totals.

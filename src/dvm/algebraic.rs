@@ -74,7 +74,9 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
     }
     defs.push("__n pg_catalog.int8 NOT NULL".into());
     for a in alg.argument_columns() {
-        defs.push(format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"));
+        if alg.is_summed(a) {
+            defs.push(format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"));
+        }
         defs.push(format!("__c{a} pg_catalog.int8 NOT NULL DEFAULT 0"));
     }
     let name = state_name(relid);
@@ -173,7 +175,9 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
     select.push("pg_catalog.count(*)".into());
     for a in alg.argument_columns() {
         let col = &source_columns(source, &[a])?[0];
-        select.push(format!("COALESCE(pg_catalog.sum(b.{col}::pg_catalog.numeric), 0)"));
+        if alg.is_summed(a) {
+            select.push(format!("COALESCE(pg_catalog.sum(b.{col}::pg_catalog.numeric), 0)"));
+        }
         select.push(format!("pg_catalog.count(b.{col})"));
     }
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
@@ -335,13 +339,15 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let mut updates = vec!["__n = s.__n OPERATOR(pg_catalog.+) EXCLUDED.__n".to_string()];
     for a in alg.argument_columns() {
         let col = &source_columns(source, &[a])?[0];
-        targets.push(format!("__s{a}"));
+        if alg.is_summed(a) {
+            targets.push(format!("__s{a}"));
+            sums.push(format!(
+                "COALESCE(pg_catalog.sum(b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) b.{col}::pg_catalog.numeric), 0)"
+            ));
+            updates.push(format!("__s{a} = s.__s{a} OPERATOR(pg_catalog.+) EXCLUDED.__s{a}"));
+        }
         targets.push(format!("__c{a}"));
-        sums.push(format!(
-            "COALESCE(pg_catalog.sum(b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) b.{col}::pg_catalog.numeric), 0)"
-        ));
         sums.push(format!("pg_catalog.sum(CASE WHEN b.{col} IS NULL THEN 0 ELSE b.__sign END)"));
-        updates.push(format!("__s{a} = s.__s{a} OPERATOR(pg_catalog.+) EXCLUDED.__s{a}"));
         updates.push(format!("__c{a} = s.__c{a} OPERATOR(pg_catalog.+) EXCLUDED.__c{a}"));
     }
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();

@@ -265,6 +265,12 @@ pub struct Algebraic {
 }
 
 impl Algebraic {
+    /// The table columns that are summed (sum, avg), whose totals include
+    /// a sum; count(col) of any type only counts.
+    pub fn is_summed(&self, column: i16) -> bool {
+        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Sum(a) | AggKind::Avg(a) if *a == column))
+    }
+
     /// The table columns whose running totals are kept.
     pub fn argument_columns(&self) -> Vec<i16> {
         let mut out: Vec<i16> = self.aggregates.iter().filter_map(|(_, k)| k.column()).collect();
