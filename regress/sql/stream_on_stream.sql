@@ -30,15 +30,22 @@ SELECT st.relid::regclass AS stream_table, h.mode, h.rows_applied, h.changes_con
   FROM pgtrickle.pgt_refresh_history h JOIN pgtrickle.pgt_stream_tables st USING (relid)
  WHERE h.trigger = 'manual' ORDER BY h.id;
 
--- A FULL refresh of the upstream gives its readers no row changes: they
--- recompute in full at their next refresh.
+-- A FULL refresh of the upstream (here forced by the change fraction) is
+-- applied as differences, which its readers still receive as changes.
 SET pg_trickle.differential_max_change_fraction = 0;
 INSERT INTO orders VALUES (15, 0, 900);
 REFRESH MATERIALIZED VIEW big_orders;
+SELECT mode, rows_applied FROM pgtrickle.refresh_history('big_orders', 1);
 SET pg_trickle.differential_max_change_fraction = 1000;
 REFRESH MATERIALIZED VIEW per_customer;
-SELECT mode, message FROM pgtrickle.refresh_history('per_customer', 1);
+SELECT mode, rows_applied, changes_consumed FROM pgtrickle.refresh_history('per_customer', 1);
 SELECT * FROM per_customer ORDER BY customer;
+-- Emptied WITH NO DATA, the upstream is repopulated whole: its readers
+-- recompute in full.
+REFRESH MATERIALIZED VIEW big_orders WITH NO DATA;
+REFRESH MATERIALIZED VIEW big_orders;
+REFRESH MATERIALIZED VIEW per_customer;
+SELECT mode, message FROM pgtrickle.refresh_history('per_customer', 1);
 
 -- IMMEDIATE maintenance cannot read stream tables (their refreshes are not
 -- statements on tables).

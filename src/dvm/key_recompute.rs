@@ -413,7 +413,9 @@ fn statements_as_owner(
 ) -> PgtResult<String> {
     if let Some(recompute) = recompute {
         let st = crate::catalog::lifecycle::relation_name(relid)?;
-        return Ok(apply_statement(&st, recompute, &groups_filter("o", keys), key_names, capture));
+        // No key values: every row (a FULL refresh applied as differences).
+        let fo = if keys.is_empty() { "true".to_string() } else { groups_filter("o", keys) };
+        return Ok(apply_statement(&st, recompute, &fo, key_names, capture));
     }
     let query =
         Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
@@ -462,6 +464,24 @@ pub fn apply(
         }
     }
     Ok(counts)
+}
+
+/// Bring every row to the query's result on `snapshot`, deleting and
+/// inserting only the rows that differ, and capturing them for the stream
+/// tables that read this one (a FULL refresh of a stream table with
+/// readers, which then need no FULL refresh of their own).
+pub fn apply_all(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, key_names: &[String]) -> PgtResult<i64> {
+    let owner = sys::relation_owner(relid)?;
+    let everything = sys::as_restricted_role(owner, || {
+        let query =
+            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+        let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
+        Ok(format!("SELECT n.* FROM ({}) n({})", query.trim().trim_end_matches(';'), cols.join(", ")))
+    })?;
+    apply(relid, snapshot, &[], key_names, Some(&everything))?;
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    Ok(Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {st}"))?.unwrap_or(0))
 }
 
 /// Apply the affected keys now, on the current statement's snapshot (for

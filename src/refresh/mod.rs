@@ -179,12 +179,26 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     Ok(result.rows)
 }
 
-/// A FULL refresh. Stream tables that read this one get no row changes
-/// from it: they are marked for a FULL refresh of their own.
+/// A FULL refresh. For a populated DIFFERENTIAL stream table that other
+/// stream tables read, the recomputed contents are applied as differences
+/// (rows deleted and inserted), which its readers receive as changes;
+/// otherwise the contents are replaced and the readers marked for a FULL
+/// refresh of their own.
 fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64> {
+    let has_readers = cdc::buffer::buffer_relid(relid)?.is_some();
+    let differential = stream_tables::get(relid)?
+        .is_some_and(|st| st.consumes_changes && st.effective_mode == RefreshMode::Differential);
+    if has_readers && differential && immediate::is_populated(relid)? {
+        if let Ok(plan) = dvm::analysis::analyze(relid)? {
+            let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+            let rows = dvm::key_recompute::apply_all(relid, snapshot, &key_names)?;
+            dvm::algebraic::rebuild(relid, snapshot)?;
+            return Ok(rows);
+        }
+    }
     let rows = full::refresh(relid, snapshot)?;
     dvm::algebraic::rebuild(relid, snapshot)?;
-    if cdc::buffer::buffer_relid(relid)?.is_some() {
+    if has_readers {
         sys::as_extension_owner(|| cdc::buffer::mark_truncated(relid))?;
     }
     Ok(rows)
