@@ -440,8 +440,8 @@ fn run_chain_seed(seed: u64, rounds: usize) {
     for n in 0..rounds {
         let log = round(&mut c, &mut r, &mut next_id);
         // Upstream first; sometimes an upstream is left unrefreshed for a
-        // round, sometimes refreshed in FULL (its readers must then
-        // recompute), sometimes in the same transaction as its readers.
+        // round, sometimes refreshed in FULL (applied as differences, which
+        // its readers receive), sometimes in the same transaction as them.
         let mut sql = String::from("BEGIN;");
         let mut stale = Vec::new();
         for (name, _) in mids {
