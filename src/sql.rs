@@ -5,6 +5,9 @@
 /// A string literal: quotes doubled; with backslashes, an `E''` literal with
 /// them doubled too, so the result is the same whatever
 /// `standard_conforming_strings` says.
+/// Rows of a query's result, each column as text (NULL as None).
+pub type TextRows = Vec<Vec<Option<String>>>;
+
 pub fn quote_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 3);
     if s.contains('\\') {

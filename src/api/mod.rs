@@ -112,7 +112,8 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
         Err(why) => out.push(("not differential because".into(), Some(why.0))),
         Ok(plan) => {
             let keys = crate::dvm::key_recompute::placeholder_keys(relid, &plan)?;
-            let algebraic = plan.algebraic.is_some() && st.effective_mode == crate::catalog::options::RefreshMode::Differential;
+            let algebraic = plan.algebraic.is_some()
+                && st.effective_mode == crate::catalog::options::RefreshMode::Differential;
             let strategy = if algebraic {
                 format!(
                     "running totals: grouped aggregate of count/sum/avg kept from per-group totals in {}",
@@ -139,9 +140,13 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     .collect(),
                 _ => keys.clone(),
             };
-            let recompute =
-                if algebraic { crate::dvm::algebraic::recompute_sql(relid, &plan, &apply_keys)? } else { None };
-            let apply = crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?;
+            let recompute = if algebraic {
+                crate::dvm::algebraic::recompute_sql(relid, &plan, &apply_keys)?
+            } else {
+                None
+            };
+            let apply =
+                crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?;
             out.push(("apply".into(), Some(apply)));
         }
     }

@@ -260,15 +260,14 @@ pub fn write_rows(source: pg_sys::Oid, attnums: &[i16], rows: &[Vec<Option<Strin
         }
         Ok::<_, PgtError>(out)
     })?;
-    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); attnums.len() + 1];
+    let mut columns: crate::sql::TextRows = vec![Vec::with_capacity(rows.len()); attnums.len() + 1];
     for row in rows {
         for (i, column) in columns.iter_mut().enumerate() {
             column.push(row.get(i).cloned().flatten());
         }
     }
     let targets: String = attnums.iter().map(|a| format!(", c{a}")).collect();
-    let values: String =
-        types.iter().enumerate().map(|(i, ty)| format!(", u.v{i}::{ty}")).collect();
+    let values: String = types.iter().enumerate().map(|(i, ty)| format!(", u.v{i}::{ty}")).collect();
     let aliases: String = (0..attnums.len()).map(|i| format!(", v{i}")).collect();
     let params: String = (0..=attnums.len())
         .map(|i| format!("pg_catalog.unnest(${}::pg_catalog.text[])", i + 2))

@@ -243,7 +243,7 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
 
 /// Run a read-only query in the current SPI connection (the trigger's, where
 /// the transition tables are registered); every row as text.
-fn rows_text(sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
+fn rows_text(sql: &str) -> PgtResult<crate::sql::TextRows> {
     rows_text_limited(sql, 0)
 }
 
@@ -252,7 +252,7 @@ fn first_row_text(sql: &str) -> PgtResult<Vec<Option<String>>> {
     Ok(rows_text_limited(sql, 1)?.into_iter().next().unwrap_or_default())
 }
 
-fn rows_text_limited(sql: &str, limit: i64) -> PgtResult<Vec<Vec<Option<String>>>> {
+fn rows_text_limited(sql: &str, limit: i64) -> PgtResult<crate::sql::TextRows> {
     let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
     // SAFETY: called only from `capture`, inside its SPI connection; the
     // result (SPI_processed rows) is read before any other SPI call
@@ -269,7 +269,9 @@ fn rows_text_limited(sql: &str, limit: i64) -> PgtResult<Vec<Vec<Option<String>>
             for r in 0..pg_sys::SPI_processed as usize {
                 let tuple = *(*table).vals.add(r);
                 out.push(
-                    (1..=(*desc).natts).map(|col| crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col))).collect(),
+                    (1..=(*desc).natts)
+                        .map(|col| crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col)))
+                        .collect(),
                 );
             }
         }

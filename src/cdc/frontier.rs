@@ -112,16 +112,16 @@ impl RefreshSnapshot {
     }
 
     /// Every row of a query's result, columns as text.
-    pub fn query_rows(&self, sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
+    pub fn query_rows(&self, sql: &str) -> PgtResult<crate::sql::TextRows> {
         self.rows_text(sql, true, None)
     }
 
     /// Every row of a writing statement's result, columns as text.
-    pub fn query_rows_writing(&self, sql: &str) -> PgtResult<Vec<Vec<Option<String>>>> {
+    pub fn query_rows_writing(&self, sql: &str) -> PgtResult<crate::sql::TextRows> {
         self.rows_text(sql, false, None)
     }
 
-    fn rows_text(&self, sql: &str, read_only: bool, limit: Option<u64>) -> PgtResult<Vec<Vec<Option<String>>>> {
+    fn rows_text(&self, sql: &str, read_only: bool, limit: Option<u64>) -> PgtResult<crate::sql::TextRows> {
         let mut out = Vec::new();
         self.run(sql, read_only, |tuptable| {
             // SAFETY: called only with the SPI_tuptable of a successful

@@ -84,11 +84,9 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
     let _internal = crate::hooks::internal();
     sys::as_extension_owner(|| {
         Spi::run(&format!("CREATE TABLE {name} ({})", defs.join(", ")))?;
-        Spi::run(&format!(
-            "CREATE UNIQUE INDEX ON {name} ({}) NULLS NOT DISTINCT",
-            keys.join(", ")
-        ))?;
-        let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("state table not created".into()))?;
+        Spi::run(&format!("CREATE UNIQUE INDEX ON {name} ({}) NULLS NOT DISTINCT", keys.join(", ")))?;
+        let state =
+            state_relid(relid)?.ok_or_else(|| PgtError::Internal("state table not created".into()))?;
         sys::link_to_extension(state, sys::ExtensionLink::Membership)?;
         set_owner(&name, owner)?;
         // Empty totals: the next refresh must recompute.
@@ -377,25 +375,26 @@ pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>
     let mut exprs = Vec::with_capacity(columns.len());
     for (i, (name, ty)) in columns.iter().enumerate() {
         let attnum = i as i16 + 1;
-        let expr = if plan.key.iter().any(|k| k.output_attnum == attnum) {
-            format!("s.{name}")
-        } else {
-            let kind = alg
-                .aggregates
-                .iter()
-                .find(|(a, _)| *a == attnum)
-                .map(|(_, k)| *k)
-                .ok_or_else(|| PgtError::Internal(format!("output {attnum} is neither key nor total")))?;
-            match kind {
-                AggKind::CountStar => format!("s.__n::{ty}"),
-                AggKind::Count(a) => format!("s.__c{a}::{ty}"),
-                AggKind::Sum(a) => format!("(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE s.__s{a} END)::{ty}"),
-                AggKind::Avg(a) => format!(
-                    "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
+        let expr =
+            if plan.key.iter().any(|k| k.output_attnum == attnum) {
+                format!("s.{name}")
+            } else {
+                let kind =
+                    alg.aggregates.iter().find(|(a, _)| *a == attnum).map(|(_, k)| *k).ok_or_else(|| {
+                        PgtError::Internal(format!("output {attnum} is neither key nor total"))
+                    })?;
+                match kind {
+                    AggKind::CountStar => format!("s.__n::{ty}"),
+                    AggKind::Count(a) => format!("s.__c{a}::{ty}"),
+                    AggKind::Sum(a) => format!(
+                        "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE s.__s{a} END)::{ty}"
+                    ),
+                    AggKind::Avg(a) => format!(
+                        "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
                       ELSE s.__s{a} OPERATOR(pg_catalog./) s.__c{a}::pg_catalog.numeric END)::{ty}"
-                ),
-            }
-        };
+                    ),
+                }
+            };
         exprs.push(format!("{expr} AS {name}"));
     }
     Ok(Some(format!(
@@ -406,7 +405,11 @@ pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>
 }
 
 /// The affected groups' rows, computed from the totals (for the apply).
-pub fn recompute_sql(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) -> PgtResult<Option<String>> {
+pub fn recompute_sql(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    groups: &[Vec<KeyValues>],
+) -> PgtResult<Option<String>> {
     Ok(totals_query(relid, plan)?.map(|q| format!("{q} AND ({})", groups_filter("s", groups))))
 }
 

@@ -24,6 +24,9 @@ pub struct Plan {
     pub algebraic: Option<Algebraic>,
 }
 
+/// `a.x = b.y`: ((range table index, attnum), (range table index, attnum)).
+pub type Equality = ((u32, i16), (u32, i16));
+
 /// The table references of an inner join and its `a.x = b.y` conditions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinGraph {
@@ -37,8 +40,8 @@ impl JoinGraph {
     /// The path of equality steps from table reference `from` to `to`
     /// (breadth first): each step is (column of the current table, column
     /// of the next table).
-    pub fn path(&self, from: u32, to: u32) -> Option<Vec<((u32, i16), (u32, i16))>> {
-        let mut prev: std::collections::BTreeMap<u32, ((u32, i16), (u32, i16))> = Default::default();
+    pub fn path(&self, from: u32, to: u32) -> Option<Vec<Equality>> {
+        let mut prev: std::collections::BTreeMap<u32, Equality> = Default::default();
         let mut queue = std::collections::VecDeque::from([from]);
         let mut seen = std::collections::BTreeSet::from([from]);
         while let Some(at) = queue.pop_front() {
@@ -464,7 +467,9 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
                     continue;
                 }
                 match (*n).type_ {
-                    pg_sys::NodeTag::T_RangeTblRef => out.push((*(n as *mut pg_sys::RangeTblRef)).rtindex as u32),
+                    pg_sys::NodeTag::T_RangeTblRef => {
+                        out.push((*(n as *mut pg_sys::RangeTblRef)).rtindex as u32)
+                    }
                     pg_sys::NodeTag::T_JoinExpr => {
                         let j = &*(n as *mut pg_sys::JoinExpr);
                         stack.push(j.larg);
@@ -590,7 +595,8 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node) -> Option<AggKind> {
         if var.varno != 1 || var.varlevelsup != 0 || var.varattno <= 0 {
             return None;
         }
-        let exact = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID].contains(&var.vartype);
+        let exact =
+            [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID].contains(&var.vartype);
         match name.as_str() {
             "count" => Some(AggKind::Count(var.varattno)),
             "sum" if exact => Some(AggKind::Sum(var.varattno)),
@@ -780,7 +786,13 @@ fn decide(
                  to the table of the grouping columns by = conditions",
             );
         }
-        Ok(Plan { shape: Shape::GroupsOverJoin { group_rte }, key, reads_stream_tables: false, join: Some(join), algebraic: None })
+        Ok(Plan {
+            shape: Shape::GroupsOverJoin { group_rte },
+            key,
+            reads_stream_tables: false,
+            join: Some(join),
+            algebraic: None,
+        })
     };
     if f.has_aggs || f.has_group {
         if !f.has_group {
@@ -811,7 +823,13 @@ fn decide(
                 where_sql: f.where_sql.clone(),
                 where_attnums: f.where_attnums.clone(),
             });
-            return Ok(Ok(Plan { shape: Shape::Groups, key, reads_stream_tables: false, join: None, algebraic }));
+            return Ok(Ok(Plan {
+                shape: Shape::Groups,
+                key,
+                reads_stream_tables: false,
+                join: None,
+                algebraic,
+            }));
         }
         // Over a join: the groups must come from one table reference that
         // every other one reaches through `=` conditions.
@@ -825,7 +843,13 @@ fn decide(
         if !single {
             return Ok(over_join(key));
         }
-        return Ok(Ok(Plan { shape: Shape::Distinct, key, reads_stream_tables: false, join: None, algebraic: None }));
+        return Ok(Ok(Plan {
+            shape: Shape::Distinct,
+            key,
+            reads_stream_tables: false,
+            join: None,
+            algebraic: None,
+        }));
     }
     // Rows: every table reference's primary key must be in the output.
     let mut key = Vec::new();
@@ -969,7 +993,11 @@ mod tests {
         let mut f = facts();
         f.has_aggs = true;
         f.has_group = true;
-        f.relations = vec![(1, T, pg_sys::RELKIND_RELATION), (2, U, pg_sys::RELKIND_RELATION), (3, T, pg_sys::RELKIND_RELATION)];
+        f.relations = vec![
+            (1, T, pg_sys::RELKIND_RELATION),
+            (2, U, pg_sys::RELKIND_RELATION),
+            (3, T, pg_sys::RELKIND_RELATION),
+        ];
         f.outputs = vec![(Some((1, 2)), 1), (None, 0)];
         f.group_refs = vec![1];
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("connected"), "no join conditions");

@@ -128,14 +128,21 @@ fn recompute_sql(query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> 
 /// With `capture` (quoted column names), the statement instead returns the
 /// rows it deleted (`'D'`) and inserted (`'I'`), those columns as text:
 /// the changes of a stream table that other stream tables read.
-fn apply_statement(st: &str, recompute: &str, fo: &str, keys: &[String], capture: Option<&[String]>) -> String {
+fn apply_statement(
+    st: &str,
+    recompute: &str,
+    fo: &str,
+    keys: &[String],
+    capture: Option<&[String]>,
+) -> String {
     let correlate: String = keys.iter().map(|k| format!("n.{k} OPERATOR(pg_catalog.=) o.{k} AND ")).collect();
     let target = keys.join(", ");
     let (returning_old, returning_new, result) = match capture {
         None => (
             "1".to_string(),
             "1".to_string(),
-            "SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM added)".to_string(),
+            "SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM added)"
+                .to_string(),
         ),
         Some(cols) => {
             let old: Vec<String> = cols.iter().map(|c| format!("o.{c}")).collect();
@@ -357,7 +364,8 @@ pub fn expand_join_groups(
             from.push(format!("{} {alias}", crate::catalog::lifecycle::relation_name(source)?));
             let to_col = format!("{alias}.{}", column_name(*to_rte, *to_att)?);
             if i == 0 {
-                let source = table_of(*from_rte).ok_or_else(|| PgtError::Internal("join table missing".into()))?;
+                let source =
+                    table_of(*from_rte).ok_or_else(|| PgtError::Internal("join table missing".into()))?;
                 let ty = Spi::get_one_with_args::<String>(
                     "SELECT pg_catalog.format_type(COALESCE(NULLIF(t.typbasetype, 0), a.atttypid), NULL) \
                        FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
@@ -379,7 +387,9 @@ pub fn expand_join_groups(
         let mut row_of_keys = Vec::new();
         for k in &plan.key {
             let col = format!("{grouped}.{}", column_name(group_rte, k.source_attnum)?);
-            select.push(format!("(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL))::text"));
+            select.push(format!(
+                "(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL))::text"
+            ));
             select.push(format!("pg_catalog.bool_or({col} IS NULL)"));
             row_of_keys.push(col);
             let (name, ty) = columns
@@ -389,9 +399,15 @@ pub fn expand_join_groups(
             keys.push(KeyValues { column: name, sql_type: ty, values: None, has_null: false });
         }
         select.push(format!("pg_catalog.count(DISTINCT ROW({}))", row_of_keys.join(", ")));
-        let sql = format!("SELECT {} FROM {} WHERE {}", select.join(", "), from.join(", "), conditions.join(" AND "));
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            select.join(", "),
+            from.join(", "),
+            conditions.join(" AND ")
+        );
         let row = run(&sql)?;
-        reached += row.get(2 * keys.len()).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+        reached +=
+            row.get(2 * keys.len()).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
         for (i, k) in keys.iter_mut().enumerate() {
             k.values = row.get(2 * i).cloned().flatten();
             k.has_null = row.get(2 * i + 1).cloned().flatten().as_deref() == Some("t");
@@ -423,7 +439,13 @@ fn statements_as_owner(
     let query = query.trim().trim_end_matches(';').to_string();
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-    Ok(apply_statement(&st, &recompute_sql(&query, &columns, keys), &groups_filter("o", keys), key_names, capture))
+    Ok(apply_statement(
+        &st,
+        &recompute_sql(&query, &columns, keys),
+        &groups_filter("o", keys),
+        key_names,
+        capture,
+    ))
 }
 
 /// Apply the affected keys: recompute them from the query on `snapshot`,
@@ -445,10 +467,11 @@ pub fn apply(
         captured.as_ref().map(|c| c.iter().map(|(_, name)| crate::sql::quote_ident(name)).collect());
     let (counts, rows) = sys::as_restricted_role(owner, || {
         let sql = statements_as_owner(relid, keys, key_names, names.as_deref(), recompute)?;
-        with_window(relid, || -> PgtResult<((i64, i64), Vec<Vec<Option<String>>>)> {
+        with_window(relid, || -> PgtResult<((i64, i64), crate::sql::TextRows)> {
             if names.is_some() {
                 let rows = snapshot.query_rows_writing(&sql)?;
-                let deleted = rows.iter().filter(|r| r.first().cloned().flatten().as_deref() == Some("D")).count();
+                let deleted =
+                    rows.iter().filter(|r| r.first().cloned().flatten().as_deref() == Some("D")).count();
                 return Ok(((deleted as i64, (rows.len() - deleted) as i64), rows));
             }
             let row = snapshot.query_text_writing(&sql)?;
@@ -532,75 +555,6 @@ pub fn explain_sql(
 ) -> PgtResult<String> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names, None, recompute))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(col: &str, values: Option<&str>, has_null: bool) -> KeyValues {
-        KeyValues { column: col.into(), sql_type: "integer".into(), values: values.map(Into::into), has_null }
-    }
-
-    #[test]
-    fn key_filter_shapes() {
-        assert_eq!(
-            key_filter("o", &[key("k", Some("{1,2}"), false)]),
-            "(o.k OPERATOR(pg_catalog.=) ANY ('{1,2}'::integer[]))"
-        );
-        assert_eq!(
-            key_filter("n", &[key("k", Some("{1}"), true), key("\"K 2\"", None, true)]),
-            "(n.k OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]) OR n.k IS NULL) AND (n.\"K 2\" IS NULL)"
-        );
-        assert_eq!(key_filter("o", &[key("k", None, false)]), "false");
-    }
-
-    #[test]
-    fn values_are_quoted_literals() {
-        let f = key_filter(
-            "o",
-            &[KeyValues {
-                column: "t".into(),
-                sql_type: "text".into(),
-                values: Some("{\"it's\"}".into()),
-                has_null: false,
-            }],
-        );
-        assert!(f.contains("'{\"it''s\"}'::text[]"), "{f}");
-    }
-
-    #[test]
-    fn apply_statements_skip_unchanged_rows() {
-        let cols = vec!["k".to_string(), "n".to_string()];
-        let sql = apply_sql(
-            "s.st",
-            "SELECT k, count(*) FROM s.t GROUP BY k",
-            &cols,
-            &[vec![key("k", Some("{1}"), false)]],
-            &["k".to_string()],
-        );
-        assert!(sql.starts_with(
-            "WITH new AS MATERIALIZED (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"
-        ));
-        assert!(sql.contains("gone AS (DELETE FROM s.st o WHERE ((o.k"));
-        assert!(sql.contains("SELECT 1 FROM new n WHERE n.k OPERATOR(pg_catalog.=) o.k AND (n.*) OPERATOR(pg_catalog.*=) (o.*)"));
-        assert!(sql.contains("WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0"));
-        assert!(sql.contains("ON CONFLICT (k) DO NOTHING"));
-    }
-
-    #[test]
-    fn joins_recompute_one_branch_per_changed_table() {
-        let cols = vec!["a_id".to_string(), "b_id".to_string()];
-        let groups = vec![vec![key("a_id", Some("{1}"), false)], vec![key("b_id", Some("{7}"), false)]];
-        let sql = apply_sql("st", "Q", &cols, &groups, &cols);
-        assert!(sql.contains("WHERE (((o.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]))) OR ((o.b_id"));
-        assert!(sql.contains("WHERE (n.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[])) UNION SELECT n.* FROM (Q) n(a_id, b_id) WHERE (n.b_id"));
-        // A table reference without changes contributes no branch.
-        let groups = vec![vec![key("a_id", None, false)], vec![key("b_id", Some("{7}"), false)]];
-        let sql = apply_sql("st", "Q", &cols, &groups, &cols);
-        assert!(!sql.contains("a_id OPERATOR(pg_catalog.=) ANY") && !sql.contains("UNION"));
-        assert_eq!(groups_filter("o", &[vec![key("a_id", None, false)]]), "false");
-    }
 }
 
 /// The stream table's key column names (quoted), in key order: the columns of
@@ -698,4 +652,73 @@ pub fn placeholder_keys(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<Ke
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(col: &str, values: Option<&str>, has_null: bool) -> KeyValues {
+        KeyValues { column: col.into(), sql_type: "integer".into(), values: values.map(Into::into), has_null }
+    }
+
+    #[test]
+    fn key_filter_shapes() {
+        assert_eq!(
+            key_filter("o", &[key("k", Some("{1,2}"), false)]),
+            "(o.k OPERATOR(pg_catalog.=) ANY ('{1,2}'::integer[]))"
+        );
+        assert_eq!(
+            key_filter("n", &[key("k", Some("{1}"), true), key("\"K 2\"", None, true)]),
+            "(n.k OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]) OR n.k IS NULL) AND (n.\"K 2\" IS NULL)"
+        );
+        assert_eq!(key_filter("o", &[key("k", None, false)]), "false");
+    }
+
+    #[test]
+    fn values_are_quoted_literals() {
+        let f = key_filter(
+            "o",
+            &[KeyValues {
+                column: "t".into(),
+                sql_type: "text".into(),
+                values: Some("{\"it's\"}".into()),
+                has_null: false,
+            }],
+        );
+        assert!(f.contains("'{\"it''s\"}'::text[]"), "{f}");
+    }
+
+    #[test]
+    fn apply_statements_skip_unchanged_rows() {
+        let cols = vec!["k".to_string(), "n".to_string()];
+        let sql = apply_sql(
+            "s.st",
+            "SELECT k, count(*) FROM s.t GROUP BY k",
+            &cols,
+            &[vec![key("k", Some("{1}"), false)]],
+            &["k".to_string()],
+        );
+        assert!(sql.starts_with(
+            "WITH new AS MATERIALIZED (SELECT n.* FROM (SELECT k, count(*) FROM s.t GROUP BY k) n(k, n) WHERE (n.k"
+        ));
+        assert!(sql.contains("gone AS (DELETE FROM s.st o WHERE ((o.k"));
+        assert!(sql.contains("SELECT 1 FROM new n WHERE n.k OPERATOR(pg_catalog.=) o.k AND (n.*) OPERATOR(pg_catalog.*=) (o.*)"));
+        assert!(sql.contains("WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0"));
+        assert!(sql.contains("ON CONFLICT (k) DO NOTHING"));
+    }
+
+    #[test]
+    fn joins_recompute_one_branch_per_changed_table() {
+        let cols = vec!["a_id".to_string(), "b_id".to_string()];
+        let groups = vec![vec![key("a_id", Some("{1}"), false)], vec![key("b_id", Some("{7}"), false)]];
+        let sql = apply_sql("st", "Q", &cols, &groups, &cols);
+        assert!(sql.contains("WHERE (((o.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[]))) OR ((o.b_id"));
+        assert!(sql.contains("WHERE (n.a_id OPERATOR(pg_catalog.=) ANY ('{1}'::integer[])) UNION SELECT n.* FROM (Q) n(a_id, b_id) WHERE (n.b_id"));
+        // A table reference without changes contributes no branch.
+        let groups = vec![vec![key("a_id", None, false)], vec![key("b_id", Some("{7}"), false)]];
+        let sql = apply_sql("st", "Q", &cols, &groups, &cols);
+        assert!(!sql.contains("a_id OPERATOR(pg_catalog.=) ANY") && !sql.contains("UNION"));
+        assert_eq!(groups_filter("o", &[vec![key("a_id", None, false)]]), "false");
+    }
 }

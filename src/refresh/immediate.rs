@@ -28,8 +28,8 @@ use crate::refresh::window::with_window;
 
 use crate::catalog::sys;
 use crate::cdc::triggers::{NEW_TABLE, OLD_TABLE};
-use crate::dvm::{algebraic, analysis};
 use crate::dvm::key_recompute::{self, KeyValues};
+use crate::dvm::{algebraic, analysis};
 use crate::error::{PgtError, PgtResult};
 
 /// Which transition tables the firing statement has.
@@ -160,7 +160,8 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         };
         let (sql, nparams) =
             key_recompute::apply_sql_with_params(&st, &query, &names, &apply_shape, &all_keys);
-        let apply = Spi::connect(|c| Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &key_types(nparams))?.keep()))?;
+        let apply =
+            Spi::connect(|c| Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &key_types(nparams))?.keep()))?;
         // Running totals: the groups are computed from them instead.
         let totals = match algebraic::totals_query(relid, &plan)? {
             Some(totals_query) => {
@@ -184,7 +185,16 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         Ok((apply, totals))
     })?;
     let (apply, totals) = apply;
-    let p = Rc::new(Prepared { populated, plan, key_names, owner, apply, shape, conflict_keys: all_keys, totals });
+    let p = Rc::new(Prepared {
+        populated,
+        plan,
+        key_names,
+        owner,
+        apply,
+        shape,
+        conflict_keys: all_keys,
+        totals,
+    });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
 }
@@ -197,7 +207,7 @@ pub fn maintain(
     source: pg_sys::Oid,
     transition: Transition,
     read_transition: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
-    read_transition_rows: &dyn Fn(&str) -> PgtResult<Vec<Vec<Option<String>>>>,
+    read_transition_rows: &dyn Fn(&str) -> PgtResult<crate::sql::TextRows>,
 ) -> PgtResult<()> {
     check_isolation(relid)?;
     sys::lock_relation(relid, pg_sys::ExclusiveLock);

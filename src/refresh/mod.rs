@@ -89,8 +89,10 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     let differential = match (&st.frontier, st.effective_mode) {
         (Some(old), RefreshMode::Differential) if st.consumes_changes => {
             if st.needs_full {
-                result.message =
-                    Some("a source was truncated or refreshed in full, or a change buffer lost by crash recovery".into());
+                result.message = Some(
+                    "a source was truncated or refreshed in full, or a change buffer lost by crash recovery"
+                        .into(),
+                );
                 None
             } else if !intact {
                 result.message = Some("a change buffer was emptied by crash recovery".into());
@@ -125,7 +127,8 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 let owner = sys::relation_owner(relid)?;
                 let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
                 let (groups, reached) = sys::as_restricted_role(owner, || {
-                    let groups = dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)?;
+                    let groups =
+                        dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)?;
                     dvm::key_recompute::expand_join_groups(relid, &plan, groups, &affected.join_values, &run)
                 })?;
                 affected.keys += reached;
@@ -147,8 +150,13 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         // affected groups then computed from them.
                         dvm::algebraic::apply_delta(relid, &plan, &snapshot, &frontier, &old)?;
                         let recompute = dvm::algebraic::recompute_sql(relid, &plan, &groups)?;
-                        let counts =
-                            dvm::key_recompute::apply(relid, &snapshot, &groups, &key_names, recompute.as_deref())?;
+                        let counts = dvm::key_recompute::apply(
+                            relid,
+                            &snapshot,
+                            &groups,
+                            &key_names,
+                            recompute.as_deref(),
+                        )?;
                         if plan.algebraic.is_some() {
                             dvm::algebraic::drop_empty(relid, &groups)?;
                         }

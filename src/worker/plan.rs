@@ -144,7 +144,11 @@ pub fn plan(candidates: &[Candidate], now_ms: i64) -> Plan {
     // would combine its sources from different points in time.
     let waiting = |u: &Candidate| u.retry_at_ms.is_some_and(|at| at > now_ms);
     let eligible = |u: &Candidate| {
-        u.mode != Mode::Immediate && u.active && !waiting(u) && u.schedule.is_some() && !on_cycle.contains(&u.relid)
+        u.mode != Mode::Immediate
+            && u.active
+            && !waiting(u)
+            && u.schedule.is_some()
+            && !on_cycle.contains(&u.relid)
     };
     let mut work: BTreeSet<u32> = BTreeSet::new();
     let mut blocked: BTreeSet<u32> = on_cycle.clone();
@@ -162,7 +166,8 @@ pub fn plan(candidates: &[Candidate], now_ms: i64) -> Plan {
             }
             continue;
         }
-        let has_work = c.pending || c.mode == Mode::Full || ups.iter().any(|u| eligible(u) && work.contains(&u.relid));
+        let has_work =
+            c.pending || c.mode == Mode::Full || ups.iter().any(|u| eligible(u) && work.contains(&u.relid));
         if has_work {
             work.insert(*relid);
         }
@@ -185,11 +190,7 @@ pub fn plan(candidates: &[Candidate], now_ms: i64) -> Plan {
             }
         }
     }
-    Plan {
-        order: topo.into_iter().filter(|r| chosen.contains(r)).collect(),
-        next_wake_ms: next_wake,
-        cycles,
-    }
+    Plan { order: topo.into_iter().filter(|r| chosen.contains(r)).collect(), next_wake_ms: next_wake, cycles }
 }
 
 /// Should commits that write change buffers wake the scheduler? Only when
@@ -232,7 +233,10 @@ mod tests {
         let mut a = st(1, Mode::Differential, Some("10s"));
         assert_eq!(plan(&[a.clone()], 20_000).order, Vec::<u32>::new(), "nothing pending");
         a.pending = true;
-        assert_eq!(plan(&[a.clone()], 5_000), Plan { order: vec![], next_wake_ms: Some(10_000), cycles: vec![] });
+        assert_eq!(
+            plan(&[a.clone()], 5_000),
+            Plan { order: vec![], next_wake_ms: Some(10_000), cycles: vec![] }
+        );
         assert_eq!(plan(&[a.clone()], 10_000).order, vec![1]);
         let zero = Candidate { schedule: Some(Schedule::parse("0s").unwrap()), ..a.clone() };
         assert_eq!(plan(&[zero], 1).order, vec![1], "'0s' refreshes as soon as changes commit");
@@ -245,7 +249,7 @@ mod tests {
         let suspended = Candidate { active: false, ..a.clone() };
         assert!(plan(&[suspended], 1_000_000).order.is_empty());
         let backing_off = Candidate { retry_at_ms: Some(50_000), ..a };
-        assert_eq!(plan(&[backing_off.clone()], 20_000).next_wake_ms, Some(50_000));
+        assert_eq!(plan(std::slice::from_ref(&backing_off), 20_000).next_wake_ms, Some(50_000));
         assert_eq!(plan(&[backing_off], 50_000).order, vec![1]);
     }
 
@@ -309,7 +313,7 @@ mod tests {
         let fast = st(1, Mode::Differential, Some("0s"));
         let slow = st(2, Mode::Differential, Some("5m"));
         assert!(wants_commit_wake(&[slow.clone(), fast.clone()], 1000));
-        assert!(!wants_commit_wake(&[slow.clone()], 1000));
+        assert!(!wants_commit_wake(std::slice::from_ref(&slow), 1000));
         assert!(!wants_commit_wake(&[Candidate { active: false, ..fast }], 1000));
         assert!(!wants_commit_wake(&[st(3, Mode::Full, Some("@hourly"))], 1000));
     }

@@ -171,16 +171,17 @@ impl CronSpec {
     /// (e.g. `0 0 31 2 *`). Cron schedules are read in UTC.
     pub fn next_after(&self, after: i64) -> Option<i64> {
         let first_minute = after.div_euclid(60) + 1;
-        let mut day = first_minute.div_euclid(1440);
+        let first_day = first_minute.div_euclid(1440);
         let mut minute_of_day = first_minute.rem_euclid(1440) as u32;
         // Every valid day/month combination recurs within 8 years (Feb 29).
-        for _ in 0..(366 * 8) {
+        for day in first_day..first_day + 366 * 8 {
             let (_, month, dom) = civil_from_days(day);
             // 1970-01-01 was a Thursday.
             let dow = (day + 4).rem_euclid(7) as u32;
             let dom_ok = self.days_of_month & (1 << dom) != 0;
             let dow_ok = self.days_of_week & (1 << dow) != 0;
-            let day_ok = if self.dom_restricted && self.dow_restricted { dom_ok || dow_ok } else { dom_ok && dow_ok };
+            let day_ok =
+                if self.dom_restricted && self.dow_restricted { dom_ok || dow_ok } else { dom_ok && dow_ok };
             if self.months & (1 << month) != 0 && day_ok {
                 for m in minute_of_day..1440 {
                     let (h, mi) = (m / 60, m % 60);
@@ -189,7 +190,6 @@ impl CronSpec {
                     }
                 }
             }
-            day += 1;
             minute_of_day = 0;
         }
         None

@@ -120,7 +120,9 @@ fn tick() -> Result<Option<i64>, String> {
         for cycle in &plan.cycles {
             let names: Vec<&str> = cycle
                 .iter()
-                .filter_map(|relid| loaded.iter().find(|l| l.candidate.relid == *relid).map(|l| l.name.as_str()))
+                .filter_map(|relid| {
+                    loaded.iter().find(|l| l.candidate.relid == *relid).map(|l| l.name.as_str())
+                })
                 .collect();
             warning!(
                 "pg_trickle scheduler: stream tables {} read each other in a cycle and are not refreshed",
@@ -176,10 +178,9 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
         i32,
         Vec<pg_sys::Oid>,
         String,
-    )> =
-        Spi::connect(|client| {
-            let mut out = Vec::new();
-            let table = client.select(
+    )> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        let table = client.select(
                 "SELECT st.relid, st.refresh_mode, st.schedule, st.status, \
                         (extract(epoch FROM st.last_refresh_at) * 1000)::int8, \
                         (extract(epoch FROM st.next_retry_at) * 1000)::int8, st.consecutive_errors, \
@@ -191,21 +192,21 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
                 None,
                 &[],
             )?;
-            for row in table {
-                out.push((
-                    row.get(1)?.unwrap_or(pg_sys::InvalidOid),
-                    row.get(2)?.unwrap_or_default(),
-                    row.get(3)?,
-                    row.get(4)?.unwrap_or_default(),
-                    row.get(5)?,
-                    row.get(6)?,
-                    row.get(7)?.unwrap_or(0),
-                    row.get(8)?.unwrap_or_default(),
-                    row.get(9)?.unwrap_or_default(),
-                ));
-            }
-            Ok::<_, crate::error::PgtError>(out)
-        })?;
+        for row in table {
+            out.push((
+                row.get(1)?.unwrap_or(pg_sys::InvalidOid),
+                row.get(2)?.unwrap_or_default(),
+                row.get(3)?,
+                row.get(4)?.unwrap_or_default(),
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?.unwrap_or(0),
+                row.get(8)?.unwrap_or_default(),
+                row.get(9)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, crate::error::PgtError>(out)
+    })?;
     let mut loaded = Vec::with_capacity(rows.len());
     for (relid, mode, schedule, status, last, retry, errors, upstream, name) in rows {
         let mode = match mode.as_str() {
@@ -273,7 +274,8 @@ fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> Outcome {
     let limit = guc::MAX_CONSECUTIVE_ERRORS.get();
     let retry_ms = plan::backoff(failures).as_millis() as i64;
     let recorded = sys::in_transaction(|| {
-        let name = crate::catalog::lifecycle::relation_name(relid).unwrap_or_else(|_| relid.to_u32().to_string());
+        let name =
+            crate::catalog::lifecycle::relation_name(relid).unwrap_or_else(|_| relid.to_u32().to_string());
         if failures >= limit {
             warning!(
                 "pg_trickle: refresh of stream table {name} failed {failures} times in a row; it is suspended \

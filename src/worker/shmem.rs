@@ -78,7 +78,9 @@ static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"pg_trickle schedu
 // The macro tests features of older PostgreSQL versions we do not declare.
 #[allow(unexpected_cfgs)]
 pub fn init() {
-    pg_shmem_init!(REGISTRY = Registry { launcher_latch: 0, running_refreshes: 0, slots: [FREE_SLOT; MAX_DATABASES] });
+    pg_shmem_init!(
+        REGISTRY = Registry { launcher_latch: 0, running_refreshes: 0, slots: [FREE_SLOT; MAX_DATABASES] }
+    );
 }
 
 fn find(reg: &Registry, dboid: u32) -> Option<usize> {
@@ -140,7 +142,12 @@ pub fn databases_to_start(existing: &[u32], now_ms: i64) -> (Vec<u32>, usize) {
             _ => false,
         };
         if go {
-            *slot = Slot { dboid: db, state: SlotState::Starting, retry_at: now_ms + START_TIMEOUT_MS, ..FREE_SLOT };
+            *slot = Slot {
+                dboid: db,
+                state: SlotState::Starting,
+                retry_at: now_ms + START_TIMEOUT_MS,
+                ..FREE_SLOT
+            };
             start.push(db);
         }
     }
@@ -153,7 +160,8 @@ pub fn next_retry(now_ms: i64) -> Option<i64> {
     reg.slots
         .iter()
         .filter(|s| {
-            matches!(s.state, SlotState::Exited | SlotState::Paused | SlotState::Starting) && s.retry_at > now_ms
+            matches!(s.state, SlotState::Exited | SlotState::Paused | SlotState::Starting)
+                && s.retry_at > now_ms
         })
         .map(|s| s.retry_at)
         .min()

@@ -33,7 +33,11 @@ pub fn connect(dboid: Option<pg_sys::Oid>) {
     // SAFETY: called once, at the start of a background worker that asked
     // for a database connection.
     unsafe {
-        pg_sys::BackgroundWorkerInitializeConnectionByOid(dboid.unwrap_or(pg_sys::InvalidOid), pg_sys::InvalidOid, 0)
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(
+            dboid.unwrap_or(pg_sys::InvalidOid),
+            pg_sys::InvalidOid,
+            0,
+        )
     };
 }
 
@@ -213,7 +217,9 @@ pub fn on_exit(f: unsafe extern "C-unwind" fn(i32, pg_sys::Datum)) {
 }
 
 /// Register the backend's transaction callback (commit wakes schedulers).
-pub fn register_xact_callback(f: unsafe extern "C-unwind" fn(pg_sys::XactEvent::Type, *mut std::ffi::c_void)) {
+pub fn register_xact_callback(
+    f: unsafe extern "C-unwind" fn(pg_sys::XactEvent::Type, *mut std::ffi::c_void),
+) {
     // SAFETY: registering a static function; called once from _PG_init.
     unsafe { pg_sys::RegisterXactCallback(Some(f), std::ptr::null_mut()) };
 }

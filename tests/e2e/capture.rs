@@ -77,7 +77,7 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
                     seed % n
                 };
                 for i in 0..60 {
-                    let base = (w * 100_000 + i * 10) as i32;
+                    let base = w * 100_000 + i * 10;
                     let mut tx = conn.transaction().unwrap();
                     let mut da = 0i64;
                     let mut db = 0i64;
@@ -95,7 +95,7 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
                         )
                         .unwrap() as i64;
                     // Updates (old + new row) and deletes of this writer's earlier rows.
-                    let lo = (w * 100_000) as i32;
+                    let lo = w * 100_000;
                     da += 2 * tx
                         .execute(
                             "UPDATE a SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 3",

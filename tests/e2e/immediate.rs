@@ -24,7 +24,7 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
         .map(|w: i32| {
             std::thread::spawn(move || {
                 let mut conn = connect("e2e_immediate");
-                let mut seed: u64 = 0xdead_beef ^ (w as u64 + 1) * 0x9e37_79b9;
+                let mut seed: u64 = 0xdead_beef ^ ((w as u64 + 1) * 0x9e37_79b9);
                 let mut rnd = move |n: u64| {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;

@@ -323,8 +323,12 @@ fn run_immediate_seed(seed: u64, rounds: usize) {
     let mut r = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
     let mut next_id = 0i64;
     let mut c = setup(&format!("e2e_oracle_imm_{seed}"), &mut r, &mut next_id);
-    let immediate: Vec<(usize, &str)> =
-        CORPUS.iter().enumerate().filter(|(_, (q, d))| *d && !differential_only(q)).map(|(i, (q, _))| (i, *q)).collect();
+    let immediate: Vec<(usize, &str)> = CORPUS
+        .iter()
+        .enumerate()
+        .filter(|(_, (q, d))| *d && !differential_only(q))
+        .map(|(i, (q, _))| (i, *q))
+        .collect();
     for (i, query) in &immediate {
         c.batch_execute(&format!(
             "CREATE MATERIALIZED VIEW im_{i} WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {query}"
@@ -466,9 +470,12 @@ fn run_chain_seed(seed: u64, rounds: usize) {
         }
         sql.push_str("REFRESH MATERIALIZED VIEW top; COMMIT;");
         c.batch_execute(&sql).unwrap_or_else(|e| panic!("seed {seed} round {n}: {sql}: {e:?}"));
-        for (name, query) in mids.iter().filter(|(n, _)| !stale.contains(n)).map(|(n, q)| (n.to_string(), q.to_string())).chain(
-            all.iter().map(|(n, q, _)| (n.clone(), q.clone())),
-        ) {
+        for (name, query) in mids
+            .iter()
+            .filter(|(n, _)| !stale.contains(n))
+            .map(|(n, q)| (n.to_string(), q.to_string()))
+            .chain(all.iter().map(|(n, q, _)| (n.clone(), q.clone())))
+        {
             let bad = mismatch(&mut c, &name, &query);
             assert_eq!(bad, 0, "seed {seed}, round {n}: {name} differs from its query by {bad} rows\n  query: {query}\n  round's DML: {log:#?}\n  refreshes: {sql}");
         }
@@ -482,7 +489,10 @@ fn run_chain_seed(seed: u64, rounds: usize) {
         .unwrap()
         .get(0);
     let expected_min = all.iter().filter(|(_, _, d)| *d).count() as i64 * (rounds as i64 / 3);
-    assert!(diff_refreshes >= expected_min, "only {diff_refreshes} differential refreshes downstream (expected ≥ {expected_min})");
+    assert!(
+        diff_refreshes >= expected_min,
+        "only {diff_refreshes} differential refreshes downstream (expected ≥ {expected_min})"
+    );
 }
 
 #[test]

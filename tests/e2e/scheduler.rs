@@ -78,7 +78,12 @@ fn schedules_fire_and_commits_wake_the_scheduler() {
     wait_until(&mut c, "the scheduler", &scheduler_running_sql(db), 10);
     c.batch_execute("INSERT INTO t SELECT i, i % 5, i FROM generate_series(1001, 1020) i").unwrap();
     wait_until(&mut c, "asap to catch up", &differs_sql("asap", "SELECT id, v FROM t WHERE v % 2 = 0"), 10);
-    wait_until(&mut c, "every to catch up", &differs_sql("every", "SELECT g, count(*) FROM t GROUP BY g"), 10);
+    wait_until(
+        &mut c,
+        "every to catch up",
+        &differs_sql("every", "SELECT g, count(*) FROM t GROUP BY g"),
+        10,
+    );
     thread::sleep(Duration::from_millis(1500));
     let manual: i64 = c.query_one("SELECT count(*) FROM manual", &[]).unwrap().get(0);
     assert_eq!(manual, 1000, "a stream table without a schedule is refreshed only by hand");
@@ -228,7 +233,8 @@ fn failing_stream_table_is_retried_suspended_and_resumed_without_stopping_others
             &[],
         )
         .unwrap();
-    let (errors, message, failed, stale): (i32, String, i64, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (errors, message, failed, stale): (i32, String, i64, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     assert_eq!(errors, 3);
     assert!(message.contains("division by zero"), "{message}");
     assert_eq!(failed, 3);
@@ -247,8 +253,10 @@ fn failing_stream_table_is_retried_suspended_and_resumed_without_stopping_others
     assert_eq!(history, ["error", "error", "error"]);
     // Suspended: no more attempts.
     thread::sleep(Duration::from_millis(1500));
-    let attempts: i64 =
-        c.query_one("SELECT failed_refreshes FROM pgtrickle.pg_stat_stream_tables WHERE name = 'bad'", &[]).unwrap().get(0);
+    let attempts: i64 = c
+        .query_one("SELECT failed_refreshes FROM pgtrickle.pg_stat_stream_tables WHERE name = 'bad'", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(attempts, 3);
     // Fixed and resumed.
     c.batch_execute("UPDATE t SET v = 1 WHERE v = 0; SELECT pgtrickle.resume_stream_table('bad')").unwrap();
@@ -345,7 +353,8 @@ fn scheduling_resumes_after_a_server_restart() {
     )
     .unwrap();
     drop(c);
-    let datadir = std::env::var("PGT_TEST_DATADIR").expect("PGT_TEST_DATADIR is not set: run through `make test`");
+    let datadir =
+        std::env::var("PGT_TEST_DATADIR").expect("PGT_TEST_DATADIR is not set: run through `make test`");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
     let status = std::process::Command::new("bash")
         .args([script, "start", &datadir, &super::port().to_string()])
