@@ -44,6 +44,18 @@ REFRESH MATERIALIZED VIEW per_shop;
 SELECT mode FROM pgtrickle.refresh_history('per_shop', 2);
 TABLE per_shop ORDER BY shop;
 
+-- min and max are kept too: an inserted value may become the extreme, and
+-- deleting the current extreme rescans only its group.
+CREATE MATERIALIZED VIEW extremes WITH (pgtrickle.stream) AS
+SELECT shop, min(price) AS cheapest, max(price) AS dearest, max(note) AS last_note FROM sales GROUP BY shop;
+INSERT INTO sales VALUES (33, 1, 1, 0.50, 'zz'), (34, 2, 1, 9.00, 'a');
+DELETE FROM sales WHERE id = 32;
+REFRESH MATERIALIZED VIEW extremes;
+TABLE extremes ORDER BY shop;
+DELETE FROM sales WHERE id = 33;
+REFRESH MATERIALIZED VIEW extremes;
+TABLE extremes ORDER BY shop;
+
 -- Other aggregates, HAVING, or sums of floating point columns: the
 -- affected groups are recomputed instead.
 CREATE MATERIALIZED VIEW notes WITH (pgtrickle.stream) AS

@@ -116,7 +116,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 && st.effective_mode == crate::catalog::options::RefreshMode::Differential;
             let strategy = if algebraic {
                 format!(
-                    "running totals: grouped aggregate of count/sum/avg kept from per-group totals in {}",
+                    "running totals: grouped aggregate of count/sum/avg/min/max kept from per-group totals in {}",
                     crate::dvm::algebraic::state_name(relid)
                 )
             } else {

@@ -73,11 +73,26 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
         keys.push(name);
     }
     defs.push("__n pg_catalog.int8 NOT NULL".into());
+    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
     for a in alg.argument_columns() {
         if alg.is_summed(a) {
             defs.push(format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"));
         }
         defs.push(format!("__c{a} pg_catalog.int8 NOT NULL DEFAULT 0"));
+        let ty = column_type(source, a)?;
+        // The extremes, and the deleted extremes of the last change rows
+        // (which decide whether the group is rescanned).
+        if alg.has_min(a) {
+            defs.push(format!("__min{a} {ty}"));
+            defs.push(format!("__dmin{a} {ty}"));
+        }
+        if alg.has_max(a) {
+            defs.push(format!("__max{a} {ty}"));
+            defs.push(format!("__dmax{a} {ty}"));
+        }
+    }
+    if alg.has_extremes() {
+        defs.push("__rescan pg_catalog.bool NOT NULL DEFAULT false".into());
     }
     let name = state_name(relid);
     let owner = sys::relation_owner(relid)?;
@@ -85,6 +100,9 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
     sys::as_extension_owner(|| {
         Spi::run(&format!("CREATE TABLE {name} ({})", defs.join(", ")))?;
         Spi::run(&format!("CREATE UNIQUE INDEX ON {name} ({}) NULLS NOT DISTINCT", keys.join(", ")))?;
+        if alg.has_extremes() {
+            Spi::run(&format!("CREATE INDEX ON {name} (__rescan) WHERE __rescan"))?;
+        }
         let state =
             state_relid(relid)?.ok_or_else(|| PgtError::Internal("state table not created".into()))?;
         sys::link_to_extension(state, sys::ExtensionLink::Membership)?;
@@ -177,6 +195,17 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
             select.push(format!("COALESCE(pg_catalog.sum(b.{col}::pg_catalog.numeric), 0)"));
         }
         select.push(format!("pg_catalog.count(b.{col})"));
+        if alg.has_min(a) {
+            select.push(format!("pg_catalog.min(b.{col})"));
+            select.push("NULL".into());
+        }
+        if alg.has_max(a) {
+            select.push(format!("pg_catalog.max(b.{col})"));
+            select.push("NULL".into());
+        }
+    }
+    if alg.has_extremes() {
+        select.push("false".into());
     }
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let name = state_name(relid);
@@ -210,6 +239,59 @@ fn source_columns(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<String>
                 .ok_or_else(|| PgtError::Internal(format!("column {a} of the source is missing")))
         })
         .collect()
+}
+
+/// The type of a column of `source`, as `format_type` writes it.
+fn column_type(source: pg_sys::Oid, attnum: i16) -> PgtResult<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+          WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) $2",
+        &[source.into(), attnum.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("source column type missing".into()))
+}
+
+/// The statement recomputing the extremes of the groups marked for a
+/// rescan (their kept extreme was deleted), from the table; None when no
+/// extreme is kept.
+pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> {
+    let Some(alg) = plan.algebraic.as_ref().filter(|a| a.has_extremes()) else { return Ok(None) };
+    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let columns = output_columns(relid)?;
+    // Rows of the table in the group of state row `s`.
+    let mut matches = Vec::new();
+    for k in &plan.key {
+        let col = &source_columns(source, &[k.source_attnum])?[0];
+        let name = &columns
+            .get(k.output_attnum as usize - 1)
+            .ok_or_else(|| PgtError::Internal("key column out of range".into()))?
+            .0;
+        matches.push(format!(
+            "(b.{col} OPERATOR(pg_catalog.=) s.{name} OR (b.{col} IS NULL AND s.{name} IS NULL))"
+        ));
+    }
+    if let Some(w) = &alg.where_sql {
+        matches.push(w.clone());
+    }
+    let table = crate::catalog::lifecycle::relation_name(source)?;
+    let mut sets = Vec::new();
+    for a in alg.argument_columns() {
+        let col = &source_columns(source, &[a])?[0];
+        if alg.has_min(a) {
+            sets.push(format!(
+                "__min{a} = (SELECT pg_catalog.min(b.{col}) FROM {table} b WHERE {})",
+                matches.join(" AND ")
+            ));
+        }
+        if alg.has_max(a) {
+            sets.push(format!(
+                "__max{a} = (SELECT pg_catalog.max(b.{col}) FROM {table} b WHERE {})",
+                matches.join(" AND ")
+            ));
+        }
+    }
+    sets.push("__rescan = false".into());
+    Ok(Some(format!("UPDATE {} s SET {} WHERE s.__rescan", state_name(relid), sets.join(", "))))
 }
 
 /// A text[] literal of the values (NULL for None).
@@ -255,7 +337,13 @@ pub fn apply_delta(
         window_sql_literal(new, Some(old))
     );
     let rows = sys::as_extension_owner(|| snapshot.query_rows(&read))?;
-    add_rows(relid, plan, &rows)
+    add_rows(relid, plan, &rows)?;
+    // Groups whose kept extreme was deleted: from the table, on the snapshot.
+    if let Some(rescan) = rescan_sql(relid, plan)? {
+        let owner = sys::relation_owner(relid)?;
+        sys::as_restricted_role(owner, || snapshot.execute(&rescan, false).map(|_| ()))?;
+    }
+    Ok(())
 }
 
 /// `, t.col::text` for each change column (reading a transition table).
@@ -335,6 +423,8 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let mut sums: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
     sums.push("pg_catalog.sum(b.__sign)".into());
     let mut updates = vec!["__n = s.__n OPERATOR(pg_catalog.+) EXCLUDED.__n".to_string()];
+    let mut rescans: Vec<String> = Vec::new();
+    let mut new_rescans: Vec<String> = Vec::new();
     for a in alg.argument_columns() {
         let col = &source_columns(source, &[a])?[0];
         if alg.is_summed(a) {
@@ -347,6 +437,39 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
         targets.push(format!("__c{a}"));
         sums.push(format!("pg_catalog.sum(CASE WHEN b.{col} IS NULL THEN 0 ELSE b.__sign END)"));
         updates.push(format!("__c{a} = s.__c{a} OPERATOR(pg_catalog.+) EXCLUDED.__c{a}"));
+        // Extremes: an inserted value may become the extreme; deleting a
+        // value at (or beyond) the kept extreme marks the group for a
+        // rescan.
+        for (kept, deleted, agg, op, pick) in
+            [("__min", "__dmin", "min", "<=", "LEAST"), ("__max", "__dmax", "max", ">=", "GREATEST")]
+        {
+            let wanted = if agg == "min" { alg.has_min(a) } else { alg.has_max(a) };
+            if !wanted {
+                continue;
+            }
+            targets.push(format!("{kept}{a}"));
+            targets.push(format!("{deleted}{a}"));
+            sums.push(format!("pg_catalog.{agg}(b.{col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.>) 0)"));
+            sums.push(format!("pg_catalog.{agg}(b.{col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0)"));
+            updates.push(format!("{kept}{a} = {pick}(s.{kept}{a}, EXCLUDED.{kept}{a})"));
+            updates.push(format!("{deleted}{a} = EXCLUDED.{deleted}{a}"));
+            // Rescan when a deleted value is at or beyond the extreme the
+            // group would otherwise have (the old one or an inserted one).
+            rescans.push(format!(
+                "COALESCE(EXCLUDED.{deleted}{a} {op} {pick}(s.{kept}{a}, EXCLUDED.{kept}{a}), \
+                          EXCLUDED.{deleted}{a} IS NOT NULL)"
+            ));
+            new_rescans.push(format!(
+                "pg_catalog.{agg}(b.{col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0) IS NOT NULL"
+            ));
+        }
+    }
+    if alg.has_extremes() {
+        // A new group with deleted values (inserted and deleted within the
+        // window) is rescanned too.
+        targets.push("__rescan".into());
+        sums.push(format!("({})", new_rescans.join(" OR ")));
+        updates.push(format!("__rescan = s.__rescan OR {}", rescans.join(" OR ")));
     }
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let group_by: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
@@ -389,6 +512,8 @@ pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>
                     AggKind::Sum(a) => format!(
                         "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE s.__s{a} END)::{ty}"
                     ),
+                    AggKind::Min(a) => format!("s.__min{a}::{ty}"),
+                    AggKind::Max(a) => format!("s.__max{a}::{ty}"),
                     AggKind::Avg(a) => format!(
                         "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
                       ELSE s.__s{a} OPERATOR(pg_catalog./) s.__c{a}::pg_catalog.numeric END)::{ty}"

@@ -243,13 +243,19 @@ pub enum AggKind {
     Sum(i16),
     /// avg(col) of an integer or numeric column
     Avg(i16),
+    /// min(col), max(col) of any type: the extreme is kept; deleting it
+    /// rescans the group.
+    Min(i16),
+    Max(i16),
 }
 
 impl AggKind {
     pub fn column(self) -> Option<i16> {
         match self {
             AggKind::CountStar => None,
-            AggKind::Count(a) | AggKind::Sum(a) | AggKind::Avg(a) => Some(a),
+            AggKind::Count(a) | AggKind::Sum(a) | AggKind::Avg(a) | AggKind::Min(a) | AggKind::Max(a) => {
+                Some(a)
+            }
         }
     }
 }
@@ -272,6 +278,20 @@ impl Algebraic {
     /// a sum; count(col) of any type only counts.
     pub fn is_summed(&self, column: i16) -> bool {
         self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Sum(a) | AggKind::Avg(a) if *a == column))
+    }
+
+    /// Whether `min(column)` / `max(column)` is kept.
+    pub fn has_min(&self, column: i16) -> bool {
+        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Min(a) if *a == column))
+    }
+
+    pub fn has_max(&self, column: i16) -> bool {
+        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Max(a) if *a == column))
+    }
+
+    /// Whether any extreme is kept (groups may need a rescan).
+    pub fn has_extremes(&self) -> bool {
+        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Min(_) | AggKind::Max(_)))
     }
 
     /// The table columns whose running totals are kept.
@@ -601,6 +621,8 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node) -> Option<AggKind> {
             "count" => Some(AggKind::Count(var.varattno)),
             "sum" if exact => Some(AggKind::Sum(var.varattno)),
             "avg" if exact => Some(AggKind::Avg(var.varattno)),
+            "min" => Some(AggKind::Min(var.varattno)),
+            "max" => Some(AggKind::Max(var.varattno)),
             _ => None,
         }
     }

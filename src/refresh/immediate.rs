@@ -74,6 +74,8 @@ struct Totals {
     /// `, t.col::text` for each change column.
     columns: String,
     upsert: pgrx::spi::OwnedPreparedStatement,
+    /// Recomputes the extremes of groups whose kept extreme was deleted.
+    rescan: Option<pgrx::spi::OwnedPreparedStatement>,
     apply: pgrx::spi::OwnedPreparedStatement,
 }
 
@@ -172,13 +174,19 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                 let (apply_sql, nparams) =
                     key_recompute::apply_sql_with_params(&st, &totals_query, &names, &apply_shape, &all_keys);
                 let text_arrays = vec![pgrx::PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID); arrays];
-                let (upsert, apply) = Spi::connect(|c| {
+                let rescan_sql = algebraic::rescan_sql(relid, &plan)?;
+                let (upsert, rescan, apply) = Spi::connect(|c| {
+                    let rescan = match &rescan_sql {
+                        Some(sql) => Some(c.prepare_mut(sql.as_str(), &[])?.keep()),
+                        None => None,
+                    };
                     Ok::<_, PgtError>((
                         c.prepare_mut(upsert_sql.as_str(), &text_arrays)?.keep(),
+                        rescan,
                         c.prepare_mut(apply_sql.as_str(), &key_types(nparams))?.keep(),
                     ))
                 })?;
-                Some(Totals { columns: algebraic::change_select_list(&plan)?, upsert, apply })
+                Some(Totals { columns: algebraic::change_select_list(&plan)?, upsert, rescan, apply })
             }
             None => None,
         };
@@ -300,6 +308,9 @@ pub fn maintain(
         return sys::as_restricted_role(p.owner, || {
             Spi::connect_mut(|c| {
                 c.update(&t.upsert, None, &arrays)?;
+                if let Some(rescan) = &t.rescan {
+                    c.update(rescan, None, &[])?;
+                }
                 Ok::<_, PgtError>(())
             })?;
             with_window(relid, || -> PgtResult<()> {

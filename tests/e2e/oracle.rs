@@ -29,6 +29,7 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT id, k, g, v, w, flag FROM t1 WHERE NOT flag", true),
     // Grouped aggregates keyed by the GROUP BY columns.
     ("SELECT k, count(*) AS n FROM t1 GROUP BY k", true),
+    ("SELECT k, min(g) AS mg, max(w) AS mw, min(v) AS lo, count(*) AS n FROM t1 WHERE flag IS NOT FALSE GROUP BY k", true),
     ("SELECT k, count(g) AS ng, count(flag) AS nf, sum(w) AS sw, avg(k) AS ak FROM t1 WHERE v IS DISTINCT FROM 3 GROUP BY k", true),
     ("SELECT k, sum(v) AS s, avg(v) AS a, count(v) AS c FROM t1 GROUP BY k", true),
     ("SELECT g, min(v) AS lo, max(v) AS hi FROM t1 GROUP BY g", true),
