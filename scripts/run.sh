@@ -28,9 +28,18 @@ INSERT INTO orders VALUES (4, 'east', 7), (5, 'south', 1);
 \echo 'REFRESH MATERIALIZED VIEW sales_by_region;'
 REFRESH MATERIALIZED VIEW sales_by_region;
 SELECT * FROM sales_by_region ORDER BY region;
-\echo '-- it was refreshed differentially: only the changed regions were recomputed'
+\echo '-- it was refreshed differentially: only the changed regions were updated'
 SELECT name, refresh_mode, populated, status FROM pgtrickle.stream_tables;
 SELECT trigger, mode, changes_consumed, rows_applied FROM pgtrickle.pgt_refresh_history ORDER BY id;
+\echo
+\echo '-- with a schedule, the background scheduler keeps it fresh: 0s = as soon as changes commit'
+\echo 'ALTER MATERIALIZED VIEW sales_by_region SET (pgtrickle.schedule = ''0s'');'
+ALTER MATERIALIZED VIEW sales_by_region SET (pgtrickle.schedule = '0s');
+\echo 'INSERT INTO orders VALUES (6, ''west'', 42);   -- no REFRESH'
+INSERT INTO orders VALUES (6, 'west', 42);
+SELECT pg_sleep(0.5) \g /dev/null
+TABLE sales_by_region ORDER BY region;
+SELECT trigger, mode, changes_consumed, rows_applied FROM pgtrickle.refresh_history('sales_by_region', 1);
 SQL
 cat <<MSG
 
