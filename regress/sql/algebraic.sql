@@ -64,6 +64,11 @@ CREATE MATERIALIZED VIEW busy WITH (pgtrickle.stream) AS
 SELECT shop, count(*) AS n FROM sales GROUP BY shop HAVING count(*) > 1;
 CREATE MATERIALIZED VIEW floats WITH (pgtrickle.stream) AS
 SELECT shop, sum(price::float8) AS total FROM sales GROUP BY shop;
+-- (min/max of a column with a collation other than the database's: the
+-- kept extreme would compare differently)
+CREATE TABLE tags (id int PRIMARY KEY, shop int, tag text COLLATE "POSIX");
+CREATE MATERIALIZED VIEW collated WITH (pgtrickle.stream) AS
+SELECT shop, max(tag) AS last_tag FROM tags GROUP BY shop;
 SELECT s.name, regexp_replace(e.value, 'agg_[0-9]+', 'agg_<oid>') AS strategy FROM pgtrickle.stream_tables s,
        LATERAL pgtrickle.explain_stream_table(s.relation::text) e
  WHERE s.schema = 'alg' AND e.property = 'strategy' ORDER BY s.name;

@@ -582,6 +582,10 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
     }
 }
 
+fn default_collation(collation: pg_sys::Oid) -> bool {
+    collation == pg_sys::InvalidOid || collation == pg_sys::Oid::from(pg_sys::DEFAULT_COLLATION_OID)
+}
+
 /// count(*), count(col), and sum/avg of an integer or numeric column, as
 /// PostgreSQL's own aggregates with no DISTINCT, ORDER BY or FILTER.
 unsafe fn algebraic_aggregate(node: *mut pg_sys::Node) -> Option<AggKind> {
@@ -621,6 +625,9 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node) -> Option<AggKind> {
             "count" => Some(AggKind::Count(var.varattno)),
             "sum" if exact => Some(AggKind::Sum(var.varattno)),
             "avg" if exact => Some(AggKind::Avg(var.varattno)),
+            // Kept extremes compare with the database's default collation:
+            // a column (or aggregate) with another collation is recomputed.
+            "min" | "max" if !default_collation(var.varcollid) || !default_collation(agg.inputcollid) => None,
             "min" => Some(AggKind::Min(var.varattno)),
             "max" => Some(AggKind::Max(var.varattno)),
             _ => None,
