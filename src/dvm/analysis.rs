@@ -583,7 +583,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
 }
 
 fn default_collation(collation: pg_sys::Oid) -> bool {
-    collation == pg_sys::InvalidOid || collation == pg_sys::Oid::from(pg_sys::DEFAULT_COLLATION_OID)
+    collation == pg_sys::InvalidOid || collation == pg_sys::DEFAULT_COLLATION_OID
 }
 
 /// count(*), count(col), and sum/avg of an integer or numeric column, as
