@@ -389,23 +389,7 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
     let names = source_columns(source, &cols)?;
-    let types = Spi::connect(|c| {
-        let mut out = Vec::new();
-        for a in &cols {
-            let ty = c
-                .select(
-                    "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-                      WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) $2",
-                    Some(1),
-                    &[source.into(), (*a).into()],
-                )?
-                .first()
-                .get::<String>(1)?
-                .ok_or_else(|| PgtError::Internal("source column type missing".into()))?;
-            out.push(ty);
-        }
-        Ok::<_, PgtError>(out)
-    })?;
+    let types = cols.iter().map(|a| column_type(source, *a)).collect::<PgtResult<Vec<_>>>()?;
     let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
     let renamed: Vec<String> =
         names.iter().zip(&types).enumerate().map(|(i, (n, ty))| format!("u.v{i}::{ty} AS {n}")).collect();
@@ -426,7 +410,11 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let mut rescans: Vec<String> = Vec::new();
     let mut new_rescans: Vec<String> = Vec::new();
     for a in alg.argument_columns() {
-        let col = &source_columns(source, &[a])?[0];
+        let col = cols
+            .iter()
+            .position(|c| *c == a)
+            .and_then(|i| names.get(i))
+            .ok_or_else(|| PgtError::Internal(format!("change column {a} missing")))?;
         if alg.is_summed(a) {
             targets.push(format!("__s{a}"));
             sums.push(format!(

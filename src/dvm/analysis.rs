@@ -49,7 +49,7 @@ impl JoinGraph {
                 let mut steps = Vec::new();
                 let mut cur = to;
                 while cur != from {
-                    let step = prev[&cur];
+                    let step = *prev.get(&cur)?;
                     steps.push(step);
                     cur = step.0 .0;
                 }

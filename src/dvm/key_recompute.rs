@@ -433,10 +433,7 @@ fn statements_as_owner(
         let fo = if keys.is_empty() { "true".to_string() } else { groups_filter("o", keys) };
         return Ok(apply_statement(&st, recompute, &fo, key_names, capture));
     }
-    let query =
-        Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
-    let query = query.trim().trim_end_matches(';').to_string();
+    let query = view_query(relid)?;
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
     Ok(apply_statement(
@@ -496,11 +493,8 @@ pub fn apply(
 pub fn apply_all(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, key_names: &[String]) -> PgtResult<i64> {
     let owner = sys::relation_owner(relid)?;
     let everything = sys::as_restricted_role(owner, || {
-        let query =
-            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
         let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-        Ok(format!("SELECT n.* FROM ({}) n({})", query.trim().trim_end_matches(';'), cols.join(", ")))
+        Ok(format!("SELECT n.* FROM ({}) n({})", view_query(relid)?, cols.join(", ")))
     })?;
     apply(relid, snapshot, &[], key_names, Some(&everything))?;
     let st = crate::catalog::lifecycle::relation_name(relid)?;
@@ -532,10 +526,7 @@ pub fn apply_now(
 pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let query =
-            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
-        let query = query.trim().trim_end_matches(';').to_string();
+        let query = view_query(relid)?;
         let st = crate::catalog::lifecycle::relation_name(relid)?;
         with_window(relid, || -> PgtResult<()> {
             Spi::run(&format!("DELETE FROM {st}"))?;
@@ -555,6 +546,15 @@ pub fn explain_sql(
 ) -> PgtResult<String> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names, None, recompute))
+}
+
+/// The stream table's stored query as SQL (deparsed; run it as the owner,
+/// with search_path = pg_catalog, so that every name is qualified).
+pub fn view_query(relid: pg_sys::Oid) -> PgtResult<String> {
+    let query =
+        Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
+            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+    Ok(query.trim().trim_end_matches(';').to_string())
 }
 
 /// The stream table's key column names (quoted), in key order: the columns of
@@ -598,10 +598,7 @@ pub fn expand_outer_join(
         let [a] = preserved_keys.as_mut_slice() else {
             return Err(PgtError::Internal("outer join preserved key must be one column".into()));
         };
-        let query =
-            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
-        let query = query.trim().trim_end_matches(';').to_string();
+        let query = view_query(relid)?;
         let st = crate::catalog::lifecycle::relation_name(relid)?;
         let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
         let mut parts = vec![

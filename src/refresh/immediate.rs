@@ -132,10 +132,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
     let owner = sys::relation_owner(relid)?;
     let all_keys = key_recompute::key_names(relid, &plan)?;
     let apply = sys::as_restricted_role(owner, || {
-        let query =
-            Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-                .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
-        let query = query.trim().trim_end_matches(';').to_string();
+        let query = key_recompute::view_query(relid)?;
         let st = crate::catalog::lifecycle::relation_name(relid)?;
         let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
         // An outer join is recomputed per key of its preserved table only.
