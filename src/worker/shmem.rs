@@ -72,6 +72,8 @@ pub struct Registry {
 // backend.
 unsafe impl PGRXSharedMemory for Registry {}
 
+// SAFETY: the LWLock name is unique to pg_trickle; the lock is attached to
+// shared memory by `init` (pg_shmem_init!) before any use.
 static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"pg_trickle scheduler registry") };
 
 /// Reserve the registry. Called from `_PG_init` while preloading.
