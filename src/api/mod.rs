@@ -114,7 +114,12 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let keys = crate::dvm::key_recompute::placeholder_keys(relid, &plan)?;
             let algebraic = plan.algebraic.is_some()
                 && st.effective_mode == crate::catalog::options::RefreshMode::Differential;
-            let strategy = if algebraic {
+            let strategy = if algebraic && plan.shape == crate::dvm::analysis::Shape::Scalar {
+                format!(
+                    "running totals: aggregate without GROUP BY of count/sum/avg/min/max kept from totals in {}",
+                    crate::dvm::algebraic::state_name(relid)
+                )
+            } else if algebraic {
                 format!(
                     "running totals: grouped aggregate of count/sum/avg/min/max kept from per-group totals in {}",
                     crate::dvm::algebraic::state_name(relid)
@@ -125,7 +130,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             out.push(("strategy".into(), Some(strategy)));
             out.push((
                 "row identity".into(),
-                Some(keys.iter().flatten().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")),
+                Some(if plan.key.is_empty() {
+                    "none (at most one row)".to_string()
+                } else {
+                    keys.iter().flatten().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")
+                }),
             ));
             let sources =
                 plan.sources().into_iter().map(lifecycle::relation_name).collect::<PgtResult<Vec<_>>>()?;
@@ -142,6 +151,9 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             };
             let recompute = if algebraic {
                 crate::dvm::algebraic::recompute_sql(relid, &plan, &apply_keys)?
+            } else if plan.shape == crate::dvm::analysis::Shape::Scalar {
+                let owner = sys::relation_owner(relid)?;
+                Some(sys::as_restricted_role(owner, || crate::dvm::key_recompute::whole_query(relid))?)
             } else {
                 None
             };

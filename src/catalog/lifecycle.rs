@@ -142,12 +142,10 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         dvm::key_recompute::output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
     let key: Vec<String> =
         plan.key.iter().filter_map(|k| columns.get(k.output_attnum as usize - 1).cloned()).collect();
+    // No key (an aggregate without GROUP BY): at most one row.
+    let key = if key.is_empty() { "(true)".to_string() } else { key.join(", ") };
     let _internal = crate::hooks::internal();
-    Spi::run(&format!(
-        "CREATE UNIQUE INDEX {name} ON {} ({}) NULLS NOT DISTINCT",
-        relation_name(relid)?,
-        key.join(", ")
-    ))?;
+    Spi::run(&format!("CREATE UNIQUE INDEX {name} ON {} ({key}) NULLS NOT DISTINCT", relation_name(relid)?))?;
     Ok(())
 }
 

@@ -73,7 +73,7 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
         keys.push(name);
     }
     defs.push("__n pg_catalog.int8 NOT NULL".into());
-    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
     for a in alg.argument_columns() {
         if alg.is_summed(a) {
             defs.push(format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"));
@@ -99,7 +99,9 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
     let _internal = crate::hooks::internal();
     sys::as_extension_owner(|| {
         Spi::run(&format!("CREATE TABLE {name} ({})", defs.join(", ")))?;
-        Spi::run(&format!("CREATE UNIQUE INDEX ON {name} ({}) NULLS NOT DISTINCT", keys.join(", ")))?;
+        // Without GROUP BY: one row.
+        let keys = if keys.is_empty() { "(true)".to_string() } else { keys.join(", ") };
+        Spi::run(&format!("CREATE UNIQUE INDEX ON {name} ({keys}) NULLS NOT DISTINCT"))?;
         if alg.has_extremes() {
             Spi::run(&format!("CREATE INDEX ON {name} (__rescan) WHERE __rescan"))?;
         }
@@ -185,7 +187,7 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
     let Ok(plan) = super::analysis::analyze(relid)? else { return Ok(()) };
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
     ensure_owner(relid, state)?;
-    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
     let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
     let mut select: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
     select.push("pg_catalog.count(*)".into());
@@ -210,11 +212,12 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let name = state_name(relid);
     let table = crate::catalog::lifecycle::relation_name(source)?;
-    let group_by: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    // Without GROUP BY, the one row of an aggregate over all rows (also
+    // when there are none).
     let sql = format!(
-        "INSERT INTO {name} SELECT {} FROM {table} b{filter} GROUP BY {}",
+        "INSERT INTO {name} SELECT {} FROM {table} b{filter}{}",
         select.join(", "),
-        group_by.join(", ")
+        group_by(&key_cols)
     );
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
@@ -224,6 +227,15 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
             None => Spi::run(&sql).map_err(PgtError::from),
         }
     })
+}
+
+/// ` GROUP BY b.k1, …` (nothing for an aggregate without GROUP BY).
+fn group_by(key_cols: &[String]) -> String {
+    if key_cols.is_empty() {
+        return String::new();
+    }
+    let cols: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    format!(" GROUP BY {}", cols.join(", "))
 }
 
 /// Quoted names of columns of `source`, in the order of `attnums`.
@@ -256,7 +268,7 @@ fn column_type(source: pg_sys::Oid, attnum: i16) -> PgtResult<String> {
 /// extreme is kept.
 pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> {
     let Some(alg) = plan.algebraic.as_ref().filter(|a| a.has_extremes()) else { return Ok(None) };
-    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
     let columns = output_columns(relid)?;
     // Rows of the table in the group of state row `s`.
     let mut matches = Vec::new();
@@ -272,6 +284,9 @@ pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> 
     }
     if let Some(w) = &alg.where_sql {
         matches.push(w.clone());
+    }
+    if matches.is_empty() {
+        matches.push("true".into());
     }
     let table = crate::catalog::lifecycle::relation_name(source)?;
     let mut sets = Vec::new();
@@ -309,7 +324,7 @@ fn text_array(values: &[Option<String>]) -> String {
 /// The grouped table and the columns of it a change row must carry (key,
 /// aggregated, WHERE), in attnum order.
 fn change_columns(plan: &Plan, alg: &Algebraic) -> PgtResult<(pg_sys::Oid, Vec<i16>)> {
-    let source = plan.key.first().map(|k| k.source).ok_or_else(|| PgtError::Internal("no key".into()))?;
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
     let mut cols: Vec<i16> = plan.key.iter().map(|k| k.source_attnum).collect();
     cols.extend(alg.argument_columns());
     cols.extend(alg.where_attnums.iter().copied());
@@ -391,8 +406,8 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let names = source_columns(source, &cols)?;
     let types = cols.iter().map(|a| column_type(source, *a)).collect::<PgtResult<Vec<_>>>()?;
     let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
-    let renamed: Vec<String> =
-        names.iter().zip(&types).enumerate().map(|(i, (n, ty))| format!("u.v{i}::{ty} AS {n}")).collect();
+    let renamed: String =
+        names.iter().zip(&types).enumerate().map(|(i, (n, ty))| format!(", u.v{i}::{ty} AS {n}")).collect();
     let aliases: String = (0..cols.len()).map(|i| format!(", v{i}")).collect();
     let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
     let columns = output_columns(relid)?;
@@ -405,7 +420,8 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let mut targets = state_keys.clone();
     targets.push("__n".into());
     let mut sums: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
-    sums.push("pg_catalog.sum(b.__sign)".into());
+    // (COALESCE: without GROUP BY, the one row of sums may have no rows.)
+    sums.push("COALESCE(pg_catalog.sum(b.__sign), 0)".into());
     let mut updates = vec!["__n = s.__n OPERATOR(pg_catalog.+) EXCLUDED.__n".to_string()];
     let mut rescans: Vec<String> = Vec::new();
     let mut new_rescans: Vec<String> = Vec::new();
@@ -423,7 +439,7 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
             updates.push(format!("__s{a} = s.__s{a} OPERATOR(pg_catalog.+) EXCLUDED.__s{a}"));
         }
         targets.push(format!("__c{a}"));
-        sums.push(format!("pg_catalog.sum(CASE WHEN b.{col} IS NULL THEN 0 ELSE b.__sign END)"));
+        sums.push(format!("COALESCE(pg_catalog.sum(CASE WHEN b.{col} IS NULL THEN 0 ELSE b.__sign END), 0)"));
         updates.push(format!("__c{a} = s.__c{a} OPERATOR(pg_catalog.+) EXCLUDED.__c{a}"));
         // Extremes: an inserted value may become the extreme; deleting a
         // value at (or beyond) the kept extreme marks the group for a
@@ -456,24 +472,21 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
         // A new group with deleted values (inserted and deleted within the
         // window) is rescanned too.
         targets.push("__rescan".into());
-        sums.push(format!("({})", new_rescans.join(" OR ")));
+        sums.push(format!("COALESCE({}, false)", new_rescans.join(" OR ")));
         updates.push(format!("__rescan = s.__rescan OR {}", rescans.join(" OR ")));
     }
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
-    let group_by: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    let keys = if state_keys.is_empty() { "(true)".to_string() } else { state_keys.join(", ") };
     Ok(format!(
         "INSERT INTO {state} AS s ({targets}) \
-         SELECT {sums} FROM (SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign, {renamed} \
-                               FROM ROWS FROM ({arrays}) AS u(a{aliases})) b{filter} \
-          GROUP BY {group_by} \
+         SELECT {sums} FROM (SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
+                               FROM ROWS FROM ({arrays}) AS u(a{aliases})) b{filter}{group_by} \
          ON CONFLICT ({keys}) DO UPDATE SET {updates}",
         state = state_name(relid),
         targets = targets.join(", "),
         sums = sums.join(", "),
-        renamed = renamed.join(", "),
         arrays = unnests.join(", "),
-        group_by = group_by.join(", "),
-        keys = state_keys.join(", "),
+        group_by = group_by(&key_cols),
         updates = updates.join(", "),
     ))
 }
@@ -510,11 +523,10 @@ pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>
             };
         exprs.push(format!("{expr} AS {name}"));
     }
-    Ok(Some(format!(
-        "SELECT {} FROM {} s WHERE s.__n OPERATOR(pg_catalog.>) 0",
-        exprs.join(", "),
-        state_name(relid)
-    )))
+    // A group without rows disappears; the one row of an aggregate without
+    // GROUP BY stays.
+    let filter = if plan.key.is_empty() { "true" } else { "s.__n OPERATOR(pg_catalog.>) 0" };
+    Ok(Some(format!("SELECT {} FROM {} s WHERE {filter}", exprs.join(", "), state_name(relid))))
 }
 
 /// The affected groups' rows, computed from the totals (for the apply).
@@ -523,6 +535,9 @@ pub fn recompute_sql(
     plan: &Plan,
     groups: &[Vec<KeyValues>],
 ) -> PgtResult<Option<String>> {
+    if plan.key.is_empty() {
+        return totals_query(relid, plan);
+    }
     Ok(totals_query(relid, plan)?.map(|q| format!("{q} AND ({})", groups_filter("s", groups))))
 }
 
@@ -536,7 +551,10 @@ pub fn prepare_owner(relid: pg_sys::Oid) -> PgtResult<()> {
 }
 
 /// Forget the groups left without rows.
-pub fn drop_empty(relid: pg_sys::Oid, groups: &[Vec<KeyValues>]) -> PgtResult<()> {
+pub fn drop_empty(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) -> PgtResult<()> {
+    if plan.key.is_empty() {
+        return Ok(()); // the one row of an aggregate without GROUP BY stays
+    }
     let owner = sys::relation_owner(relid)?;
     let sql = format!(
         "DELETE FROM {} s WHERE s.__n OPERATOR(pg_catalog.=) 0 AND ({})",

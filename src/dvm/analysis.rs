@@ -97,6 +97,17 @@ impl Plan {
         out
     }
 
+    /// The table whose rows are aggregated into running totals: the one
+    /// table of a GROUP BY (the source of its key) or of an aggregate
+    /// without GROUP BY.
+    pub fn grouped_source(&self) -> Option<pg_sys::Oid> {
+        match (self.shape, self.key.first(), &self.join) {
+            (Shape::Scalar, _, Some(join)) => join.tables.first().map(|(_, s)| *s),
+            (_, Some(k), _) => Some(k.source),
+            _ => None,
+        }
+    }
+
     /// The columns of `source` its change buffer must hold for this plan.
     pub fn captured_columns(&self, source: pg_sys::Oid) -> Vec<i16> {
         let mut needed: Vec<i16> =
@@ -105,7 +116,7 @@ impl Plan {
             needed.extend(join.columns_of(source));
         }
         if let Some(alg) = &self.algebraic {
-            if self.key.first().is_some_and(|k| k.source == source) {
+            if self.grouped_source() == Some(source) {
                 needed.extend(alg.argument_columns());
                 needed.extend(alg.where_attnums.iter().copied());
             }
@@ -148,6 +159,10 @@ pub enum Shape {
     /// `=` join conditions: a change of another table is followed along
     /// those conditions to the groups it touches (see key_recompute).
     GroupsOverJoin { group_rte: u32 },
+    /// Aggregates without GROUP BY (over one table or a join): one row,
+    /// recomputed whole when any source changed, or kept from running
+    /// totals over one table. No key.
+    Scalar,
 }
 
 impl Shape {
@@ -160,6 +175,7 @@ impl Shape {
             Shape::GroupsOverJoin { .. } => {
                 "grouped aggregate or DISTINCT over a join keyed by the grouping columns (changes followed along the join)"
             }
+            Shape::Scalar => "aggregate without GROUP BY: one row, recomputed when a source changes",
         }
     }
 }
@@ -642,7 +658,7 @@ fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
         "SELECT COALESCE( \
             (SELECT conkey FROM pg_catalog.pg_constraint \
               WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'p'), \
-            (SELECT i.indkey::pg_catalog.int2[] FROM pg_catalog.pg_index i \
+            (SELECT NULLIF(pg_catalog.array_remove(i.indkey::pg_catalog.int2[], 0::pg_catalog.int2), '{}') FROM pg_catalog.pg_index i \
                JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
               WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
                 AND c.relname OPERATOR(pg_catalog.=) ('__pgt_key_' OPERATOR(pg_catalog.||) $1::pg_catalog.text)))",
@@ -743,6 +759,43 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
     Ok(Ok(plan))
 }
 
+/// Running totals, when the query reads one table, has no HAVING, and every
+/// output other than the GROUP BY columns is an aggregate they can keep.
+fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
+    let others: Vec<(i16, Option<AggKind>)> = f
+        .outputs
+        .iter()
+        .zip(&f.aggregates)
+        .enumerate()
+        .filter(|(_, ((_, sgref), _))| !(*sgref != 0 && f.group_refs.contains(sgref)))
+        .map(|(i, (_, agg))| (i as i16 + 1, *agg))
+        .collect();
+    (!f.has_having
+        && f.relations.len() == 1
+        && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1)
+        && others.iter().all(|(_, agg)| agg.is_some()))
+    .then(|| Algebraic {
+        aggregates: others.iter().filter_map(|(i, agg)| agg.map(|a| (*i, a))).collect(),
+        where_sql: f.where_sql.clone(),
+        where_attnums: f.where_attnums.clone(),
+    })
+}
+
+/// Aggregates without GROUP BY: one row (none when HAVING rejects it),
+/// which depends on every row of every table read.
+fn scalar(f: &QueryFacts) -> Plan {
+    Plan {
+        shape: Shape::Scalar,
+        key: Vec::new(),
+        reads_stream_tables: false,
+        join: Some(JoinGraph {
+            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            edges: Vec::new(),
+        }),
+        algebraic: running_totals(f),
+    }
+}
+
 fn decide(
     f: &QueryFacts,
     primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>>,
@@ -825,7 +878,7 @@ fn decide(
     };
     if f.has_aggs || f.has_group {
         if !f.has_group {
-            return Ok(unsupported("aggregates without GROUP BY cannot be maintained incrementally yet"));
+            return Ok(Ok(scalar(f)));
         }
         let key = key_of(&|sgref| sgref != 0 && f.group_refs.contains(&sgref));
         let grouped_outputs = f.outputs.iter().filter(|(_, s)| *s != 0 && f.group_refs.contains(s)).count();
@@ -835,29 +888,12 @@ fn decide(
             ));
         }
         if single {
-            // Every other output a count/sum/avg, no HAVING: running totals.
-            let others: Vec<(i16, Option<AggKind>)> = f
-                .outputs
-                .iter()
-                .zip(&f.aggregates)
-                .enumerate()
-                .filter(|(_, ((_, sgref), _))| !(*sgref != 0 && f.group_refs.contains(sgref)))
-                .map(|(i, (_, agg))| (i as i16 + 1, *agg))
-                .collect();
-            let algebraic = (!f.has_having
-                && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1)
-                && others.iter().all(|(_, agg)| agg.is_some()))
-            .then(|| Algebraic {
-                aggregates: others.iter().filter_map(|(i, agg)| agg.map(|a| (*i, a))).collect(),
-                where_sql: f.where_sql.clone(),
-                where_attnums: f.where_attnums.clone(),
-            });
             return Ok(Ok(Plan {
                 shape: Shape::Groups,
                 key,
                 reads_stream_tables: false,
                 join: None,
-                algebraic,
+                algebraic: running_totals(f),
             }));
         }
         // Over a join: the groups must come from one table reference that
@@ -1013,7 +1049,17 @@ mod tests {
         f.outputs = vec![(None, 1), (None, 0)]; // GROUP BY an expression
         assert!(decide(&f, pk1).unwrap().is_err());
         f.has_group = false; // aggregate without GROUP BY
-        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("without GROUP BY"));
+        f.group_refs = vec![];
+        f.outputs = vec![(None, 0)];
+        f.aggregates = vec![Some(AggKind::Sum(2))];
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Scalar);
+        assert!(plan.key.is_empty());
+        assert_eq!(plan.sources(), vec![T]);
+        assert_eq!(plan.grouped_source(), Some(T));
+        assert_eq!(plan.captured_columns(T), vec![2], "the summed column");
+        f.has_having = true; // HAVING: recomputed, not kept from totals
+        assert_eq!(decide(&f, pk1).unwrap().unwrap().algebraic, None);
     }
 
     #[test]

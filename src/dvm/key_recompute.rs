@@ -136,7 +136,9 @@ fn apply_statement(
     capture: Option<&[String]>,
 ) -> String {
     let correlate: String = keys.iter().map(|k| format!("n.{k} OPERATOR(pg_catalog.=) o.{k} AND ")).collect();
-    let target = keys.join(", ");
+    // No key (an aggregate without GROUP BY, whose key index is on a
+    // constant): any unique index decides.
+    let target = if keys.is_empty() { String::new() } else { format!("({}) ", keys.join(", ")) };
     let (returning_old, returning_new, result) = match capture {
         None => (
             "1".to_string(),
@@ -161,7 +163,7 @@ fn apply_statement(
          \x20   SELECT 1 FROM new n WHERE {correlate}(n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING {returning_old}),\n\
          added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
          \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
-         \x20   ON CONFLICT ({target}) DO NOTHING RETURNING {returning_new})\n\
+         \x20   ON CONFLICT {target}DO NOTHING RETURNING {returning_new})\n\
          {result}"
     )
 }
@@ -198,6 +200,10 @@ pub fn apply_sql_with_params(
         filters.push((fn_.join(" AND "), fo.join(" AND ")));
     }
     let cols = columns.join(", ");
+    if filters.is_empty() {
+        // No key (an aggregate without GROUP BY): the whole query.
+        return (apply_statement(st, &format!("SELECT n.* FROM ({query}) n({cols})"), "true", keys, None), 0);
+    }
     let recompute = filters
         .iter()
         .map(|(fn_, _)| format!("SELECT n.* FROM ({query}) n({cols}) WHERE {fn_}"))
@@ -486,16 +492,20 @@ pub fn apply(
     Ok(counts)
 }
 
+/// The whole query, its output renamed to the stream table's columns (as
+/// the owner: see statements_as_owner).
+pub fn whole_query(relid: pg_sys::Oid) -> PgtResult<String> {
+    let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
+    Ok(format!("SELECT n.* FROM ({}) n({})", view_query(relid)?, cols.join(", ")))
+}
+
 /// Bring every row to the query's result on `snapshot`, deleting and
 /// inserting only the rows that differ, and capturing them for the stream
 /// tables that read this one (a FULL refresh of a stream table with
 /// readers, which then need no FULL refresh of their own).
 pub fn apply_all(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, key_names: &[String]) -> PgtResult<i64> {
     let owner = sys::relation_owner(relid)?;
-    let everything = sys::as_restricted_role(owner, || {
-        let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-        Ok(format!("SELECT n.* FROM ({}) n({})", view_query(relid)?, cols.join(", ")))
-    })?;
+    let everything = sys::as_restricted_role(owner, || whole_query(relid))?;
     apply(relid, snapshot, &[], key_names, Some(&everything))?;
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     Ok(Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {st}"))?.unwrap_or(0))

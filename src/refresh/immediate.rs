@@ -269,6 +269,18 @@ pub fn maintain(
         }
         groups.push(keys);
     }
+    if p.plan.shape == analysis::Shape::Scalar {
+        // No key: the one row is recomputed when the statement changed rows.
+        let mut parts = Vec::new();
+        if transition.old {
+            parts.push(format!("SELECT FROM {OLD_TABLE}"));
+        }
+        if transition.new {
+            parts.push(format!("SELECT FROM {NEW_TABLE}"));
+        }
+        let sql = format!("SELECT EXISTS ({})", parts.join(" UNION ALL "));
+        any = !parts.is_empty() && read_transition(&sql)?.first().cloned().flatten().as_deref() == Some("t");
+    }
     if !any {
         return Ok(());
     }

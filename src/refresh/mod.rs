@@ -149,7 +149,16 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         // Running totals: brought up to date first, the
                         // affected groups then computed from them.
                         dvm::algebraic::apply_delta(relid, &plan, &snapshot, &frontier, &old)?;
-                        let recompute = dvm::algebraic::recompute_sql(relid, &plan, &groups)?;
+                        let recompute = match dvm::algebraic::recompute_sql(relid, &plan, &groups)? {
+                            // Without GROUP BY: the one row, recomputed.
+                            None if plan.shape == dvm::analysis::Shape::Scalar => {
+                                let owner = sys::relation_owner(relid)?;
+                                Some(sys::as_restricted_role(owner, || {
+                                    dvm::key_recompute::whole_query(relid)
+                                })?)
+                            }
+                            recompute => recompute,
+                        };
                         let counts = dvm::key_recompute::apply(
                             relid,
                             &snapshot,
@@ -158,7 +167,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             recompute.as_deref(),
                         )?;
                         if plan.algebraic.is_some() {
-                            dvm::algebraic::drop_empty(relid, &groups)?;
+                            dvm::algebraic::drop_empty(relid, &plan, &groups)?;
                         }
                         counts
                     } else {
@@ -194,8 +203,10 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
 /// refresh of their own.
 fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64> {
     let has_readers = cdc::buffer::buffer_relid(relid)?.is_some();
-    let differential = stream_tables::get(relid)?
-        .is_some_and(|st| st.consumes_changes && st.effective_mode == RefreshMode::Differential);
+    let st = stream_tables::get(relid)?;
+    let differential =
+        st.as_ref().is_some_and(|st| st.consumes_changes && st.effective_mode == RefreshMode::Differential);
+    let keyed = differential || st.is_some_and(|st| st.effective_mode == RefreshMode::Immediate);
     if has_readers && differential && immediate::is_populated(relid)? {
         if let Ok(plan) = dvm::analysis::analyze(relid)? {
             let key_names = dvm::key_recompute::key_names(relid, &plan)?;
@@ -206,6 +217,15 @@ fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64
     }
     let rows = full::refresh(relid, snapshot)?;
     dvm::algebraic::rebuild(relid, snapshot)?;
+    if keyed {
+        // A differential refresh finds its rows through the key index; the
+        // planner only picks it for an `= ANY(array)` of many keys when it
+        // knows the stream table's size and column statistics. A FULL
+        // refresh already costs O(table); ANALYZE samples a fixed number
+        // of rows on top.
+        let name = relation_name(relid)?;
+        sys::as_role(sys::relation_owner(relid)?, || Ok(Spi::run(&format!("ANALYZE {name}"))?))?;
+    }
     if has_readers {
         sys::as_extension_owner(|| cdc::buffer::mark_truncated(relid))?;
     }
