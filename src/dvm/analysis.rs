@@ -357,96 +357,371 @@ unsafe fn select_rule_query(rel: pg_sys::Relation) -> *mut pg_sys::Query {
     }
 }
 
+/// One query level read as part of the stored query: the top level, or a
+/// subquery in FROM or a WITH query that is a plain filter/projection/join
+/// and so can be read as if its tables were joined in its place.
+struct Level {
+    q: *mut pg_sys::Query,
+    /// Added to the level's range table indexes to give its table
+    /// references their ids (0 at the top level, so those ids are the
+    /// range table indexes there).
+    base: u32,
+    /// The level whose WITH list a CTE reference with `ctelevelsup = 1`
+    /// names.
+    parent: Option<usize>,
+}
+
+/// Every level of the stored query, and which range table entry of which
+/// level each inner level stands for.
+struct Levels {
+    levels: Vec<Level>,
+    /// (level, range table index) of a subquery or CTE reference -> level.
+    children: std::collections::HashMap<(usize, u32), usize>,
+}
+
+/// Ids apart between levels; a range table larger than this is refused.
+const LEVEL_SPAN: u32 = 1000;
+
+/// Why a subquery in FROM (or a WITH query) cannot be read as a join of its
+/// tables, if it cannot.
+unsafe fn not_simple(q: *mut pg_sys::Query) -> Option<&'static str> {
+    // SAFETY: q is a Query node of the analyzed stored query.
+    unsafe {
+        let q = &*q;
+        let grouped =
+            q.hasAggs || !q.groupClause.is_null() || !q.groupingSets.is_null() || !q.havingQual.is_null();
+        let reason = if q.commandType != pg_sys::CmdType::CMD_SELECT {
+            "WITH queries that modify data"
+        } else if !q.setOperations.is_null() {
+            "subqueries in FROM or WITH queries with UNION, INTERSECT or EXCEPT"
+        } else if grouped {
+            "subqueries in FROM or WITH queries with aggregates or GROUP BY"
+        } else if !q.distinctClause.is_null() {
+            "subqueries in FROM or WITH queries with DISTINCT"
+        } else if q.hasWindowFuncs {
+            "subqueries in FROM or WITH queries with window functions"
+        } else if q.hasTargetSRFs {
+            "subqueries in FROM or WITH queries with set-returning functions"
+        } else if q.hasSubLinks {
+            "subqueries in expressions"
+        } else if !q.limitCount.is_null() || !q.limitOffset.is_null() {
+            "subqueries in FROM or WITH queries with LIMIT or OFFSET"
+        } else if !q.rowMarks.is_null() {
+            "FOR UPDATE/SHARE"
+        } else if !q.cteList.is_null() {
+            "WITH queries inside subqueries"
+        } else {
+            return None;
+        };
+        Some(reason)
+    }
+}
+
+impl Levels {
+    fn rtable(&self, level: usize) -> Vec<*mut pg_sys::RangeTblEntry> {
+        // SAFETY: every level's q is a valid Query.
+        unsafe { list_ptrs::<pg_sys::RangeTblEntry>((*self.levels[level].q).rtable) }
+    }
+
+    /// The query of the CTE that `rte` (an RTE_CTE of `level`) names, and
+    /// the level owning its WITH list.
+    unsafe fn cte(
+        &self,
+        level: usize,
+        rte: *mut pg_sys::RangeTblEntry,
+    ) -> Result<(*mut pg_sys::Query, usize), &'static str> {
+        // SAFETY: rte is a valid RTE_CTE; the WITH lists hold CommonTableExpr nodes.
+        unsafe {
+            let mut owner = level;
+            for _ in 0..(*rte).ctelevelsup {
+                owner = self.levels[owner].parent.ok_or("WITH queries of an outer query level")?;
+            }
+            let name = std::ffi::CStr::from_ptr((*rte).ctename);
+            for cte in list_ptrs::<pg_sys::CommonTableExpr>((*self.levels[owner].q).cteList) {
+                if std::ffi::CStr::from_ptr((*cte).ctename) == name {
+                    if (*cte).cterecursive {
+                        return Err("WITH RECURSIVE");
+                    }
+                    return Ok(((*cte).ctequery as *mut pg_sys::Query, owner));
+                }
+            }
+            Err("WITH queries")
+        }
+    }
+
+    /// Read the levels under `level`; facts about every level go to `f`.
+    unsafe fn walk(&mut self, level: usize, f: &mut QueryFacts) {
+        // SAFETY: see query_facts; every node is read according to its tag.
+        unsafe {
+            let base = self.levels[level].base;
+            for (i, rte) in self.rtable(level).into_iter().enumerate() {
+                let index = i as u32 + 1;
+                if index >= LEVEL_SPAN {
+                    f.other_rtes.push("queries of more than 999 FROM items");
+                    return;
+                }
+                let inner = match (*rte).rtekind {
+                    pg_sys::RTEKind::RTE_RELATION => {
+                        f.relations.push((base + index, (*rte).relid, (*rte).relkind as u8));
+                        continue;
+                    }
+                    pg_sys::RTEKind::RTE_GROUP => continue,
+                    pg_sys::RTEKind::RTE_JOIN => {
+                        f.inner_only &= (*rte).jointype == pg_sys::JoinType::JOIN_INNER;
+                        continue;
+                    }
+                    pg_sys::RTEKind::RTE_SUBQUERY if (*rte).lateral => Err("LATERAL subqueries"),
+                    pg_sys::RTEKind::RTE_SUBQUERY => Ok(((*rte).subquery, level)),
+                    pg_sys::RTEKind::RTE_CTE => self.cte(level, rte),
+                    pg_sys::RTEKind::RTE_FUNCTION | pg_sys::RTEKind::RTE_TABLEFUNC => {
+                        Err("functions in FROM")
+                    }
+                    pg_sys::RTEKind::RTE_VALUES => Err("VALUES in FROM"),
+                    _ => Err("this kind of FROM item"),
+                };
+                let (q, parent) = match inner.and_then(|(q, parent)| match not_simple(q) {
+                    Some(why) => Err(why),
+                    None => Ok((q, parent)),
+                }) {
+                    Ok(found) => found,
+                    Err(why) => {
+                        f.other_rtes.push(why);
+                        continue;
+                    }
+                };
+                let child = self.levels.len();
+                self.levels.push(Level { q, base: child as u32 * LEVEL_SPAN, parent: Some(parent) });
+                self.children.insert((level, index), child);
+                self.walk(child, f);
+            }
+        }
+    }
+
+    /// A plain column of a table under `expr` of `level`, seen through the
+    /// GROUP RTE PostgreSQL 18 puts between grouped Vars and the table,
+    /// through a join's alias variables (USING columns), and through the
+    /// output columns of the subqueries and WITH queries read in place.
+    unsafe fn base_column(&self, mut level: usize, expr: *mut pg_sys::Node) -> Option<(u32, i16)> {
+        // SAFETY: see walk.
+        unsafe {
+            let mut node = expr;
+            for _ in 0..64 {
+                while !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_RelabelType {
+                    node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+                }
+                if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Var {
+                    return None;
+                }
+                let var = &*(node as *mut pg_sys::Var);
+                let rtable = self.rtable(level);
+                if var.varlevelsup != 0
+                    || var.varno < 1
+                    || var.varno as usize > rtable.len()
+                    || var.varattno <= 0
+                {
+                    return None;
+                }
+                let rte = rtable[var.varno as usize - 1];
+                match (*rte).rtekind {
+                    pg_sys::RTEKind::RTE_RELATION => {
+                        return Some((self.levels[level].base + var.varno as u32, var.varattno))
+                    }
+                    pg_sys::RTEKind::RTE_GROUP => {
+                        let exprs = list_ptrs::<pg_sys::Node>((*rte).groupexprs);
+                        node = *exprs.get(var.varattno as usize - 1)?;
+                    }
+                    pg_sys::RTEKind::RTE_JOIN => {
+                        let vars = list_ptrs::<pg_sys::Node>((*rte).joinaliasvars);
+                        node = *vars.get(var.varattno as usize - 1)?;
+                    }
+                    pg_sys::RTEKind::RTE_SUBQUERY | pg_sys::RTEKind::RTE_CTE => {
+                        let child = *self.children.get(&(level, var.varno as u32))?;
+                        let tle = list_ptrs::<pg_sys::TargetEntry>((*self.levels[child].q).targetList)
+                            .into_iter()
+                            .find(|t| (**t).resno == var.varattno)?;
+                        node = (*tle).expr as *mut pg_sys::Node;
+                        level = child;
+                    }
+                    _ => return None,
+                }
+            }
+            None
+        }
+    }
+
+    /// The ids of the table references under a FROM item of `level`.
+    unsafe fn ids_under(&self, level: usize, n: *mut pg_sys::Node) -> Vec<u32> {
+        // SAFETY: see walk.
+        unsafe {
+            let mut out = Vec::new();
+            let mut stack = vec![(level, n)];
+            while let Some((level, n)) = stack.pop() {
+                if n.is_null() {
+                    continue;
+                }
+                match (*n).type_ {
+                    pg_sys::NodeTag::T_RangeTblRef => {
+                        let index = (*(n as *mut pg_sys::RangeTblRef)).rtindex as u32;
+                        match self.children.get(&(level, index)) {
+                            Some(&child) => {
+                                let jt = (*self.levels[child].q).jointree;
+                                if !jt.is_null() {
+                                    for item in list_ptrs::<pg_sys::Node>((*jt).fromlist) {
+                                        stack.push((child, item));
+                                    }
+                                }
+                            }
+                            None => out.push(self.levels[level].base + index),
+                        }
+                    }
+                    pg_sys::NodeTag::T_JoinExpr => {
+                        let j = &*(n as *mut pg_sys::JoinExpr);
+                        stack.push((level, j.larg));
+                        stack.push((level, j.rarg));
+                    }
+                    _ => {}
+                }
+            }
+            out
+        }
+    }
+
+    /// `a.x = b.y` conditions between plain columns of two table references
+    /// (WHERE and JOIN ... ON, ANDed at the top, at every level), and the
+    /// table references on the nullable side of an outer join.
+    unsafe fn equalities_and_nullable(&self) -> (Vec<Equality>, Vec<u32>) {
+        // SAFETY: see walk.
+        unsafe {
+            let mut equalities = Vec::new();
+            let mut nullable = Vec::new();
+            for level in 0..self.levels.len() {
+                let jt = (*self.levels[level].q).jointree;
+                if jt.is_null() {
+                    continue;
+                }
+                let mut quals: Vec<*mut pg_sys::Node> = vec![(*jt).quals];
+                let mut items = list_ptrs::<pg_sys::Node>((*jt).fromlist);
+                while let Some(item) = items.pop() {
+                    if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
+                        let j = &*(item as *mut pg_sys::JoinExpr);
+                        quals.push(j.quals);
+                        match j.jointype {
+                            pg_sys::JoinType::JOIN_LEFT => nullable.extend(self.ids_under(level, j.rarg)),
+                            pg_sys::JoinType::JOIN_RIGHT => nullable.extend(self.ids_under(level, j.larg)),
+                            pg_sys::JoinType::JOIN_FULL => {
+                                nullable.extend(self.ids_under(level, j.larg));
+                                nullable.extend(self.ids_under(level, j.rarg));
+                            }
+                            _ => {}
+                        }
+                        items.push(j.larg);
+                        items.push(j.rarg);
+                    }
+                }
+                while let Some(n) = quals.pop() {
+                    if n.is_null() {
+                        continue;
+                    }
+                    match (*n).type_ {
+                        pg_sys::NodeTag::T_BoolExpr
+                            if (*(n as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR =>
+                        {
+                            quals.extend(list_ptrs::<pg_sys::Node>((*(n as *mut pg_sys::BoolExpr)).args));
+                        }
+                        pg_sys::NodeTag::T_List => {
+                            quals.extend(list_ptrs::<pg_sys::Node>(n as *mut pg_sys::List))
+                        }
+                        pg_sys::NodeTag::T_OpExpr => {
+                            let op = &*(n as *mut pg_sys::OpExpr);
+                            let args = list_ptrs::<pg_sys::Node>(op.args);
+                            let is_eq =
+                                crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() == Some("=");
+                            if let ([l, r], true) = (args.as_slice(), is_eq) {
+                                if let (Some(a), Some(b)) =
+                                    (self.base_column(level, *l), self.base_column(level, *r))
+                                {
+                                    if a.0 != b.0 {
+                                        equalities.push((a, b));
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (equalities, nullable)
+        }
+    }
+}
+
 unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
     // SAFETY: see query_facts.
     unsafe {
         if q.is_null() {
             return Err(PgtError::Internal("materialized view without a query".into()));
         }
-        let q = &*q;
+        let top = &*q;
         let mut features = Vec::new();
         for (present, name) in [
-            (!q.setOperations.is_null(), "UNION, INTERSECT or EXCEPT"),
-            (!q.cteList.is_null(), "WITH queries"),
-            (q.hasWindowFuncs, "window functions"),
-            (q.hasTargetSRFs, "set-returning functions in the select list"),
-            (q.hasSubLinks, "subqueries in expressions"),
-            (q.hasDistinctOn, "DISTINCT ON"),
-            (!q.groupingSets.is_null(), "GROUPING SETS, ROLLUP or CUBE"),
-            (!q.limitCount.is_null() || !q.limitOffset.is_null(), "LIMIT or OFFSET"),
-            (!q.rowMarks.is_null(), "FOR UPDATE/SHARE"),
+            (!top.setOperations.is_null(), "UNION, INTERSECT or EXCEPT"),
+            (top.hasWindowFuncs, "window functions"),
+            (top.hasTargetSRFs, "set-returning functions in the select list"),
+            (top.hasSubLinks, "subqueries in expressions"),
+            (top.hasDistinctOn, "DISTINCT ON"),
+            (!top.groupingSets.is_null(), "GROUPING SETS, ROLLUP or CUBE"),
+            (!top.limitCount.is_null() || !top.limitOffset.is_null(), "LIMIT or OFFSET"),
+            (!top.rowMarks.is_null(), "FOR UPDATE/SHARE"),
         ] {
             if present {
                 features.push(name);
             }
         }
-        let volatile = pg_sys::contain_volatile_functions(q as *const _ as *mut pg_sys::Node);
-        let stable = !volatile && pg_sys::contain_mutable_functions(q as *const _ as *mut pg_sys::Node);
-        let mut relations = Vec::new();
-        let mut other_rtes = Vec::new();
-        let mut inner_only = true;
-        let rtable = list_ptrs::<pg_sys::RangeTblEntry>(q.rtable);
-        for (i, &rte) in rtable.iter().enumerate() {
-            match (*rte).rtekind {
-                pg_sys::RTEKind::RTE_RELATION => {
-                    relations.push((i as u32 + 1, (*rte).relid, (*rte).relkind as u8))
-                }
-                pg_sys::RTEKind::RTE_GROUP => {}
-                pg_sys::RTEKind::RTE_JOIN => inner_only &= (*rte).jointype == pg_sys::JoinType::JOIN_INNER,
-                pg_sys::RTEKind::RTE_SUBQUERY => other_rtes.push("subqueries in FROM"),
-                pg_sys::RTEKind::RTE_FUNCTION | pg_sys::RTEKind::RTE_TABLEFUNC => {
-                    other_rtes.push("functions in FROM")
-                }
-                pg_sys::RTEKind::RTE_VALUES => other_rtes.push("VALUES in FROM"),
-                pg_sys::RTEKind::RTE_CTE => other_rtes.push("WITH queries"),
-                _ => other_rtes.push("this kind of FROM item"),
-            }
-        }
-
-        // A Var of a table, possibly seen through the GROUP RTE that
-        // PostgreSQL 18 puts between grouped Vars and the table, or through
-        // a join's alias variables (USING columns).
-        let base_attnum = |expr: *mut pg_sys::Expr| -> Option<(u32, i16)> {
-            let mut node = expr as *mut pg_sys::Node;
-            for _ in 0..8 {
-                if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Var {
-                    return None;
-                }
-                let var = &*(node as *mut pg_sys::Var);
-                if var.varlevelsup != 0 || var.varno < 1 || var.varno as usize > rtable.len() {
-                    return None;
-                }
-                let rte = rtable[var.varno as usize - 1];
-                match (*rte).rtekind {
-                    pg_sys::RTEKind::RTE_RELATION if var.varattno > 0 => {
-                        return Some((var.varno as u32, var.varattno))
-                    }
-                    pg_sys::RTEKind::RTE_GROUP if var.varattno > 0 => {
-                        let exprs = list_ptrs::<pg_sys::Node>((*rte).groupexprs);
-                        node = *exprs.get(var.varattno as usize - 1)?;
-                    }
-                    pg_sys::RTEKind::RTE_JOIN if var.varattno > 0 => {
-                        let vars = list_ptrs::<pg_sys::Node>((*rte).joinaliasvars);
-                        node = *vars.get(var.varattno as usize - 1)?;
-                    }
-                    _ => return None,
-                }
-            }
-            None
+        let volatile = pg_sys::contain_volatile_functions(q as *mut pg_sys::Node);
+        let stable = !volatile && pg_sys::contain_mutable_functions(q as *mut pg_sys::Node);
+        let mut f = QueryFacts {
+            features,
+            volatile,
+            stable,
+            relations: Vec::new(),
+            other_rtes: Vec::new(),
+            inner_only: true,
+            left_join: None,
+            has_aggs: top.hasAggs,
+            has_group: !top.groupClause.is_null(),
+            has_distinct: !top.distinctClause.is_null(),
+            outputs: Vec::new(),
+            group_refs: Vec::new(),
+            equalities: Vec::new(),
+            nullable: Vec::new(),
+            aggregates: Vec::new(),
+            has_having: !top.havingQual.is_null(),
+            where_sql: None,
+            where_attnums: Vec::new(),
         };
-        // FROM exactly one outer join of two table references?
-        let mut left_join = None;
-        let from =
-            if q.jointree.is_null() { Vec::new() } else { list_ptrs::<pg_sys::Node>((*q.jointree).fromlist) };
+        let mut levels =
+            Levels { levels: vec![Level { q, base: 0, parent: None }], children: Default::default() };
+        levels.walk(0, &mut f);
+        let rtable = levels.rtable(0);
+        let is_relation = |index: u32| {
+            rtable.get(index as usize - 1).is_some_and(|rte| (**rte).rtekind == pg_sys::RTEKind::RTE_RELATION)
+        };
+        // FROM exactly one outer join of two tables?
+        let from = if top.jointree.is_null() {
+            Vec::new()
+        } else {
+            list_ptrs::<pg_sys::Node>((*top.jointree).fromlist)
+        };
         if let [only] = from.as_slice() {
             if (**only).type_ == pg_sys::NodeTag::T_JoinExpr {
                 let j = &*(*only as *mut pg_sys::JoinExpr);
                 let rti = |n: *mut pg_sys::Node| {
                     (!n.is_null() && (*n).type_ == pg_sys::NodeTag::T_RangeTblRef)
                         .then(|| (*(n as *mut pg_sys::RangeTblRef)).rtindex as u32)
+                        .filter(|&i| is_relation(i))
                 };
                 if let (Some(l), Some(r)) = (rti(j.larg), rti(j.rarg)) {
-                    left_join = match j.jointype {
+                    f.left_join = match j.jointype {
                         pg_sys::JoinType::JOIN_LEFT => Some((l, r)),
                         pg_sys::JoinType::JOIN_RIGHT => Some((r, l)),
                         _ => None,
@@ -454,147 +729,46 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
                 }
             }
         }
-        let mut outputs = Vec::new();
-        let mut aggregates = Vec::new();
-        for tle in list_ptrs::<pg_sys::TargetEntry>(q.targetList) {
+        for tle in list_ptrs::<pg_sys::TargetEntry>(top.targetList) {
             if (*tle).resjunk {
                 continue;
             }
-            outputs.push((base_attnum((*tle).expr), (*tle).ressortgroupref));
-            aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node));
+            f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
+            f.aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node));
         }
-        // The WHERE clause of a one-table query, as SQL over alias `b`.
-        let (where_sql, where_attnums) = match relations.as_slice() {
-            // (Subqueries are refused anyway, and pull_varattnos does not
-            // descend into them.)
-            [(1, relid, _)] if !q.hasSubLinks && !q.jointree.is_null() && !(*q.jointree).quals.is_null() => {
-                let quals = (*q.jointree).quals;
+        // The WHERE clause of a query over one table, as SQL over alias `b`.
+        if let [(1, relid, _)] = f.relations.as_slice() {
+            // (pull_varattnos does not descend into subqueries, which are
+            // refused anyway.)
+            if is_relation(1)
+                && !top.hasSubLinks
+                && !top.jointree.is_null()
+                && !(*top.jointree).quals.is_null()
+            {
+                let quals = (*top.jointree).quals;
                 let alias = c"b";
                 let context = pg_sys::deparse_context_for(alias.as_ptr(), *relid);
-                let sql = crate::hooks::cstr(pg_sys::deparse_expression(quals, context, true, false));
+                f.where_sql = crate::hooks::cstr(pg_sys::deparse_expression(quals, context, true, false));
                 let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
                 pg_sys::pull_varattnos(quals, 1, &mut attnos);
-                let mut attnums = Vec::new();
                 let mut member = -1;
                 loop {
                     member = pg_sys::bms_next_member(attnos, member);
                     if member < 0 {
                         break;
                     }
-                    attnums.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
+                    f.where_attnums.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
                 }
-                (sql, attnums)
             }
-            _ => (None, Vec::new()),
-        };
-        let group_refs = list_ptrs::<pg_sys::SortGroupClause>(q.groupClause)
+        }
+        f.group_refs = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
             .collect();
-        // Equality conditions: the WHERE clause and the ON clauses of the
-        // joins in FROM, each an AND of conditions.
-        let mut quals: Vec<*mut pg_sys::Node> = Vec::new();
-        // The table references under a FROM item.
-        let rtes_under = |n: *mut pg_sys::Node| {
-            let mut out = Vec::new();
-            let mut stack = vec![n];
-            while let Some(n) = stack.pop() {
-                if n.is_null() {
-                    continue;
-                }
-                match (*n).type_ {
-                    pg_sys::NodeTag::T_RangeTblRef => {
-                        out.push((*(n as *mut pg_sys::RangeTblRef)).rtindex as u32)
-                    }
-                    pg_sys::NodeTag::T_JoinExpr => {
-                        let j = &*(n as *mut pg_sys::JoinExpr);
-                        stack.push(j.larg);
-                        stack.push(j.rarg);
-                    }
-                    _ => {}
-                }
-            }
-            out
-        };
-        let mut nullable = Vec::new();
-        if !q.jointree.is_null() {
-            quals.push((*q.jointree).quals);
-            let mut items = list_ptrs::<pg_sys::Node>((*q.jointree).fromlist);
-            while let Some(item) = items.pop() {
-                if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
-                    let j = &*(item as *mut pg_sys::JoinExpr);
-                    quals.push(j.quals);
-                    match j.jointype {
-                        pg_sys::JoinType::JOIN_LEFT => nullable.extend(rtes_under(j.rarg)),
-                        pg_sys::JoinType::JOIN_RIGHT => nullable.extend(rtes_under(j.larg)),
-                        pg_sys::JoinType::JOIN_FULL => {
-                            nullable.extend(rtes_under(j.larg));
-                            nullable.extend(rtes_under(j.rarg));
-                        }
-                        _ => {}
-                    }
-                    items.push(j.larg);
-                    items.push(j.rarg);
-                }
-            }
-        }
-        let strip = |mut n: *mut pg_sys::Node| {
-            while !n.is_null() && (*n).type_ == pg_sys::NodeTag::T_RelabelType {
-                n = (*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
-            }
-            n
-        };
-        let mut equalities = Vec::new();
-        while let Some(n) = quals.pop() {
-            if n.is_null() {
-                continue;
-            }
-            match (*n).type_ {
-                pg_sys::NodeTag::T_BoolExpr
-                    if (*(n as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR =>
-                {
-                    quals.extend(list_ptrs::<pg_sys::Node>((*(n as *mut pg_sys::BoolExpr)).args));
-                }
-                pg_sys::NodeTag::T_List => quals.extend(list_ptrs::<pg_sys::Node>(n as *mut pg_sys::List)),
-                pg_sys::NodeTag::T_OpExpr => {
-                    let op = &*(n as *mut pg_sys::OpExpr);
-                    let args = list_ptrs::<pg_sys::Node>(op.args);
-                    let name = pg_sys::get_opname(op.opno);
-                    let is_eq = crate::hooks::cstr(name).as_deref() == Some("=");
-                    if let ([l, r], true) = (args.as_slice(), is_eq) {
-                        let (l, r) = (strip(*l), strip(*r));
-                        if let (Some(a), Some(b)) =
-                            (base_attnum(l as *mut pg_sys::Expr), base_attnum(r as *mut pg_sys::Expr))
-                        {
-                            if a.0 != b.0 {
-                                equalities.push((a, b));
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(QueryFacts {
-            features,
-            volatile,
-            stable,
-            relations,
-            other_rtes,
-            inner_only,
-            left_join,
-            has_aggs: q.hasAggs,
-            has_group: !q.groupClause.is_null(),
-            has_distinct: !q.distinctClause.is_null(),
-            outputs,
-            group_refs,
-            equalities,
-            nullable,
-            aggregates,
-            has_having: !q.havingQual.is_null(),
-            where_sql,
-            where_attnums,
-        })
+        let (equalities, nullable) = levels.equalities_and_nullable();
+        f.equalities = equalities;
+        f.nullable = nullable;
+        Ok(f)
     }
 }
 
