@@ -132,6 +132,10 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 "row identity".into(),
                 Some(if plan.key.is_empty() {
                     "none (at most one row)".to_string()
+                } else if plan.shape == crate::dvm::analysis::Shape::UnionAll {
+                    let mut cols: Vec<String> = keys.iter().flatten().map(|k| k.column.clone()).collect();
+                    cols.dedup();
+                    format!("all columns, with multiplicity (rows found through {})", cols.join(", "))
                 } else {
                     keys.iter().flatten().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")
                 }),

@@ -122,13 +122,22 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         &[relid.into()],
     )?
     .unwrap_or_default();
-    let existing = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
-                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2)",
-        &[relid.into(), name.clone().into()],
-    )?;
-    if existing.is_some() {
-        Spi::run(&format!("DROP INDEX {schema}.{name}"))?;
+    let existing: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
+              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
+                AND (c.relname OPERATOR(pg_catalog.=) $2 OR c.relname OPERATOR(pg_catalog.~) ('^' OPERATOR(pg_catalog.||) $2 OPERATOR(pg_catalog.||) '_[0-9]+$'))",
+            None,
+            &[relid.into(), name.clone().into()],
+        )?
+        .map(|row| row.get::<String>(1))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
+        .map_err(PgtError::from)
+    })?;
+    for index in existing {
+        Spi::run(&format!("DROP INDEX {schema}.{index}"))?;
     }
     // Running totals for algebraic aggregates (DIFFERENTIAL or IMMEDIATE).
     dvm::algebraic::sync(relid, differential)?;
@@ -140,19 +149,42 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     };
     let columns: Vec<String> =
         dvm::key_recompute::output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-    let key: Vec<String> =
-        plan.key.iter().filter_map(|k| columns.get(k.output_attnum as usize - 1).cloned()).collect();
-    // No key (an aggregate without GROUP BY): at most one row.
-    let key = if key.is_empty() { "(true)".to_string() } else { key.join(", ") };
+    let names = |keys: &[dvm::analysis::KeyColumn]| -> Vec<String> {
+        keys.iter().filter_map(|k| columns.get(k.output_attnum as usize - 1).cloned()).collect()
+    };
+    let key = names(&plan.key);
+    let st = relation_name(relid)?;
     let _internal = crate::hooks::internal();
-    Spi::run(&format!("CREATE UNIQUE INDEX {name} ON {} ({key}) NULLS NOT DISTINCT", relation_name(relid)?))?;
+    // Each table reference's key columns are looked up on their own (its
+    // changes give their affected values): an index for each set that does
+    // not lead the unique index. A UNION ALL has no unique key (two
+    // branches can produce equal rows): only these indexes.
+    let mut indexed: Vec<Vec<String>> = Vec::new();
+    if plan.shape != dvm::analysis::Shape::UnionAll {
+        // No key (an aggregate without GROUP BY): at most one row.
+        let list = if key.is_empty() { "(true)".to_string() } else { key.join(", ") };
+        Spi::run(&format!("CREATE UNIQUE INDEX {name} ON {st} ({list}) NULLS NOT DISTINCT"))?;
+        indexed.push(key.clone());
+    }
+    for group in plan.key_groups() {
+        let cols = names(&group);
+        if cols.is_empty() || indexed.iter().any(|i| i.starts_with(&cols)) {
+            continue;
+        }
+        let index = if indexed.is_empty() { name.clone() } else { format!("{name}_{}", indexed.len()) };
+        Spi::run(&format!("CREATE INDEX {index} ON {st} ({})", cols.join(", ")))?;
+        indexed.push(cols);
+    }
     Ok(())
 }
 
 /// Is `name` the name of a key index pg_trickle creates?
 pub fn is_key_index_name(name: &str) -> bool {
-    name.strip_prefix("__pgt_key_")
-        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix("__pgt_key_").is_some_and(|rest| match rest.split_once('_') {
+        Some((oid, n)) => digits(oid) && digits(n),
+        None => digits(rest),
+    })
 }
 
 fn write_settings(relid: pg_sys::Oid, settings: &StreamSettings) -> PgtResult<()> {
@@ -329,4 +361,20 @@ pub fn unregister(relid: pg_sys::Oid) -> PgtResult<()> {
     sys::unlink_from_extension(relid, sys::ExtensionLink::Dependency)?;
     sys::as_extension_owner(|| stream_tables::delete(relid))?;
     cdc::consumers::cleanup()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_key_index_name;
+
+    #[test]
+    fn key_index_names() {
+        assert!(is_key_index_name("__pgt_key_16501"));
+        assert!(is_key_index_name("__pgt_key_16501_2"));
+        for other in
+            ["__pgt_key_", "__pgt_key_x", "__pgt_key_1_", "__pgt_key_1_2_3", "__pgt_key_1_a", "pgt_key_1"]
+        {
+            assert!(!is_key_index_name(other), "{other}");
+        }
+    }
 }

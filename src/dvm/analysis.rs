@@ -163,6 +163,12 @@ pub enum Shape {
     /// recomputed whole when any source changed, or kept from running
     /// totals over one table. No key.
     Scalar,
+    /// `UNION ALL` of branches that are each a Rows, Groups or Distinct
+    /// shape: the key holds every branch's key columns (table references
+    /// of different branches have different ids). Rows of two branches may
+    /// be equal, so the stream table is a multiset: its rows are found
+    /// through any branch's key, and compared whole, with multiplicity.
+    UnionAll,
 }
 
 impl Shape {
@@ -176,6 +182,9 @@ impl Shape {
                 "grouped aggregate or DISTINCT over a join keyed by the grouping columns (changes followed along the join)"
             }
             Shape::Scalar => "aggregate without GROUP BY: one row, recomputed when a source changes",
+            Shape::UnionAll => {
+                "UNION ALL of keyed branches: rows found through each branch's key, compared whole with their multiplicity"
+            }
         }
     }
 }
@@ -246,6 +255,8 @@ struct QueryFacts {
     /// as SQL over alias `b`, and the columns it reads.
     where_sql: Option<String>,
     where_attnums: Vec<i16>,
+    /// For a UNION ALL: the facts of each branch.
+    branches: Vec<QueryFacts>,
 }
 
 /// An aggregate maintained from running totals.
@@ -328,7 +339,7 @@ fn query_facts(relid: pg_sys::Oid) -> PgtResult<QueryFacts> {
     unsafe {
         let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
         let q = select_rule_query(rel);
-        let facts = read_query(q);
+        let facts = read_query(q, 0);
         pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
         facts
     }
@@ -490,7 +501,8 @@ impl Levels {
                     }
                 };
                 let child = self.levels.len();
-                self.levels.push(Level { q, base: child as u32 * LEVEL_SPAN, parent: Some(parent) });
+                let base = self.levels[0].base + child as u32 * LEVEL_SPAN;
+                self.levels.push(Level { q, base, parent: Some(parent) });
                 self.children.insert((level, index), child);
                 self.walk(child, f);
             }
@@ -655,16 +667,51 @@ impl Levels {
     }
 }
 
-unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
+/// Ids apart between the branches of a UNION ALL.
+const BRANCH_SPAN: u32 = 100_000;
+
+/// The range table indexes of the branches of a UNION ALL tree, left to
+/// right; Err for UNION, INTERSECT or EXCEPT anywhere in it.
+unsafe fn union_all_branches(node: *mut pg_sys::Node, out: &mut Vec<u32>) -> Result<(), ()> {
+    // SAFETY: a set operation tree holds SetOperationStmt and RangeTblRef nodes.
+    unsafe {
+        if node.is_null() {
+            return Err(());
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_RangeTblRef => {
+                out.push((*(node as *mut pg_sys::RangeTblRef)).rtindex as u32);
+                Ok(())
+            }
+            pg_sys::NodeTag::T_SetOperationStmt => {
+                let op = &*(node as *mut pg_sys::SetOperationStmt);
+                if op.op != pg_sys::SetOperation::SETOP_UNION || !op.all {
+                    return Err(());
+                }
+                union_all_branches(op.larg, out)?;
+                union_all_branches(op.rarg, out)
+            }
+            _ => Err(()),
+        }
+    }
+}
+
+/// Read one query: the stored query (`base` 0), or a branch of its UNION
+/// ALL, whose table references get ids from `base` on.
+unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> {
     // SAFETY: see query_facts.
     unsafe {
         if q.is_null() {
             return Err(PgtError::Internal("materialized view without a query".into()));
         }
         let top = &*q;
+        let mut branches = Vec::new();
+        let union_all = !top.setOperations.is_null()
+            && base == 0
+            && union_all_branches(top.setOperations, &mut branches).is_ok();
         let mut features = Vec::new();
         for (present, name) in [
-            (!top.setOperations.is_null(), "UNION, INTERSECT or EXCEPT"),
+            (!top.setOperations.is_null() && !union_all, "UNION, INTERSECT or EXCEPT"),
             (top.hasWindowFuncs, "window functions"),
             (top.hasTargetSRFs, "set-returning functions in the select list"),
             (top.hasSubLinks, "subqueries in expressions"),
@@ -698,9 +745,22 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
             has_having: !top.havingQual.is_null(),
             where_sql: None,
             where_attnums: Vec::new(),
+            branches: Vec::new(),
         };
+        if union_all {
+            let rtable = list_ptrs::<pg_sys::RangeTblEntry>(top.rtable);
+            for (i, index) in branches.into_iter().enumerate() {
+                let rte = *rtable
+                    .get(index as usize - 1)
+                    .ok_or_else(|| PgtError::Internal("UNION ALL branch out of range".into()))?;
+                let branch = read_query((*rte).subquery, (i as u32 + 1) * BRANCH_SPAN)?;
+                f.relations.extend(branch.relations.iter().copied());
+                f.branches.push(branch);
+            }
+            return Ok(f);
+        }
         let mut levels =
-            Levels { levels: vec![Level { q, base: 0, parent: None }], children: Default::default() };
+            Levels { levels: vec![Level { q, base, parent: None }], children: Default::default() };
         levels.walk(0, &mut f);
         let rtable = levels.rtable(0);
         let is_relation = |index: u32| {
@@ -721,6 +781,7 @@ unsafe fn read_query(q: *mut pg_sys::Query) -> PgtResult<QueryFacts> {
                         .filter(|&i| is_relation(i))
                 };
                 if let (Some(l), Some(r)) = (rti(j.larg), rti(j.rarg)) {
+                    let (l, r) = (base + l, base + r);
                     f.left_join = match j.jointype {
                         pg_sys::JoinType::JOIN_LEFT => Some((l, r)),
                         pg_sys::JoinType::JOIN_RIGHT => Some((r, l)),
@@ -834,7 +895,7 @@ fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
               WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'p'), \
             (SELECT NULLIF(pg_catalog.array_remove(i.indkey::pg_catalog.int2[], 0::pg_catalog.int2), '{}') FROM pg_catalog.pg_index i \
                JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
-              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
+              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique \
                 AND c.relname OPERATOR(pg_catalog.=) ('__pgt_key_' OPERATOR(pg_catalog.||) $1::pg_catalog.text)))",
         &[source.into()],
     )?
@@ -860,6 +921,11 @@ pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
     let analysis = analyze(relid)?;
     if immediate {
         if let Ok(plan) = &analysis {
+            if plan.shape == Shape::UnionAll {
+                return Ok(unsupported(
+                    "UNION ALL is maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",
+                ));
+            }
             if matches!(plan.shape, Shape::GroupsOverJoin { .. }) {
                 return Ok(unsupported(
                     "aggregates and DISTINCT over joins are maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",
@@ -887,10 +953,12 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
     // A differential stream table is read like a table (see
     // is_differential_stream_table).
     let mut upstream = Vec::new();
-    for (_, source, kind) in f.relations.iter_mut() {
-        if *kind == pg_sys::RELKIND_MATVIEW && is_differential_stream_table(*source)? {
-            *kind = pg_sys::RELKIND_RELATION;
-            upstream.push(*source);
+    for facts in std::iter::once(&mut f.relations).chain(f.branches.iter_mut().map(|b| &mut b.relations)) {
+        for (_, source, kind) in facts.iter_mut() {
+            if *kind == pg_sys::RELKIND_MATVIEW && is_differential_stream_table(*source)? {
+                *kind = pg_sys::RELKIND_RELATION;
+                upstream.push(*source);
+            }
         }
     }
     let mut plan = match decide(&f, primary_key)? {
@@ -970,9 +1038,30 @@ fn scalar(f: &QueryFacts) -> Plan {
     }
 }
 
+/// UNION ALL: every branch a keyed shape; the key is all their keys.
+fn union_all(
+    f: &QueryFacts,
+    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
+) -> PgtResult<Result<Plan, Unsupported>> {
+    let mut key = Vec::new();
+    for branch in &f.branches {
+        match decide(branch, primary_key)? {
+            Ok(plan) if matches!(plan.shape, Shape::Rows | Shape::Groups | Shape::Distinct) => key.extend(plan.key),
+            Ok(_) => {
+                return Ok(unsupported(
+                    "UNION ALL is maintained incrementally only when every branch is a filter, projection or inner join \
+                     that selects the primary keys of its tables, or a GROUP BY or DISTINCT over one table",
+                ))
+            }
+            Err(why) => return Ok(unsupported(format!("in a branch of the UNION ALL, {}", why.0))),
+        }
+    }
+    Ok(Ok(Plan { shape: Shape::UnionAll, key, reads_stream_tables: false, join: None, algebraic: None }))
+}
+
 fn decide(
     f: &QueryFacts,
-    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>>,
+    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
 ) -> PgtResult<Result<Plan, Unsupported>> {
     if let Some(feature) = f.features.first() {
         return Ok(unsupported(format!("{feature} cannot be maintained incrementally yet")));
@@ -982,6 +1071,9 @@ fn decide(
     }
     if let Some(what) = f.other_rtes.first() {
         return Ok(unsupported(format!("{what} cannot be maintained incrementally yet")));
+    }
+    if !f.branches.is_empty() {
+        return union_all(f, primary_key);
     }
     if f.relations.is_empty() {
         return Ok(unsupported("the query reads no table"));
@@ -1156,6 +1248,7 @@ mod tests {
             has_having: false,
             where_sql: None,
             where_attnums: vec![],
+            branches: vec![],
         }
     }
 

@@ -139,7 +139,53 @@ fn apply_statement(
     // No key (an aggregate without GROUP BY, whose key index is on a
     // constant): any unique index decides.
     let target = if keys.is_empty() { String::new() } else { format!("({}) ", keys.join(", ")) };
-    let (returning_old, returning_new, result) = match capture {
+    let (returning_old, returning_new, result) = returning(capture);
+    format!(
+        "WITH new AS MATERIALIZED ({recompute}),\n\
+         gone AS (DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS (\n\
+         \x20   SELECT 1 FROM new n WHERE {correlate}(n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING {returning_old}),\n\
+         added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
+         \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
+         \x20   ON CONFLICT {target}DO NOTHING RETURNING {returning_new})\n\
+         {result}"
+    )
+}
+
+/// The statement that brings the rows of a multiset stream table (a UNION
+/// ALL, which has no unique key) matching `fo` to the rows of `recompute`:
+/// rows are compared whole (as text), with their multiplicity. The n-th copy
+/// of a row on one side matches the n-th copy on the other; the copies
+/// without a match are deleted (by ctid) or inserted. Returns the counts,
+/// or with `capture` the rows as in [`apply_statement`].
+fn multiset_statement(
+    st: &str,
+    recompute: &str,
+    fo: &str,
+    columns: &[String],
+    capture: Option<&[String]>,
+) -> String {
+    let (returning_old, returning_new, result) = returning(capture);
+    let cols: Vec<String> = columns.iter().map(|c| format!("n.{c}")).collect();
+    format!(
+        "WITH new AS MATERIALIZED (SELECT r.*, ROW(r.*)::pg_catalog.text AS __pgt_img FROM ({recompute}) r),\n\
+         newn AS MATERIALIZED (SELECT new.*, pg_catalog.row_number() OVER (PARTITION BY new.__pgt_img) AS __pgt_rn FROM new),\n\
+         old AS MATERIALIZED (SELECT o.ctid AS __pgt_ctid, ROW(o.*)::pg_catalog.text AS __pgt_img, \
+         pg_catalog.row_number() OVER (PARTITION BY ROW(o.*)::pg_catalog.text) AS __pgt_rn FROM {st} o WHERE {fo}),\n\
+         gone AS (DELETE FROM {st} o USING old d WHERE o.ctid OPERATOR(pg_catalog.=) d.__pgt_ctid AND NOT EXISTS (\n\
+         \x20   SELECT 1 FROM newn n WHERE n.__pgt_img OPERATOR(pg_catalog.=) d.__pgt_img AND n.__pgt_rn OPERATOR(pg_catalog.=) d.__pgt_rn) \
+         RETURNING {returning_old}),\n\
+         added AS (INSERT INTO {st} SELECT {cols} FROM newn n WHERE NOT EXISTS (\n\
+         \x20   SELECT 1 FROM old d WHERE d.__pgt_img OPERATOR(pg_catalog.=) n.__pgt_img AND d.__pgt_rn OPERATOR(pg_catalog.=) n.__pgt_rn) \
+         RETURNING {returning_new})\n\
+         {result}",
+        cols = cols.join(", "),
+    )
+}
+
+/// RETURNING lists of the deleted and inserted rows, and the final SELECT:
+/// the two counts, or with `capture` (quoted column names) the rows.
+fn returning(capture: Option<&[String]>) -> (String, String, String) {
+    match capture {
         None => (
             "1".to_string(),
             "1".to_string(),
@@ -156,16 +202,20 @@ fn apply_statement(
                 format!("SELECT 'D'{text} FROM gone UNION ALL SELECT 'I'{text} FROM added"),
             )
         }
-    };
-    format!(
-        "WITH new AS MATERIALIZED ({recompute}),\n\
-         gone AS (DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS (\n\
-         \x20   SELECT 1 FROM new n WHERE {correlate}(n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING {returning_old}),\n\
-         added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
-         \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
-         \x20   ON CONFLICT {target}DO NOTHING RETURNING {returning_new})\n\
-         {result}"
-    )
+    }
+}
+
+/// Is the stream table a multiset (its key index is not unique: a UNION
+/// ALL)?
+pub fn is_multiset(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
+                         WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND NOT i.indisunique \
+                           AND c.relname OPERATOR(pg_catalog.=) ('__pgt_key_' OPERATOR(pg_catalog.||) $1::pg_catalog.text))",
+        &[relid.into()],
+    )?
+    .unwrap_or(false))
 }
 
 /// The apply statement with the key values as parameters, to be prepared
@@ -433,15 +483,31 @@ fn statements_as_owner(
     capture: Option<&[String]>,
     recompute: Option<&str>,
 ) -> PgtResult<String> {
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
+    if is_multiset(relid)? {
+        // One filter for every branch's keys: a row is recomputed once.
+        let (recompute, fo) = match recompute {
+            Some(recompute) if keys.is_empty() => (recompute.to_string(), "true".to_string()),
+            Some(recompute) => (recompute.to_string(), groups_filter("o", keys)),
+            None => (
+                format!(
+                    "SELECT n.* FROM ({}) n({}) WHERE {}",
+                    view_query(relid)?,
+                    columns.join(", "),
+                    groups_filter("n", keys)
+                ),
+                groups_filter("o", keys),
+            ),
+        };
+        return Ok(multiset_statement(&st, &recompute, &fo, &columns, capture));
+    }
     if let Some(recompute) = recompute {
-        let st = crate::catalog::lifecycle::relation_name(relid)?;
         // No key values: every row (a FULL refresh applied as differences).
         let fo = if keys.is_empty() { "true".to_string() } else { groups_filter("o", keys) };
         return Ok(apply_statement(&st, recompute, &fo, key_names, capture));
     }
     let query = view_query(relid)?;
-    let st = crate::catalog::lifecycle::relation_name(relid)?;
-    let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
     Ok(apply_statement(
         &st,
         &recompute_sql(&query, &columns, keys),

@@ -71,6 +71,16 @@ const CORPUS: &[(&str, bool)] = &[
     ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT t1.id, r.n FROM t1, r", false),
     ("SELECT t1.id, s.id AS id2 FROM t1 LEFT JOIN (SELECT id, k FROM t2 WHERE note IS NOT NULL) s ON s.k = t1.k", false),
     ("SELECT s.k, count(*) AS n FROM t1 LEFT JOIN (SELECT k, id FROM t2) s ON s.k = t1.k GROUP BY s.k", false),
+    // UNION ALL of keyed branches: a multiset, rows found through each
+    // branch's key.
+    ("SELECT id, v FROM t1 UNION ALL SELECT id, k FROM t2", true),
+    ("SELECT id, v FROM t1 WHERE v > 30 UNION ALL SELECT id, v FROM t1 WHERE k = 2", true),
+    ("SELECT k, count(*) AS n FROM t1 GROUP BY k UNION ALL SELECT k, count(*) FROM t2 GROUP BY k", true),
+    ("SELECT DISTINCT k FROM t1 UNION ALL SELECT DISTINCT a FROM t3", true),
+    ("SELECT t1.id, t2.id AS id2 FROM t1 JOIN t2 ON t1.k = t2.k UNION ALL SELECT id, id FROM t2 WHERE note IS NULL", true),
+    ("SELECT id, g AS label FROM t1 UNION ALL SELECT id, note FROM t2 UNION ALL SELECT id, 'const' FROM t1 WHERE flag", true),
+    ("SELECT v FROM t1 UNION ALL SELECT k FROM t2", false),
+    ("SELECT id FROM t1 UNION ALL SELECT count(*) FROM t2", false),
     // DISTINCT.
     ("SELECT DISTINCT k FROM t1", true),
     ("SELECT DISTINCT k, g FROM t1", true),
@@ -95,7 +105,6 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT a.id, b.id AS id2 FROM t1 a LEFT JOIN t1 b ON b.k = a.k AND b.id <> a.id WHERE a.flag", true),
     ("SELECT t1.k, count(t2.id) FROM t1 FULL JOIN t2 ON t1.k = t2.k GROUP BY t1.k", false),
     ("SELECT x.id, y.id AS id2 FROM t1 x CROSS JOIN t2 y WHERE x.k = y.k AND x.v > y.k", true),
-    ("SELECT id, v FROM t1 UNION ALL SELECT id, k FROM t2", false),
     ("SELECT k FROM t1 UNION SELECT k FROM t2", false),
     ("SELECT id FROM t1 WHERE k IN (SELECT k FROM t2)", false),
     ("SELECT id, v FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k)", false),
@@ -132,11 +141,12 @@ const CORPUS: &[(&str, bool)] = &[
 ];
 
 /// Corpus queries maintained differentially but not in IMMEDIATE mode
-/// (aggregates and DISTINCT over joins): left out of the IMMEDIATE oracle.
+/// (aggregates and DISTINCT over joins, UNION ALL): left out of the
+/// IMMEDIATE oracle.
 fn differential_only(query: &str) -> bool {
     let grouped = query.contains("GROUP BY") || query.contains("DISTINCT");
     let joined = query.contains(" JOIN ") || query.contains("FROM t1, t2");
-    grouped && joined
+    (grouped && joined) || query.contains("UNION ALL")
 }
 
 struct Rng(u64);
@@ -430,6 +440,7 @@ const CHAIN: &[(&str, bool)] = &[
     ("SELECT n, count(*) AS c FROM mid2 GROUP BY n", true),
     ("SELECT sum(n) AS total FROM mid2", true),
     ("SELECT mid1.id, mid2.k, mid2.s FROM mid1 JOIN mid2 ON mid2.k = mid1.k WHERE mid1.flag", true),
+    ("SELECT id, v FROM mid1 WHERE k > 1 UNION ALL SELECT k, s FROM mid2", true),
 ];
 
 fn run_chain_seed(seed: u64, rounds: usize) {
