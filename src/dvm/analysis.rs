@@ -154,6 +154,11 @@ pub enum Shape {
     /// preserved table `a`, so rows are recomputed per `a` key: changes of
     /// `b` are turned into the `a` keys joined to the changed `b` rows.
     LeftJoin { preserved: u32, nullable: u32 },
+    /// `a FULL JOIN b` of two tables; the key is both primary keys (either
+    /// may be NULL), each of one column. Rows are recomputed by either key;
+    /// a change of one side also reaches the other side's rows joined to
+    /// the changed rows before and after the change.
+    FullJoin { left: u32, right: u32 },
     /// GROUP BY over an inner join, every grouping column from one table
     /// reference (`group_rte`), which every other reference reaches through
     /// `=` join conditions: a change of another table is followed along
@@ -178,6 +183,7 @@ impl Shape {
             Shape::Groups => "grouped aggregate keyed by the GROUP BY columns",
             Shape::Distinct => "DISTINCT keyed by all output columns",
             Shape::LeftJoin { .. } => "outer join recomputed per row of its preserved table",
+            Shape::FullJoin { .. } => "full join recomputed per row of either table, partners included",
             Shape::GroupsOverJoin { .. } => {
                 "grouped aggregate or DISTINCT over a join keyed by the grouping columns (changes followed along the join)"
             }
@@ -236,6 +242,10 @@ struct QueryFacts {
     inner_only: bool,
     /// FROM is exactly `t1 LEFT JOIN t2` (or RIGHT): (preserved, nullable).
     left_join: Option<(u32, u32)>,
+    /// FROM is exactly `t1 FULL JOIN t2`.
+    full_join: Option<(u32, u32)>,
+    /// Range table entries (of the top level) the WHERE clause reads.
+    where_rtes: Vec<u32>,
     has_aggs: bool,
     has_group: bool,
     has_distinct: bool,
@@ -734,6 +744,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             other_rtes: Vec::new(),
             inner_only: true,
             left_join: None,
+            full_join: None,
+            where_rtes: Vec::new(),
             has_aggs: top.hasAggs,
             has_group: !top.groupClause.is_null(),
             has_distinct: !top.distinctClause.is_null(),
@@ -787,6 +799,17 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                         pg_sys::JoinType::JOIN_RIGHT => Some((r, l)),
                         _ => None,
                     };
+                    f.full_join = (j.jointype == pg_sys::JoinType::JOIN_FULL).then_some((l, r));
+                }
+            }
+        }
+        // (pull_varattnos does not descend into sublinks, which are refused.)
+        if !top.hasSubLinks && !top.jointree.is_null() && !(*top.jointree).quals.is_null() {
+            for index in 1..=rtable.len() as u32 {
+                let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+                pg_sys::pull_varattnos((*top.jointree).quals, index, &mut attnos);
+                if !attnos.is_null() {
+                    f.where_rtes.push(base + index);
                 }
             }
         }
@@ -1079,9 +1102,9 @@ fn decide(
         return Ok(unsupported("the query reads no table"));
     }
     let grouped = f.has_aggs || f.has_group || f.has_distinct;
-    if !f.inner_only && f.left_join.is_none() && !grouped {
+    if !f.inner_only && f.left_join.is_none() && f.full_join.is_none() && !grouped {
         return Ok(unsupported(
-            "outer joins other than one LEFT or RIGHT JOIN of two tables cannot be maintained incrementally yet",
+            "outer joins other than one LEFT, RIGHT or FULL JOIN of two tables cannot be maintained incrementally yet",
         ));
     }
     if f.relations
@@ -1207,16 +1230,35 @@ fn decide(
             }
         }
     }
-    let shape = match f.left_join {
-        Some((preserved, nullable)) => {
-            if key.iter().filter(|k| k.rte == preserved).count() != 1 {
+    let one_column = |rte: u32| key.iter().filter(|k| k.rte == rte).count() == 1;
+    let shape = match (f.left_join, f.full_join) {
+        // The rows joined to a changed row, before and after the change, are
+        // found in the stream table and in the query: a WHERE condition on
+        // a nullable side could hide them while its NULL-extended row shows.
+        (Some((preserved, _)), _) | (None, Some((preserved, _)))
+            if f.where_rtes.iter().any(|r| *r != preserved || f.full_join.is_some()) =>
+        {
+            return Ok(unsupported(
+                "a WHERE condition on the nullable side of an outer join cannot be maintained incrementally yet",
+            ));
+        }
+        (Some((preserved, nullable)), _) => {
+            if !one_column(preserved) {
                 return Ok(unsupported(
                     "an outer join's preserved table needs a one-column primary key to be maintained incrementally",
                 ));
             }
             Shape::LeftJoin { preserved, nullable }
         }
-        None => Shape::Rows,
+        (None, Some((left, right))) => {
+            if !one_column(left) || !one_column(right) {
+                return Ok(unsupported(
+                    "a FULL JOIN needs a one-column primary key on both tables to be maintained incrementally",
+                ));
+            }
+            Shape::FullJoin { left, right }
+        }
+        (None, None) => Shape::Rows,
     };
     Ok(Ok(Plan { shape, key, reads_stream_tables: false, join: None, algebraic: None }))
 }
@@ -1237,6 +1279,8 @@ mod tests {
             other_rtes: vec![],
             inner_only: true,
             left_join: None,
+            full_join: None,
+            where_rtes: vec![],
             has_aggs: false,
             has_group: false,
             has_distinct: false,
@@ -1298,6 +1342,12 @@ mod tests {
         assert_eq!(plan.shape, Shape::LeftJoin { preserved: 1, nullable: 2 });
         f.left_join = None;
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("outer joins"));
+        f.full_join = Some((1, 2));
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::FullJoin { left: 1, right: 2 });
+        f.outputs = vec![(Some((1, 1)), 0), (Some((1, 2)), 0), (Some((2, 1)), 0), (Some((2, 2)), 0)];
+        let two_columns = decide(&f, |_| Ok(vec![1, 2])).unwrap().unwrap_err();
+        assert!(two_columns.0.contains("FULL JOIN needs"), "{}", two_columns.0);
     }
 
     #[test]

@@ -652,6 +652,10 @@ pub fn key_names(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<String>> {
 /// rows they touch, and recompute by `a` key only (every output row belongs
 /// to one `a` row). The `a` rows joined to a changed `b` row are found in the
 /// query's current result (new joins) and in the stream table (old joins).
+/// For `a FULL JOIN b`, the same both ways: the affected `a` keys gain the
+/// `a` rows joined to changed `b` rows, and the other way round, and rows
+/// are recomputed by either key (a row that lost or gained its partner is
+/// reached through the partner's key).
 /// `run` executes a query as the stream table's owner on the refresh's view
 /// of the tables and returns its first row as text. Other shapes: unchanged.
 pub fn expand_outer_join(
@@ -660,46 +664,69 @@ pub fn expand_outer_join(
     groups: Vec<Vec<KeyValues>>,
     run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
-    let Shape::LeftJoin { preserved, nullable } = plan.shape else {
-        return Ok(groups);
+    let (left, right, full) = match plan.shape {
+        Shape::LeftJoin { preserved, nullable } => (preserved, nullable, false),
+        Shape::FullJoin { left, right } => (left, right, true),
+        _ => return Ok(groups),
     };
     let key_groups = plan.key_groups();
     let index = |rte| key_groups.iter().position(|g| g[0].rte == rte);
-    let (Some(p), Some(q)) = (index(preserved), index(nullable)) else {
+    let (Some(p), Some(q)) = (index(left), index(right)) else {
         return Err(PgtError::Internal("outer join key groups missing".into()));
     };
-    let mut preserved_keys = groups[p].clone();
-    let nullable_keys = &groups[q];
-    if !is_empty(nullable_keys) {
-        let [a] = preserved_keys.as_mut_slice() else {
-            return Err(PgtError::Internal("outer join preserved key must be one column".into()));
-        };
-        let query = view_query(relid)?;
-        let st = crate::catalog::lifecycle::relation_name(relid)?;
-        let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
-        let mut parts = vec![
-            format!(
-                "SELECT n.{col} AS x FROM ({query}) n({}) WHERE {}",
-                cols.join(", "),
-                key_filter("n", nullable_keys),
-                col = a.column
-            ),
-            format!("SELECT o.{col} FROM {st} o WHERE {}", key_filter("o", nullable_keys), col = a.column),
-        ];
-        if let Some(values) = &a.values {
-            parts.push(format!(
-                "SELECT pg_catalog.unnest({}::{}[])",
-                crate::sql::quote_literal(values),
-                a.sql_type
-            ));
-        }
-        let sql = format!(
-            "SELECT (pg_catalog.array_agg(DISTINCT x) FILTER (WHERE x IS NOT NULL))::text FROM ({}) s",
-            parts.join(" UNION ")
-        );
-        a.values = run(&sql)?.first().cloned().flatten();
+    let left_keys = partner_keys(relid, &groups[p], &groups[q], run)?;
+    if !full {
+        return Ok(vec![left_keys]);
     }
-    Ok(vec![preserved_keys])
+    let right_keys = partner_keys(relid, &groups[q], &groups[p], run)?;
+    // In the order of the key groups (the prepared IMMEDIATE statement's).
+    let mut out = groups;
+    out[p] = left_keys;
+    out[q] = right_keys;
+    Ok(out)
+}
+
+/// `own` (the affected keys of one side, a one-column key) and the keys of
+/// that side's rows joined to the other side's affected keys `other`, in
+/// the stream table (old joins) and in the query (new joins).
+fn partner_keys(
+    relid: pg_sys::Oid,
+    own: &[KeyValues],
+    other: &[KeyValues],
+    run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
+) -> PgtResult<Vec<KeyValues>> {
+    let mut keys = own.to_vec();
+    if is_empty(other) {
+        return Ok(keys);
+    }
+    let [a] = keys.as_mut_slice() else {
+        return Err(PgtError::Internal("outer join key must be one column".into()));
+    };
+    let query = view_query(relid)?;
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let cols: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
+    let mut parts = vec![
+        format!(
+            "SELECT n.{col} AS x FROM ({query}) n({}) WHERE {}",
+            cols.join(", "),
+            key_filter("n", other),
+            col = a.column
+        ),
+        format!("SELECT o.{col} FROM {st} o WHERE {}", key_filter("o", other), col = a.column),
+    ];
+    if let Some(values) = &a.values {
+        parts.push(format!(
+            "SELECT pg_catalog.unnest({}::{}[])",
+            crate::sql::quote_literal(values),
+            a.sql_type
+        ));
+    }
+    let sql = format!(
+        "SELECT (pg_catalog.array_agg(DISTINCT x) FILTER (WHERE x IS NOT NULL))::text FROM ({}) s",
+        parts.join(" UNION ")
+    );
+    a.values = run(&sql)?.first().cloned().flatten();
+    Ok(keys)
 }
 
 /// Placeholder key values (`{affected <column>}`) for showing the SQL shape.

@@ -102,14 +102,21 @@ struct Loaded {
 /// schedule appears.
 fn tick() -> Result<Option<i64>, String> {
     let idle = i64::from(guc::SCHEDULER_IDLE_INTERVAL.get());
-    let Some(loaded) = sys::in_transaction(load)? else {
+    // Paused: touch nothing (not even the catalogs) until enabled again.
+    if !guc::ENABLED.get() {
+        return Ok(Some(idle));
+    }
+    let loaded = match sys::in_worker_transaction(true, load) {
+        Ok(loaded) => loaded,
+        // DDL holds a catalog lock: try again soon.
+        Err(failure) if failure.lock_not_available => return Ok(Some(idle.min(1_000))),
+        Err(failure) => return Err(failure.message),
+    };
+    let Some(loaded) = loaded else {
         return Ok(None);
     };
     if !loaded.iter().any(|l| l.candidate.schedule.is_some() && l.candidate.mode != Mode::Immediate) {
         return Ok(None);
-    }
-    if !guc::ENABLED.get() {
-        return Ok(Some(idle));
     }
     let candidates: Vec<Candidate> = loaded.iter().map(|l| l.candidate.clone()).collect();
     shmem::set_wake_on_commit(DBOID.with(|d| d.get()), plan::wants_commit_wake(&candidates, idle));
@@ -255,7 +262,7 @@ fn has_pending(relid: pg_sys::Oid) -> PgtResult<bool> {
 /// `pg_trickle.max_consecutive_errors` failures in a row.
 fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> Outcome {
     let started = sys::now_ms();
-    let outcome = sys::in_transaction(|| {
+    let outcome = sys::in_worker_transaction(false, || {
         // Gone since the plan was made, or being refreshed by someone else
         // (a manual refresh, a previous tick still running): skip.
         if !stream_tables::exists(relid)? || !sys::try_lock_relation(relid, pg_sys::ExclusiveLock) {
@@ -268,7 +275,10 @@ fn refresh_one(relid: pg_sys::Oid, errors_so_far: i32) -> Outcome {
     let message = match outcome {
         Ok(Some(_)) => return Outcome::Refreshed,
         Ok(None) => return Outcome::Skipped,
-        Err(message) => message,
+        // Cancelled to resolve a deadlock with another session's DDL: not a
+        // failure of the stream table; a later tick tries again.
+        Err(failure) if failure.lock_not_available => return Outcome::Skipped,
+        Err(failure) => failure.message,
     };
     let failures = errors_so_far.saturating_add(1);
     let limit = guc::MAX_CONSECUTIVE_ERRORS.get();

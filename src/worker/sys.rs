@@ -126,6 +126,32 @@ pub fn report_idle() {
 /// PostgreSQL's) rolls the transaction back whole and comes back as its
 /// message; the process carries on.
 pub fn in_transaction<R>(f: impl FnOnce() -> Result<R, PgtError>) -> Result<R, String> {
+    in_worker_transaction(false, f).map_err(|e| e.message)
+}
+
+/// Why a worker transaction failed.
+#[derive(Debug)]
+pub struct TxFailure {
+    pub message: String,
+    /// It gave up waiting for a lock (SQLSTATE 55P03, `lock_timeout`), or
+    /// was cancelled to resolve a deadlock (40P01).
+    pub lock_not_available: bool,
+}
+
+/// The longest the scheduler's look at its catalogs waits for a lock.
+/// Shorter than PostgreSQL's default `deadlock_timeout` (1 s): DDL that
+/// holds locks it needs (DROP SCHEMA ... CASCADE over stream tables and
+/// their change buffers) then never meets it in a deadlock in which the
+/// DDL could be the one cancelled; the scheduler gives up first and looks
+/// again soon.
+const LOCK_TIMEOUT: &str = "500ms";
+
+/// [`in_transaction`], keeping whether it failed on a lock; with
+/// `limit_lock_waits`, `lock_timeout` is set for the transaction.
+pub fn in_worker_transaction<R>(
+    limit_lock_waits: bool,
+    f: impl FnOnce() -> Result<R, PgtError>,
+) -> Result<R, TxFailure> {
     // SAFETY: the transaction calls are the ones PostgreSQL's own workers
     // make; the body runs under pgrx's error boundary, which turns a
     // PostgreSQL ERROR into an unwinding Rust panic caught here, with the
@@ -138,14 +164,19 @@ pub fn in_transaction<R>(f: impl FnOnce() -> Result<R, PgtError>) -> Result<R, S
         let f = std::panic::AssertUnwindSafe(f);
         let outcome = PgTryBuilder::new(move || {
             let f = f;
-            let r = (f.0)();
+            let limit = if limit_lock_waits {
+                Spi::run(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")).map_err(PgtError::from)
+            } else {
+                Ok(())
+            };
+            let r = limit.and_then(|()| (f.0)());
             if r.is_ok() {
                 pg_sys::PopActiveSnapshot();
                 pg_sys::CommitTransactionCommand();
             }
-            r.map_err(|e| e.to_string())
+            r.map_err(|e| TxFailure { message: e.to_string(), lock_not_available: false })
         })
-        .catch_others(|caught| Err(caught_message(caught)))
+        .catch_others(|caught| Err(caught_failure(caught)))
         .execute();
         if outcome.is_err() {
             pg_sys::AbortCurrentTransaction();
@@ -154,12 +185,18 @@ pub fn in_transaction<R>(f: impl FnOnce() -> Result<R, PgtError>) -> Result<R, S
     }
 }
 
-fn caught_message(caught: pg_sys::panic::CaughtError) -> String {
+fn caught_failure(caught: pg_sys::panic::CaughtError) -> TxFailure {
     use pg_sys::panic::CaughtError;
     match caught {
         CaughtError::PostgresError(report)
         | CaughtError::ErrorReport(report)
-        | CaughtError::RustPanic { ereport: report, .. } => report.message().to_string(),
+        | CaughtError::RustPanic { ereport: report, .. } => TxFailure {
+            message: report.message().to_string(),
+            lock_not_available: matches!(
+                report.sql_error_code(),
+                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED
+            ),
+        },
     }
 }
 

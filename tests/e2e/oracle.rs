@@ -104,6 +104,12 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t2.id AS id2, t1.id, t1.g FROM t1 RIGHT JOIN t2 ON t2.k = t1.k AND t1.v > 20", true),
     ("SELECT a.id, b.id AS id2 FROM t1 a LEFT JOIN t1 b ON b.k = a.k AND b.id <> a.id WHERE a.flag", true),
     ("SELECT t1.k, count(t2.id) FROM t1 FULL JOIN t2 ON t1.k = t2.k GROUP BY t1.k", false),
+    ("SELECT t1.id, t2.id AS id2 FROM t1 LEFT JOIN t2 ON t2.k = t1.k WHERE t2.note IS NULL", false),
+    // One FULL JOIN of two tables, both primary keys selected.
+    ("SELECT t1.id, t2.id AS id2, t1.v, t2.note FROM t1 FULL JOIN t2 ON t1.k = t2.k", true),
+    ("SELECT a.id, b.id AS id2 FROM t1 a FULL JOIN t1 b ON a.k = b.k AND a.id < b.id AND b.v > 10", true),
+    ("SELECT t1.id, t2.id AS id2, coalesce(t1.g, t2.note) AS label FROM t1 FULL JOIN t2 USING (id)", true),
+    ("SELECT t1.id, t2.id AS id2 FROM t1 FULL JOIN t2 ON t1.k = t2.k WHERE t1.v IS NULL OR t1.v > 20", false),
     ("SELECT x.id, y.id AS id2 FROM t1 x CROSS JOIN t2 y WHERE x.k = y.k AND x.v > y.k", true),
     ("SELECT k FROM t1 UNION SELECT k FROM t2", false),
     ("SELECT id FROM t1 WHERE k IN (SELECT k FROM t2)", false),
