@@ -2,7 +2,7 @@
 #   make run    build PostgreSQL 18 + pg_trickle, start a cluster, show a stream table
 #   make test   run every test suite
 SHELL := /bin/bash
-.PHONY: setup install run stop psql test test-unit bench clean-cluster
+.PHONY: setup install run stop psql test test-unit bench tpch clean-cluster
 
 setup:
 	@bash scripts/setup.sh
@@ -33,3 +33,8 @@ clean-cluster: stop
 # Performance, as ratios against baselines measured in the same run.
 bench: setup
 	@bash scripts/bench.sh
+
+# TPC-H: the 22 queries as stream tables, FULL vs DIFFERENTIAL per query at
+# scale factor PGT_TPCH_SF (default 1).
+tpch: setup
+	@bash scripts/tpch.sh

@@ -1,10 +1,13 @@
-//! Algebraic aggregates: a GROUP BY over one table whose other outputs are
-//! count(*), count(col), sum(col) and avg(col) (integer or numeric) is kept
-//! from per-group running totals instead of recomputing its groups.
+//! Algebraic aggregates: a GROUP BY (or an aggregate without GROUP BY) over
+//! one table whose other outputs are count(*), and count/sum/avg/min/max of
+//! expressions over the table's columns (sum and avg of integer or numeric
+//! values) is kept from per-group running totals instead of recomputing its
+//! groups.
 //!
 //! The totals live in a state table `pgtrickle_state.agg_<oid>`, one row per
-//! group: the grouping columns, `__n` (rows), and per aggregated column `a`
-//! `__s<a>` (sum of its non-NULL values) and `__c<a>` (their count). It is
+//! group: the grouping columns, `__n` (rows), and per aggregated argument
+//! number `a` `__s<a>` (sum of its non-NULL values) and `__c<a>` (their
+//! count), and its kept extremes. It is
 //! owned by the stream table's owner, is a member of the extension (so
 //! pg_dump leaves it out: a restore rebuilds it), and is rebuilt by every
 //! FULL refresh on the refresh's snapshot.
@@ -73,13 +76,12 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
         keys.push(name);
     }
     defs.push("__n pg_catalog.int8 NOT NULL".into());
-    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
     for a in alg.argument_columns() {
         if alg.is_summed(a) {
             defs.push(format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"));
         }
         defs.push(format!("__c{a} pg_catalog.int8 NOT NULL DEFAULT 0"));
-        let ty = column_type(source, a)?;
+        let ty = &argument(alg, a)?.sql_type;
         // The extremes, and the deleted extremes of the last change rows
         // (which decide whether the group is rescanned).
         if alg.has_min(a) {
@@ -192,17 +194,17 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
     let mut select: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
     select.push("pg_catalog.count(*)".into());
     for a in alg.argument_columns() {
-        let col = &source_columns(source, &[a])?[0];
+        let x = &argument(alg, a)?.sql;
         if alg.is_summed(a) {
-            select.push(format!("COALESCE(pg_catalog.sum(b.{col}::pg_catalog.numeric), 0)"));
+            select.push(format!("COALESCE(pg_catalog.sum({x}::pg_catalog.numeric), 0)"));
         }
-        select.push(format!("pg_catalog.count(b.{col})"));
+        select.push(format!("pg_catalog.count({x})"));
         if alg.has_min(a) {
-            select.push(format!("pg_catalog.min(b.{col})"));
+            select.push(format!("pg_catalog.min({x})"));
             select.push("NULL".into());
         }
         if alg.has_max(a) {
-            select.push(format!("pg_catalog.max(b.{col})"));
+            select.push(format!("pg_catalog.max({x})"));
             select.push("NULL".into());
         }
     }
@@ -236,6 +238,11 @@ fn group_by(key_cols: &[String]) -> String {
     }
     let cols: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
     format!(" GROUP BY {}", cols.join(", "))
+}
+
+/// Argument `n` of the running totals.
+fn argument(alg: &Algebraic, n: i16) -> PgtResult<&super::analysis::AggArg> {
+    alg.argument(n).ok_or_else(|| PgtError::Internal(format!("running total argument {n} missing")))
 }
 
 /// Quoted names of columns of `source`, in the order of `attnums`.
@@ -291,16 +298,16 @@ pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> 
     let table = crate::catalog::lifecycle::relation_name(source)?;
     let mut sets = Vec::new();
     for a in alg.argument_columns() {
-        let col = &source_columns(source, &[a])?[0];
+        let x = &argument(alg, a)?.sql;
         if alg.has_min(a) {
             sets.push(format!(
-                "__min{a} = (SELECT pg_catalog.min(b.{col}) FROM {table} b WHERE {})",
+                "__min{a} = (SELECT pg_catalog.min({x}) FROM {table} b WHERE {})",
                 matches.join(" AND ")
             ));
         }
         if alg.has_max(a) {
             sets.push(format!(
-                "__max{a} = (SELECT pg_catalog.max(b.{col}) FROM {table} b WHERE {})",
+                "__max{a} = (SELECT pg_catalog.max({x}) FROM {table} b WHERE {})",
                 matches.join(" AND ")
             ));
         }
@@ -326,7 +333,7 @@ fn text_array(values: &[Option<String>]) -> String {
 fn change_columns(plan: &Plan, alg: &Algebraic) -> PgtResult<(pg_sys::Oid, Vec<i16>)> {
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
     let mut cols: Vec<i16> = plan.key.iter().map(|k| k.source_attnum).collect();
-    cols.extend(alg.argument_columns());
+    cols.extend(alg.argument_attnums());
     cols.extend(alg.where_attnums.iter().copied());
     cols.sort_unstable();
     cols.dedup();
@@ -426,20 +433,16 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let mut rescans: Vec<String> = Vec::new();
     let mut new_rescans: Vec<String> = Vec::new();
     for a in alg.argument_columns() {
-        let col = cols
-            .iter()
-            .position(|c| *c == a)
-            .and_then(|i| names.get(i))
-            .ok_or_else(|| PgtError::Internal(format!("change column {a} missing")))?;
+        let col = &argument(alg, a)?.sql;
         if alg.is_summed(a) {
             targets.push(format!("__s{a}"));
             sums.push(format!(
-                "COALESCE(pg_catalog.sum(b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) b.{col}::pg_catalog.numeric), 0)"
+                "COALESCE(pg_catalog.sum(b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) {col}::pg_catalog.numeric), 0)"
             ));
             updates.push(format!("__s{a} = s.__s{a} OPERATOR(pg_catalog.+) EXCLUDED.__s{a}"));
         }
         targets.push(format!("__c{a}"));
-        sums.push(format!("COALESCE(pg_catalog.sum(CASE WHEN b.{col} IS NULL THEN 0 ELSE b.__sign END), 0)"));
+        sums.push(format!("COALESCE(pg_catalog.sum(CASE WHEN {col} IS NULL THEN 0 ELSE b.__sign END), 0)"));
         updates.push(format!("__c{a} = s.__c{a} OPERATOR(pg_catalog.+) EXCLUDED.__c{a}"));
         // Extremes: an inserted value may become the extreme; deleting a
         // value at (or beyond) the kept extreme marks the group for a
@@ -453,8 +456,8 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
             }
             targets.push(format!("{kept}{a}"));
             targets.push(format!("{deleted}{a}"));
-            sums.push(format!("pg_catalog.{agg}(b.{col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.>) 0)"));
-            sums.push(format!("pg_catalog.{agg}(b.{col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0)"));
+            sums.push(format!("pg_catalog.{agg}({col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.>) 0)"));
+            sums.push(format!("pg_catalog.{agg}({col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0)"));
             updates.push(format!("{kept}{a} = {pick}(s.{kept}{a}, EXCLUDED.{kept}{a})"));
             updates.push(format!("{deleted}{a} = EXCLUDED.{deleted}{a}"));
             // Rescan when a deleted value is at or beyond the extreme the
@@ -464,7 +467,7 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
                           EXCLUDED.{deleted}{a} IS NOT NULL)"
             ));
             new_rescans.push(format!(
-                "pg_catalog.{agg}(b.{col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0) IS NOT NULL"
+                "pg_catalog.{agg}({col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0) IS NOT NULL"
             ));
         }
     }

@@ -117,7 +117,7 @@ impl Plan {
         }
         if let Some(alg) = &self.algebraic {
             if self.grouped_source() == Some(source) {
-                needed.extend(alg.argument_columns());
+                needed.extend(alg.argument_attnums());
                 needed.extend(alg.where_attnums.iter().copied());
             }
         }
@@ -259,7 +259,7 @@ struct QueryFacts {
     /// Table references on the nullable side of an outer join.
     nullable: Vec<u32>,
     /// Per output: the algebraic aggregate it is, if it is one.
-    aggregates: Vec<Option<AggKind>>,
+    aggregates: Vec<Option<AggCall>>,
     has_having: bool,
     /// For a query over one table (range table entry 1): its WHERE clause
     /// as SQL over alias `b`, and the columns it reads.
@@ -269,21 +269,53 @@ struct QueryFacts {
     branches: Vec<QueryFacts>,
 }
 
-/// An aggregate maintained from running totals.
+/// An aggregate call that running totals can keep: the aggregate (its
+/// argument number still 0) and its argument (none for count(*)).
+type AggCall = (AggKind, Option<AggArg>);
+
+/// An aggregate maintained from running totals; the number is its
+/// argument's, 1-based in [`Algebraic::arguments`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AggKind {
     /// count(*)
     CountStar,
-    /// count(col)
+    /// count(x)
     Count(i16),
-    /// sum(col) of an integer or numeric column
+    /// sum(x) of integer or numeric values
     Sum(i16),
-    /// avg(col) of an integer or numeric column
+    /// avg(x) of integer or numeric values
     Avg(i16),
-    /// min(col), max(col) of any type: the extreme is kept; deleting it
+    /// min(x), max(x) of any type: the extreme is kept; deleting it
     /// rescans the group.
     Min(i16),
     Max(i16),
+}
+
+/// The argument of an aggregate kept from running totals: an expression
+/// over the columns of the one table (a column, or immutable functions and
+/// operators of columns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggArg {
+    /// The expression as SQL over alias `b` (the table's column names),
+    /// parenthesized.
+    pub sql: String,
+    /// The table columns it reads.
+    pub attnums: Vec<i16>,
+    /// Its type, as `format_type` writes it.
+    pub sql_type: String,
+}
+
+impl AggKind {
+    fn numbered(self, n: i16) -> AggKind {
+        match self {
+            AggKind::CountStar => AggKind::CountStar,
+            AggKind::Count(_) => AggKind::Count(n),
+            AggKind::Sum(_) => AggKind::Sum(n),
+            AggKind::Avg(_) => AggKind::Avg(n),
+            AggKind::Min(_) => AggKind::Min(n),
+            AggKind::Max(_) => AggKind::Max(n),
+        }
+    }
 }
 
 impl AggKind {
@@ -304,6 +336,9 @@ impl AggKind {
 pub struct Algebraic {
     /// (output attnum, aggregate) for every non-key output.
     pub aggregates: Vec<(i16, AggKind)>,
+    /// The aggregates' arguments (number n is `arguments[n - 1]`), each
+    /// once.
+    pub arguments: Vec<AggArg>,
     /// The WHERE clause over alias `b` (the table's column names).
     pub where_sql: Option<String>,
     /// Columns of the table the WHERE clause reads.
@@ -331,9 +366,22 @@ impl Algebraic {
         self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Min(_) | AggKind::Max(_)))
     }
 
-    /// The table columns whose running totals are kept.
+    /// The numbers of the arguments whose running totals are kept.
     pub fn argument_columns(&self) -> Vec<i16> {
         let mut out: Vec<i16> = self.aggregates.iter().filter_map(|(_, k)| k.column()).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Argument number `n`.
+    pub fn argument(&self, n: i16) -> Option<&AggArg> {
+        self.arguments.get(usize::try_from(n).ok()?.checked_sub(1)?)
+    }
+
+    /// The table columns the arguments read.
+    pub fn argument_attnums(&self) -> Vec<i16> {
+        let mut out: Vec<i16> = self.arguments.iter().flat_map(|a| a.attnums.iter().copied()).collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -818,7 +866,11 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 continue;
             }
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
-            f.aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node));
+            let single = match f.relations.as_slice() {
+                [(1, relid, _)] if is_relation(1) => Some(*relid),
+                _ => None,
+            };
+            f.aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node, single));
         }
         // The WHERE clause of a query over one table, as SQL over alias `b`.
         if let [(1, relid, _)] = f.relations.as_slice() {
@@ -860,12 +912,16 @@ fn default_collation(collation: pg_sys::Oid) -> bool {
     collation == pg_sys::InvalidOid || collation == pg_sys::DEFAULT_COLLATION_OID
 }
 
-/// count(*), count(col), and sum/avg of an integer or numeric column, as
-/// PostgreSQL's own aggregates with no DISTINCT, ORDER BY or FILTER.
-unsafe fn algebraic_aggregate(node: *mut pg_sys::Node) -> Option<AggKind> {
+/// count(*), and count/sum/avg/min/max of an expression over the columns
+/// of `relid` (the query's one table, range table entry 1), as
+/// PostgreSQL's own aggregates with no DISTINCT, ORDER BY or FILTER; sum
+/// and avg only of integer or numeric values, which are summed exactly.
+/// The aggregate's argument number is left 0 (see running_totals).
+unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, relid: Option<pg_sys::Oid>) -> Option<AggCall> {
     // SAFETY: the node is a target list expression of an analyzed query;
     // it is read according to its tag.
     unsafe {
+        let relid = relid?;
         if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Aggref {
             return None;
         }
@@ -881,30 +937,98 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node) -> Option<AggKind> {
         }
         let name = crate::hooks::cstr(pg_sys::get_func_name(agg.aggfnoid))?;
         if agg.aggstar {
-            return (name == "count").then_some(AggKind::CountStar);
+            return (name == "count").then_some((AggKind::CountStar, None));
         }
         let args = list_ptrs::<pg_sys::TargetEntry>(agg.args);
         let [arg] = args.as_slice() else { return None };
         let expr = (**arg).expr as *mut pg_sys::Node;
-        if expr.is_null() || (*expr).type_ != pg_sys::NodeTag::T_Var {
+        // Only columns of the table, through immutable functions: the
+        // totals are computed once per change row, and must not change
+        // later by themselves.
+        if expr.is_null() || pg_sys::contain_mutable_functions(expr) || pg_sys::contain_agg_clause(expr) {
             return None;
         }
-        let var = &*(expr as *mut pg_sys::Var);
-        if var.varno != 1 || var.varlevelsup != 0 || var.varattno <= 0 {
-            return None;
+        let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos(expr, 1, &mut attnos);
+        let mut attnums = Vec::new();
+        let mut member = -1;
+        loop {
+            member = pg_sys::bms_next_member(attnos, member);
+            if member < 0 {
+                break;
+            }
+            let attnum = (member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16;
+            if attnum <= 0 {
+                return None; // a system column or the whole row
+            }
+            attnums.push(attnum);
         }
-        let exact =
-            [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID].contains(&var.vartype);
-        match name.as_str() {
-            "count" => Some(AggKind::Count(var.varattno)),
-            "sum" if exact => Some(AggKind::Sum(var.varattno)),
-            "avg" if exact => Some(AggKind::Avg(var.varattno)),
+        let ty = pg_sys::exprType(expr);
+        let exact = fixed_scale(expr);
+        let kind = match name.as_str() {
+            "count" => AggKind::Count(0),
+            "sum" if exact => AggKind::Sum(0),
+            "avg" if exact => AggKind::Avg(0),
             // Kept extremes compare with the database's default collation:
-            // a column (or aggregate) with another collation is recomputed.
-            "min" | "max" if !default_collation(var.varcollid) || !default_collation(agg.inputcollid) => None,
-            "min" => Some(AggKind::Min(var.varattno)),
-            "max" => Some(AggKind::Max(var.varattno)),
-            _ => None,
+            // a value (or aggregate) with another collation is recomputed.
+            "min" | "max"
+                if !default_collation(pg_sys::exprCollation(expr)) || !default_collation(agg.inputcollid) =>
+            {
+                return None
+            }
+            "min" => AggKind::Min(0),
+            "max" => AggKind::Max(0),
+            _ => return None,
+        };
+        let alias = c"b";
+        let context = pg_sys::deparse_context_for(alias.as_ptr(), relid);
+        let sql = crate::hooks::cstr(pg_sys::deparse_expression(expr, context, true, false))?;
+        let sql_type = crate::hooks::cstr(pg_sys::format_type_with_typemod(ty, pg_sys::exprTypmod(expr)))?;
+        Some((kind, Some(AggArg { sql: format!("({sql})"), attnums, sql_type })))
+    }
+}
+
+/// Is `expr` an integer, or a numeric whose every value has the same
+/// display scale? Running sums of such values have the scale PostgreSQL's
+/// sum gives, and their averages divide exactly as its avg does; a sum
+/// kept across deleted values of other scales would not (avg's division
+/// scale follows the sum's).
+unsafe fn fixed_scale(expr: *mut pg_sys::Node) -> bool {
+    // SAFETY: expr is an expression node of the analyzed query, read by tag.
+    unsafe {
+        if expr.is_null() {
+            return false;
+        }
+        let ty = pg_sys::exprType(expr);
+        if [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID].contains(&ty) {
+            return true;
+        }
+        if ty != pg_sys::NUMERICOID {
+            return false;
+        }
+        match (*expr).type_ {
+            // A column of numeric(p, s), or a numeric constant.
+            pg_sys::NodeTag::T_Var => pg_sys::exprTypmod(expr) >= 0,
+            pg_sys::NodeTag::T_Const => true,
+            pg_sys::NodeTag::T_RelabelType => {
+                fixed_scale((*(expr as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node)
+            }
+            // A cast to numeric(p, s), or from an integer.
+            pg_sys::NodeTag::T_FuncExpr => {
+                let f = &*(expr as *mut pg_sys::FuncExpr);
+                let args = list_ptrs::<pg_sys::Node>(f.args);
+                f.funcformat != pg_sys::CoercionForm::COERCE_EXPLICIT_CALL
+                    && (pg_sys::exprTypmod(expr) >= 0 || args.first().is_some_and(|a| fixed_scale(*a)))
+            }
+            // +, - and * of fixed scales: the scale is the larger one, or
+            // the sum of both.
+            pg_sys::NodeTag::T_OpExpr => {
+                let op = &*(expr as *mut pg_sys::OpExpr);
+                let name = crate::hooks::cstr(pg_sys::get_opname(op.opno));
+                matches!(name.as_deref(), Some("+" | "-" | "*"))
+                    && list_ptrs::<pg_sys::Node>(op.args).into_iter().all(|a| fixed_scale(a))
+            }
+            _ => false,
         }
     }
 }
@@ -1027,20 +1151,40 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
 /// Running totals, when the query reads one table, has no HAVING, and every
 /// output other than the GROUP BY columns is an aggregate they can keep.
 fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
-    let others: Vec<(i16, Option<AggKind>)> = f
+    let others: Vec<(i16, &Option<AggCall>)> = f
         .outputs
         .iter()
         .zip(&f.aggregates)
         .enumerate()
         .filter(|(_, ((_, sgref), _))| !(*sgref != 0 && f.group_refs.contains(sgref)))
-        .map(|(i, (_, agg))| (i as i16 + 1, *agg))
+        .map(|(i, (_, agg))| (i as i16 + 1, agg))
         .collect();
-    (!f.has_having
-        && f.relations.len() == 1
-        && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1)
-        && others.iter().all(|(_, agg)| agg.is_some()))
-    .then(|| Algebraic {
-        aggregates: others.iter().filter_map(|(i, agg)| agg.map(|a| (*i, a))).collect(),
+    if f.has_having
+        || f.relations.len() != 1
+        || f.relations.first().is_none_or(|(rte, _, _)| *rte != 1)
+        || others.iter().any(|(_, agg)| agg.is_none())
+    {
+        return None;
+    }
+    let mut arguments: Vec<AggArg> = Vec::new();
+    let mut aggregates = Vec::new();
+    for (output, agg) in others {
+        let (kind, arg) = agg.as_ref()?;
+        let n = match arg {
+            None => 0,
+            Some(arg) => match arguments.iter().position(|a| a.sql == arg.sql) {
+                Some(i) => i as i16 + 1,
+                None => {
+                    arguments.push(arg.clone());
+                    arguments.len() as i16
+                }
+            },
+        };
+        aggregates.push((output, kind.numbered(n)));
+    }
+    Some(Algebraic {
+        aggregates,
+        arguments,
         where_sql: f.where_sql.clone(),
         where_attnums: f.where_attnums.clone(),
     })
@@ -1368,13 +1512,19 @@ mod tests {
         f.has_group = false; // aggregate without GROUP BY
         f.group_refs = vec![];
         f.outputs = vec![(None, 0)];
-        f.aggregates = vec![Some(AggKind::Sum(2))];
+        f.aggregates = vec![Some((
+            AggKind::Sum(0),
+            Some(AggArg { sql: "(b.c)".into(), attnums: vec![2], sql_type: "integer".into() }),
+        ))];
         let plan = decide(&f, pk1).unwrap().unwrap();
         assert_eq!(plan.shape, Shape::Scalar);
         assert!(plan.key.is_empty());
         assert_eq!(plan.sources(), vec![T]);
         assert_eq!(plan.grouped_source(), Some(T));
         assert_eq!(plan.captured_columns(T), vec![2], "the summed column");
+        let alg = plan.algebraic.clone().unwrap();
+        assert_eq!(alg.aggregates, vec![(1, AggKind::Sum(1))], "numbered from 1");
+        assert_eq!(alg.argument(1).map(|a| a.sql.as_str()), Some("(b.c)"));
         f.has_having = true; // HAVING: recomputed, not kept from totals
         assert_eq!(decide(&f, pk1).unwrap().unwrap().algebraic, None);
     }

@@ -9,6 +9,7 @@ mod jdbc;
 mod oracle;
 mod protocol;
 mod scheduler;
+mod tpch;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -45,6 +45,13 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT a, count(*) AS n, sum(b) AS s FROM t3 GROUP BY a", true),
     ("SELECT k, count(*) AS n FROM t2 GROUP BY k", true),
     ("SELECT g, k, avg(w) AS aw FROM t1 GROUP BY g, k HAVING avg(w) IS NOT NULL", true),
+    // Running totals of expressions.
+    ("SELECT k, sum(v * 2 + k) AS s, count(v + 1) AS c, max(coalesce(g, 'none')) AS mg, min(abs(v - 50)) AS md FROM t1 GROUP BY k", true),
+    ("SELECT sum(CASE WHEN flag THEN v ELSE 0 END) AS sv, avg(v * 3) AS av, count(*) AS n FROM t1 WHERE k IS NOT NULL", true),
+    // Values of varying scale (w is an unconstrained numeric): recomputed,
+    // since a running sum would keep the scale of deleted values.
+    ("SELECT k, avg(v::numeric / 2) AS av, sum(w) AS sw, avg(w) AS aw FROM t1 GROUP BY k", true),
+    ("SELECT b, sum(a * b) AS ab, max(a + b) AS mx FROM t3 GROUP BY b", true),
     // Aggregates without GROUP BY: one row, kept from running totals over
     // one table, recomputed otherwise.
     ("SELECT count(*) AS n, sum(v) AS s FROM t1", true),
