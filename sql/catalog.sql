@@ -26,7 +26,11 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
     consumes_changes   boolean NOT NULL DEFAULT false,
     frontier           pg_snapshot,
     frontier_xid       xid8,
-    frontier_cid       bigint
+    frontier_cid       bigint,
+    -- How the stream table is maintained (the analysis of its query) when
+    -- its key index, running totals and buffer columns were set up; a
+    -- different analysis at a refresh sets them up again.
+    plan_signature     text
 );
 
 -- The relations each stream table reads: directly, or through a view (via_relid).

@@ -5,7 +5,7 @@
 CREATE TABLE base (id int, v int);
 INSERT INTO base VALUES (1, 10), (2, 20);
 CREATE MATERIALIZED VIEW st WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS
-  SELECT id, v FROM base;
+  SELECT b.id, b.v FROM base b JOIN base x ON x.id = b.id;
 
 ALTER MATERIALIZED VIEW st SET (pgtrickle.schedule = '30s');
 SELECT reloptions FROM pg_class WHERE oid = 'st'::regclass;

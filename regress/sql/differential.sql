@@ -114,17 +114,31 @@ SELECT mode, message FROM pgtrickle.pgt_refresh_history
  WHERE relid = 'by_cat'::regclass ORDER BY id DESC LIMIT 1;
 SET pg_trickle.differential_max_change_fraction = 1000;
 
--- A query stops being maintainable (its key is dropped): the next refresh
--- switches to FULL with a warning; when it is back, to DIFFERENTIAL again.
+-- A query stops being maintainable (a key it needs is dropped): the next
+-- refresh switches to FULL with a warning; when it is back, to DIFFERENTIAL
+-- again. The join labelled needs items' primary key; the filter expensive
+-- goes on differentially without it, as a multiset of rows, and is set up
+-- again (key index, buffer columns, one FULL refresh) at both changes.
 ALTER TABLE items DROP CONSTRAINT items_pkey;
+REFRESH MATERIALIZED VIEW labelled;
 REFRESH MATERIALIZED VIEW expensive;
-SELECT refresh_mode, consumes_changes FROM pgtrickle.pgt_stream_tables WHERE relid = 'expensive'::regclass;
-SELECT count(*) AS key_indexes FROM pg_indexes WHERE tablename = 'expensive';
+SELECT relid::regclass AS stream_table, refresh_mode, consumes_changes FROM pgtrickle.pgt_stream_tables
+ WHERE relid IN ('labelled'::regclass, 'expensive'::regclass) ORDER BY 1;
+SELECT tablename, regexp_replace(indexdef, '__pgt_key_[0-9]+', '__pgt_key_<oid>') AS index
+  FROM pg_indexes WHERE tablename IN ('labelled', 'expensive') ORDER BY 1;
+UPDATE items SET price = price + 1 WHERE id = 1;
+REFRESH MATERIALIZED VIEW expensive;
 ALTER TABLE items ADD PRIMARY KEY (id);
+REFRESH MATERIALIZED VIEW labelled;
+REFRESH MATERIALIZED VIEW labelled;
 REFRESH MATERIALIZED VIEW expensive;
 REFRESH MATERIALIZED VIEW expensive;
-SELECT mode, trigger FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'expensive'::regclass ORDER BY id DESC LIMIT 2;
+SELECT relid::regclass AS stream_table, mode, trigger FROM pgtrickle.pgt_refresh_history
+ WHERE relid IN ('labelled'::regclass, 'expensive'::regclass) ORDER BY id DESC LIMIT 7;
+SELECT count(*) AS differences FROM (
+    (TABLE expensive EXCEPT ALL SELECT id, cat, price * qty FROM items WHERE price > 30)
+    UNION ALL
+    (SELECT id, cat, price * qty FROM items WHERE price > 30 EXCEPT ALL TABLE expensive)) d;
 
 -- REFRESH ... WITH NO DATA empties it; the next refresh is FULL.
 REFRESH MATERIALIZED VIEW cats WITH NO DATA;

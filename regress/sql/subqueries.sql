@@ -58,6 +58,9 @@ CREATE MATERIALIZED VIEW busy WITH (pgtrickle.stream) AS
 SELECT s.customer, s.n FROM (SELECT customer, count(*) AS n FROM orders GROUP BY customer) s WHERE s.n > 2;
 CREATE MATERIALIZED VIEW first_orders WITH (pgtrickle.stream) AS
 SELECT f.id FROM (SELECT id FROM orders ORDER BY id LIMIT 3) f;
+-- (A function in FROM next to a table, with a WHERE clause on it.)
+CREATE MATERIALIZED VIEW numbered WITH (pgtrickle.stream) AS
+SELECT o.id, g FROM orders o, generate_series(1, 2) g WHERE g > 1;
 CREATE MATERIALIZED VIEW levels WITH (pgtrickle.stream) AS
 WITH RECURSIVE l(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM l WHERE n < 3) SELECT c.id, l.n FROM customers c, l;
 CREATE MATERIALIZED VIEW refused WITH (pgtrickle.stream, pgtrickle.refresh_mode = 'differential') AS

@@ -125,12 +125,19 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     crate::dvm::algebraic::state_name(relid)
                 )
             } else {
-                format!("key recompute: {}", plan.shape.as_str())
+                let how = if plan.shape == crate::dvm::analysis::Shape::Keyless {
+                    "delta"
+                } else {
+                    "key recompute"
+                };
+                format!("{how}: {}", plan.shape.as_str())
             };
             out.push(("strategy".into(), Some(strategy)));
             out.push((
                 "row identity".into(),
-                Some(if plan.key.is_empty() {
+                Some(if plan.shape == crate::dvm::analysis::Shape::Keyless {
+                    "none: all columns, with multiplicity (rows computed from the changed rows)".to_string()
+                } else if plan.key.is_empty() {
                     "none (at most one row)".to_string()
                 } else if plan.shape == crate::dvm::analysis::Shape::UnionAll {
                     let mut cols: Vec<String> = keys.iter().flatten().map(|k| k.column.clone()).collect();
@@ -161,8 +168,20 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             } else {
                 None
             };
-            let apply =
-                crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?;
+            let apply = if plan.shape == crate::dvm::analysis::Shape::Keyless {
+                // The changed rows' actions and columns, as text arrays.
+                let width = plan.rows.as_ref().map_or(0, |r| r.attnums.len());
+                let mut arrays = vec!["'{changed rows: I or D}'::pg_catalog.text[]".to_string()];
+                arrays.extend(
+                    (1..=width).map(|i| format!("'{{changed rows: column {i}}}'::pg_catalog.text[]")),
+                );
+                let owner = sys::relation_owner(relid)?;
+                sys::as_restricted_role(owner, || {
+                    crate::dvm::keyless::apply_sql(relid, &plan, &arrays, None)
+                })?
+            } else {
+                crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?
+            };
             out.push(("apply".into(), Some(apply)));
         }
     }

@@ -147,6 +147,12 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     let Ok(plan) = dvm::analysis::analyze(relid)? else {
         return Ok(());
     };
+    sys::as_extension_owner(|| {
+        Ok(Spi::run_with_args(
+            "UPDATE pgtrickle.pgt_stream_tables SET plan_signature = $2 WHERE relid OPERATOR(pg_catalog.=) $1",
+            &[relid.into(), plan_signature(&plan).into()],
+        )?)
+    })?;
     let columns: Vec<String> =
         dvm::key_recompute::output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
     let names = |keys: &[dvm::analysis::KeyColumn]| -> Vec<String> {
@@ -160,6 +166,32 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     // not lead the unique index. A UNION ALL has no unique key (two
     // branches can produce equal rows): only these indexes.
     let mut indexed: Vec<Vec<String>> = Vec::new();
+    if plan.shape == dvm::analysis::Shape::Keyless {
+        // A multiset without a key: rows are looked up by their first
+        // columns that btree can index (up to 8; `true` when none can,
+        // which still marks the stream table as a multiset).
+        let cols = Spi::connect(|c| {
+            c.select(
+                "SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a \
+                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass o \
+                                  JOIN pg_catalog.pg_am m ON m.oid OPERATOR(pg_catalog.=) o.opcmethod \
+                                 WHERE m.amname OPERATOR(pg_catalog.=) 'btree' AND o.opcdefault \
+                                   AND o.opcintype OPERATOR(pg_catalog.=) ANY (ARRAY[a.atttypid, \
+                                       (SELECT t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) a.atttypid)])) \
+                  ORDER BY a.attnum LIMIT 8",
+                None,
+                &[relid.into()],
+            )?
+            .map(|row| row.get::<String>(1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().flatten().collect::<Vec<String>>())
+            .map_err(PgtError::from)
+        })?;
+        let list = if cols.is_empty() { "(true)".to_string() } else { cols.join(", ") };
+        Spi::run(&format!("CREATE INDEX {name} ON {st} ({list})"))?;
+        return Ok(());
+    }
     if plan.shape != dvm::analysis::Shape::UnionAll {
         // No key (an aggregate without GROUP BY): at most one row.
         let list = if key.is_empty() { "(true)".to_string() } else { key.join(", ") };
@@ -176,6 +208,11 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         indexed.push(cols);
     }
     Ok(())
+}
+
+/// What the key index, running totals and buffer columns were set up for.
+fn plan_signature(plan: &dvm::analysis::Plan) -> String {
+    format!("{plan:?}")
 }
 
 /// Is `name` the name of a key index pg_trickle creates?
@@ -332,6 +369,32 @@ pub fn reresolve_mode(
         (Err(_), _) => RefreshMode::Full,
     };
     if desired == st.effective_mode {
+        // Same mode, but maintained differently (a primary key dropped or
+        // added, a column's type changed, ...): set up the buffers, the key
+        // index and the running totals again, and recompute once, since the
+        // buffered changes may lack what the new analysis reads.
+        if let (Ok(plan), true) = (&analysis, st.consumes_changes) {
+            let stored = Spi::get_one_with_args::<String>(
+                "SELECT plan_signature FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
+                &[relid.into()],
+            )?;
+            if stored.as_deref() != Some(plan_signature(plan).as_str()) {
+                cdc::consumers::attach(relid)?;
+                dvm::algebraic::sync(relid, false)?; // totals of another shape
+
+                let owner = sys::relation_owner(relid)?;
+                sys::as_role(owner, || sync_key_index(relid, true))?;
+                sys::as_extension_owner(|| {
+                    Ok(Spi::run_with_args(
+                        "UPDATE pgtrickle.pgt_stream_tables SET needs_full = true WHERE relid OPERATOR(pg_catalog.=) $1",
+                        &[relid.into()],
+                    )?)
+                })?;
+                let st = stream_tables::get(relid)?
+                    .ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
+                return Ok((st, Some(analysis)));
+            }
+        }
         return Ok((st, Some(analysis)));
     }
     if let Err(why) = &analysis {

@@ -317,7 +317,7 @@ pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> 
 }
 
 /// A text[] literal of the values (NULL for None).
-fn text_array(values: &[Option<String>]) -> String {
+pub(crate) fn text_array(values: &[Option<String>]) -> String {
     let items: Vec<String> = values
         .iter()
         .map(|v| match v {

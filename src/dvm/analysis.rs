@@ -22,6 +22,19 @@ pub struct Plan {
     pub join: Option<JoinGraph>,
     /// For [`Shape::Groups`] whose aggregates are all count/sum/avg.
     pub algebraic: Option<Algebraic>,
+    /// For [`Shape::Keyless`]: the query as expressions over one table.
+    pub rows: Option<RowsDelta>,
+}
+
+/// A filter and projection of one table, computed from changed rows alone:
+/// the select list and the WHERE clause as SQL over alias `b` (the table's
+/// column names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowsDelta {
+    pub outputs: Vec<String>,
+    pub where_sql: Option<String>,
+    /// The table columns they read.
+    pub attnums: Vec<i16>,
 }
 
 /// `a.x = b.y`: ((range table index, attnum), (range table index, attnum)).
@@ -102,7 +115,7 @@ impl Plan {
     /// without GROUP BY.
     pub fn grouped_source(&self) -> Option<pg_sys::Oid> {
         match (self.shape, self.key.first(), &self.join) {
-            (Shape::Scalar, _, Some(join)) => join.tables.first().map(|(_, s)| *s),
+            (Shape::Scalar | Shape::Keyless, _, Some(join)) => join.tables.first().map(|(_, s)| *s),
             (_, Some(k), _) => Some(k.source),
             _ => None,
         }
@@ -114,6 +127,9 @@ impl Plan {
             self.key.iter().filter(|k| k.source == source).map(|k| k.source_attnum).collect();
         if let Some(join) = &self.join {
             needed.extend(join.columns_of(source));
+        }
+        if let Some(rows) = &self.rows {
+            needed.extend(rows.attnums.iter().copied());
         }
         if let Some(alg) = &self.algebraic {
             if self.grouped_source() == Some(source) {
@@ -168,6 +184,11 @@ pub enum Shape {
     /// recomputed whole when any source changed, or kept from running
     /// totals over one table. No key.
     Scalar,
+    /// A filter and projection of one table without a primary key (or
+    /// without it in the select list): the stream table is a multiset,
+    /// maintained from the changed rows alone (their old and new images
+    /// projected, counted, and deleted or inserted that many times).
+    Keyless,
     /// `UNION ALL` of branches that are each a Rows, Groups or Distinct
     /// shape: the key holds every branch's key columns (table references
     /// of different branches have different ids). Rows of two branches may
@@ -188,6 +209,7 @@ impl Shape {
                 "grouped aggregate or DISTINCT over a join keyed by the grouping columns (changes followed along the join)"
             }
             Shape::Scalar => "aggregate without GROUP BY: one row, recomputed when a source changes",
+            Shape::Keyless => "filter/projection of one table without a key: changed rows counted and applied, copies included",
             Shape::UnionAll => {
                 "UNION ALL of keyed branches: rows found through each branch's key, compared whole with their multiplicity"
             }
@@ -267,6 +289,10 @@ struct QueryFacts {
     where_attnums: Vec<i16>,
     /// For a UNION ALL: the facts of each branch.
     branches: Vec<QueryFacts>,
+    /// For a query over one table: each output as SQL over alias `b`, and
+    /// the columns they read.
+    output_sql: Option<Vec<String>>,
+    output_attnums: Vec<i16>,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -806,6 +832,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             where_sql: None,
             where_attnums: Vec::new(),
             branches: Vec::new(),
+            output_sql: None,
+            output_attnums: Vec::new(),
         };
         if union_all {
             let rtable = list_ptrs::<pg_sys::RangeTblEntry>(top.rtable);
@@ -861,15 +889,46 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 }
             }
         }
+        // The query reads one table and nothing else (no other FROM item,
+        // not even one refused above): its expressions can be deparsed
+        // over that table alone.
+        let only_table = rtable.iter().filter(|r| (***r).rtekind != pg_sys::RTEKind::RTE_GROUP).count() == 1;
+        let single = match f.relations.as_slice() {
+            [(1, relid, _)] if only_table && is_relation(1) && base == 0 && !top.hasSubLinks => Some(*relid),
+            _ => None,
+        };
+        // (Only a plain filter/projection: grouped outputs read the GROUP
+        // RTE, which the deparse context of one table does not know.)
+        let plain = !top.hasAggs
+            && top.groupClause.is_null()
+            && top.distinctClause.is_null()
+            && top.groupingSets.is_null()
+            && !top.hasWindowFuncs
+            && !top.hasTargetSRFs;
+        let mut output_sql = single.filter(|_| plain).map(|_| Vec::new());
         for tle in list_ptrs::<pg_sys::TargetEntry>(top.targetList) {
             if (*tle).resjunk {
                 continue;
             }
+            if let (Some(relid), Some(out), true) = (single, output_sql.as_mut(), plain) {
+                let expr = (*tle).expr as *mut pg_sys::Node;
+                let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
+                match crate::hooks::cstr(pg_sys::deparse_expression(expr, context, true, false)) {
+                    Some(sql) => out.push(sql),
+                    None => output_sql = None,
+                }
+                let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+                pg_sys::pull_varattnos(expr, 1, &mut attnos);
+                let mut member = -1;
+                loop {
+                    member = pg_sys::bms_next_member(attnos, member);
+                    if member < 0 {
+                        break;
+                    }
+                    f.output_attnums.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
+                }
+            }
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
-            let single = match f.relations.as_slice() {
-                [(1, relid, _)] if is_relation(1) => Some(*relid),
-                _ => None,
-            };
             f.aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node, single));
         }
         // The WHERE clause of a query over one table, as SQL over alias `b`.
@@ -877,6 +936,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             // (pull_varattnos does not descend into subqueries, which are
             // refused anyway.)
             if is_relation(1)
+                && only_table
                 && !top.hasSubLinks
                 && !top.jointree.is_null()
                 && !(*top.jointree).quals.is_null()
@@ -897,6 +957,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 }
             }
         }
+        f.output_sql = output_sql;
         f.group_refs = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
@@ -1202,6 +1263,7 @@ fn scalar(f: &QueryFacts) -> Plan {
             edges: Vec::new(),
         }),
         algebraic: running_totals(f),
+        rows: None,
     }
 }
 
@@ -1223,7 +1285,14 @@ fn union_all(
             Err(why) => return Ok(unsupported(format!("in a branch of the UNION ALL, {}", why.0))),
         }
     }
-    Ok(Ok(Plan { shape: Shape::UnionAll, key, reads_stream_tables: false, join: None, algebraic: None }))
+    Ok(Ok(Plan {
+        shape: Shape::UnionAll,
+        key,
+        reads_stream_tables: false,
+        join: None,
+        algebraic: None,
+        rows: None,
+    }))
 }
 
 fn decide(
@@ -1307,6 +1376,7 @@ fn decide(
             reads_stream_tables: false,
             join: Some(join),
             algebraic: None,
+            rows: None,
         })
     };
     if f.has_aggs || f.has_group {
@@ -1327,6 +1397,7 @@ fn decide(
                 reads_stream_tables: false,
                 join: None,
                 algebraic: running_totals(f),
+                rows: None,
             }));
         }
         // Over a join: the groups must come from one table reference that
@@ -1347,13 +1418,36 @@ fn decide(
             reads_stream_tables: false,
             join: None,
             algebraic: None,
+            rows: None,
         }));
     }
     // Rows: every table reference's primary key must be in the output.
+    // One table without one: a multiset, from the changed rows alone.
+    let keyless = || -> Option<Plan> {
+        let outputs = f.output_sql.clone()?;
+        let [(rte, relid, _)] = f.relations.as_slice() else { return None };
+        if !f.inner_only || f.output_attnums.iter().chain(&f.where_attnums).any(|a| *a <= 0) {
+            return None;
+        }
+        let mut attnums: Vec<i16> = f.output_attnums.iter().chain(&f.where_attnums).copied().collect();
+        attnums.sort_unstable();
+        attnums.dedup();
+        Some(Plan {
+            shape: Shape::Keyless,
+            key: Vec::new(),
+            reads_stream_tables: false,
+            join: Some(JoinGraph { tables: vec![(*rte, *relid)], edges: Vec::new() }),
+            algebraic: None,
+            rows: Some(RowsDelta { outputs, where_sql: f.where_sql.clone(), attnums }),
+        })
+    };
     let mut key = Vec::new();
     for &(rte, relid, _) in &f.relations {
         let pk = primary_key(relid)?;
         if pk.is_empty() {
+            if let Some(plan) = keyless() {
+                return Ok(Ok(plan));
+            }
             return Ok(unsupported("a table the query reads has no primary key, so rows have no identity"));
         }
         for attnum in &pk {
@@ -1365,11 +1459,14 @@ fn decide(
                     source_attnum: *attnum,
                 }),
                 None => {
+                    if let Some(plan) = keyless() {
+                        return Ok(Ok(plan));
+                    }
                     return Ok(unsupported(if single {
                         "the select list does not include the table's primary key, so rows have no identity"
                     } else {
                         "the select list does not include the primary key of every joined table, so rows have no identity"
-                    }))
+                    }));
                 }
             }
         }
@@ -1404,7 +1501,7 @@ fn decide(
         }
         (None, None) => Shape::Rows,
     };
-    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join: None, algebraic: None }))
+    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join: None, algebraic: None, rows: None }))
 }
 
 #[cfg(test)]
@@ -1437,6 +1534,8 @@ mod tests {
             where_sql: None,
             where_attnums: vec![],
             branches: vec![],
+            output_sql: None,
+            output_attnums: vec![],
         }
     }
 

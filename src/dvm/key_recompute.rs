@@ -184,7 +184,7 @@ fn multiset_statement(
 
 /// RETURNING lists of the deleted and inserted rows, and the final SELECT:
 /// the two counts, or with `capture` (quoted column names) the rows.
-fn returning(capture: Option<&[String]>) -> (String, String, String) {
+pub(crate) fn returning(capture: Option<&[String]>) -> (String, String, String) {
     match capture {
         None => (
             "1".to_string(),

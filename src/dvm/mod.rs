@@ -20,3 +20,4 @@
 pub mod algebraic;
 pub mod analysis;
 pub mod key_recompute;
+pub mod keyless;

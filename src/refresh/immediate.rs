@@ -269,6 +269,23 @@ pub fn maintain(
         }
         groups.push(keys);
     }
+    if p.plan.shape == analysis::Shape::Keyless {
+        // A multiset from the statement's old and new rows alone.
+        let columns = crate::dvm::keyless::change_select_list(&p.plan)?;
+        let mut parts = Vec::new();
+        if transition.old {
+            parts.push(format!("SELECT 'D'{columns} FROM {OLD_TABLE} t"));
+        }
+        if transition.new {
+            parts.push(format!("SELECT 'I'{columns} FROM {NEW_TABLE} t"));
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let rows = read_transition_rows(&parts.join(" UNION ALL "))?;
+        crate::dvm::keyless::apply_rows(relid, &p.plan, &rows, None)?;
+        return Ok(());
+    }
     if p.plan.shape == analysis::Shape::Scalar {
         // No key: the one row is recomputed when the statement changed rows.
         let mut parts = Vec::new();

@@ -144,35 +144,39 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 }
                 None => {
                     result.mode = RefreshMode::Differential;
-                    let (deleted, inserted) = if affected.changes > 0 {
-                        let key_names = dvm::key_recompute::key_names(relid, &plan)?;
-                        // Running totals: brought up to date first, the
-                        // affected groups then computed from them.
-                        dvm::algebraic::apply_delta(relid, &plan, &snapshot, &frontier, &old)?;
-                        let recompute = match dvm::algebraic::recompute_sql(relid, &plan, &groups)? {
-                            // Without GROUP BY: the one row, recomputed.
-                            None if plan.shape == dvm::analysis::Shape::Scalar => {
-                                let owner = sys::relation_owner(relid)?;
-                                Some(sys::as_restricted_role(owner, || {
-                                    dvm::key_recompute::whole_query(relid)
-                                })?)
+                    let (deleted, inserted) =
+                        if affected.changes > 0 && plan.shape == dvm::analysis::Shape::Keyless {
+                            // A multiset from the changed rows alone.
+                            dvm::keyless::apply_window(relid, &plan, &snapshot, &frontier, &old)?
+                        } else if affected.changes > 0 {
+                            let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+                            // Running totals: brought up to date first, the
+                            // affected groups then computed from them.
+                            dvm::algebraic::apply_delta(relid, &plan, &snapshot, &frontier, &old)?;
+                            let recompute = match dvm::algebraic::recompute_sql(relid, &plan, &groups)? {
+                                // Without GROUP BY: the one row, recomputed.
+                                None if plan.shape == dvm::analysis::Shape::Scalar => {
+                                    let owner = sys::relation_owner(relid)?;
+                                    Some(sys::as_restricted_role(owner, || {
+                                        dvm::key_recompute::whole_query(relid)
+                                    })?)
+                                }
+                                recompute => recompute,
+                            };
+                            let counts = dvm::key_recompute::apply(
+                                relid,
+                                &snapshot,
+                                &groups,
+                                &key_names,
+                                recompute.as_deref(),
+                            )?;
+                            if plan.algebraic.is_some() {
+                                dvm::algebraic::drop_empty(relid, &plan, &groups)?;
                             }
-                            recompute => recompute,
+                            counts
+                        } else {
+                            (0, 0)
                         };
-                        let counts = dvm::key_recompute::apply(
-                            relid,
-                            &snapshot,
-                            &groups,
-                            &key_names,
-                            recompute.as_deref(),
-                        )?;
-                        if plan.algebraic.is_some() {
-                            dvm::algebraic::drop_empty(relid, &plan, &groups)?;
-                        }
-                        counts
-                    } else {
-                        (0, 0)
-                    };
                     result.rows = deleted + inserted;
                     result.row_count = st.row_count.map(|n| n - deleted + inserted);
                 }

@@ -1,0 +1,214 @@
+//! A filter and projection of one table without a key: the stream table is
+//! a multiset, maintained from the changed rows alone.
+//!
+//! Delta rule. For a query `π(σ(T))` over one table, each row of `T` gives
+//! at most one output row, computed from that row only. So the output
+//! changes by `π(σ(new images)) − π(σ(old images))` of the changed rows, as
+//! multisets: an inserted row adds its image once, a deleted row removes
+//! it once, an UPDATE does both. The changed rows' images are computed and
+//! counted per distinct image (compared as text, as the multiset apply of a
+//! UNION ALL does); an image whose count is `n > 0` is inserted `n` times,
+//! one whose count is `-n` has `n` of its copies deleted (by `ctid`). The
+//! table itself is not read.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::analysis::Plan;
+use super::key_recompute::{output_columns, returning};
+use crate::catalog::sys;
+use crate::cdc::buffer;
+use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
+use crate::error::{PgtError, PgtResult};
+use crate::refresh::window::with_window;
+use crate::sql::quote_ident;
+
+/// The statement applying change rows given as text arrays (`arrays`:
+/// expressions of type text[], the actions 'I'/'D' then each column of
+/// `plan.rows.attnums`) to the stream table; returns the counts of rows
+/// deleted and inserted, or with `capture` the rows as key recompute's
+/// apply does.
+pub fn apply_sql(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    arrays: &[String],
+    capture: Option<&[String]>,
+) -> PgtResult<String> {
+    let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
+    let names = sys::attribute_names(source, Some(&rows.attnums))?;
+    let mut renamed = String::new();
+    for (i, attnum) in rows.attnums.iter().enumerate() {
+        let name = names
+            .iter()
+            .find(|(a, _)| a == attnum)
+            .map(|(_, n)| quote_ident(n))
+            .ok_or_else(|| PgtError::Internal(format!("source column {attnum} missing")))?;
+        let ty = Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) $2",
+            &[source.into(), (*attnum).into()],
+        )?
+        .ok_or_else(|| PgtError::Internal("source column type missing".into()))?;
+        renamed.push_str(&format!(", u.v{i}::{ty} AS {name}"));
+    }
+    let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
+    let aliases: String = (0..rows.attnums.len()).map(|i| format!(", v{i}")).collect();
+    let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
+    if columns.len() != rows.outputs.len() {
+        return Err(PgtError::Internal("select list and stream table columns differ".into()));
+    }
+    let outputs: Vec<String> =
+        rows.outputs.iter().zip(&columns).map(|(e, c)| format!("{e} AS {c}")).collect();
+    let image = format!(
+        "ROW({})::pg_catalog.text",
+        columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    let filter = rows.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    // Rows of the stream table are found through the first column of its
+    // index (NULL or equal), then compared whole.
+    let lookup = match lookup_column(relid)? {
+        Some(col) => {
+            format!("(o.{col} OPERATOR(pg_catalog.=) n.{col} OR (o.{col} IS NULL AND n.{col} IS NULL)) AND ")
+        }
+        None => String::new(),
+    };
+    let (returning_old, returning_new, result) = returning(capture);
+    let new_cols: Vec<String> = columns.iter().map(|c| format!("n.{c}")).collect();
+    Ok(format!(
+        "WITH b AS (SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __pgt_sign{renamed} \
+                      FROM ROWS FROM ({unnests}) AS u(a{aliases})),\n\
+         chg AS (SELECT {outputs}, b.__pgt_sign FROM b{filter}),\n\
+         net AS MATERIALIZED (SELECT x.* FROM (SELECT DISTINCT ON (c.__pgt_img) c.*, \
+             pg_catalog.sum(c.__pgt_sign) OVER (PARTITION BY c.__pgt_img) AS __pgt_n \
+             FROM (SELECT c.*, {image} AS __pgt_img FROM chg AS c) c) x WHERE x.__pgt_n OPERATOR(pg_catalog.<>) 0),\n\
+         old AS MATERIALIZED (SELECT o.ctid AS __pgt_ctid, n.__pgt_n, \
+             pg_catalog.row_number() OVER (PARTITION BY n.__pgt_img) AS __pgt_rn \
+             FROM net n JOIN {st} o ON {lookup}ROW(o.*)::pg_catalog.text OPERATOR(pg_catalog.=) n.__pgt_img \
+             WHERE n.__pgt_n OPERATOR(pg_catalog.<) 0),\n\
+         gone AS (DELETE FROM {st} o USING old d WHERE o.ctid OPERATOR(pg_catalog.=) d.__pgt_ctid \
+             AND d.__pgt_rn OPERATOR(pg_catalog.<=) (0 OPERATOR(pg_catalog.-) d.__pgt_n) RETURNING {returning_old}),\n\
+         added AS (INSERT INTO {st} ({cols}) SELECT {new_cols} FROM net n, pg_catalog.generate_series(1, n.__pgt_n) g \
+             WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0 RETURNING {returning_new})\n\
+         {result}",
+        unnests = unnests.join(", "),
+        outputs = outputs.join(", "),
+        cols = columns.join(", "),
+        new_cols = new_cols.join(", "),
+    ))
+}
+
+/// The first column of the stream table's key index, if it has one on a
+/// column (not on `true`).
+fn lookup_column(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_index i \
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+                                         AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0] \
+          WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
+            AND c.relname OPERATOR(pg_catalog.=) ('__pgt_key_' OPERATOR(pg_catalog.||) $1::pg_catalog.text)",
+        &[relid.into()],
+    )?)
+}
+
+/// Apply change rows (the action, then each column of `plan.rows.attnums`,
+/// as text) to the stream table, on `snapshot` (a refresh) or on the
+/// current snapshot (IMMEDIATE); the rows it deletes and inserts are
+/// captured for the stream tables that read it. Returns (deleted,
+/// inserted).
+pub fn apply_rows(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    rows: &[Vec<Option<String>>],
+    snapshot: Option<&RefreshSnapshot>,
+) -> PgtResult<(i64, i64)> {
+    if rows.is_empty() {
+        return Ok((0, 0));
+    }
+    let width = plan.rows.as_ref().map_or(0, |r| r.attnums.len()) + 1;
+    let arrays: Vec<String> = (0..width)
+        .map(|i| {
+            super::algebraic::text_array(
+                &rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let owner = sys::relation_owner(relid)?;
+    let captured = match buffer::buffer_relid(relid)? {
+        Some(_) => Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?),
+        None => None,
+    };
+    let names: Option<Vec<String>> =
+        captured.as_ref().map(|c| c.iter().map(|(_, n)| quote_ident(n)).collect());
+    let (counts, changed) = sys::as_restricted_role(owner, || {
+        let sql = apply_sql(relid, plan, &arrays, names.as_deref())?;
+        with_window(relid, || -> PgtResult<((i64, i64), crate::sql::TextRows)> {
+            let Some(snapshot) = snapshot else {
+                // IMMEDIATE, in the writing statement (an IMMEDIATE stream
+                // table has no readers to capture for).
+                return Spi::connect_mut(|c| {
+                    let result = c.update(&sql, Some(1), &[])?;
+                    let first = result.first();
+                    Ok(((first.get::<i64>(1)?.unwrap_or(0), first.get::<i64>(2)?.unwrap_or(0)), Vec::new()))
+                });
+            };
+            if names.is_some() {
+                let rows = snapshot.query_rows_writing(&sql)?;
+                let deleted =
+                    rows.iter().filter(|r| r.first().cloned().flatten().as_deref() == Some("D")).count();
+                return Ok(((deleted as i64, (rows.len() - deleted) as i64), rows));
+            }
+            let row = snapshot.query_text_writing(&sql)?;
+            let count =
+                |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+            Ok(((count(0), count(1)), Vec::new()))
+        })
+    })?;
+    if let Some(captured) = captured {
+        if !changed.is_empty() {
+            let attnums: Vec<i16> = captured.iter().map(|(attnum, _)| *attnum).collect();
+            sys::as_extension_owner(|| buffer::write_rows(relid, &attnums, &changed))?;
+        }
+    }
+    Ok(counts)
+}
+
+/// Apply the window's changes (a differential refresh).
+pub fn apply_window(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+    new: &Frontier,
+    old: &Frontier,
+) -> PgtResult<(i64, i64)> {
+    let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
+    let values: String = rows.attnums.iter().map(|a| format!(", c{a}::pg_catalog.text")).collect();
+    let read = format!(
+        "SELECT __pgt_action::pg_catalog.text{values} FROM {} \
+          WHERE __pgt_action IN ('I', 'D') AND {}",
+        buffer::buffer_name(source),
+        window_sql_literal(new, Some(old))
+    );
+    let changes = sys::as_extension_owner(|| snapshot.query_rows(&read))?;
+    apply_rows(relid, plan, &changes, Some(snapshot))
+}
+
+/// `, t.col::text` for each change column (reading a transition table).
+pub fn change_select_list(plan: &Plan) -> PgtResult<String> {
+    let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
+    let names = sys::attribute_names(source, Some(&rows.attnums))?;
+    rows.attnums
+        .iter()
+        .map(|a| {
+            names
+                .iter()
+                .find(|(n, _)| n == a)
+                .map(|(_, name)| format!(", t.{}::pg_catalog.text", quote_ident(name)))
+                .ok_or_else(|| PgtError::Internal(format!("source column {a} missing")))
+        })
+        .collect()
+}
