@@ -526,8 +526,20 @@ pub fn apply(
     key_names: &[String],
     recompute: Option<&str>,
 ) -> PgtResult<(i64, i64)> {
+    run_apply(relid, snapshot, &|capture| statements_as_owner(relid, keys, key_names, capture, recompute))
+}
+
+/// Run the apply statement `build` returns (given the quoted names of the
+/// columns to capture when stream tables read this one) as the stream
+/// table's owner, inside its maintenance window, on `snapshot`; the rows it
+/// deletes and inserts are written to the stream table's own change buffer
+/// for its readers (cdc::buffer). Returns (rows deleted, rows inserted).
+pub(crate) fn run_apply(
+    relid: pg_sys::Oid,
+    snapshot: &RefreshSnapshot,
+    build: &dyn Fn(Option<&[String]>) -> PgtResult<String>,
+) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
-    // Stream tables reading this one need its changes (cdc::buffer).
     let captured = match buffer::buffer_relid(relid)? {
         Some(_) => Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?),
         None => None,
@@ -535,7 +547,7 @@ pub fn apply(
     let names: Option<Vec<String>> =
         captured.as_ref().map(|c| c.iter().map(|(_, name)| crate::sql::quote_ident(name)).collect());
     let (counts, rows) = sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names, names.as_deref(), recompute)?;
+        let sql = build(names.as_deref())?;
         with_window(relid, || -> PgtResult<((i64, i64), crate::sql::TextRows)> {
             if names.is_some() {
                 let rows = snapshot.query_rows_writing(&sql)?;

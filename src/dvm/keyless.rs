@@ -135,44 +135,24 @@ pub fn apply_rows(
             )
         })
         .collect();
-    let owner = sys::relation_owner(relid)?;
-    let captured = match buffer::buffer_relid(relid)? {
-        Some(_) => Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?),
-        None => None,
-    };
-    let names: Option<Vec<String>> =
-        captured.as_ref().map(|c| c.iter().map(|(_, n)| quote_ident(n)).collect());
-    let (counts, changed) = sys::as_restricted_role(owner, || {
-        let sql = apply_sql(relid, plan, &arrays, names.as_deref())?;
-        with_window(relid, || -> PgtResult<((i64, i64), crate::sql::TextRows)> {
-            let Some(snapshot) = snapshot else {
-                // IMMEDIATE, in the writing statement (an IMMEDIATE stream
-                // table has no readers to capture for).
-                return Spi::connect_mut(|c| {
-                    let result = c.update(&sql, Some(1), &[])?;
-                    let first = result.first();
-                    Ok(((first.get::<i64>(1)?.unwrap_or(0), first.get::<i64>(2)?.unwrap_or(0)), Vec::new()))
-                });
-            };
-            if names.is_some() {
-                let rows = snapshot.query_rows_writing(&sql)?;
-                let deleted =
-                    rows.iter().filter(|r| r.first().cloned().flatten().as_deref() == Some("D")).count();
-                return Ok(((deleted as i64, (rows.len() - deleted) as i64), rows));
-            }
-            let row = snapshot.query_text_writing(&sql)?;
-            let count =
-                |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
-            Ok(((count(0), count(1)), Vec::new()))
-        })
-    })?;
-    if let Some(captured) = captured {
-        if !changed.is_empty() {
-            let attnums: Vec<i16> = captured.iter().map(|(attnum, _)| *attnum).collect();
-            sys::as_extension_owner(|| buffer::write_rows(relid, &attnums, &changed))?;
-        }
+    if let Some(snapshot) = snapshot {
+        return super::key_recompute::run_apply(relid, snapshot, &|capture| {
+            apply_sql(relid, plan, &arrays, capture)
+        });
     }
-    Ok(counts)
+    // IMMEDIATE, in the writing statement (an IMMEDIATE stream table has no
+    // readers to capture for).
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || {
+        let sql = apply_sql(relid, plan, &arrays, None)?;
+        with_window(relid, || {
+            Spi::connect_mut(|c| {
+                let result = c.update(&sql, Some(1), &[])?;
+                let first = result.first();
+                Ok((first.get::<i64>(1)?.unwrap_or(0), first.get::<i64>(2)?.unwrap_or(0)))
+            })
+        })
+    })
 }
 
 /// Apply the window's changes (a differential refresh).
