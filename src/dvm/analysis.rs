@@ -1129,11 +1129,6 @@ pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
     let analysis = analyze(relid)?;
     if immediate {
         if let Ok(plan) = &analysis {
-            if plan.shape == Shape::UnionAll {
-                return Ok(unsupported(
-                    "UNION ALL is maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",
-                ));
-            }
             if matches!(plan.shape, Shape::GroupsOverJoin { .. }) {
                 return Ok(unsupported(
                     "aggregates and DISTINCT over joins are maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",

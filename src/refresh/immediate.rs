@@ -59,8 +59,9 @@ struct Prepared {
     key_names: Vec<Vec<(i16, String)>>,
     owner: pg_sys::Oid,
     /// The apply statement, prepared with parameters (see
-    /// `key_recompute::apply_sql_with_params`).
-    apply: pgrx::spi::OwnedPreparedStatement,
+    /// `key_recompute::apply_sql_with_params`); none for a UNION ALL, whose
+    /// multiset apply is planned for each statement's keys.
+    apply: Option<pgrx::spi::OwnedPreparedStatement>,
     /// (quoted name, SQL type) of each key column, per table reference.
     shape: Vec<Vec<(String, String)>>,
     /// The stream table's key columns (the unique index, ON CONFLICT target).
@@ -157,10 +158,15 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                 })
                 .collect()
         };
-        let (sql, nparams) =
-            key_recompute::apply_sql_with_params(&st, &query, &names, &apply_shape, &all_keys);
-        let apply =
-            Spi::connect(|c| Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &key_types(nparams))?.keep()))?;
+        let apply = if plan.shape == analysis::Shape::UnionAll {
+            None
+        } else {
+            let (sql, nparams) =
+                key_recompute::apply_sql_with_params(&st, &query, &names, &apply_shape, &all_keys);
+            Some(Spi::connect(|c| {
+                Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &key_types(nparams))?.keep())
+            })?)
+        };
         // Running totals: the groups are computed from them instead.
         let totals = match algebraic::totals_query(relid, &plan)? {
             Some(totals_query) => {
@@ -352,15 +358,15 @@ pub fn maintain(
     // generic plan cannot know how many keys the arrays hold.
     let keys: usize =
         groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
-    if keys > PREPARED_KEYS_LIMIT {
+    let Some(apply) = p.apply.as_ref().filter(|_| keys <= PREPARED_KEYS_LIMIT) else {
         key_recompute::apply_now(relid, &groups, &p.conflict_keys, None)?;
         return Ok(());
-    }
+    };
     let args = key_recompute::apply_params(&groups);
     sys::as_restricted_role(p.owner, || {
         with_window(relid, || -> PgtResult<()> {
             Spi::connect_mut(|c| {
-                c.update(&p.apply, Some(1), &args)?;
+                c.update(apply, Some(1), &args)?;
                 Ok(())
             })
         })
