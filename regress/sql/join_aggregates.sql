@@ -65,9 +65,22 @@ CREATE MATERIALIZED VIEW no_equality WITH (pgtrickle.stream) AS
 SELECT c.region, count(*) FROM customers c JOIN orders o ON o.amount > c.id GROUP BY c.region;
 CREATE MATERIALIZED VIEW grouped_by_nullable WITH (pgtrickle.stream) AS
 SELECT o.customer, count(*) FROM customers c LEFT JOIN orders o ON o.customer = c.id GROUP BY o.customer;
--- IMMEDIATE does not maintain aggregates over joins yet.
+-- IMMEDIATE: each statement follows its changed rows along the join to
+-- the groups they reach, and recomputes those, inside the transaction.
 CREATE MATERIALIZED VIEW imm WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
-SELECT c.region, count(*) FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region;
+SELECT c.region, count(*) AS n, sum(o.amount) AS total FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region;
+TABLE imm ORDER BY region;
+BEGIN;
+UPDATE customers SET region = region + 1 WHERE id = (SELECT min(id) FROM customers);
+INSERT INTO orders SELECT max(id) + 1, (SELECT min(id) FROM customers), 5 FROM orders;
+SELECT count(*) AS differences FROM (
+    (TABLE imm EXCEPT ALL
+     SELECT c.region, count(*), sum(o.amount) FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region)
+    UNION ALL
+    (SELECT c.region, count(*), sum(o.amount) FROM orders o JOIN customers c ON c.id = o.customer GROUP BY c.region
+     EXCEPT ALL TABLE imm)) d;
+ROLLBACK;
+TABLE imm ORDER BY region;
 
 DROP SCHEMA ja CASCADE;
 RESET search_path;

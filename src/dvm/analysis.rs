@@ -1129,11 +1129,6 @@ pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
     let analysis = analyze(relid)?;
     if immediate {
         if let Ok(plan) = &analysis {
-            if matches!(plan.shape, Shape::GroupsOverJoin { .. }) {
-                return Ok(unsupported(
-                    "aggregates and DISTINCT over joins are maintained in DIFFERENTIAL mode but not in IMMEDIATE mode yet",
-                ));
-            }
             if plan.reads_stream_tables {
                 return Ok(unsupported(
                     "IMMEDIATE maintenance of a stream table that reads other stream tables is not supported yet",

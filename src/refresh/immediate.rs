@@ -304,9 +304,50 @@ pub fn maintain(
         let sql = format!("SELECT EXISTS ({})", parts.join(" UNION ALL "));
         any = !parts.is_empty() && read_transition(&sql)?.first().cloned().flatten().as_deref() == Some("t");
     }
+    // An aggregate or DISTINCT over a join: a change of another table
+    // reaches the groups joined to its changed rows, old and new, followed
+    // along the join's = conditions (key_recompute::expand_join_groups).
+    let mut join_values = Vec::new();
+    if let (analysis::Shape::GroupsOverJoin { group_rte }, Some(join)) = (p.plan.shape, &p.plan.join) {
+        let names = sys::attribute_names(source, None)?;
+        for &(rte, table) in &join.tables {
+            if rte == group_rte || table != source {
+                continue;
+            }
+            let Some(path) = join.path(rte, group_rte) else { continue };
+            let attnum = path[0].0 .1;
+            let Some((_, name)) = names.iter().find(|(a, _)| *a == attnum) else { continue };
+            let col = crate::sql::quote_ident(name);
+            let mut parts = Vec::new();
+            if transition.old {
+                parts.push(format!("SELECT t.{col} AS v FROM {OLD_TABLE} t"));
+            }
+            if transition.new {
+                parts.push(format!("SELECT t.{col} AS v FROM {NEW_TABLE} t"));
+            }
+            if parts.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT (pg_catalog.array_agg(DISTINCT v) FILTER (WHERE v IS NOT NULL))::text FROM ({}) w",
+                parts.join(" UNION ALL ")
+            );
+            if let Some(values) = read_transition(&sql)?.first().cloned().flatten() {
+                join_values.push((rte, values));
+                any = true;
+            }
+        }
+    }
     if !any {
         return Ok(());
     }
+    let groups = if join_values.is_empty() {
+        groups
+    } else {
+        sys::as_restricted_role(p.owner, || {
+            Ok(key_recompute::expand_join_groups(relid, &p.plan, groups, &join_values, read_transition)?.0)
+        })?
+    };
     // An outer join: changed rows of the nullable side become keys of the
     // preserved side (looked up as the owner, on the statement's view).
     let groups = sys::as_restricted_role(p.owner, || {
@@ -358,7 +399,10 @@ pub fn maintain(
     // generic plan cannot know how many keys the arrays hold.
     let keys: usize =
         groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
-    let Some(apply) = p.apply.as_ref().filter(|_| keys <= PREPARED_KEYS_LIMIT) else {
+    // (Groups reached through a join add key groups the prepared statement
+    // has no parameters for.)
+    let prepared = p.apply.as_ref().filter(|_| keys <= PREPARED_KEYS_LIMIT && groups.len() <= p.shape.len());
+    let Some(apply) = prepared else {
         key_recompute::apply_now(relid, &groups, &p.conflict_keys, None)?;
         return Ok(());
     };
