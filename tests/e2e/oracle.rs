@@ -364,12 +364,8 @@ fn run_immediate_seed(seed: u64, rounds: usize) {
     let mut r = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
     let mut next_id = 0i64;
     let mut c = setup(&format!("e2e_oracle_imm_{seed}"), &mut r, &mut next_id);
-    let immediate: Vec<(usize, &str)> = CORPUS
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, d))| *d)
-        .map(|(i, (q, _))| (i, *q))
-        .collect();
+    let immediate: Vec<(usize, &str)> =
+        CORPUS.iter().enumerate().filter(|(_, (_, d))| *d).map(|(i, (q, _))| (i, *q)).collect();
     for (i, query) in &immediate {
         c.batch_execute(&format!(
             "CREATE MATERIALIZED VIEW im_{i} WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {query}"
