@@ -445,6 +445,10 @@ const CHAIN: &[(&str, bool)] = &[
     ("SELECT sum(n) AS total FROM mid2", true),
     ("SELECT mid1.id, mid2.k, mid2.s FROM mid1 JOIN mid2 ON mid2.k = mid1.k WHERE mid1.flag", true),
     ("SELECT id, v FROM mid1 WHERE k > 1 UNION ALL SELECT k, s FROM mid2", true),
+    ("SELECT k, count(*) AS n, sum(v) AS s FROM mid3 GROUP BY k", true),
+    ("SELECT v, k FROM mid3 WHERE k > 1", true),
+    ("SELECT id, count(*) AS c, max(v) AS mv FROM mid4 GROUP BY id", true),
+    ("SELECT DISTINCT v FROM mid4", true),
 ];
 
 fn run_chain_seed(seed: u64, rounds: usize) {
@@ -454,6 +458,10 @@ fn run_chain_seed(seed: u64, rounds: usize) {
     let mids = [
         ("mid1", "SELECT id, k, g, v, w, flag FROM t1 WHERE v IS NULL OR v > 10"),
         ("mid2", "SELECT k, count(*) AS n, sum(v) AS s FROM t1 GROUP BY k"),
+        // Multisets: no unique key, changes written from the delta of the
+        // changed rows (mid3) and from the multiset apply (mid4).
+        ("mid3", "SELECT k, v, g FROM t1 WHERE v > 5"),
+        ("mid4", "SELECT id, v FROM t1 WHERE v > 30 UNION ALL SELECT id, k FROM t2"),
     ];
     for (name, query) in mids {
         c.batch_execute(&format!(
@@ -521,7 +529,7 @@ fn run_chain_seed(seed: u64, rounds: usize) {
     let diff_refreshes: i64 = c
         .query_one(
             "SELECT count(*) FROM pgtrickle.pgt_refresh_history
-              WHERE mode = 'differential' AND relid::regclass::text NOT IN ('mid1', 'mid2')",
+              WHERE mode = 'differential' AND relid::regclass::text NOT LIKE 'mid%'",
             &[],
         )
         .unwrap()
