@@ -290,6 +290,26 @@ pub fn write_rows(source: pg_sys::Oid, attnums: &[i16], rows: &[Vec<Option<Strin
     Ok(())
 }
 
+/// The change rows of `source`'s buffer in the window between two
+/// frontiers: the action ('I' or 'D'), then columns `attnums`, as text;
+/// read as the extension owner, who owns the buffers.
+pub fn window_rows(
+    source: pg_sys::Oid,
+    attnums: &[i16],
+    snapshot: &RefreshSnapshot,
+    new: &Frontier,
+    old: &Frontier,
+) -> PgtResult<crate::sql::TextRows> {
+    let values: String = attnums.iter().map(|a| format!(", c{a}::pg_catalog.text")).collect();
+    let read = format!(
+        "SELECT __pgt_action::pg_catalog.text{values} FROM {} \
+          WHERE __pgt_action IN ('I', 'D') AND {}",
+        buffer_name(source),
+        window_sql_literal(new, Some(old))
+    );
+    sys::as_extension_owner(|| snapshot.query_rows(&read))
+}
+
 /// TRUNCATE on a source: its consumers need a FULL refresh. (Runs inside the
 /// capture trigger, as the extension owner.)
 pub fn mark_truncated(source: pg_sys::Oid) -> PgtResult<()> {

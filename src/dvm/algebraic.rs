@@ -28,7 +28,7 @@ use super::analysis::{AggKind, Algebraic, Plan};
 use super::key_recompute::{groups_filter, output_columns, KeyValues};
 use crate::catalog::sys;
 use crate::cdc::buffer;
-use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
+use crate::cdc::frontier::{Frontier, RefreshSnapshot};
 use crate::error::{PgtError, PgtResult};
 use crate::sql::{quote_ident, quote_literal};
 
@@ -350,15 +350,7 @@ pub fn apply_delta(
 ) -> PgtResult<()> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
     let (source, cols) = change_columns(plan, alg)?;
-    // The change rows, read as the owner of the buffers.
-    let values: String = cols.iter().map(|a| format!(", c{a}::pg_catalog.text")).collect();
-    let read = format!(
-        "SELECT __pgt_action::pg_catalog.text{values} FROM {} \
-          WHERE __pgt_action IN ('I', 'D') AND {}",
-        buffer::buffer_name(source),
-        window_sql_literal(new, Some(old))
-    );
-    let rows = sys::as_extension_owner(|| snapshot.query_rows(&read))?;
+    let rows = buffer::window_rows(source, &cols, snapshot, new, old)?;
     add_rows(relid, plan, &rows)?;
     // Groups whose kept extreme was deleted: from the table, on the snapshot.
     if let Some(rescan) = rescan_sql(relid, plan)? {

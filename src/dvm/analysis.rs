@@ -882,9 +882,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         // (pull_varattnos does not descend into sublinks, which are refused.)
         if !top.hasSubLinks && !top.jointree.is_null() && !(*top.jointree).quals.is_null() {
             for index in 1..=rtable.len() as u32 {
-                let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-                pg_sys::pull_varattnos((*top.jointree).quals, index, &mut attnos);
-                if !attnos.is_null() {
+                if !attnums_of((*top.jointree).quals, index).is_empty() {
                     f.where_rtes.push(base + index);
                 }
             }
@@ -917,16 +915,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                     Some(sql) => out.push(sql),
                     None => output_sql = None,
                 }
-                let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-                pg_sys::pull_varattnos(expr, 1, &mut attnos);
-                let mut member = -1;
-                loop {
-                    member = pg_sys::bms_next_member(attnos, member);
-                    if member < 0 {
-                        break;
-                    }
-                    f.output_attnums.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
-                }
+                f.output_attnums.extend(attnums_of(expr, 1));
             }
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
             f.aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node, single));
@@ -945,16 +934,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 let alias = c"b";
                 let context = pg_sys::deparse_context_for(alias.as_ptr(), *relid);
                 f.where_sql = crate::hooks::cstr(pg_sys::deparse_expression(quals, context, true, false));
-                let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-                pg_sys::pull_varattnos(quals, 1, &mut attnos);
-                let mut member = -1;
-                loop {
-                    member = pg_sys::bms_next_member(attnos, member);
-                    if member < 0 {
-                        break;
-                    }
-                    f.where_attnums.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
-                }
+                f.where_attnums = attnums_of(quals, 1);
             }
         }
         f.output_sql = output_sql;
@@ -966,6 +946,28 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         f.equalities = equalities;
         f.nullable = nullable;
         Ok(f)
+    }
+}
+
+/// The attribute numbers of range table entry `varno`'s columns that
+/// `node` reads (0 for a whole-row reference, negative for system
+/// columns). pull_varattnos does not descend into sublinks: callers skip
+/// queries that have them.
+unsafe fn attnums_of(node: *mut pg_sys::Node, varno: u32) -> Vec<i16> {
+    // SAFETY: node is an expression of the analyzed query; the bitmapset
+    // is read with bms_next_member until it reports the end.
+    unsafe {
+        let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos(node, varno, &mut attnos);
+        let mut out = Vec::new();
+        let mut member = -1;
+        loop {
+            member = pg_sys::bms_next_member(attnos, member);
+            if member < 0 {
+                return out;
+            }
+            out.push((member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16);
+        }
     }
 }
 
@@ -1009,20 +1011,9 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, relid: Option<pg_sys::Oid
         if expr.is_null() || pg_sys::contain_mutable_functions(expr) || pg_sys::contain_agg_clause(expr) {
             return None;
         }
-        let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-        pg_sys::pull_varattnos(expr, 1, &mut attnos);
-        let mut attnums = Vec::new();
-        let mut member = -1;
-        loop {
-            member = pg_sys::bms_next_member(attnos, member);
-            if member < 0 {
-                break;
-            }
-            let attnum = (member + pg_sys::FirstLowInvalidHeapAttributeNumber) as i16;
-            if attnum <= 0 {
-                return None; // a system column or the whole row
-            }
-            attnums.push(attnum);
+        let attnums = attnums_of(expr, 1);
+        if attnums.iter().any(|a| *a <= 0) {
+            return None; // a system column or the whole row
         }
         let ty = pg_sys::exprType(expr);
         let exact = fixed_scale(expr);

@@ -18,7 +18,7 @@ use super::analysis::Plan;
 use super::key_recompute::{output_columns, returning};
 use crate::catalog::sys;
 use crate::cdc::buffer;
-use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
+use crate::cdc::frontier::{Frontier, RefreshSnapshot};
 use crate::error::{PgtError, PgtResult};
 use crate::refresh::window::with_window;
 use crate::sql::quote_ident;
@@ -165,14 +165,7 @@ pub fn apply_window(
 ) -> PgtResult<(i64, i64)> {
     let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
-    let values: String = rows.attnums.iter().map(|a| format!(", c{a}::pg_catalog.text")).collect();
-    let read = format!(
-        "SELECT __pgt_action::pg_catalog.text{values} FROM {} \
-          WHERE __pgt_action IN ('I', 'D') AND {}",
-        buffer::buffer_name(source),
-        window_sql_literal(new, Some(old))
-    );
-    let changes = sys::as_extension_owner(|| snapshot.query_rows(&read))?;
+    let changes = buffer::window_rows(source, &rows.attnums, snapshot, new, old)?;
     apply_rows(relid, plan, &changes, Some(snapshot))
 }
 

@@ -39,6 +39,22 @@ pub struct Transition {
     pub new: bool,
 }
 
+impl Transition {
+    /// `select(action, table)` over the statement's old rows (`'D'`, the
+    /// old transition table) and new rows (`'I'`, the new one), those it
+    /// has, joined by UNION ALL; None when it has neither.
+    fn union_all(self, select: impl Fn(&str, &str) -> String) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.old {
+            parts.push(select("'D'", OLD_TABLE));
+        }
+        if self.new {
+            parts.push(select("'I'", NEW_TABLE));
+        }
+        (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
+    }
+}
+
 fn check_isolation(relid: pg_sys::Oid) -> PgtResult<()> {
     // SAFETY: reads a backend-local GUC variable.
     let level = unsafe { pg_sys::XactIsoLevel };
@@ -250,13 +266,7 @@ pub fn maintain(
                 .collect();
             format!("SELECT {} FROM {table} t", cols.join(", "))
         };
-        let mut parts = Vec::new();
-        if transition.old {
-            parts.push(select_from(OLD_TABLE));
-        }
-        if transition.new {
-            parts.push(select_from(NEW_TABLE));
-        }
+        let rows = transition.union_all(|_, table| select_from(table)).unwrap_or_default();
         let mut select = Vec::new();
         for (attnum, _) in names {
             select.push(format!(
@@ -264,7 +274,7 @@ pub fn maintain(
             ));
             select.push(format!("pg_catalog.bool_or(c{attnum} IS NULL)"));
         }
-        let sql = format!("SELECT {} FROM ({}) w", select.join(", "), parts.join(" UNION ALL "));
+        let sql = format!("SELECT {} FROM ({rows}) w", select.join(", "));
         let row = read_transition(&sql)?;
         let mut keys = Vec::new();
         for (i, (column, sql_type)) in shape.iter().enumerate() {
@@ -278,31 +288,24 @@ pub fn maintain(
     if p.plan.shape == analysis::Shape::Keyless {
         // A multiset from the statement's old and new rows alone.
         let columns = crate::dvm::keyless::change_select_list(&p.plan)?;
-        let mut parts = Vec::new();
-        if transition.old {
-            parts.push(format!("SELECT 'D'{columns} FROM {OLD_TABLE} t"));
-        }
-        if transition.new {
-            parts.push(format!("SELECT 'I'{columns} FROM {NEW_TABLE} t"));
-        }
-        if parts.is_empty() {
+        let Some(sql) =
+            transition.union_all(|action, table| format!("SELECT {action}{columns} FROM {table} t"))
+        else {
             return Ok(());
-        }
-        let rows = read_transition_rows(&parts.join(" UNION ALL "))?;
+        };
+        let rows = read_transition_rows(&sql)?;
         crate::dvm::keyless::apply_rows(relid, &p.plan, &rows, None)?;
         return Ok(());
     }
     if p.plan.shape == analysis::Shape::Scalar {
         // No key: the one row is recomputed when the statement changed rows.
-        let mut parts = Vec::new();
-        if transition.old {
-            parts.push(format!("SELECT FROM {OLD_TABLE}"));
-        }
-        if transition.new {
-            parts.push(format!("SELECT FROM {NEW_TABLE}"));
-        }
-        let sql = format!("SELECT EXISTS ({})", parts.join(" UNION ALL "));
-        any = !parts.is_empty() && read_transition(&sql)?.first().cloned().flatten().as_deref() == Some("t");
+        any = match transition.union_all(|_, table| format!("SELECT FROM {table}")) {
+            Some(rows) => {
+                read_transition(&format!("SELECT EXISTS ({rows})"))?.first().cloned().flatten().as_deref()
+                    == Some("t")
+            }
+            None => false,
+        };
     }
     // An aggregate or DISTINCT over a join: a change of another table
     // reaches the groups joined to its changed rows, old and new, followed
@@ -318,20 +321,12 @@ pub fn maintain(
             let attnum = path[0].0 .1;
             let Some((_, name)) = names.iter().find(|(a, _)| *a == attnum) else { continue };
             let col = crate::sql::quote_ident(name);
-            let mut parts = Vec::new();
-            if transition.old {
-                parts.push(format!("SELECT t.{col} AS v FROM {OLD_TABLE} t"));
-            }
-            if transition.new {
-                parts.push(format!("SELECT t.{col} AS v FROM {NEW_TABLE} t"));
-            }
-            if parts.is_empty() {
+            let Some(rows) = transition.union_all(|_, table| format!("SELECT t.{col} AS v FROM {table} t"))
+            else {
                 continue;
-            }
-            let sql = format!(
-                "SELECT (pg_catalog.array_agg(DISTINCT v) FILTER (WHERE v IS NOT NULL))::text FROM ({}) w",
-                parts.join(" UNION ALL ")
-            );
+            };
+            let sql =
+                format!("SELECT (pg_catalog.array_agg(DISTINCT v) FILTER (WHERE v IS NOT NULL))::text FROM ({rows}) w");
             if let Some(values) = read_transition(&sql)?.first().cloned().flatten() {
                 join_values.push((rte, values));
                 any = true;
@@ -362,14 +357,12 @@ pub fn maintain(
     // affected groups computed from them (groups left without rows stay in
     // the totals with no rows; a FULL refresh sweeps them).
     if let Some(t) = &p.totals {
-        let mut parts = Vec::new();
-        if transition.old {
-            parts.push(format!("SELECT 'D'{} FROM {OLD_TABLE} t", t.columns));
-        }
-        if transition.new {
-            parts.push(format!("SELECT 'I'{} FROM {NEW_TABLE} t", t.columns));
-        }
-        let rows = read_transition_rows(&parts.join(" UNION ALL "))?;
+        let Some(sql) =
+            transition.union_all(|action, table| format!("SELECT {action}{} FROM {table} t", t.columns))
+        else {
+            return Ok(());
+        };
+        let rows = read_transition_rows(&sql)?;
         if rows.is_empty() {
             return Ok(());
         }
