@@ -1016,11 +1016,17 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, relid: Option<pg_sys::Oid
             return None; // a system column or the whole row
         }
         let ty = pg_sys::exprType(expr);
-        let exact = fixed_scale(expr);
+        // Sums of integers and numerics are exact. (A running sum keeps the
+        // largest scale of the values it ever saw, so after deleting
+        // `2.25` it shows `1.50` where the query shows `1.5`: equal
+        // numbers.) An average divides to a scale that follows the sum's,
+        // so it needs values that all have the same scale.
+        let exact = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID].contains(&ty);
+        let fixed = fixed_scale(expr);
         let kind = match name.as_str() {
             "count" => AggKind::Count(0),
             "sum" if exact => AggKind::Sum(0),
-            "avg" if exact => AggKind::Avg(0),
+            "avg" if fixed => AggKind::Avg(0),
             // Kept extremes compare with the database's default collation:
             // a value (or aggregate) with another collation is recomputed.
             "min" | "max"
@@ -1041,10 +1047,9 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, relid: Option<pg_sys::Oid
 }
 
 /// Is `expr` an integer, or a numeric whose every value has the same
-/// display scale? Running sums of such values have the scale PostgreSQL's
-/// sum gives, and their averages divide exactly as its avg does; a sum
-/// kept across deleted values of other scales would not (avg's division
-/// scale follows the sum's).
+/// display scale? Averages of running sums of such values divide exactly
+/// as PostgreSQL's avg does; a sum kept across deleted values of other
+/// scales would not (avg's division scale follows the sum's).
 unsafe fn fixed_scale(expr: *mut pg_sys::Node) -> bool {
     // SAFETY: expr is an expression node of the analyzed query, read by tag.
     unsafe {

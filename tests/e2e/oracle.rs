@@ -51,6 +51,9 @@ const CORPUS: &[(&str, bool)] = &[
     // Values of varying scale (w is an unconstrained numeric): recomputed,
     // since a running sum would keep the scale of deleted values.
     ("SELECT k, avg(v::numeric / 2) AS av, sum(w) AS sw, avg(w) AS aw FROM t1 GROUP BY k", true),
+    // A sum of an unconstrained numeric is kept from running totals (equal
+    // numbers, possibly with more trailing zeros than a fresh run).
+    ("SELECT g, sum(w) AS sw, count(w) AS cw, sum(v::numeric / 4) AS sq FROM t1 GROUP BY g", true),
     ("SELECT b, sum(a * b) AS ab, max(a + b) AS mx FROM t3 GROUP BY b", true),
     // Aggregates without GROUP BY: one row, kept from running totals over
     // one table, recomputed otherwise.
