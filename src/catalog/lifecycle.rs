@@ -122,20 +122,13 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         &[relid.into()],
     )?
     .unwrap_or_default();
-    let existing: Vec<String> = Spi::connect(|c| {
-        c.select(
-            "SELECT pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c \
+    let existing: Vec<String> = crate::catalog::sys::column_values::<String>(
+"SELECT pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c \
                JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
               WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
                 AND (c.relname OPERATOR(pg_catalog.=) $2 OR c.relname OPERATOR(pg_catalog.~) ('^' OPERATOR(pg_catalog.||) $2 OPERATOR(pg_catalog.||) '_[0-9]+$'))",
-            None,
-            &[relid.into(), name.clone().into()],
-        )?
-        .map(|row| row.get::<String>(1))
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
-        .map_err(PgtError::from)
-    })?;
+&[relid.into(), name.clone().into()],
+)?;
     for index in existing {
         Spi::run(&format!("DROP INDEX {schema}.{index}"))?;
     }
@@ -170,9 +163,8 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         // A multiset without a key: rows are looked up by their first
         // columns that btree can index (up to 8; `true` when none can,
         // which still marks the stream table as a multiset).
-        let cols = Spi::connect(|c| {
-            c.select(
-                "SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a \
+        let cols = crate::catalog::sys::column_values::<String>(
+"SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a \
                   WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
                     AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass o \
                                   JOIN pg_catalog.pg_am m ON m.oid OPERATOR(pg_catalog.=) o.opcmethod \
@@ -180,14 +172,8 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
                                    AND o.opcintype OPERATOR(pg_catalog.=) ANY (ARRAY[a.atttypid, \
                                        (SELECT t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) a.atttypid)])) \
                   ORDER BY a.attnum LIMIT 8",
-                None,
-                &[relid.into()],
-            )?
-            .map(|row| row.get::<String>(1))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.into_iter().flatten().collect::<Vec<String>>())
-            .map_err(PgtError::from)
-        })?;
+&[relid.into()],
+)?;
         let list = if cols.is_empty() { "(true)".to_string() } else { cols.join(", ") };
         Spi::run(&format!("CREATE INDEX {name} ON {st} ({list})"))?;
         return Ok(());

@@ -60,6 +60,20 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> PgtResult<R>) -> PgtRes
     f()
 }
 
+/// The non-NULL values of the first column of a query's rows.
+pub fn column_values<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> PgtResult<Vec<T>> {
+    Spi::connect(|c| {
+        c.select(sql, None, args)?
+            .map(|row| row.get::<T>(1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().flatten().collect())
+            .map_err(PgtError::from)
+    })
+}
+
 /// The owner of a relation.
 pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
     Spi::get_one_with_args::<pg_sys::Oid>(

@@ -32,9 +32,8 @@ pub fn consumes(settings: &StreamSettings, sources: &[Source]) -> bool {
 
 /// The sources of `relid` whose changes it consumes.
 pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
-    Spi::connect(|c| {
-        c.select(
-            "SELECT s.source_relid FROM pgtrickle.pgt_sources s \
+    crate::catalog::sys::column_values::<pg_sys::Oid>(
+        "SELECT s.source_relid FROM pgtrickle.pgt_sources s \
               WHERE s.relid OPERATOR(pg_catalog.=) $1 \
                 AND (s.source_relkind IN ('r', 'p') \
                      OR (s.source_relkind OPERATOR(pg_catalog.=) 'm' AND EXISTS ( \
@@ -42,14 +41,8 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
                           WHERE u.relid OPERATOR(pg_catalog.=) s.source_relid \
                             AND u.refresh_mode OPERATOR(pg_catalog.=) 'differential'))) \
               ORDER BY 1",
-            None,
-            &[relid.into()],
-        )?
-        .map(|row| row.get::<pg_sys::Oid>(1))
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
-        .map_err(PgtError::from)
-    })
+        &[relid.into()],
+    )
 }
 
 /// Make sure every captured source of `relid` has its buffer (capturing the
@@ -114,13 +107,8 @@ pub fn cleanup() -> PgtResult<()> {
         }
         buffer::drop(source)?;
     }
-    let remaining: Vec<pg_sys::Oid> = Spi::connect(|c| {
-        c.select("SELECT source_relid FROM pgtrickle.pgt_change_buffers", None, &[])?
-            .map(|row| row.get::<pg_sys::Oid>(1))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.into_iter().flatten().collect())
-            .map_err(PgtError::from)
-    })?;
+    let remaining: Vec<pg_sys::Oid> =
+        crate::catalog::sys::column_values("SELECT source_relid FROM pgtrickle.pgt_change_buffers", &[])?;
     for source in remaining {
         buffer::trim(source, None)?;
     }

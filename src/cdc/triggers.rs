@@ -97,16 +97,10 @@ pub fn create(source: pg_sys::Oid) -> PgtResult<()> {
 /// Drop the trigger set from `source`, if present.
 pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
     let func = capture_function()?;
-    let oids: Vec<pg_sys::Oid> = Spi::connect(|c| {
-        c.select(
-            "SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgfoid = $2",
-            None,
-            &[source.into(), func.into()],
-        )?
-        .map(|row| row.get::<pg_sys::Oid>(1))
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
-    })?;
+    let oids: Vec<pg_sys::Oid> = crate::catalog::sys::column_values::<pg_sys::Oid>(
+        "SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgfoid = $2",
+        &[source.into(), func.into()],
+    )?;
     for oid in oids {
         let addr =
             pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: oid, objectSubId: 0 };

@@ -75,27 +75,7 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
         defs.push(format!("{name} {ty}"));
         keys.push(name);
     }
-    defs.push("__n pg_catalog.int8 NOT NULL".into());
-    for a in alg.argument_columns() {
-        if alg.is_summed(a) {
-            defs.push(format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"));
-        }
-        defs.push(format!("__c{a} pg_catalog.int8 NOT NULL DEFAULT 0"));
-        let ty = &argument(alg, a)?.sql_type;
-        // The extremes, and the deleted extremes of the last change rows
-        // (which decide whether the group is rescanned).
-        if alg.has_min(a) {
-            defs.push(format!("__min{a} {ty}"));
-            defs.push(format!("__dmin{a} {ty}"));
-        }
-        if alg.has_max(a) {
-            defs.push(format!("__max{a} {ty}"));
-            defs.push(format!("__dmax{a} {ty}"));
-        }
-    }
-    if alg.has_extremes() {
-        defs.push("__rescan pg_catalog.bool NOT NULL DEFAULT false".into());
-    }
+    defs.extend(totals_columns(alg)?.into_iter().map(|(def, _)| def));
     let name = state_name(relid);
     let owner = sys::relation_owner(relid)?;
     let _internal = crate::hooks::internal();
@@ -141,22 +121,15 @@ fn drop_state(state: pg_sys::Oid) -> PgtResult<()> {
 
 /// Drop state tables whose stream table is gone or no longer keeps totals.
 pub fn drop_orphans() -> PgtResult<()> {
-    let orphans: Vec<pg_sys::Oid> = Spi::connect(|c| {
-        c.select(
-            "SELECT c.oid FROM pg_catalog.pg_class c \
+    let orphans: Vec<pg_sys::Oid> = crate::catalog::sys::column_values::<pg_sys::Oid>(
+"SELECT c.oid FROM pg_catalog.pg_class c \
                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
               WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' AND c.relkind OPERATOR(pg_catalog.=) 'r' \
                 AND NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables st \
                                  WHERE st.consumes_changes \
                                    AND c.relname OPERATOR(pg_catalog.=) ('agg_' OPERATOR(pg_catalog.||) st.relid::pg_catalog.text))",
-            None,
-            &[],
-        )?
-        .map(|row| row.get::<pg_sys::Oid>(1))
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
-        .map_err(PgtError::from)
-    })?;
+&[],
+)?;
     for state in orphans {
         drop_state(state)?;
     }
@@ -192,25 +165,7 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
     let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
     let mut select: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
-    select.push("pg_catalog.count(*)".into());
-    for a in alg.argument_columns() {
-        let x = &argument(alg, a)?.sql;
-        if alg.is_summed(a) {
-            select.push(format!("COALESCE(pg_catalog.sum({x}::pg_catalog.numeric), 0)"));
-        }
-        select.push(format!("pg_catalog.count({x})"));
-        if alg.has_min(a) {
-            select.push(format!("pg_catalog.min({x})"));
-            select.push("NULL".into());
-        }
-        if alg.has_max(a) {
-            select.push(format!("pg_catalog.max({x})"));
-            select.push("NULL".into());
-        }
-    }
-    if alg.has_extremes() {
-        select.push("false".into());
-    }
+    select.extend(totals_columns(alg)?.into_iter().map(|(_, value)| value));
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let name = state_name(relid);
     let table = crate::catalog::lifecycle::relation_name(source)?;
@@ -245,6 +200,38 @@ fn argument(alg: &Algebraic, n: i16) -> PgtResult<&super::analysis::AggArg> {
     alg.argument(n).ok_or_else(|| PgtError::Internal(format!("running total argument {n} missing")))
 }
 
+/// The totals table's columns after the group's, in order, each as its
+/// definition and as the value a rebuild computes from the table's rows
+/// (alias `b`): `__n`, then per argument its sum, count and extremes (with
+/// the deleted extremes of the last change rows, which decide whether the
+/// group is rescanned), then `__rescan`.
+fn totals_columns(alg: &Algebraic) -> PgtResult<Vec<(String, String)>> {
+    let mut out = vec![("__n pg_catalog.int8 NOT NULL".to_string(), "pg_catalog.count(*)".to_string())];
+    for a in alg.argument_columns() {
+        let arg = argument(alg, a)?;
+        let (x, ty) = (&arg.sql, &arg.sql_type);
+        if alg.is_summed(a) {
+            out.push((
+                format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"),
+                format!("COALESCE(pg_catalog.sum({x}::pg_catalog.numeric), 0)"),
+            ));
+        }
+        out.push((format!("__c{a} pg_catalog.int8 NOT NULL DEFAULT 0"), format!("pg_catalog.count({x})")));
+        if alg.has_min(a) {
+            out.push((format!("__min{a} {ty}"), format!("pg_catalog.min({x})")));
+            out.push((format!("__dmin{a} {ty}"), "NULL".into()));
+        }
+        if alg.has_max(a) {
+            out.push((format!("__max{a} {ty}"), format!("pg_catalog.max({x})")));
+            out.push((format!("__dmax{a} {ty}"), "NULL".into()));
+        }
+    }
+    if alg.has_extremes() {
+        out.push(("__rescan pg_catalog.bool NOT NULL DEFAULT false".into(), "false".into()));
+    }
+    Ok(out)
+}
+
 /// Quoted names of columns of `source`, in the order of `attnums`.
 fn source_columns(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<String>> {
     let names = sys::attribute_names(source, Some(attnums))?;
@@ -258,6 +245,25 @@ fn source_columns(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<String>
                 .ok_or_else(|| PgtError::Internal(format!("column {a} of the source is missing")))
         })
         .collect()
+}
+
+/// Change rows given as text arrays (`arrays`: the actions 'I'/'D', then
+/// each column of `attnums`) as a query of typed rows named like the
+/// columns of `source`, with `__sign` +1 for an inserted row and -1 for a
+/// deleted one.
+pub(crate) fn change_rows_sql(source: pg_sys::Oid, attnums: &[i16], arrays: &[String]) -> PgtResult<String> {
+    let names = source_columns(source, attnums)?;
+    let mut renamed = String::new();
+    for (i, (name, attnum)) in names.iter().zip(attnums).enumerate() {
+        renamed.push_str(&format!(", u.v{i}::{} AS {name}", column_type(source, *attnum)?));
+    }
+    let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
+    let aliases: String = (0..attnums.len()).map(|i| format!(", v{i}")).collect();
+    Ok(format!(
+        "SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
+           FROM ROWS FROM ({}) AS u(a{aliases})",
+        unnests.join(", ")
+    ))
 }
 
 /// The type of a column of `source`, as `format_type` writes it.
@@ -402,12 +408,7 @@ pub fn change_arrays(plan: &Plan) -> PgtResult<usize> {
 pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResult<String> {
     let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
-    let names = source_columns(source, &cols)?;
-    let types = cols.iter().map(|a| column_type(source, *a)).collect::<PgtResult<Vec<_>>>()?;
-    let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
-    let renamed: String =
-        names.iter().zip(&types).enumerate().map(|(i, (n, ty))| format!(", u.v{i}::{ty} AS {n}")).collect();
-    let aliases: String = (0..cols.len()).map(|i| format!(", v{i}")).collect();
+    let changes = change_rows_sql(source, &cols, arrays)?;
     let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
     let columns = output_columns(relid)?;
     let state_keys: Vec<String> = plan
@@ -474,13 +475,11 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let keys = if state_keys.is_empty() { "(true)".to_string() } else { state_keys.join(", ") };
     Ok(format!(
         "INSERT INTO {state} AS s ({targets}) \
-         SELECT {sums} FROM (SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
-                               FROM ROWS FROM ({arrays}) AS u(a{aliases})) b{filter}{group_by} \
+         SELECT {sums} FROM ({changes}) b{filter}{group_by} \
          ON CONFLICT ({keys}) DO UPDATE SET {updates}",
         state = state_name(relid),
         targets = targets.join(", "),
         sums = sums.join(", "),
-        arrays = unnests.join(", "),
         group_by = group_by(&key_cols),
         updates = updates.join(", "),
     ))
