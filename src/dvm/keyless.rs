@@ -20,7 +20,6 @@ use crate::catalog::sys;
 use crate::cdc::buffer;
 use crate::cdc::frontier::{Frontier, RefreshSnapshot};
 use crate::error::{PgtError, PgtResult};
-use crate::refresh::window::with_window;
 use crate::sql::quote_ident;
 
 /// The statement applying change rows given as text arrays (`arrays`:
@@ -36,24 +35,7 @@ pub fn apply_sql(
 ) -> PgtResult<String> {
     let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
-    let names = sys::attribute_names(source, Some(&rows.attnums))?;
-    let mut renamed = String::new();
-    for (i, attnum) in rows.attnums.iter().enumerate() {
-        let name = names
-            .iter()
-            .find(|(a, _)| a == attnum)
-            .map(|(_, n)| quote_ident(n))
-            .ok_or_else(|| PgtError::Internal(format!("source column {attnum} missing")))?;
-        let ty = Spi::get_one_with_args::<String>(
-            "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) $2",
-            &[source.into(), (*attnum).into()],
-        )?
-        .ok_or_else(|| PgtError::Internal("source column type missing".into()))?;
-        renamed.push_str(&format!(", u.v{i}::{ty} AS {name}"));
-    }
-    let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
-    let aliases: String = (0..rows.attnums.len()).map(|i| format!(", v{i}")).collect();
+    let changes = super::algebraic::change_rows_sql(source, &rows.attnums, arrays)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
     if columns.len() != rows.outputs.len() {
         return Err(PgtError::Internal("select list and stream table columns differ".into()));
@@ -77,9 +59,8 @@ pub fn apply_sql(
     let (returning_old, returning_new, result) = returning(capture);
     let new_cols: Vec<String> = columns.iter().map(|c| format!("n.{c}")).collect();
     Ok(format!(
-        "WITH b AS (SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __pgt_sign{renamed} \
-                      FROM ROWS FROM ({unnests}) AS u(a{aliases})),\n\
-         chg AS (SELECT {outputs}, b.__pgt_sign FROM b{filter}),\n\
+        "WITH b AS ({changes}),\n\
+         chg AS (SELECT {outputs}, b.__sign AS __pgt_sign FROM b{filter}),\n\
          net AS MATERIALIZED (SELECT x.* FROM (SELECT DISTINCT ON (c.__pgt_img) c.*, \
              pg_catalog.sum(c.__pgt_sign) OVER (PARTITION BY c.__pgt_img) AS __pgt_n \
              FROM (SELECT c.*, {image} AS __pgt_img FROM chg AS c) c) x WHERE x.__pgt_n OPERATOR(pg_catalog.<>) 0),\n\
@@ -92,7 +73,6 @@ pub fn apply_sql(
          added AS (INSERT INTO {st} ({cols}) SELECT {new_cols} FROM net n, pg_catalog.generate_series(1, n.__pgt_n) g \
              WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0 RETURNING {returning_new})\n\
          {result}",
-        unnests = unnests.join(", "),
         outputs = outputs.join(", "),
         cols = columns.join(", "),
         new_cols = new_cols.join(", "),
@@ -114,15 +94,15 @@ fn lookup_column(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
 }
 
 /// Apply change rows (the action, then each column of `plan.rows.attnums`,
-/// as text) to the stream table, on `snapshot` (a refresh) or on the
-/// current snapshot (IMMEDIATE); the rows it deletes and inserts are
-/// captured for the stream tables that read it. Returns (deleted,
-/// inserted).
-pub fn apply_rows(
+/// as text) to the stream table on the refresh's `snapshot`; the rows it
+/// deletes and inserts are captured for the stream tables that read it.
+/// Returns (deleted, inserted). (IMMEDIATE maintenance runs the same
+/// statement, prepared with parameters: refresh::immediate.)
+fn apply_rows(
     relid: pg_sys::Oid,
     plan: &Plan,
     rows: &[Vec<Option<String>>],
-    snapshot: Option<&RefreshSnapshot>,
+    snapshot: &RefreshSnapshot,
 ) -> PgtResult<(i64, i64)> {
     if rows.is_empty() {
         return Ok((0, 0));
@@ -135,24 +115,7 @@ pub fn apply_rows(
             )
         })
         .collect();
-    if let Some(snapshot) = snapshot {
-        return super::key_recompute::run_apply(relid, snapshot, &|capture| {
-            apply_sql(relid, plan, &arrays, capture)
-        });
-    }
-    // IMMEDIATE, in the writing statement (an IMMEDIATE stream table has no
-    // readers to capture for).
-    let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || {
-        let sql = apply_sql(relid, plan, &arrays, None)?;
-        with_window(relid, || {
-            Spi::connect_mut(|c| {
-                let result = c.update(&sql, Some(1), &[])?;
-                let first = result.first();
-                Ok((first.get::<i64>(1)?.unwrap_or(0), first.get::<i64>(2)?.unwrap_or(0)))
-            })
-        })
-    })
+    super::key_recompute::run_apply(relid, snapshot, &|capture| apply_sql(relid, plan, &arrays, capture))
 }
 
 /// Apply the window's changes (a differential refresh).
@@ -166,7 +129,7 @@ pub fn apply_window(
     let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
     let changes = buffer::window_rows(source, &rows.attnums, snapshot, new, old)?;
-    apply_rows(relid, plan, &changes, Some(snapshot))
+    apply_rows(relid, plan, &changes, snapshot)
 }
 
 /// `, t.col::text` for each change column (reading a transition table).

@@ -85,6 +85,15 @@ struct Prepared {
     /// Running totals: the statements adding a statement's rows to them and
     /// applying the affected groups from them.
     totals: Option<Totals>,
+    /// A filter of a table without a key: the statement applying changed
+    /// rows.
+    keyless: Option<Keyless>,
+}
+
+struct Keyless {
+    /// `, t.col::text` for each change column.
+    columns: String,
+    apply: pgrx::spi::OwnedPreparedStatement,
 }
 
 struct Totals {
@@ -209,9 +218,22 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
             }
             None => None,
         };
-        Ok((apply, totals))
+        // A keyless filter: its changed rows' images, counted and applied.
+        let keyless = match plan.rows.as_ref().filter(|_| plan.shape == analysis::Shape::Keyless) {
+            Some(rows) => {
+                let arrays = rows.attnums.len() + 1;
+                let params: Vec<String> = (1..=arrays).map(|i| format!("${i}::pg_catalog.text[]")).collect();
+                let sql = crate::dvm::keyless::apply_sql(relid, &plan, &params, None)?;
+                let text_arrays = vec![pgrx::PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID); arrays];
+                let apply =
+                    Spi::connect(|c| Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &text_arrays)?.keep()))?;
+                Some(Keyless { columns: crate::dvm::keyless::change_select_list(&plan)?, apply })
+            }
+            None => None,
+        };
+        Ok((apply, totals, keyless))
     })?;
-    let (apply, totals) = apply;
+    let (apply, totals, keyless) = apply;
     let p = Rc::new(Prepared {
         populated,
         plan,
@@ -221,6 +243,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         shape,
         conflict_keys: all_keys,
         totals,
+        keyless,
     });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
@@ -285,17 +308,19 @@ pub fn maintain(
         }
         groups.push(keys);
     }
-    if p.plan.shape == analysis::Shape::Keyless {
+    if let Some(k) = &p.keyless {
         // A multiset from the statement's old and new rows alone.
-        let columns = crate::dvm::keyless::change_select_list(&p.plan)?;
-        let Some(sql) =
-            transition.union_all(|action, table| format!("SELECT {action}{columns} FROM {table} t"))
-        else {
+        let Some(arrays) = changed_rows(transition, &k.columns, read_transition_rows)? else {
             return Ok(());
         };
-        let rows = read_transition_rows(&sql)?;
-        crate::dvm::keyless::apply_rows(relid, &p.plan, &rows, None)?;
-        return Ok(());
+        return sys::as_restricted_role(p.owner, || {
+            with_window(relid, || -> PgtResult<()> {
+                Spi::connect_mut(|c| {
+                    c.update(&k.apply, None, &arrays)?;
+                    Ok(())
+                })
+            })
+        });
     }
     if p.plan.shape == analysis::Shape::Scalar {
         // No key: the one row is recomputed when the statement changed rows.
@@ -357,19 +382,9 @@ pub fn maintain(
     // affected groups computed from them (groups left without rows stay in
     // the totals with no rows; a FULL refresh sweeps them).
     if let Some(t) = &p.totals {
-        let Some(sql) =
-            transition.union_all(|action, table| format!("SELECT {action}{} FROM {table} t", t.columns))
-        else {
+        let Some(arrays) = changed_rows(transition, &t.columns, read_transition_rows)? else {
             return Ok(());
         };
-        let rows = read_transition_rows(&sql)?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let width = rows.first().map_or(0, Vec::len);
-        let arrays: Vec<pgrx::datum::DatumWithOid> = (0..width)
-            .map(|i| rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<Option<String>>>().into())
-            .collect();
         let args = key_recompute::apply_params(&groups);
         return sys::as_restricted_role(p.owner, || {
             Spi::connect_mut(|c| {
@@ -408,6 +423,27 @@ pub fn maintain(
             })
         })
     })
+}
+
+/// The statement's changed rows, the action ('D' or 'I') then `columns`
+/// (`, t.col::text` each), as parameters: one text[] per column; None when
+/// it changed no row.
+fn changed_rows(
+    transition: Transition,
+    columns: &str,
+    read_transition_rows: &dyn Fn(&str) -> PgtResult<crate::sql::TextRows>,
+) -> PgtResult<Option<Vec<pgrx::datum::DatumWithOid<'static>>>> {
+    let Some(sql) = transition.union_all(|action, table| format!("SELECT {action}{columns} FROM {table} t"))
+    else {
+        return Ok(None);
+    };
+    let rows = read_transition_rows(&sql)?;
+    let width = rows.first().map_or(0, Vec::len);
+    Ok((!rows.is_empty()).then(|| {
+        (0..width)
+            .map(|i| rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<Option<String>>>().into())
+            .collect()
+    }))
 }
 
 /// Above this many affected keys a statement is planned for its values.
