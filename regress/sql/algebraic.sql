@@ -73,6 +73,36 @@ SELECT s.name, regexp_replace(e.value, 'agg_[0-9]+', 'agg_<oid>') AS strategy FR
        LATERAL pgtrickle.explain_stream_table(s.relation::text) e
  WHERE s.schema = 'alg' AND e.property = 'strategy' ORDER BY s.name;
 
+-- Expressions of the table's columns are kept too: count/min/max of any,
+-- sum of integers and numerics, avg of integers and fixed-scale numerics.
+-- An avg of a division (values of varying scales) is recomputed per group.
+CREATE TABLE lines (id int PRIMARY KEY, shop int, price numeric(10,2), discount numeric(4,2), note text);
+INSERT INTO lines SELECT i, i % 2, i * 10.50, (i % 5) / 100.0, 'n' || i FROM generate_series(1, 8) i;
+CREATE MATERIALIZED VIEW revenue WITH (pgtrickle.stream) AS
+SELECT shop, sum(price * (1 - discount)) AS net, avg(price * discount) AS avg_cut,
+       max(upper(note)) AS last_note, count(CASE WHEN discount > 0 THEN 1 END) AS discounted
+  FROM lines GROUP BY shop;
+CREATE MATERIALIZED VIEW halves WITH (pgtrickle.stream) AS
+SELECT shop, avg(price / 3) AS third FROM lines GROUP BY shop;
+SELECT s.name, regexp_replace(e.value, 'agg_[0-9]+', 'agg_<oid>') AS strategy FROM pgtrickle.stream_tables s,
+       LATERAL pgtrickle.explain_stream_table(s.relation::text) e
+ WHERE s.name IN ('revenue', 'halves') AND e.property = 'strategy' ORDER BY s.name;
+UPDATE lines SET discount = 0.10 WHERE id IN (2, 3);
+DELETE FROM lines WHERE id = 8;
+INSERT INTO lines VALUES (9, 1, 99.99, 0.05, 'zz');
+REFRESH MATERIALIZED VIEW revenue;
+REFRESH MATERIALIZED VIEW halves;
+SELECT mode FROM pgtrickle.refresh_history('revenue', 1);
+TABLE revenue ORDER BY shop;
+SELECT count(*) AS differences FROM (
+    (TABLE revenue EXCEPT ALL
+     SELECT shop, sum(price * (1 - discount)), avg(price * discount), max(upper(note)),
+            count(CASE WHEN discount > 0 THEN 1 END) FROM lines GROUP BY shop)
+    UNION ALL
+    (SELECT shop, sum(price * (1 - discount)), avg(price * discount), max(upper(note)),
+            count(CASE WHEN discount > 0 THEN 1 END) FROM lines GROUP BY shop
+     EXCEPT ALL TABLE revenue)) d;
+
 -- Dropping the stream table drops its totals.
 DROP MATERIALIZED VIEW per_shop;
 SELECT count(*) AS totals_left FROM pg_class WHERE relnamespace = 'pgtrickle_state'::regnamespace AND relkind = 'r';
