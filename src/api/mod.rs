@@ -112,16 +112,22 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
         Err(why) => out.push(("not differential because".into(), Some(why.0))),
         Ok(plan) => {
             let keys = crate::dvm::key_recompute::placeholder_keys(relid, &plan)?;
-            let algebraic = plan.algebraic.is_some()
-                && st.effective_mode == crate::catalog::options::RefreshMode::Differential;
+            let algebraic =
+                plan.algebraic.is_some() && st.effective_mode != crate::catalog::options::RefreshMode::Full;
+            let join = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()).filter(|_| algebraic);
+            let (over, kinds) = if join.is_some() {
+                (" over an inner join", "count/sum/avg")
+            } else {
+                ("", "count/sum/avg/min/max")
+            };
             let strategy = if algebraic && plan.shape == crate::dvm::analysis::Shape::Scalar {
                 format!(
-                    "running totals: aggregate without GROUP BY of count/sum/avg/min/max kept from totals in {}",
+                    "running totals: aggregate without GROUP BY{over} of {kinds} kept from totals in {}",
                     crate::dvm::algebraic::state_name(relid)
                 )
             } else if algebraic {
                 format!(
-                    "running totals: grouped aggregate of count/sum/avg/min/max kept from per-group totals in {}",
+                    "running totals: grouped aggregate{over} of {kinds} kept from per-group totals in {}",
                     crate::dvm::algebraic::state_name(relid)
                 )
             } else {
@@ -133,6 +139,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 format!("{how}: {}", plan.shape.as_str())
             };
             out.push(("strategy".into(), Some(strategy)));
+            if let Some(jt) = join {
+                // Each change term reads the changed table's rows and the
+                // others' states through these stand-ins.
+                out.push(("join rows".into(), Some(jt.select_sql.clone())));
+            }
             out.push((
                 "row identity".into(),
                 Some(if plan.shape == crate::dvm::analysis::Shape::Keyless {

@@ -162,20 +162,22 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
     let Ok(plan) = super::analysis::analyze(relid)? else { return Ok(()) };
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
     ensure_owner(relid, state)?;
-    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
-    let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
-    let mut select: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    let (from, keys) = match &alg.join {
+        Some(jt) => (format!("({})", super::join_totals::whole_sql(jt)?), join_keys(&plan)),
+        None => {
+            let source =
+                plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
+            (crate::catalog::lifecycle::relation_name(source)?, table_keys(&plan)?)
+        }
+    };
+    let mut select = keys.clone();
     select.extend(totals_columns(alg)?.into_iter().map(|(_, value)| value));
     let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let name = state_name(relid);
-    let table = crate::catalog::lifecycle::relation_name(source)?;
     // Without GROUP BY, the one row of an aggregate over all rows (also
     // when there are none).
-    let sql = format!(
-        "INSERT INTO {name} SELECT {} FROM {table} b{filter}{}",
-        select.join(", "),
-        group_by(&key_cols)
-    );
+    let sql =
+        format!("INSERT INTO {name} SELECT {} FROM {from} b{filter}{}", select.join(", "), group_by(&keys));
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
         Spi::run(&format!("TRUNCATE {name}"))?;
@@ -187,12 +189,23 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
 }
 
 /// ` GROUP BY b.k1, …` (nothing for an aggregate without GROUP BY).
-fn group_by(key_cols: &[String]) -> String {
-    if key_cols.is_empty() {
+fn group_by(keys: &[String]) -> String {
+    if keys.is_empty() {
         return String::new();
     }
-    let cols: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
-    format!(" GROUP BY {}", cols.join(", "))
+    format!(" GROUP BY {}", keys.join(", "))
+}
+
+/// The grouping columns of the one table, as read over alias `b`.
+fn table_keys(plan: &Plan) -> PgtResult<Vec<String>> {
+    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
+    let cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
+    Ok(cols.iter().map(|c| format!("b.{c}")).collect())
+}
+
+/// The grouping columns of a join's rows (see join_totals), over alias `b`.
+fn join_keys(plan: &Plan) -> Vec<String> {
+    (1..=plan.key.len()).map(|n| format!("b.__k{n}")).collect()
 }
 
 /// Argument `n` of the running totals.
@@ -346,24 +359,187 @@ fn change_columns(plan: &Plan, alg: &Algebraic) -> PgtResult<(pg_sys::Oid, Vec<i
     Ok((source, cols))
 }
 
-/// Add the window's changes to the totals.
-pub fn apply_delta(
-    relid: pg_sys::Oid,
+/// The window's change rows of every table the totals read: (table, the
+/// columns the rows carry, the rows: action then those columns as text).
+pub fn window_changes(
     plan: &Plan,
     snapshot: &RefreshSnapshot,
     new: &Frontier,
     old: &Frontier,
-) -> PgtResult<()> {
-    let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
-    let (source, cols) = change_columns(plan, alg)?;
-    let rows = buffer::window_rows(source, &cols, snapshot, new, old)?;
-    add_rows(relid, plan, &rows)?;
+) -> PgtResult<Vec<(pg_sys::Oid, Vec<i16>, crate::sql::TextRows)>> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for (source, cols) in change_sources(plan, alg)? {
+        let rows = buffer::window_rows(source, &cols, snapshot, new, old)?;
+        out.push((source, cols, rows));
+    }
+    Ok(out)
+}
+
+/// The tables whose change rows the totals add up, and the columns of
+/// each a change row carries (in attnum order).
+fn change_sources(plan: &Plan, alg: &Algebraic) -> PgtResult<Vec<(pg_sys::Oid, Vec<i16>)>> {
+    Ok(match &alg.join {
+        Some(jt) => {
+            let mut out: Vec<(pg_sys::Oid, Vec<i16>)> = Vec::new();
+            for (_, source, _) in &jt.tables {
+                if !out.iter().any(|(s, _)| s == source) {
+                    out.push((*source, super::join_totals::columns_of(jt, *source)));
+                }
+            }
+            out
+        }
+        None => vec![change_columns(plan, alg)?],
+    })
+}
+
+/// Add the window's changes to the totals, then rescan the groups whose
+/// kept extreme was deleted; returns the groups whose totals changed
+/// (none without GROUP BY, where the one row is always recomputed).
+pub fn apply_delta(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+    changes: &[(pg_sys::Oid, Vec<i16>, crate::sql::TextRows)],
+) -> PgtResult<Vec<Vec<KeyValues>>> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
+    let arrays: Vec<(pg_sys::Oid, &[i16], Vec<String>)> = changes
+        .iter()
+        .filter(|(_, _, rows)| !rows.is_empty())
+        .map(|(source, cols, rows)| {
+            let arrays = (0..=cols.len())
+                .map(|i| text_array(&rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<_>>()))
+                .collect();
+            (*source, cols.as_slice(), arrays)
+        })
+        .collect();
+    if arrays.is_empty() {
+        return no_groups(relid, plan);
+    }
+    let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
+    ensure_owner(relid, state)?;
+    let upsert = match &alg.join {
+        Some(jt) => {
+            let changes: Vec<super::join_totals::Changes> = arrays
+                .iter()
+                .map(|(source, attnums, arrays)| super::join_totals::Changes {
+                    source: *source,
+                    attnums,
+                    arrays,
+                })
+                .collect();
+            match super::join_totals::delta_sql(jt, &changes)? {
+                Some(rows) => upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?,
+                None => return no_groups(relid, plan),
+            }
+        }
+        None => upsert_sql(relid, plan, &arrays[0].2)?,
+    };
+    let owner = sys::relation_owner(relid)?;
+    let groups = sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &[]))?;
     // Groups whose kept extreme was deleted: from the table, on the snapshot.
     if let Some(rescan) = rescan_sql(relid, plan)? {
-        let owner = sys::relation_owner(relid)?;
         sys::as_restricted_role(owner, || snapshot.execute(&rescan, false).map(|_| ()))?;
     }
-    Ok(())
+    Ok(groups)
+}
+
+/// The groups of a change that touched none: one group of no key values
+/// (none at all without GROUP BY).
+fn no_groups(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<KeyValues>>> {
+    changed_groups(relid, plan, "", &[])
+}
+
+/// IMMEDIATE over a join: add one statement's changed rows of `source`
+/// (`args`: text[] parameters, the actions then each of
+/// [`join_change_columns`]) to the totals, as the stream table's owner;
+/// returns the groups touched (see apply_delta).
+pub fn join_upsert_now(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    source: pg_sys::Oid,
+    args: &[pgrx::datum::DatumWithOid],
+) -> PgtResult<Vec<Vec<KeyValues>>> {
+    let Some(jt) = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()) else { return Ok(Vec::new()) };
+    let attnums = super::join_totals::columns_of(jt, source);
+    let arrays: Vec<String> = (1..=attnums.len() + 1).map(|i| format!("${i}::pg_catalog.text[]")).collect();
+    let changes = [super::join_totals::Changes { source, attnums: &attnums, arrays: &arrays }];
+    let Some(rows) = super::join_totals::delta_sql(jt, &changes)? else { return no_groups(relid, plan) };
+    let upsert = upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?;
+    let owner = sys::relation_owner(relid)?;
+    sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, args))
+}
+
+/// The columns of `source` a change row carries for totals over a join.
+pub fn join_change_columns(plan: &Plan, source: pg_sys::Oid) -> Option<Vec<i16>> {
+    let jt = plan.algebraic.as_ref()?.join.as_ref()?;
+    Some(super::join_totals::columns_of(jt, source))
+}
+
+/// Run an upsert into the totals (with `args`; none when `upsert` is
+/// empty), and return the groups it touched, as key values for the apply
+/// (none without GROUP BY).
+fn changed_groups(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    upsert: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> PgtResult<Vec<Vec<KeyValues>>> {
+    if plan.key.is_empty() {
+        if !upsert.is_empty() {
+            Spi::connect_mut(|c| c.update(upsert, None, args).map(|_| ()))?;
+        }
+        return Ok(Vec::new());
+    }
+    let columns = output_columns(relid)?;
+    let keys: Vec<(String, String)> = plan
+        .key
+        .iter()
+        .map(|k| columns.get(k.output_attnum as usize - 1).cloned())
+        .collect::<Option<_>>()
+        .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+    let returning: Vec<String> = keys.iter().map(|(name, _)| format!("s.{name}")).collect();
+    let mut select = Vec::new();
+    for (name, _) in &keys {
+        select.push(format!(
+            "(pg_catalog.array_agg(DISTINCT u.{name}) FILTER (WHERE u.{name} IS NOT NULL))::text"
+        ));
+        select.push(format!("COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)"));
+    }
+    let sql = format!(
+        "WITH u AS ({upsert} RETURNING {}) SELECT {} FROM u",
+        returning.join(", "),
+        select.join(", ")
+    );
+    let row = if upsert.is_empty() {
+        Vec::new()
+    } else {
+        Spi::connect_mut(|c| {
+            let table = c.update(&sql, Some(1), args)?;
+            let mut out = Vec::new();
+            if let Some(row) = table.into_iter().next() {
+                for i in 0..select.len() {
+                    out.push(if i % 2 == 0 {
+                        row.get::<String>(i + 1)?
+                    } else {
+                        row.get::<bool>(i + 1)?.map(|b| b.to_string())
+                    });
+                }
+            }
+            Ok::<_, PgtError>(out)
+        })?
+    };
+    let group = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, (column, sql_type))| KeyValues {
+            column,
+            sql_type,
+            values: row.get(2 * i).cloned().flatten(),
+            has_null: row.get(2 * i + 1).cloned().flatten().as_deref() == Some("true"),
+        })
+        .collect();
+    Ok(vec![group])
 }
 
 /// `, t.col::text` for each change column (reading a transition table).
@@ -371,28 +547,6 @@ pub fn change_select_list(plan: &Plan) -> PgtResult<String> {
     let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
     Ok(source_columns(source, &cols)?.iter().map(|n| format!(", t.{n}::pg_catalog.text")).collect())
-}
-
-/// Add change rows (action, then the change columns as text) to the totals:
-/// summed per group as the stream table's owner, who owns the totals and
-/// for whom the WHERE clause is evaluated.
-pub fn add_rows(relid: pg_sys::Oid, plan: &Plan, rows: &[Vec<Option<String>>]) -> PgtResult<()> {
-    let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
-    ensure_owner(relid, state)?;
-    let (_, cols) = change_columns(plan, alg)?;
-    let arrays: Vec<String> = (0..=cols.len())
-        .map(|i| text_array(&rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<_>>()))
-        .collect();
-    let upsert = upsert_sql(relid, plan, &arrays)?;
-    let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || {
-        Spi::run(&upsert)?;
-        Ok(())
-    })
 }
 
 /// How many text arrays [`upsert_sql`] takes: the action, then one per
@@ -409,7 +563,20 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
     let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
     let changes = change_rows_sql(source, &cols, arrays)?;
-    let key_cols = source_columns(source, &plan.key.iter().map(|k| k.source_attnum).collect::<Vec<_>>())?;
+    upsert_statement(relid, plan, &format!("({changes})"), &table_keys(plan)?, alg.where_sql.as_deref())
+}
+
+/// The statement adding signed rows (`from`, read as alias `b`, with
+/// `__sign`, the grouping columns `keys` and the arguments) that pass
+/// `filter` to the totals.
+fn upsert_statement(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    from: &str,
+    keys: &[String],
+    filter: Option<&str>,
+) -> PgtResult<String> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let columns = output_columns(relid)?;
     let state_keys: Vec<String> = plan
         .key
@@ -419,7 +586,7 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
         .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
     let mut targets = state_keys.clone();
     targets.push("__n".into());
-    let mut sums: Vec<String> = key_cols.iter().map(|c| format!("b.{c}")).collect();
+    let mut sums: Vec<String> = keys.to_vec();
     // (COALESCE: without GROUP BY, the one row of sums may have no rows.)
     sums.push("COALESCE(pg_catalog.sum(b.__sign), 0)".into());
     let mut updates = vec!["__n = s.__n OPERATOR(pg_catalog.+) EXCLUDED.__n".to_string()];
@@ -471,16 +638,16 @@ pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResu
         sums.push(format!("COALESCE({}, false)", new_rescans.join(" OR ")));
         updates.push(format!("__rescan = s.__rescan OR {}", rescans.join(" OR ")));
     }
-    let filter = alg.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
-    let keys = if state_keys.is_empty() { "(true)".to_string() } else { state_keys.join(", ") };
+    let filter = filter.map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    let conflict = if state_keys.is_empty() { "(true)".to_string() } else { state_keys.join(", ") };
     Ok(format!(
         "INSERT INTO {state} AS s ({targets}) \
-         SELECT {sums} FROM ({changes}) b{filter}{group_by} \
-         ON CONFLICT ({keys}) DO UPDATE SET {updates}",
+         SELECT {sums} FROM {from} b{filter}{group_by} \
+         ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
         state = state_name(relid),
         targets = targets.join(", "),
         sums = sums.join(", "),
-        group_by = group_by(&key_cols),
+        group_by = group_by(keys),
         updates = updates.join(", "),
     ))
 }

@@ -131,7 +131,9 @@ impl Plan {
         if let Some(rows) = &self.rows {
             needed.extend(rows.attnums.iter().copied());
         }
-        if let Some(alg) = &self.algebraic {
+        if let Some(jt) = self.algebraic.as_ref().and_then(|a| a.join.as_ref()) {
+            needed.extend(super::join_totals::columns_of(jt, source));
+        } else if let Some(alg) = &self.algebraic {
             if self.grouped_source() == Some(source) {
                 needed.extend(alg.argument_attnums());
                 needed.extend(alg.where_attnums.iter().copied());
@@ -293,6 +295,9 @@ struct QueryFacts {
     /// the columns they read.
     output_sql: Option<Vec<String>>,
     output_attnums: Vec<i16>,
+    /// For aggregates over an inner join: the join's rows as a query (see
+    /// join_totals).
+    join_totals: Option<super::join_totals::JoinTotals>,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -369,6 +374,9 @@ pub struct Algebraic {
     pub where_sql: Option<String>,
     /// Columns of the table the WHERE clause reads.
     pub where_attnums: Vec<i16>,
+    /// Over an inner join: the join's rows as a query (then the arguments
+    /// are its `__x` columns, and the WHERE clause is inside it).
+    pub join: Option<super::join_totals::JoinTotals>,
 }
 
 impl Algebraic {
@@ -834,6 +842,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             branches: Vec::new(),
             output_sql: None,
             output_attnums: Vec::new(),
+            join_totals: None,
         };
         if union_all {
             let rtable = list_ptrs::<pg_sys::RangeTblEntry>(top.rtable);
@@ -904,9 +913,26 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             && !top.hasWindowFuncs
             && !top.hasTargetSRFs;
         let mut output_sql = single.filter(|_| plain).map(|_| Vec::new());
+        // Aggregates over an inner join of several tables may be kept from
+        // running totals too (see join_totals).
+        let over_join = base == 0 && single.is_none() && top.hasAggs && f.relations.len() > 1;
+        let group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
+            .into_iter()
+            .map(|sgc| (*sgc).tleSortGroupRef)
+            .collect();
+        let mut join_outputs = Vec::new();
         for tle in list_ptrs::<pg_sys::TargetEntry>(top.targetList) {
             if (*tle).resjunk {
                 continue;
+            }
+            let attnum = f.outputs.len() as i16 + 1;
+            let expr = (*tle).expr as *mut pg_sys::Node;
+            if over_join {
+                let grouped = (*tle).ressortgroupref != 0 && group_refs.contains(&(*tle).ressortgroupref);
+                let arg = if grouped { Some(expr) } else { aggregate_argument(expr) };
+                if let Some(expr) = arg {
+                    join_outputs.push(super::join_totals::Output { attnum, grouped, expr });
+                }
             }
             if let (Some(relid), Some(out), true) = (single, output_sql.as_mut(), plain) {
                 let expr = (*tle).expr as *mut pg_sys::Node;
@@ -918,7 +944,14 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 f.output_attnums.extend(attnums_of(expr, 1));
             }
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
-            f.aggregates.push(algebraic_aggregate((*tle).expr as *mut pg_sys::Node, single));
+            f.aggregates.push(match single {
+                Some(relid) => algebraic_aggregate(expr, Over::Table(relid)),
+                None if over_join => algebraic_aggregate(expr, Over::Join(attnum)),
+                None => None,
+            });
+        }
+        if over_join {
+            f.join_totals = super::join_totals::read(q, &join_outputs);
         }
         // The WHERE clause of a query over one table, as SQL over alias `b`.
         if let [(1, relid, _)] = f.relations.as_slice() {
@@ -938,10 +971,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             }
         }
         f.output_sql = output_sql;
-        f.group_refs = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
-            .into_iter()
-            .map(|sgc| (*sgc).tleSortGroupRef)
-            .collect();
+        f.group_refs = group_refs;
         let (equalities, nullable) = levels.equalities_and_nullable();
         f.equalities = equalities;
         f.nullable = nullable;
@@ -953,7 +983,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
 /// `node` reads (0 for a whole-row reference, negative for system
 /// columns). pull_varattnos does not descend into sublinks: callers skip
 /// queries that have them.
-unsafe fn attnums_of(node: *mut pg_sys::Node, varno: u32) -> Vec<i16> {
+pub(crate) unsafe fn attnums_of(node: *mut pg_sys::Node, varno: u32) -> Vec<i16> {
     // SAFETY: node is an expression of the analyzed query; the bitmapset
     // is read with bms_next_member until it reports the end.
     unsafe {
@@ -975,16 +1005,42 @@ fn default_collation(collation: pg_sys::Oid) -> bool {
     collation == pg_sys::InvalidOid || collation == pg_sys::DEFAULT_COLLATION_OID
 }
 
+/// What an aggregate's argument is read over.
+#[derive(Clone, Copy)]
+enum Over {
+    /// The query's one table (range table entry 1): the argument is
+    /// deparsed over alias `b`.
+    Table(pg_sys::Oid),
+    /// An inner join: the argument is column `__x<output>` of the join's
+    /// rows (see join_totals); extremes are not kept.
+    Join(i16),
+}
+
+/// The one argument of an aggregate call of the select list (None for
+/// anything else, and for count(*)).
+unsafe fn aggregate_argument(node: *mut pg_sys::Node) -> Option<*mut pg_sys::Node> {
+    // SAFETY: the node is a target list expression, read by its tag.
+    unsafe {
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Aggref {
+            return None;
+        }
+        let args = list_ptrs::<pg_sys::TargetEntry>((*(node as *mut pg_sys::Aggref)).args);
+        match args.as_slice() {
+            [arg] => Some((**arg).expr as *mut pg_sys::Node),
+            _ => None,
+        }
+    }
+}
+
 /// count(*), and count/sum/avg/min/max of an expression over the columns
-/// of `relid` (the query's one table, range table entry 1), as
-/// PostgreSQL's own aggregates with no DISTINCT, ORDER BY or FILTER; sum
-/// and avg only of integer or numeric values, which are summed exactly.
-/// The aggregate's argument number is left 0 (see running_totals).
-unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, relid: Option<pg_sys::Oid>) -> Option<AggCall> {
+/// of the query's tables, as PostgreSQL's own aggregates with no DISTINCT,
+/// ORDER BY or FILTER; sum and avg only of integer or numeric values,
+/// which are summed exactly. The aggregate's argument number is left 0
+/// (see running_totals).
+unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<AggCall> {
     // SAFETY: the node is a target list expression of an analyzed query;
     // it is read according to its tag.
     unsafe {
-        let relid = relid?;
         if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Aggref {
             return None;
         }
@@ -1011,7 +1067,10 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, relid: Option<pg_sys::Oid
         if expr.is_null() || pg_sys::contain_mutable_functions(expr) || pg_sys::contain_agg_clause(expr) {
             return None;
         }
-        let attnums = attnums_of(expr, 1);
+        let attnums = match over {
+            Over::Table(_) => attnums_of(expr, 1),
+            Over::Join(_) => Vec::new(), // (join_totals reads them)
+        };
         if attnums.iter().any(|a| *a <= 0) {
             return None; // a system column or the whole row
         }
@@ -1034,14 +1093,23 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, relid: Option<pg_sys::Oid
             {
                 return None
             }
+            // Over a join, deleting the extreme would rescan the group
+            // through the join: such groups are recomputed instead.
+            "min" | "max" if matches!(over, Over::Join(_)) => return None,
             "min" => AggKind::Min(0),
             "max" => AggKind::Max(0),
             _ => return None,
         };
+        let sql_type = crate::hooks::cstr(pg_sys::format_type_with_typemod(ty, pg_sys::exprTypmod(expr)))?;
+        let relid = match over {
+            Over::Table(relid) => relid,
+            Over::Join(output) => {
+                return Some((kind, Some(AggArg { sql: format!("b.__x{output}"), attnums, sql_type })))
+            }
+        };
         let alias = c"b";
         let context = pg_sys::deparse_context_for(alias.as_ptr(), relid);
         let sql = crate::hooks::cstr(pg_sys::deparse_expression(expr, context, true, false))?;
-        let sql_type = crate::hooks::cstr(pg_sys::format_type_with_typemod(ty, pg_sys::exprTypmod(expr)))?;
         Some((kind, Some(AggArg { sql: format!("({sql})"), attnums, sql_type })))
     }
 }
@@ -1206,11 +1274,9 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
         .filter(|(_, ((_, sgref), _))| !(*sgref != 0 && f.group_refs.contains(sgref)))
         .map(|(i, (_, agg))| (i as i16 + 1, agg))
         .collect();
-    if f.has_having
-        || f.relations.len() != 1
-        || f.relations.first().is_none_or(|(rte, _, _)| *rte != 1)
-        || others.iter().any(|(_, agg)| agg.is_none())
-    {
+    let one_table = f.relations.len() == 1 && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1);
+    let join = if one_table { None } else { Some(f.join_totals.clone()?) };
+    if f.has_having || others.iter().any(|(_, agg)| agg.is_none()) {
         return None;
     }
     let mut arguments: Vec<AggArg> = Vec::new();
@@ -1234,6 +1300,7 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
         arguments,
         where_sql: f.where_sql.clone(),
         where_attnums: f.where_attnums.clone(),
+        join,
     })
 }
 
@@ -1386,7 +1453,21 @@ fn decide(
                 rows: None,
             }));
         }
-        // Over a join: the groups must come from one table reference that
+        // Over an inner join with count/sum/avg only: running totals.
+        if let Some(algebraic) = running_totals(f) {
+            return Ok(Ok(Plan {
+                shape: Shape::Groups,
+                key,
+                reads_stream_tables: false,
+                join: Some(JoinGraph {
+                    tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+                    edges: f.equalities.clone(),
+                }),
+                algebraic: Some(algebraic),
+                rows: None,
+            }));
+        }
+        // Otherwise the groups must come from one table reference that
         // every other one reaches through `=` conditions.
         return Ok(over_join(key));
     }
@@ -1522,6 +1603,7 @@ mod tests {
             branches: vec![],
             output_sql: None,
             output_attnums: vec![],
+            join_totals: None,
         }
     }
 

@@ -19,5 +19,6 @@
 
 pub mod algebraic;
 pub mod analysis;
+pub mod join_totals;
 pub mod key_recompute;
 pub mod keyless;

@@ -193,7 +193,9 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
             })?)
         };
         // Running totals: the groups are computed from them instead.
-        let totals = match algebraic::totals_query(relid, &plan)? {
+        // (Totals over a join are added to per statement: see maintain.)
+        let over_join = plan.algebraic.as_ref().is_some_and(|a| a.join.is_some());
+        let totals = match algebraic::totals_query(relid, &plan)?.filter(|_| !over_join) {
             Some(totals_query) => {
                 algebraic::prepare_owner(relid)?;
                 let arrays = algebraic::change_arrays(&plan)?;
@@ -264,6 +266,27 @@ pub fn maintain(
     let p = prepared(relid)?;
     if !p.populated {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
+    }
+    // Running totals over a join: the statement's rows joined to the other
+    // tables are added to them, and the groups touched computed from them.
+    if let Some(attnums) = algebraic::join_change_columns(&p.plan, source) {
+        let names = sys::attribute_names(source, Some(&attnums))?;
+        let mut columns = String::new();
+        for a in &attnums {
+            let name = names
+                .iter()
+                .find(|(n, _)| n == a)
+                .map(|(_, name)| crate::sql::quote_ident(name))
+                .ok_or_else(|| PgtError::Internal(format!("column {a} of the source is missing")))?;
+            columns.push_str(&format!(", t.{name}::pg_catalog.text"));
+        }
+        let Some(args) = changed_rows(transition, &columns, read_transition_rows)? else {
+            return Ok(());
+        };
+        let groups = algebraic::join_upsert_now(relid, &p.plan, source, &args)?;
+        let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
+        key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref())?;
+        return Ok(());
     }
     let mut groups = Vec::new();
     let mut any = false;

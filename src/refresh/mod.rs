@@ -118,6 +118,52 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         _ => None,
     };
     match differential {
+        Some((plan, old)) if plan.algebraic.is_some() => {
+            // Running totals: the window's change rows are read once, added
+            // to the totals, and the groups they touched computed from them.
+            let changes = dvm::algebraic::window_changes(&plan, &snapshot, &frontier, &old)?;
+            let count: i64 = changes.iter().map(|(_, _, rows)| rows.len() as i64).sum();
+            result.changes_consumed = count;
+            let affected = dvm::key_recompute::Affected {
+                changes: count,
+                keys: 0,
+                groups: Vec::new(),
+                join_values: Vec::new(),
+            };
+            match too_large(&plan, &affected, st.row_count)? {
+                Some(why) => {
+                    result.message = Some(why);
+                    result.rows = full_refresh(relid, &snapshot)?;
+                    result.row_count = Some(result.rows);
+                }
+                None => {
+                    result.mode = RefreshMode::Differential;
+                    let (deleted, inserted) = if count > 0 {
+                        let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+                        // (Keyed: one group of the touched key values,
+                        // perhaps none of them.)
+                        let groups = dvm::algebraic::apply_delta(relid, &plan, &snapshot, &changes)?;
+                        if !plan.key.is_empty() && groups.is_empty() {
+                            return Err(PgtError::Internal("running totals touched no group list".into()));
+                        }
+                        let recompute = dvm::algebraic::recompute_sql(relid, &plan, &groups)?;
+                        let counts = dvm::key_recompute::apply(
+                            relid,
+                            &snapshot,
+                            &groups,
+                            &key_names,
+                            recompute.as_deref(),
+                        )?;
+                        dvm::algebraic::drop_empty(relid, &plan, &groups)?;
+                        counts
+                    } else {
+                        (0, 0)
+                    };
+                    result.rows = deleted + inserted;
+                    result.row_count = st.row_count.map(|n| n - deleted + inserted);
+                }
+            }
+        }
         Some((plan, old)) => {
             let mut affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
             result.changes_consumed = affected.changes;
@@ -144,39 +190,30 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 }
                 None => {
                     result.mode = RefreshMode::Differential;
-                    let (deleted, inserted) =
-                        if affected.changes > 0 && plan.shape == dvm::analysis::Shape::Keyless {
-                            // A multiset from the changed rows alone.
-                            dvm::keyless::apply_window(relid, &plan, &snapshot, &frontier, &old)?
-                        } else if affected.changes > 0 {
-                            let key_names = dvm::key_recompute::key_names(relid, &plan)?;
-                            // Running totals: brought up to date first, the
-                            // affected groups then computed from them.
-                            dvm::algebraic::apply_delta(relid, &plan, &snapshot, &frontier, &old)?;
-                            let recompute = match dvm::algebraic::recompute_sql(relid, &plan, &groups)? {
-                                // Without GROUP BY: the one row, recomputed.
-                                None if plan.shape == dvm::analysis::Shape::Scalar => {
-                                    let owner = sys::relation_owner(relid)?;
-                                    Some(sys::as_restricted_role(owner, || {
-                                        dvm::key_recompute::whole_query(relid)
-                                    })?)
-                                }
-                                recompute => recompute,
-                            };
-                            let counts = dvm::key_recompute::apply(
-                                relid,
-                                &snapshot,
-                                &groups,
-                                &key_names,
-                                recompute.as_deref(),
-                            )?;
-                            if plan.algebraic.is_some() {
-                                dvm::algebraic::drop_empty(relid, &plan, &groups)?;
-                            }
-                            counts
+                    let (deleted, inserted) = if affected.changes > 0
+                        && plan.shape == dvm::analysis::Shape::Keyless
+                    {
+                        // A multiset from the changed rows alone.
+                        dvm::keyless::apply_window(relid, &plan, &snapshot, &frontier, &old)?
+                    } else if affected.changes > 0 {
+                        let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+                        // Without GROUP BY: the one row, recomputed.
+                        let recompute = if plan.shape == dvm::analysis::Shape::Scalar {
+                            let owner = sys::relation_owner(relid)?;
+                            Some(sys::as_restricted_role(owner, || dvm::key_recompute::whole_query(relid))?)
                         } else {
-                            (0, 0)
+                            None
                         };
+                        dvm::key_recompute::apply(
+                            relid,
+                            &snapshot,
+                            &groups,
+                            &key_names,
+                            recompute.as_deref(),
+                        )?
+                    } else {
+                        (0, 0)
+                    };
                     result.rows = deleted + inserted;
                     result.row_count = st.row_count.map(|n| n - deleted + inserted);
                 }

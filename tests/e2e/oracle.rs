@@ -150,8 +150,15 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT a.g, count(*) AS n FROM t1 a JOIN t2 ON t2.k = a.k JOIN t1 b ON b.id = t2.id GROUP BY a.g", true),
     ("SELECT t2.k, sum(t3.b) AS sb, count(*) AS n FROM t2 JOIN t3 ON t3.a = t2.k GROUP BY t2.k", true),
     ("SELECT t1.k, t1.g, count(*) AS n FROM t1, t2 WHERE t1.k = t2.k AND t2.note IS NOT NULL GROUP BY t1.k, t1.g HAVING count(*) > 1", true),
-    ("SELECT t1.g, t2.note, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.g, t2.note", false),
-    ("SELECT t1.g, count(*) AS n FROM t1 JOIN t2 ON t1.k < t2.k GROUP BY t1.g", false),
+    // Count/sum/avg over inner joins: running totals of the join's change
+    // (grouping columns from any table, any join condition, keyless
+    // tables, self-joins, WHERE across tables).
+    ("SELECT t1.g, t2.note, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.g, t2.note", true),
+    ("SELECT t1.g, count(*) AS n FROM t1 JOIN t2 ON t1.k < t2.k GROUP BY t1.g", true),
+    ("SELECT t3.b, count(*) AS n, sum(t1.w) AS sw, avg(t1.v) AS av FROM t1 JOIN t3 ON t3.a = t1.k GROUP BY t3.b", true),
+    ("SELECT count(*) AS n, sum(t1.v) AS s, count(t2.note) AS nn FROM t1, t2, t3 WHERE t1.k = t2.k AND t3.a = t2.id", true),
+    ("SELECT t2.k, count(*) AS n, sum(b.v) AS s FROM t1 a JOIN t2 USING (k) JOIN t1 b ON b.id = t2.id WHERE a.flag OR b.v > 40 GROUP BY t2.k", true),
+    ("SELECT a.b, count(*) AS n, sum(b.b) AS s FROM t3 a JOIN t3 b ON a.a = b.a GROUP BY a.b", true),
     // DISTINCT over joins, and aggregates over outer joins grouped by the
     // preserved side.
     ("SELECT DISTINCT t1.k, t1.g FROM t1 JOIN t2 ON t2.k = t1.k", true),

@@ -1,0 +1,424 @@
+//! Running totals over an inner join: count/sum/avg of a GROUP BY (or of an
+//! aggregate without GROUP BY) whose FROM joins several tables.
+//!
+//! The totals are kept like those over one table (see `algebraic`); what
+//! differs is where the signed rows added to them come from. The change of
+//! a join is, with every table reference `i` read at its new state `R_i'`
+//! before `i` and at its old state `R_i` after it,
+//!
+//! ```text
+//! Δ(R_1 ⋈ … ⋈ R_n) = Σ_i R_1' ⋈ … ⋈ R_{i-1}' ⋈ ΔR_i ⋈ R_{i+1} ⋈ … ⋈ R_n
+//! ```
+//!
+//! where `ΔR_i` is the signed change rows of reference `i`'s table (+1
+//! inserted, -1 deleted; empty when that table did not change, which drops
+//! the term) and its old state `R_i = R_i' - inserted + deleted` is the
+//! table as read now, plus the change rows with their sign flipped. A
+//! joined row carries the product of its references' signs, so summing
+//! `sign * x` per group adds exactly what the join gained and lost. Every
+//! term joins a handful of change rows to the other tables through their
+//! indexes: O(changes), whatever the tables' size.
+//!
+//! The SQL is PostgreSQL's own deparse of the stored query with its select
+//! list replaced (grouping columns `__k<n>`, aggregate arguments
+//! `__x<output>`, and each reference's sign `__sign<i>`) and each table
+//! reference turned into a reference to a WITH query `__pgt_r<i>`, whose
+//! definition each term supplies: the table, its change rows, or its old
+//! state. The join conditions and the WHERE clause stay as written.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{PgtError, PgtResult};
+use crate::hooks::list_ptrs;
+
+/// An inner join's FROM and WHERE as a SELECT over stand-ins for its tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinTotals {
+    /// The query with the select list `__k1…` (the GROUP BY columns in
+    /// output order), `__x<output>` (each aggregate's argument), then
+    /// `__sign<i>` per table reference, reading reference `i` as
+    /// `__pgt_r<i>`.
+    pub select_sql: String,
+    /// (range table index, table, the table's columns the query reads).
+    pub tables: Vec<(u32, pg_sys::Oid, Vec<i16>)>,
+}
+
+/// A grouping column or aggregate argument of the select list.
+pub struct Output {
+    /// Its position in the select list.
+    pub attnum: i16,
+    /// A GROUP BY column (else an aggregate's argument).
+    pub grouped: bool,
+    /// The expression (null for count(*), which has no argument).
+    pub expr: *mut pg_sys::Node,
+}
+
+/// Read a grouped query over an inner join of plain tables (no subquery in
+/// FROM or in expressions, no HAVING, DISTINCT, LIMIT or window) as a
+/// [`JoinTotals`]; `outputs` are the select list's grouping columns and
+/// aggregate arguments. None when the query is not such a join.
+///
+/// # Safety
+/// `q` must be the analyzed stored query of an open relation.
+pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
+    // SAFETY: the query is only read, then copied; the copy is changed
+    // (palloc'd in the current memory context) and deparsed.
+    unsafe {
+        let top = &*q;
+        if !top.hasAggs
+            || top.hasSubLinks
+            || top.hasWindowFuncs
+            || top.hasTargetSRFs
+            || !top.havingQual.is_null()
+            || !top.distinctClause.is_null()
+            || !top.groupingSets.is_null()
+            || !top.limitCount.is_null()
+            || !top.limitOffset.is_null()
+            || !top.cteList.is_null()
+            || !top.setOperations.is_null()
+            || !top.rowMarks.is_null()
+            || top.jointree.is_null()
+        {
+            return None;
+        }
+        let mut tables = Vec::new();
+        for (i, rte) in list_ptrs::<pg_sys::RangeTblEntry>(top.rtable).into_iter().enumerate() {
+            let rte = &*rte;
+            match rte.rtekind {
+                pg_sys::RTEKind::RTE_RELATION
+                    if rte.relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char =>
+                {
+                    tables.push((i as u32 + 1, rte.relid, Vec::new()))
+                }
+                pg_sys::RTEKind::RTE_JOIN if rte.jointype == pg_sys::JoinType::JOIN_INNER => {}
+                pg_sys::RTEKind::RTE_GROUP => {}
+                _ => return None,
+            }
+        }
+        if tables.len() < 2 {
+            return None;
+        }
+        let copy = pg_sys::copyObjectImpl(q as *const std::ffi::c_void) as *mut pg_sys::Query;
+        // The select list: grouping columns (`__k<n>`), arguments
+        // (`__x<output>`), then signs.
+        let mut entries: Vec<(*mut pg_sys::Node, String)> = Vec::new();
+        let mut key = 0;
+        for o in outputs.iter().filter(|o| o.grouped) {
+            key += 1;
+            entries.push((o.expr, format!("__k{key}")));
+        }
+        for o in outputs.iter().filter(|o| !o.grouped && !o.expr.is_null()) {
+            entries.push((o.expr, format!("__x{}", o.attnum)));
+        }
+        // The columns each table reference reads, grouping and join alias
+        // columns followed to the tables' own.
+        let mut exprs: *mut pg_sys::List = std::ptr::null_mut();
+        for (expr, _) in &entries {
+            exprs = pg_sys::lappend(exprs, *expr as *mut std::ffi::c_void);
+        }
+        let mut read = exprs as *mut pg_sys::Node;
+        if top.hasGroupRTE {
+            read = pg_sys::flatten_group_exprs(std::ptr::null_mut(), copy, read);
+        }
+        let read = pg_sys::flatten_join_alias_vars(std::ptr::null_mut(), copy, read);
+        let mut entries: Vec<(*mut pg_sys::Node, String)> =
+            list_ptrs::<pg_sys::Node>(read as *mut pg_sys::List)
+                .into_iter()
+                .zip(entries.into_iter().map(|(_, n)| n))
+                .collect();
+        // FROM as a list of the tables, every join condition ANDed into
+        // WHERE (inner joins only), so that no join's column list has to
+        // know the stand-ins' extra sign column.
+        let mut items = Vec::new();
+        let mut quals = Vec::new();
+        let jt = &*(*copy).jointree;
+        flatten_from(jt.fromlist, &mut items, &mut quals);
+        if !jt.quals.is_null() {
+            quals.push(jt.quals);
+        }
+        let mut fromlist: *mut pg_sys::List = std::ptr::null_mut();
+        for item in items {
+            fromlist = pg_sys::lappend(fromlist, item as *mut std::ffi::c_void);
+        }
+        let mut qual_list: *mut pg_sys::List = std::ptr::null_mut();
+        for q in quals {
+            let q = pg_sys::flatten_join_alias_vars(std::ptr::null_mut(), copy, q);
+            qual_list = pg_sys::lappend(qual_list, q as *mut std::ffi::c_void);
+        }
+        let where_ = match list_ptrs::<pg_sys::Node>(qual_list).as_slice() {
+            [] => std::ptr::null_mut(),
+            [one] => *one,
+            _ => pg_sys::make_andclause(qual_list) as *mut pg_sys::Node,
+        };
+        (*copy).jointree = pg_sys::makeFromExpr(fromlist, where_);
+        let from = (*copy).jointree as *mut pg_sys::Node;
+        for (index, _, attnums) in tables.iter_mut() {
+            let mut cols = super::analysis::attnums_of(read, *index);
+            cols.extend(super::analysis::attnums_of(from, *index));
+            if cols.iter().any(|a| *a <= 0) {
+                return None; // a whole-row reference or a system column
+            }
+            cols.sort_unstable();
+            cols.dedup();
+            *attnums = cols;
+        }
+        for (index, relid, _) in &tables {
+            let natts = attribute_count(*relid)?;
+            let sign = pg_sys::makeVar(*index as i32, natts + 1, pg_sys::INT4OID, -1, pg_sys::InvalidOid, 0);
+            entries.push((sign as *mut pg_sys::Node, format!("__sign{index}")));
+        }
+        let mut target: *mut pg_sys::List = std::ptr::null_mut();
+        for (resno, (expr, name)) in entries.iter().enumerate() {
+            let name = std::ffi::CString::new(name.as_str()).ok()?;
+            let tle = pg_sys::makeTargetEntry(
+                pg_sys::copyObjectImpl(*expr as *const std::ffi::c_void) as *mut pg_sys::Expr,
+                resno as i16 + 1,
+                pg_sys::pstrdup(name.as_ptr()),
+                false,
+            );
+            target = pg_sys::lappend(target, tle as *mut std::ffi::c_void);
+        }
+        let c = &mut *copy;
+        c.targetList = target;
+        c.groupClause = std::ptr::null_mut();
+        c.sortClause = std::ptr::null_mut();
+        c.hasAggs = false;
+        // The joins, no longer in FROM, become unused stand-ins.
+        for (i, rte) in list_ptrs::<pg_sys::RangeTblEntry>(c.rtable).into_iter().enumerate() {
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_JOIN {
+                let name = std::ffi::CString::new(format!("__pgt_unused{}", i + 1)).ok()?;
+                (*rte).rtekind = pg_sys::RTEKind::RTE_CTE;
+                (*rte).ctename = pg_sys::pstrdup(name.as_ptr());
+                (*rte).ctelevelsup = 0;
+                (*rte).self_reference = false;
+            }
+        }
+        // Each table reference becomes WITH query `__pgt_r<i>`: the table's
+        // columns (dropped ones left out) and `__pgt_sign`.
+        for (index, _, _) in &tables {
+            let rte = pg_sys::list_nth(c.rtable, *index as i32 - 1) as *mut pg_sys::RangeTblEntry;
+            let name = std::ffi::CString::new(format!("__pgt_r{index}")).ok()?;
+            (*rte).rtekind = pg_sys::RTEKind::RTE_CTE;
+            (*rte).ctename = pg_sys::pstrdup(name.as_ptr());
+            (*rte).ctelevelsup = 0;
+            (*rte).self_reference = false;
+            (*(*rte).eref).colnames = pg_sys::lappend(
+                (*(*rte).eref).colnames,
+                pg_sys::makeString(pg_sys::pstrdup(c"__pgt_sign".as_ptr())) as *mut std::ffi::c_void,
+            );
+        }
+        let sql = crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))?;
+        Some(JoinTotals { select_sql: sql, tables })
+    }
+}
+
+/// The table references under FROM items (RangeTblRefs, in order), and
+/// the ON conditions of the inner joins between them.
+///
+/// # Safety
+/// `from` is a FROM list of an analyzed query with inner joins only.
+unsafe fn flatten_from(
+    from: *mut pg_sys::List,
+    items: &mut Vec<*mut pg_sys::Node>,
+    quals: &mut Vec<*mut pg_sys::Node>,
+) {
+    // SAFETY: FROM items are RangeTblRef or JoinExpr nodes, read by tag.
+    unsafe {
+        for item in list_ptrs::<pg_sys::Node>(from) {
+            flatten_item(item, items, quals);
+        }
+    }
+}
+
+unsafe fn flatten_item(
+    item: *mut pg_sys::Node,
+    items: &mut Vec<*mut pg_sys::Node>,
+    quals: &mut Vec<*mut pg_sys::Node>,
+) {
+    // SAFETY: see flatten_from.
+    unsafe {
+        if item.is_null() {
+            return;
+        }
+        if (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
+            let j = &*(item as *mut pg_sys::JoinExpr);
+            flatten_item(j.larg, items, quals);
+            flatten_item(j.rarg, items, quals);
+            if !j.quals.is_null() {
+                quals.push(j.quals);
+            }
+        } else {
+            items.push(item);
+        }
+    }
+}
+
+/// The number of attributes of a table, dropped ones included.
+unsafe fn attribute_count(relid: pg_sys::Oid) -> Option<i16> {
+    // SAFETY: the relation is read by the stored query, which holds a lock
+    // on it while the view is open; its tuple descriptor is read only.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return None;
+        }
+        let n = (*(*rel).rd_att).natts as i16;
+        pg_sys::RelationClose(rel);
+        Some(n)
+    }
+}
+
+/// What a table reference stands for in one term of the change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The table as read now.
+    New,
+    /// The table's change rows, with their signs.
+    Delta,
+    /// The table before the changes: now, minus inserted, plus deleted.
+    Old,
+}
+
+/// The columns of a table, dropped ones included (as None): (name, type).
+fn table_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Option<(String, String)>>> {
+    let rows = Spi::connect(|c| {
+        let mut out = Vec::new();
+        for row in c.select(
+            "SELECT attnum, attisdropped, pg_catalog.quote_ident(attname), \
+                    pg_catalog.format_type(atttypid, atttypmod) \
+               FROM pg_catalog.pg_attribute \
+              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 ORDER BY attnum",
+            None,
+            &[relid.into()],
+        )? {
+            let dropped = row.get::<bool>(2)?.unwrap_or(true);
+            out.push(if dropped {
+                None
+            } else {
+                Some((row.get::<String>(3)?.unwrap_or_default(), row.get::<String>(4)?.unwrap_or_default()))
+            });
+        }
+        Ok::<_, PgtError>(out)
+    })?;
+    Ok(rows)
+}
+
+/// One table's change rows: the table, the columns the arrays hold (in
+/// order) and the text[] expressions: actions ('I'/'D'), then each column.
+pub struct Changes<'a> {
+    pub source: pg_sys::Oid,
+    pub attnums: &'a [i16],
+    pub arrays: &'a [String],
+}
+
+/// The signed rows the changes add to the join, as one query with columns
+/// `__sign` (the product of the references' signs), `__k<n>` and
+/// `__x<output>`; None when no table reference's table changed.
+pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<String>> {
+    let mut columns = std::collections::HashMap::new();
+    for (_, relid, _) in &jt.tables {
+        if !columns.contains_key(relid) {
+            columns.insert(*relid, table_columns(*relid)?);
+        }
+    }
+    let mut terms = Vec::new();
+    for (i, (_, relid, _)) in jt.tables.iter().enumerate() {
+        if !changes.iter().any(|c| c.source == *relid) {
+            continue;
+        }
+        let mut ctes = Vec::new();
+        for (j, (index, other, _)) in jt.tables.iter().enumerate() {
+            let changed = changes.iter().find(|c| c.source == *other);
+            let state = match (j.cmp(&i), changed) {
+                (std::cmp::Ordering::Equal, _) => State::Delta,
+                (std::cmp::Ordering::Greater, Some(_)) => State::Old,
+                _ => State::New,
+            };
+            let cols = columns.get(other).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
+            ctes.push(format!("__pgt_r{index} AS ({})", stand_in(*other, cols, state, changed)?));
+        }
+        terms.push(format!("(WITH {} {})", ctes.join(", "), jt.select_sql));
+    }
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(wrap(jt, &terms.join(" UNION ALL "))))
+}
+
+/// Every row of the join, each with sign +1 (to rebuild the totals).
+pub fn whole_sql(jt: &JoinTotals) -> PgtResult<String> {
+    let mut ctes = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (index, relid, _) in &jt.tables {
+        if !seen.contains_key(relid) {
+            seen.insert(*relid, table_columns(*relid)?);
+        }
+        let cols = seen.get(relid).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
+        ctes.push(format!("__pgt_r{index} AS ({})", stand_in(*relid, cols, State::New, None)?));
+    }
+    Ok(wrap(jt, &format!("(WITH {} {})", ctes.join(", "), jt.select_sql)))
+}
+
+/// The signed join rows with one `__sign`.
+fn wrap(jt: &JoinTotals, rows: &str) -> String {
+    let signs: Vec<String> = jt.tables.iter().map(|(i, _, _)| format!("j.__sign{i}")).collect();
+    format!(
+        "SELECT j.*, ({})::pg_catalog.int8 AS __sign FROM ({rows}) j",
+        signs.join(" OPERATOR(pg_catalog.*) ")
+    )
+}
+
+/// The query a table reference reads in one term: the table's columns in
+/// order (dropped ones left out, as in the deparsed reference's column
+/// list; NULL for a column the change rows do not carry, which nothing
+/// reads), then `__pgt_sign`.
+fn stand_in(
+    relid: pg_sys::Oid,
+    cols: &[Option<(String, String)>],
+    state: State,
+    changed: Option<&Changes>,
+) -> PgtResult<String> {
+    let table = crate::catalog::lifecycle::relation_name(relid)?;
+    let from_table = |sign: &str| {
+        let list: Vec<String> = cols.iter().flatten().map(|(name, _)| format!("t.{name}")).collect();
+        format!("SELECT {}, {sign} AS __pgt_sign FROM {table} t", list.join(", "))
+    };
+    let from_changes = |c: &Changes, flip: bool| -> PgtResult<String> {
+        let rows = super::algebraic::change_rows_sql(c.source, c.attnums, c.arrays)?;
+        let list: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .filter_map(|(i, col)| {
+                let (name, ty) = col.as_ref()?;
+                Some(if c.attnums.contains(&(i as i16 + 1)) {
+                    format!("u.{name}")
+                } else {
+                    format!("NULL::{ty} AS {name}")
+                })
+            })
+            .collect();
+        let sign = if flip { "-u.__sign" } else { "u.__sign" };
+        Ok(format!("SELECT {}, {sign} AS __pgt_sign FROM ({rows}) u", list.join(", ")))
+    };
+    match (state, changed) {
+        (State::New, _) | (State::Old, None) => Ok(from_table("1")),
+        (State::Delta, Some(c)) => from_changes(c, false),
+        (State::Delta, None) => Err(PgtError::Internal("a changed table without changes".into())),
+        (State::Old, Some(c)) => Ok(format!("{} UNION ALL {}", from_table("1"), from_changes(c, true)?)),
+    }
+}
+
+/// The quoted names of the `__k<n>` key columns as read from alias `b`.
+pub fn key_exprs(key_count: usize) -> Vec<String> {
+    (1..=key_count).map(|n| format!("b.__k{n}")).collect()
+}
+
+/// The columns of `source` the join reads (through any of its references).
+pub fn columns_of(jt: &JoinTotals, source: pg_sys::Oid) -> Vec<i16> {
+    let mut out: Vec<i16> =
+        jt.tables.iter().filter(|(_, s, _)| *s == source).flat_map(|(_, _, a)| a.iter().copied()).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
