@@ -436,7 +436,11 @@ pub fn apply_delta(
         None => upsert_sql(relid, plan, &arrays[0].2)?,
     };
     let owner = sys::relation_owner(relid)?;
-    let groups = sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &[]))?;
+    // On the refresh's snapshot: the tables a join term reads must be in
+    // the state of the window's end, which later commits are not.
+    let groups = sys::as_restricted_role(owner, || {
+        changed_groups(relid, plan, &upsert, &|sql: &str| snapshot.query_text_writing(sql))
+    })?;
     // Groups whose kept extreme was deleted: from the table, on the snapshot.
     if let Some(rescan) = rescan_sql(relid, plan)? {
         sys::as_restricted_role(owner, || snapshot.execute(&rescan, false).map(|_| ()))?;
@@ -447,7 +451,7 @@ pub fn apply_delta(
 /// The groups of a change that touched none: one group of no key values
 /// (none at all without GROUP BY).
 fn no_groups(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<KeyValues>>> {
-    changed_groups(relid, plan, "", &[])
+    changed_groups(relid, plan, "", &|_: &str| Ok(Vec::new()))
 }
 
 /// IMMEDIATE over a join: add one statement's changed rows of `source`
@@ -467,7 +471,20 @@ pub fn join_upsert_now(
     let Some(rows) = super::join_totals::delta_sql(jt, &changes)? else { return no_groups(relid, plan) };
     let upsert = upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?;
     let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, args))
+    // (In the writing statement's transaction, on its current snapshot.)
+    let run = |sql: &str| -> PgtResult<Vec<Option<String>>> {
+        Spi::connect_mut(|c| {
+            let table = c.update(sql, Some(1), args)?;
+            let mut out = Vec::new();
+            if let Some(row) = table.into_iter().next() {
+                for i in 1..=row.columns() {
+                    out.push(row.get::<String>(i)?);
+                }
+            }
+            Ok(out)
+        })
+    };
+    sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &run))
 }
 
 /// The columns of `source` a change row carries for totals over a join.
@@ -476,18 +493,19 @@ pub fn join_change_columns(plan: &Plan, source: pg_sys::Oid) -> Option<Vec<i16>>
     Some(super::join_totals::columns_of(jt, source))
 }
 
-/// Run an upsert into the totals (with `args`; none when `upsert` is
-/// empty), and return the groups it touched, as key values for the apply
-/// (none without GROUP BY).
+/// Run an upsert into the totals with `run` (which returns the first row
+/// of a writing statement as text; nothing is run when `upsert` is empty),
+/// and return the groups it touched, as key values for the apply (none
+/// without GROUP BY).
 fn changed_groups(
     relid: pg_sys::Oid,
     plan: &Plan,
     upsert: &str,
-    args: &[pgrx::datum::DatumWithOid],
+    run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
     if plan.key.is_empty() {
         if !upsert.is_empty() {
-            Spi::connect_mut(|c| c.update(upsert, None, args).map(|_| ()))?;
+            run(upsert)?;
         }
         return Ok(Vec::new());
     }
@@ -504,30 +522,16 @@ fn changed_groups(
         select.push(format!(
             "(pg_catalog.array_agg(DISTINCT u.{name}) FILTER (WHERE u.{name} IS NOT NULL))::text"
         ));
-        select.push(format!("COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)"));
+        select.push(format!("COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)::text"));
     }
-    let sql = format!(
-        "WITH u AS ({upsert} RETURNING {}) SELECT {} FROM u",
-        returning.join(", "),
-        select.join(", ")
-    );
     let row = if upsert.is_empty() {
         Vec::new()
     } else {
-        Spi::connect_mut(|c| {
-            let table = c.update(&sql, Some(1), args)?;
-            let mut out = Vec::new();
-            if let Some(row) = table.into_iter().next() {
-                for i in 0..select.len() {
-                    out.push(if i % 2 == 0 {
-                        row.get::<String>(i + 1)?
-                    } else {
-                        row.get::<bool>(i + 1)?.map(|b| b.to_string())
-                    });
-                }
-            }
-            Ok::<_, PgtError>(out)
-        })?
+        run(&format!(
+            "WITH u AS ({upsert} RETURNING {}) SELECT {} FROM u",
+            returning.join(", "),
+            select.join(", ")
+        ))?
     };
     let group = keys
         .into_iter()

@@ -57,7 +57,11 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
          CREATE MATERIALIZED VIEW st WITH (pgtrickle.stream = true) AS
            SELECT k, sum(v) AS sv, count(*) AS n FROM a GROUP BY k;
          CREATE MATERIALIZED VIEW st_b WITH (pgtrickle.stream = true) AS SELECT id, k, w FROM b;
-         CREATE MATERIALIZED VIEW st2 WITH (pgtrickle.stream = true) AS SELECT id, v FROM a WHERE v % 2 = 0;",
+         CREATE MATERIALIZED VIEW st2 WITH (pgtrickle.stream = true) AS SELECT id, v FROM a WHERE v % 2 = 0;
+         -- Running totals of a join: each refresh's change terms read the
+         -- other table as of the refresh's snapshot, never later commits.
+         CREATE MATERIALIZED VIEW st_j WITH (pgtrickle.stream = true) AS
+           SELECT a.k, count(*) AS n, sum(a.v + b.w) AS s FROM a JOIN b ON a.k = b.k GROUP BY a.k;",
     )
     .unwrap();
     let committed_a = Arc::new(AtomicI64::new(0));
@@ -134,6 +138,9 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
                 if n % 3 == 0 {
                     conn.batch_execute("REFRESH MATERIALIZED VIEW st2").unwrap();
                 }
+                if n % 2 == 0 {
+                    conn.batch_execute("REFRESH MATERIALIZED VIEW st_j").unwrap();
+                }
                 n += 1;
                 std::thread::sleep(Duration::from_millis(3));
             }
@@ -149,7 +156,8 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
 
     c.batch_execute(
         "SET pg_trickle.differential_max_change_fraction = 1000;
-         REFRESH MATERIALIZED VIEW st; REFRESH MATERIALIZED VIEW st_b; REFRESH MATERIALIZED VIEW st2",
+         REFRESH MATERIALIZED VIEW st; REFRESH MATERIALIZED VIEW st_b; REFRESH MATERIALIZED VIEW st2;
+         REFRESH MATERIALIZED VIEW st_j",
     )
     .unwrap();
     let (wa, wb) = (committed_a.load(Ordering::SeqCst), committed_b.load(Ordering::SeqCst));
@@ -171,6 +179,11 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
     assert_eq!(pending(&mut c), 0, "buffers were not trimmed");
     assert_matches_query(&mut c, "st", "SELECT k, sum(v), count(*) FROM a GROUP BY k");
     assert_matches_query(&mut c, "st_b", "SELECT id, k, w FROM b");
+    assert_matches_query(
+        &mut c,
+        "st_j",
+        "SELECT a.k, count(*), sum(a.v + b.w) FROM a JOIN b ON a.k = b.k GROUP BY a.k",
+    );
     let modes: Vec<String> = c
         .query("SELECT DISTINCT mode FROM pgtrickle.pgt_refresh_history WHERE trigger = 'manual'", &[])
         .unwrap()

@@ -6,6 +6,11 @@ use crate::{assert_matches_query, connect, fresh_db};
 
 const JOIN_Q: &str = "SELECT a.id, b.id AS bid, a.v, b.w FROM a JOIN b ON a.k = b.k";
 const AGG_Q: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM a GROUP BY k";
+/// Running totals of a join: each statement adds its rows joined to the
+/// other table as the writers before it (serialized by the stream table's
+/// lock) left it.
+const JOIN_AGG_Q: &str =
+    "SELECT b.k, count(*) AS n, sum(a.v * b.w) AS s FROM a JOIN b ON a.k = b.k GROUP BY b.k";
 
 #[test]
 fn sixteen_writers_keep_immediate_stream_tables_exact() {
@@ -17,7 +22,8 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
          INSERT INTO a SELECT g, g % 10, g FROM generate_series(1, 200) g;
          INSERT INTO b SELECT g, g % 10, g FROM generate_series(1, 50) g;
          CREATE MATERIALIZED VIEW j WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {JOIN_Q};
-         CREATE MATERIALIZED VIEW g WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {AGG_Q};"
+         CREATE MATERIALIZED VIEW g WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {AGG_Q};
+         CREATE MATERIALIZED VIEW ja WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {JOIN_AGG_Q};"
     ))
     .unwrap();
     let writers: Vec<_> = (0..16)
@@ -67,6 +73,7 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
     }
     assert_matches_query(&mut c, "j", JOIN_Q);
     assert_matches_query(&mut c, "g", AGG_Q);
+    assert_matches_query(&mut c, "ja", JOIN_AGG_Q);
     let pending: i64 = c
         .query_one("SELECT coalesce(sum(pending_rows), 0)::bigint FROM pgtrickle.change_buffers", &[])
         .unwrap()
