@@ -222,16 +222,34 @@ pub fn trim(source: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResul
     if buffer_relid(source)?.is_none() {
         return Ok(0);
     }
-    let sql = format!(
-        "DELETE FROM {} b WHERE b.__pgt_action OPERATOR(pg_catalog.<>) 'S' AND NOT EXISTS ( \
-           SELECT 1 FROM pgtrickle.pgt_stream_tables st \
-             JOIN pgtrickle.pgt_sources s ON s.relid OPERATOR(pg_catalog.=) st.relid \
-            WHERE s.source_relid OPERATOR(pg_catalog.=) {} AND st.consumes_changes \
-              AND st.frontier IS NOT NULL \
-              AND NOT pgtrickle._applied(b.__pgt_xid, b.__pgt_cid, st.frontier, st.frontier_xid, st.frontier_cid))",
-        buffer_name(source),
-        source.to_u32()
-    );
+    // The frontiers of the stream tables consuming this source, read once
+    // and written into the statement: a row goes when all have applied it.
+    // (A frontier read here only moves forward later, so a concurrent
+    // refresh of another consumer can only make this trim keep more.)
+    let frontiers = sys::as_extension_owner(|| {
+        Spi::connect(|c| {
+            let mut out = Vec::new();
+            for row in c.select(
+                "SELECT st.frontier::pg_catalog.text, st.frontier_xid::pg_catalog.text, st.frontier_cid \
+                   FROM pgtrickle.pgt_stream_tables st \
+                   JOIN pgtrickle.pgt_sources s ON s.relid OPERATOR(pg_catalog.=) st.relid \
+                  WHERE s.source_relid OPERATOR(pg_catalog.=) $1 AND st.consumes_changes \
+                    AND st.frontier IS NOT NULL",
+                None,
+                &[source.into()],
+            )? {
+                out.push(Frontier {
+                    snapshot: row.get::<String>(1)?.unwrap_or_default(),
+                    xid: row.get::<String>(2)?,
+                    cid: row.get::<i64>(3)?.unwrap_or(0),
+                });
+            }
+            Ok::<_, PgtError>(out)
+        })
+    })?;
+    let mut conditions = vec!["b.__pgt_action OPERATOR(pg_catalog.<>) 'S'".to_string()];
+    conditions.extend(frontiers.iter().map(|f| window_sql_literal(f, None)));
+    let sql = format!("DELETE FROM {} b WHERE {}", buffer_name(source), conditions.join(" AND "));
     sys::as_extension_owner(|| match snapshot {
         Some(s) => s.execute(&sql, false),
         None => Spi::connect_mut(|c| Ok(c.update(&sql, None, &[])?.len() as u64)),

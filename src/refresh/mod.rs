@@ -231,8 +231,13 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         }
     }
     sys::as_extension_owner(|| stream_tables::history_finish(history, relid, &result))?;
-    for source in sources {
-        cdc::buffer::trim(source, Some(&snapshot))?;
+    // Rows this refresh applied may now be applied everywhere. (A refresh
+    // that applied none leaves nothing new to trim: rows applied earlier
+    // went when the last consumer to apply them did.)
+    if result.changes_consumed > 0 || result.mode == RefreshMode::Full {
+        for source in sources {
+            cdc::buffer::trim(source, Some(&snapshot))?;
+        }
     }
     Ok(result.rows)
 }
