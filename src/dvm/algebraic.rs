@@ -24,7 +24,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::analysis::{AggKind, Algebraic, Plan};
+use super::analysis::{replace_placeholders, AggKind, Algebraic, Plan, PART_BASE};
 use super::key_recompute::{groups_filter, output_columns, KeyValues};
 use crate::catalog::sys;
 use crate::cdc::buffer;
@@ -664,34 +664,49 @@ pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>
     let mut exprs = Vec::with_capacity(columns.len());
     for (i, (name, ty)) in columns.iter().enumerate() {
         let attnum = i as i16 + 1;
-        let expr =
-            if plan.key.iter().any(|k| k.output_attnum == attnum) {
-                format!("s.{name}")
-            } else {
-                let kind =
-                    alg.aggregates.iter().find(|(a, _)| *a == attnum).map(|(_, k)| *k).ok_or_else(|| {
-                        PgtError::Internal(format!("output {attnum} is neither key nor total"))
-                    })?;
-                match kind {
-                    AggKind::CountStar => format!("s.__n::{ty}"),
-                    AggKind::Count(a) => format!("s.__c{a}::{ty}"),
-                    AggKind::Sum(a) => format!(
-                        "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE s.__s{a} END)::{ty}"
-                    ),
-                    AggKind::Min(a) => format!("s.__min{a}::{ty}"),
-                    AggKind::Max(a) => format!("s.__max{a}::{ty}"),
-                    AggKind::Avg(a) => format!(
-                        "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
-                      ELSE s.__s{a} OPERATOR(pg_catalog./) s.__c{a}::pg_catalog.numeric END)::{ty}"
-                    ),
-                }
-            };
+        let expr = if plan.key.iter().any(|k| k.output_attnum == attnum) {
+            format!("s.{name}")
+        } else if let Some(kind) = alg.aggregates.iter().find(|(a, _)| *a == attnum).map(|(_, k)| *k) {
+            total_sql(kind, ty)
+        } else if let Some(d) = alg.derived.iter().find(|d| d.output == attnum) {
+            // An expression over aggregates: each computed from the
+            // totals, in its own type, in place of its placeholder.
+            let values: std::collections::HashMap<i32, String> = d
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(k, (kind, part_ty))| {
+                    (PART_BASE + k as i32, format!("({})", total_sql(*kind, part_ty)))
+                })
+                .collect();
+            format!("({})::{ty}", replace_placeholders(&d.sql, &values))
+        } else {
+            return Err(PgtError::Internal(format!("output {attnum} is neither key nor total")));
+        };
         exprs.push(format!("{expr} AS {name}"));
     }
     // A group without rows disappears; the one row of an aggregate without
     // GROUP BY stays.
     let filter = if plan.key.is_empty() { "true" } else { "s.__n OPERATOR(pg_catalog.>) 0" };
     Ok(Some(format!("SELECT {} FROM {} s WHERE {filter}", exprs.join(", "), state_name(relid))))
+}
+
+/// An aggregate's value computed from a group's totals (alias `s`), as
+/// type `ty`.
+fn total_sql(kind: AggKind, ty: &str) -> String {
+    match kind {
+        AggKind::CountStar => format!("s.__n::{ty}"),
+        AggKind::Count(a) => format!("s.__c{a}::{ty}"),
+        AggKind::Sum(a) => {
+            format!("(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE s.__s{a} END)::{ty}")
+        }
+        AggKind::Min(a) => format!("s.__min{a}::{ty}"),
+        AggKind::Max(a) => format!("s.__max{a}::{ty}"),
+        AggKind::Avg(a) => format!(
+            "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
+              ELSE s.__s{a} OPERATOR(pg_catalog./) s.__c{a}::pg_catalog.numeric END)::{ty}"
+        ),
+    }
 }
 
 /// The affected groups' rows, computed from the totals (for the apply).

@@ -284,6 +284,9 @@ struct QueryFacts {
     nullable: Vec<u32>,
     /// Per output: the algebraic aggregate it is, if it is one.
     aggregates: Vec<Option<AggCall>>,
+    /// Per output: the expression over algebraic aggregates it is, if it
+    /// is one (see derived_output).
+    derived: Vec<Option<DerivedCall>>,
     has_having: bool,
     /// For a query over one table (range table entry 1): its WHERE clause
     /// as SQL over alias `b`, and the columns it reads.
@@ -303,6 +306,10 @@ struct QueryFacts {
 /// An aggregate call that running totals can keep: the aggregate (its
 /// argument number still 0) and its argument (none for count(*)).
 type AggCall = (AggKind, Option<AggArg>);
+
+/// An expression over aggregates: its SQL with placeholders, and each
+/// aggregate's call and type.
+type DerivedCall = (String, Vec<(AggCall, String)>);
 
 /// An aggregate maintained from running totals; the number is its
 /// argument's, 1-based in [`Algebraic::arguments`].
@@ -377,32 +384,54 @@ pub struct Algebraic {
     /// Over an inner join: the join's rows as a query (then the arguments
     /// are its `__x` columns, and the WHERE clause is inside it).
     pub join: Option<super::join_totals::JoinTotals>,
+    /// Outputs that are expressions over aggregates.
+    pub derived: Vec<Derived>,
+}
+
+/// An output computed from aggregates kept in running totals (`100.00 *
+/// sum(a) / sum(b)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub output: i16,
+    /// The expression as SQL, with aggregate k (0, 1, …) written
+    /// `$<PART_BASE + k>`.
+    pub sql: String,
+    /// The aggregates (numbered like the direct ones) and their types.
+    pub parts: Vec<(AggKind, String)>,
 }
 
 impl Algebraic {
+    /// Every aggregate kept: the outputs', and those inside expressions.
+    fn kinds(&self) -> impl Iterator<Item = &AggKind> {
+        self.aggregates
+            .iter()
+            .map(|(_, k)| k)
+            .chain(self.derived.iter().flat_map(|d| d.parts.iter().map(|(k, _)| k)))
+    }
+
     /// The table columns that are summed (sum, avg), whose totals include
     /// a sum; count(col) of any type only counts.
     pub fn is_summed(&self, column: i16) -> bool {
-        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Sum(a) | AggKind::Avg(a) if *a == column))
+        self.kinds().any(|k| matches!(k, AggKind::Sum(a) | AggKind::Avg(a) if *a == column))
     }
 
     /// Whether `min(column)` / `max(column)` is kept.
     pub fn has_min(&self, column: i16) -> bool {
-        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Min(a) if *a == column))
+        self.kinds().any(|k| matches!(k, AggKind::Min(a) if *a == column))
     }
 
     pub fn has_max(&self, column: i16) -> bool {
-        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Max(a) if *a == column))
+        self.kinds().any(|k| matches!(k, AggKind::Max(a) if *a == column))
     }
 
     /// Whether any extreme is kept (groups may need a rescan).
     pub fn has_extremes(&self) -> bool {
-        self.aggregates.iter().any(|(_, k)| matches!(k, AggKind::Min(_) | AggKind::Max(_)))
+        self.kinds().any(|k| matches!(k, AggKind::Min(_) | AggKind::Max(_)))
     }
 
     /// The numbers of the arguments whose running totals are kept.
     pub fn argument_columns(&self) -> Vec<i16> {
-        let mut out: Vec<i16> = self.aggregates.iter().filter_map(|(_, k)| k.column()).collect();
+        let mut out: Vec<i16> = self.kinds().filter_map(|k| k.column()).collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -836,6 +865,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             equalities: Vec::new(),
             nullable: Vec::new(),
             aggregates: Vec::new(),
+            derived: Vec::new(),
             has_having: !top.havingQual.is_null(),
             where_sql: None,
             where_attnums: Vec::new(),
@@ -927,13 +957,38 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             }
             let attnum = f.outputs.len() as i16 + 1;
             let expr = (*tle).expr as *mut pg_sys::Node;
+            let grouped = (*tle).ressortgroupref != 0 && group_refs.contains(&(*tle).ressortgroupref);
+            // An expression over aggregates: each aggregate a part.
+            let derived = match (single, grouped) {
+                (_, true) => None,
+                (Some(relid), false) => derived_output(expr, |_| Over::Table(relid)),
+                (None, false) if over_join => derived_output(expr, |part| Over::Join(attnum, part)),
+                (None, false) => None,
+            };
             if over_join {
-                let grouped = (*tle).ressortgroupref != 0 && group_refs.contains(&(*tle).ressortgroupref);
-                let arg = if grouped { Some(expr) } else { aggregate_argument(expr) };
-                if let Some(expr) = arg {
-                    join_outputs.push(super::join_totals::Output { attnum, grouped, expr });
+                let name = |part: usize| super::join_totals::Output::argument(attnum, part);
+                if grouped {
+                    join_outputs.push(super::join_totals::Output {
+                        name: format!("__k{attnum}"),
+                        grouped,
+                        expr,
+                    });
+                } else if let Some(arg) = aggregate_argument(expr) {
+                    join_outputs.push(super::join_totals::Output { name: name(0), grouped, expr: arg });
+                } else if let Some((_, parts)) = &derived {
+                    for (i, &(_, arg)) in parts.iter().enumerate() {
+                        if !arg.is_null() {
+                            join_outputs.push(super::join_totals::Output {
+                                name: name(i + 1),
+                                grouped,
+                                expr: arg,
+                            });
+                        }
+                    }
                 }
             }
+            f.derived
+                .push(derived.map(|(sql, parts)| (sql, parts.into_iter().map(|(call, _)| call).collect())));
             if let (Some(relid), Some(out), true) = (single, output_sql.as_mut(), plain) {
                 let expr = (*tle).expr as *mut pg_sys::Node;
                 let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
@@ -946,7 +1001,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
             f.aggregates.push(match single {
                 Some(relid) => algebraic_aggregate(expr, Over::Table(relid)),
-                None if over_join => algebraic_aggregate(expr, Over::Join(attnum)),
+                None if over_join => algebraic_aggregate(expr, Over::Join(attnum, 0)),
                 None => None,
             });
         }
@@ -1011,9 +1066,167 @@ enum Over {
     /// The query's one table (range table entry 1): the argument is
     /// deparsed over alias `b`.
     Table(pg_sys::Oid),
-    /// An inner join: the argument is column `__x<output>` of the join's
-    /// rows (see join_totals); extremes are not kept.
-    Join(i16),
+    /// An inner join: the argument is column [`join_argument`]`(output,
+    /// part)` of the join's rows (see join_totals); extremes are not kept.
+    Join(i16, usize),
+}
+
+/// The column of a join's rows holding the argument of the aggregate of
+/// select list item `output` (`part` 0), or of its `part`-th aggregate when
+/// the item is an expression over aggregates.
+pub fn join_argument(output: i16, part: usize) -> String {
+    if part == 0 {
+        format!("__x{output}")
+    } else {
+        format!("__x{output}_{part}")
+    }
+}
+
+/// Aggregates of an expression over aggregates are written `$<PART_BASE +
+/// k>` in its SQL (k = 0, 1, … in order), to be replaced by their values.
+pub const PART_BASE: i32 = 30000;
+
+/// An output that is an expression over aggregates, every one of which
+/// running totals can keep (`100.00 * sum(a) / sum(b)`, `sum(v) / count(*)`):
+/// its SQL with the aggregates as `$<PART_BASE + k>` placeholders, and per
+/// aggregate its call, its type and its argument expression (null for
+/// count(*)). None for anything else: a plain aggregate, an expression
+/// that reads a column outside an aggregate, calls a non-immutable
+/// function, or whose SQL shows a placeholder's text other than where it
+/// stands (inside a string constant, say).
+unsafe fn derived_output(
+    expr: *mut pg_sys::Node,
+    over: impl Fn(usize) -> Over,
+) -> Option<(String, Vec<((AggCall, String), *mut pg_sys::Node)>)> {
+    // SAFETY: expr is a select list expression of the analyzed query; the
+    // mutator copies what it changes, the original is left as it is.
+    unsafe {
+        if expr.is_null()
+            || (*expr).type_ == pg_sys::NodeTag::T_Aggref
+            || !pg_sys::contain_agg_clause(expr)
+            || pg_sys::contain_mutable_functions(expr)
+        {
+            return None;
+        }
+        let mut parts = Parts { aggrefs: Vec::new(), outside: false };
+        let replaced = aggrefs_to_params(expr, &mut parts as *mut Parts as *mut std::ffi::c_void);
+        if parts.outside || parts.aggrefs.is_empty() {
+            return None;
+        }
+        let sql =
+            crate::hooks::cstr(pg_sys::deparse_expression(replaced, std::ptr::null_mut(), false, false))?;
+        let counts = placeholder_counts(&sql);
+        if (0..parts.aggrefs.len()).any(|k| counts.get(&(PART_BASE + k as i32)) != Some(&1))
+            || counts.len() != parts.aggrefs.len()
+        {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (k, &aggref) in parts.aggrefs.iter().enumerate() {
+            let call = algebraic_aggregate(aggref, over(k + 1))?;
+            let ty = (*(aggref as *mut pg_sys::Aggref)).aggtype;
+            let sql_type = crate::hooks::cstr(pg_sys::format_type_with_typemod(ty, -1))?;
+            out.push(((call, sql_type), aggregate_argument(aggref).unwrap_or(std::ptr::null_mut())));
+        }
+        Some((format!("({sql})"), out))
+    }
+}
+
+/// How often each `$<n>` (a whole number) appears in `sql`.
+fn placeholder_counts(sql: &str) -> std::collections::HashMap<i32, usize> {
+    let mut counts = std::collections::HashMap::new();
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+            if let Ok(n) = sql[start..end].parse::<i32>() {
+                *counts.entry(n).or_insert(0) += 1;
+            }
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    counts
+}
+
+/// Replace each `$<n>` of `sql` whose n is a key of `values` by its value.
+pub fn replace_placeholders(sql: &str, values: &std::collections::HashMap<i32, String>) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+            if let Some(value) = sql[start..end].parse::<i32>().ok().and_then(|n| values.get(&n)) {
+                out.push_str(value);
+                i = end;
+                continue;
+            }
+        }
+        let ch = sql[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// The aggregates met while copying an expression over aggregates.
+struct Parts {
+    aggrefs: Vec<*mut pg_sys::Node>,
+    /// A column, or anything else read outside an aggregate.
+    outside: bool,
+}
+
+/// Copy an expression with each aggregate call replaced by a placeholder
+/// parameter `$<PART_BASE + k>` of its type (expression_tree_mutator
+/// callback; `context` is a `Parts`).
+unsafe extern "C-unwind" fn aggrefs_to_params(
+    node: *mut pg_sys::Node,
+    context: *mut std::ffi::c_void,
+) -> *mut pg_sys::Node {
+    // SAFETY: called on nodes of an analyzed expression, with the Parts
+    // that derived_output passed; a new Param is palloc'd and filled in.
+    unsafe {
+        if node.is_null() {
+            return node;
+        }
+        let parts = &mut *(context as *mut Parts);
+        match (*node).type_ {
+            pg_sys::NodeTag::T_Aggref => {
+                let agg = &*(node as *mut pg_sys::Aggref);
+                let param = pg_sys::palloc0(std::mem::size_of::<pg_sys::Param>()) as *mut pg_sys::Param;
+                (*param).xpr.type_ = pg_sys::NodeTag::T_Param;
+                (*param).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
+                (*param).paramid = PART_BASE + parts.aggrefs.len() as i32;
+                (*param).paramtype = agg.aggtype;
+                (*param).paramtypmod = -1;
+                (*param).paramcollid = agg.aggcollid;
+                (*param).location = -1;
+                parts.aggrefs.push(node);
+                param as *mut pg_sys::Node
+            }
+            pg_sys::NodeTag::T_Var
+            | pg_sys::NodeTag::T_PlaceHolderVar
+            | pg_sys::NodeTag::T_GroupingFunc
+            | pg_sys::NodeTag::T_WindowFunc
+            | pg_sys::NodeTag::T_SubLink
+            | pg_sys::NodeTag::T_Param => {
+                parts.outside = true;
+                node
+            }
+            _ => pg_sys::expression_tree_mutator_impl(node, Some(aggrefs_to_params), context),
+        }
+    }
 }
 
 /// The one argument of an aggregate call of the select list (None for
@@ -1069,7 +1282,7 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<Agg
         }
         let attnums = match over {
             Over::Table(_) => attnums_of(expr, 1),
-            Over::Join(_) => Vec::new(), // (join_totals reads them)
+            Over::Join(..) => Vec::new(), // (join_totals reads them)
         };
         if attnums.iter().any(|a| *a <= 0) {
             return None; // a system column or the whole row
@@ -1095,7 +1308,7 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<Agg
             }
             // Over a join, deleting the extreme would rescan the group
             // through the join: such groups are recomputed instead.
-            "min" | "max" if matches!(over, Over::Join(_)) => return None,
+            "min" | "max" if matches!(over, Over::Join(..)) => return None,
             "min" => AggKind::Min(0),
             "max" => AggKind::Max(0),
             _ => return None,
@@ -1103,8 +1316,9 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<Agg
         let sql_type = crate::hooks::cstr(pg_sys::format_type_with_typemod(ty, pg_sys::exprTypmod(expr)))?;
         let relid = match over {
             Over::Table(relid) => relid,
-            Over::Join(output) => {
-                return Some((kind, Some(AggArg { sql: format!("b.__x{output}"), attnums, sql_type })))
+            Over::Join(output, part) => {
+                let sql = format!("b.{}", join_argument(output, part));
+                return Some((kind, Some(AggArg { sql, attnums, sql_type })));
             }
         };
         let alias = c"b";
@@ -1266,23 +1480,22 @@ pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
 /// Running totals, when the query reads one table, has no HAVING, and every
 /// output other than the GROUP BY columns is an aggregate they can keep.
 fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
-    let others: Vec<(i16, &Option<AggCall>)> = f
+    let others: Vec<(i16, &Option<AggCall>, Option<&DerivedCall>)> = f
         .outputs
         .iter()
-        .zip(&f.aggregates)
         .enumerate()
-        .filter(|(_, ((_, sgref), _))| !(*sgref != 0 && f.group_refs.contains(sgref)))
-        .map(|(i, (_, agg))| (i as i16 + 1, agg))
+        .filter(|(_, (_, sgref))| !(*sgref != 0 && f.group_refs.contains(sgref)))
+        .map(|(i, _)| {
+            (i as i16 + 1, f.aggregates.get(i).unwrap_or(&None), f.derived.get(i).and_then(|d| d.as_ref()))
+        })
         .collect();
     let one_table = f.relations.len() == 1 && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1);
     let join = if one_table { None } else { Some(f.join_totals.clone()?) };
-    if f.has_having || others.iter().any(|(_, agg)| agg.is_none()) {
+    if f.has_having || others.iter().any(|(_, agg, derived)| agg.is_none() && derived.is_none()) {
         return None;
     }
     let mut arguments: Vec<AggArg> = Vec::new();
-    let mut aggregates = Vec::new();
-    for (output, agg) in others {
-        let (kind, arg) = agg.as_ref()?;
+    let mut number = |(kind, arg): &AggCall| -> AggKind {
         let n = match arg {
             None => 0,
             Some(arg) => match arguments.iter().position(|a| a.sql == arg.sql) {
@@ -1293,7 +1506,20 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
                 }
             },
         };
-        aggregates.push((output, kind.numbered(n)));
+        kind.numbered(n)
+    };
+    let mut aggregates = Vec::new();
+    let mut derived = Vec::new();
+    for (output, agg, expr) in others {
+        match (agg, expr) {
+            (Some(call), _) => aggregates.push((output, number(call))),
+            (None, Some((sql, parts))) => derived.push(Derived {
+                output,
+                sql: sql.clone(),
+                parts: parts.iter().map(|(call, ty)| (number(call), ty.clone())).collect(),
+            }),
+            (None, None) => return None,
+        }
     }
     Some(Algebraic {
         aggregates,
@@ -1301,6 +1527,7 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
         where_sql: f.where_sql.clone(),
         where_attnums: f.where_attnums.clone(),
         join,
+        derived,
     })
 }
 
@@ -1597,6 +1824,7 @@ mod tests {
             equalities: vec![],
             nullable: vec![],
             aggregates: vec![None, None, None],
+            derived: vec![None, None, None],
             has_having: false,
             where_sql: None,
             where_attnums: vec![],
@@ -1605,6 +1833,18 @@ mod tests {
             output_attnums: vec![],
             join_totals: None,
         }
+    }
+
+    #[test]
+    fn placeholders_are_whole_numbers() {
+        let sql = "(($30000 / $30001) || '$300010' || $3)";
+        let counts = placeholder_counts(sql);
+        assert_eq!(counts.get(&30000), Some(&1));
+        assert_eq!(counts.get(&30001), Some(&1));
+        assert_eq!(counts.get(&300010), Some(&1), "a longer number is another placeholder");
+        let values = [(30000, "a".to_string()), (30001, "b".to_string())].into_iter().collect();
+        assert_eq!(replace_placeholders(sql, &values), "((a / b) || '$300010' || $3)");
+        assert_eq!(replace_placeholders("é$30000", &values), "éa");
     }
 
     fn pk1(_: pg_sys::Oid) -> PgtResult<Vec<i16>> {

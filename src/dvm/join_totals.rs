@@ -36,7 +36,8 @@ use crate::hooks::list_ptrs;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinTotals {
     /// The query with the select list `__k1…` (the GROUP BY columns in
-    /// output order), `__x<output>` (each aggregate's argument), then
+    /// output order), `__x<output>` (each aggregate's argument; see
+    /// analysis::join_argument), then
     /// `__sign<i>` per table reference, reading reference `i` as
     /// `__pgt_r<i>`.
     pub select_sql: String,
@@ -46,12 +47,21 @@ pub struct JoinTotals {
 
 /// A grouping column or aggregate argument of the select list.
 pub struct Output {
-    /// Its position in the select list.
-    pub attnum: i16,
+    /// The column of the join's rows it becomes (grouping columns are
+    /// numbered `__k1`… in order instead).
+    pub name: String,
     /// A GROUP BY column (else an aggregate's argument).
     pub grouped: bool,
-    /// The expression (null for count(*), which has no argument).
+    /// The expression.
     pub expr: *mut pg_sys::Node,
+}
+
+impl Output {
+    /// The column name of the argument of select list item `output`'s
+    /// aggregate (`part` 0) or of its `part`-th aggregate.
+    pub fn argument(output: i16, part: usize) -> String {
+        super::analysis::join_argument(output, part)
+    }
 }
 
 /// Read a grouped query over an inner join of plain tables (no subquery in
@@ -109,7 +119,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
             entries.push((o.expr, format!("__k{key}")));
         }
         for o in outputs.iter().filter(|o| !o.grouped && !o.expr.is_null()) {
-            entries.push((o.expr, format!("__x{}", o.attnum)));
+            entries.push((o.expr, o.name.clone()));
         }
         // The columns each table reference reads, grouping and join alias
         // columns followed to the tables' own.

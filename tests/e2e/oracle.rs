@@ -159,6 +159,11 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT count(*) AS n, sum(t1.v) AS s, count(t2.note) AS nn FROM t1, t2, t3 WHERE t1.k = t2.k AND t3.a = t2.id", true),
     ("SELECT t2.k, count(*) AS n, sum(b.v) AS s FROM t1 a JOIN t2 USING (k) JOIN t1 b ON b.id = t2.id WHERE a.flag OR b.v > 40 GROUP BY t2.k", true),
     ("SELECT a.b, count(*) AS n, sum(b.b) AS s FROM t3 a JOIN t3 b ON a.a = b.a GROUP BY a.b", true),
+    // Expressions over aggregates kept in running totals, over one table
+    // and over joins.
+    ("SELECT k, sum(v) / count(*) AS mean, coalesce(max(v), -1) - min(v) AS spread FROM t1 GROUP BY k", true),
+    ("SELECT 100.0 * sum(CASE WHEN t2.note IS NULL THEN 1 ELSE 0 END) / nullif(count(*), 0) AS pct, count(*) * 2 AS n2 FROM t1 JOIN t2 ON t1.k = t2.k", true),
+    ("SELECT t2.note, round(avg(t1.v), 1) AS av, sum(t1.w) / nullif(sum(t1.v), 0) AS ratio FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.note", true),
     // DISTINCT over joins, and aggregates over outer joins grouped by the
     // preserved side.
     ("SELECT DISTINCT t1.k, t1.g FROM t1 JOIN t2 ON t2.k = t1.k", true),
