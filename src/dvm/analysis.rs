@@ -311,6 +311,10 @@ type AggCall = (AggKind, Option<AggArg>);
 /// aggregate's call and type.
 type DerivedCall = (String, Vec<(AggCall, String)>);
 
+/// An aggregate inside an expression over aggregates: its call and type,
+/// and its argument expression (null for count(*)).
+type DerivedPart = ((AggCall, String), *mut pg_sys::Node);
+
 /// An aggregate maintained from running totals; the number is its
 /// argument's, 1-based in [`Algebraic::arguments`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1097,7 +1101,7 @@ pub const PART_BASE: i32 = 30000;
 unsafe fn derived_output(
     expr: *mut pg_sys::Node,
     over: impl Fn(usize) -> Over,
-) -> Option<(String, Vec<((AggCall, String), *mut pg_sys::Node)>)> {
+) -> Option<(String, Vec<DerivedPart>)> {
     // SAFETY: expr is a select list expression of the analyzed query; the
     // mutator copies what it changes, the original is left as it is.
     unsafe {
