@@ -83,34 +83,36 @@ pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
     .ok_or_else(|| PgtError::Internal(format!("relation {} does not exist", relid.to_u32())))
 }
 
-/// A GUC nest level with `search_path = pg_catalog, pg_temp`, popped on drop
-/// (as fmgr_security_definer does for functions with a SET clause).
-pub struct SafeSearchPath {
+/// A GUC nest level with some settings, popped on drop (as
+/// fmgr_security_definer does for functions with a SET clause).
+pub struct GucLevel {
     level: i32,
 }
 
-impl SafeSearchPath {
-    pub fn enter() -> SafeSearchPath {
-        // SAFETY: opens a GUC nest level and sets a string GUC in it, exactly
-        // as fmgr_security_definer does; Drop pops the level.
+impl GucLevel {
+    pub fn enter(settings: &[(&std::ffi::CStr, &std::ffi::CStr)]) -> GucLevel {
+        // SAFETY: opens a GUC nest level and sets GUCs in it, exactly as
+        // fmgr_security_definer does; Drop pops the level.
         unsafe {
             let level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-            SafeSearchPath { level }
+            for (name, value) in settings {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    value.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
+            GucLevel { level }
         }
     }
 }
 
-impl Drop for SafeSearchPath {
+impl Drop for GucLevel {
     fn drop(&mut self) {
         // SAFETY: pops the level opened in `enter`; on error, transaction
         // abort pops it instead.
@@ -120,6 +122,27 @@ impl Drop for SafeSearchPath {
             }
         }
     }
+}
+
+/// `search_path = pg_catalog, pg_temp` until dropped.
+pub struct SafeSearchPath {
+    _level: GucLevel,
+}
+
+impl SafeSearchPath {
+    pub fn enter() -> SafeSearchPath {
+        SafeSearchPath { _level: GucLevel::enter(&[(c"search_path", c"pg_catalog, pg_temp")]) }
+    }
+}
+
+/// Until dropped, prepared statements run on their generic plan instead of
+/// being planned again for each execution's parameters (the plan cache
+/// keeps choosing custom plans for `key = ANY($1)` filters, whose array
+/// size it cannot know; IMMEDIATE maintenance passes a few keys, for which
+/// the generic plan's index lookups are right). Unprepared statements are
+/// planned for their values as always.
+pub fn generic_plans() -> GucLevel {
+    GucLevel::enter(&[(c"plan_cache_mode", c"force_generic_plan")])
 }
 
 /// Restores the saved user id and security context on drop (after the

@@ -234,7 +234,10 @@ pub fn apply_sql_with_params(
     let mut filters: Vec<(String, String)> = Vec::new(); // (for alias n, for alias o)
     for group in shape {
         let mut fo = Vec::new();
-        let mut fn_ = Vec::new();
+        // A branch whose key group has no values this time is skipped
+        // whole: a one-time filter, which a generic plan keeps.
+        let mut fn_ =
+            vec![format!("(${}::pg_catalog.text IS NOT NULL OR ${}::pg_catalog.bool)", n + 1, n + 2)];
         for (col, ty) in group {
             let (v, z) = (n + 1, n + 2);
             n += 2;

@@ -267,6 +267,7 @@ pub fn maintain(
     if !p.populated {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
     }
+    let _generic = sys::generic_plans();
     // Running totals over a join: the statement's rows joined to the other
     // tables are added to them, and the groups touched computed from them.
     if let Some(attnums) = algebraic::join_change_columns(&p.plan, source) {
