@@ -99,7 +99,14 @@ pub fn apply_sql(
     groups: &[Vec<KeyValues>],
     keys: &[String],
 ) -> String {
-    apply_statement(st, &recompute_sql(query, columns, groups), &groups_filter("o", groups), keys, None)
+    apply_statement(
+        st,
+        &recompute_sql(query, columns, groups),
+        &groups_filter("o", groups),
+        columns,
+        keys,
+        None,
+    )
 }
 
 /// The affected rows recomputed: one branch per table reference with
@@ -118,20 +125,25 @@ fn recompute_sql(query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> 
     }
 }
 
-/// One statement: the affected rows (`recompute`) are computed once; rows
-/// matching `fo` that are no longer produced are deleted (matched to the new
-/// rows by key, then compared whole), then the new rows are inserted, those
-/// already present (identical, hence not deleted) skipped by ON CONFLICT on
-/// the unique key index. The INSERT reads the DELETE's count, so the DELETE
-/// runs first and a changed row's new version never meets its old one.
+/// One statement: the affected rows (`recompute`) are computed once; a
+/// row matching `fo` whose key has a new row with other values is updated
+/// in place (an UPDATE that leaves the key alone can be HOT: no index
+/// entry is written), a row whose key has no new row is deleted, and a new
+/// row whose key is not in the stream table is inserted. Keys are matched
+/// with `=`, so a row with a NULL key is deleted and inserted again instead
+/// (the INSERT reads the DELETE's count, so the DELETE runs first and ON
+/// CONFLICT on the unique key index, NULLS NOT DISTINCT, finds the old row
+/// gone). A row counts as deleted and inserted when it was updated.
 ///
 /// With `capture` (quoted column names), the statement instead returns the
-/// rows it deleted (`'D'`) and inserted (`'I'`), those columns as text:
-/// the changes of a stream table that other stream tables read.
+/// rows it deleted (`'D'`) and inserted (`'I'`), those columns as text (an
+/// updated row as both): the changes of a stream table that other stream
+/// tables read.
 fn apply_statement(
     st: &str,
     recompute: &str,
     fo: &str,
+    columns: &[String],
     keys: &[String],
     capture: Option<&[String]>,
 ) -> String {
@@ -139,15 +151,20 @@ fn apply_statement(
     // No key (an aggregate without GROUP BY, whose key index is on a
     // constant): any unique index decides.
     let target = if keys.is_empty() { String::new() } else { format!("({}) ", keys.join(", ")) };
-    let (returning_old, returning_new, result) = returning(capture);
+    let sets: Vec<String> = columns.iter().map(|c| format!("{c} = n.{c}")).collect();
+    let (returning_old, returning_new, returning_changed, result) = returning_with_updates(capture);
     format!(
         "WITH new AS MATERIALIZED ({recompute}),\n\
+         changed AS (UPDATE {st} o SET {sets} FROM new n\n\
+         \x20   WHERE {correlate}({fo}) AND NOT ((n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING {returning_changed}),\n\
          gone AS (DELETE FROM {st} o WHERE ({fo}) AND NOT EXISTS (\n\
-         \x20   SELECT 1 FROM new n WHERE {correlate}(n.*) OPERATOR(pg_catalog.*=) (o.*)) RETURNING {returning_old}),\n\
+         \x20   SELECT 1 FROM new n WHERE {correlate}true) RETURNING {returning_old}),\n\
          added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
          \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
+         \x20     AND NOT EXISTS (SELECT 1 FROM {st} o WHERE {correlate}true)\n\
          \x20   ON CONFLICT {target}DO NOTHING RETURNING {returning_new})\n\
-         {result}"
+         {result}",
+        sets = sets.join(", "),
     )
 }
 
@@ -205,6 +222,52 @@ pub(crate) fn returning(capture: Option<&[String]>) -> (String, String, String) 
     }
 }
 
+/// RETURNING lists of the deleted, inserted and updated rows, and the
+/// final SELECT: the counts of rows deleted and inserted (an updated row
+/// counts as both), or with `capture` (quoted column names) the rows.
+fn returning_with_updates(capture: Option<&[String]>) -> (String, String, String, String) {
+    match capture {
+        None => (
+            "1".to_string(),
+            "1".to_string(),
+            "1".to_string(),
+            "SELECT (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM changed), \
+                    (SELECT pg_catalog.count(*) FROM added) OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM changed)"
+                .to_string(),
+        ),
+        Some(cols) => {
+            let old: Vec<String> = cols.iter().map(|c| format!("o.{c}")).collect();
+            let text: String = cols.iter().map(|c| format!(", {c}::pg_catalog.text")).collect();
+            let list = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
+            // An updated row: its old and new values, as __pgt_o<i> and
+            // __pgt_n<i> (RETURNING's OLD and NEW, renamed: `new` is the
+            // name of the recomputed rows).
+            let mut images: Vec<String> = Vec::new();
+            let (mut old_text, mut new_text) = (String::new(), String::new());
+            for (i, c) in cols.iter().enumerate() {
+                images.push(format!("__pgt_old.{c} AS __pgt_o{i}"));
+                images.push(format!("__pgt_new.{c} AS __pgt_n{i}"));
+                old_text.push_str(&format!(", __pgt_o{i}::pg_catalog.text"));
+                new_text.push_str(&format!(", __pgt_n{i}::pg_catalog.text"));
+            }
+            let changed = if cols.is_empty() {
+                "1".to_string()
+            } else {
+                format!("WITH (OLD AS __pgt_old, NEW AS __pgt_new) {}", images.join(", "))
+            };
+            (
+                if cols.is_empty() { "1".to_string() } else { old.join(", ") },
+                list,
+                changed,
+                format!(
+                    "SELECT 'D'{text} FROM gone UNION ALL SELECT 'I'{text} FROM added \
+                     UNION ALL SELECT 'D'{old_text} FROM changed UNION ALL SELECT 'I'{new_text} FROM changed"
+                ),
+            )
+        }
+    }
+}
+
 /// Is the stream table a multiset (its key index is not unique: a UNION
 /// ALL)?
 pub fn is_multiset(relid: pg_sys::Oid) -> PgtResult<bool> {
@@ -255,7 +318,10 @@ pub fn apply_sql_with_params(
     let cols = columns.join(", ");
     if filters.is_empty() {
         // No key (an aggregate without GROUP BY): the whole query.
-        return (apply_statement(st, &format!("SELECT n.* FROM ({query}) n({cols})"), "true", keys, None), 0);
+        return (
+            apply_statement(st, &format!("SELECT n.* FROM ({query}) n({cols})"), "true", columns, keys, None),
+            0,
+        );
     }
     let recompute = filters
         .iter()
@@ -263,7 +329,7 @@ pub fn apply_sql_with_params(
         .collect::<Vec<_>>()
         .join(" UNION ");
     let fo = filters.iter().map(|(_, fo)| format!("({fo})")).collect::<Vec<_>>().join(" OR ");
-    (apply_statement(st, &recompute, &fo, keys, None), n)
+    (apply_statement(st, &recompute, &fo, columns, keys, None), n)
 }
 
 /// Parameters for [`apply_sql_with_params`], in its order.
@@ -508,13 +574,14 @@ fn statements_as_owner(
     if let Some(recompute) = recompute {
         // No key values: every row (a FULL refresh applied as differences).
         let fo = if keys.is_empty() { "true".to_string() } else { groups_filter("o", keys) };
-        return Ok(apply_statement(&st, recompute, &fo, key_names, capture));
+        return Ok(apply_statement(&st, recompute, &fo, &columns, key_names, capture));
     }
     let query = view_query(relid)?;
     Ok(apply_statement(
         &st,
         &recompute_sql(&query, &columns, keys),
         &groups_filter("o", keys),
+        &columns,
         key_names,
         capture,
     ))
