@@ -129,11 +129,13 @@ fn recompute_sql(query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> 
 /// row matching `fo` whose key has a new row with other values is updated
 /// in place (an UPDATE that leaves the key alone can be HOT: no index
 /// entry is written), a row whose key has no new row is deleted, and a new
-/// row whose key is not in the stream table is inserted. Keys are matched
-/// with `=`, so a row with a NULL key is deleted and inserted again instead
-/// (the INSERT reads the DELETE's count, so the DELETE runs first and ON
-/// CONFLICT on the unique key index, NULLS NOT DISTINCT, finds the old row
-/// gone). A row counts as deleted and inserted when it was updated.
+/// row whose key is not in the stream table is inserted: ON CONFLICT on
+/// the unique key index skips the others (updated or unchanged), without
+/// reading the stream table for them. Keys are matched with `=`, so a row
+/// with a NULL key is deleted and inserted again instead (the INSERT reads
+/// the DELETE's count, so the DELETE runs first and ON CONFLICT, NULLS NOT
+/// DISTINCT, finds the old row gone). A row counts as deleted and inserted
+/// when it was updated.
 ///
 /// With `capture` (quoted column names), the statement instead returns the
 /// rows it deleted (`'D'`) and inserted (`'I'`), those columns as text (an
@@ -161,7 +163,6 @@ fn apply_statement(
          \x20   SELECT 1 FROM new n WHERE {correlate}true) RETURNING {returning_old}),\n\
          added AS (INSERT INTO {st} SELECT n.* FROM new n\n\
          \x20   WHERE (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0\n\
-         \x20     AND NOT EXISTS (SELECT 1 FROM {st} o WHERE {correlate}true)\n\
          \x20   ON CONFLICT {target}DO NOTHING RETURNING {returning_new})\n\
          {result}",
         sets = sets.join(", "),
