@@ -102,8 +102,9 @@ impl Plan {
     pub fn sources(&self) -> Vec<pg_sys::Oid> {
         let mut out: Vec<pg_sys::Oid> = Vec::new();
         let joined = self.join.iter().flat_map(|j| j.tables.iter().map(|(_, s)| *s));
+        // (A key column computed by an expression has no source.)
         for source in self.key.iter().map(|k| k.source).chain(joined) {
-            if !out.contains(&source) {
+            if source != pg_sys::InvalidOid && !out.contains(&source) {
                 out.push(source);
             }
         }
@@ -223,9 +224,10 @@ impl Shape {
 pub struct KeyColumn {
     /// Position of the column in the stream table (1-based).
     pub output_attnum: i16,
-    /// The range table entry (table reference) it comes from.
+    /// The range table entry (table reference) it comes from (0 for a
+    /// grouping expression of running totals over a join).
     pub rte: u32,
-    /// That entry's table.
+    /// That entry's table (InvalidOid for such an expression).
     pub source: pg_sys::Oid,
     /// Attribute number of the source column it copies.
     pub source_attnum: i16,
@@ -1136,25 +1138,33 @@ unsafe fn derived_output(
     }
 }
 
-/// How often each `$<n>` (a whole number) appears in `sql`.
-fn placeholder_counts(sql: &str) -> std::collections::HashMap<i32, usize> {
-    let mut counts = std::collections::HashMap::new();
+/// The `$<n>` (a whole number) of `sql`: (byte range, n).
+fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, i32)> {
     let bytes = sql.as_bytes();
+    let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'$' {
-            let start = i + 1;
-            let mut end = start;
+            let mut end = i + 1;
             while end < bytes.len() && bytes[end].is_ascii_digit() {
                 end += 1;
             }
-            if let Ok(n) = sql[start..end].parse::<i32>() {
-                *counts.entry(n).or_insert(0) += 1;
+            if let Ok(n) = sql[i + 1..end].parse::<i32>() {
+                out.push((i..end, n));
             }
             i = end.max(i + 1);
         } else {
             i += 1;
         }
+    }
+    out
+}
+
+/// How often each `$<n>` appears in `sql`.
+fn placeholder_counts(sql: &str) -> std::collections::HashMap<i32, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for (_, n) in placeholders(sql) {
+        *counts.entry(n).or_insert(0) += 1;
     }
     counts
 }
@@ -1162,25 +1172,15 @@ fn placeholder_counts(sql: &str) -> std::collections::HashMap<i32, usize> {
 /// Replace each `$<n>` of `sql` whose n is a key of `values` by its value.
 pub fn replace_placeholders(sql: &str, values: &std::collections::HashMap<i32, String>) -> String {
     let mut out = String::with_capacity(sql.len());
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' {
-            let start = i + 1;
-            let mut end = start;
-            while end < bytes.len() && bytes[end].is_ascii_digit() {
-                end += 1;
-            }
-            if let Some(value) = sql[start..end].parse::<i32>().ok().and_then(|n| values.get(&n)) {
-                out.push_str(value);
-                i = end;
-                continue;
-            }
+    let mut copied = 0;
+    for (range, n) in placeholders(sql) {
+        if let Some(value) = values.get(&n) {
+            out.push_str(&sql[copied..range.start]);
+            out.push_str(value);
+            copied = range.end;
         }
-        let ch = sql[i..].chars().next().unwrap_or(' ');
-        out.push(ch);
-        i += ch.len_utf8();
     }
+    out.push_str(&sql[copied..]);
     out
 }
 
@@ -1669,6 +1669,43 @@ fn decide(
         }
         let key = key_of(&|sgref| sgref != 0 && f.group_refs.contains(&sgref));
         let grouped_outputs = f.outputs.iter().filter(|(_, s)| *s != 0 && f.group_refs.contains(s)).count();
+        if grouped_outputs == f.group_refs.len() && key.len() != f.group_refs.len() && !single {
+            // Running totals over a join group by the values of any
+            // expression: such a key column has no table column behind it.
+            if let Some(algebraic) = running_totals(f).filter(|a| a.join.is_some()) {
+                let key = f
+                    .outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, sgref))| *sgref != 0 && f.group_refs.contains(sgref))
+                    .map(|(i, (col, _))| {
+                        let output_attnum = i as i16 + 1;
+                        match col.and_then(|(rte, attnum)| Some((rte, source_of(rte)?, attnum))) {
+                            Some((rte, source, source_attnum)) => {
+                                KeyColumn { output_attnum, rte, source, source_attnum }
+                            }
+                            None => KeyColumn {
+                                output_attnum,
+                                rte: 0,
+                                source: pg_sys::InvalidOid,
+                                source_attnum: 0,
+                            },
+                        }
+                    })
+                    .collect();
+                return Ok(Ok(Plan {
+                    shape: Shape::Groups,
+                    key,
+                    reads_stream_tables: false,
+                    join: Some(JoinGraph {
+                        tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+                        edges: f.equalities.clone(),
+                    }),
+                    algebraic: Some(algebraic),
+                    rows: None,
+                }));
+            }
+        }
         if key.len() != f.group_refs.len() || grouped_outputs != f.group_refs.len() {
             return Ok(unsupported(
                 "every GROUP BY item must be a plain column of the table that appears in the select list",

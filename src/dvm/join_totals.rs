@@ -92,8 +92,26 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
         {
             return None;
         }
+        // The select list's expressions over the query's own tables:
+        // grouping columns followed to their expressions.
+        let mut exprs: *mut pg_sys::List = std::ptr::null_mut();
+        for o in outputs {
+            exprs = pg_sys::lappend(exprs, o.expr as *mut std::ffi::c_void);
+        }
+        let mut exprs = exprs as *mut pg_sys::Node;
+        if top.hasGroupRTE {
+            exprs = pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, exprs);
+        }
+        // FROM (SELECT … FROM a, b, … WHERE …) s GROUP BY …, a subquery
+        // that only filters and projects a join (TPC-H Q7 to Q9): the
+        // subquery's join is the join, and the select list is read through
+        // its outputs.
+        let (query, exprs) = match pulled_up(q, exprs) {
+            Some(pulled) => pulled,
+            None => (q, exprs),
+        };
         let mut tables = Vec::new();
-        for (i, rte) in list_ptrs::<pg_sys::RangeTblEntry>(top.rtable).into_iter().enumerate() {
+        for (i, rte) in list_ptrs::<pg_sys::RangeTblEntry>((*query).rtable).into_iter().enumerate() {
             let rte = &*rte;
             match rte.rtekind {
                 pg_sys::RTEKind::RTE_RELATION
@@ -102,41 +120,31 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
                     tables.push((i as u32 + 1, rte.relid, Vec::new()))
                 }
                 pg_sys::RTEKind::RTE_JOIN if rte.jointype == pg_sys::JoinType::JOIN_INNER => {}
-                pg_sys::RTEKind::RTE_GROUP => {}
+                pg_sys::RTEKind::RTE_GROUP if query == q => {}
                 _ => return None,
             }
         }
         if tables.len() < 2 {
             return None;
         }
-        let copy = pg_sys::copyObjectImpl(q as *const std::ffi::c_void) as *mut pg_sys::Query;
+        let copy = pg_sys::copyObjectImpl(query as *const std::ffi::c_void) as *mut pg_sys::Query;
         // The select list: grouping columns (`__k<n>`), arguments
-        // (`__x<output>`), then signs.
+        // (`__x<output>`), then signs; join alias columns followed to the
+        // tables' own.
+        let read = pg_sys::flatten_join_alias_vars(std::ptr::null_mut(), copy, exprs);
         let mut entries: Vec<(*mut pg_sys::Node, String)> = Vec::new();
         let mut key = 0;
-        for o in outputs.iter().filter(|o| o.grouped) {
-            key += 1;
-            entries.push((o.expr, format!("__k{key}")));
+        for (o, expr) in outputs.iter().zip(list_ptrs::<pg_sys::Node>(read as *mut pg_sys::List)) {
+            if o.grouped {
+                key += 1;
+                entries.push((expr, format!("__k{key}")));
+            }
         }
-        for o in outputs.iter().filter(|o| !o.grouped && !o.expr.is_null()) {
-            entries.push((o.expr, o.name.clone()));
+        for (o, expr) in outputs.iter().zip(list_ptrs::<pg_sys::Node>(read as *mut pg_sys::List)) {
+            if !o.grouped {
+                entries.push((expr, o.name.clone()));
+            }
         }
-        // The columns each table reference reads, grouping and join alias
-        // columns followed to the tables' own.
-        let mut exprs: *mut pg_sys::List = std::ptr::null_mut();
-        for (expr, _) in &entries {
-            exprs = pg_sys::lappend(exprs, *expr as *mut std::ffi::c_void);
-        }
-        let mut read = exprs as *mut pg_sys::Node;
-        if top.hasGroupRTE {
-            read = pg_sys::flatten_group_exprs(std::ptr::null_mut(), copy, read);
-        }
-        let read = pg_sys::flatten_join_alias_vars(std::ptr::null_mut(), copy, read);
-        let mut entries: Vec<(*mut pg_sys::Node, String)> =
-            list_ptrs::<pg_sys::Node>(read as *mut pg_sys::List)
-                .into_iter()
-                .zip(entries.into_iter().map(|(_, n)| n))
-                .collect();
         // FROM as a list of the tables, every join condition ANDed into
         // WHERE (inner joins only), so that no join's column list has to
         // know the stand-ins' extra sign column.
@@ -220,6 +228,110 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
         }
         let sql = crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))?;
         Some(JoinTotals { select_sql: sql, tables })
+    }
+}
+
+/// For a query whose FROM is one subquery that only filters and projects
+/// (no aggregate, DISTINCT, LIMIT, set operation, sublink, window or WITH
+/// of its own) and that has no WHERE of its own: the subquery, and
+/// `exprs` (a List over the query) rewritten over the subquery's tables.
+///
+/// # Safety
+/// `q` is an analyzed query; `exprs` a List of expressions over it.
+unsafe fn pulled_up(
+    q: *mut pg_sys::Query,
+    exprs: *mut pg_sys::Node,
+) -> Option<(*mut pg_sys::Query, *mut pg_sys::Node)> {
+    // SAFETY: nodes are read by tag; the substitution copies what it
+    // changes.
+    unsafe {
+        let top = &*q;
+        let jt = &*top.jointree;
+        let items = list_ptrs::<pg_sys::Node>(jt.fromlist);
+        let [item] = items.as_slice() else { return None };
+        if !jt.quals.is_null() || (**item).type_ != pg_sys::NodeTag::T_RangeTblRef {
+            return None;
+        }
+        let index = (*(*item as *mut pg_sys::RangeTblRef)).rtindex;
+        let rte = pg_sys::list_nth(top.rtable, index - 1) as *mut pg_sys::RangeTblEntry;
+        if (*rte).rtekind != pg_sys::RTEKind::RTE_SUBQUERY || (*rte).lateral || (*rte).subquery.is_null() {
+            return None;
+        }
+        let sub = &*(*rte).subquery;
+        if sub.hasAggs
+            || sub.hasSubLinks
+            || sub.hasWindowFuncs
+            || sub.hasTargetSRFs
+            || sub.hasDistinctOn
+            || !sub.groupClause.is_null()
+            || !sub.havingQual.is_null()
+            || !sub.distinctClause.is_null()
+            || !sub.groupingSets.is_null()
+            || !sub.limitCount.is_null()
+            || !sub.limitOffset.is_null()
+            || !sub.cteList.is_null()
+            || !sub.setOperations.is_null()
+            || !sub.rowMarks.is_null()
+            || sub.jointree.is_null()
+        {
+            return None;
+        }
+        let targets: Vec<*mut pg_sys::Node> = list_ptrs::<pg_sys::TargetEntry>(sub.targetList)
+            .into_iter()
+            .map(|tle| (*tle).expr as *mut pg_sys::Node)
+            .collect();
+        let mut context = Substitution { index, targets, failed: false };
+        let rewritten = substitute_vars(exprs, &mut context as *mut Substitution as *mut std::ffi::c_void);
+        if context.failed {
+            return None;
+        }
+        Some(((*rte).subquery, rewritten))
+    }
+}
+
+/// Columns of the subquery `index` to be replaced by its select list's
+/// expressions.
+struct Substitution {
+    index: i32,
+    targets: Vec<*mut pg_sys::Node>,
+    /// A reference that cannot be rewritten (whole row, another level).
+    failed: bool,
+}
+
+/// Copy an expression with each column of subquery `index` replaced by
+/// the subquery's expression for it (expression_tree_mutator callback;
+/// `context` is a `Substitution`).
+unsafe extern "C-unwind" fn substitute_vars(
+    node: *mut pg_sys::Node,
+    context: *mut std::ffi::c_void,
+) -> *mut pg_sys::Node {
+    // SAFETY: called on nodes of an analyzed expression, with the
+    // Substitution that pulled_up passed.
+    unsafe {
+        if node.is_null() {
+            return node;
+        }
+        let c = &mut *(context as *mut Substitution);
+        match (*node).type_ {
+            pg_sys::NodeTag::T_Var => {
+                let var = &*(node as *mut pg_sys::Var);
+                let attno = var.varattno as usize;
+                match c.targets.get(attno.wrapping_sub(1)) {
+                    Some(&target) if var.varno == c.index && var.varlevelsup == 0 && attno > 0 => {
+                        pg_sys::copyObjectImpl(target as *const std::ffi::c_void) as *mut pg_sys::Node
+                    }
+                    _ => {
+                        c.failed = true;
+                        node
+                    }
+                }
+            }
+            pg_sys::NodeTag::T_SubLink | pg_sys::NodeTag::T_PlaceHolderVar => {
+                c.failed = true;
+                node
+            }
+            _ => pg_sys::expression_tree_mutator_impl(node, Some(substitute_vars), context),
+        }
     }
 }
 

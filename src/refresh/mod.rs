@@ -118,18 +118,50 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         _ => None,
     };
     match differential {
-        Some((plan, old)) if plan.algebraic.is_some() => {
-            // Running totals: the window's change rows are read once, added
-            // to the totals, and the groups they touched computed from them.
-            let changes = dvm::algebraic::window_changes(&plan, &snapshot, &frontier, &old)?;
-            let count: i64 = changes.iter().map(|(_, _, rows)| rows.len() as i64).sum();
-            result.changes_consumed = count;
-            let affected = dvm::key_recompute::Affected {
-                changes: count,
-                keys: 0,
-                groups: Vec::new(),
-                join_values: Vec::new(),
+        Some((plan, old)) => {
+            // The window: its change rows (read once, for running totals)
+            // or its affected keys, and its size.
+            let (affected, changes, groups) = if plan.algebraic.is_some() {
+                let changes = dvm::algebraic::window_changes(&plan, &snapshot, &frontier, &old)?;
+                let count: i64 = changes.iter().map(|(_, _, rows)| rows.len() as i64).sum();
+                let affected = dvm::key_recompute::Affected {
+                    changes: count,
+                    keys: 0,
+                    groups: Vec::new(),
+                    join_values: Vec::new(),
+                };
+                (affected, changes, Vec::new())
+            } else {
+                let mut affected =
+                    dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
+                // Groups reached through a grouped join count towards the
+                // size of the window too.
+                let groups = if affected.changes > 0 {
+                    let owner = sys::relation_owner(relid)?;
+                    let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
+                    let (groups, reached) = sys::as_restricted_role(owner, || {
+                        let groups = dvm::key_recompute::expand_outer_join(
+                            relid,
+                            &plan,
+                            affected.groups.clone(),
+                            &run,
+                        )?;
+                        dvm::key_recompute::expand_join_groups(
+                            relid,
+                            &plan,
+                            groups,
+                            &affected.join_values,
+                            &run,
+                        )
+                    })?;
+                    affected.keys += reached;
+                    groups
+                } else {
+                    Vec::new()
+                };
+                (affected, Vec::new(), groups)
             };
+            result.changes_consumed = affected.changes;
             match too_large(&plan, &affected, st.row_count)? {
                 Some(why) => {
                     result.message = Some(why);
@@ -138,10 +170,14 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 }
                 None => {
                     result.mode = RefreshMode::Differential;
-                    let (deleted, inserted) = if count > 0 {
-                        let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+                    let (deleted, inserted) = if affected.changes == 0 {
+                        (0, 0)
+                    } else if plan.algebraic.is_some() {
+                        // Running totals: the change rows added to them,
+                        // the groups they touched computed from them.
                         // (Keyed: one group of the touched key values,
                         // perhaps none of them.)
+                        let key_names = dvm::key_recompute::key_names(relid, &plan)?;
                         let groups = dvm::algebraic::apply_delta(relid, &plan, &snapshot, &changes)?;
                         if !plan.key.is_empty() && groups.is_empty() {
                             return Err(PgtError::Internal("running totals touched no group list".into()));
@@ -156,46 +192,10 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         )?;
                         dvm::algebraic::drop_empty(relid, &plan, &groups)?;
                         counts
-                    } else {
-                        (0, 0)
-                    };
-                    result.rows = deleted + inserted;
-                    result.row_count = st.row_count.map(|n| n - deleted + inserted);
-                }
-            }
-        }
-        Some((plan, old)) => {
-            let mut affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
-            result.changes_consumed = affected.changes;
-            // Groups reached through a grouped join count towards the size
-            // of the window too.
-            let groups = if affected.changes > 0 {
-                let owner = sys::relation_owner(relid)?;
-                let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
-                let (groups, reached) = sys::as_restricted_role(owner, || {
-                    let groups =
-                        dvm::key_recompute::expand_outer_join(relid, &plan, affected.groups.clone(), &run)?;
-                    dvm::key_recompute::expand_join_groups(relid, &plan, groups, &affected.join_values, &run)
-                })?;
-                affected.keys += reached;
-                groups
-            } else {
-                Vec::new()
-            };
-            match too_large(&plan, &affected, st.row_count)? {
-                Some(why) => {
-                    result.message = Some(why);
-                    result.rows = full_refresh(relid, &snapshot)?;
-                    result.row_count = Some(result.rows);
-                }
-                None => {
-                    result.mode = RefreshMode::Differential;
-                    let (deleted, inserted) = if affected.changes > 0
-                        && plan.shape == dvm::analysis::Shape::Keyless
-                    {
+                    } else if plan.shape == dvm::analysis::Shape::Keyless {
                         // A multiset from the changed rows alone.
                         dvm::keyless::apply_window(relid, &plan, &snapshot, &frontier, &old)?
-                    } else if affected.changes > 0 {
+                    } else {
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
                         // Without GROUP BY: the one row, recomputed.
                         let recompute = if plan.shape == dvm::analysis::Shape::Scalar {
@@ -211,8 +211,6 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             &key_names,
                             recompute.as_deref(),
                         )?
-                    } else {
-                        (0, 0)
                     };
                     result.rows = deleted + inserted;
                     result.row_count = st.row_count.map(|n| n - deleted + inserted);
