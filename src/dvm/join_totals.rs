@@ -2,22 +2,26 @@
 //! aggregate without GROUP BY) whose FROM joins several tables.
 //!
 //! The totals are kept like those over one table (see `algebraic`); what
-//! differs is where the signed rows added to them come from. The change of
-//! a join is, with every table reference `i` read at its new state `R_i'`
-//! before `i` and at its old state `R_i` after it,
+//! differs is where the signed rows added to them come from. With `ΔRi`
+//! the signed change rows of reference `i`'s table (+1 inserted, -1
+//! deleted) and `Ri'` the table as read now, the old state is `Ri' - ΔRi`,
+//! and expanding `Π Ri' - Π (Ri' - ΔRi)` gives the change of the join as
 //!
 //! ```text
-//! Δ(R_1 ⋈ … ⋈ R_n) = Σ_i R_1' ⋈ … ⋈ R_{i-1}' ⋈ ΔR_i ⋈ R_{i+1} ⋈ … ⋈ R_n
+//! Δ(R1 ⋈ … ⋈ Rn) = Σ_{S ≠ ∅} (-1)^(|S|+1)  ⋈_{i ∈ S} ΔRi  ⋈_{i ∉ S} Ri'
 //! ```
 //!
-//! where `ΔR_i` is the signed change rows of reference `i`'s table (+1
-//! inserted, -1 deleted; empty when that table did not change, which drops
-//! the term) and its old state `R_i = R_i' - inserted + deleted` is the
-//! table as read now, plus the change rows with their sign flipped. A
-//! joined row carries the product of its references' signs, so summing
-//! `sign * x` per group adds exactly what the join gained and lost. Every
-//! term joins a handful of change rows to the other tables through their
-//! indexes: O(changes), whatever the tables' size.
+//! over the non-empty sets S of references whose table changed: one term
+//! per set, every reference read as the table now or as its change rows.
+//! A joined row carries the term's factor times its references' signs, so
+//! summing `sign * x` per group adds exactly what the join gained and lost.
+//! Each term starts from change rows and reaches the other tables through
+//! their indexes (a term with several change-row sets joins small sets):
+//! O(changes), whatever the tables' size. (With more than a few changed
+//! references, the 2^k - 1 terms give way to one term per changed
+//! reference, `R1' ⋈ … ⋈ ΔRi ⋈ … ⋈ Rn` with the references after `i` in
+//! their old state, the table plus its change rows with the sign flipped:
+//! a UNION ALL that the planner scans whole.)
 //!
 //! The SQL is PostgreSQL's own deparse of the stored query with its select
 //! list replaced (grouping columns `__k<n>`, aggregate arguments
@@ -444,29 +448,62 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
             columns.insert(*relid, table_columns(*relid)?);
         }
     }
-    let mut terms = Vec::new();
-    for (i, (_, relid, _)) in jt.tables.iter().enumerate() {
-        if !changes.iter().any(|c| c.source == *relid) {
-            continue;
-        }
+    let changed_of = |relid: &pg_sys::Oid| changes.iter().find(|c| c.source == *relid);
+    // The table references whose table changed.
+    let changed: Vec<usize> =
+        (0..jt.tables.len()).filter(|&i| changed_of(&jt.tables[i].1).is_some()).collect();
+    let term = |states: &dyn Fn(usize) -> State, factor: i32| -> PgtResult<String> {
         let mut ctes = Vec::new();
         for (j, (index, other, _)) in jt.tables.iter().enumerate() {
-            let changed = changes.iter().find(|c| c.source == *other);
-            let state = match (j.cmp(&i), changed) {
-                (std::cmp::Ordering::Equal, _) => State::Delta,
-                (std::cmp::Ordering::Greater, Some(_)) => State::Old,
-                _ => State::New,
-            };
             let cols = columns.get(other).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
-            ctes.push(format!("__pgt_r{index} AS ({})", stand_in(*other, cols, state, changed)?));
+            ctes.push(format!(
+                "__pgt_r{index} AS ({})",
+                stand_in(*other, cols, states(j), changed_of(other))?
+            ));
         }
-        terms.push(format!("(WITH {} {})", ctes.join(", "), jt.select_sql));
+        Ok(format!(
+            "(SELECT w.*, {factor} AS __pgt_term FROM (WITH {} {}) w)",
+            ctes.join(", "),
+            jt.select_sql
+        ))
+    };
+    let mut terms = Vec::new();
+    if changed.len() <= INCLUSION_EXCLUSION_LIMIT {
+        // Every state written as the table now or its change rows, never
+        // as its old state (a UNION ALL, which the planner cannot reach
+        // through an index from a few change rows): with old = new - Δ,
+        //   Δ(R1 ⋈ … ⋈ Rn) = Σ_{S ≠ ∅} (-1)^(|S|+1) ⋈_{i ∈ S} ΔRi ⋈_{i ∉ S} Ri'
+        // over the sets S of changed references: one term per set, the
+        // terms with several change-row sets joining small sets only.
+        for mask in 1u32..(1 << changed.len()) {
+            let in_set =
+                |j: usize| changed.iter().position(|&c| c == j).is_some_and(|k| mask & (1 << k) != 0);
+            let factor = if mask.count_ones() % 2 == 1 { 1 } else { -1 };
+            terms.push(term(&|j| if in_set(j) { State::Delta } else { State::New }, factor)?);
+        }
+    } else {
+        // Many changed references: one term per changed reference, the
+        // references before it new, those after it old.
+        for &i in &changed {
+            terms.push(term(
+                &|j| match j.cmp(&i) {
+                    std::cmp::Ordering::Equal => State::Delta,
+                    std::cmp::Ordering::Greater if changed.contains(&j) => State::Old,
+                    _ => State::New,
+                },
+                1,
+            )?);
+        }
     }
     if terms.is_empty() {
         return Ok(None);
     }
     Ok(Some(wrap(jt, &terms.join(" UNION ALL "))))
 }
+
+/// Up to this many changed table references, the change of the join is
+/// written with change rows and current tables only (2^n - 1 terms).
+const INCLUSION_EXCLUSION_LIMIT: usize = 4;
 
 /// Every row of the join, each with sign +1 (to rebuild the totals).
 pub fn whole_sql(jt: &JoinTotals) -> PgtResult<String> {
@@ -479,12 +516,17 @@ pub fn whole_sql(jt: &JoinTotals) -> PgtResult<String> {
         let cols = seen.get(relid).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
         ctes.push(format!("__pgt_r{index} AS ({})", stand_in(*relid, cols, State::New, None)?));
     }
-    Ok(wrap(jt, &format!("(WITH {} {})", ctes.join(", "), jt.select_sql)))
+    Ok(wrap(
+        jt,
+        &format!("(SELECT w.*, 1 AS __pgt_term FROM (WITH {} {}) w)", ctes.join(", "), jt.select_sql),
+    ))
 }
 
-/// The signed join rows with one `__sign`.
+/// The signed join rows with one `__sign`: the term's factor times the
+/// references' signs.
 fn wrap(jt: &JoinTotals, rows: &str) -> String {
-    let signs: Vec<String> = jt.tables.iter().map(|(i, _, _)| format!("j.__sign{i}")).collect();
+    let mut signs: Vec<String> = vec!["j.__pgt_term".to_string()];
+    signs.extend(jt.tables.iter().map(|(i, _, _)| format!("j.__sign{i}")));
     format!(
         "SELECT j.*, ({})::pg_catalog.int8 AS __sign FROM ({rows}) j",
         signs.join(" OPERATOR(pg_catalog.*) ")
