@@ -1631,6 +1631,18 @@ fn decide(
             .collect()
     };
     let single = f.relations.len() == 1;
+    // A GROUP BY over an inner join kept from running totals of the join.
+    let join_totals_plan = |key: Vec<KeyColumn>, algebraic: Algebraic| Plan {
+        shape: Shape::Groups,
+        key,
+        reads_stream_tables: false,
+        join: Some(JoinGraph {
+            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            edges: f.equalities.clone(),
+        }),
+        algebraic: Some(algebraic),
+        rows: None,
+    };
     // Grouped rows over a join, keyed by columns of one table reference.
     let over_join = |key: Vec<KeyColumn>| -> Result<Plan, Unsupported> {
         let group_rte = key[0].rte;
@@ -1693,17 +1705,7 @@ fn decide(
                         }
                     })
                     .collect();
-                return Ok(Ok(Plan {
-                    shape: Shape::Groups,
-                    key,
-                    reads_stream_tables: false,
-                    join: Some(JoinGraph {
-                        tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
-                        edges: f.equalities.clone(),
-                    }),
-                    algebraic: Some(algebraic),
-                    rows: None,
-                }));
+                return Ok(Ok(join_totals_plan(key, algebraic)));
             }
         }
         if key.len() != f.group_refs.len() || grouped_outputs != f.group_refs.len() {
@@ -1723,17 +1725,7 @@ fn decide(
         }
         // Over an inner join with count/sum/avg only: running totals.
         if let Some(algebraic) = running_totals(f) {
-            return Ok(Ok(Plan {
-                shape: Shape::Groups,
-                key,
-                reads_stream_tables: false,
-                join: Some(JoinGraph {
-                    tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
-                    edges: f.equalities.clone(),
-                }),
-                algebraic: Some(algebraic),
-                rows: None,
-            }));
+            return Ok(Ok(join_totals_plan(key, algebraic)));
         }
         // Otherwise the groups must come from one table reference that
         // every other one reaches through `=` conditions.
