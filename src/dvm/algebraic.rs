@@ -266,17 +266,24 @@ fn source_columns(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<String>
 /// deleted one.
 pub(crate) fn change_rows_sql(source: pg_sys::Oid, attnums: &[i16], arrays: &[String]) -> PgtResult<String> {
     let names = source_columns(source, attnums)?;
-    let mut renamed = String::new();
-    for (i, (name, attnum)) in names.iter().zip(attnums).enumerate() {
-        renamed.push_str(&format!(", u.v{i}::{} AS {name}", column_type(source, *attnum)?));
+    let mut columns = Vec::with_capacity(attnums.len());
+    for (name, attnum) in names.into_iter().zip(attnums) {
+        columns.push((name, column_type(source, *attnum)?));
     }
+    Ok(typed_change_rows(&columns, arrays))
+}
+
+/// [`change_rows_sql`] for columns whose quoted names and types are known.
+pub(crate) fn typed_change_rows(columns: &[(String, String)], arrays: &[String]) -> String {
+    let renamed: String =
+        columns.iter().enumerate().map(|(i, (name, ty))| format!(", u.v{i}::{ty} AS {name}")).collect();
     let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
-    let aliases: String = (0..attnums.len()).map(|i| format!(", v{i}")).collect();
-    Ok(format!(
+    let aliases: String = (0..columns.len()).map(|i| format!(", v{i}")).collect();
+    format!(
         "SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
            FROM ROWS FROM ({}) AS u(a{aliases})",
         unnests.join(", ")
-    ))
+    )
 }
 
 /// The type of a column of `source`, as `format_type` writes it.
@@ -455,8 +462,8 @@ fn no_groups(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<KeyValues>>> 
 }
 
 /// IMMEDIATE over a join: add one statement's changed rows of `source`
-/// (`args`: text[] parameters, the actions then each of
-/// [`join_change_columns`]) to the totals, as the stream table's owner;
+/// (`args`: text[] parameters, the actions then each column of
+/// [`join_change_select_list`]) to the totals, as the stream table's owner;
 /// returns the groups touched (see apply_delta).
 pub fn join_upsert_now(
     relid: pg_sys::Oid,
@@ -487,10 +494,11 @@ pub fn join_upsert_now(
     sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &run))
 }
 
-/// The columns of `source` a change row carries for totals over a join.
-pub fn join_change_columns(plan: &Plan, source: pg_sys::Oid) -> Option<Vec<i16>> {
-    let jt = plan.algebraic.as_ref()?.join.as_ref()?;
-    Some(super::join_totals::columns_of(jt, source))
+/// For totals over a join: `, t.col::text` for each column of `source` a
+/// change row carries (reading a transition table); None for other plans.
+pub fn join_change_select_list(plan: &Plan, source: pg_sys::Oid) -> PgtResult<Option<String>> {
+    let Some(jt) = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()) else { return Ok(None) };
+    Ok(Some(select_list(source, &super::join_totals::columns_of(jt, source))?))
 }
 
 /// Run an upsert into the totals with `run` (which returns the first row
@@ -550,7 +558,12 @@ fn changed_groups(
 pub fn change_select_list(plan: &Plan) -> PgtResult<String> {
     let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
-    Ok(source_columns(source, &cols)?.iter().map(|n| format!(", t.{n}::pg_catalog.text")).collect())
+    select_list(source, &cols)
+}
+
+/// `, t.col::text` for each of `attnums`, columns of `source`.
+fn select_list(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<String> {
+    Ok(source_columns(source, attnums)?.iter().map(|n| format!(", t.{n}::pg_catalog.text")).collect())
 }
 
 /// How many text arrays [`upsert_sql`] takes: the action, then one per

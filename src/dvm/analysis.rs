@@ -1105,7 +1105,8 @@ unsafe fn derived_output(
     over: impl Fn(usize) -> Over,
 ) -> Option<(String, Vec<DerivedPart>)> {
     // SAFETY: expr is a select list expression of the analyzed query; the
-    // mutator copies what it changes, the original is left as it is.
+    // mutator copies what it changes, the original is left as it is, and
+    // a new Param is palloc'd and filled in for each aggregate.
     unsafe {
         if expr.is_null()
             || (*expr).type_ == pg_sys::NodeTag::T_Aggref
@@ -1114,21 +1115,48 @@ unsafe fn derived_output(
         {
             return None;
         }
-        let mut parts = Parts { aggrefs: Vec::new(), outside: false };
-        let replaced = aggrefs_to_params(expr, &mut parts as *mut Parts as *mut std::ffi::c_void);
-        if parts.outside || parts.aggrefs.is_empty() {
+        // Each aggregate call becomes a placeholder parameter of its type;
+        // a column (or anything else read) outside an aggregate refuses.
+        let mut aggrefs: Vec<*mut pg_sys::Node> = Vec::new();
+        let mut outside = false;
+        let replaced = crate::hooks::mutate(expr, |node| match (*node).type_ {
+            pg_sys::NodeTag::T_Aggref => {
+                let agg = &*(node as *mut pg_sys::Aggref);
+                let param = pg_sys::palloc0(std::mem::size_of::<pg_sys::Param>()) as *mut pg_sys::Param;
+                (*param).xpr.type_ = pg_sys::NodeTag::T_Param;
+                (*param).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
+                (*param).paramid = PART_BASE + aggrefs.len() as i32;
+                (*param).paramtype = agg.aggtype;
+                (*param).paramtypmod = -1;
+                (*param).paramcollid = agg.aggcollid;
+                (*param).location = -1;
+                aggrefs.push(node);
+                Some(param as *mut pg_sys::Node)
+            }
+            pg_sys::NodeTag::T_Var
+            | pg_sys::NodeTag::T_PlaceHolderVar
+            | pg_sys::NodeTag::T_GroupingFunc
+            | pg_sys::NodeTag::T_WindowFunc
+            | pg_sys::NodeTag::T_SubLink
+            | pg_sys::NodeTag::T_Param => {
+                outside = true;
+                Some(node)
+            }
+            _ => None,
+        });
+        if outside || aggrefs.is_empty() {
             return None;
         }
         let sql =
             crate::hooks::cstr(pg_sys::deparse_expression(replaced, std::ptr::null_mut(), false, false))?;
         let counts = placeholder_counts(&sql);
-        if (0..parts.aggrefs.len()).any(|k| counts.get(&(PART_BASE + k as i32)) != Some(&1))
-            || counts.len() != parts.aggrefs.len()
+        if (0..aggrefs.len()).any(|k| counts.get(&(PART_BASE + k as i32)) != Some(&1))
+            || counts.len() != aggrefs.len()
         {
             return None;
         }
         let mut out = Vec::new();
-        for (k, &aggref) in parts.aggrefs.iter().enumerate() {
+        for (k, &aggref) in aggrefs.iter().enumerate() {
             let call = algebraic_aggregate(aggref, over(k + 1))?;
             let ty = (*(aggref as *mut pg_sys::Aggref)).aggtype;
             let sql_type = crate::hooks::cstr(pg_sys::format_type_with_typemod(ty, -1))?;
@@ -1182,55 +1210,6 @@ pub fn replace_placeholders(sql: &str, values: &std::collections::HashMap<i32, S
     }
     out.push_str(&sql[copied..]);
     out
-}
-
-/// The aggregates met while copying an expression over aggregates.
-struct Parts {
-    aggrefs: Vec<*mut pg_sys::Node>,
-    /// A column, or anything else read outside an aggregate.
-    outside: bool,
-}
-
-/// Copy an expression with each aggregate call replaced by a placeholder
-/// parameter `$<PART_BASE + k>` of its type (expression_tree_mutator
-/// callback; `context` is a `Parts`).
-unsafe extern "C-unwind" fn aggrefs_to_params(
-    node: *mut pg_sys::Node,
-    context: *mut std::ffi::c_void,
-) -> *mut pg_sys::Node {
-    // SAFETY: called on nodes of an analyzed expression, with the Parts
-    // that derived_output passed; a new Param is palloc'd and filled in.
-    unsafe {
-        if node.is_null() {
-            return node;
-        }
-        let parts = &mut *(context as *mut Parts);
-        match (*node).type_ {
-            pg_sys::NodeTag::T_Aggref => {
-                let agg = &*(node as *mut pg_sys::Aggref);
-                let param = pg_sys::palloc0(std::mem::size_of::<pg_sys::Param>()) as *mut pg_sys::Param;
-                (*param).xpr.type_ = pg_sys::NodeTag::T_Param;
-                (*param).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
-                (*param).paramid = PART_BASE + parts.aggrefs.len() as i32;
-                (*param).paramtype = agg.aggtype;
-                (*param).paramtypmod = -1;
-                (*param).paramcollid = agg.aggcollid;
-                (*param).location = -1;
-                parts.aggrefs.push(node);
-                param as *mut pg_sys::Node
-            }
-            pg_sys::NodeTag::T_Var
-            | pg_sys::NodeTag::T_PlaceHolderVar
-            | pg_sys::NodeTag::T_GroupingFunc
-            | pg_sys::NodeTag::T_WindowFunc
-            | pg_sys::NodeTag::T_SubLink
-            | pg_sys::NodeTag::T_Param => {
-                parts.outside = true;
-                node
-            }
-            _ => pg_sys::expression_tree_mutator_impl(node, Some(aggrefs_to_params), context),
-        }
-    }
 }
 
 /// The one argument of an aggregate call of the select list (None for

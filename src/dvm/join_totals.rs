@@ -80,20 +80,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
     // (palloc'd in the current memory context) and deparsed.
     unsafe {
         let top = &*q;
-        if !top.hasAggs
-            || top.hasSubLinks
-            || top.hasWindowFuncs
-            || top.hasTargetSRFs
-            || !top.havingQual.is_null()
-            || !top.distinctClause.is_null()
-            || !top.groupingSets.is_null()
-            || !top.limitCount.is_null()
-            || !top.limitOffset.is_null()
-            || !top.cteList.is_null()
-            || !top.setOperations.is_null()
-            || !top.rowMarks.is_null()
-            || top.jointree.is_null()
-        {
+        if !top.hasAggs || !plain_select(top) {
             return None;
         }
         // The select list's expressions over the query's own tables:
@@ -235,6 +222,25 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
     }
 }
 
+/// A SELECT with a FROM and none of: sublinks, window functions,
+/// set-returning functions in the select list, HAVING, DISTINCT, grouping
+/// sets, LIMIT/OFFSET, WITH, set operations, FOR UPDATE/SHARE.
+fn plain_select(q: &pg_sys::Query) -> bool {
+    !(q.hasSubLinks
+        || q.hasWindowFuncs
+        || q.hasTargetSRFs
+        || q.hasDistinctOn
+        || !q.havingQual.is_null()
+        || !q.distinctClause.is_null()
+        || !q.groupingSets.is_null()
+        || !q.limitCount.is_null()
+        || !q.limitOffset.is_null()
+        || !q.cteList.is_null()
+        || !q.setOperations.is_null()
+        || !q.rowMarks.is_null()
+        || q.jointree.is_null())
+}
+
 /// For a query whose FROM is one subquery that only filters and projects
 /// (no aggregate, DISTINCT, LIMIT, set operation, sublink, window or WITH
 /// of its own) and that has no WHERE of its own: the subquery, and
@@ -247,7 +253,7 @@ unsafe fn pulled_up(
     exprs: *mut pg_sys::Node,
 ) -> Option<(*mut pg_sys::Query, *mut pg_sys::Node)> {
     // SAFETY: nodes are read by tag; the substitution copies what it
-    // changes.
+    // changes (see hooks::mutate).
     unsafe {
         let top = &*q;
         let jt = &*top.jointree;
@@ -262,80 +268,40 @@ unsafe fn pulled_up(
             return None;
         }
         let sub = &*(*rte).subquery;
-        if sub.hasAggs
-            || sub.hasSubLinks
-            || sub.hasWindowFuncs
-            || sub.hasTargetSRFs
-            || sub.hasDistinctOn
-            || !sub.groupClause.is_null()
-            || !sub.havingQual.is_null()
-            || !sub.distinctClause.is_null()
-            || !sub.groupingSets.is_null()
-            || !sub.limitCount.is_null()
-            || !sub.limitOffset.is_null()
-            || !sub.cteList.is_null()
-            || !sub.setOperations.is_null()
-            || !sub.rowMarks.is_null()
-            || sub.jointree.is_null()
-        {
+        if sub.hasAggs || !sub.groupClause.is_null() || !plain_select(sub) {
             return None;
         }
         let targets: Vec<*mut pg_sys::Node> = list_ptrs::<pg_sys::TargetEntry>(sub.targetList)
             .into_iter()
             .map(|tle| (*tle).expr as *mut pg_sys::Node)
             .collect();
-        let mut context = Substitution { index, targets, failed: false };
-        let rewritten = substitute_vars(exprs, &mut context as *mut Substitution as *mut std::ffi::c_void);
-        if context.failed {
-            return None;
-        }
-        Some(((*rte).subquery, rewritten))
-    }
-}
-
-/// Columns of the subquery `index` to be replaced by its select list's
-/// expressions.
-struct Substitution {
-    index: i32,
-    targets: Vec<*mut pg_sys::Node>,
-    /// A reference that cannot be rewritten (whole row, another level).
-    failed: bool,
-}
-
-/// Copy an expression with each column of subquery `index` replaced by
-/// the subquery's expression for it (expression_tree_mutator callback;
-/// `context` is a `Substitution`).
-unsafe extern "C-unwind" fn substitute_vars(
-    node: *mut pg_sys::Node,
-    context: *mut std::ffi::c_void,
-) -> *mut pg_sys::Node {
-    // SAFETY: called on nodes of an analyzed expression, with the
-    // Substitution that pulled_up passed.
-    unsafe {
-        if node.is_null() {
-            return node;
-        }
-        let c = &mut *(context as *mut Substitution);
-        match (*node).type_ {
+        // Each column of the subquery becomes a copy of its expression; a
+        // whole-row or other reference refuses.
+        let mut failed = false;
+        let rewritten = crate::hooks::mutate(exprs, |node| match (*node).type_ {
             pg_sys::NodeTag::T_Var => {
                 let var = &*(node as *mut pg_sys::Var);
                 let attno = var.varattno as usize;
-                match c.targets.get(attno.wrapping_sub(1)) {
-                    Some(&target) if var.varno == c.index && var.varlevelsup == 0 && attno > 0 => {
-                        pg_sys::copyObjectImpl(target as *const std::ffi::c_void) as *mut pg_sys::Node
+                match targets.get(attno.wrapping_sub(1)) {
+                    Some(&target) if var.varno == index && var.varlevelsup == 0 && attno > 0 => {
+                        Some(pg_sys::copyObjectImpl(target as *const std::ffi::c_void) as *mut pg_sys::Node)
                     }
                     _ => {
-                        c.failed = true;
-                        node
+                        failed = true;
+                        Some(node)
                     }
                 }
             }
             pg_sys::NodeTag::T_SubLink | pg_sys::NodeTag::T_PlaceHolderVar => {
-                c.failed = true;
-                node
+                failed = true;
+                Some(node)
             }
-            _ => pg_sys::expression_tree_mutator_impl(node, Some(substitute_vars), context),
+            _ => None,
+        });
+        if failed {
+            return None;
         }
+        Some(((*rte).subquery, rewritten))
     }
 }
 
@@ -406,6 +372,28 @@ enum State {
     Old,
 }
 
+/// A table as the terms read it: its qualified name and its columns,
+/// dropped ones included (as None), each (quoted name, type).
+struct Table {
+    name: String,
+    columns: Vec<Option<(String, String)>>,
+}
+
+/// Read [`Table`]s once for every table of the join.
+fn tables_of(jt: &JoinTotals) -> PgtResult<std::collections::HashMap<pg_sys::Oid, Table>> {
+    let mut out = std::collections::HashMap::new();
+    for (_, relid, _) in &jt.tables {
+        if !out.contains_key(relid) {
+            let table = Table {
+                name: crate::catalog::lifecycle::relation_name(*relid)?,
+                columns: table_columns(*relid)?,
+            };
+            out.insert(*relid, table);
+        }
+    }
+    Ok(out)
+}
+
 /// The columns of a table, dropped ones included (as None): (name, type).
 fn table_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Option<(String, String)>>> {
     let rows = Spi::connect(|c| {
@@ -442,31 +430,11 @@ pub struct Changes<'a> {
 /// `__sign` (the product of the references' signs), `__k<n>` and
 /// `__x<output>`; None when no table reference's table changed.
 pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<String>> {
-    let mut columns = std::collections::HashMap::new();
-    for (_, relid, _) in &jt.tables {
-        if !columns.contains_key(relid) {
-            columns.insert(*relid, table_columns(*relid)?);
-        }
-    }
-    let changed_of = |relid: &pg_sys::Oid| changes.iter().find(|c| c.source == *relid);
+    let tables = tables_of(jt)?;
     // The table references whose table changed.
     let changed: Vec<usize> =
-        (0..jt.tables.len()).filter(|&i| changed_of(&jt.tables[i].1).is_some()).collect();
-    let term = |states: &dyn Fn(usize) -> State, factor: i32| -> PgtResult<String> {
-        let mut ctes = Vec::new();
-        for (j, (index, other, _)) in jt.tables.iter().enumerate() {
-            let cols = columns.get(other).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
-            ctes.push(format!(
-                "__pgt_r{index} AS ({})",
-                stand_in(*other, cols, states(j), changed_of(other))?
-            ));
-        }
-        Ok(format!(
-            "(SELECT w.*, {factor} AS __pgt_term FROM (WITH {} {}) w)",
-            ctes.join(", "),
-            jt.select_sql
-        ))
-    };
+        (0..jt.tables.len()).filter(|&i| changes.iter().any(|c| c.source == jt.tables[i].1)).collect();
+    let one_term = |states: &dyn Fn(usize) -> State, factor: i32| term(jt, &tables, changes, states, factor);
     let mut terms = Vec::new();
     if changed.len() <= INCLUSION_EXCLUSION_LIMIT {
         // Every state written as the table now or its change rows, never
@@ -479,13 +447,13 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
             let in_set =
                 |j: usize| changed.iter().position(|&c| c == j).is_some_and(|k| mask & (1 << k) != 0);
             let factor = if mask.count_ones() % 2 == 1 { 1 } else { -1 };
-            terms.push(term(&|j| if in_set(j) { State::Delta } else { State::New }, factor)?);
+            terms.push(one_term(&|j| if in_set(j) { State::Delta } else { State::New }, factor)?);
         }
     } else {
         // Many changed references: one term per changed reference, the
         // references before it new, those after it old.
         for &i in &changed {
-            terms.push(term(
+            terms.push(one_term(
                 &|j| match j.cmp(&i) {
                     std::cmp::Ordering::Equal => State::Delta,
                     std::cmp::Ordering::Greater if changed.contains(&j) => State::Old,
@@ -507,19 +475,25 @@ const INCLUSION_EXCLUSION_LIMIT: usize = 4;
 
 /// Every row of the join, each with sign +1 (to rebuild the totals).
 pub fn whole_sql(jt: &JoinTotals) -> PgtResult<String> {
+    Ok(wrap(jt, &term(jt, &tables_of(jt)?, &[], &|_| State::New, 1)?))
+}
+
+/// One term of the change: reference `j` read as `states(j)` (the table,
+/// its change rows, or its old state), every row's sign times `factor`.
+fn term(
+    jt: &JoinTotals,
+    tables: &std::collections::HashMap<pg_sys::Oid, Table>,
+    changes: &[Changes],
+    states: &dyn Fn(usize) -> State,
+    factor: i32,
+) -> PgtResult<String> {
     let mut ctes = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (index, relid, _) in &jt.tables {
-        if !seen.contains_key(relid) {
-            seen.insert(*relid, table_columns(*relid)?);
-        }
-        let cols = seen.get(relid).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
-        ctes.push(format!("__pgt_r{index} AS ({})", stand_in(*relid, cols, State::New, None)?));
+    for (j, (index, relid, _)) in jt.tables.iter().enumerate() {
+        let table = tables.get(relid).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
+        let changed = changes.iter().find(|c| c.source == *relid);
+        ctes.push(format!("__pgt_r{index} AS ({})", stand_in(table, states(j), changed)?));
     }
-    Ok(wrap(
-        jt,
-        &format!("(SELECT w.*, 1 AS __pgt_term FROM (WITH {} {}) w)", ctes.join(", "), jt.select_sql),
-    ))
+    Ok(format!("(SELECT w.*, {factor} AS __pgt_term FROM (WITH {} {}) w)", ctes.join(", "), jt.select_sql))
 }
 
 /// The signed join rows with one `__sign`: the term's factor times the
@@ -537,19 +511,20 @@ fn wrap(jt: &JoinTotals, rows: &str) -> String {
 /// order (dropped ones left out, as in the deparsed reference's column
 /// list; NULL for a column the change rows do not carry, which nothing
 /// reads), then `__pgt_sign`.
-fn stand_in(
-    relid: pg_sys::Oid,
-    cols: &[Option<(String, String)>],
-    state: State,
-    changed: Option<&Changes>,
-) -> PgtResult<String> {
-    let table = crate::catalog::lifecycle::relation_name(relid)?;
+fn stand_in(table: &Table, state: State, changed: Option<&Changes>) -> PgtResult<String> {
+    let cols = &table.columns;
     let from_table = |sign: &str| {
         let list: Vec<String> = cols.iter().flatten().map(|(name, _)| format!("t.{name}")).collect();
-        format!("SELECT {}, {sign} AS __pgt_sign FROM {table} t", list.join(", "))
+        format!("SELECT {}, {sign} AS __pgt_sign FROM {} t", list.join(", "), table.name)
     };
     let from_changes = |c: &Changes, flip: bool| -> PgtResult<String> {
-        let rows = super::algebraic::change_rows_sql(c.source, c.attnums, c.arrays)?;
+        let carried = c
+            .attnums
+            .iter()
+            .map(|a| usize::try_from(*a).ok().and_then(|a| cols.get(a.checked_sub(1)?)).cloned().flatten())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| PgtError::Internal("a change column of the source is missing".into()))?;
+        let rows = super::algebraic::typed_change_rows(&carried, c.arrays);
         let list: Vec<String> = cols
             .iter()
             .enumerate()
@@ -571,11 +546,6 @@ fn stand_in(
         (State::Delta, None) => Err(PgtError::Internal("a changed table without changes".into())),
         (State::Old, Some(c)) => Ok(format!("{} UNION ALL {}", from_table("1"), from_changes(c, true)?)),
     }
-}
-
-/// The quoted names of the `__k<n>` key columns as read from alias `b`.
-pub fn key_exprs(key_count: usize) -> Vec<String> {
-    (1..=key_count).map(|n| format!("b.__k{n}")).collect()
 }
 
 /// The columns of `source` the join reads (through any of its references).

@@ -227,19 +227,17 @@ pub(crate) fn returning(capture: Option<&[String]>) -> (String, String, String) 
 /// final SELECT: the counts of rows deleted and inserted (an updated row
 /// counts as both), or with `capture` (quoted column names) the rows.
 fn returning_with_updates(capture: Option<&[String]>) -> (String, String, String, String) {
+    let (returning_old, returning_new, result) = returning(capture);
     match capture {
         None => (
-            "1".to_string(),
-            "1".to_string(),
+            returning_old,
+            returning_new,
             "1".to_string(),
             "SELECT (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM changed), \
                     (SELECT pg_catalog.count(*) FROM added) OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM changed)"
                 .to_string(),
         ),
         Some(cols) => {
-            let old: Vec<String> = cols.iter().map(|c| format!("o.{c}")).collect();
-            let text: String = cols.iter().map(|c| format!(", {c}::pg_catalog.text")).collect();
-            let list = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
             // An updated row: its old and new values, as __pgt_o<i> and
             // __pgt_n<i> (RETURNING's OLD and NEW, renamed: `new` is the
             // name of the recomputed rows).
@@ -257,12 +255,11 @@ fn returning_with_updates(capture: Option<&[String]>) -> (String, String, String
                 format!("WITH (OLD AS __pgt_old, NEW AS __pgt_new) {}", images.join(", "))
             };
             (
-                if cols.is_empty() { "1".to_string() } else { old.join(", ") },
-                list,
+                returning_old,
+                returning_new,
                 changed,
                 format!(
-                    "SELECT 'D'{text} FROM gone UNION ALL SELECT 'I'{text} FROM added \
-                     UNION ALL SELECT 'D'{old_text} FROM changed UNION ALL SELECT 'I'{new_text} FROM changed"
+                    "{result} UNION ALL SELECT 'D'{old_text} FROM changed UNION ALL SELECT 'I'{new_text} FROM changed"
                 ),
             )
         }

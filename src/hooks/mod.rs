@@ -19,7 +19,7 @@ mod utility;
 
 use std::cell::Cell;
 
-pub use nodes::{cstr, list_ptrs};
+pub use nodes::{cstr, list_ptrs, mutate};
 
 thread_local! {
     static INTERNAL_DEPTH: Cell<u32> = const { Cell::new(0) };

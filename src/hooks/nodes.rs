@@ -25,6 +25,43 @@ pub unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
     }
 }
 
+/// A copy of an expression tree in which `replace` decides about each node
+/// first: `Some(node)` stands for it (its children are not visited),
+/// `None` copies it with its children visited the same way
+/// (PostgreSQL's expression_tree_mutator, which copies only what changes
+/// on the way down).
+///
+/// # Safety
+/// `node` is NULL or a valid expression tree; `replace` returns NULL or
+/// valid nodes allocated in the current memory context.
+pub unsafe fn mutate<F>(node: *mut pg_sys::Node, mut replace: F) -> *mut pg_sys::Node
+where
+    F: FnMut(*mut pg_sys::Node) -> Option<*mut pg_sys::Node>,
+{
+    // SAFETY: the context is `replace`, alive for the whole call, and only
+    // read back as `F` by the callback instantiated for it.
+    unsafe { mutate_node::<F>(node, &mut replace as *mut F as *mut c_void) }
+}
+
+/// expression_tree_mutator callback for [`mutate`]; `context` is its `F`.
+unsafe extern "C-unwind" fn mutate_node<F>(node: *mut pg_sys::Node, context: *mut c_void) -> *mut pg_sys::Node
+where
+    F: FnMut(*mut pg_sys::Node) -> Option<*mut pg_sys::Node>,
+{
+    if node.is_null() {
+        return node;
+    }
+    // SAFETY: `context` is the `F` that `mutate` passed, which outlives
+    // the walk; the mutator is given this same callback and context.
+    unsafe {
+        let replace = &mut *(context as *mut F);
+        match replace(node) {
+            Some(replaced) => replaced,
+            None => pg_sys::expression_tree_mutator_impl(node, Some(mutate_node::<F>), context),
+        }
+    }
+}
+
 /// A new pointer `List` in the current memory context.
 pub unsafe fn list_from_ptrs<T>(items: &[*mut T]) -> *mut pg_sys::List {
     let mut list: *mut pg_sys::List = std::ptr::null_mut();

@@ -270,17 +270,7 @@ pub fn maintain(
     let _generic = sys::generic_plans();
     // Running totals over a join: the statement's rows joined to the other
     // tables are added to them, and the groups touched computed from them.
-    if let Some(attnums) = algebraic::join_change_columns(&p.plan, source) {
-        let names = sys::attribute_names(source, Some(&attnums))?;
-        let mut columns = String::new();
-        for a in &attnums {
-            let name = names
-                .iter()
-                .find(|(n, _)| n == a)
-                .map(|(_, name)| crate::sql::quote_ident(name))
-                .ok_or_else(|| PgtError::Internal(format!("column {a} of the source is missing")))?;
-            columns.push_str(&format!(", t.{name}::pg_catalog.text"));
-        }
+    if let Some(columns) = algebraic::join_change_select_list(&p.plan, source)? {
         let Some(args) = changed_rows(transition, &columns, read_transition_rows)? else {
             return Ok(());
         };
