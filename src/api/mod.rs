@@ -188,7 +188,12 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 );
                 let owner = sys::relation_owner(relid)?;
                 sys::as_restricted_role(owner, || {
-                    crate::dvm::keyless::apply_sql(relid, &plan, &arrays, None)
+                    crate::dvm::keyless::apply_sql(
+                        relid,
+                        &plan,
+                        crate::dvm::algebraic::ChangeRows::Arrays(&arrays),
+                        None,
+                    )
                 })?
             } else {
                 crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?

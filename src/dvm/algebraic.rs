@@ -260,30 +260,66 @@ fn source_columns(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<String>
         .collect()
 }
 
-/// Change rows given as text arrays (`arrays`: the actions 'I'/'D', then
-/// each column of `attnums`) as a query of typed rows named like the
-/// columns of `source`, with `__sign` +1 for an inserted row and -1 for a
-/// deleted one.
-pub(crate) fn change_rows_sql(source: pg_sys::Oid, attnums: &[i16], arrays: &[String]) -> PgtResult<String> {
+/// Where change rows come from.
+#[derive(Clone, Copy, Debug)]
+pub enum ChangeRows<'a> {
+    /// text[] expressions: the actions ('I'/'D'), then each column.
+    Arrays(&'a [String]),
+    /// The firing statement's transition tables (IMMEDIATE), those it has:
+    /// read typed, in place, in an SPI connection where they are
+    /// registered (`cdc::capture::connect_with_transition`).
+    Transition { old: bool, new: bool },
+}
+
+/// Change rows of the columns `attnums` of `source` (see [`ChangeRows`])
+/// as a query of typed rows named like the columns of `source`, with
+/// `__sign` +1 for an inserted row and -1 for a deleted one.
+pub(crate) fn change_rows_sql(source: pg_sys::Oid, attnums: &[i16], rows: ChangeRows) -> PgtResult<String> {
     let names = source_columns(source, attnums)?;
     let mut columns = Vec::with_capacity(attnums.len());
     for (name, attnum) in names.into_iter().zip(attnums) {
         columns.push((name, column_type(source, *attnum)?));
     }
-    Ok(typed_change_rows(&columns, arrays))
+    Ok(typed_change_rows(&columns, rows))
 }
 
 /// [`change_rows_sql`] for columns whose quoted names and types are known.
-pub(crate) fn typed_change_rows(columns: &[(String, String)], arrays: &[String]) -> String {
-    let renamed: String =
-        columns.iter().enumerate().map(|(i, (name, ty))| format!(", u.v{i}::{ty} AS {name}")).collect();
-    let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
-    let aliases: String = (0..columns.len()).map(|i| format!(", v{i}")).collect();
-    format!(
-        "SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
-           FROM ROWS FROM ({}) AS u(a{aliases})",
-        unnests.join(", ")
-    )
+pub(crate) fn typed_change_rows(columns: &[(String, String)], rows: ChangeRows) -> String {
+    match rows {
+        ChangeRows::Arrays(arrays) => {
+            let renamed: String = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (name, ty))| format!(", u.v{i}::{ty} AS {name}"))
+                .collect();
+            let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
+            let aliases: String = (0..columns.len()).map(|i| format!(", v{i}")).collect();
+            format!(
+                "SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
+                   FROM ROWS FROM ({}) AS u(a{aliases})",
+                unnests.join(", ")
+            )
+        }
+        ChangeRows::Transition { old, new } => {
+            let select = |sign: i32, table: &str| {
+                let cols: String = columns.iter().map(|(name, _)| format!(", t.{name} AS {name}")).collect();
+                format!("SELECT {sign} AS __sign{cols} FROM {table} t")
+            };
+            let mut parts = Vec::new();
+            if old {
+                parts.push(select(-1, crate::cdc::triggers::OLD_TABLE));
+            }
+            if new {
+                parts.push(select(1, crate::cdc::triggers::NEW_TABLE));
+            }
+            if parts.is_empty() {
+                let cols: String =
+                    columns.iter().map(|(name, ty)| format!(", NULL::{ty} AS {name}")).collect();
+                parts.push(format!("SELECT 0 AS __sign{cols} WHERE false"));
+            }
+            parts.join(" UNION ALL ")
+        }
+    }
 }
 
 /// The type of a column of `source`, as `format_type` writes it.
@@ -432,7 +468,7 @@ pub fn apply_delta(
                 .map(|(source, attnums, arrays)| super::join_totals::Changes {
                     source: *source,
                     attnums,
-                    arrays,
+                    rows: ChangeRows::Arrays(arrays),
                 })
                 .collect();
             match super::join_totals::delta_sql(jt, &changes)? {
@@ -440,7 +476,7 @@ pub fn apply_delta(
                 None => return no_groups(relid, plan),
             }
         }
-        None => upsert_sql(relid, plan, &arrays[0].2)?,
+        None => upsert_sql(relid, plan, ChangeRows::Arrays(&arrays[0].2))?,
     };
     let owner = sys::relation_owner(relid)?;
     // On the refresh's snapshot: the tables a join term reads must be in
@@ -462,26 +498,30 @@ fn no_groups(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<KeyValues>>> 
 }
 
 /// IMMEDIATE over a join: add one statement's changed rows of `source`
-/// (`args`: text[] parameters, the actions then each column of
-/// [`join_change_select_list`]) to the totals, as the stream table's owner;
-/// returns the groups touched (see apply_delta).
+/// (read from its transition tables, `old`/`new` those it has) to the
+/// totals, as the stream table's owner; returns the groups touched (see
+/// apply_delta).
 pub fn join_upsert_now(
     relid: pg_sys::Oid,
     plan: &Plan,
     source: pg_sys::Oid,
-    args: &[pgrx::datum::DatumWithOid],
+    old: bool,
+    new: bool,
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
     let Some(jt) = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()) else { return Ok(Vec::new()) };
     let attnums = super::join_totals::columns_of(jt, source);
-    let arrays: Vec<String> = (1..=attnums.len() + 1).map(|i| format!("${i}::pg_catalog.text[]")).collect();
-    let changes = [super::join_totals::Changes { source, attnums: &attnums, arrays: &arrays }];
+    let changes = [super::join_totals::Changes {
+        source,
+        attnums: &attnums,
+        rows: ChangeRows::Transition { old, new },
+    }];
     let Some(rows) = super::join_totals::delta_sql(jt, &changes)? else { return no_groups(relid, plan) };
     let upsert = upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?;
     let owner = sys::relation_owner(relid)?;
     // (In the writing statement's transaction, on its current snapshot.)
     let run = |sql: &str| -> PgtResult<Vec<Option<String>>> {
-        Spi::connect_mut(|c| {
-            let table = c.update(sql, Some(1), args)?;
+        crate::cdc::capture::connect_with_transition(|c| {
+            let table = c.update(sql, Some(1), &[])?;
             let mut out = Vec::new();
             if let Some(row) = table.into_iter().next() {
                 for i in 1..=row.columns() {
@@ -494,11 +534,9 @@ pub fn join_upsert_now(
     sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &run))
 }
 
-/// For totals over a join: `, t.col::text` for each column of `source` a
-/// change row carries (reading a transition table); None for other plans.
-pub fn join_change_select_list(plan: &Plan, source: pg_sys::Oid) -> PgtResult<Option<String>> {
-    let Some(jt) = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()) else { return Ok(None) };
-    Ok(Some(select_list(source, &super::join_totals::columns_of(jt, source))?))
+/// Whether the plan keeps running totals over a join.
+pub fn is_join_totals(plan: &Plan) -> bool {
+    plan.algebraic.as_ref().is_some_and(|a| a.join.is_some())
 }
 
 /// Run an upsert into the totals with `run` (which returns the first row
@@ -554,32 +592,11 @@ fn changed_groups(
     Ok(vec![group])
 }
 
-/// `, t.col::text` for each change column (reading a transition table).
-pub fn change_select_list(plan: &Plan) -> PgtResult<String> {
+/// The statement adding change rows to the totals.
+pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, rows: ChangeRows) -> PgtResult<String> {
     let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let (source, cols) = change_columns(plan, alg)?;
-    select_list(source, &cols)
-}
-
-/// `, t.col::text` for each of `attnums`, columns of `source`.
-fn select_list(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<String> {
-    Ok(source_columns(source, attnums)?.iter().map(|n| format!(", t.{n}::pg_catalog.text")).collect())
-}
-
-/// How many text arrays [`upsert_sql`] takes: the action, then one per
-/// change column.
-pub fn change_arrays(plan: &Plan) -> PgtResult<usize> {
-    let Some(alg) = plan.algebraic.as_ref() else { return Ok(0) };
-    Ok(change_columns(plan, alg)?.1.len() + 1)
-}
-
-/// The statement adding change rows to the totals; `arrays` are text[]
-/// expressions (literals, or parameters for a prepared statement): the
-/// actions, then each change column.
-pub fn upsert_sql(relid: pg_sys::Oid, plan: &Plan, arrays: &[String]) -> PgtResult<String> {
-    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
-    let (source, cols) = change_columns(plan, alg)?;
-    let changes = change_rows_sql(source, &cols, arrays)?;
+    let changes = change_rows_sql(source, &cols, rows)?;
     upsert_statement(relid, plan, &format!("({changes})"), &table_keys(plan)?, alg.where_sql.as_deref())
 }
 

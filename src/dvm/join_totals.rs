@@ -418,12 +418,12 @@ fn table_columns(relid: pg_sys::Oid) -> PgtResult<Vec<Option<(String, String)>>>
     Ok(rows)
 }
 
-/// One table's change rows: the table, the columns the arrays hold (in
-/// order) and the text[] expressions: actions ('I'/'D'), then each column.
+/// One table's change rows: the table, the columns they carry (in order)
+/// and where they come from.
 pub struct Changes<'a> {
     pub source: pg_sys::Oid,
     pub attnums: &'a [i16],
-    pub arrays: &'a [String],
+    pub rows: super::algebraic::ChangeRows<'a>,
 }
 
 /// The signed rows the changes add to the join, as one query with columns
@@ -524,7 +524,7 @@ fn stand_in(table: &Table, state: State, changed: Option<&Changes>) -> PgtResult
             .map(|a| usize::try_from(*a).ok().and_then(|a| cols.get(a.checked_sub(1)?)).cloned().flatten())
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| PgtError::Internal("a change column of the source is missing".into()))?;
-        let rows = super::algebraic::typed_change_rows(&carried, c.arrays);
+        let rows = super::algebraic::typed_change_rows(&carried, c.rows);
         let list: Vec<String> = cols
             .iter()
             .enumerate()

@@ -14,28 +14,26 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::algebraic::ChangeRows;
 use super::analysis::Plan;
 use super::key_recompute::{output_columns, returning};
-use crate::catalog::sys;
 use crate::cdc::buffer;
 use crate::cdc::frontier::{Frontier, RefreshSnapshot};
 use crate::error::{PgtError, PgtResult};
-use crate::sql::quote_ident;
 
-/// The statement applying change rows given as text arrays (`arrays`:
-/// expressions of type text[], the actions 'I'/'D' then each column of
+/// The statement applying change rows (of the columns
 /// `plan.rows.attnums`) to the stream table; returns the counts of rows
 /// deleted and inserted, or with `capture` the rows as key recompute's
 /// apply does.
 pub fn apply_sql(
     relid: pg_sys::Oid,
     plan: &Plan,
-    arrays: &[String],
+    change_rows: ChangeRows,
     capture: Option<&[String]>,
 ) -> PgtResult<String> {
     let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
-    let changes = super::algebraic::change_rows_sql(source, &rows.attnums, arrays)?;
+    let changes = super::algebraic::change_rows_sql(source, &rows.attnums, change_rows)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
     if columns.len() != rows.outputs.len() {
         return Err(PgtError::Internal("select list and stream table columns differ".into()));
@@ -115,7 +113,9 @@ fn apply_rows(
             )
         })
         .collect();
-    super::key_recompute::run_apply(relid, snapshot, &|capture| apply_sql(relid, plan, &arrays, capture))
+    super::key_recompute::run_apply(relid, snapshot, &|capture| {
+        apply_sql(relid, plan, ChangeRows::Arrays(&arrays), capture)
+    })
 }
 
 /// Apply the window's changes (a differential refresh).
@@ -130,21 +130,4 @@ pub fn apply_window(
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
     let changes = buffer::window_rows(source, &rows.attnums, snapshot, new, old)?;
     apply_rows(relid, plan, &changes, snapshot)
-}
-
-/// `, t.col::text` for each change column (reading a transition table).
-pub fn change_select_list(plan: &Plan) -> PgtResult<String> {
-    let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
-    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
-    let names = sys::attribute_names(source, Some(&rows.attnums))?;
-    rows.attnums
-        .iter()
-        .map(|a| {
-            names
-                .iter()
-                .find(|(n, _)| n == a)
-                .map(|(_, name)| format!(", t.{}::pg_catalog.text", quote_ident(name)))
-                .ok_or_else(|| PgtError::Internal(format!("source column {a} missing")))
-        })
-        .collect()
 }

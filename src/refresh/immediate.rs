@@ -28,8 +28,9 @@ use crate::refresh::window::with_window;
 
 use crate::catalog::sys;
 use crate::cdc::triggers::{NEW_TABLE, OLD_TABLE};
+use crate::dvm::algebraic::{self, ChangeRows};
+use crate::dvm::analysis;
 use crate::dvm::key_recompute::{self, KeyValues};
-use crate::dvm::{algebraic, analysis};
 use crate::error::{PgtError, PgtResult};
 
 /// Which transition tables the firing statement has.
@@ -91,18 +92,45 @@ struct Prepared {
 }
 
 struct Keyless {
-    /// `, t.col::text` for each change column.
-    columns: String,
-    apply: pgrx::spi::OwnedPreparedStatement,
+    /// Applies the statement's changed rows (see [`PerTransition`]).
+    apply: PerTransition,
 }
 
 struct Totals {
-    /// `, t.col::text` for each change column.
-    columns: String,
-    upsert: pgrx::spi::OwnedPreparedStatement,
+    /// Adds the statement's changed rows to the totals.
+    upsert: PerTransition,
     /// Recomputes the extremes of groups whose kept extreme was deleted.
     rescan: Option<pgrx::spi::OwnedPreparedStatement>,
     apply: pgrx::spi::OwnedPreparedStatement,
+}
+
+/// A statement reading the firing statement's transition tables in place,
+/// one for each kind of statement (old rows, new rows, both), prepared when
+/// first needed in a connection where they are registered.
+#[derive(Default)]
+struct PerTransition(RefCell<HashMap<(bool, bool), pgrx::spi::OwnedPreparedStatement>>);
+
+impl PerTransition {
+    /// Run the statement for `transition`, written by `sql` the first time.
+    fn run(
+        &self,
+        transition: Transition,
+        sql: impl FnOnce(ChangeRows) -> PgtResult<String>,
+    ) -> PgtResult<()> {
+        let key = (transition.old, transition.new);
+        crate::cdc::capture::connect_with_transition(|c| {
+            if !self.0.borrow().contains_key(&key) {
+                let text = sql(ChangeRows::Transition { old: transition.old, new: transition.new })?;
+                let statement = c.prepare_mut(text.as_str(), &[])?.keep();
+                self.0.borrow_mut().insert(key, statement);
+            }
+            let kept = self.0.borrow();
+            let statement =
+                kept.get(&key).ok_or_else(|| PgtError::Internal("statement not prepared".into()))?;
+            c.update(statement, None, &[])?;
+            Ok(())
+        })
+    }
 }
 
 thread_local! {
@@ -198,41 +226,26 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         let totals = match algebraic::totals_query(relid, &plan)?.filter(|_| !over_join) {
             Some(totals_query) => {
                 algebraic::prepare_owner(relid)?;
-                let arrays = algebraic::change_arrays(&plan)?;
-                let params: Vec<String> = (1..=arrays).map(|i| format!("${i}::pg_catalog.text[]")).collect();
-                let upsert_sql = algebraic::upsert_sql(relid, &plan, &params)?;
                 let (apply_sql, nparams) =
                     key_recompute::apply_sql_with_params(&st, &totals_query, &names, &apply_shape, &all_keys);
-                let text_arrays = vec![pgrx::PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID); arrays];
                 let rescan_sql = algebraic::rescan_sql(relid, &plan)?;
-                let (upsert, rescan, apply) = Spi::connect(|c| {
+                let (rescan, apply) = Spi::connect(|c| {
                     let rescan = match &rescan_sql {
                         Some(sql) => Some(c.prepare_mut(sql.as_str(), &[])?.keep()),
                         None => None,
                     };
                     Ok::<_, PgtError>((
-                        c.prepare_mut(upsert_sql.as_str(), &text_arrays)?.keep(),
                         rescan,
                         c.prepare_mut(apply_sql.as_str(), &key_types(nparams))?.keep(),
                     ))
                 })?;
-                Some(Totals { columns: algebraic::change_select_list(&plan)?, upsert, rescan, apply })
+                Some(Totals { upsert: PerTransition::default(), rescan, apply })
             }
             None => None,
         };
         // A keyless filter: its changed rows' images, counted and applied.
-        let keyless = match plan.rows.as_ref().filter(|_| plan.shape == analysis::Shape::Keyless) {
-            Some(rows) => {
-                let arrays = rows.attnums.len() + 1;
-                let params: Vec<String> = (1..=arrays).map(|i| format!("${i}::pg_catalog.text[]")).collect();
-                let sql = crate::dvm::keyless::apply_sql(relid, &plan, &params, None)?;
-                let text_arrays = vec![pgrx::PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID); arrays];
-                let apply =
-                    Spi::connect(|c| Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &text_arrays)?.keep()))?;
-                Some(Keyless { columns: crate::dvm::keyless::change_select_list(&plan)?, apply })
-            }
-            None => None,
-        };
+        let keyless = (plan.rows.is_some() && plan.shape == analysis::Shape::Keyless)
+            .then(|| Keyless { apply: PerTransition::default() });
         Ok((apply, totals, keyless))
     })?;
     let (apply, totals, keyless) = apply;
@@ -259,8 +272,10 @@ pub fn maintain(
     source: pg_sys::Oid,
     transition: Transition,
     read_transition: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
-    read_transition_rows: &dyn Fn(&str) -> PgtResult<crate::sql::TextRows>,
 ) -> PgtResult<()> {
+    if !transition.old && !transition.new {
+        return Ok(()); // the statement changed no row
+    }
     check_isolation(relid)?;
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
     let p = prepared(relid)?;
@@ -270,11 +285,8 @@ pub fn maintain(
     let _generic = sys::generic_plans();
     // Running totals over a join: the statement's rows joined to the other
     // tables are added to them, and the groups touched computed from them.
-    if let Some(columns) = algebraic::join_change_select_list(&p.plan, source)? {
-        let Some(args) = changed_rows(transition, &columns, read_transition_rows)? else {
-            return Ok(());
-        };
-        let groups = algebraic::join_upsert_now(relid, &p.plan, source, &args)?;
+    if algebraic::is_join_totals(&p.plan) {
+        let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
         let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
         key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref())?;
         return Ok(());
@@ -324,15 +336,9 @@ pub fn maintain(
     }
     if let Some(k) = &p.keyless {
         // A multiset from the statement's old and new rows alone.
-        let Some(arrays) = changed_rows(transition, &k.columns, read_transition_rows)? else {
-            return Ok(());
-        };
         return sys::as_restricted_role(p.owner, || {
-            with_window(relid, || -> PgtResult<()> {
-                Spi::connect_mut(|c| {
-                    c.update(&k.apply, None, &arrays)?;
-                    Ok(())
-                })
+            with_window(relid, || {
+                k.apply.run(transition, |rows| crate::dvm::keyless::apply_sql(relid, &p.plan, rows, None))
             })
         });
     }
@@ -396,18 +402,12 @@ pub fn maintain(
     // affected groups computed from them (groups left without rows stay in
     // the totals with no rows; a FULL refresh sweeps them).
     if let Some(t) = &p.totals {
-        let Some(arrays) = changed_rows(transition, &t.columns, read_transition_rows)? else {
-            return Ok(());
-        };
         let args = key_recompute::apply_params(&groups);
         return sys::as_restricted_role(p.owner, || {
-            Spi::connect_mut(|c| {
-                c.update(&t.upsert, None, &arrays)?;
-                if let Some(rescan) = &t.rescan {
-                    c.update(rescan, None, &[])?;
-                }
-                Ok::<_, PgtError>(())
-            })?;
+            t.upsert.run(transition, |rows| algebraic::upsert_sql(relid, &p.plan, rows))?;
+            if let Some(rescan) = &t.rescan {
+                Spi::connect_mut(|c| c.update(rescan, None, &[]).map(|_| ()))?;
+            }
             with_window(relid, || -> PgtResult<()> {
                 Spi::connect_mut(|c| {
                     c.update(&t.apply, Some(1), &args)?;
@@ -437,27 +437,6 @@ pub fn maintain(
             })
         })
     })
-}
-
-/// The statement's changed rows, the action ('D' or 'I') then `columns`
-/// (`, t.col::text` each), as parameters: one text[] per column; None when
-/// it changed no row.
-fn changed_rows(
-    transition: Transition,
-    columns: &str,
-    read_transition_rows: &dyn Fn(&str) -> PgtResult<crate::sql::TextRows>,
-) -> PgtResult<Option<Vec<pgrx::datum::DatumWithOid<'static>>>> {
-    let Some(sql) = transition.union_all(|action, table| format!("SELECT {action}{columns} FROM {table} t"))
-    else {
-        return Ok(None);
-    };
-    let rows = read_transition_rows(&sql)?;
-    let width = rows.first().map_or(0, Vec::len);
-    Ok((!rows.is_empty()).then(|| {
-        (0..width)
-            .map(|i| rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<Option<String>>>().into())
-            .collect()
-    }))
 }
 
 /// Above this many affected keys a statement is planned for its values.
