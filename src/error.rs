@@ -34,6 +34,9 @@ pub enum PgtError {
     #[error("permission denied for table {name}")]
     NoSourceAccess { name: String },
 
+    #[error("stream table {name} must stay IMMEDIATE: the IMMEDIATE stream table {reader} reads it")]
+    ImmediateReader { name: String, reader: String },
+
     #[error("{name} is not a stream table")]
     NotAStreamTable { name: String },
 
@@ -70,6 +73,7 @@ impl PgtError {
             | PgtError::OptionsWithoutStream { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PgtError::DuplicateOption { .. } => ERRCODE_SYNTAX_ERROR,
             PgtError::ImmediateIsolation { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            PgtError::ImmediateReader { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             PgtError::NotIncremental { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             PgtError::NotAStreamTable { .. } | PgtError::NotAMatview { .. } => ERRCODE_WRONG_OBJECT_TYPE,
             PgtError::AlreadyAStreamTable { .. } => ERRCODE_DUPLICATE_OBJECT,
@@ -120,6 +124,9 @@ impl PgtError {
                 "Write its sources in READ COMMITTED transactions, or use refresh_mode 'differential'."
                     .into(),
             ),
+            PgtError::ImmediateReader { reader, .. } => {
+                Some(format!("Change the refresh mode of {reader} first, or drop it."))
+            }
             _ => None,
         }
     }

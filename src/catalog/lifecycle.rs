@@ -284,6 +284,9 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
             Some(st) => {
                 let mode_changed = st.settings.refresh_mode != settings.refresh_mode;
                 let effective = effective_mode(relid, &settings, mode_changed, false)?;
+                if st.effective_mode == RefreshMode::Immediate && effective != RefreshMode::Immediate {
+                    refuse_if_immediate_readers(relid)?;
+                }
                 write_settings(relid, &settings)?;
                 let sources = stream_tables::sources_of(relid)?;
                 let consumes = is_incremental(effective) && cdc::consumers::consumes(&settings, &sources);
@@ -315,9 +318,32 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
             None => register(relid, &settings, false),
         },
         AlterOutcome::Plain => match current {
-            Some(_) => unregister(relid),
+            Some(_) => {
+                refuse_if_immediate_readers(relid)?;
+                unregister(relid)
+            }
             None => Ok(()),
         },
+    }
+}
+
+/// An IMMEDIATE stream table read by IMMEDIATE stream tables hands them
+/// its changes within each statement: it cannot stop being IMMEDIATE while
+/// they read it.
+fn refuse_if_immediate_readers(relid: pg_sys::Oid) -> PgtResult<()> {
+    let reader = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT s.relid FROM pgtrickle.pgt_sources s \
+                   JOIN pgtrickle.pgt_stream_tables st ON st.relid OPERATOR(pg_catalog.=) s.relid \
+                  WHERE s.source_relid OPERATOR(pg_catalog.=) $1 \
+                    AND st.refresh_mode OPERATOR(pg_catalog.=) 'immediate' \
+                  ORDER BY s.relid LIMIT 1)",
+        &[relid.into()],
+    )?;
+    match reader {
+        Some(reader) if reader != relid => {
+            Err(PgtError::ImmediateReader { name: relation_name(relid)?, reader: relation_name(reader)? })
+        }
+        _ => Ok(()),
     }
 }
 

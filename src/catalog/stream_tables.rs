@@ -40,6 +40,9 @@ pub struct Source {
     /// It is a stream table refreshed differentially (whose refreshes
     /// capture their changes for the stream tables reading it).
     pub differential_stream_table: bool,
+    /// It is an IMMEDIATE stream table (whose maintenance hands its changes
+    /// to the IMMEDIATE stream tables reading it).
+    pub immediate_stream_table: bool,
 }
 
 pub fn exists(relid: pg_sys::Oid) -> PgtResult<bool> {
@@ -185,7 +188,9 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
              ) \
              SELECT DISTINCT ON (deps.relid) deps.relid, c.relkind::text, deps.via, \
                     EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables u \
-                             WHERE u.relid = deps.relid AND u.refresh_mode = 'differential') \
+                             WHERE u.relid = deps.relid AND u.refresh_mode = 'differential'), \
+                    EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables u \
+                             WHERE u.relid = deps.relid AND u.refresh_mode = 'immediate') \
                FROM deps JOIN pg_catalog.pg_class c ON c.oid = deps.relid \
               ORDER BY deps.relid, deps.depth",
             None,
@@ -198,6 +203,7 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
                 relkind: row.get(2)?.unwrap_or_default(),
                 via: row.get(3)?,
                 differential_stream_table: row.get(4)?.unwrap_or(false),
+                immediate_stream_table: row.get(5)?.unwrap_or(false),
             });
         }
         Ok(out)

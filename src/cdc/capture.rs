@@ -54,50 +54,6 @@ thread_local! {
     static PLAN_RELATIONS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// Per source: its consumers, and whether each is IMMEDIATE.
     static CONSUMERS: RefCell<HashMap<u32, Vec<(pg_sys::Oid, bool)>>> = RefCell::new(HashMap::new());
-    /// The trigger data of the capture call maintaining IMMEDIATE consumers
-    /// (innermost, when a maintenance fires another capture), so that the
-    /// maintenance's own SPI connections can read its transition tables.
-    static TRANSITION: Cell<*mut pg_sys::TriggerData> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-/// Run `f` in a new SPI connection in which the firing statement's
-/// transition tables are registered (`__pgt_old`, `__pgt_new`, those it
-/// has), so that IMMEDIATE maintenance reads them in place, typed. Only
-/// within a capture trigger's maintenance of its consumers.
-pub fn connect_with_transition<R>(
-    f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>) -> PgtResult<R>,
-) -> PgtResult<R> {
-    let trigdata = TRANSITION.with(|t| t.get());
-    if trigdata.is_null() {
-        return Err(PgtError::Internal("transition tables read outside a capture trigger".into()));
-    }
-    Spi::connect_mut(|c| {
-        // SAFETY: `trigdata` is the TriggerData of the capture call further
-        // up this stack (set by `capture` for the duration of its
-        // maintenance, restored before it returns or unwinds), so it and its
-        // transition tuplestores are alive; the registration belongs to the
-        // SPI connection connect_mut just opened and ends with it.
-        if unsafe { pg_sys::SPI_register_trigger_data(trigdata) } < 0 {
-            return Err(PgtError::Internal("could not register transition tables".into()));
-        }
-        f(c)
-    })
-}
-
-/// Makes a TriggerData the current one for [`connect_with_transition`]
-/// until dropped (also when an error unwinds), then restores the outer one.
-struct CurrentTransition(*mut pg_sys::TriggerData);
-
-impl CurrentTransition {
-    fn enter(trigdata: *mut pg_sys::TriggerData) -> Self {
-        CurrentTransition(TRANSITION.with(|t| t.replace(trigdata)))
-    }
-}
-
-impl Drop for CurrentTransition {
-    fn drop(&mut self) {
-        TRANSITION.with(|t| t.set(self.0));
-    }
 }
 
 /// Register the relcache callback. Called once from `_PG_init`.
@@ -149,7 +105,7 @@ fn capture_sql(buffer_name: &str, columns: &[(i16, String)], event: Event) -> St
 /// The consumers of `source` (cached; a change of mode rewrites the stream
 /// table's reloptions, and a new consumer creates triggers on the source,
 /// both of which invalidate the cache).
-fn consumers(source: pg_sys::Oid) -> PgtResult<Vec<(pg_sys::Oid, bool)>> {
+pub(crate) fn consumers(source: pg_sys::Oid) -> PgtResult<Vec<(pg_sys::Oid, bool)>> {
     if let Some(list) = CONSUMERS.with(|c| c.borrow().get(&source.to_u32()).cloned()) {
         return Ok(list);
     }
@@ -265,56 +221,19 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
             write_buffer(relid, event)?;
             crate::worker::wake_at_commit();
         }
-        // (The transition tables the statement has and that hold rows: a
-        // statement that changed no row changes no stream table.)
-        let holds_rows = |table: *mut pg_sys::Tuplestorestate| {
-            !table.is_null() && pg_sys::tuplestore_tuple_count(table) > 0
-        };
-        let transition = crate::refresh::immediate::Transition {
-            old: event != Event::Insert && holds_rows((*trigdata).tg_oldtable),
-            new: event != Event::Delete && holds_rows((*trigdata).tg_newtable),
-        };
-        let _current = CurrentTransition::enter(trigdata);
+        // (Those of the transition tables that hold rows: a statement that
+        // changed no row changes no stream table.)
+        let tables = super::transition::Tables::of_trigger(trigdata);
+        let (old, new) = tables.holds_rows();
+        let transition = crate::refresh::immediate::Transition { old, new };
+        let _current = super::transition::Current::enter(tables);
         for (st, immediate) in consumers {
             if immediate {
-                crate::refresh::immediate::maintain(st, relid, transition, &|sql| first_row_text(sql))?;
+                crate::refresh::immediate::maintain(st, relid, transition)?;
             }
         }
         pg_sys::SPI_finish();
         Ok(())
-    }
-}
-
-/// Run a read-only query in the current SPI connection (the trigger's, where
-/// the transition tables are registered); its first row as text.
-fn first_row_text(sql: &str) -> PgtResult<Vec<Option<String>>> {
-    Ok(rows_text_limited(sql, 1)?.into_iter().next().unwrap_or_default())
-}
-
-fn rows_text_limited(sql: &str, limit: i64) -> PgtResult<crate::sql::TextRows> {
-    let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
-    // SAFETY: called only from `capture`, inside its SPI connection; the
-    // result (SPI_processed rows) is read before any other SPI call
-    // replaces SPI_tuptable.
-    unsafe {
-        let rc = pg_sys::SPI_execute(c_sql.as_ptr(), true, limit);
-        if rc != pg_sys::SPI_OK_SELECT as i32 {
-            return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
-        }
-        let table = pg_sys::SPI_tuptable;
-        let mut out = Vec::new();
-        if !table.is_null() {
-            let desc = (*table).tupdesc;
-            for r in 0..pg_sys::SPI_processed as usize {
-                let tuple = *(*table).vals.add(r);
-                out.push(
-                    (1..=(*desc).natts)
-                        .map(|col| crate::hooks::cstr(pg_sys::SPI_getvalue(tuple, desc, col)))
-                        .collect(),
-                );
-            }
-        }
-        Ok(out)
     }
 }
 

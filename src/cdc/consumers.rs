@@ -16,18 +16,22 @@ use crate::catalog::options::{RefreshMode, StreamSettings};
 use crate::catalog::stream_tables::Source;
 use crate::error::{PgtError, PgtResult};
 
-/// Sources whose changes can be captured: tables (by triggers) and
-/// differential stream tables (by their own refreshes).
-fn capturable(source: &Source) -> bool {
-    matches!(source.relkind.as_str(), "r" | "p") || source.differential_stream_table
+/// Sources whose changes a stream table with these settings can receive:
+/// tables (by triggers), differential stream tables (by their own
+/// refreshes), and for an IMMEDIATE one, IMMEDIATE stream tables (by their
+/// maintenance).
+fn capturable(settings: &StreamSettings, source: &Source) -> bool {
+    matches!(source.relkind.as_str(), "r" | "p")
+        || source.differential_stream_table
+        || (settings.refresh_mode == RefreshMode::Immediate && source.immediate_stream_table)
 }
 
 /// Does a stream table with these settings and sources consume changes?
 /// Views are transparent (their base tables are sources too).
 pub fn consumes(settings: &StreamSettings, sources: &[Source]) -> bool {
     settings.refresh_mode != RefreshMode::Full
-        && sources.iter().any(capturable)
-        && sources.iter().all(|s| s.relkind == "v" || capturable(s))
+        && sources.iter().any(|s| capturable(settings, s))
+        && sources.iter().all(|s| s.relkind == "v" || capturable(settings, s))
 }
 
 /// The sources of `relid` whose changes it consumes.
@@ -49,6 +53,20 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
 /// columns `relid` needs: its row identity) and triggers.
 pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
+    // IMMEDIATE stream tables it reads hand it their changes: wait for
+    // their maintainers in flight, and make every backend read their
+    // readers again.
+    let immediate_sources: Vec<pg_sys::Oid> = crate::catalog::sys::column_values(
+        "SELECT s.source_relid FROM pgtrickle.pgt_sources s \
+           JOIN pgtrickle.pgt_stream_tables u ON u.relid OPERATOR(pg_catalog.=) s.source_relid \
+          WHERE s.relid OPERATOR(pg_catalog.=) $1 AND u.refresh_mode OPERATOR(pg_catalog.=) 'immediate' \
+          ORDER BY 1",
+        &[relid.into()],
+    )?;
+    for source in immediate_sources {
+        crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
+        crate::catalog::sys::invalidate_relcache(source);
+    }
     for source in captured_sources(relid)? {
         let needed = plan.captured_columns(source);
         // Lock first: no writer in flight from here on (for a stream table,

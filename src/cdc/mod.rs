@@ -18,6 +18,7 @@
 //! - `frontier`: what a stream table has applied, and the snapshot a refresh
 //!   reads up to.
 //! - `consumers`: attaching a stream table to its sources and detaching it.
+//! - `transition`: the transition tables IMMEDIATE maintenance reads.
 //!
 //! A stream table *consumes* changes when its effective mode is
 //! DIFFERENTIAL or IMMEDIATE (its query can be maintained: see
@@ -27,4 +28,5 @@ pub mod buffer;
 pub mod capture;
 pub mod consumers;
 pub mod frontier;
+pub mod transition;
 pub mod triggers;

@@ -520,7 +520,7 @@ pub fn join_upsert_now(
     let owner = sys::relation_owner(relid)?;
     // (In the writing statement's transaction, on its current snapshot.)
     let run = |sql: &str| -> PgtResult<Vec<Option<String>>> {
-        crate::cdc::capture::connect_with_transition(|c| {
+        crate::cdc::transition::connect(|c| {
             let table = c.update(sql, Some(1), &[])?;
             let mut out = Vec::new();
             if let Some(row) = table.into_iter().next() {

@@ -1371,33 +1371,24 @@ fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
     .unwrap_or_default())
 }
 
-/// Is `relid` a stream table refreshed differentially? Its refreshes then
-/// write what they change into a change buffer for the stream tables that
-/// read it, which makes it a source like a table.
-fn is_differential_stream_table(relid: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
-                         WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'differential')",
+/// The mode of `relid` if it is a stream table (`refresh_mode` as stored:
+/// the effective mode).
+fn stream_table_mode(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT (SELECT refresh_mode::pg_catalog.text FROM pgtrickle.pgt_stream_tables \
+                  WHERE relid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
-    )?
-    .unwrap_or(false))
+    )?)
 }
 
-/// The analysis for a requested mode: IMMEDIATE maintenance runs inside the
-/// statements that write the sources, and a stream table's refresh is not
-/// such a statement, so IMMEDIATE cannot read stream tables.
+/// The analysis for a requested mode. A stream table read by another is
+/// a source like a table when its changes reach the reader the way the
+/// reader is maintained: a DIFFERENTIAL one's refreshes write what they
+/// change into a change buffer (for DIFFERENTIAL readers), an IMMEDIATE
+/// one's maintenance hands what it changes to its IMMEDIATE readers within
+/// the statement.
 pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
-    let analysis = analyze(relid)?;
-    if immediate {
-        if let Ok(plan) = &analysis {
-            if plan.reads_stream_tables {
-                return Ok(unsupported(
-                    "IMMEDIATE maintenance of a stream table that reads other stream tables is not supported yet",
-                ));
-            }
-        }
-    }
-    Ok(analysis)
+    analyze_as(relid, immediate)
 }
 
 /// Does the stored query call stable functions (whose results can change
@@ -1406,19 +1397,46 @@ pub fn calls_stable_functions(relid: pg_sys::Oid) -> PgtResult<bool> {
     Ok(query_facts(relid)?.stable)
 }
 
-/// Decide how `relid` (a materialized view) can be maintained.
+/// Decide how `relid` (a materialized view) can be maintained, in the
+/// mode it has.
 pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {
+    analyze_as(relid, stream_table_mode(relid)?.as_deref() == Some("immediate"))
+}
+
+/// Decide how `relid` can be maintained, IMMEDIATE or not.
+fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Unsupported>> {
     let mut f = query_facts(relid)?;
-    // A differential stream table is read like a table (see
-    // is_differential_stream_table).
+    // Stream tables whose changes reach this one are read like tables (see
+    // analyze_for).
     let mut upstream = Vec::new();
+    let mut other_mode = None;
     for facts in std::iter::once(&mut f.relations).chain(f.branches.iter_mut().map(|b| &mut b.relations)) {
         for (_, source, kind) in facts.iter_mut() {
-            if *kind == pg_sys::RELKIND_MATVIEW && is_differential_stream_table(*source)? {
-                *kind = pg_sys::RELKIND_RELATION;
-                upstream.push(*source);
+            if *kind != pg_sys::RELKIND_MATVIEW {
+                continue;
+            }
+            match (stream_table_mode(*source)?.as_deref(), immediate) {
+                (Some("differential"), false) | (Some("immediate"), true) => {
+                    *kind = pg_sys::RELKIND_RELATION;
+                    upstream.push(*source);
+                }
+                (Some(mode @ ("differential" | "immediate")), _) => {
+                    other_mode = Some((*source, mode.to_string()))
+                }
+                _ => {}
             }
         }
+    }
+    if let Some((source, mode)) = other_mode {
+        let name = crate::catalog::lifecycle::relation_name(source)?;
+        return Ok(unsupported(if immediate {
+            format!(
+                "it reads the {} stream table {name}, whose changes arrive with its refreshes, not with the statements that write its sources (make {name} IMMEDIATE too)",
+                mode.to_uppercase()
+            )
+        } else {
+            format!("it reads the IMMEDIATE stream table {name}, which hands its changes to IMMEDIATE stream tables only")
+        }));
     }
     let mut plan = match decide(&f, primary_key)? {
         Ok(plan) => plan,

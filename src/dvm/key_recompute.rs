@@ -663,20 +663,32 @@ pub fn apply_all(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, key_names: &[St
 }
 
 /// Apply the affected keys now, on the current statement's snapshot (for
-/// IMMEDIATE maintenance, inside the writing statement).
+/// IMMEDIATE maintenance, inside the writing statement). With `capture`
+/// (quoted column names), returns the rows deleted and inserted as
+/// [`apply_statement`] does; otherwise no rows.
 pub fn apply_now(
     relid: pg_sys::Oid,
     keys: &[Vec<KeyValues>],
     key_names: &[String],
     recompute: Option<&str>,
-) -> PgtResult<(i64, i64)> {
+    capture: Option<&[String]>,
+) -> PgtResult<crate::sql::TextRows> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names, None, recompute)?;
-        with_window(relid, || -> PgtResult<(i64, i64)> {
+        let sql = statements_as_owner(relid, keys, key_names, capture, recompute)?;
+        with_window(relid, || -> PgtResult<crate::sql::TextRows> {
             Spi::connect_mut(|c| {
-                let row = c.update(&sql, Some(1), &[])?.first();
-                Ok((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))
+                let table = c.update(&sql, None, &[])?;
+                if capture.is_none() {
+                    return Ok(Vec::new());
+                }
+                let mut rows = Vec::new();
+                for row in table {
+                    rows.push(
+                        (1..=row.columns()).map(|i| row.get::<String>(i)).collect::<Result<Vec<_>, _>>()?,
+                    );
+                }
+                Ok(rows)
             })
         })
     })

@@ -27,6 +27,7 @@ use pgrx::prelude::*;
 use crate::refresh::window::with_window;
 
 use crate::catalog::sys;
+use crate::cdc::transition;
 use crate::cdc::triggers::{NEW_TABLE, OLD_TABLE};
 use crate::dvm::algebraic::{self, ChangeRows};
 use crate::dvm::analysis;
@@ -118,7 +119,7 @@ impl PerTransition {
         sql: impl FnOnce(ChangeRows) -> PgtResult<String>,
     ) -> PgtResult<()> {
         let key = (transition.old, transition.new);
-        crate::cdc::capture::connect_with_transition(|c| {
+        crate::cdc::transition::connect(|c| {
             if !self.0.borrow().contains_key(&key) {
                 let text = sql(ChangeRows::Transition { old: transition.old, new: transition.new })?;
                 let statement = c.prepare_mut(text.as_str(), &[])?.keep();
@@ -264,15 +265,11 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
     Ok(p)
 }
 
-/// Maintain `relid` for one statement on `source`. `read_transition` runs a
-/// query in the trigger's own SPI connection, where the transition tables
-/// are registered, and returns its first row as text.
-pub fn maintain(
-    relid: pg_sys::Oid,
-    source: pg_sys::Oid,
-    transition: Transition,
-    read_transition: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
-) -> PgtResult<()> {
+/// Maintain `relid` for one statement on `source`, whose old and new rows
+/// are the current transition tables (`cdc::transition`); `transition`
+/// tells which of them hold rows. The IMMEDIATE stream tables that read
+/// `relid` are then maintained for the rows this changed in it.
+pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition) -> PgtResult<()> {
     if !transition.old && !transition.new {
         return Ok(()); // the statement changed no row
     }
@@ -283,13 +280,57 @@ pub fn maintain(
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
     }
     let _generic = sys::generic_plans();
+    let readers = readers(relid)?;
+    if readers.is_empty() {
+        apply_changes(relid, source, transition, &p, None)?;
+        return Ok(());
+    }
+    // Readers: the apply returns the rows it deleted and inserted, which
+    // become their transition tables.
+    let columns = key_recompute::output_columns(relid)?;
+    let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
+    let changed = apply_changes(relid, source, transition, &p, Some(&names))?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<String> = columns.into_iter().map(|(_, ty)| ty).collect();
+    let tables = transition::Owned::from_rows(relid, &types, &changed)?;
+    let (old, new) = tables.tables().holds_rows();
+    // SAFETY: `tables` outlives the guard (declared after it, dropped
+    // before it).
+    let _current = unsafe { transition::Current::enter(tables.tables()) };
+    for reader in readers {
+        maintain(reader, relid, Transition { old, new })?;
+    }
+    Ok(())
+}
+
+/// The IMMEDIATE stream tables that read `relid` (a stream table).
+fn readers(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
+    Ok(crate::cdc::capture::consumers(relid)?
+        .into_iter()
+        .filter(|(_, immediate)| *immediate)
+        .map(|(r, _)| r)
+        .collect())
+}
+
+/// Apply one statement's changes to `relid`. With `capture` (its quoted
+/// column names), returns the rows deleted and inserted ('D'/'I', then
+/// those columns as text); otherwise no rows.
+fn apply_changes(
+    relid: pg_sys::Oid,
+    source: pg_sys::Oid,
+    transition: Transition,
+    p: &Prepared,
+    capture: Option<&[String]>,
+) -> PgtResult<crate::sql::TextRows> {
+    let read_transition = &transition::first_row_text;
     // Running totals over a join: the statement's rows joined to the other
     // tables are added to them, and the groups touched computed from them.
     if algebraic::is_join_totals(&p.plan) {
         let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
         let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
-        key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref())?;
-        return Ok(());
+        return key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref(), capture);
     }
     let mut groups = Vec::new();
     let mut any = false;
@@ -338,7 +379,24 @@ pub fn maintain(
         // A multiset from the statement's old and new rows alone.
         return sys::as_restricted_role(p.owner, || {
             with_window(relid, || {
-                k.apply.run(transition, |rows| crate::dvm::keyless::apply_sql(relid, &p.plan, rows, None))
+                let Some(capture) = capture else {
+                    k.apply
+                        .run(transition, |rows| crate::dvm::keyless::apply_sql(relid, &p.plan, rows, None))?;
+                    return Ok(Vec::new());
+                };
+                let rows = ChangeRows::Transition { old: transition.old, new: transition.new };
+                let sql = crate::dvm::keyless::apply_sql(relid, &p.plan, rows, Some(capture))?;
+                transition::connect(|c| {
+                    let mut out = Vec::new();
+                    for row in c.update(&sql, None, &[])? {
+                        out.push(
+                            (1..=row.columns())
+                                .map(|i| row.get::<String>(i))
+                                .collect::<Result<Vec<_>, _>>()?,
+                        );
+                    }
+                    Ok(out)
+                })
             })
         });
     }
@@ -379,7 +437,7 @@ pub fn maintain(
         }
     }
     if !any {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let groups = if join_values.is_empty() {
         groups
@@ -403,15 +461,22 @@ pub fn maintain(
     // the totals with no rows; a FULL refresh sweeps them).
     if let Some(t) = &p.totals {
         let args = key_recompute::apply_params(&groups);
-        return sys::as_restricted_role(p.owner, || {
+        sys::as_restricted_role(p.owner, || {
             t.upsert.run(transition, |rows| algebraic::upsert_sql(relid, &p.plan, rows))?;
             if let Some(rescan) = &t.rescan {
                 Spi::connect_mut(|c| c.update(rescan, None, &[]).map(|_| ()))?;
             }
-            with_window(relid, || -> PgtResult<()> {
+            Ok(())
+        })?;
+        if capture.is_some() {
+            let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
+            return key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref(), capture);
+        }
+        return sys::as_restricted_role(p.owner, || {
+            with_window(relid, || {
                 Spi::connect_mut(|c| {
                     c.update(&t.apply, Some(1), &args)?;
-                    Ok(())
+                    Ok(Vec::new())
                 })
             })
         });
@@ -423,17 +488,26 @@ pub fn maintain(
         groups.iter().flatten().map(|k| k.values.as_deref().map_or(0, |v| v.matches(',').count() + 1)).sum();
     // (Groups reached through a join add key groups the prepared statement
     // has no parameters for.)
-    let prepared = p.apply.as_ref().filter(|_| keys <= PREPARED_KEYS_LIMIT && groups.len() <= p.shape.len());
+    let prepared = p
+        .apply
+        .as_ref()
+        .filter(|_| capture.is_none() && keys <= PREPARED_KEYS_LIMIT && groups.len() <= p.shape.len());
     let Some(apply) = prepared else {
-        key_recompute::apply_now(relid, &groups, &p.conflict_keys, None)?;
-        return Ok(());
+        // (No key: the one row is recomputed whole.)
+        let whole = match p.plan.shape {
+            analysis::Shape::Scalar => {
+                Some(sys::as_restricted_role(p.owner, || key_recompute::whole_query(relid))?)
+            }
+            _ => None,
+        };
+        return key_recompute::apply_now(relid, &groups, &p.conflict_keys, whole.as_deref(), capture);
     };
     let args = key_recompute::apply_params(&groups);
     sys::as_restricted_role(p.owner, || {
-        with_window(relid, || -> PgtResult<()> {
+        with_window(relid, || {
             Spi::connect_mut(|c| {
                 c.update(apply, Some(1), &args)?;
-                Ok(())
+                Ok(Vec::new())
             })
         })
     })
@@ -449,7 +523,17 @@ pub fn recompute_all(relid: pg_sys::Oid) -> PgtResult<()> {
     if !is_populated(relid)? {
         return Ok(());
     }
-    key_recompute::replace_all_now(relid)
+    key_recompute::replace_all_now(relid)?;
+    recompute_readers(relid)
+}
+
+/// `relid` was recomputed whole: so are the IMMEDIATE stream tables that
+/// read it.
+pub fn recompute_readers(relid: pg_sys::Oid) -> PgtResult<()> {
+    for reader in readers(relid)? {
+        recompute_all(reader)?;
+    }
+    Ok(())
 }
 
 pub fn is_populated(relid: pg_sys::Oid) -> PgtResult<bool> {

@@ -250,7 +250,8 @@ fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64
     let st = stream_tables::get(relid)?;
     let differential =
         st.as_ref().is_some_and(|st| st.consumes_changes && st.effective_mode == RefreshMode::Differential);
-    let keyed = differential || st.is_some_and(|st| st.effective_mode == RefreshMode::Immediate);
+    let immediate = st.as_ref().is_some_and(|st| st.effective_mode == RefreshMode::Immediate);
+    let keyed = differential || immediate;
     if has_readers && differential && immediate::is_populated(relid)? {
         if let Ok(plan) = dvm::analysis::analyze(relid)? {
             let key_names = dvm::key_recompute::key_names(relid, &plan)?;
@@ -272,6 +273,10 @@ fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64
     }
     if has_readers {
         sys::as_extension_owner(|| cdc::buffer::mark_truncated(relid))?;
+    }
+    // IMMEDIATE readers of an IMMEDIATE stream table follow it at once.
+    if immediate {
+        immediate::recompute_readers(relid)?;
     }
     Ok(rows)
 }
