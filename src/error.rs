@@ -28,8 +28,8 @@ pub enum PgtError {
     #[error("stream table {name} cannot be maintained {how}")]
     NotIncremental { name: String, how: &'static str, reason: String },
 
-    #[error("stream table {name} cannot be maintained immediately in this transaction")]
-    ImmediateIsolation { name: String },
+    #[error("could not serialize access to stream table {name}: a concurrent transaction maintained it")]
+    ImmediateConcurrentUpdate { name: String },
 
     #[error("permission denied for table {name}")]
     NoSourceAccess { name: String },
@@ -72,7 +72,7 @@ impl PgtError {
             | PgtError::InvalidOptionValue { .. }
             | PgtError::OptionsWithoutStream { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PgtError::DuplicateOption { .. } => ERRCODE_SYNTAX_ERROR,
-            PgtError::ImmediateIsolation { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            PgtError::ImmediateConcurrentUpdate { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,
             PgtError::ImmediateReader { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             PgtError::NotIncremental { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             PgtError::NotAStreamTable { .. } | PgtError::NotAMatview { .. } => ERRCODE_WRONG_OBJECT_TYPE,
@@ -93,9 +93,9 @@ impl PgtError {
                 Some(crate::dvm::analysis::Unsupported(reason.clone()).sentence())
             }
             PgtError::NotASelect { detail } => Some(detail.clone()),
-            PgtError::ImmediateIsolation { .. } => Some(
-                "IMMEDIATE maintenance needs READ COMMITTED: a REPEATABLE READ or SERIALIZABLE \
-                 transaction could recompute from a state that misses a concurrent writer's changes."
+            PgtError::ImmediateConcurrentUpdate { .. } => Some(
+                "A transaction that committed after this transaction's snapshot was taken changed its sources and \
+                 maintained it; this REPEATABLE READ or SERIALIZABLE transaction cannot see those changes."
                     .into(),
             ),
             _ => None,
@@ -120,10 +120,7 @@ impl PgtError {
             PgtError::ExtensionMissing => {
                 Some("Run CREATE EXTENSION pg_trickle in this database first.".into())
             }
-            PgtError::ImmediateIsolation { .. } => Some(
-                "Write its sources in READ COMMITTED transactions, or use refresh_mode 'differential'."
-                    .into(),
-            ),
+            PgtError::ImmediateConcurrentUpdate { .. } => Some("Retry the transaction.".into()),
             PgtError::ImmediateReader { reader, .. } => {
                 Some(format!("Change the refresh mode of {reader} first, or drop it."))
             }

@@ -13,9 +13,9 @@
 //! sources maintain it one after the other; under READ COMMITTED each
 //! recomputation takes a fresh snapshot after the lock, so it sees the
 //! changes of the writer that held the lock before. REPEATABLE READ and
-//! SERIALIZABLE transactions keep one snapshot and could recompute from a
-//! state that misses a concurrent writer's committed changes: they are
-//! refused (see docs/IMMEDIATE.md).
+//! SERIALIZABLE transactions keep one snapshot: they fail with a
+//! serialization failure when a maintainer committed after it was taken
+//! (`refresh::isolation`; see docs/IMMEDIATE.md).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -55,15 +55,6 @@ impl Transition {
         }
         (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
     }
-}
-
-fn check_isolation(relid: pg_sys::Oid) -> PgtResult<()> {
-    // SAFETY: reads a backend-local GUC variable.
-    let level = unsafe { pg_sys::XactIsoLevel };
-    if level >= pg_sys::XACT_REPEATABLE_READ as i32 {
-        return Err(PgtError::ImmediateIsolation { name: crate::catalog::lifecycle::relation_name(relid)? });
-    }
-    Ok(())
 }
 
 /// What IMMEDIATE maintenance of one stream table needs, built once per
@@ -273,8 +264,8 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
     if !transition.old && !transition.new {
         return Ok(()); // the statement changed no row
     }
-    check_isolation(relid)?;
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
+    super::isolation::maintaining(relid)?;
     let p = prepared(relid)?;
     if !p.populated {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
@@ -518,8 +509,8 @@ const PREPARED_KEYS_LIMIT: usize = 16;
 
 /// TRUNCATE of a source: recompute the whole stream table.
 pub fn recompute_all(relid: pg_sys::Oid) -> PgtResult<()> {
-    check_isolation(relid)?;
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
+    super::isolation::maintaining(relid)?;
     if !is_populated(relid)? {
         return Ok(());
     }

@@ -7,6 +7,7 @@
 
 mod full;
 pub mod immediate;
+pub mod isolation;
 pub mod window;
 
 use pgrx::pg_sys;
@@ -251,6 +252,9 @@ fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64
     let differential =
         st.as_ref().is_some_and(|st| st.consumes_changes && st.effective_mode == RefreshMode::Differential);
     let immediate = st.as_ref().is_some_and(|st| st.effective_mode == RefreshMode::Immediate);
+    if immediate {
+        isolation::maintaining(relid)?;
+    }
     let keyed = differential || immediate;
     if has_readers && differential && immediate::is_populated(relid)? {
         if let Ok(plan) = dvm::analysis::analyze(relid)? {

@@ -296,7 +296,17 @@ fn scheduler_follows_extension_and_database_lifecycle() {
     wait_until(&mut admin, "a scheduler after CREATE EXTENSION again", &running, 10);
 
     // Killed: the launcher starts another one.
-    let pid: i32 = c.query_one("SELECT pgtrickle.scheduler_pid()", &[]).unwrap().get(0);
+    // (Read until it answers: a scheduler that just started may not have
+    // attached to its slot yet.)
+    let pid: i32 = (0..100)
+        .find_map(|_| {
+            let pid: Option<i32> = c.query_one("SELECT pgtrickle.scheduler_pid()", &[]).unwrap().get(0);
+            if pid.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            pid
+        })
+        .expect("the scheduler's pid");
     admin.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
     wait_until(
         &mut c,

@@ -1,0 +1,176 @@
+//! IMMEDIATE maintenance under REPEATABLE READ and SERIALIZABLE.
+//!
+//! Maintenance runs under the stream table's EXCLUSIVE lock, so its
+//! maintainers follow one another. A READ COMMITTED maintainer reads the
+//! sources on a snapshot taken after the lock: it sees what the maintainer
+//! before it committed. A REPEATABLE READ (or SERIALIZABLE) one reads them
+//! on its transaction's snapshot, which is right only if no maintainer of
+//! the stream table committed after that snapshot was taken; otherwise it
+//! would recompute rows from a state that misses that maintainer's changes.
+//!
+//! So every transaction that maintained an IMMEDIATE stream table records,
+//! at commit (still holding the lock), that it was the last to do so, in
+//! shared memory; a REPEATABLE READ maintainer, once it holds the lock,
+//! fails with a serialization failure (40001) when that transaction's
+//! commit is not visible to its snapshot, as PostgreSQL does when such a
+//! transaction updates a row another one changed since its snapshot. It
+//! can be retried.
+//!
+//! The record keeps, per stream table, the last two maintainers: a
+//! prepared transaction is recorded when it is prepared and may still roll
+//! back, and the one before it is then checked too. Stream tables
+//! beyond the table's capacity share one conservative record: the newest
+//! maintainer evicted, checked for every stream table without a record of
+//! its own (a spurious 40001 at worst, never a missed conflict).
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+use crate::error::{PgtError, PgtResult};
+
+/// Stream tables with a record of their own, cluster-wide.
+const ENTRIES: usize = 4096;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    dboid: u32,
+    relid: u32,
+    /// Full transaction ids; 0 = none.
+    last: u64,
+    previous: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Record {
+    entries: [Entry; ENTRIES],
+    /// The entry to evict next when the table is full.
+    next: usize,
+    /// The newest maintainer whose entry was evicted.
+    evicted: u64,
+}
+
+// SAFETY: plain integers and a fixed array, no pointers.
+unsafe impl PGRXSharedMemory for Record {}
+
+// SAFETY: the LWLock name is unique to pg_trickle; `init` attaches it to
+// shared memory (pg_shmem_init!) before any use.
+static RECORD: PgLwLock<Record> = unsafe { PgLwLock::new(c"pg_trickle immediate maintainers") };
+
+thread_local! {
+    /// The IMMEDIATE stream tables this transaction maintained.
+    static MAINTAINED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reserve the record and register the commit callback. Called from
+/// `_PG_init` while preloading.
+// The macro tests features of older PostgreSQL versions we do not declare.
+#[allow(unexpected_cfgs)]
+pub fn init() {
+    pg_shmem_init!(RECORD = Record { entries: [Entry::default(); ENTRIES], next: 0, evicted: 0 });
+    crate::worker::sys::register_xact_callback(on_xact_event);
+}
+
+/// `relid` is about to be maintained by this transaction, which holds its
+/// lock: fail if this transaction reads on a snapshot that misses a
+/// maintainer's commit, and remember to record this one at commit.
+pub fn maintaining(relid: pg_sys::Oid) -> PgtResult<()> {
+    let id = relid.to_u32();
+    MAINTAINED.with(|m| {
+        let mut m = m.borrow_mut();
+        if !m.contains(&id) {
+            m.push(id);
+        }
+    });
+    // SAFETY: reads a backend-local GUC variable.
+    if unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Ok(());
+    }
+    let db = crate::worker::sys::my_database();
+    let (last, before) = {
+        let record = RECORD.share();
+        match record.entries.iter().find(|e| e.dboid == db && e.relid == id) {
+            Some(e) => (e.last, e.previous),
+            None => (record.evicted, 0),
+        }
+    };
+    if committed_unseen(last) || committed_unseen(before) {
+        return Err(PgtError::ImmediateConcurrentUpdate {
+            name: crate::catalog::lifecycle::relation_name(relid)?,
+        });
+    }
+    Ok(())
+}
+
+/// Did the transaction `full_xid` commit, unseen by this transaction's
+/// snapshot?
+fn committed_unseen(full_xid: u64) -> bool {
+    if full_xid == 0 {
+        return false;
+    }
+    // SAFETY: plain reads of transaction state and of this transaction's
+    // snapshot (REPEATABLE READ: the transaction snapshot). The commit
+    // status is looked up only for an id the snapshot does not see as
+    // finished, so one recent enough to have it.
+    unsafe {
+        // Older than 2^31 transactions: long committed, seen by any
+        // snapshot (and its 32-bit id would be ambiguous).
+        let next = pg_sys::ReadNextFullTransactionId().value;
+        if next.saturating_sub(full_xid) >= 1 << 31 {
+            return false;
+        }
+        let xid = pg_sys::TransactionId::from(full_xid as u32);
+        if pg_sys::TransactionIdIsCurrentTransactionId(xid) {
+            return false;
+        }
+        let snapshot = pg_sys::GetTransactionSnapshot();
+        pg_sys::XidInMVCCSnapshot(xid, snapshot) && pg_sys::TransactionIdDidCommit(xid)
+    }
+}
+
+/// Record this transaction as the last maintainer of the stream tables it
+/// maintained (at commit, or at PREPARE TRANSACTION: the lock then stays
+/// with the prepared transaction until it ends).
+fn record(full_xid: u64) {
+    let maintained = MAINTAINED.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    if maintained.is_empty() || full_xid == 0 {
+        return;
+    }
+    let db = crate::worker::sys::my_database();
+    let mut record = RECORD.exclusive();
+    for relid in maintained {
+        let i = match record.entries.iter().position(|e| e.dboid == db && e.relid == relid) {
+            Some(i) => i,
+            None => match record.entries.iter().position(|e| e.last == 0) {
+                Some(i) => i,
+                None => {
+                    let i = record.next;
+                    record.next = (i + 1) % ENTRIES;
+                    let evicted = record.entries[i].last.max(record.entries[i].previous);
+                    record.evicted = record.evicted.max(evicted);
+                    record.entries[i] = Entry::default();
+                    i
+                }
+            },
+        };
+        // (No transaction status lookups here, in a commit callback where
+        // an error cannot be raised: the check looks them up.)
+        let e = &mut record.entries[i];
+        *e = Entry { dboid: db, relid, last: full_xid, previous: e.last };
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            // SAFETY: the ending transaction's id, still assigned here.
+            let xid = unsafe { pg_sys::GetTopFullTransactionIdIfAny() }.value;
+            record(xid);
+        }
+        pg_sys::XactEvent::XACT_EVENT_ABORT => MAINTAINED.with(|m| m.borrow_mut().clear()),
+        _ => {}
+    }
+}
