@@ -91,6 +91,11 @@ CREATE FUNCTION pgtrickle._capture() RETURNS trigger
 LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgt_capture';
 REVOKE ALL ON FUNCTION pgtrickle._capture() FROM PUBLIC;
+-- Its BEFORE STATEMENT companion: notes the statement as pending in backend
+-- memory (src/cdc/statements.rs); runs no SQL, needs no rights.
+CREATE FUNCTION pgtrickle._statement_start() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'pgt_statement_start';
+REVOKE ALL ON FUNCTION pgtrickle._statement_start() FROM PUBLIC;
 
 -- Has frontier (snapshot, xid, cid) applied a change row (xid, cid)? Rows of
 -- the refreshing transaction itself (frontier_xid) are applied when written

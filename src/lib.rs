@@ -42,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
     hooks::init();
     refresh::window::init();
     cdc::capture::init();
+    cdc::statements::init();
     refresh::isolation::init();
     worker::init();
 }

@@ -183,12 +183,47 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
     if STALE.with(|s| s.get()) {
         forget_plans();
     }
+    super::statements::capturing(relid);
     // SAFETY: inside a trigger call; SPI is connected and released here, the
     // transition tables are registered with that connection, and the plan
     // is prepared in it and kept (SPI_keepplan) for later calls.
     if let Err(e) = unsafe { capture(trigdata, relid, event) } {
         e.report();
     }
+    // Stream tables that waited for this statement (cdc::statements).
+    for st in super::statements::captured(relid) {
+        if let Err(e) = crate::refresh::immediate::recompute_all(st) {
+            e.report();
+        }
+    }
+    pg_sys::Datum::from(0)
+}
+
+#[no_mangle]
+pub extern "C" fn pg_finfo_pgt_statement_start() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// The BEFORE STATEMENT trigger entry point (`pgtrickle._statement_start()`
+/// in SQL): records the statement as pending (cdc::statements). No SQL.
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid `fcinfo`.
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn pgt_statement_start(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: fcinfo is valid; for a trigger call `context` is TriggerData.
+    let trigdata = unsafe { (*fcinfo).context } as *mut pg_sys::TriggerData;
+    // SAFETY: checks the node tag before treating context as TriggerData.
+    let is_trigger = !trigdata.is_null()
+        && unsafe { (*(trigdata as *mut pg_sys::Node)).type_ } == pg_sys::NodeTag::T_TriggerData;
+    if !is_trigger {
+        pgrx::error!("pgtrickle._statement_start() must be called as a trigger");
+    }
+    // SAFETY: a TriggerData from the trigger manager; tg_relation is open.
+    let relid = unsafe { (*(*trigdata).tg_relation).rd_id };
+    super::statements::started(relid);
     pg_sys::Datum::from(0)
 }
 

@@ -80,6 +80,7 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
         // A stream table's changes are written by its refreshes, not by
         // triggers (a materialized view cannot have any).
         if !is_matview(source)? && !triggers::installed(source)? {
+            triggers::drop(source)?; // an incomplete set (an older version's)
             triggers::create(source)?;
         }
     }

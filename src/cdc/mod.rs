@@ -19,6 +19,8 @@
 //!   reads up to.
 //! - `consumers`: attaching a stream table to its sources and detaching it.
 //! - `transition`: the transition tables IMMEDIATE maintenance reads.
+//! - `statements`: statements in progress on sources (BEFORE STATEMENT
+//!   triggers), for IMMEDIATE running totals over joins.
 //!
 //! A stream table *consumes* changes when its effective mode is
 //! DIFFERENTIAL or IMMEDIATE (its query can be maintained: see
@@ -28,5 +30,6 @@ pub mod buffer;
 pub mod capture;
 pub mod consumers;
 pub mod frontier;
+pub mod statements;
 pub mod transition;
 pub mod triggers;

@@ -1,6 +1,8 @@
 //! The internal trigger set of a source table: four statement-level AFTER
 //! triggers (INSERT with NEW TABLE, UPDATE with OLD and NEW TABLE, DELETE
-//! with OLD TABLE, TRUNCATE), all calling `pgtrickle._capture()`.
+//! with OLD TABLE, TRUNCATE), all calling `pgtrickle._capture()`, and one
+//! BEFORE INSERT OR UPDATE OR DELETE statement-level trigger calling
+//! `pgtrickle._statement_start()` (see `cdc::statements`).
 //!
 //! They are created with `isInternal = true`, like foreign-key triggers, so
 //! `\d` and pg_dump do not show them; PostgreSQL appends the trigger's OID to
@@ -27,16 +29,31 @@ const EVENTS: [(&str, u32, bool, bool); 4] = [
 ];
 
 fn capture_function() -> PgtResult<pg_sys::Oid> {
-    Spi::get_one::<pg_sys::Oid>("SELECT 'pgtrickle._capture()'::pg_catalog.regprocedure::pg_catalog.oid")?
-        .ok_or_else(|| PgtError::Internal("function pgtrickle._capture() is missing".into()))
+    function("pgtrickle._capture()")
 }
 
-/// Does the source already carry our triggers?
+fn start_function() -> PgtResult<pg_sys::Oid> {
+    function("pgtrickle._statement_start()")
+}
+
+fn function(signature: &str) -> PgtResult<pg_sys::Oid> {
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regprocedure($1)::pg_catalog.oid",
+        &[signature.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal(format!("function {signature} is missing")))
+}
+
+/// Does the source carry our whole trigger set?
 pub fn installed(source: pg_sys::Oid) -> PgtResult<bool> {
-    let func = capture_function()?;
     Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgfoid = $2)",
-        &[source.into(), func.into()],
+        "SELECT count(*) OPERATOR(pg_catalog.=) $3 FROM pg_catalog.pg_trigger \
+          WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgfoid OPERATOR(pg_catalog.=) ANY ($2)",
+        &[
+            source.into(),
+            vec![capture_function()?, start_function()?].into(),
+            (EVENTS.len() as i64 + 1).into(),
+        ],
     )?
     .unwrap_or(false))
 }
@@ -90,16 +107,46 @@ pub fn create(source: pg_sys::Oid) -> PgtResult<()> {
             );
         }
     }
+    let start = start_function()?;
+    let name = CString::new("pgt_statement_start").map_err(|_| PgtError::Internal("trigger name".into()))?;
+    // SAFETY: as above, for a BEFORE INSERT OR UPDATE OR DELETE statement
+    // trigger without transition tables.
+    unsafe {
+        let stmt = node::<pg_sys::CreateTrigStmt>(pg_sys::NodeTag::T_CreateTrigStmt);
+        (*stmt).trigname = name.as_ptr() as *mut c_char;
+        (*stmt).relation = pg_sys::makeRangeVar(
+            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(source)),
+            pg_sys::get_rel_name(source),
+            -1,
+        );
+        (*stmt).row = false;
+        (*stmt).timing = pg_sys::TRIGGER_TYPE_BEFORE as i16;
+        (*stmt).events =
+            (pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE | pg_sys::TRIGGER_TYPE_DELETE) as i16;
+        pg_sys::CreateTrigger(
+            stmt,
+            std::ptr::null(),
+            source,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            start,
+            pg_sys::InvalidOid,
+            std::ptr::null_mut(),
+            true,
+            false,
+        );
+    }
     crate::catalog::sys::command_counter_increment();
     Ok(())
 }
 
 /// Drop the trigger set from `source`, if present.
 pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
-    let func = capture_function()?;
     let oids: Vec<pg_sys::Oid> = crate::catalog::sys::column_values::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgfoid = $2",
-        &[source.into(), func.into()],
+        "SELECT oid FROM pg_catalog.pg_trigger \
+          WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgfoid OPERATOR(pg_catalog.=) ANY ($2)",
+        &[source.into(), vec![capture_function()?, start_function()?].into()],
     )?;
     for oid in oids {
         let addr =

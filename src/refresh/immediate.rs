@@ -319,6 +319,11 @@ fn apply_changes(
     // Running totals over a join: the statement's rows joined to the other
     // tables are added to them, and the groups touched computed from them.
     if algebraic::is_join_totals(&p.plan) {
+        // (Not while another statement on one of its sources is pending:
+        // see cdc::statements.)
+        if !crate::cdc::statements::may_add_delta(relid, source, &p.plan.sources()) {
+            return Ok(Vec::new());
+        }
         let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
         let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
         return key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref(), capture);

@@ -234,7 +234,7 @@ fn round(c: &mut Client, r: &mut Rng, next_id: &mut i64) -> Vec<String> {
 /// One generated DML statement.
 fn one_statement(r: &mut Rng, next_id: &mut i64) -> String {
     {
-        match r.next(14) {
+        match r.next(16) {
             0..=2 => {
                 let n = 1 + r.next(6);
                 let rows: Vec<String> = (0..n)
@@ -270,6 +270,26 @@ fn one_statement(r: &mut Rng, next_id: &mut i64) -> String {
                     (0..n).map(|_| format!("({}, {})", r.nullable(4), r.nullable(5))).collect();
                 // Duplicates are likely: t3 has no key.
                 format!("INSERT INTO t3 VALUES {}, {}", rows.join(", "), rows[0])
+            }
+            // One statement writing two tables: the capture triggers of
+            // both fire at its end, each with the other's rows written.
+            14 => format!(
+                "WITH x AS (UPDATE t1 SET k = {} WHERE id % 5 = {} RETURNING id) \
+                 UPDATE t2 SET k = {} WHERE k IS NOT DISTINCT FROM {}",
+                r.nullable(6),
+                r.next(5),
+                r.nullable(6),
+                r.nullable(6)
+            ),
+            15 => {
+                let base = *next_id;
+                *next_id += 60;
+                format!(
+                    "WITH d AS (DELETE FROM t2 WHERE id % 3 = {} RETURNING id, k) \
+                     INSERT INTO t1 SELECT {base} + row_number() OVER (), k, 'g1', {}, 1.5, true FROM d",
+                    r.next(3),
+                    r.nullable(100)
+                )
             }
             _ => {
                 if r.chance(8) {

@@ -1,0 +1,108 @@
+-- immediate_statements: IMMEDIATE stream tables stay exact when one
+-- statement writes several of their sources: data-modifying CTEs, triggers
+-- on a source that write another source (or the same one), and several
+-- statements per transaction.
+CREATE SCHEMA imst;
+SET search_path = imst, public;
+CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int);
+CREATE TABLE lines (id int PRIMARY KEY, order_id int NOT NULL, qty int);
+CREATE TABLE audit (id serial PRIMARY KEY, order_id int, note text);
+INSERT INTO orders SELECT i, i % 3, i * 10 FROM generate_series(1, 6) i;
+INSERT INTO lines SELECT i, 1 + i % 6, i FROM generate_series(1, 12) i;
+-- Running totals over a join, a keyed join and a join aggregate kept by
+-- recomputing groups.
+CREATE MATERIALIZED VIEW per_customer WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
+  SELECT o.customer, count(*) AS n, sum(l.qty * o.amount) AS value FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.customer;
+CREATE MATERIALIZED VIEW order_lines WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
+  SELECT l.id, o.id AS order_id, o.customer, l.qty FROM orders o JOIN lines l ON l.order_id = o.id;
+CREATE MATERIALIZED VIEW biggest WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
+  SELECT o.id, max(l.qty) AS top FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.id;
+SELECT refresh_mode, count(*) FROM pgtrickle.stream_tables WHERE schema = 'imst' GROUP BY 1;
+
+-- Differences between each stream table and its query (0 when exact).
+CREATE FUNCTION differences() RETURNS TABLE (stream_table text, missing bigint, extra bigint) LANGUAGE sql AS $$
+  SELECT 'per_customer',
+         (SELECT count(*) FROM (SELECT o.customer, count(*), sum(l.qty * o.amount) FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.customer
+                                EXCEPT ALL SELECT * FROM per_customer) x),
+         (SELECT count(*) FROM (SELECT * FROM per_customer EXCEPT ALL
+                                SELECT o.customer, count(*), sum(l.qty * o.amount) FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.customer) x)
+  UNION ALL
+  SELECT 'order_lines',
+         (SELECT count(*) FROM (SELECT l.id, o.id, o.customer, l.qty FROM orders o JOIN lines l ON l.order_id = o.id EXCEPT ALL SELECT * FROM order_lines) x),
+         (SELECT count(*) FROM (SELECT * FROM order_lines EXCEPT ALL SELECT l.id, o.id, o.customer, l.qty FROM orders o JOIN lines l ON l.order_id = o.id) x)
+  UNION ALL
+  SELECT 'biggest',
+         (SELECT count(*) FROM (SELECT o.id, max(l.qty) FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.id EXCEPT ALL SELECT * FROM biggest) x),
+         (SELECT count(*) FROM (SELECT * FROM biggest EXCEPT ALL SELECT o.id, max(l.qty) FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.id) x)
+$$;
+
+-- One statement writing both sides of the join (a data-modifying CTE).
+WITH o AS (INSERT INTO orders VALUES (7, 1, 5), (8, 2, 7) RETURNING id)
+INSERT INTO lines SELECT 100 + id, id, 3 FROM o;
+SELECT * FROM differences();
+WITH gone AS (DELETE FROM lines WHERE order_id = 2 RETURNING order_id)
+UPDATE orders SET amount = amount + 1 WHERE id IN (SELECT order_id FROM gone) OR id = 3;
+SELECT * FROM differences();
+
+-- A trigger on one source that writes the other: each order gets a line.
+CREATE FUNCTION add_line() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO lines VALUES (1000 + NEW.id, NEW.id, 2);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER order_gets_line AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION add_line();
+INSERT INTO orders VALUES (9, 0, 11), (10, 1, 13);
+SELECT * FROM differences();
+BEGIN;
+INSERT INTO orders VALUES (11, 2, 17);
+SELECT * FROM per_customer ORDER BY customer;
+SELECT * FROM differences();
+ROLLBACK;
+SELECT * FROM differences();
+-- A statement-level trigger writing the other source, and a BEFORE ROW
+-- trigger that changes the written row.
+CREATE FUNCTION bump_orders() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE orders SET amount = amount * 2 WHERE id IN (SELECT order_id FROM lines WHERE qty > 10);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER lines_bump AFTER UPDATE ON lines FOR EACH STATEMENT EXECUTE FUNCTION bump_orders();
+CREATE FUNCTION at_least_one() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.qty := greatest(NEW.qty, 1);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER lines_min BEFORE INSERT OR UPDATE ON lines FOR EACH ROW EXECUTE FUNCTION at_least_one();
+UPDATE lines SET qty = qty + 5 WHERE order_id IN (1, 4);
+SELECT * FROM differences();
+INSERT INTO lines VALUES (200, 5, -3);
+SELECT qty FROM order_lines WHERE id = 200;
+-- A trigger on a source that writes the same source.
+CREATE FUNCTION split_big() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.qty > 50 THEN
+    UPDATE lines SET qty = NEW.qty / 2 WHERE id = NEW.id;
+    INSERT INTO lines VALUES (NEW.id + 5000, NEW.order_id, NEW.qty - NEW.qty / 2);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER lines_split AFTER INSERT ON lines FOR EACH ROW EXECUTE FUNCTION split_big();
+INSERT INTO lines VALUES (300, 6, 99), (301, 6, 4);
+SELECT * FROM differences();
+-- Several statements on several sources in one transaction, with a
+-- savepoint rolled back in the middle.
+BEGIN;
+DELETE FROM orders WHERE id = 6;
+DELETE FROM lines WHERE order_id = 6;
+SAVEPOINT s;
+WITH o AS (UPDATE orders SET customer = 2 RETURNING id) DELETE FROM lines WHERE order_id IN (SELECT id FROM o WHERE id < 3);
+SELECT * FROM differences();
+ROLLBACK TO SAVEPOINT s;
+UPDATE lines SET order_id = 1 WHERE order_id = 3;
+SELECT * FROM differences();
+COMMIT;
+SELECT * FROM differences();
+SELECT * FROM per_customer ORDER BY customer;
+
+DROP SCHEMA imst CASCADE;
+RESET search_path;

@@ -1,0 +1,161 @@
+//! Statements in progress on sources, for IMMEDIATE running totals over
+//! joins.
+//!
+//! Running totals over a join add, for each statement, the statement's
+//! rows joined to the other tables as they are now. That is exact when the
+//! other tables' changes so far have all been added: then the sum of the
+//! deltas telescopes to the change of the join. It is not when one
+//! statement writes several sources and their capture triggers fire one
+//! after the other with every change already in the tables: a
+//! data-modifying CTE writing both sides of the join (both AFTER STATEMENT
+//! triggers fire at the end), a row trigger on one source writing another
+//! (the nested statement's trigger fires first, with the outer statement's
+//! rows already written), an IMMEDIATE stream table handing its changes to
+//! a reader that also reads the table written. Each delta then sees the
+//! other's rows, and their product is counted twice.
+//!
+//! So every source also carries a BEFORE STATEMENT trigger
+//! (`pgtrickle._statement_start()`, no SQL, no privileges) that records
+//! the statement as pending until its capture trigger has maintained its
+//! consumers. A stream table kept from running totals over a join that is
+//! to be maintained while another of its sources has a statement pending
+//! is marked instead, skips the deltas, and is recomputed whole (its rows
+//! and its totals) as soon as none of its sources has a statement pending,
+//! at the end of the last such capture. That costs a recomputation, only
+//! for such statements; every other plan recomputes affected keys from the
+//! tables as they are, which is exact in any order.
+//!
+//! The records live in backend memory and follow the transaction: a
+//! statement that fails takes its record with it (subtransaction abort),
+//! and a transaction's end clears them.
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+
+thread_local! {
+    /// Statements started and not finished: (source, subtransaction).
+    static PENDING: RefCell<Vec<(u32, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
+    /// Sources whose capture trigger is running, innermost last, with
+    /// their subtransaction.
+    static CAPTURING: RefCell<Vec<(u32, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
+    /// Stream tables to recompute once their sources have no statement
+    /// pending: (stream table, its sources).
+    static DIRTY: RefCell<Vec<(u32, Vec<u32>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Register the transaction callbacks. Called from `_PG_init`.
+pub fn init() {
+    crate::worker::sys::register_xact_callback(on_xact_event);
+    // SAFETY: registering a static callback, as extensions do from
+    // _PG_init; the argument is unused.
+    unsafe { pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut()) };
+}
+
+/// A statement on `source` starts (its BEFORE STATEMENT trigger).
+pub fn started(source: pg_sys::Oid) {
+    // SAFETY: reads the current subtransaction's id.
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    PENDING.with(|p| p.borrow_mut().push((source.to_u32(), sub)));
+}
+
+/// The capture trigger of a statement on `source` begins.
+pub fn capturing(source: pg_sys::Oid) {
+    // SAFETY: reads the current subtransaction's id.
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    CAPTURING.with(|c| c.borrow_mut().push((source.to_u32(), sub)));
+}
+
+/// The capture trigger of a statement on `source` has maintained its
+/// consumers: the statement is no longer pending. Returns the stream tables
+/// now due for their recomputation.
+pub fn captured(source: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    let id = source.to_u32();
+    CAPTURING.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(i) = c.iter().rposition(|(s, _)| *s == id) {
+            c.remove(i);
+        }
+    });
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if let Some(i) = p.iter().rposition(|(s, _)| *s == id) {
+            p.remove(i);
+        }
+    });
+    let due: Vec<u32> = DIRTY.with(|d| {
+        let mut d = d.borrow_mut();
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            d.drain(..).partition(|(_, sources)| !any_pending(sources, None));
+        *d = waiting;
+        due.into_iter().map(|(st, _)| st).collect()
+    });
+    due.into_iter().map(pg_sys::Oid::from).collect()
+}
+
+/// Does one of `sources` have a statement pending (other than `running`,
+/// the one whose delta is being added)?
+fn any_pending(sources: &[u32], running: Option<u32>) -> bool {
+    PENDING.with(|p| {
+        let p = p.borrow();
+        sources.iter().any(|s| {
+            let n = p.iter().filter(|(t, _)| t == s).count();
+            let own = usize::from(running == Some(*s));
+            n > own
+        })
+    })
+}
+
+/// Before adding the delta of a statement on `source` to the running
+/// totals of `st` (over a join of `sources`): false when it must not,
+/// because `st` is already due for a recomputation or one of its sources
+/// has another statement pending (then it is marked for one).
+pub fn may_add_delta(st: pg_sys::Oid, source: pg_sys::Oid, sources: &[pg_sys::Oid]) -> bool {
+    let id = st.to_u32();
+    if DIRTY.with(|d| d.borrow().iter().any(|(s, _)| *s == id)) {
+        return false;
+    }
+    let sources: Vec<u32> = sources.iter().map(|s| s.to_u32()).collect();
+    // (The statement whose capture runs is pending until it ends: not
+    // counted when the delta is its own, counted when the delta comes
+    // from a stream table its capture maintained.)
+    let running = CAPTURING.with(|c| c.borrow().last().map(|(s, _)| *s)).filter(|s| *s == source.to_u32());
+    if !any_pending(&sources, running) {
+        return true;
+    }
+    DIRTY.with(|d| d.borrow_mut().push((id, sources)));
+    false
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_ABORT
+        | pg_sys::XactEvent::XACT_EVENT_PREPARE
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            PENDING.with(|p| p.borrow_mut().clear());
+            CAPTURING.with(|c| c.borrow_mut().clear());
+            DIRTY.with(|d| d.borrow_mut().clear());
+        }
+        _ => {}
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        // Statements of the aborted subtransaction will not finish, and a
+        // capture that was running in it has unwound. (A stream table
+        // marked in it keeps its mark: rolled back to its state before,
+        // it is recomputed once more than needed.)
+        PENDING.with(|p| p.borrow_mut().retain(|(_, s)| *s != sub));
+        CAPTURING.with(|c| c.borrow_mut().retain(|(_, s)| *s != sub));
+    }
+}
