@@ -33,17 +33,26 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod)
 CREATE MATERIALIZED VIEW cap2 WITH (pgtrickle.stream = true) AS SELECT id, v FROM src WHERE v > 2;
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 'src'::regclass;
 
--- INSERT, UPDATE (old and new row), DELETE are captured, as one statement each.
+-- INSERT, UPDATE (old and new row), DELETE are captured, as one statement each:
+-- one buffer row per statement and action, holding arrays of the changed rows'
+-- captured columns.
 INSERT INTO src VALUES (7, 'g1', 70);
 UPDATE src SET v = v * 10 WHERE id IN (1, 2);
 DELETE FROM src WHERE id = 3;
 CREATE FUNCTION buffer_rows(regclass) RETURNS TABLE (action "char", id int)
 LANGUAGE plpgsql AS $$
 BEGIN
-  RETURN QUERY EXECUTE format('SELECT __pgt_action, c1 FROM %s WHERE __pgt_action <> ''S'' ORDER BY __pgt_cid, c1, __pgt_action',
+  RETURN QUERY EXECUTE format('SELECT b.__pgt_action, u.c1 FROM %s b, unnest(b.c1) AS u(c1) WHERE __pgt_action <> ''S'' ORDER BY __pgt_cid, c1, __pgt_action',
     (SELECT buffer_relid::regclass FROM pgtrickle.pgt_change_buffers WHERE source_relid = $1));
 END $$;
 SELECT * FROM buffer_rows('src');
+CREATE FUNCTION buffer_statements(regclass) RETURNS TABLE (action "char", n int, ids int[])
+LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE format('SELECT __pgt_action, __pgt_n, c1 FROM %s WHERE __pgt_action <> ''S'' ORDER BY __pgt_xid, __pgt_cid, __pgt_action',
+    (SELECT buffer_relid::regclass FROM pgtrickle.pgt_change_buffers WHERE source_relid = $1));
+END $$;
+SELECT * FROM buffer_statements('src');
 SELECT source, pending_rows, consumers FROM pgtrickle.change_buffers ORDER BY source::text;
 
 -- Buffers are unlogged; a sentinel row (never trimmed, not counted) tells a

@@ -87,19 +87,33 @@ pub fn forget_plans() {
     });
 }
 
-/// `INSERT INTO buffer (…) SELECT $1, $2, $3, action, n.col… FROM transition`.
-fn capture_sql(buffer_name: &str, columns: &[(i16, String)], event: Event) -> String {
-    let targets: String = columns.iter().map(|(a, _)| format!(", c{a}")).collect();
+/// `INSERT INTO buffer (…) SELECT $1, $2, $3, action, count(*),
+/// array_agg(t.col)… FROM transition HAVING count(*) > 0`: one buffer row
+/// per transition table with rows (see `buffer`). `columns` are (attnum,
+/// name, kept as text).
+fn capture_sql(buffer_name: &str, columns: &[(i16, String, bool)], event: Event) -> String {
+    let targets: String = columns.iter().map(|(a, _, _)| format!(", c{a}")).collect();
     let select = |action: &str, table: &str| {
-        let values: String = columns.iter().map(|(_, name)| format!(", t.{}", quote_ident(name))).collect();
-        format!("SELECT $1, $2, $3, '{action}'{values} FROM {table} t")
+        let values: String = columns
+            .iter()
+            .map(|(_, name, as_text)| {
+                let cast = if *as_text { "::pg_catalog.text" } else { "" };
+                format!(", pg_catalog.array_agg(t.{}{cast})", quote_ident(name))
+            })
+            .collect();
+        format!(
+            "SELECT $1, $2, $3, '{action}', pg_catalog.count(*){values} FROM {table} t \
+             HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0"
+        )
     };
     let rows = match event {
         Event::Insert => select("I", NEW_TABLE),
         Event::Delete => select("D", OLD_TABLE),
         Event::Update => format!("{} UNION ALL {}", select("D", OLD_TABLE), select("I", NEW_TABLE)),
     };
-    format!("INSERT INTO {buffer_name} (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action{targets}) {rows}")
+    format!(
+        "INSERT INTO {buffer_name} (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action, __pgt_n{targets}) {rows}"
+    )
 }
 
 /// The consumers of `source` (cached; a change of mode rewrites the stream
@@ -136,12 +150,20 @@ pub(crate) fn consumers(source: pg_sys::Oid) -> PgtResult<Vec<(pg_sys::Oid, bool
     Ok(list)
 }
 
-/// The captured columns of `source` with their current names. A captured
-/// column dropped since (no stream table reads it any more, or PostgreSQL
-/// would have refused) is left out, hence NULL in the buffer.
-fn capture_columns(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String)>> {
-    let attnums = buffer::captured_columns(source)?;
-    crate::catalog::sys::attribute_names(source, Some(&attnums))
+/// The captured columns of `source` with their current names, and whether
+/// the buffer keeps them as text. A captured column dropped since (no
+/// stream table reads it any more, or PostgreSQL would have refused) is
+/// left out, hence NULL in the buffer.
+fn capture_columns(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String, bool)>> {
+    let types = buffer::captured_types(source)?;
+    let attnums: Vec<i16> = types.iter().map(|(a, _, _)| *a).collect();
+    let names = crate::catalog::sys::attribute_names(source, Some(&attnums))?;
+    Ok(names
+        .into_iter()
+        .filter_map(|(attnum, name)| {
+            types.iter().find(|(a, _, _)| *a == attnum).map(|(_, _, as_text)| (attnum, name, *as_text))
+        })
+        .collect())
 }
 
 #[no_mangle]
@@ -315,14 +337,16 @@ mod tests {
 
     #[test]
     fn capture_statements() {
-        let cols = vec![(1, "id".to_string()), (3, "My Col".to_string())];
+        let cols = vec![(1, "id".to_string(), false), (3, "My Col".to_string(), true)];
         assert_eq!(
             capture_sql("pgtrickle_changes.changes_1", &cols, Event::Insert),
-            "INSERT INTO pgtrickle_changes.changes_1 (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action, c1, c3) \
-             SELECT $1, $2, $3, 'I', t.id, t.\"My Col\" FROM __pgt_new t"
+            "INSERT INTO pgtrickle_changes.changes_1 (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action, __pgt_n, c1, c3) \
+             SELECT $1, $2, $3, 'I', pg_catalog.count(*), pg_catalog.array_agg(t.id), \
+             pg_catalog.array_agg(t.\"My Col\"::pg_catalog.text) FROM __pgt_new t \
+             HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0"
         );
         let upd = capture_sql("b", &cols, Event::Update);
-        assert!(upd.contains("'D', t.id, t.\"My Col\" FROM __pgt_old t UNION ALL SELECT $1, $2, $3, 'I'"));
-        assert!(capture_sql("b", &cols, Event::Delete).ends_with("FROM __pgt_old t"));
+        assert!(upd.contains("FROM __pgt_old t HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 UNION ALL SELECT $1, $2, $3, 'I'"));
+        assert!(capture_sql("b", &cols, Event::Delete).contains("'D', pg_catalog.count(*)"));
     }
 }

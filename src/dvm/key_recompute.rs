@@ -393,7 +393,7 @@ pub fn affected_keys(
     let mut count = 0i64;
     for source in plan.sources() {
         let sql = format!(
-            "SELECT pg_catalog.count(*) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
+            "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
             buffer::buffer_name(source)
         );
         let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
@@ -414,7 +414,7 @@ pub fn affected_keys(
         let sql = format!(
             "SELECT {} FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
             select.join(", "),
-            buffer::buffer_name(group[0].source),
+            buffer::rows_sql(group[0].source)?,
         );
         let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
         distinct_keys += row.first().cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
@@ -444,7 +444,7 @@ pub fn affected_keys(
             let sql = format!(
                 "SELECT (pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text \
                    FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
-                buffer::buffer_name(source)
+                buffer::rows_sql(source)?
             );
             let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
             if let Some(values) = row.first().cloned().flatten() {
