@@ -18,6 +18,10 @@ CREATE MATERIALIZED VIEW order_lines WITH (pgtrickle.stream, pgtrickle.refresh_m
 CREATE MATERIALIZED VIEW biggest WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
   SELECT o.id, max(l.qty) AS top FROM orders o JOIN lines l ON l.order_id = o.id GROUP BY o.id;
 SELECT refresh_mode, count(*) FROM pgtrickle.stream_tables WHERE schema = 'imst' GROUP BY 1;
+-- The sources of running totals over a join also get a BEFORE STATEMENT
+-- trigger, which notes statements under way.
+SELECT regexp_replace(tgname, '_[0-9]+$', '') AS trigger, tgtype & 2 = 2 AS before
+  FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgisinternal ORDER BY 1;
 
 -- Differences between each stream table and its query (0 when exact).
 CREATE FUNCTION differences() RETURNS TABLE (stream_table text, missing bigint, extra bigint) LANGUAGE sql AS $$

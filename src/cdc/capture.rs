@@ -47,7 +47,7 @@ enum Event {
 }
 
 thread_local! {
-    static PLANS: RefCell<HashMap<(u32, Event), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    static PLANS: RefCell<HashMap<(u32, Event, bool), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
     static STALE: Cell<bool> = const { Cell::new(false) };
     /// Sources, buffers and stream tables the kept plans and consumer lists
     /// depend on.
@@ -90,21 +90,32 @@ pub fn forget_plans() {
 /// `INSERT INTO buffer (…) SELECT $1, $2, $3, action, count(*),
 /// array_agg(t.col)… FROM transition HAVING count(*) > 0`: one buffer row
 /// per transition table with rows (see `buffer`). `columns` are (attnum,
-/// name, kept as text).
-fn capture_sql(buffer_name: &str, columns: &[(i16, String, bool)], event: Event) -> String {
+/// name, kept as text). For a statement that changed one row (`single`),
+/// the arrays are built without aggregating (`ARRAY[t.col]`), which costs
+/// a single-row write less.
+fn capture_sql(buffer_name: &str, columns: &[(i16, String, bool)], event: Event, single: bool) -> String {
     let targets: String = columns.iter().map(|(a, _, _)| format!(", c{a}")).collect();
     let select = |action: &str, table: &str| {
         let values: String = columns
             .iter()
             .map(|(_, name, as_text)| {
                 let cast = if *as_text { "::pg_catalog.text" } else { "" };
-                format!(", pg_catalog.array_agg(t.{}{cast})", quote_ident(name))
+                let value = format!("t.{}{cast}", quote_ident(name));
+                if single {
+                    format!(", ARRAY[{value}]")
+                } else {
+                    format!(", pg_catalog.array_agg({value})")
+                }
             })
             .collect();
-        format!(
-            "SELECT $1, $2, $3, '{action}', pg_catalog.count(*){values} FROM {table} t \
-             HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0"
-        )
+        if single {
+            format!("SELECT $1, $2, $3, '{action}', 1{values} FROM {table} t")
+        } else {
+            format!(
+                "SELECT $1, $2, $3, '{action}', pg_catalog.count(*){values} FROM {table} t \
+                 HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0"
+            )
+        }
     };
     let rows = match event {
         Event::Insert => select("I", NEW_TABLE),
@@ -275,8 +286,12 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
         }
         let consumers = consumers(relid)?;
         if consumers.iter().any(|(_, immediate)| !immediate) {
-            write_buffer(relid, event)?;
-            crate::worker::wake_at_commit();
+            // (A statement that changed no row writes nothing.)
+            let (old, new) = super::transition::Tables::of_trigger(trigdata).counts();
+            if old.max(new) > 0 {
+                write_buffer(relid, event, old.max(new) == 1)?;
+                crate::worker::wake_at_commit();
+            }
         }
         // (Those of the transition tables that hold rows: a statement that
         // changed no row changes no stream table.)
@@ -296,14 +311,14 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
 
 /// Move the statement's changes into the buffer (inside the caller's SPI
 /// connection, with the transition tables registered).
-unsafe fn write_buffer(relid: pg_sys::Oid, event: Event) -> PgtResult<()> {
+unsafe fn write_buffer(relid: pg_sys::Oid, event: Event, single: bool) -> PgtResult<()> {
     // SAFETY: see `capture`.
     unsafe {
-        let key = (relid.to_u32(), event);
+        let key = (relid.to_u32(), event, single);
         let plan = match PLANS.with(|p| p.borrow().get(&key).copied()) {
             Some(plan) => plan,
             None => {
-                let sql = capture_sql(&buffer::buffer_name(relid), &capture_columns(relid)?, event);
+                let sql = capture_sql(&buffer::buffer_name(relid), &capture_columns(relid)?, event, single);
                 let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("NUL in SQL".into()))?;
                 let mut types = [pg_sys::XID8OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID];
                 let plan = pg_sys::SPI_prepare(c_sql.as_ptr(), 3, types.as_mut_ptr());
@@ -339,14 +354,19 @@ mod tests {
     fn capture_statements() {
         let cols = vec![(1, "id".to_string(), false), (3, "My Col".to_string(), true)];
         assert_eq!(
-            capture_sql("pgtrickle_changes.changes_1", &cols, Event::Insert),
+            capture_sql("pgtrickle_changes.changes_1", &cols, Event::Insert, false),
             "INSERT INTO pgtrickle_changes.changes_1 (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action, __pgt_n, c1, c3) \
              SELECT $1, $2, $3, 'I', pg_catalog.count(*), pg_catalog.array_agg(t.id), \
              pg_catalog.array_agg(t.\"My Col\"::pg_catalog.text) FROM __pgt_new t \
              HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0"
         );
-        let upd = capture_sql("b", &cols, Event::Update);
+        let upd = capture_sql("b", &cols, Event::Update, false);
         assert!(upd.contains("FROM __pgt_old t HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 UNION ALL SELECT $1, $2, $3, 'I'"));
-        assert!(capture_sql("b", &cols, Event::Delete).contains("'D', pg_catalog.count(*)"));
+        assert!(capture_sql("b", &cols, Event::Delete, false).contains("'D', pg_catalog.count(*)"));
+        assert_eq!(
+            capture_sql("b", &cols, Event::Insert, true),
+            "INSERT INTO b (__pgt_xid, __pgt_cid, __pgt_time, __pgt_action, __pgt_n, c1, c3) \
+             SELECT $1, $2, $3, 'I', 1, ARRAY[t.id], ARRAY[t.\"My Col\"::pg_catalog.text] FROM __pgt_new t"
+        );
     }
 }

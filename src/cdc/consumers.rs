@@ -16,25 +16,27 @@ use crate::catalog::options::{RefreshMode, StreamSettings};
 use crate::catalog::stream_tables::Source;
 use crate::error::{PgtError, PgtResult};
 
-/// Sources whose changes a stream table with these settings can receive:
-/// tables (by triggers), differential stream tables (by their own
-/// refreshes), and for an IMMEDIATE one, IMMEDIATE stream tables (by their
-/// maintenance).
-fn capturable(settings: &StreamSettings, source: &Source) -> bool {
+/// Sources whose changes a stream table can receive: tables (by triggers),
+/// differential stream tables (by their own refreshes), IMMEDIATE stream
+/// tables (by their maintenance: handed to IMMEDIATE readers, written to
+/// their change buffer for the others).
+fn capturable(source: &Source) -> bool {
     matches!(source.relkind.as_str(), "r" | "p")
         || source.differential_stream_table
-        || (settings.refresh_mode == RefreshMode::Immediate && source.immediate_stream_table)
+        || source.immediate_stream_table
 }
 
 /// Does a stream table with these settings and sources consume changes?
 /// Views are transparent (their base tables are sources too).
 pub fn consumes(settings: &StreamSettings, sources: &[Source]) -> bool {
     settings.refresh_mode != RefreshMode::Full
-        && sources.iter().any(|s| capturable(settings, s))
-        && sources.iter().all(|s| s.relkind == "v" || capturable(settings, s))
+        && sources.iter().any(capturable)
+        && sources.iter().all(|s| s.relkind == "v" || capturable(s))
 }
 
-/// The sources of `relid` whose changes it consumes.
+/// The sources of `relid` whose changes it consumes through a change
+/// buffer: tables, differential stream tables, and (unless it is IMMEDIATE
+/// itself) IMMEDIATE stream tables.
 pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
     crate::catalog::sys::column_values::<pg_sys::Oid>(
         "SELECT s.source_relid FROM pgtrickle.pgt_sources s \
@@ -43,7 +45,11 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
                      OR (s.source_relkind OPERATOR(pg_catalog.=) 'm' AND EXISTS ( \
                          SELECT 1 FROM pgtrickle.pgt_stream_tables u \
                           WHERE u.relid OPERATOR(pg_catalog.=) s.source_relid \
-                            AND u.refresh_mode OPERATOR(pg_catalog.=) 'differential'))) \
+                            AND (u.refresh_mode OPERATOR(pg_catalog.=) 'differential' \
+                                 OR (u.refresh_mode OPERATOR(pg_catalog.=) 'immediate' AND NOT EXISTS ( \
+                                     SELECT 1 FROM pgtrickle.pgt_stream_tables r \
+                                      WHERE r.relid OPERATOR(pg_catalog.=) $1 \
+                                        AND r.refresh_mode OPERATOR(pg_catalog.=) 'immediate')))))) \
               ORDER BY 1",
         &[relid.into()],
     )
@@ -53,6 +59,15 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
 /// columns `relid` needs: its row identity) and triggers.
 pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
+    // IMMEDIATE running totals over a join must know when one statement
+    // writes several of its sources (cdc::statements).
+    let immediate = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
+                         WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'immediate')",
+        &[relid.into()],
+    )?
+    .unwrap_or(false);
+    let tracks_statements = immediate && crate::dvm::algebraic::is_join_totals(&plan);
     // IMMEDIATE stream tables it reads hand it their changes: wait for
     // their maintainers in flight, and make every backend read their
     // readers again.
@@ -79,9 +94,13 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
         buffer::ensure(source, &needed)?;
         // A stream table's changes are written by its refreshes, not by
         // triggers (a materialized view cannot have any).
-        if !is_matview(source)? && !triggers::installed(source)? {
-            triggers::drop(source)?; // an incomplete set (an older version's)
-            triggers::create(source)?;
+        if !is_matview(source)? {
+            if !triggers::installed(source)? {
+                triggers::create(source)?;
+            }
+            if tracks_statements {
+                triggers::ensure_statement_start(source)?;
+            }
         }
     }
     Ok(())

@@ -47,12 +47,22 @@ impl Tables {
 
     /// Whether there are old rows, and new rows.
     pub fn holds_rows(&self) -> (bool, bool) {
-        let holds = |store: *mut pg_sys::Tuplestorestate| {
-            // SAFETY: a non-null store of a live Tables (a trigger's, or
-            // an Owned one not yet dropped).
-            !store.is_null() && unsafe { pg_sys::tuplestore_tuple_count(store) } > 0
+        let (old, new) = self.counts();
+        (old > 0, new > 0)
+    }
+
+    /// How many old rows and new rows there are.
+    pub fn counts(&self) -> (i64, i64) {
+        let count = |store: *mut pg_sys::Tuplestorestate| {
+            if store.is_null() {
+                0
+            } else {
+                // SAFETY: a non-null store of a live Tables (a trigger's, or
+                // an Owned one not yet dropped).
+                unsafe { pg_sys::tuplestore_tuple_count(store) }
+            }
         };
-        (holds(self.old), holds(self.new))
+        (count(self.old), count(self.new))
     }
 }
 

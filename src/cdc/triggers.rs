@@ -1,8 +1,9 @@
 //! The internal trigger set of a source table: four statement-level AFTER
 //! triggers (INSERT with NEW TABLE, UPDATE with OLD and NEW TABLE, DELETE
-//! with OLD TABLE, TRUNCATE), all calling `pgtrickle._capture()`, and one
-//! BEFORE INSERT OR UPDATE OR DELETE statement-level trigger calling
-//! `pgtrickle._statement_start()` (see `cdc::statements`).
+//! with OLD TABLE, TRUNCATE), all calling `pgtrickle._capture()`; and, on
+//! the sources of an IMMEDIATE stream table kept from running totals over
+//! a join, a BEFORE INSERT OR UPDATE OR DELETE statement-level trigger
+//! calling `pgtrickle._statement_start()` (see `cdc::statements`).
 //!
 //! They are created with `isInternal = true`, like foreign-key triggers, so
 //! `\d` and pg_dump do not show them; PostgreSQL appends the trigger's OID to
@@ -44,18 +45,18 @@ fn function(signature: &str) -> PgtResult<pg_sys::Oid> {
     .ok_or_else(|| PgtError::Internal(format!("function {signature} is missing")))
 }
 
-/// Does the source carry our whole trigger set?
+/// Does the source carry the capture triggers?
 pub fn installed(source: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT count(*) OPERATOR(pg_catalog.=) $3 FROM pg_catalog.pg_trigger \
-          WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgfoid OPERATOR(pg_catalog.=) ANY ($2)",
-        &[
-            source.into(),
-            vec![capture_function()?, start_function()?].into(),
-            (EVENTS.len() as i64 + 1).into(),
-        ],
+    Ok(count(source, capture_function()?)? > 0)
+}
+
+fn count(source: pg_sys::Oid, function: pg_sys::Oid) -> PgtResult<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM pg_catalog.pg_trigger \
+          WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgfoid OPERATOR(pg_catalog.=) $2",
+        &[source.into(), function.into()],
     )?
-    .unwrap_or(false))
+    .unwrap_or(0))
 }
 
 /// Create the trigger set on `source` (which must not have it yet). Takes
@@ -107,10 +108,21 @@ pub fn create(source: pg_sys::Oid) -> PgtResult<()> {
             );
         }
     }
+    crate::catalog::sys::command_counter_increment();
+    Ok(())
+}
+
+/// Give `source` its BEFORE STATEMENT trigger, if it lacks it (see
+/// `cdc::statements`). Takes ShareRowExclusiveLock on the source, as
+/// CREATE TRIGGER does.
+pub fn ensure_statement_start(source: pg_sys::Oid) -> PgtResult<()> {
     let start = start_function()?;
+    if count(source, start)? > 0 {
+        return Ok(());
+    }
     let name = CString::new("pgt_statement_start").map_err(|_| PgtError::Internal("trigger name".into()))?;
-    // SAFETY: as above, for a BEFORE INSERT OR UPDATE OR DELETE statement
-    // trigger without transition tables.
+    // SAFETY: as in `create`, for a BEFORE INSERT OR UPDATE OR DELETE
+    // statement trigger without transition tables.
     unsafe {
         let stmt = node::<pg_sys::CreateTrigStmt>(pg_sys::NodeTag::T_CreateTrigStmt);
         (*stmt).trigname = name.as_ptr() as *mut c_char;

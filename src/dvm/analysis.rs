@@ -1384,9 +1384,9 @@ fn stream_table_mode(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
 /// The analysis for a requested mode. A stream table read by another is
 /// a source like a table when its changes reach the reader the way the
 /// reader is maintained: a DIFFERENTIAL one's refreshes write what they
-/// change into a change buffer (for DIFFERENTIAL readers), an IMMEDIATE
+/// change into a change buffer (for DIFFERENTIAL readers); an IMMEDIATE
 /// one's maintenance hands what it changes to its IMMEDIATE readers within
-/// the statement.
+/// the statement, and writes it into its change buffer for the others.
 pub fn analyze_for(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Analysis> {
     analyze_as(relid, immediate)
 }
@@ -1416,27 +1416,20 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
                 continue;
             }
             match (stream_table_mode(*source)?.as_deref(), immediate) {
-                (Some("differential"), false) | (Some("immediate"), true) => {
+                (Some("differential"), false) | (Some("immediate"), _) => {
                     *kind = pg_sys::RELKIND_RELATION;
                     upstream.push(*source);
                 }
-                (Some(mode @ ("differential" | "immediate")), _) => {
-                    other_mode = Some((*source, mode.to_string()))
-                }
+                (Some("differential"), true) => other_mode = Some(*source),
                 _ => {}
             }
         }
     }
-    if let Some((source, mode)) = other_mode {
+    if let Some(source) = other_mode {
         let name = crate::catalog::lifecycle::relation_name(source)?;
-        return Ok(unsupported(if immediate {
-            format!(
-                "it reads the {} stream table {name}, whose changes arrive with its refreshes, not with the statements that write its sources (make {name} IMMEDIATE too)",
-                mode.to_uppercase()
-            )
-        } else {
-            format!("it reads the IMMEDIATE stream table {name}, which hands its changes to IMMEDIATE stream tables only")
-        }));
+        return Ok(unsupported(format!(
+            "it reads the DIFFERENTIAL stream table {name}, whose changes arrive with its refreshes, not with the statements that write its sources (make {name} IMMEDIATE too)"
+        )));
     }
     let mut plan = match decide(&f, primary_key)? {
         Ok(plan) => plan,
@@ -1606,8 +1599,8 @@ fn decide(
         .any(|(_, _, kind)| *kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE)
     {
         return Ok(unsupported(
-            "the query reads a relation that is not a table or a differential stream table \
-             (a view, a materialized view, a stream table not refreshed differentially, or a foreign table)",
+            "the query reads a relation that is not a table or a differential or IMMEDIATE stream table \
+             (a view, a materialized view, a stream table refreshed in full, or a foreign table)",
         ));
     }
     let source_of = |rte: u32| f.relations.iter().find(|(i, _, _)| *i == rte).map(|(_, relid, _)| *relid);

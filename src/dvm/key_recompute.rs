@@ -707,6 +707,11 @@ pub fn replace_all_now(relid: pg_sys::Oid) -> PgtResult<()> {
             Ok(())
         })
     })?;
+    // Stream tables reading this one through its change buffer recompute
+    // too (its changes were not recorded).
+    if buffer::buffer_relid(relid)?.is_some() {
+        sys::as_extension_owner(|| buffer::mark_truncated(relid))?;
+    }
     super::algebraic::rebuild_now(relid)
 }
 

@@ -271,17 +271,35 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
     }
     let _generic = sys::generic_plans();
-    let readers = readers(relid)?;
-    if readers.is_empty() {
+    let consumers = crate::cdc::capture::consumers(relid)?;
+    let buffered = consumers.iter().any(|(_, immediate)| !immediate);
+    let readers: Vec<pg_sys::Oid> = consumers.into_iter().filter(|(_, i)| *i).map(|(r, _)| r).collect();
+    if readers.is_empty() && !buffered {
         apply_changes(relid, source, transition, &p, None)?;
         return Ok(());
     }
     // Readers: the apply returns the rows it deleted and inserted, which
-    // become their transition tables.
+    // become the transition tables of the IMMEDIATE ones and go to the
+    // change buffer for the others.
     let columns = key_recompute::output_columns(relid)?;
     let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
     let changed = apply_changes(relid, source, transition, &p, Some(&names))?;
     if changed.is_empty() {
+        return Ok(());
+    }
+    if buffered {
+        let attnums = crate::cdc::buffer::captured_columns(relid)?;
+        let rows: crate::sql::TextRows = changed
+            .iter()
+            .map(|row| {
+                std::iter::once(row.first().cloned().flatten())
+                    .chain(attnums.iter().map(|a| row.get(*a as usize).cloned().flatten()))
+                    .collect()
+            })
+            .collect();
+        sys::as_extension_owner(|| crate::cdc::buffer::write_rows(relid, &attnums, &rows))?;
+    }
+    if readers.is_empty() {
         return Ok(());
     }
     let types: Vec<String> = columns.into_iter().map(|(_, ty)| ty).collect();

@@ -68,7 +68,7 @@ fn check_restored(src: &str, dst: &str) {
     );
     assert_eq!(
         rows(&mut b, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgisinternal"),
-        vec!["(5)".to_string()]
+        vec!["(4)".to_string()]
     );
     // Still working: change the source, refresh, compare with the query.
     b.batch_execute(
