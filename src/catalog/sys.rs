@@ -145,6 +145,19 @@ pub fn generic_plans() -> GucLevel {
     GucLevel::enter(&[(c"plan_cache_mode", c"force_generic_plan")])
 }
 
+/// Plans for statements known to touch a few rows (IMMEDIATE maintenance
+/// of a few keys, on its generic plan): without these, the generic plan
+/// cannot know how few the keys are and builds hash tables (a join's over
+/// a whole dimension table, a UNION's) at every execution, which was most
+/// of a single-row UPDATE's maintenance of a join view.
+pub fn few_rows_plans() -> GucLevel {
+    GucLevel::enter(&[
+        (c"enable_hashjoin", c"off"),
+        (c"enable_hashagg", c"off"),
+        (c"enable_mergejoin", c"off"),
+    ])
+}
+
 /// Restores the saved user id and security context on drop (after the
 /// search_path level inside it is popped).
 struct UserSwitch {

@@ -207,7 +207,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
             None
         } else {
             let (sql, nparams) =
-                key_recompute::apply_sql_with_params(&st, &query, &names, &apply_shape, &all_keys);
+                key_recompute::apply_sql_with_params(&st, &query, &names, &apply_shape, &all_keys, false);
             Some(Spi::connect(|c| {
                 Ok::<_, PgtError>(c.prepare_mut(sql.as_str(), &key_types(nparams))?.keep())
             })?)
@@ -218,8 +218,14 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         let totals = match algebraic::totals_query(relid, &plan)?.filter(|_| !over_join) {
             Some(totals_query) => {
                 algebraic::prepare_owner(relid)?;
-                let (apply_sql, nparams) =
-                    key_recompute::apply_sql_with_params(&st, &totals_query, &names, &apply_shape, &all_keys);
+                let (apply_sql, nparams) = key_recompute::apply_sql_with_params(
+                    &st,
+                    &totals_query,
+                    &names,
+                    &apply_shape,
+                    &all_keys,
+                    true,
+                );
                 let rescan_sql = algebraic::rescan_sql(relid, &plan)?;
                 let (rescan, apply) = Spi::connect(|c| {
                     let rescan = match &rescan_sql {
@@ -517,6 +523,7 @@ fn apply_changes(
         return key_recompute::apply_now(relid, &groups, &p.conflict_keys, whole.as_deref(), capture);
     };
     let args = key_recompute::apply_params(&groups);
+    let _few = sys::few_rows_plans();
     sys::as_restricted_role(p.owner, || {
         with_window(relid, || {
             Spi::connect_mut(|c| {
