@@ -34,3 +34,25 @@ as_pg_user() {
 }
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# Build PostgreSQL from the source tarball $1 into prefix $2 (work dir $3),
+# configured with the remaining arguments on top of the common ones, with
+# the contrib modules the clusters preload; a stamp file is the caller's.
+build_postgres() {
+    local orig=$1 prefix=$2 build=$3
+    shift 3
+    rm -rf "$build"
+    mkdir -p "$build"
+    tar -xf "$orig" -C "$build" --strip-components=1
+    (
+        cd "$build"
+        ./configure --prefix="$prefix" "$@" --with-icu --with-openssl --without-llvm CFLAGS="-O2 -g" >configure.log
+        make -s -j"$(nproc)" >build.log 2>&1 || { tail -50 build.log; exit 1; }
+        make -s install >install.log 2>&1
+        for c in pg_stat_statements pgcrypto; do
+            make -s -C "contrib/$c" install >>install.log 2>&1
+        done
+    )
+    chmod -R a+rX "$prefix"
+    rm -rf "$build"
+}

@@ -18,21 +18,7 @@ if [ ! -x "$prefix/bin/postgres" ] || [ ! -f "$PGT_CACHE/stamp-pg-release-instal
     orig=$(ls "$PGT_CACHE/src"/postgresql-"$PGT_PG_MAJOR"_*.orig.tar.* 2>/dev/null | head -n1 || true)
     [ -n "$orig" ] || { "$here/setup.sh" >&2; orig=$(ls "$PGT_CACHE/src"/postgresql-"$PGT_PG_MAJOR"_*.orig.tar.* | head -n1); }
     log "building a production PostgreSQL from $(basename "$orig") for the benchmarks (once)"
-    build="$PGT_CACHE/build-release"
-    rm -rf "$build"
-    mkdir -p "$build"
-    tar -xf "$orig" -C "$build" --strip-components=1
-    (
-        cd "$build"
-        ./configure --prefix="$prefix" --with-icu --with-openssl --without-llvm CFLAGS="-O2 -g" >configure.log
-        make -s -j"$(nproc)" >build.log 2>&1 || { tail -50 build.log; exit 1; }
-        make -s install >install.log 2>&1
-        for c in pg_stat_statements pgcrypto; do
-            make -s -C "contrib/$c" install >>install.log 2>&1
-        done
-    ) >&2
-    chmod -R a+rX "$prefix"
+    build_postgres "$orig" "$prefix" "$PGT_CACHE/build-release" >&2
     touch "$PGT_CACHE/stamp-pg-release-installed"
-    rm -rf "$build"
 fi
 echo "$prefix"

@@ -77,23 +77,8 @@ if [ ! -x "$PGT_PREFIX/bin/postgres" ] || [ ! -f "$PGT_CACHE/stamp-pg-installed"
         orig=$(ls "$srcdir"/postgresql-"$PGT_PG_MAJOR"_*.orig.tar.* | head -n1)
     fi
     log "building PostgreSQL from $(basename "$orig")"
-    build="$PGT_CACHE/build"
-    rm -rf "$build"
-    mkdir -p "$build"
-    tar -xf "$orig" -C "$build" --strip-components=1
-    (
-        cd "$build"
-        ./configure --prefix="$PGT_PREFIX" --enable-debug --enable-cassert \
-            --with-icu --with-openssl --without-llvm CFLAGS="-O2 -g" >configure.log
-        make -s -j"$(nproc)" >build.log 2>&1 || { tail -50 build.log; exit 1; }
-        make -s install >install.log 2>&1
-        for c in pg_stat_statements pgcrypto; do
-            make -s -C "contrib/$c" install >>install.log 2>&1
-        done
-    )
-    chmod -R a+rX "$PGT_PREFIX"
+    build_postgres "$orig" "$PGT_PREFIX" "$PGT_CACHE/build" --enable-debug --enable-cassert
     touch "$PGT_CACHE/stamp-pg-installed"
-    rm -rf "$build"
 fi
 
 # ---------------------------------------------------------------- cargo-pgrx

@@ -65,48 +65,7 @@ fn count(source: pg_sys::Oid, function: pg_sys::Oid) -> PgtResult<i64> {
 pub fn create(source: pg_sys::Oid) -> PgtResult<()> {
     let func = capture_function()?;
     for (name, event, old, new) in EVENTS {
-        let name = CString::new(name).map_err(|_| PgtError::Internal("trigger name".into()))?;
-        // SAFETY: builds a CreateTrigStmt and its TriggerTransition nodes in
-        // CurrentMemoryContext with every field initialised (palloc0 + tag),
-        // exactly as tablecmds.c builds foreign-key triggers; CreateTrigger
-        // copies what it keeps. relOid and funcoid are valid OIDs; the
-        // relation name in `relation` is not consulted when relOid is given.
-        unsafe {
-            let stmt = node::<pg_sys::CreateTrigStmt>(pg_sys::NodeTag::T_CreateTrigStmt);
-            (*stmt).trigname = name.as_ptr() as *mut c_char;
-            (*stmt).relation = pg_sys::makeRangeVar(
-                pg_sys::get_namespace_name(pg_sys::get_rel_namespace(source)),
-                pg_sys::get_rel_name(source),
-                -1,
-            );
-            (*stmt).row = false;
-            (*stmt).timing = pg_sys::TRIGGER_TYPE_AFTER as i16;
-            (*stmt).events = event as i16;
-            let mut transitions: *mut pg_sys::List = std::ptr::null_mut();
-            for (wanted, is_new, tname) in [(old, false, OLD_TABLE), (new, true, NEW_TABLE)] {
-                if wanted {
-                    let t = node::<pg_sys::TriggerTransition>(pg_sys::NodeTag::T_TriggerTransition);
-                    (*t).name = pg_sys::pstrdup(CString::new(tname).unwrap_or_default().as_ptr());
-                    (*t).isNew = is_new;
-                    (*t).isTable = true;
-                    transitions = pg_sys::lappend(transitions, t.cast());
-                }
-            }
-            (*stmt).transitionRels = transitions;
-            pg_sys::CreateTrigger(
-                stmt,
-                std::ptr::null(),
-                source,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                func,
-                pg_sys::InvalidOid,
-                std::ptr::null_mut(),
-                true,
-                false,
-            );
-        }
+        create_one(source, name, pg_sys::TRIGGER_TYPE_AFTER, event, (old, new), func)?;
     }
     crate::catalog::sys::command_counter_increment();
     Ok(())
@@ -120,9 +79,28 @@ pub fn ensure_statement_start(source: pg_sys::Oid) -> PgtResult<()> {
     if count(source, start)? > 0 {
         return Ok(());
     }
-    let name = CString::new("pgt_statement_start").map_err(|_| PgtError::Internal("trigger name".into()))?;
-    // SAFETY: as in `create`, for a BEFORE INSERT OR UPDATE OR DELETE
-    // statement trigger without transition tables.
+    let events = pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE | pg_sys::TRIGGER_TYPE_DELETE;
+    create_one(source, "pgt_statement_start", pg_sys::TRIGGER_TYPE_BEFORE, events, (false, false), start)?;
+    crate::catalog::sys::command_counter_increment();
+    Ok(())
+}
+
+/// One internal statement-level trigger on `source` calling `function`,
+/// with the (old, new) transition tables asked for.
+fn create_one(
+    source: pg_sys::Oid,
+    name: &str,
+    timing: u32,
+    events: u32,
+    (old, new): (bool, bool),
+    function: pg_sys::Oid,
+) -> PgtResult<()> {
+    let name = CString::new(name).map_err(|_| PgtError::Internal("trigger name".into()))?;
+    // SAFETY: builds a CreateTrigStmt and its TriggerTransition nodes in
+    // CurrentMemoryContext with every field initialised (palloc0 + tag),
+    // exactly as tablecmds.c builds foreign-key triggers; CreateTrigger
+    // copies what it keeps. relOid and funcoid are valid OIDs; the
+    // relation name in `relation` is not consulted when relOid is given.
     unsafe {
         let stmt = node::<pg_sys::CreateTrigStmt>(pg_sys::NodeTag::T_CreateTrigStmt);
         (*stmt).trigname = name.as_ptr() as *mut c_char;
@@ -132,9 +110,19 @@ pub fn ensure_statement_start(source: pg_sys::Oid) -> PgtResult<()> {
             -1,
         );
         (*stmt).row = false;
-        (*stmt).timing = pg_sys::TRIGGER_TYPE_BEFORE as i16;
-        (*stmt).events =
-            (pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE | pg_sys::TRIGGER_TYPE_DELETE) as i16;
+        (*stmt).timing = timing as i16;
+        (*stmt).events = events as i16;
+        let mut transitions: *mut pg_sys::List = std::ptr::null_mut();
+        for (wanted, is_new, tname) in [(old, false, OLD_TABLE), (new, true, NEW_TABLE)] {
+            if wanted {
+                let t = node::<pg_sys::TriggerTransition>(pg_sys::NodeTag::T_TriggerTransition);
+                (*t).name = pg_sys::pstrdup(CString::new(tname).unwrap_or_default().as_ptr());
+                (*t).isNew = is_new;
+                (*t).isTable = true;
+                transitions = pg_sys::lappend(transitions, t.cast());
+            }
+        }
+        (*stmt).transitionRels = transitions;
         pg_sys::CreateTrigger(
             stmt,
             std::ptr::null(),
@@ -142,14 +130,13 @@ pub fn ensure_statement_start(source: pg_sys::Oid) -> PgtResult<()> {
             pg_sys::InvalidOid,
             pg_sys::InvalidOid,
             pg_sys::InvalidOid,
-            start,
+            function,
             pg_sys::InvalidOid,
             std::ptr::null_mut(),
             true,
             false,
         );
     }
-    crate::catalog::sys::command_counter_increment();
     Ok(())
 }
 

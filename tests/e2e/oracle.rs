@@ -422,29 +422,43 @@ fn run_immediate_seed(seed: u64, rounds: usize) {
         }
     };
     for n in 0..rounds {
-        let mut tx = c.transaction().unwrap();
-        let statements = 1 + r.next(4);
-        for s in 0..statements {
-            let sql = one_statement(&mut r, &mut next_id);
-            let savepoint = r.chance(20);
-            if savepoint {
-                tx.batch_execute("SAVEPOINT sp").unwrap();
-            }
-            tx.batch_execute(&sql).unwrap_or_else(|e| panic!("seed {seed} round {n}: {sql}: {e:?}"));
-            if savepoint {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT sp").unwrap();
-            }
-            check(&mut tx, &format!("round {n}, after statement {s}: {sql}"));
+        immediate_round(&mut c, &mut r, seed, n, &mut |r| one_statement(r, &mut next_id), &check);
+    }
+}
+
+/// One round of the IMMEDIATE oracles: a transaction of 1 to 4 generated
+/// statements (some inside a savepoint rolled back), `check`ed after every
+/// statement, committed or (one time in seven) rolled back, and checked
+/// again.
+fn immediate_round(
+    c: &mut Client,
+    r: &mut Rng,
+    seed: u64,
+    n: usize,
+    statement: &mut dyn FnMut(&mut Rng) -> String,
+    check: &dyn Fn(&mut postgres::Transaction<'_>, &str),
+) {
+    let mut tx = c.transaction().unwrap();
+    for s in 0..1 + r.next(4) {
+        let sql = statement(r);
+        let savepoint = r.chance(20);
+        if savepoint {
+            tx.batch_execute("SAVEPOINT sp").unwrap();
         }
-        if r.chance(15) {
-            tx.rollback().unwrap();
-        } else {
-            tx.commit().unwrap();
+        tx.batch_execute(&sql).unwrap_or_else(|e| panic!("seed {seed} round {n}: {sql}: {e:?}"));
+        if savepoint {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT sp").unwrap();
         }
-        let mut tx = c.transaction().unwrap();
-        check(&mut tx, &format!("round {n}, after commit/rollback"));
+        check(&mut tx, &format!("round {n}, after statement {s}: {sql}"));
+    }
+    if r.chance(15) {
+        tx.rollback().unwrap();
+    } else {
         tx.commit().unwrap();
     }
+    let mut tx = c.transaction().unwrap();
+    check(&mut tx, &format!("round {n}, after commit/rollback"));
+    tx.commit().unwrap();
 }
 
 #[test]
@@ -625,31 +639,14 @@ fn run_immediate_chain_seed(seed: u64, rounds: usize) {
         }
     };
     for n in 0..rounds {
-        let mut tx = c.transaction().unwrap();
-        for s in 0..1 + r.next(4) {
-            let sql = if r.chance(5) {
+        let mut next = |r: &mut Rng| {
+            if r.chance(5) {
                 format!("REFRESH MATERIALIZED VIEW mid{}", 1 + r.next(4))
             } else {
-                one_statement(&mut r, &mut next_id)
-            };
-            let savepoint = r.chance(20);
-            if savepoint {
-                tx.batch_execute("SAVEPOINT sp").unwrap();
+                one_statement(r, &mut next_id)
             }
-            tx.batch_execute(&sql).unwrap_or_else(|e| panic!("seed {seed} round {n}: {sql}: {e:?}"));
-            if savepoint {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT sp").unwrap();
-            }
-            check(&mut tx, &format!("round {n}, after statement {s}: {sql}"));
-        }
-        if r.chance(15) {
-            tx.rollback().unwrap();
-        } else {
-            tx.commit().unwrap();
-        }
-        let mut tx = c.transaction().unwrap();
-        check(&mut tx, &format!("round {n}, after commit/rollback"));
-        tx.commit().unwrap();
+        };
+        immediate_round(&mut c, &mut r, seed, n, &mut next, &check);
         for (name, query) in &differential {
             c.batch_execute(&format!("REFRESH MATERIALIZED VIEW {name}")).unwrap();
             let bad = mismatch(&mut c, name, query);
