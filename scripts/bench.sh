@@ -15,16 +15,10 @@ singles=${PGT_BENCH_SINGLES:-10000}
 seconds=${PGT_BENCH_SECONDS:-10}
 
 "$here/install.sh" --release >/dev/null
-# The server: a production build of the same PostgreSQL (scripts/pg-release.sh,
-# built once), with pg_trickle as pgrx built it against the development
-# build. PGT_BENCH_SERVER=development measures on the assertion-checking
-# development build instead.
-if [ "${PGT_BENCH_SERVER:-production}" = production ]; then
-    release=$("$here/pg-release.sh")
-    cp "$("$PGT_PG_CONFIG" --pkglibdir)/pg_trickle.so" "$("$release/bin/pg_config" --pkglibdir)/"
-    cp "$("$PGT_PG_CONFIG" --sharedir)/extension/"pg_trickle* "$("$release/bin/pg_config" --sharedir)/extension/"
-    export PGT_PREFIX="$release" PGT_PG_CONFIG="$release/bin/pg_config"
-fi
+# The server: a production build of the same PostgreSQL (see
+# use_production_server in env.sh; PGT_BENCH_SERVER=development measures on
+# the assertion-checking development build instead).
+use_production_server
 bin="$PGT_PREFIX/bin"
 "$here/fetch-pg-ivm.sh"
 rm -rf "$data"

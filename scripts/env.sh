@@ -56,3 +56,17 @@ build_postgres() {
     chmod -R a+rX "$prefix"
     rm -rf "$build"
 }
+
+# Point PGT_PREFIX and PGT_PG_CONFIG at a production build of the same
+# PostgreSQL (scripts/pg-release.sh, built once) with pg_trickle as pgrx
+# built it against the development build, for the benchmarks; unless
+# PGT_BENCH_SERVER=development. Call after install.sh.
+use_production_server() {
+    [ "${PGT_BENCH_SERVER:-production}" = production ] || return 0
+    local here release
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    release=$("$here/pg-release.sh")
+    cp "$("$PGT_PG_CONFIG" --pkglibdir)/pg_trickle.so" "$("$release/bin/pg_config" --pkglibdir)/"
+    cp "$("$PGT_PG_CONFIG" --sharedir)/extension/"pg_trickle* "$("$release/bin/pg_config" --sharedir)/extension/"
+    export PGT_PREFIX="$release" PGT_PG_CONFIG="$release/bin/pg_config"
+}

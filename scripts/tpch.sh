@@ -4,7 +4,7 @@
 # after one cycle of 0.1% and one of 1% changes, the IMMEDIATE overhead on
 # the refresh functions, and the check that every stream table equals its
 # query after every cycle. Builds pg_trickle in release mode and runs a
-# private cluster on port 28821.
+# private cluster of the production build on port 28821.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -13,6 +13,9 @@ port=${PGT_TPCH_PORT:-28821}
 data="$PGT_CACHE/tpch-data"
 
 "$here/install.sh" --release >/dev/null
+# On a production build of the same PostgreSQL, as make bench (see
+# use_production_server in env.sh).
+use_production_server
 rm -rf "$data"
 "$here/cluster.sh" start "$data" "$port"
 trap '"$here/cluster.sh" stop "$data"' EXIT
