@@ -74,6 +74,16 @@ pub fn column_values<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     })
 }
 
+/// Every row of a statement's result whose columns are all text (as the
+/// generated statements cast them), NULL as None.
+pub fn text_rows(table: pgrx::spi::SpiTupleTable<'_>) -> PgtResult<crate::sql::TextRows> {
+    let mut rows = Vec::new();
+    for row in table {
+        rows.push((1..=row.columns()).map(|i| row.get::<String>(i)).collect::<Result<Vec<_>, _>>()?);
+    }
+    Ok(rows)
+}
+
 /// The owner of a relation.
 pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
     Spi::get_one_with_args::<pg_sys::Oid>(

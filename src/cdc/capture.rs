@@ -285,19 +285,15 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
             return Err(PgtError::Internal("could not register transition tables".into()));
         }
         let consumers = consumers(relid)?;
-        if consumers.iter().any(|(_, immediate)| !immediate) {
-            // (A statement that changed no row writes nothing.)
-            let (old, new) = super::transition::Tables::of_trigger(trigdata).counts();
-            if old.max(new) > 0 {
-                write_buffer(relid, event, old.max(new) == 1)?;
-                crate::worker::wake_at_commit();
-            }
-        }
-        // (Those of the transition tables that hold rows: a statement that
-        // changed no row changes no stream table.)
+        // (A statement that changed no row writes nothing and changes no
+        // stream table.)
         let tables = super::transition::Tables::of_trigger(trigdata);
-        let (old, new) = tables.holds_rows();
-        let transition = crate::refresh::immediate::Transition { old, new };
+        let (old, new) = tables.counts();
+        if consumers.iter().any(|(_, immediate)| !immediate) && old.max(new) > 0 {
+            write_buffer(relid, event, old.max(new) == 1)?;
+            crate::worker::wake_at_commit();
+        }
+        let transition = crate::refresh::immediate::Transition { old: old > 0, new: new > 0 };
         let _current = super::transition::Current::enter(tables);
         for (st, immediate) in consumers {
             if immediate {

@@ -68,16 +68,21 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     )?
     .unwrap_or(false);
     let tracks_statements = immediate && crate::dvm::algebraic::is_join_totals(&plan);
-    // IMMEDIATE stream tables it reads hand it their changes: wait for
-    // their maintainers in flight, and make every backend read their
-    // readers again.
-    let immediate_sources: Vec<pg_sys::Oid> = crate::catalog::sys::column_values(
-        "SELECT s.source_relid FROM pgtrickle.pgt_sources s \
-           JOIN pgtrickle.pgt_stream_tables u ON u.relid OPERATOR(pg_catalog.=) s.source_relid \
-          WHERE s.relid OPERATOR(pg_catalog.=) $1 AND u.refresh_mode OPERATOR(pg_catalog.=) 'immediate' \
-          ORDER BY 1",
-        &[relid.into()],
-    )?;
+    // IMMEDIATE stream tables an IMMEDIATE one reads hand it their changes
+    // (not through a buffer, so not among the captured sources below):
+    // wait for their maintainers in flight, and make every backend read
+    // their readers again.
+    let immediate_sources: Vec<pg_sys::Oid> = if immediate {
+        crate::catalog::sys::column_values(
+            "SELECT s.source_relid FROM pgtrickle.pgt_sources s \
+               JOIN pgtrickle.pgt_stream_tables u ON u.relid OPERATOR(pg_catalog.=) s.source_relid \
+              WHERE s.relid OPERATOR(pg_catalog.=) $1 AND u.refresh_mode OPERATOR(pg_catalog.=) 'immediate' \
+              ORDER BY 1",
+            &[relid.into()],
+        )?
+    } else {
+        Vec::new()
+    };
     for source in immediate_sources {
         crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
         crate::catalog::sys::invalidate_relcache(source);

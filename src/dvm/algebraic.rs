@@ -521,14 +521,7 @@ pub fn join_upsert_now(
     // (In the writing statement's transaction, on its current snapshot.)
     let run = |sql: &str| -> PgtResult<Vec<Option<String>>> {
         crate::cdc::transition::connect(|c| {
-            let table = c.update(sql, Some(1), &[])?;
-            let mut out = Vec::new();
-            if let Some(row) = table.into_iter().next() {
-                for i in 1..=row.columns() {
-                    out.push(row.get::<String>(i)?);
-                }
-            }
-            Ok(out)
+            Ok(sys::text_rows(c.update(sql, Some(1), &[])?)?.into_iter().next().unwrap_or_default())
         })
     };
     sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &run))

@@ -691,13 +691,7 @@ pub fn apply_now(
                 if capture.is_none() {
                     return Ok(Vec::new());
                 }
-                let mut rows = Vec::new();
-                for row in table {
-                    rows.push(
-                        (1..=row.columns()).map(|i| row.get::<String>(i)).collect::<Result<Vec<_>, _>>()?,
-                    );
-                }
-                Ok(rows)
+                sys::text_rows(table)
             })
         })
     })

@@ -277,9 +277,7 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
     }
     let _generic = sys::generic_plans();
-    let consumers = crate::cdc::capture::consumers(relid)?;
-    let buffered = consumers.iter().any(|(_, immediate)| !immediate);
-    let readers: Vec<pg_sys::Oid> = consumers.into_iter().filter(|(_, i)| *i).map(|(r, _)| r).collect();
+    let (readers, buffered) = readers(relid)?;
     if readers.is_empty() && !buffered {
         apply_changes(relid, source, transition, &p, None)?;
         return Ok(());
@@ -320,13 +318,12 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
     Ok(())
 }
 
-/// The IMMEDIATE stream tables that read `relid` (a stream table).
-fn readers(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
-    Ok(crate::cdc::capture::consumers(relid)?
-        .into_iter()
-        .filter(|(_, immediate)| *immediate)
-        .map(|(r, _)| r)
-        .collect())
+/// The IMMEDIATE stream tables that read `relid` (a stream table), and
+/// whether others read it through its change buffer.
+fn readers(relid: pg_sys::Oid) -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
+    let consumers = crate::cdc::capture::consumers(relid)?;
+    let buffered = consumers.iter().any(|(_, immediate)| !immediate);
+    Ok((consumers.into_iter().filter(|(_, immediate)| *immediate).map(|(r, _)| r).collect(), buffered))
 }
 
 /// Apply one statement's changes to `relid`. With `capture` (its quoted
@@ -406,17 +403,7 @@ fn apply_changes(
                 };
                 let rows = ChangeRows::Transition { old: transition.old, new: transition.new };
                 let sql = crate::dvm::keyless::apply_sql(relid, &p.plan, rows, Some(capture))?;
-                transition::connect(|c| {
-                    let mut out = Vec::new();
-                    for row in c.update(&sql, None, &[])? {
-                        out.push(
-                            (1..=row.columns())
-                                .map(|i| row.get::<String>(i))
-                                .collect::<Result<Vec<_>, _>>()?,
-                        );
-                    }
-                    Ok(out)
-                })
+                transition::connect(|c| sys::text_rows(c.update(&sql, None, &[])?))
             })
         });
     }
@@ -551,7 +538,7 @@ pub fn recompute_all(relid: pg_sys::Oid) -> PgtResult<()> {
 /// `relid` was recomputed whole: so are the IMMEDIATE stream tables that
 /// read it.
 pub fn recompute_readers(relid: pg_sys::Oid) -> PgtResult<()> {
-    for reader in readers(relid)? {
+    for reader in readers(relid)?.0 {
         recompute_all(reader)?;
     }
     Ok(())
