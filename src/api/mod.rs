@@ -15,8 +15,11 @@ use crate::sql::quote_literal;
 
 /// Resolve a relation name the way `::regclass` does (errors if missing).
 fn resolve(name: &str) -> PgtResult<pg_sys::Oid> {
-    Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::pg_catalog.regclass::pg_catalog.oid", &[name.into()])?
-        .ok_or_else(|| PgtError::Internal(format!("could not resolve \"{name}\"")))
+    crate::catalog::sys::kept_one::<pg_sys::Oid>(
+        "SELECT $1::pg_catalog.regclass::pg_catalog.oid",
+        &[name.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal(format!("could not resolve \"{name}\"")))
 }
 
 fn resolve_stream_table(name: &str) -> PgtResult<pg_sys::Oid> {
@@ -65,7 +68,7 @@ fn create(name: &str, query: &str, refresh_mode: &str, schedule: Option<&str>) -
     }
     let query = query.trim().trim_end_matches(';').trim_end();
     check_query(query)?;
-    let target = Spi::get_one_with_args::<String>(
+    let target = crate::catalog::sys::kept_one::<String>(
         "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(part), '.' ORDER BY ord) \
            FROM pg_catalog.unnest(pg_catalog.parse_ident($1)) WITH ORDINALITY AS p(part, ord)",
         &[name.into()],
@@ -180,18 +183,23 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 None
             };
             let apply = if plan.shape == crate::dvm::analysis::Shape::Keyless {
-                // The changed rows' actions and columns, as text arrays.
-                let width = plan.rows.as_ref().map_or(0, |r| r.attnums.len());
-                let mut arrays = vec!["'{changed rows: I or D}'::pg_catalog.text[]".to_string()];
-                arrays.extend(
-                    (1..=width).map(|i| format!("'{{changed rows: column {i}}}'::pg_catalog.text[]")),
-                );
+                // The changed rows, read from the change buffer in the
+                // refresh's window.
+                let rows =
+                    plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
+                let source =
+                    plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
+                let buffered = crate::cdc::buffer::rows_sql(source)?;
                 let owner = sys::relation_owner(relid)?;
                 sys::as_restricted_role(owner, || {
                     crate::dvm::keyless::apply_sql(
                         relid,
                         &plan,
-                        crate::dvm::algebraic::ChangeRows::Arrays(&arrays),
+                        crate::dvm::algebraic::ChangeRows::Window {
+                            rows: &buffered,
+                            window: "/* in the refresh's window */ true",
+                            attnums: &rows.attnums,
+                        },
                         None,
                     )
                 })?

@@ -19,7 +19,7 @@ use crate::{cdc, dvm};
 
 /// `schema.name`, quoted as needed, for messages and generated SQL.
 pub fn relation_name(relid: pg_sys::Oid) -> PgtResult<String> {
-    Spi::get_one_with_args::<String>(
+    crate::catalog::sys::kept_one::<String>(
         "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
           WHERE c.oid = $1",
@@ -115,7 +115,7 @@ fn key_index_name(relid: pg_sys::Oid) -> String {
 /// `CREATE INDEX __pgt_key_…` (see hooks/index.rs).
 fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     let name = key_index_name(relid);
-    let schema = Spi::get_one_with_args::<String>(
+    let schema = crate::catalog::sys::kept_one::<String>(
         "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_class c \
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
           WHERE c.oid OPERATOR(pg_catalog.=) $1",
@@ -141,7 +141,7 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         return Ok(());
     };
     sys::as_extension_owner(|| {
-        Ok(Spi::run_with_args(
+        Ok(crate::catalog::sys::kept_run(
             "UPDATE pgtrickle.pgt_stream_tables SET plan_signature = $2 WHERE relid OPERATOR(pg_catalog.=) $1",
             &[relid.into(), plan_signature(&plan).into()],
         )?)
@@ -331,7 +331,7 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
 /// its changes within each statement: it cannot stop being IMMEDIATE while
 /// they read it.
 fn refuse_if_immediate_readers(relid: pg_sys::Oid) -> PgtResult<()> {
-    let reader = Spi::get_one_with_args::<pg_sys::Oid>(
+    let reader = crate::catalog::sys::kept_one::<pg_sys::Oid>(
         "SELECT (SELECT s.relid FROM pgtrickle.pgt_sources s \
                    JOIN pgtrickle.pgt_stream_tables st ON st.relid OPERATOR(pg_catalog.=) s.relid \
                   WHERE s.source_relid OPERATOR(pg_catalog.=) $1 \
@@ -386,7 +386,7 @@ pub fn reresolve_mode(
         // index and the running totals again, and recompute once, since the
         // buffered changes may lack what the new analysis reads.
         if let (Ok(plan), true) = (&analysis, st.consumes_changes) {
-            let stored = Spi::get_one_with_args::<String>(
+            let stored = crate::catalog::sys::kept_one::<String>(
                 "SELECT plan_signature FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
                 &[relid.into()],
             )?;
@@ -397,7 +397,7 @@ pub fn reresolve_mode(
                 let owner = sys::relation_owner(relid)?;
                 sys::as_role(owner, || sync_key_index(relid, true))?;
                 sys::as_extension_owner(|| {
-                    Ok(Spi::run_with_args(
+                    Ok(crate::catalog::sys::kept_run(
                         "UPDATE pgtrickle.pgt_stream_tables SET needs_full = true WHERE relid OPERATOR(pg_catalog.=) $1",
                         &[relid.into()],
                     )?)

@@ -46,7 +46,7 @@ pub struct Source {
 }
 
 pub fn exists(relid: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::catalog::sys::kept_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
     )?
@@ -54,35 +54,37 @@ pub fn exists(relid: pg_sys::Oid) -> PgtResult<bool> {
 }
 
 pub fn get(relid: pg_sys::Oid) -> PgtResult<Option<StreamTable>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT requested_mode, refresh_mode, schedule, status, consumes_changes, needs_full, \
-                    frontier::text, frontier_xid::text, frontier_cid, row_count \
-             FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
-            Some(1),
-            &[relid.into()],
-        )?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        let requested: String = row.get(1)?.unwrap_or_default();
-        let effective: String = row.get(2)?.unwrap_or_default();
-        Ok(Some(StreamTable {
-            relid,
-            settings: StreamSettings { refresh_mode: RefreshMode::parse(&requested)?, schedule: row.get(3)? },
-            effective_mode: RefreshMode::parse(&effective)?,
-            status: row.get(4)?.unwrap_or_default(),
-            consumes_changes: row.get(5)?.unwrap_or(false),
-            needs_full: row.get(6)?.unwrap_or(false),
-            frontier: match row.get::<String>(7)? {
-                Some(snapshot) => {
-                    Some(Frontier { snapshot, xid: row.get(8)?, cid: row.get(9)?.unwrap_or(0) })
-                }
-                None => None,
-            },
-            row_count: row.get(10)?,
-        }))
-    })
+    crate::catalog::sys::kept(
+        "SELECT requested_mode, refresh_mode, schedule, status, consumes_changes, needs_full, \
+                frontier::text, frontier_xid::text, frontier_cid, row_count \
+         FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
+        &[relid.into()],
+        |rows| {
+            let Some(row) = rows.into_iter().next() else {
+                return Ok(None);
+            };
+            let requested: String = row.get(1)?.unwrap_or_default();
+            let effective: String = row.get(2)?.unwrap_or_default();
+            Ok(Some(StreamTable {
+                relid,
+                settings: StreamSettings {
+                    refresh_mode: RefreshMode::parse(&requested)?,
+                    schedule: row.get(3)?,
+                },
+                effective_mode: RefreshMode::parse(&effective)?,
+                status: row.get(4)?.unwrap_or_default(),
+                consumes_changes: row.get(5)?.unwrap_or(false),
+                needs_full: row.get(6)?.unwrap_or(false),
+                frontier: match row.get::<String>(7)? {
+                    Some(snapshot) => {
+                        Some(Frontier { snapshot, xid: row.get(8)?, cid: row.get(9)?.unwrap_or(0) })
+                    }
+                    None => None,
+                },
+                row_count: row.get(10)?,
+            }))
+        },
+    )
 }
 
 pub fn insert(
@@ -92,7 +94,7 @@ pub fn insert(
     consumes_changes: bool,
     sources: &[Source],
 ) -> PgtResult<()> {
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "INSERT INTO pgtrickle.pgt_stream_tables \
              (relid, requested_mode, refresh_mode, schedule, consumes_changes, needs_full) \
          VALUES ($1, $2, $3, $4, $5, $5)",
@@ -105,7 +107,7 @@ pub fn insert(
         ],
     )?;
     for s in sources {
-        Spi::run_with_args(
+        crate::catalog::sys::kept_run(
             "INSERT INTO pgtrickle.pgt_sources (relid, source_relid, source_relkind, via_relid) \
              VALUES ($1, $2, $3, $4)",
             &[relid.into(), s.relid.into(), s.relkind.clone().into(), s.via.into()],
@@ -123,7 +125,7 @@ pub fn update_settings(
     effective: RefreshMode,
     consumes_changes: bool,
 ) -> PgtResult<()> {
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET requested_mode = $2, refresh_mode = $3, schedule = $4, \
                 needs_full = needs_full OR ($5 AND NOT consumes_changes), \
@@ -145,7 +147,7 @@ pub fn update_settings(
 
 /// After REFRESH … WITH NO DATA: no frontier, no rows, FULL next time.
 pub fn forget_contents(relid: pg_sys::Oid) -> PgtResult<()> {
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET needs_full = true, frontier = NULL, frontier_xid = NULL, frontier_cid = NULL, \
                 row_count = NULL \
@@ -156,7 +158,7 @@ pub fn forget_contents(relid: pg_sys::Oid) -> PgtResult<()> {
 }
 
 pub fn delete(relid: pg_sys::Oid) -> PgtResult<()> {
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "DELETE FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
         &[relid.into()],
     )?;
@@ -212,7 +214,7 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
 
 /// Start a refresh history entry; returns its id.
 pub fn history_start(relid: pg_sys::Oid, mode: RefreshMode, trigger: &str) -> PgtResult<i64> {
-    Spi::get_one_with_args::<i64>(
+    crate::catalog::sys::kept_one::<i64>(
         "INSERT INTO pgtrickle.pgt_refresh_history (relid, mode, trigger, started_at) \
          VALUES ($1, $2, $3, pg_catalog.clock_timestamp()) RETURNING id",
         &[relid.into(), mode.as_str().into(), trigger.into()],
@@ -239,7 +241,7 @@ pub struct RefreshResult {
 fn prune_history(relid: pg_sys::Oid) -> PgtResult<()> {
     let limit = crate::guc::HISTORY_LIMIT.get();
     if limit > 0 {
-        Spi::run_with_args(
+        crate::catalog::sys::kept_run(
             "DELETE FROM pgtrickle.pgt_refresh_history \
               WHERE relid OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.<) ( \
                     SELECT min(id) FROM (SELECT id FROM pgtrickle.pgt_refresh_history \
@@ -253,7 +255,7 @@ fn prune_history(relid: pg_sys::Oid) -> PgtResult<()> {
 /// Finish a history entry and stamp the stream table as refreshed.
 pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> PgtResult<()> {
     prune_history(relid)?;
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_refresh_history \
             SET finished_at = pg_catalog.clock_timestamp(), rows_applied = $2, \
                 changes_consumed = $3, outcome = 'ok', mode = $4, message = $5 \
@@ -267,7 +269,7 @@ pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> Pg
         ],
     )?;
     let f = result.frontier.as_ref();
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET last_refresh_at = pg_catalog.now(), consecutive_errors = 0, last_error = NULL, \
                 next_retry_at = NULL, \
@@ -296,7 +298,7 @@ pub fn record_failure(
     retry_in_ms: i64,
     suspend: bool,
 ) -> PgtResult<()> {
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET consecutive_errors = consecutive_errors OPERATOR(pg_catalog.+) 1, last_error = $2, \
                 next_retry_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) \
@@ -305,7 +307,7 @@ pub fn record_failure(
           WHERE relid OPERATOR(pg_catalog.=) $1",
         &[relid.into(), message.into(), retry_in_ms.into(), suspend.into()],
     )?;
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "INSERT INTO pgtrickle.pgt_refresh_history (relid, mode, trigger, started_at, finished_at, outcome, message) \
          SELECT relid, refresh_mode, 'scheduled', pg_catalog.to_timestamp($2::float8 / 1000), \
                 pg_catalog.clock_timestamp(), 'error', $3 \
@@ -319,7 +321,7 @@ pub fn record_failure(
 /// Set a stream table's status (`active` or `suspended`); resuming clears
 /// the error count and backoff.
 pub fn set_status(relid: pg_sys::Oid, status: &str) -> PgtResult<()> {
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET status = $2, \
                 consecutive_errors = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE consecutive_errors END, \

@@ -32,10 +32,64 @@ pub fn extension_oid() -> Option<pg_sys::Oid> {
 
 /// The role that owns the extension (the role that ran CREATE EXTENSION).
 fn extension_owner() -> PgtResult<pg_sys::Oid> {
-    let oid = Spi::get_one::<pg_sys::Oid>(
+    let oid = kept_one::<pg_sys::Oid>(
         "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_trickle')",
+        &[],
     )?;
     oid.ok_or(PgtError::ExtensionMissing)
+}
+
+thread_local! {
+    /// Plans of the catalog statements every refresh runs, parsed and
+    /// planned once per backend (see [`kept`]).
+    static KEPT: std::cell::RefCell<std::collections::HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Run one of pg_trickle's fixed catalog statements (`sql` is a literal,
+/// every name in it schema-qualified) through a plan kept for the life of
+/// the backend, and hand its result to `f`. A scheduler runs the same few
+/// dozen statements at every refresh; parsing and planning them each time
+/// cost more than running them. PostgreSQL revalidates a kept plan when
+/// the catalogs it depends on change. The argument types are those of the
+/// first call's arguments.
+pub fn kept<R>(
+    sql: &'static str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    f: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> PgtResult<R>,
+) -> PgtResult<R> {
+    // (Taken out while it runs: a statement run inside it may need another.)
+    let plan = KEPT.with(|k| k.borrow_mut().remove(sql));
+    Spi::connect_mut(|c| {
+        let plan = match plan {
+            Some(plan) => plan,
+            None => {
+                let types: Vec<pgrx::PgOid> = args.iter().map(|a| pgrx::PgOid::from(a.oid())).collect();
+                c.prepare_mut(sql, &types)?.keep()
+            }
+        };
+        let result = c.update(&plan, None, args).map_err(PgtError::from).and_then(f);
+        KEPT.with(|k| k.borrow_mut().insert(sql, plan));
+        result
+    })
+}
+
+/// [`kept`] for a statement whose first row's first column is wanted.
+pub fn kept_one<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    sql: &'static str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> PgtResult<Option<T>> {
+    kept(sql, args, |t| {
+        if t.is_empty() {
+            return Ok(None);
+        }
+        Ok(t.first().get_one::<T>()?)
+    })
+}
+
+/// [`kept`] for a statement whose result is not wanted.
+pub fn kept_run(sql: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> PgtResult<()> {
+    kept(sql, args, |_| Ok(()))
 }
 
 /// Run `f` as the extension's owner (a local user-id change, undone when `f`
@@ -60,14 +114,14 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> PgtResult<R>) -> PgtRes
     f()
 }
 
-/// The non-NULL values of the first column of a query's rows.
+/// The non-NULL values of the first column of a catalog query's rows (see
+/// [`kept`]).
 pub fn column_values<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
-    sql: &str,
+    sql: &'static str,
     args: &[pgrx::datum::DatumWithOid<'_>],
 ) -> PgtResult<Vec<T>> {
-    Spi::connect(|c| {
-        c.select(sql, None, args)?
-            .map(|row| row.get::<T>(1))
+    kept(sql, args, |rows| {
+        rows.map(|row| row.get::<T>(1))
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.into_iter().flatten().collect())
             .map_err(PgtError::from)
@@ -86,7 +140,7 @@ pub fn text_rows(table: pgrx::spi::SpiTupleTable<'_>) -> PgtResult<crate::sql::T
 
 /// The owner of a relation.
 pub fn relation_owner(relid: pg_sys::Oid) -> PgtResult<pg_sys::Oid> {
-    Spi::get_one_with_args::<pg_sys::Oid>(
+    kept_one::<pg_sys::Oid>(
         "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
     )?
@@ -242,7 +296,7 @@ pub fn command_counter_increment() {
 
 /// The relation's `pg_class.reloptions`, as `name=value` strings.
 pub fn read_reloptions(relid: pg_sys::Oid) -> PgtResult<Vec<String>> {
-    let opts = Spi::get_one_with_args::<Vec<String>>(
+    let opts = crate::catalog::sys::kept_one::<Vec<String>>(
         "SELECT coalesce(reloptions, '{}') FROM pg_catalog.pg_class WHERE oid = $1",
         &[relid.into()],
     )?;
@@ -358,19 +412,18 @@ pub fn unlink_from_extension(relid: pg_sys::Oid, link: ExtensionLink) -> PgtResu
 /// Live columns of a relation as (attnum, name), all of them or those in
 /// `attnums` (columns dropped since are left out).
 pub fn attribute_names(relid: pg_sys::Oid, attnums: Option<&[i16]>) -> PgtResult<Vec<(i16, String)>> {
-    Spi::connect(|c| {
-        let rows = c.select(
-            "SELECT attnum, attname::text FROM pg_catalog.pg_attribute \
+    crate::catalog::sys::kept(
+        "SELECT attnum, attname::text FROM pg_catalog.pg_attribute \
               WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 \
                 AND NOT attisdropped AND ($2 IS NULL OR attnum OPERATOR(pg_catalog.=) ANY ($2)) \
               ORDER BY attnum",
-            None,
-            &[relid.into(), attnums.map(<[i16]>::to_vec).into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
-        }
-        Ok(out)
-    })
+        &[relid.into(), attnums.map(<[i16]>::to_vec).into()],
+        |rows| {
+            let mut out = Vec::new();
+            for row in rows {
+                out.push((row.get::<i16>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
+            }
+            Ok(out)
+        },
+    )
 }

@@ -35,6 +35,9 @@
 //! drops them) and are written only by the capture trigger, as the
 //! extension's owner.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -52,7 +55,7 @@ pub fn buffer_name(source: pg_sys::Oid) -> String {
 
 /// The buffer of a source, if it has one.
 pub fn buffer_relid(source: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
-    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+    Ok(crate::catalog::sys::kept_one::<pg_sys::Oid>(
         "SELECT (SELECT buffer_relid FROM pgtrickle.pgt_change_buffers \
                   WHERE source_relid OPERATOR(pg_catalog.=) $1)",
         &[source.into()],
@@ -108,7 +111,7 @@ fn column_types(relid: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<(i16, Stri
 
 /// The source columns a buffer captures.
 pub fn captured_columns(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
-    Ok(Spi::get_one_with_args::<Vec<i16>>(
+    Ok(crate::catalog::sys::kept_one::<Vec<i16>>(
         "SELECT (SELECT columns FROM pgtrickle.pgt_change_buffers \
                   WHERE source_relid OPERATOR(pg_catalog.=) $1)",
         &[source.into()],
@@ -156,7 +159,7 @@ pub fn ensure(source: pg_sys::Oid, needed: &[i16]) -> PgtResult<()> {
                 .ok_or_else(|| PgtError::Internal("buffer not created".into()))?;
                 sys::link_to_extension(buffer, sys::ExtensionLink::Membership)?;
                 Spi::run(&sentinel_sql(source))?;
-                Spi::run_with_args(
+                crate::catalog::sys::kept_run(
                     "INSERT INTO pgtrickle.pgt_change_buffers (source_relid, buffer_relid, columns) \
                      VALUES ($1, $2, $3)",
                     &[source.into(), buffer.into(), all.clone().into()],
@@ -166,7 +169,7 @@ pub fn ensure(source: pg_sys::Oid, needed: &[i16]) -> PgtResult<()> {
                 let adds: Vec<String> =
                     types.iter().map(|c| format!("ADD COLUMN {}", array_column(c))).collect();
                 Spi::run(&format!("ALTER TABLE {name} {}", adds.join(", ")))?;
-                Spi::run_with_args(
+                crate::catalog::sys::kept_run(
                     "UPDATE pgtrickle.pgt_change_buffers SET columns = $2 \
                       WHERE source_relid OPERATOR(pg_catalog.=) $1",
                     &[source.into(), all.clone().into()],
@@ -203,6 +206,53 @@ pub fn captured_types(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String, bool)>
 /// `c<attnum>` of the source column's type for each captured column (NULL
 /// in rows written before it was captured).
 pub fn rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
+    if ROWS_STALE.with(|s| s.replace(false)) {
+        ROWS_SQL.with(|c| c.borrow_mut().clear());
+    }
+    if let Some((_, sql)) = ROWS_SQL.with(|c| c.borrow().get(&source.to_u32()).cloned()) {
+        return Ok(sql);
+    }
+    let buffer = buffer_relid(source)?;
+    let sql = build_rows_sql(source)?;
+    // (Without a buffer, the statement fails when it is run.)
+    if let Some(buffer) = buffer {
+        ROWS_SQL.with(|c| c.borrow_mut().insert(source.to_u32(), (buffer.to_u32(), sql.clone())));
+    }
+    Ok(sql)
+}
+
+thread_local! {
+    /// [`rows_sql`] per source: (buffer, the FROM item). Built from the
+    /// catalogs (a recursive query over pg_type) at every refresh it cost
+    /// more than reading a small window of changes.
+    static ROWS_SQL: RefCell<HashMap<u32, (u32, String)>> = RefCell::new(HashMap::new());
+    static ROWS_STALE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A relation's relcache entry was invalidated (InvalidOid: all of them):
+/// when it is a source or a buffer [`rows_sql`] was built for, forget
+/// them all at the next use. Called while invalidations are processed,
+/// so nothing is read or freed here. (The columns a buffer captures are
+/// read by its consumers' queries, so PostgreSQL refuses to retype or
+/// drop them; adding one alters the buffer.)
+pub fn relcache_changed(relid: pg_sys::Oid) {
+    let relid = relid.to_u32();
+    let ours = relid == 0
+        || ROWS_SQL.with(|c| match c.try_borrow() {
+            Ok(c) => c.iter().any(|(source, (buffer, _))| *source == relid || *buffer == relid),
+            Err(_) => true,
+        });
+    if ours {
+        ROWS_STALE.with(|s| s.set(true));
+    }
+}
+
+/// Forget every [`rows_sql`] kept (after DDL on buffers).
+pub fn forget_rows_sql() {
+    ROWS_STALE.with(|s| s.set(true));
+}
+
+fn build_rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
     let columns = captured_types(source)?;
     let mut select = String::new();
     let mut unnests = Vec::new();
@@ -271,7 +321,7 @@ pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
     sys::as_extension_owner(|| {
         // Forget it first: the DROP fires sql_drop event triggers, ours
         // included, which must not find it again.
-        Spi::run_with_args(
+        crate::catalog::sys::kept_run(
             "DELETE FROM pgtrickle.pgt_change_buffers WHERE source_relid OPERATOR(pg_catalog.=) $1",
             &[source.into()],
         )?;
@@ -295,25 +345,25 @@ pub fn trim(source: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResul
     // (A frontier read here only moves forward later, so a concurrent
     // refresh of another consumer can only make this trim keep more.)
     let frontiers = sys::as_extension_owner(|| {
-        Spi::connect(|c| {
-            let mut out = Vec::new();
-            for row in c.select(
-                "SELECT st.frontier::pg_catalog.text, st.frontier_xid::pg_catalog.text, st.frontier_cid \
-                   FROM pgtrickle.pgt_stream_tables st \
-                   JOIN pgtrickle.pgt_sources s ON s.relid OPERATOR(pg_catalog.=) st.relid \
-                  WHERE s.source_relid OPERATOR(pg_catalog.=) $1 AND st.consumes_changes \
-                    AND st.frontier IS NOT NULL",
-                None,
-                &[source.into()],
-            )? {
-                out.push(Frontier {
-                    snapshot: row.get::<String>(1)?.unwrap_or_default(),
-                    xid: row.get::<String>(2)?,
-                    cid: row.get::<i64>(3)?.unwrap_or(0),
-                });
-            }
-            Ok::<_, PgtError>(out)
-        })
+        sys::kept(
+            "SELECT st.frontier::pg_catalog.text, st.frontier_xid::pg_catalog.text, st.frontier_cid \
+               FROM pgtrickle.pgt_stream_tables st \
+               JOIN pgtrickle.pgt_sources s ON s.relid OPERATOR(pg_catalog.=) st.relid \
+              WHERE s.source_relid OPERATOR(pg_catalog.=) $1 AND st.consumes_changes \
+                AND st.frontier IS NOT NULL",
+            &[source.into()],
+            |rows| {
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(Frontier {
+                        snapshot: row.get::<String>(1)?.unwrap_or_default(),
+                        xid: row.get::<String>(2)?,
+                        cid: row.get::<i64>(3)?.unwrap_or(0),
+                    });
+                }
+                Ok(out)
+            },
+        )
     })?;
     let mut conditions = vec!["b.__pgt_action OPERATOR(pg_catalog.<>) 'S'".to_string()];
     conditions.extend(frontiers.iter().map(|f| window_sql_literal(f, None)));
@@ -372,30 +422,10 @@ pub fn write_rows(source: pg_sys::Oid, attnums: &[i16], rows: &[Vec<Option<Strin
     Ok(())
 }
 
-/// The change rows of `source`'s buffer in the window between two
-/// frontiers: the action ('I' or 'D'), then columns `attnums`, as text;
-/// read as the extension owner, who owns the buffers.
-pub fn window_rows(
-    source: pg_sys::Oid,
-    attnums: &[i16],
-    snapshot: &RefreshSnapshot,
-    new: &Frontier,
-    old: &Frontier,
-) -> PgtResult<crate::sql::TextRows> {
-    let values: String = attnums.iter().map(|a| format!(", c{a}::pg_catalog.text")).collect();
-    let read = format!(
-        "SELECT __pgt_action::pg_catalog.text{values} FROM {} \
-          WHERE __pgt_action IN ('I', 'D') AND {}",
-        rows_sql(source)?,
-        window_sql_literal(new, Some(old))
-    );
-    sys::as_extension_owner(|| snapshot.query_rows(&read))
-}
-
 /// TRUNCATE on a source: its consumers need a FULL refresh. (Runs inside the
 /// capture trigger, as the extension owner.)
 pub fn mark_truncated(source: pg_sys::Oid) -> PgtResult<()> {
-    Spi::run_with_args(
+    crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_stream_tables SET needs_full = true \
           WHERE consumes_changes AND relid IN ( \
                 SELECT relid FROM pgtrickle.pgt_sources WHERE source_relid OPERATOR(pg_catalog.=) $1)",
@@ -415,10 +445,16 @@ pub fn count_window(
     if buffer_relid(source)?.is_none() {
         return Ok(0);
     }
+    count_in(source, snapshot, &window_sql_literal(new, old))
+}
+
+/// Changed rows (inserted and deleted) of `source`'s buffer that pass
+/// `window` (a window condition), counted on the refresh's snapshot from
+/// the statement rows' counts.
+pub fn count_in(source: pg_sys::Oid, snapshot: &RefreshSnapshot, window: &str) -> PgtResult<i64> {
     let sql = format!(
-        "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {}",
-        buffer_name(source),
-        window_sql_literal(new, old)
+        "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0) FROM {} WHERE __pgt_action IN ('I', 'D') AND {window}",
+        buffer_name(source)
     );
     sys::as_extension_owner(|| {
         let row = snapshot.query_text(&sql)?;
@@ -457,7 +493,7 @@ pub fn oldest_unapplied_age(source: pg_sys::Oid, frontier: &Frontier) -> PgtResu
 
 /// (pending rows, oldest pending change) of `source`'s buffer.
 pub fn stats(source: pg_sys::Oid) -> PgtResult<(i64, Option<pgrx::datum::TimestampWithTimeZone>)> {
-    let readable = Spi::get_one_with_args::<bool>(
+    let readable = crate::catalog::sys::kept_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1, 'SELECT')",
         &[source.into()],
     )?

@@ -67,6 +67,7 @@ pub fn init() {
 /// the kept plans must be rebuilt (no catalog access, no freeing here).
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    buffer::relcache_changed(relid);
     let ours = relid == pg_sys::InvalidOid || PLAN_RELATIONS.with(|r| r.borrow().contains(&relid.to_u32()));
     if ours {
         STALE.with(|s| s.set(true));
@@ -78,6 +79,7 @@ pub fn forget_plans() {
     STALE.with(|s| s.set(false));
     PLAN_RELATIONS.with(|r| r.borrow_mut().clear());
     CONSUMERS.with(|c| c.borrow_mut().clear());
+    buffer::forget_rows_sql();
     crate::refresh::immediate::forget();
     PLANS.with(|p| {
         for (_, plan) in p.borrow_mut().drain() {

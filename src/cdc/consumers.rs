@@ -61,7 +61,7 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
     // IMMEDIATE running totals over a join must know when one statement
     // writes several of its sources (cdc::statements).
-    let immediate = Spi::get_one_with_args::<bool>(
+    let immediate = crate::catalog::sys::kept_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
                          WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'immediate')",
         &[relid.into()],
@@ -112,7 +112,7 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
 }
 
 fn is_matview(relid: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::catalog::sys::kept_one::<bool>(
         "SELECT (SELECT relkind OPERATOR(pg_catalog.=) 'm' FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
     )?

@@ -13,7 +13,6 @@
 use std::ffi::{c_char, CString};
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::error::{PgtError, PgtResult};
 
@@ -38,7 +37,7 @@ fn start_function() -> PgtResult<pg_sys::Oid> {
 }
 
 fn function(signature: &str) -> PgtResult<pg_sys::Oid> {
-    Spi::get_one_with_args::<pg_sys::Oid>(
+    crate::catalog::sys::kept_one::<pg_sys::Oid>(
         "SELECT pg_catalog.to_regprocedure($1)::pg_catalog.oid",
         &[signature.into()],
     )?
@@ -51,7 +50,7 @@ pub fn installed(source: pg_sys::Oid) -> PgtResult<bool> {
 }
 
 fn count(source: pg_sys::Oid, function: pg_sys::Oid) -> PgtResult<i64> {
-    Ok(Spi::get_one_with_args::<i64>(
+    Ok(crate::catalog::sys::kept_one::<i64>(
         "SELECT count(*) FROM pg_catalog.pg_trigger \
           WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgfoid OPERATOR(pg_catalog.=) $2",
         &[source.into(), function.into()],

@@ -28,16 +28,16 @@ use super::analysis::{replace_placeholders, AggKind, Algebraic, Plan, PART_BASE}
 use super::key_recompute::{groups_filter, output_columns, KeyValues};
 use crate::catalog::sys;
 use crate::cdc::buffer;
-use crate::cdc::frontier::{Frontier, RefreshSnapshot};
+use crate::cdc::frontier::RefreshSnapshot;
 use crate::error::{PgtError, PgtResult};
-use crate::sql::{quote_ident, quote_literal};
+use crate::sql::quote_ident;
 
 pub fn state_name(relid: pg_sys::Oid) -> String {
     format!("pgtrickle_state.agg_{}", relid.to_u32())
 }
 
 pub fn state_relid(relid: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
-    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+    Ok(crate::catalog::sys::kept_one::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_catalog.pg_class c \
                    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
                   WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' \
@@ -92,7 +92,7 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
         sys::link_to_extension(state, sys::ExtensionLink::Membership)?;
         set_owner(&name, owner)?;
         // Empty totals: the next refresh must recompute.
-        Spi::run_with_args(
+        crate::catalog::sys::kept_run(
             "UPDATE pgtrickle.pgt_stream_tables SET needs_full = true WHERE relid OPERATOR(pg_catalog.=) $1",
             &[relid.into()],
         )?;
@@ -101,7 +101,7 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
 }
 
 fn set_owner(name: &str, owner: pg_sys::Oid) -> PgtResult<()> {
-    let role = Spi::get_one_with_args::<String>(
+    let role = crate::catalog::sys::kept_one::<String>(
         "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
         &[owner.into()],
     )?
@@ -263,18 +263,26 @@ fn source_columns(source: pg_sys::Oid, attnums: &[i16]) -> PgtResult<Vec<String>
 /// Where change rows come from.
 #[derive(Clone, Copy, Debug)]
 pub enum ChangeRows<'a> {
-    /// text[] expressions: the actions ('I'/'D'), then each column.
-    Arrays(&'a [String]),
     /// The firing statement's transition tables (IMMEDIATE), those it has:
     /// read typed, in place, in an SPI connection where they are
     /// registered (`cdc::capture::connect_with_transition`).
     Transition { old: bool, new: bool },
+    /// A DIFFERENTIAL refresh's window of a change buffer, read typed, in
+    /// place (on the refresh's snapshot): `rows` is the buffer as
+    /// `buffer::rows_sql` reads it, `window` the window's condition, and
+    /// `attnums` the source columns, in the order of the columns asked for.
+    Window { rows: &'a str, window: &'a str, attnums: &'a [i16] },
 }
 
 /// Change rows of the columns `attnums` of `source` (see [`ChangeRows`])
 /// as a query of typed rows named like the columns of `source`, with
 /// `__sign` +1 for an inserted row and -1 for a deleted one.
 pub(crate) fn change_rows_sql(source: pg_sys::Oid, attnums: &[i16], rows: ChangeRows) -> PgtResult<String> {
+    if let ChangeRows::Window { attnums: carried, .. } = rows {
+        if carried != attnums {
+            return Err(PgtError::Internal("window change rows of other columns".into()));
+        }
+    }
     let names = source_columns(source, attnums)?;
     let mut columns = Vec::with_capacity(attnums.len());
     for (name, attnum) in names.into_iter().zip(attnums) {
@@ -286,20 +294,6 @@ pub(crate) fn change_rows_sql(source: pg_sys::Oid, attnums: &[i16], rows: Change
 /// [`change_rows_sql`] for columns whose quoted names and types are known.
 pub(crate) fn typed_change_rows(columns: &[(String, String)], rows: ChangeRows) -> String {
     match rows {
-        ChangeRows::Arrays(arrays) => {
-            let renamed: String = columns
-                .iter()
-                .enumerate()
-                .map(|(i, (name, ty))| format!(", u.v{i}::{ty} AS {name}"))
-                .collect();
-            let unnests: Vec<String> = arrays.iter().map(|a| format!("pg_catalog.unnest({a})")).collect();
-            let aliases: String = (0..columns.len()).map(|i| format!(", v{i}")).collect();
-            format!(
-                "SELECT CASE WHEN u.a OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
-                   FROM ROWS FROM ({}) AS u(a{aliases})",
-                unnests.join(", ")
-            )
-        }
         ChangeRows::Transition { old, new } => {
             let select = |sign: i32, table: &str| {
                 let cols: String = columns.iter().map(|(name, _)| format!(", t.{name} AS {name}")).collect();
@@ -319,12 +313,23 @@ pub(crate) fn typed_change_rows(columns: &[(String, String)], rows: ChangeRows) 
             }
             parts.join(" UNION ALL ")
         }
+        ChangeRows::Window { rows, window, attnums } => {
+            let renamed: String = columns
+                .iter()
+                .zip(attnums)
+                .map(|((name, ty), attnum)| format!(", c{attnum}::{ty} AS {name}"))
+                .collect();
+            format!(
+                "SELECT CASE WHEN __pgt_action OPERATOR(pg_catalog.=) 'I' THEN 1 ELSE -1 END AS __sign{renamed} \
+                   FROM {rows} WHERE __pgt_action IN ('I', 'D') AND {window}"
+            )
+        }
     }
 }
 
 /// The type of a column of `source`, as `format_type` writes it.
 fn column_type(source: pg_sys::Oid, attnum: i16) -> PgtResult<String> {
-    Spi::get_one_with_args::<String>(
+    crate::catalog::sys::kept_one::<String>(
         "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
           WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) $2",
         &[source.into(), attnum.into()],
@@ -378,18 +383,6 @@ pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> 
     Ok(Some(format!("UPDATE {} s SET {} WHERE s.__rescan", state_name(relid), sets.join(", "))))
 }
 
-/// A text[] literal of the values (NULL for None).
-pub(crate) fn text_array(values: &[Option<String>]) -> String {
-    let items: Vec<String> = values
-        .iter()
-        .map(|v| match v {
-            None => "NULL".to_string(),
-            Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
-        })
-        .collect();
-    format!("{}::pg_catalog.text[]", quote_literal(&format!("{{{}}}", items.join(","))))
-}
-
 /// The grouped table and the columns of it a change row must carry (key,
 /// aggregated, WHERE), in attnum order.
 fn change_columns(plan: &Plan, alg: &Algebraic) -> PgtResult<(pg_sys::Oid, Vec<i16>)> {
@@ -402,19 +395,30 @@ fn change_columns(plan: &Plan, alg: &Algebraic) -> PgtResult<(pg_sys::Oid, Vec<i
     Ok((source, cols))
 }
 
-/// The window's change rows of every table the totals read: (table, the
-/// columns the rows carry, the rows: action then those columns as text).
+/// The changes of one table in a refresh's window, which the totals read
+/// in place (see [`ChangeRows::Window`]).
+pub struct WindowChanges {
+    pub source: pg_sys::Oid,
+    /// The columns the totals read, in attnum order.
+    pub attnums: Vec<i16>,
+    /// The buffer as `buffer::rows_sql` reads it.
+    pub rows: String,
+    /// Changed rows in the window.
+    pub count: i64,
+}
+
+/// The window's changes of every table the totals read, counted (one row
+/// per statement and action is summed, no change row is read).
 pub fn window_changes(
     plan: &Plan,
     snapshot: &RefreshSnapshot,
-    new: &Frontier,
-    old: &Frontier,
-) -> PgtResult<Vec<(pg_sys::Oid, Vec<i16>, crate::sql::TextRows)>> {
+    window: &str,
+) -> PgtResult<Vec<WindowChanges>> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    for (source, cols) in change_sources(plan, alg)? {
-        let rows = buffer::window_rows(source, &cols, snapshot, new, old)?;
-        out.push((source, cols, rows));
+    for (source, attnums) in change_sources(plan, alg)? {
+        let count = buffer::count_in(source, snapshot, window)?;
+        out.push(WindowChanges { source, attnums, rows: buffer::rows_sql(source)?, count });
     }
     Ok(out)
 }
@@ -443,32 +447,27 @@ pub fn apply_delta(
     relid: pg_sys::Oid,
     plan: &Plan,
     snapshot: &RefreshSnapshot,
-    changes: &[(pg_sys::Oid, Vec<i16>, crate::sql::TextRows)],
+    window: &str,
+    changes: &[WindowChanges],
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
-    let arrays: Vec<(pg_sys::Oid, &[i16], Vec<String>)> = changes
-        .iter()
-        .filter(|(_, _, rows)| !rows.is_empty())
-        .map(|(source, cols, rows)| {
-            let arrays = (0..=cols.len())
-                .map(|i| text_array(&rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<_>>()))
-                .collect();
-            (*source, cols.as_slice(), arrays)
-        })
-        .collect();
-    if arrays.is_empty() {
+    let changed: Vec<&WindowChanges> = changes.iter().filter(|c| c.count > 0).collect();
+    if changed.is_empty() {
         return no_groups(relid, plan);
+    }
+    fn rows<'a>(c: &'a WindowChanges, window: &'a str) -> ChangeRows<'a> {
+        ChangeRows::Window { rows: &c.rows, window, attnums: &c.attnums }
     }
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;
     let upsert = match &alg.join {
         Some(jt) => {
-            let changes: Vec<super::join_totals::Changes> = arrays
+            let changes: Vec<super::join_totals::Changes> = changed
                 .iter()
-                .map(|(source, attnums, arrays)| super::join_totals::Changes {
-                    source: *source,
-                    attnums,
-                    rows: ChangeRows::Arrays(arrays),
+                .map(|c| super::join_totals::Changes {
+                    source: c.source,
+                    attnums: &c.attnums,
+                    rows: rows(c, window),
                 })
                 .collect();
             match super::join_totals::delta_sql(jt, &changes)? {
@@ -476,7 +475,7 @@ pub fn apply_delta(
                 None => return no_groups(relid, plan),
             }
         }
-        None => upsert_sql(relid, plan, ChangeRows::Arrays(&arrays[0].2))?,
+        None => upsert_sql(relid, plan, rows(changed[0], window))?,
     };
     let owner = sys::relation_owner(relid)?;
     // On the refresh's snapshot: the tables a join term reads must be in
@@ -768,17 +767,4 @@ pub fn drop_empty(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) ->
         Spi::run(&sql)?;
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_arrays_quote_everything() {
-        assert_eq!(
-            text_array(&[Some("a".into()), None, Some("x\"y\\z,{}".into())]),
-            r#"E'{"a",NULL,"x\\"y\\\\z,{}"}'::pg_catalog.text[]"#
-        );
-    }
 }

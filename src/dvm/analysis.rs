@@ -4,7 +4,6 @@
 //! cannot be maintained incrementally (yet), worded for a NOTICE or an ERROR.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::error::{PgtError, PgtResult};
 use crate::hooks::list_ptrs;
@@ -1358,7 +1357,7 @@ unsafe fn fixed_scale(expr: *mut pg_sys::Node) -> bool {
 /// Primary key columns of a table (empty if it has none); for a stream
 /// table, the columns of its key index, its row identity.
 fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
-    Ok(Spi::get_one_with_args::<Vec<i16>>(
+    Ok(crate::catalog::sys::kept_one::<Vec<i16>>(
         "SELECT COALESCE( \
             (SELECT conkey FROM pg_catalog.pg_constraint \
               WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'p'), \
@@ -1374,7 +1373,7 @@ fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
 /// The mode of `relid` if it is a stream table (`refresh_mode` as stored:
 /// the effective mode).
 fn stream_table_mode(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(crate::catalog::sys::kept_one::<String>(
         "SELECT (SELECT refresh_mode::pg_catalog.text FROM pgtrickle.pgt_stream_tables \
                   WHERE relid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
@@ -1440,7 +1439,7 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
     // writes through a parent bypass its children's. Such tables are not
     // captured (yet).
     for source in plan.sources() {
-        let in_hierarchy = Spi::get_one_with_args::<bool>(
+        let in_hierarchy = crate::catalog::sys::kept_one::<bool>(
             "SELECT (SELECT relhassubclass OR relispartition OR relkind OPERATOR(pg_catalog.=) 'p' \
                        FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1) \
                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid OPERATOR(pg_catalog.=) $1)",
@@ -1456,7 +1455,7 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
     plan.reads_stream_tables = !upstream.is_empty();
     // Capture puts triggers on the sources: the owner must be allowed to.
     for source in plan.sources().into_iter().filter(|s| !upstream.contains(s)) {
-        let may_trigger = Spi::get_one_with_args::<bool>(
+        let may_trigger = crate::catalog::sys::kept_one::<bool>(
             "SELECT pg_catalog.has_table_privilege( \
                     (SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1), $2, 'TRIGGER')",
             &[relid.into(), source.into()],

@@ -269,7 +269,7 @@ fn returning_with_updates(capture: Option<&[String]>) -> (String, String, String
 /// Is the stream table a multiset (its key index is not unique: a UNION
 /// ALL)?
 pub fn is_multiset(relid: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::catalog::sys::kept_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
                           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
                          WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND NOT i.indisunique \
@@ -356,20 +356,22 @@ pub fn apply_params(groups: &[Vec<KeyValues>]) -> Vec<pgrx::datum::DatumWithOid<
 
 /// Columns of the stream table as (quoted name, type) by attnum.
 pub fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
-    Spi::connect(|c| {
-        let rows = c.select(
-            "SELECT pg_catalog.quote_ident(attname), pg_catalog.format_type(atttypid, atttypmod) \
+    crate::catalog::sys::kept(
+        "SELECT pg_catalog.quote_ident(attname), pg_catalog.format_type(atttypid, atttypmod) \
                FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) $1 \
                 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped ORDER BY attnum",
-            None,
-            &[relid.into()],
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default()));
-        }
-        Ok(out)
-    })
+        &[relid.into()],
+        |rows| {
+            let mut out = Vec::new();
+            for row in rows {
+                out.push((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+            Ok(out)
+        },
+    )
 }
 
 /// Count the window and collect the affected key values, per table
@@ -401,12 +403,7 @@ pub fn affected_keys(
     let window = window_sql_literal(new, Some(old));
     let mut count = 0i64;
     for source in plan.sources() {
-        let sql = format!(
-            "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0) FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
-            buffer::buffer_name(source)
-        );
-        let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
-        count += row.first().cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+        count += buffer::count_in(source, snapshot, &window)?;
     }
     let mut groups = Vec::new();
     let mut distinct_keys = 0i64;
@@ -503,7 +500,7 @@ pub fn expand_join_groups(
             if i == 0 {
                 let source =
                     table_of(*from_rte).ok_or_else(|| PgtError::Internal("join table missing".into()))?;
-                let ty = Spi::get_one_with_args::<String>(
+                let ty = crate::catalog::sys::kept_one::<String>(
                     "SELECT pg_catalog.format_type(COALESCE(NULLIF(t.typbasetype, 0), a.atttypid), NULL) \
                        FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
                       WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.=) $2",
@@ -732,9 +729,11 @@ pub fn explain_sql(
 /// The stream table's stored query as SQL (deparsed; run it as the owner,
 /// with search_path = pg_catalog, so that every name is qualified).
 pub fn view_query(relid: pg_sys::Oid) -> PgtResult<String> {
-    let query =
-        Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_viewdef($1, false)", &[relid.into()])?
-            .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
+    let query = crate::catalog::sys::kept_one::<String>(
+        "SELECT pg_catalog.pg_get_viewdef($1, false)",
+        &[relid.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("no view definition".into()))?;
     Ok(query.trim().trim_end_matches(';').to_string())
 }
 

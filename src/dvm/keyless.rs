@@ -12,13 +12,12 @@
 //! table itself is not read.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use super::algebraic::ChangeRows;
 use super::analysis::Plan;
 use super::key_recompute::{output_columns, returning};
 use crate::cdc::buffer;
-use crate::cdc::frontier::{Frontier, RefreshSnapshot};
+use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
 use crate::error::{PgtError, PgtResult};
 
 /// The statement applying change rows (of the columns
@@ -80,7 +79,7 @@ pub fn apply_sql(
 /// The first column of the stream table's key index, if it has one on a
 /// column (not on `true`).
 fn lookup_column(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(crate::catalog::sys::kept_one::<String>(
         "SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_index i \
            JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
@@ -89,33 +88,6 @@ fn lookup_column(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
             AND c.relname OPERATOR(pg_catalog.=) ('__pgt_key_' OPERATOR(pg_catalog.||) $1::pg_catalog.text)",
         &[relid.into()],
     )?)
-}
-
-/// Apply change rows (the action, then each column of `plan.rows.attnums`,
-/// as text) to the stream table on the refresh's `snapshot`; the rows it
-/// deletes and inserts are captured for the stream tables that read it.
-/// Returns (deleted, inserted). (IMMEDIATE maintenance runs the same
-/// statement, prepared with parameters: refresh::immediate.)
-fn apply_rows(
-    relid: pg_sys::Oid,
-    plan: &Plan,
-    rows: &[Vec<Option<String>>],
-    snapshot: &RefreshSnapshot,
-) -> PgtResult<(i64, i64)> {
-    if rows.is_empty() {
-        return Ok((0, 0));
-    }
-    let width = plan.rows.as_ref().map_or(0, |r| r.attnums.len()) + 1;
-    let arrays: Vec<String> = (0..width)
-        .map(|i| {
-            super::algebraic::text_array(
-                &rows.iter().map(|r| r.get(i).cloned().flatten()).collect::<Vec<_>>(),
-            )
-        })
-        .collect();
-    super::key_recompute::run_apply(relid, snapshot, &|capture| {
-        apply_sql(relid, plan, ChangeRows::Arrays(&arrays), capture)
-    })
 }
 
 /// Apply the window's changes (a differential refresh).
@@ -128,6 +100,8 @@ pub fn apply_window(
 ) -> PgtResult<(i64, i64)> {
     let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
-    let changes = buffer::window_rows(source, &rows.attnums, snapshot, new, old)?;
-    apply_rows(relid, plan, &changes, snapshot)
+    let buffered = buffer::rows_sql(source)?;
+    let window = window_sql_literal(new, Some(old));
+    let changes = ChangeRows::Window { rows: &buffered, window: &window, attnums: &rows.attnums };
+    super::key_recompute::run_apply(relid, snapshot, &|capture| apply_sql(relid, plan, changes, capture))
 }

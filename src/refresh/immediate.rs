@@ -545,7 +545,7 @@ pub fn recompute_readers(relid: pg_sys::Oid) -> PgtResult<()> {
 }
 
 pub fn is_populated(relid: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::catalog::sys::kept_one::<bool>(
         "SELECT (SELECT relispopulated FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
     )?

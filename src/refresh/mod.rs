@@ -122,9 +122,10 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         Some((plan, old)) => {
             // The window: its change rows (read once, for running totals)
             // or its affected keys, and its size.
+            let window = cdc::frontier::window_sql_literal(&frontier, Some(&old));
             let (affected, changes, groups) = if plan.algebraic.is_some() {
-                let changes = dvm::algebraic::window_changes(&plan, &snapshot, &frontier, &old)?;
-                let count: i64 = changes.iter().map(|(_, _, rows)| rows.len() as i64).sum();
+                let changes = dvm::algebraic::window_changes(&plan, &snapshot, &window)?;
+                let count: i64 = changes.iter().map(|c| c.count).sum();
                 let affected = dvm::key_recompute::Affected {
                     changes: count,
                     keys: 0,
@@ -179,7 +180,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         // (Keyed: one group of the touched key values,
                         // perhaps none of them.)
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
-                        let groups = dvm::algebraic::apply_delta(relid, &plan, &snapshot, &changes)?;
+                        let groups = dvm::algebraic::apply_delta(relid, &plan, &snapshot, &window, &changes)?;
                         if !plan.key.is_empty() && groups.is_empty() {
                             return Err(PgtError::Internal("running totals touched no group list".into()));
                         }
@@ -322,7 +323,7 @@ fn too_large(
 
 /// The planner's estimate of a table's row count.
 fn source_rows(source: pg_sys::Oid) -> PgtResult<f64> {
-    Ok(Spi::get_one_with_args::<f32>(
+    Ok(crate::catalog::sys::kept_one::<f32>(
         "SELECT (SELECT reltuples FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
         &[source.into()],
     )?

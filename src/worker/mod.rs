@@ -115,7 +115,7 @@ pub fn staleness(relid: pg_sys::Oid) -> crate::error::PgtResult<Option<f64>> {
     let Some(st) = crate::catalog::stream_tables::get(relid)? else { return Ok(None) };
     // It reads the change buffers (as the extension owner): only for those
     // who may read the stream table.
-    let readable = Spi::get_one_with_args::<bool>(
+    let readable = crate::catalog::sys::kept_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1, 'SELECT')",
         &[relid.into()],
     )?
