@@ -141,10 +141,10 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         return Ok(());
     };
     sys::as_extension_owner(|| {
-        Ok(crate::catalog::sys::kept_run(
+        crate::catalog::sys::kept_run(
             "UPDATE pgtrickle.pgt_stream_tables SET plan_signature = $2 WHERE relid OPERATOR(pg_catalog.=) $1",
             &[relid.into(), plan_signature(&plan).into()],
-        )?)
+        )
     })?;
     let columns: Vec<String> =
         dvm::key_recompute::output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
@@ -397,10 +397,10 @@ pub fn reresolve_mode(
                 let owner = sys::relation_owner(relid)?;
                 sys::as_role(owner, || sync_key_index(relid, true))?;
                 sys::as_extension_owner(|| {
-                    Ok(crate::catalog::sys::kept_run(
+                    crate::catalog::sys::kept_run(
                         "UPDATE pgtrickle.pgt_stream_tables SET needs_full = true WHERE relid OPERATOR(pg_catalog.=) $1",
                         &[relid.into()],
-                    )?)
+                    )
                 })?;
                 let st = stream_tables::get(relid)?
                     .ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;

@@ -55,11 +55,11 @@ pub fn buffer_name(source: pg_sys::Oid) -> String {
 
 /// The buffer of a source, if it has one.
 pub fn buffer_relid(source: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
-    Ok(crate::catalog::sys::kept_one::<pg_sys::Oid>(
+    crate::catalog::sys::kept_one::<pg_sys::Oid>(
         "SELECT (SELECT buffer_relid FROM pgtrickle.pgt_change_buffers \
                   WHERE source_relid OPERATOR(pg_catalog.=) $1)",
         &[source.into()],
-    )?)
+    )
 }
 
 /// SQL types (with collation) of some columns of a relation, by attnum,

@@ -37,13 +37,13 @@ pub fn state_name(relid: pg_sys::Oid) -> String {
 }
 
 pub fn state_relid(relid: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
-    Ok(crate::catalog::sys::kept_one::<pg_sys::Oid>(
+    crate::catalog::sys::kept_one::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_catalog.pg_class c \
                    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
                   WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' \
                     AND c.relname OPERATOR(pg_catalog.=) ('agg_' OPERATOR(pg_catalog.||) $1::pg_catalog.text))",
         &[relid.into()],
-    )?)
+    )
 }
 
 /// Create the state table when `wanted` and the plan is algebraic, drop it

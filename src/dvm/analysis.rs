@@ -1373,11 +1373,11 @@ fn primary_key(source: pg_sys::Oid) -> PgtResult<Vec<i16>> {
 /// The mode of `relid` if it is a stream table (`refresh_mode` as stored:
 /// the effective mode).
 fn stream_table_mode(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
-    Ok(crate::catalog::sys::kept_one::<String>(
+    crate::catalog::sys::kept_one::<String>(
         "SELECT (SELECT refresh_mode::pg_catalog.text FROM pgtrickle.pgt_stream_tables \
                   WHERE relid OPERATOR(pg_catalog.=) $1)",
         &[relid.into()],
-    )?)
+    )
 }
 
 /// The analysis for a requested mode. A stream table read by another is

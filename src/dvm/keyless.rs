@@ -79,7 +79,7 @@ pub fn apply_sql(
 /// The first column of the stream table's key index, if it has one on a
 /// column (not on `true`).
 fn lookup_column(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
-    Ok(crate::catalog::sys::kept_one::<String>(
+    crate::catalog::sys::kept_one::<String>(
         "SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_index i \
            JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
@@ -87,7 +87,7 @@ fn lookup_column(relid: pg_sys::Oid) -> PgtResult<Option<String>> {
           WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
             AND c.relname OPERATOR(pg_catalog.=) ('__pgt_key_' OPERATOR(pg_catalog.||) $1::pg_catalog.text)",
         &[relid.into()],
-    )?)
+    )
 }
 
 /// Apply the window's changes (a differential refresh).
