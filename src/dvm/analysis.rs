@@ -80,6 +80,16 @@ impl JoinGraph {
         None
     }
 
+    /// The table reference nearest to `from` (breadth first, `from` itself
+    /// excluded) that `target` accepts, and the path to it.
+    pub fn nearest(&self, from: u32, target: &dyn Fn(u32) -> bool) -> Option<(u32, Vec<Equality>)> {
+        let mut refs: Vec<u32> =
+            self.tables.iter().map(|(r, _)| *r).filter(|r| *r != from && target(*r)).collect();
+        refs.sort_by_key(|r| self.path(from, *r).map_or(usize::MAX, |p| p.len()));
+        let to = *refs.first()?;
+        Some((to, self.path(from, to)?))
+    }
+
     /// Columns of `source` the join conditions use (any of its references).
     pub fn columns_of(&self, source: pg_sys::Oid) -> Vec<i16> {
         let rtes: Vec<u32> = self.tables.iter().filter(|(_, s)| *s == source).map(|(r, _)| *r).collect();
@@ -142,6 +152,30 @@ impl Plan {
         needed.sort_unstable();
         needed.dedup();
         needed
+    }
+
+    /// The table references whose changes are followed along `=`
+    /// conditions to a reference carrying key columns: (reference, its
+    /// table, the reference reached, the path there). For a grouped join,
+    /// every other reference, to the grouping one; for rows filtered by
+    /// subqueries, the references inside them, to the nearest outer one.
+    pub fn followed(&self) -> Vec<(u32, pg_sys::Oid, u32, Vec<Equality>)> {
+        let Some(join) = &self.join else { return Vec::new() };
+        let keyed = |r: u32| self.key.iter().any(|k| k.rte == r);
+        let mut out = Vec::new();
+        for &(rte, source) in &join.tables {
+            let reached = match self.shape {
+                Shape::GroupsOverJoin { group_rte } if rte != group_rte => {
+                    join.path(rte, group_rte).map(|p| (group_rte, p))
+                }
+                Shape::Rows if !keyed(rte) => join.nearest(rte, &keyed),
+                _ => None,
+            };
+            if let Some((to, path)) = reached {
+                out.push((rte, source, to, path));
+            }
+        }
+        out
     }
 
     /// The key columns grouped by range table entry (one group per table
@@ -302,6 +336,10 @@ struct QueryFacts {
     /// For aggregates over an inner join: the join's rows as a query (see
     /// join_totals).
     join_totals: Option<super::join_totals::JoinTotals>,
+    /// Table references inside subqueries in expressions (EXISTS, IN,
+    /// scalar subqueries) of the WHERE clause: (id, relation, relkind).
+    /// Their `=` conditions to the outer query are among `equalities`.
+    sub_relations: Vec<(u32, pg_sys::Oid, u8)>,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -554,6 +592,83 @@ unsafe fn not_simple(q: *mut pg_sys::Query) -> Option<&'static str> {
     }
 }
 
+/// Why a subquery in an expression cannot be read, if it cannot: it may
+/// aggregate, group and filter, but not more.
+unsafe fn not_plain_subquery(q: *mut pg_sys::Query) -> Option<&'static str> {
+    // SAFETY: q is a Query node of the analyzed stored query.
+    unsafe {
+        let q = &*q;
+        let reason = if q.commandType != pg_sys::CmdType::CMD_SELECT {
+            "subqueries that modify data"
+        } else if !q.setOperations.is_null() {
+            "subqueries in expressions with UNION, INTERSECT or EXCEPT"
+        } else if q.hasWindowFuncs {
+            "subqueries in expressions with window functions"
+        } else if q.hasTargetSRFs {
+            "subqueries in expressions with set-returning functions"
+        } else if !q.limitCount.is_null() || !q.limitOffset.is_null() {
+            "subqueries in expressions with LIMIT or OFFSET"
+        } else if !q.rowMarks.is_null() {
+            "FOR UPDATE/SHARE"
+        } else if !q.cteList.is_null() {
+            "WITH queries inside subqueries"
+        } else if q.hasDistinctOn {
+            "DISTINCT ON"
+        } else if !q.groupingSets.is_null() {
+            "GROUPING SETS, ROLLUP or CUBE"
+        } else {
+            return None;
+        };
+        Some(reason)
+    }
+}
+
+/// The conditions ANDed at the top of a clause (the clause itself when it
+/// is not an AND); none for NULL.
+unsafe fn and_args(clause: *mut pg_sys::Node) -> Vec<*mut pg_sys::Node> {
+    // SAFETY: clause is NULL or an expression; BoolExpr args and implicit-AND
+    // Lists hold expression nodes.
+    unsafe {
+        let mut out = Vec::new();
+        let mut stack = vec![clause];
+        while let Some(n) = stack.pop() {
+            if n.is_null() {
+                continue;
+            }
+            match (*n).type_ {
+                pg_sys::NodeTag::T_BoolExpr
+                    if (*(n as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR =>
+                {
+                    stack.extend(
+                        list_ptrs::<pg_sys::Node>((*(n as *mut pg_sys::BoolExpr)).args).into_iter().rev(),
+                    );
+                }
+                pg_sys::NodeTag::T_List => {
+                    stack.extend(list_ptrs::<pg_sys::Node>(n as *mut pg_sys::List).into_iter().rev())
+                }
+                _ => out.push(n),
+            }
+        }
+        out
+    }
+}
+
+/// Whether a column is declared NOT NULL.
+fn column_not_null(relid: pg_sys::Oid, attnum: i16) -> bool {
+    // SAFETY: the syscache lookup returns NULL or a pg_attribute tuple,
+    // read and released here.
+    unsafe {
+        let tuple = pg_sys::SearchSysCacheAttNum(relid, attnum);
+        if tuple.is_null() {
+            return false;
+        }
+        let attr = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_attribute>(tuple);
+        let not_null = (*attr).attnotnull;
+        pg_sys::ReleaseSysCache(tuple);
+        not_null
+    }
+}
+
 impl Levels {
     fn rtable(&self, level: usize) -> Vec<*mut pg_sys::RangeTblEntry> {
         // SAFETY: every level's q is a valid Query.
@@ -651,12 +766,13 @@ impl Levels {
                     return None;
                 }
                 let var = &*(node as *mut pg_sys::Var);
+                // (An outer reference, from a subquery in an expression,
+                // names a column of an enclosing level.)
+                for _ in 0..var.varlevelsup {
+                    level = self.levels[level].parent?;
+                }
                 let rtable = self.rtable(level);
-                if var.varlevelsup != 0
-                    || var.varno < 1
-                    || var.varno as usize > rtable.len()
-                    || var.varattno <= 0
-                {
+                if var.varno < 1 || var.varno as usize > rtable.len() || var.varattno <= 0 {
                     return None;
                 }
                 let rte = rtable[var.varno as usize - 1];
@@ -721,6 +837,195 @@ impl Levels {
                 }
             }
             out
+        }
+    }
+
+    /// Read the subqueries in expressions (EXISTS, IN, NOT IN, scalar
+    /// subqueries) of `level`'s WHERE and inner JOIN ... ON clauses, and
+    /// theirs, each as a level of its own whose tables are table references
+    /// (`f.sub_relations`). The `=` conditions of a subquery's WHERE
+    /// between its columns and the outer query's are read with every
+    /// level's (equalities_and_nullable); `edges` gets those of an
+    /// `IN`/`= ANY` (or `NOT IN`/`<> ALL`) between an outer column and the
+    /// subquery's output column. Err: why the query cannot be maintained.
+    ///
+    /// Why these conditions are enough: a row of a table inside a subquery
+    /// can change the subquery's value for an outer row only if it passes
+    /// the subquery's WHERE, so only if it is equal on those columns. An
+    /// IN's comparison counts only where its NULL cannot matter: as a
+    /// condition of the WHERE clause itself (where NULL and false both
+    /// drop the row), or between columns that are NOT NULL; elsewhere a
+    /// NULL in the subquery turns every outer row's NOT IN to NULL.
+    unsafe fn read_sublinks(
+        &mut self,
+        level: usize,
+        f: &mut QueryFacts,
+        edges: &mut Vec<Equality>,
+    ) -> Result<(), &'static str> {
+        // SAFETY: see walk; SubLink nodes and their subqueries are read
+        // according to their tags.
+        unsafe {
+            let q = self.levels[level].q;
+            let mut elsewhere = false;
+            for n in [(*q).targetList as *mut pg_sys::Node, (*q).havingQual] {
+                crate::hooks::nodes::walk(n, |n| {
+                    elsewhere |= (*n).type_ == pg_sys::NodeTag::T_SubLink;
+                    !elsewhere
+                });
+            }
+            if elsewhere {
+                return Err("subqueries in the select list, GROUP BY or HAVING");
+            }
+            let jt = (*q).jointree;
+            if jt.is_null() {
+                return Ok(());
+            }
+            let mut clauses = vec![(*jt).quals];
+            let mut items = list_ptrs::<pg_sys::Node>((*jt).fromlist);
+            while let Some(item) = items.pop() {
+                if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
+                    let j = &*(item as *mut pg_sys::JoinExpr);
+                    if j.jointype == pg_sys::JoinType::JOIN_INNER {
+                        clauses.push(j.quals);
+                    } else {
+                        let mut found = false;
+                        crate::hooks::nodes::walk(j.quals, |n| {
+                            found |= (*n).type_ == pg_sys::NodeTag::T_SubLink;
+                            !found
+                        });
+                        if found {
+                            return Err("subqueries in the ON clause of an outer join");
+                        }
+                    }
+                    items.push(j.larg);
+                    items.push(j.rarg);
+                }
+            }
+            // (sublink, is a condition of the clause itself)
+            let mut found: Vec<(*mut pg_sys::SubLink, bool)> = Vec::new();
+            for clause in clauses {
+                for conjunct in and_args(clause) {
+                    crate::hooks::nodes::walk(conjunct, |n| {
+                        if (*n).type_ == pg_sys::NodeTag::T_SubLink {
+                            found.push((n as *mut pg_sys::SubLink, n == conjunct));
+                        }
+                        true
+                    });
+                }
+            }
+            for (sublink, condition) in found {
+                self.read_sublink(level, sublink, condition, f, edges)?;
+            }
+            Ok(())
+        }
+    }
+
+    unsafe fn read_sublink(
+        &mut self,
+        level: usize,
+        sublink: *mut pg_sys::SubLink,
+        condition: bool,
+        f: &mut QueryFacts,
+        edges: &mut Vec<Equality>,
+    ) -> Result<(), &'static str> {
+        // SAFETY: see read_sublinks.
+        unsafe {
+            let sl = &*sublink;
+            let kind = sl.subLinkType;
+            if !matches!(
+                kind,
+                pg_sys::SubLinkType::EXISTS_SUBLINK
+                    | pg_sys::SubLinkType::ANY_SUBLINK
+                    | pg_sys::SubLinkType::ALL_SUBLINK
+                    | pg_sys::SubLinkType::EXPR_SUBLINK
+            ) {
+                return Err(
+                    "ARRAY(subquery), row comparisons with subqueries and other subquery expressions",
+                );
+            }
+            let sub = sl.subselect as *mut pg_sys::Query;
+            if sub.is_null() || (*sub).type_ != pg_sys::NodeTag::T_Query {
+                return Err("subqueries in expressions");
+            }
+            if let Some(why) = not_plain_subquery(sub) {
+                return Err(why);
+            }
+            let child = self.levels.len();
+            if child as u32 >= u32::MAX / LEVEL_SPAN - 1 {
+                return Err("queries of too many subqueries");
+            }
+            let base = self.levels[0].base + child as u32 * LEVEL_SPAN;
+            self.levels.push(Level { q: sub, base, parent: Some(level) });
+            for (i, rte) in self.rtable(child).into_iter().enumerate() {
+                let index = i as u32 + 1;
+                if index >= LEVEL_SPAN {
+                    return Err("queries of more than 999 FROM items");
+                }
+                match (*rte).rtekind {
+                    pg_sys::RTEKind::RTE_RELATION => {
+                        f.sub_relations.push((base + index, (*rte).relid, (*rte).relkind as u8))
+                    }
+                    pg_sys::RTEKind::RTE_GROUP => {}
+                    pg_sys::RTEKind::RTE_JOIN if (*rte).jointype == pg_sys::JoinType::JOIN_INNER => {}
+                    pg_sys::RTEKind::RTE_JOIN => return Err("outer joins inside subqueries in expressions"),
+                    _ => {
+                        return Err(
+                            "subqueries, functions or VALUES in the FROM clause of subqueries in expressions",
+                        )
+                    }
+                }
+            }
+            // IN / = ANY and NOT IN / <> ALL compare an outer expression with
+            // the subquery's output column (a Param numbered like it).
+            let wanted = match kind {
+                pg_sys::SubLinkType::ANY_SUBLINK => Some("="),
+                pg_sys::SubLinkType::ALL_SUBLINK => Some("<>"),
+                _ => None,
+            };
+            if let Some(wanted) = wanted {
+                let null_safe = kind == pg_sys::SubLinkType::ANY_SUBLINK && condition;
+                let targets = list_ptrs::<pg_sys::TargetEntry>((*sub).targetList);
+                for n in and_args(sl.testexpr) {
+                    if (*n).type_ != pg_sys::NodeTag::T_OpExpr {
+                        continue;
+                    }
+                    let op = &*(n as *mut pg_sys::OpExpr);
+                    if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some(wanted) {
+                        continue;
+                    }
+                    let [outer, param] = list_ptrs::<pg_sys::Node>(op.args)[..] else { continue };
+                    if param.is_null() || (*param).type_ != pg_sys::NodeTag::T_Param {
+                        continue;
+                    }
+                    let p = &*(param as *mut pg_sys::Param);
+                    if p.paramkind != pg_sys::ParamKind::PARAM_SUBLINK {
+                        continue;
+                    }
+                    let Some(tle) = targets.iter().find(|t| i32::from((***t).resno) == p.paramid) else {
+                        continue;
+                    };
+                    let (Some(a), Some(b)) = (
+                        self.base_column(level, outer),
+                        self.base_column(child, (**tle).expr as *mut pg_sys::Node),
+                    ) else {
+                        continue;
+                    };
+                    let relation_of = |id: u32| {
+                        f.relations
+                            .iter()
+                            .chain(&f.sub_relations)
+                            .find(|(i, _, _)| *i == id)
+                            .map(|(_, r, _)| *r)
+                    };
+                    let not_null = |(id, attnum): (u32, i16)| {
+                        relation_of(id).is_some_and(|r| column_not_null(r, attnum))
+                    };
+                    if a.0 != b.0 && (null_safe || (not_null(a) && not_null(b))) {
+                        edges.push((a, b));
+                    }
+                }
+            }
+            self.read_sublinks(child, f, edges)
         }
     }
 
@@ -840,7 +1145,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             (!top.setOperations.is_null() && !union_all, "UNION, INTERSECT or EXCEPT"),
             (top.hasWindowFuncs, "window functions"),
             (top.hasTargetSRFs, "set-returning functions in the select list"),
-            (top.hasSubLinks, "subqueries in expressions"),
+            (top.hasSubLinks && (base != 0 || union_all), "subqueries in expressions"),
             (top.hasDistinctOn, "DISTINCT ON"),
             (!top.groupingSets.is_null(), "GROUPING SETS, ROLLUP or CUBE"),
             (!top.limitCount.is_null() || !top.limitOffset.is_null(), "LIMIT or OFFSET"),
@@ -878,6 +1183,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             output_sql: None,
             output_attnums: Vec::new(),
             join_totals: None,
+            sub_relations: Vec::new(),
         };
         if union_all {
             let rtable = list_ptrs::<pg_sys::RangeTblEntry>(top.rtable);
@@ -894,6 +1200,12 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         let mut levels =
             Levels { levels: vec![Level { q, base, parent: None }], children: Default::default() };
         levels.walk(0, &mut f);
+        let mut sub_edges = Vec::new();
+        if top.hasSubLinks && base == 0 {
+            if let Err(why) = levels.read_sublinks(0, &mut f, &mut sub_edges) {
+                f.features.push(why);
+            }
+        }
         let rtable = levels.rtable(0);
         let is_relation = |index: u32| {
             rtable.get(index as usize - 1).is_some_and(|rte| (**rte).rtekind == pg_sys::RTEKind::RTE_RELATION)
@@ -950,7 +1262,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         let mut output_sql = single.filter(|_| plain).map(|_| Vec::new());
         // Aggregates over an inner join of several tables may be kept from
         // running totals too (see join_totals).
-        let over_join = base == 0 && single.is_none() && top.hasAggs && f.relations.len() > 1;
+        let over_join =
+            base == 0 && single.is_none() && top.hasAggs && f.relations.len() > 1 && !top.hasSubLinks;
         let group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
@@ -1032,7 +1345,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         }
         f.output_sql = output_sql;
         f.group_refs = group_refs;
-        let (equalities, nullable) = levels.equalities_and_nullable();
+        let (mut equalities, nullable) = levels.equalities_and_nullable();
+        equalities.extend(sub_edges);
         f.equalities = equalities;
         f.nullable = nullable;
         Ok(f)
@@ -1409,7 +1723,8 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
     // analyze_for).
     let mut upstream = Vec::new();
     let mut other_mode = None;
-    for facts in std::iter::once(&mut f.relations).chain(f.branches.iter_mut().map(|b| &mut b.relations)) {
+    let levels = std::iter::once(&mut f.relations).chain(std::iter::once(&mut f.sub_relations));
+    for facts in levels.chain(f.branches.iter_mut().map(|b| &mut b.relations)) {
         for (_, source, kind) in facts.iter_mut() {
             if *kind != pg_sys::RELKIND_MATVIEW {
                 continue;
@@ -1473,6 +1788,10 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
 /// Running totals, when the query reads one table, has no HAVING, and every
 /// output other than the GROUP BY columns is an aggregate they can keep.
 fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
+    // (A subquery in WHERE makes the filter of a row depend on other rows.)
+    if !f.sub_relations.is_empty() {
+        return None;
+    }
     let others: Vec<(i16, &Option<AggCall>, Option<&DerivedCall>)> = f
         .outputs
         .iter()
@@ -1532,7 +1851,12 @@ fn scalar(f: &QueryFacts) -> Plan {
         key: Vec::new(),
         reads_stream_tables: false,
         join: Some(JoinGraph {
-            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            tables: f
+                .relations
+                .iter()
+                .chain(&f.sub_relations)
+                .map(|(rte, relid, _)| (*rte, *relid))
+                .collect(),
             edges: Vec::new(),
         }),
         algebraic: running_totals(f),
@@ -1595,6 +1919,7 @@ fn decide(
     }
     if f.relations
         .iter()
+        .chain(&f.sub_relations)
         .any(|(_, _, kind)| *kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE)
     {
         return Ok(unsupported(
@@ -1646,7 +1971,12 @@ fn decide(
             );
         }
         let join = JoinGraph {
-            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            tables: f
+                .relations
+                .iter()
+                .chain(&f.sub_relations)
+                .map(|(rte, relid, _)| (*rte, *relid))
+                .collect(),
             edges: f.equalities.clone(),
         };
         if f.relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
@@ -1654,6 +1984,9 @@ fn decide(
                 "aggregates and DISTINCT over joins are maintained incrementally only when every joined table is connected \
                  to the table of the grouping columns by = conditions",
             );
+        }
+        if f.sub_relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
+            return unsupported(UNCORRELATED);
         }
         Ok(Plan {
             shape: Shape::GroupsOverJoin { group_rte },
@@ -1702,7 +2035,7 @@ fn decide(
                 "every GROUP BY item must be a plain column of the table that appears in the select list",
             ));
         }
-        if single {
+        if single && f.sub_relations.is_empty() {
             return Ok(Ok(Plan {
                 shape: Shape::Groups,
                 key,
@@ -1725,7 +2058,7 @@ fn decide(
         if key.len() != f.outputs.len() {
             return Ok(unsupported("SELECT DISTINCT of expressions cannot be maintained incrementally yet"));
         }
-        if !single {
+        if !single || !f.sub_relations.is_empty() {
             return Ok(over_join(key));
         }
         return Ok(Ok(Plan {
@@ -1817,8 +2150,41 @@ fn decide(
         }
         (None, None) => Shape::Rows,
     };
-    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join: None, algebraic: None, rows: None }))
+    // Subqueries in WHERE: a change of a table inside one reaches the rows
+    // of the outer table it is compared with (followed along the `=`
+    // conditions, see key_recompute::expand_join_groups).
+    let join = if f.sub_relations.is_empty() {
+        None
+    } else {
+        if shape != Shape::Rows {
+            return Ok(unsupported(
+                "subqueries in expressions of a query with an outer join cannot be maintained incrementally yet",
+            ));
+        }
+        let join = JoinGraph {
+            tables: f
+                .relations
+                .iter()
+                .chain(&f.sub_relations)
+                .map(|(rte, relid, _)| (*rte, *relid))
+                .collect(),
+            edges: f.equalities.clone(),
+        };
+        if f.sub_relations
+            .iter()
+            .any(|(rte, _, _)| join.nearest(*rte, &|r| key.iter().any(|k| k.rte == r)).is_none())
+        {
+            return Ok(unsupported(UNCORRELATED));
+        }
+        Some(join)
+    };
+    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join, algebraic: None, rows: None }))
 }
+
+/// Why a query with a subquery not tied to the outer query by `=` is not
+/// maintained.
+const UNCORRELATED: &str = "subqueries in expressions are maintained incrementally only when every table they read is \
+     connected to the outer query's tables by = conditions (an uncorrelated subquery's change could change every row)";
 
 #[cfg(test)]
 mod tests {

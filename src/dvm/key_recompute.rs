@@ -440,13 +440,10 @@ pub fn affected_keys(
         groups.push(keys);
     }
     let mut join_values = Vec::new();
-    if let (Shape::GroupsOverJoin { group_rte }, Some(join)) = (plan.shape, &plan.join) {
-        for &(rte, source) in &join.tables {
-            if rte == group_rte {
-                continue;
-            }
-            let Some(path) = join.path(rte, group_rte) else { continue };
-            let attnum = path[0].0 .1;
+    {
+        for (rte, source, _, path) in plan.followed() {
+            let Some(first) = path.first() else { continue };
+            let attnum = first.0 .1;
             let sql = format!(
                 "SELECT (pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text \
                    FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
@@ -475,9 +472,8 @@ pub fn expand_join_groups(
     join_values: &[(u32, String)],
     run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
 ) -> PgtResult<(Vec<Vec<KeyValues>>, i64)> {
-    let (Shape::GroupsOverJoin { group_rte }, Some(join)) = (plan.shape, &plan.join) else {
-        return Ok((groups, 0));
-    };
+    let Some(join) = &plan.join else { return Ok((groups, 0)) };
+    let followed = plan.followed();
     let mut reached = 0i64;
     let columns = output_columns(relid)?;
     let table_of = |rte: u32| join.tables.iter().find(|(r, _)| *r == rte).map(|(_, s)| *s);
@@ -488,7 +484,8 @@ pub fn expand_join_groups(
         Ok(crate::sql::quote_ident(name))
     };
     for (rte, values) in join_values {
-        let Some(path) = join.path(*rte, group_rte) else { continue };
+        let Some((_, _, group_rte, path)) = followed.iter().find(|f| f.0 == *rte) else { continue };
+        let group_rte = *group_rte;
         // Tables along the path after the changed one: r1 … rn (= grouping).
         let mut from = Vec::new();
         let mut conditions = Vec::new();
@@ -519,7 +516,7 @@ pub fn expand_join_groups(
         let mut select = Vec::new();
         let mut keys = Vec::new();
         let mut row_of_keys = Vec::new();
-        for k in &plan.key {
+        for k in plan.key.iter().filter(|k| k.rte == group_rte) {
             let col = format!("{grouped}.{}", column_name(group_rte, k.source_attnum)?);
             select.push(format!(
                 "(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL))::text"

@@ -62,6 +62,42 @@ where
     }
 }
 
+/// Visit an expression tree depth first (PostgreSQL's
+/// expression_tree_walker): `visit` sees each node and returns whether
+/// to visit its children. A SubLink's subquery is seen as a Query node,
+/// whose insides are not visited.
+///
+/// # Safety
+/// `node` is NULL or a valid expression tree.
+pub unsafe fn walk<F>(node: *mut pg_sys::Node, mut visit: F)
+where
+    F: FnMut(*mut pg_sys::Node) -> bool,
+{
+    // SAFETY: as in `mutate`: the context is `visit`, alive for the walk.
+    unsafe {
+        walk_node::<F>(node, &mut visit as *mut F as *mut c_void);
+    }
+}
+
+/// expression_tree_walker callback for [`walk`]; `context` is its `F`.
+unsafe extern "C-unwind" fn walk_node<F>(node: *mut pg_sys::Node, context: *mut c_void) -> bool
+where
+    F: FnMut(*mut pg_sys::Node) -> bool,
+{
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: `context` is the `F` that `walk` passed; a Query node is not
+    // entered (expression_tree_walker does not enter one either).
+    unsafe {
+        let visit = &mut *(context as *mut F);
+        if visit(node) && (*node).type_ != pg_sys::NodeTag::T_Query {
+            return pg_sys::expression_tree_walker_impl(node, Some(walk_node::<F>), context);
+        }
+        false
+    }
+}
+
 /// A new pointer `List` in the current memory context.
 pub unsafe fn list_from_ptrs<T>(items: &[*mut T]) -> *mut pg_sys::List {
     let mut list: *mut pg_sys::List = std::ptr::null_mut();

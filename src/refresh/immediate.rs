@@ -417,18 +417,20 @@ fn apply_changes(
             None => false,
         };
     }
-    // An aggregate or DISTINCT over a join: a change of another table
-    // reaches the groups joined to its changed rows, old and new, followed
-    // along the join's = conditions (key_recompute::expand_join_groups).
+    // An aggregate or DISTINCT over a join, or rows filtered by subqueries:
+    // a change of another table reaches the groups (rows) joined to its
+    // changed rows, old and new, followed along the = conditions
+    // (key_recompute::expand_join_groups).
     let mut join_values = Vec::new();
-    if let (analysis::Shape::GroupsOverJoin { group_rte }, Some(join)) = (p.plan.shape, &p.plan.join) {
+    let followed = p.plan.followed();
+    if followed.iter().any(|(_, table, _, _)| *table == source) {
         let names = sys::attribute_names(source, None)?;
-        for &(rte, table) in &join.tables {
-            if rte == group_rte || table != source {
+        for (rte, table, _, path) in followed {
+            if table != source {
                 continue;
             }
-            let Some(path) = join.path(rte, group_rte) else { continue };
-            let attnum = path[0].0 .1;
+            let Some(first) = path.first() else { continue };
+            let attnum = first.0 .1;
             let Some((_, name)) = names.iter().find(|(a, _)| *a == attnum) else { continue };
             let col = crate::sql::quote_ident(name);
             let Some(rows) = transition.union_all(|_, table| format!("SELECT t.{col} AS v FROM {table} t"))

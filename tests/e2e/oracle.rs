@@ -127,8 +127,6 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t2.id AS id2 FROM t1 FULL JOIN t2 ON t1.k = t2.k WHERE t1.v IS NULL OR t1.v > 20", false),
     ("SELECT x.id, y.id AS id2 FROM t1 x CROSS JOIN t2 y WHERE x.k = y.k AND x.v > y.k", true),
     ("SELECT k FROM t1 UNION SELECT k FROM t2", false),
-    ("SELECT id FROM t1 WHERE k IN (SELECT k FROM t2)", false),
-    ("SELECT id, v FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k)", false),
     ("SELECT s.k, s.n FROM (SELECT k, count(*) AS n FROM t1 GROUP BY k) s WHERE s.n > 1", false),
     ("SELECT id, v, rank() OVER (PARTITION BY k ORDER BY v, id) AS r FROM t1", false),
     ("SELECT DISTINCT ON (k) k, id, v FROM t1 ORDER BY k, v, id", false),
@@ -143,6 +141,26 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT id, v FROM t1 WHERE g = ANY (ARRAY['g1', 'g3'])", true),
     ("SELECT k, max(g) AS mg, min(g) AS ng FROM t1 GROUP BY k HAVING max(g) IS NOT NULL", true),
     ("SELECT b, sum(a) AS sa FROM t3 GROUP BY b HAVING sum(a) > 3", true),
+    // Subqueries in WHERE tied to the outer query by = (EXISTS, IN, NOT IN
+    // between NOT NULL columns, scalar subqueries): a change inside one
+    // is followed to the outer rows it is compared with.
+    ("SELECT id FROM t1 WHERE k IN (SELECT k FROM t2)", true),
+    ("SELECT id, v FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k)", true),
+    ("SELECT id, v FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k AND t2.note IS NOT NULL)", true),
+    ("SELECT id FROM t2 WHERE id NOT IN (SELECT id FROM t1 WHERE v > 30)", true),
+    ("SELECT id, v FROM t1 o WHERE v > (SELECT avg(v) FROM t1 i WHERE i.k = o.k)", true),
+    ("SELECT k, count(*) AS n, sum(v) AS s FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k) GROUP BY k", true),
+    ("SELECT DISTINCT g FROM t1 WHERE id IN (SELECT id FROM t2 WHERE note IS NULL)", true),
+    ("SELECT count(*) AS n, sum(v) AS s FROM t1 WHERE k IN (SELECT a FROM t3 WHERE b > 1)", true),
+    ("SELECT t1.id, t2.id AS id2 FROM t1 JOIN t2 ON t1.k = t2.k WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.a = t2.id AND t3.b IS NOT NULL)", true),
+    ("SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k AND t2.id IN (SELECT a FROM t3 WHERE t3.b > 2))", true),
+    ("SELECT id, v FROM t1 WHERE v > 90 OR EXISTS (SELECT 1 FROM t2 WHERE t2.id = t1.k)", true),
+    ("SELECT id, k FROM t1 WHERE k IN (SELECT k FROM t2 GROUP BY k HAVING count(*) > 1)", true),
+    ("SELECT t2.note, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k WHERE NOT EXISTS (SELECT 1 FROM t3 WHERE t3.a = t1.id) GROUP BY t2.note", true),
+    ("SELECT a.id FROM t1 a WHERE EXISTS (SELECT 1 FROM t1 b WHERE b.k = a.k AND b.id <> a.id AND b.v > a.v)", true),
+    ("SELECT id FROM t1 WHERE v > (SELECT avg(v) FROM t1)", false),
+    ("SELECT id FROM t1 WHERE NOT (k IN (SELECT k FROM t2 WHERE t2.id > 2))", false),
+    ("SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k > t1.k)", false),
     // Aggregates over inner joins: grouping columns from one table, which
     // every other table reaches through = conditions.
     ("SELECT t2.note, count(*) AS n, sum(t1.v) AS s FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.note", true),
