@@ -2220,6 +2220,7 @@ mod tests {
             output_sql: None,
             output_attnums: vec![],
             join_totals: None,
+            sub_relations: Vec::new(),
         }
     }
 
@@ -2252,6 +2253,51 @@ mod tests {
         assert!(no_pk.0.contains("no primary key"));
         let pk_not_selected = decide(&facts(), |_| Ok(vec![2])).unwrap().unwrap_err();
         assert!(pk_not_selected.0.contains("does not include"));
+    }
+
+    #[test]
+    fn subqueries_followed_to_the_nearest_outer_table() {
+        // SELECT id, c FROM t WHERE EXISTS (SELECT FROM u WHERE u.x = t.c
+        //   AND u.y IN (SELECT y FROM t t2 WHERE ...)): u (1001) is tied to
+        // t (1) by u.2 = t.3, t2 (2001) to u by t2.5 = u.4.
+        let mut f = facts();
+        f.sub_relations = vec![(1001, U, pg_sys::RELKIND_RELATION), (2001, T, pg_sys::RELKIND_RELATION)];
+        f.equalities = vec![((1001, 2), (1, 3)), ((2001, 5), (1001, 4))];
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Rows);
+        assert_eq!(plan.key, vec![key(1, 1, T, 1)]);
+        assert_eq!(plan.sources(), vec![T, U]);
+        let followed: Vec<(u32, u32, usize)> =
+            plan.followed().into_iter().map(|(from, _, to, path)| (from, to, path.len())).collect();
+        assert_eq!(followed, vec![(1001, 1, 1), (2001, 1, 2)]);
+        // The buffers hold the columns the conditions read.
+        assert_eq!(plan.captured_columns(U), vec![2, 4]);
+        assert_eq!(plan.captured_columns(T), vec![1, 3, 5]);
+        // Grouped: the single table's groups, through the subquery.
+        let mut g = facts();
+        g.sub_relations = f.sub_relations.clone();
+        g.equalities = f.equalities.clone();
+        g.has_aggs = true;
+        g.has_group = true;
+        g.group_refs = vec![1];
+        g.outputs = vec![(Some((1, 3)), 1), (None, 0)];
+        let plan = decide(&g, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::GroupsOverJoin { group_rte: 1 });
+        assert!(plan.algebraic.is_none());
+        assert_eq!(plan.followed().len(), 2);
+        // A table of a subquery tied by nothing: refused.
+        f.equalities.pop();
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("uncorrelated"));
+        g.equalities.pop();
+        assert!(decide(&g, pk1).unwrap().unwrap_err().0.contains("uncorrelated"));
+        // Aggregates without GROUP BY are recomputed whole: any subquery.
+        g.has_group = false;
+        g.group_refs = vec![];
+        g.outputs = vec![(None, 0)];
+        let plan = decide(&g, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Scalar);
+        assert_eq!(plan.sources(), vec![T, U]);
+        assert!(plan.followed().is_empty());
     }
 
     #[test]
