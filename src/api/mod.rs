@@ -142,6 +142,31 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 format!("{how}: {}", plan.shape.as_str())
             };
             out.push(("strategy".into(), Some(strategy)));
+            if let Some(topk) = &plan.topk {
+                let columns = crate::dvm::key_recompute::output_columns(relid)?;
+                let order: Vec<String> = topk
+                    .order
+                    .iter()
+                    .map(|&(output, desc, nulls_first)| {
+                        let name =
+                            columns.get(output as usize - 1).map(|(n, _)| n.clone()).unwrap_or_default();
+                        format!(
+                            "{name} {} NULLS {}",
+                            if desc { "DESC" } else { "ASC" },
+                            if nulls_first { "FIRST" } else { "LAST" }
+                        )
+                    })
+                    .collect();
+                out.push((
+                    "order and limit".into(),
+                    Some(format!(
+                        "ORDER BY {} LIMIT {}: the first rows of the query without them, ranked from the affected keys' rows \
+                         and the stream table's others; the query is ranked whole when rows leave and too few replace them",
+                        order.join(", "),
+                        topk.limit
+                    )),
+                ));
+            }
             if let Some(jt) = join {
                 // Each change term reads the changed table's rows and the
                 // others' states through these stand-ins.
@@ -203,6 +228,20 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                         None,
                     )
                 })?
+            } else if let Some(topk) = &plan.topk {
+                // The new first rows, applied as differences from all rows.
+                let rows = match (algebraic, recompute.as_deref()) {
+                    (true, Some(touched)) => {
+                        crate::dvm::topk::totals_sql(relid, &plan, topk, touched, &apply_keys)?
+                    }
+                    _ => {
+                        let owner = sys::relation_owner(relid)?;
+                        sys::as_restricted_role(owner, || {
+                            crate::dvm::topk::recomputed_sql(relid, topk, &apply_keys)
+                        })?
+                    }
+                };
+                crate::dvm::key_recompute::explain_sql(relid, &[], &key_names, Some(&rows))?
             } else {
                 crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?
             };

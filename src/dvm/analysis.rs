@@ -23,6 +23,17 @@ pub struct Plan {
     pub algebraic: Option<Algebraic>,
     /// For [`Shape::Keyless`]: the query as expressions over one table.
     pub rows: Option<RowsDelta>,
+    /// `ORDER BY ... LIMIT n`: the stream table holds the first rows of
+    /// the query without them (whose shape the rest of the plan is).
+    pub topk: Option<TopK>,
+}
+
+/// `ORDER BY` output columns `LIMIT n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopK {
+    pub limit: i64,
+    /// (output column, DESC, NULLS FIRST), in order.
+    pub order: Vec<(i16, bool, bool)>,
 }
 
 /// A filter and projection of one table, computed from changed rows alone:
@@ -340,6 +351,8 @@ struct QueryFacts {
     /// scalar subqueries) of the WHERE clause: (id, relation, relkind).
     /// Their `=` conditions to the outer query are among `equalities`.
     sub_relations: Vec<(u32, pg_sys::Oid, u8)>,
+    /// `ORDER BY ... LIMIT n` of the stored query.
+    topk: Option<TopK>,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -511,7 +524,7 @@ fn query_facts(relid: pg_sys::Oid) -> PgtResult<QueryFacts> {
 
 /// The Query of the relation's ON SELECT rule (`get_view_query` does the
 /// same for views only).
-unsafe fn select_rule_query(rel: pg_sys::Relation) -> *mut pg_sys::Query {
+pub(crate) unsafe fn select_rule_query(rel: pg_sys::Relation) -> *mut pg_sys::Query {
     // SAFETY: rd_rules of an open relation is NULL or a valid RuleLock with
     // numLocks entries; a SELECT rule has exactly one action, a Query.
     unsafe {
@@ -1127,6 +1140,70 @@ unsafe fn union_all_branches(node: *mut pg_sys::Node, out: &mut Vec<u32>) -> Res
     }
 }
 
+/// `ORDER BY ... LIMIT n` of a query, if it has a LIMIT; Err: why it cannot
+/// be maintained.
+unsafe fn read_topk(q: &pg_sys::Query) -> Result<Option<TopK>, &'static str> {
+    // SAFETY: the Query's limit, sort clause and target list are read
+    // according to their node tags; the type cache entry is only read.
+    unsafe {
+        if q.limitCount.is_null() && q.limitOffset.is_null() {
+            return Ok(None);
+        }
+        if !q.limitOffset.is_null() {
+            return Err("OFFSET");
+        }
+        if q.limitOption == pg_sys::LimitOption::LIMIT_OPTION_WITH_TIES {
+            return Err("FETCH FIRST ... WITH TIES");
+        }
+        // (`LIMIT 5` is stored as the cast of an int4 to int8: folded here.)
+        let limit = pg_sys::eval_const_expressions(std::ptr::null_mut(), q.limitCount);
+        if limit.is_null() || (*limit).type_ != pg_sys::NodeTag::T_Const {
+            return Err("a LIMIT that is not a constant");
+        }
+        let c = &*(limit as *mut pg_sys::Const);
+        if c.constisnull || c.consttype != pg_sys::INT8OID {
+            return Err("a LIMIT that is not a constant");
+        }
+        let limit = c.constvalue.value() as i64;
+        let sorts = list_ptrs::<pg_sys::SortGroupClause>(q.sortClause);
+        if sorts.is_empty() {
+            return Err("LIMIT without ORDER BY");
+        }
+        let targets = list_ptrs::<pg_sys::TargetEntry>(q.targetList);
+        let mut order = Vec::new();
+        for sgc in sorts {
+            let sgc = &*sgc;
+            let mut output = 0i16;
+            let mut found = None;
+            for tle in &targets {
+                if (**tle).resjunk {
+                    continue;
+                }
+                output += 1;
+                if (**tle).ressortgroupref == sgc.tleSortGroupRef {
+                    found = Some((output, *tle));
+                    break;
+                }
+            }
+            let Some((output, tle)) = found else {
+                return Err("ORDER BY items that are not columns of the select list");
+            };
+            let ty = pg_sys::exprType((*tle).expr as *const pg_sys::Node);
+            let cache =
+                pg_sys::lookup_type_cache(ty, (pg_sys::TYPECACHE_LT_OPR | pg_sys::TYPECACHE_GT_OPR) as i32);
+            let descending = if !cache.is_null() && sgc.sortop == (*cache).lt_opr {
+                false
+            } else if !cache.is_null() && sgc.sortop == (*cache).gt_opr {
+                true
+            } else {
+                return Err("ORDER BY ... USING an operator other than the type's default order");
+            };
+            order.push((output, descending, sgc.nulls_first));
+        }
+        Ok(Some(TopK { limit, order }))
+    }
+}
+
 /// Read one query: the stored query (`base` 0), or a branch of its UNION
 /// ALL, whose table references get ids from `base` on.
 unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> {
@@ -1148,7 +1225,10 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             (top.hasSubLinks && (base != 0 || union_all), "subqueries in expressions"),
             (top.hasDistinctOn, "DISTINCT ON"),
             (!top.groupingSets.is_null(), "GROUPING SETS, ROLLUP or CUBE"),
-            (!top.limitCount.is_null() || !top.limitOffset.is_null(), "LIMIT or OFFSET"),
+            (
+                (!top.limitCount.is_null() || !top.limitOffset.is_null()) && (base != 0 || union_all),
+                "LIMIT or OFFSET",
+            ),
             (!top.rowMarks.is_null(), "FOR UPDATE/SHARE"),
         ] {
             if present {
@@ -1184,7 +1264,14 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             output_attnums: Vec::new(),
             join_totals: None,
             sub_relations: Vec::new(),
+            topk: None,
         };
+        if base == 0 && !union_all {
+            match read_topk(top) {
+                Ok(topk) => f.topk = topk,
+                Err(why) => f.features.push(why),
+            }
+        }
         if union_all {
             let rtable = list_ptrs::<pg_sys::RangeTblEntry>(top.rtable);
             for (i, index) in branches.into_iter().enumerate() {
@@ -1767,6 +1854,9 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
             ));
         }
     }
+    if immediate && plan.topk.is_some() {
+        return Ok(unsupported("ORDER BY ... LIMIT cannot be maintained immediately yet"));
+    }
     plan.reads_stream_tables = !upstream.is_empty();
     // Capture puts triggers on the sources: the owner must be allowed to.
     for source in plan.sources().into_iter().filter(|s| !upstream.contains(s)) {
@@ -1861,6 +1951,7 @@ fn scalar(f: &QueryFacts) -> Plan {
         }),
         algebraic: running_totals(f),
         rows: None,
+        topk: None,
     }
 }
 
@@ -1889,10 +1980,32 @@ fn union_all(
         join: None,
         algebraic: None,
         rows: None,
+        topk: None,
     }))
 }
 
 fn decide(
+    f: &QueryFacts,
+    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
+) -> PgtResult<Result<Plan, Unsupported>> {
+    let mut plan = match decide_shape(f, primary_key)? {
+        Ok(plan) => plan,
+        Err(why) => return Ok(Err(why)),
+    };
+    if let Some(topk) = &f.topk {
+        if plan.key.is_empty() || plan.shape == Shape::UnionAll {
+            return Ok(unsupported(
+                "ORDER BY ... LIMIT is maintained incrementally only over a query whose rows have a key \
+                 (not over an aggregate without GROUP BY, UNION ALL, or a table without a primary key)",
+            ));
+        }
+        plan.topk = Some(topk.clone());
+    }
+    Ok(Ok(plan))
+}
+
+/// The shape of a query (its ORDER BY ... LIMIT aside).
+fn decide_shape(
     f: &QueryFacts,
     primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
 ) -> PgtResult<Result<Plan, Unsupported>> {
@@ -1956,6 +2069,7 @@ fn decide(
         }),
         algebraic: Some(algebraic),
         rows: None,
+        topk: None,
     };
     // Grouped rows over a join, keyed by columns of one table reference.
     let over_join = |key: Vec<KeyColumn>| -> Result<Plan, Unsupported> {
@@ -1995,6 +2109,7 @@ fn decide(
             join: Some(join),
             algebraic: None,
             rows: None,
+            topk: None,
         })
     };
     if f.has_aggs || f.has_group {
@@ -2043,6 +2158,7 @@ fn decide(
                 join: None,
                 algebraic: running_totals(f),
                 rows: None,
+                topk: None,
             }));
         }
         // Over an inner join with count/sum/avg only: running totals.
@@ -2068,6 +2184,7 @@ fn decide(
             join: None,
             algebraic: None,
             rows: None,
+            topk: None,
         }));
     }
     // Rows: every table reference's primary key must be in the output.
@@ -2088,6 +2205,7 @@ fn decide(
             join: Some(JoinGraph { tables: vec![(*rte, *relid)], edges: Vec::new() }),
             algebraic: None,
             rows: Some(RowsDelta { outputs, where_sql: f.where_sql.clone(), attnums }),
+            topk: None,
         })
     };
     let mut key = Vec::new();
@@ -2178,7 +2296,7 @@ fn decide(
         }
         Some(join)
     };
-    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join, algebraic: None, rows: None }))
+    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join, algebraic: None, rows: None, topk: None }))
 }
 
 /// Why a query with a subquery not tied to the outer query by `=` is not
@@ -2221,6 +2339,7 @@ mod tests {
             output_attnums: vec![],
             join_totals: None,
             sub_relations: Vec::new(),
+            topk: None,
         }
     }
 

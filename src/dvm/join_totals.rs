@@ -80,7 +80,10 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
     // (palloc'd in the current memory context) and deparsed.
     unsafe {
         let top = &*q;
-        if !top.hasAggs || !plain_select(top) {
+        // (The stored query's own ORDER BY ... LIMIT is the analysis's
+        // TopK, outside the totals.)
+        let limited = !top.limitCount.is_null() && top.limitOffset.is_null();
+        if !top.hasAggs || !(plain_select(top) || limited && plain_select_but_limit(top)) {
             return None;
         }
         // The select list's expressions over the query's own tables:
@@ -192,6 +195,8 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
         c.targetList = target;
         c.groupClause = std::ptr::null_mut();
         c.sortClause = std::ptr::null_mut();
+        c.limitCount = std::ptr::null_mut();
+        c.limitOffset = std::ptr::null_mut();
         c.hasAggs = false;
         // The joins, no longer in FROM, become unused stand-ins.
         for (i, rte) in list_ptrs::<pg_sys::RangeTblEntry>(c.rtable).into_iter().enumerate() {
@@ -226,6 +231,11 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
 /// set-returning functions in the select list, HAVING, DISTINCT, grouping
 /// sets, LIMIT/OFFSET, WITH, set operations, FOR UPDATE/SHARE.
 fn plain_select(q: &pg_sys::Query) -> bool {
+    plain_select_but_limit(q) && q.limitCount.is_null() && q.limitOffset.is_null()
+}
+
+/// [`plain_select`], LIMIT and OFFSET aside.
+fn plain_select_but_limit(q: &pg_sys::Query) -> bool {
     !(q.hasSubLinks
         || q.hasWindowFuncs
         || q.hasTargetSRFs
@@ -233,8 +243,6 @@ fn plain_select(q: &pg_sys::Query) -> bool {
         || !q.havingQual.is_null()
         || !q.distinctClause.is_null()
         || !q.groupingSets.is_null()
-        || !q.limitCount.is_null()
-        || !q.limitOffset.is_null()
         || !q.cteList.is_null()
         || !q.setOperations.is_null()
         || !q.rowMarks.is_null()

@@ -111,7 +111,7 @@ pub fn apply_sql(
 
 /// The affected rows recomputed: one branch per table reference with
 /// changes, each with its own key filter.
-fn recompute_sql(query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> String {
+pub(crate) fn recompute_sql(query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> String {
     let cols = columns.join(", ");
     let branches: Vec<String> = groups
         .iter()

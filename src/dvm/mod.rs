@@ -22,3 +22,4 @@ pub mod analysis;
 pub mod join_totals;
 pub mod key_recompute;
 pub mod keyless;
+pub mod topk;

@@ -185,13 +185,21 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             return Err(PgtError::Internal("running totals touched no group list".into()));
                         }
                         let recompute = dvm::algebraic::recompute_sql(relid, &plan, &groups)?;
-                        let counts = dvm::key_recompute::apply(
-                            relid,
-                            &snapshot,
-                            &groups,
-                            &key_names,
-                            recompute.as_deref(),
-                        )?;
+                        let counts = match (&plan.topk, recompute.as_deref()) {
+                            // ORDER BY ... LIMIT: the new first rows, as
+                            // differences from all the stream table's.
+                            (Some(topk), Some(touched)) => {
+                                let rows = dvm::topk::totals_sql(relid, &plan, topk, touched, &groups)?;
+                                dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows))?
+                            }
+                            _ => dvm::key_recompute::apply(
+                                relid,
+                                &snapshot,
+                                &groups,
+                                &key_names,
+                                recompute.as_deref(),
+                            )?,
+                        };
                         dvm::algebraic::drop_empty(relid, &plan, &groups)?;
                         counts
                     } else if plan.shape == dvm::analysis::Shape::Keyless {
@@ -199,20 +207,31 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         dvm::keyless::apply_window(relid, &plan, &snapshot, &frontier, &old)?
                     } else {
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
-                        // Without GROUP BY: the one row, recomputed.
-                        let recompute = if plan.shape == dvm::analysis::Shape::Scalar {
-                            let owner = sys::relation_owner(relid)?;
-                            Some(sys::as_restricted_role(owner, || dvm::key_recompute::whole_query(relid))?)
+                        let owner = sys::relation_owner(relid)?;
+                        if let Some(topk) = &plan.topk {
+                            // ORDER BY ... LIMIT: the new first rows, as
+                            // differences from all the stream table's.
+                            let rows = sys::as_restricted_role(owner, || {
+                                dvm::topk::recomputed_sql(relid, topk, &groups)
+                            })?;
+                            dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows))?
                         } else {
-                            None
-                        };
-                        dvm::key_recompute::apply(
-                            relid,
-                            &snapshot,
-                            &groups,
-                            &key_names,
-                            recompute.as_deref(),
-                        )?
+                            // Without GROUP BY: the one row, recomputed.
+                            let recompute = if plan.shape == dvm::analysis::Shape::Scalar {
+                                Some(sys::as_restricted_role(owner, || {
+                                    dvm::key_recompute::whole_query(relid)
+                                })?)
+                            } else {
+                                None
+                            };
+                            dvm::key_recompute::apply(
+                                relid,
+                                &snapshot,
+                                &groups,
+                                &key_names,
+                                recompute.as_deref(),
+                            )?
+                        }
                     };
                     result.rows = deleted + inserted;
                     result.row_count = st.row_count.map(|n| n - deleted + inserted);
@@ -310,7 +329,9 @@ fn too_large(
     }
     // With running totals an affected group costs an index update, not a
     // rescan: only the change count matters.
-    if let (Some(n), None) = (st_rows, &plan.algebraic) {
+    // (The stream table of an ORDER BY ... LIMIT holds only its first rows:
+    // its size says nothing of the keys'.)
+    if let (Some(n), None, None) = (st_rows, &plan.algebraic, &plan.topk) {
         if n > 0 && affected.keys as f64 > fraction * n as f64 {
             return Ok(Some(format!(
                 "{} affected keys exceed pg_trickle.differential_max_change_fraction of the stream table's {n} rows",
