@@ -38,9 +38,20 @@ SELECT (SELECT count(*) FROM ((TABLE leaders EXCEPT ALL
 SELECT mode, changes_consumed, rows_applied FROM pgtrickle.pgt_refresh_history
  WHERE relid = 'leaders'::regclass ORDER BY id;
 
+-- IMMEDIATE: the writing statement ranks its changed rows the same way.
+ALTER MATERIALIZED VIEW leaders SET (pgtrickle.refresh_mode = immediate);
+ALTER MATERIALIZED VIEW best_teams SET (pgtrickle.refresh_mode = immediate);
+BEGIN;
+UPDATE players SET score = 100 WHERE id = 1;
+DELETE FROM players WHERE id = 27;
+TABLE leaders ORDER BY score DESC, id;
+UPDATE players SET team = 't3' WHERE team = 't0';
+TABLE best_teams ORDER BY total DESC;
+ROLLBACK;
+TABLE leaders ORDER BY score DESC, id;
+
 -- Not maintained incrementally: OFFSET, LIMIT without ORDER BY, ORDER BY
--- an expression that is not selected, rows without a key; and not
--- IMMEDIATE.
+-- an expression that is not selected, rows without a key.
 CREATE MATERIALIZED VIEW x WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT id, score FROM players ORDER BY score LIMIT 5 OFFSET 5;
 CREATE MATERIALIZED VIEW x WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
@@ -49,7 +60,6 @@ CREATE MATERIALIZED VIEW x WITH (pgtrickle.stream, pgtrickle.refresh_mode = diff
 SELECT id, score FROM players ORDER BY abs(score - 50), id LIMIT 5;
 CREATE MATERIALIZED VIEW x WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT team, score FROM players ORDER BY score DESC LIMIT 5;
-ALTER MATERIALIZED VIEW leaders SET (pgtrickle.refresh_mode = immediate);
 
 RESET pg_trickle.differential_max_change_fraction;
 DROP SCHEMA topk CASCADE;

@@ -1854,9 +1854,6 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
             ));
         }
     }
-    if immediate && plan.topk.is_some() {
-        return Ok(unsupported("ORDER BY ... LIMIT cannot be maintained immediately yet"));
-    }
     plan.reads_stream_tables = !upstream.is_empty();
     // Capture puts triggers on the sources: the owner must be allowed to.
     for source in plan.sources().into_iter().filter(|s| !upstream.contains(s)) {
@@ -2072,17 +2069,39 @@ fn decide_shape(
         topk: None,
     };
     // Grouped rows over a join, keyed by columns of one table reference.
-    let over_join = |key: Vec<KeyColumn>| -> Result<Plan, Unsupported> {
-        let group_rte = key[0].rte;
+    let over_join = |key: Vec<KeyColumn>| -> PgtResult<Result<Plan, Unsupported>> {
+        // The grouping table: the one table of every grouping column, or
+        // a table whose primary key is among them (each group then holds
+        // rows of one of its rows, and is recomputed by that key).
+        let mut group_rte = key[0].rte;
         if key.iter().any(|k| k.rte != group_rte) {
-            return unsupported(
-                "aggregates and DISTINCT over joins are maintained incrementally only when every grouping column comes from one table",
-            );
+            let mut found = None;
+            for &(rte, relid, _) in &f.relations {
+                if f.nullable.contains(&rte) || !key.iter().any(|k| k.rte == rte) {
+                    continue;
+                }
+                let pk = primary_key(relid)?;
+                if !pk.is_empty()
+                    && pk.iter().all(|a| key.iter().any(|k| k.rte == rte && k.source_attnum == *a))
+                {
+                    found = Some(rte);
+                    break;
+                }
+            }
+            match found {
+                Some(rte) => group_rte = rte,
+                None => {
+                    return Ok(unsupported(
+                        "aggregates and DISTINCT over joins are maintained incrementally only when every grouping column comes from one table, \
+                         or the grouping columns include the primary key of one of the tables",
+                    ))
+                }
+            }
         }
         if f.nullable.contains(&group_rte) {
-            return unsupported(
+            return Ok(unsupported(
                 "aggregates and DISTINCT over outer joins are maintained incrementally only when the grouping columns come from a table on the preserved side",
-            );
+            ));
         }
         let join = JoinGraph {
             tables: f
@@ -2094,15 +2113,15 @@ fn decide_shape(
             edges: f.equalities.clone(),
         };
         if f.relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
-            return unsupported(
+            return Ok(unsupported(
                 "aggregates and DISTINCT over joins are maintained incrementally only when every joined table is connected \
                  to the table of the grouping columns by = conditions",
-            );
+            ));
         }
         if f.sub_relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
-            return unsupported(UNCORRELATED);
+            return Ok(unsupported(UNCORRELATED));
         }
-        Ok(Plan {
+        Ok(Ok(Plan {
             shape: Shape::GroupsOverJoin { group_rte },
             key,
             reads_stream_tables: false,
@@ -2110,7 +2129,7 @@ fn decide_shape(
             algebraic: None,
             rows: None,
             topk: None,
-        })
+        }))
     };
     if f.has_aggs || f.has_group {
         if !f.has_group {
@@ -2167,7 +2186,7 @@ fn decide_shape(
         }
         // Otherwise the groups must come from one table reference that
         // every other one reaches through `=` conditions.
-        return Ok(over_join(key));
+        return over_join(key);
     }
     if f.has_distinct {
         let key = key_of(&|_| true);
@@ -2175,7 +2194,7 @@ fn decide_shape(
             return Ok(unsupported("SELECT DISTINCT of expressions cannot be maintained incrementally yet"));
         }
         if !single || !f.sub_relations.is_empty() {
-            return Ok(over_join(key));
+            return over_join(key);
         }
         return Ok(Ok(Plan {
             shape: Shape::Distinct,

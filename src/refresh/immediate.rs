@@ -347,6 +347,9 @@ fn apply_changes(
         }
         let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
         let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
+        if let Some(rows) = apply_topk(relid, p, &groups, recompute.as_deref(), capture)? {
+            return Ok(rows);
+        }
         return key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref(), capture);
     }
     let mut groups = Vec::new();
@@ -477,8 +480,11 @@ fn apply_changes(
             }
             Ok(())
         })?;
-        if capture.is_some() {
+        if capture.is_some() || p.plan.topk.is_some() {
             let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
+            if let Some(rows) = apply_topk(relid, p, &groups, recompute.as_deref(), capture)? {
+                return Ok(rows);
+            }
             return key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref(), capture);
         }
         return sys::as_restricted_role(p.owner, || {
@@ -489,6 +495,9 @@ fn apply_changes(
                 })
             })
         });
+    }
+    if let Some(rows) = apply_topk(relid, p, &groups, None, capture)? {
+        return Ok(rows);
     }
     // Few keys (the common single-row statement): the prepared statement,
     // planned once. Many: a statement planned for these values, since a
@@ -521,6 +530,25 @@ fn apply_changes(
             })
         })
     })
+}
+
+/// ORDER BY ... LIMIT: the statement's new first rows, applied as
+/// differences from all the stream table's rows (see dvm::topk); from the
+/// touched groups' rows of the running totals (`touched`) or recomputed.
+/// None for other stream tables.
+fn apply_topk(
+    relid: pg_sys::Oid,
+    p: &Prepared,
+    groups: &[Vec<KeyValues>],
+    touched: Option<&str>,
+    capture: Option<&[String]>,
+) -> PgtResult<Option<crate::sql::TextRows>> {
+    let Some(topk) = &p.plan.topk else { return Ok(None) };
+    let rows = match touched {
+        Some(touched) => crate::dvm::topk::totals_sql(relid, &p.plan, topk, touched, groups)?,
+        None => sys::as_restricted_role(p.owner, || crate::dvm::topk::recomputed_sql(relid, topk, groups))?,
+    };
+    key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&rows), capture).map(Some)
 }
 
 /// Above this many affected keys a statement is planned for its values.

@@ -330,11 +330,22 @@ fn too_large(
     // With running totals an affected group costs an index update, not a
     // rescan: only the change count matters.
     // (The stream table of an ORDER BY ... LIMIT holds only its first rows:
-    // its size says nothing of the keys'.)
-    if let (Some(n), None, None) = (st_rows, &plan.algebraic, &plan.topk) {
+    // its size says nothing of the keys'. The largest table keys come from
+    // stands in for the query's rows.)
+    let (st_rows, of) = match (&plan.topk, st_rows) {
+        (Some(_), _) => {
+            let mut most = -1.0f64;
+            for k in &plan.key {
+                most = most.max(source_rows(k.source)?);
+            }
+            ((most >= 0.0).then_some(most as i64), "the table its keys come from")
+        }
+        (None, n) => (n, "the stream table"),
+    };
+    if let (Some(n), None) = (st_rows, &plan.algebraic) {
         if n > 0 && affected.keys as f64 > fraction * n as f64 {
             return Ok(Some(format!(
-                "{} affected keys exceed pg_trickle.differential_max_change_fraction of the stream table's {n} rows",
+                "{} affected keys exceed pg_trickle.differential_max_change_fraction of {of}'s {n} rows",
                 affected.keys
             )));
         }
