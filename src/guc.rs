@@ -6,6 +6,11 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 /// DIFFERENTIAL refresh recomputes in FULL instead (cheaper by then).
 pub static DIFFERENTIAL_MAX_CHANGE_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.25);
 
+/// Whether a DIFFERENTIAL refresh whose changes would take longer, at the
+/// rate of its last differential refresh, than its last FULL refresh took,
+/// recomputes in FULL instead.
+pub static ADAPTIVE_FALLBACK: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// Whether the schedulers refresh anything.
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// The longest a scheduler sleeps between looks at its stream tables (ms).
@@ -83,6 +88,17 @@ pub fn init() {
         &DIFFERENTIAL_MAX_CHANGE_FRACTION,
         0.0,
         1000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_trickle.adaptive_fallback",
+        c"Whether a differential refresh predicted to be slower than a full one runs in full.",
+        c"The prediction scales the time of the stream table's last differential refresh by \
+          its number of changes, and compares it with the time of its last full refresh; \
+          full refreshes that took less than 100 ms are never avoided. The refresh history \
+          records why.",
+        &ADAPTIVE_FALLBACK,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -212,6 +212,41 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
     })
 }
 
+/// The cost of the stream table's last successful refreshes: (the last
+/// full one's ms, the last differential one with changes: its ms and its
+/// changes); None until it has both.
+pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<(f64, f64, i64)>> {
+    crate::catalog::sys::kept(
+        "SELECT (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
+                   FROM pgtrickle.pgt_refresh_history h \
+                  WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'full' \
+                    AND h.outcome OPERATOR(pg_catalog.=) 'ok' ORDER BY h.id DESC LIMIT 1) * 1000, \
+                (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) * 1000 \
+                    OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.changes_consumed \
+                   FROM pgtrickle.pgt_refresh_history h \
+                  WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'differential' \
+                    AND h.outcome OPERATOR(pg_catalog.=) 'ok' AND h.changes_consumed OPERATOR(pg_catalog.>) 0 \
+                  ORDER BY h.id DESC LIMIT 1)",
+        &[relid.into()],
+        |rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            let full = row.get::<f64>(1)?;
+            let diff = row.get::<String>(2)?;
+            let parsed = diff.as_deref().and_then(|d| {
+                let (ms, n) = d.split_once(' ')?;
+                Some((ms.parse::<f64>().ok()?, n.parse::<i64>().ok()?))
+            });
+            Ok(match (full, parsed) {
+                (Some(full), Some((ms, n))) => Some((full, ms, n)),
+                _ => None,
+            })
+        },
+    )
+}
+
 /// Start a refresh history entry; returns its id.
 pub fn history_start(relid: pg_sys::Oid, mode: RefreshMode, trigger: &str) -> PgtResult<i64> {
     crate::catalog::sys::kept_one::<i64>(

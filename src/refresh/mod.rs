@@ -164,7 +164,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 (affected, Vec::new(), groups)
             };
             result.changes_consumed = affected.changes;
-            match too_large(&plan, &affected, st.row_count)? {
+            match too_large(relid, &plan, &affected, st.row_count)? {
                 Some(why) => {
                     result.message = Some(why);
                     result.rows = full_refresh(relid, &snapshot)?;
@@ -310,6 +310,7 @@ fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64
 /// sources' rows, or the affected keys that fraction of the stream table's
 /// rows, a FULL refresh does less work; the reason is returned.
 fn too_large(
+    relid: pg_sys::Oid,
     plan: &dvm::analysis::Plan,
     affected: &dvm::key_recompute::Affected,
     st_rows: Option<i64>,
@@ -350,8 +351,26 @@ fn too_large(
             )));
         }
     }
+    // What the last refreshes cost: the last differential one's time per
+    // change, scaled to these changes, against the last full one's time.
+    if guc::ADAPTIVE_FALLBACK.get() && affected.changes > 0 {
+        if let Some((full_ms, diff_ms, diff_changes)) = stream_tables::refresh_costs(relid)? {
+            let predicted = diff_ms * affected.changes as f64 / diff_changes.max(1) as f64;
+            if full_ms >= ADAPTIVE_MIN_FULL_MS && predicted > full_ms {
+                return Ok(Some(format!(
+                    "at the rate of its last differential refresh ({diff_changes} changes in {diff_ms:.0} ms), \
+                     {} changes would take longer than its last full refresh ({full_ms:.0} ms)",
+                    affected.changes
+                )));
+            }
+        }
+    }
     Ok(None)
 }
+
+/// A full refresh faster than this is not worth avoiding (and tiny tables
+/// keep their refreshes differential, whatever the timing noise).
+const ADAPTIVE_MIN_FULL_MS: f64 = 100.0;
 
 /// The planner's estimate of a table's row count.
 fn source_rows(source: pg_sys::Oid) -> PgtResult<f64> {
