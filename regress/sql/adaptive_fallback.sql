@@ -1,0 +1,54 @@
+-- pg_trickle.adaptive_fallback: a differential refresh that would take
+-- longer, at the rate of the last differential refresh, than the last
+-- FULL refresh took recomputes in FULL. The refresh times are taken from
+-- the history; here two entries stand for a slow past.
+CREATE SCHEMA af;
+SET search_path = af, public;
+SET pg_trickle.differential_max_change_fraction = 1000;
+CREATE TABLE t (id int PRIMARY KEY, v int);
+INSERT INTO t SELECT i, i FROM generate_series(1, 100) i;
+CREATE MATERIALIZED VIEW big_v WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT id, v FROM t WHERE v > 10;
+-- A FULL refresh of 500 ms, then a differential one of 400 ms for 10 changes.
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90),
+       ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
+-- 40 changes (20 updated rows): 1600 ms predicted, more than 500.
+UPDATE t SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+-- 10 changes: 400 ms predicted, less than the last FULL refresh's 500.
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90);
+UPDATE t SET v = v + 1 WHERE id <= 5;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+-- Off: differential whatever the prediction.
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+VALUES ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
+SET pg_trickle.adaptive_fallback = off;
+UPDATE t SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+-- A FULL refresh under 100 ms is never avoided.
+RESET pg_trickle.adaptive_fallback;
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '50 ms', now(), 'ok', 0, 90),
+       ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
+UPDATE t SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT count(*) AS differ FROM ((TABLE big_v EXCEPT ALL SELECT id, v FROM t WHERE v > 10)
+  UNION ALL (SELECT id, v FROM t WHERE v > 10 EXCEPT ALL TABLE big_v)) d;
+
+RESET pg_trickle.differential_max_change_fraction;
+DROP SCHEMA af CASCADE;
+RESET search_path;
