@@ -77,18 +77,34 @@ TABLE with_open ORDER BY id;
 ROLLBACK;
 TABLE with_open ORDER BY id;
 
--- Not maintained incrementally: a subquery not tied to the outer query by
--- =, NOT IN over a column that may be NULL, a subquery in the select list.
+-- A subquery not tied to the outer query by =, NOT IN over a column that
+-- may be NULL, subqueries in the select list and HAVING: maintained too;
+-- a change of a table that no = ties to the outer rows recomputes the
+-- whole query (the refresh history says so), other changes are followed.
+ALTER MATERIALIZED VIEW with_open SET (pgtrickle.refresh_mode = differential);
 CREATE MATERIALIZED VIEW above_all WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT id FROM orders WHERE amount > (SELECT avg(amount) FROM orders);
 CREATE MATERIALIZED VIEW unreturned WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT id FROM customers WHERE name NOT IN (SELECT reason FROM returns);
 CREATE MATERIALIZED VIEW with_count WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT id, (SELECT count(*) FROM orders o WHERE o.customer = c.id) AS n FROM customers c;
--- In AUTO mode they are refreshed in FULL.
-CREATE MATERIALIZED VIEW above_all WITH (pgtrickle.stream) AS
-SELECT id FROM orders WHERE amount > (SELECT avg(amount) FROM orders);
-SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE name = 'above_all';
+CREATE MATERIALIZED VIEW busy_regions WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT region, count(*) AS customers FROM customers GROUP BY region
+HAVING count(*) >= (SELECT count(*) FROM returns);
+INSERT INTO returns VALUES (3, 'cust 1');
+UPDATE orders SET customer = 4 WHERE id = 1;
+INSERT INTO customers VALUES (8, 'cust 8', 'east');
+REFRESH MATERIALIZED VIEW above_all;
+REFRESH MATERIALIZED VIEW unreturned;
+REFRESH MATERIALIZED VIEW with_count;
+REFRESH MATERIALIZED VIEW busy_regions;
+SELECT s.name, h.mode, h.message FROM pgtrickle.stream_tables s,
+       LATERAL (SELECT mode, message FROM pgtrickle.pgt_refresh_history r
+                 WHERE r.relid = (s.schema || '.' || s.name)::regclass ORDER BY id DESC LIMIT 1) h
+ WHERE s.schema = 'subl' AND s.name IN ('above_all', 'unreturned', 'with_count', 'busy_regions') ORDER BY s.name;
+TABLE unreturned ORDER BY id;
+TABLE with_count ORDER BY id;
+TABLE busy_regions ORDER BY region;
 
 RESET pg_trickle.differential_max_change_fraction;
 DROP SCHEMA subl CASCADE;

@@ -26,6 +26,10 @@ pub struct Plan {
     /// `ORDER BY ... LIMIT n`: the stream table holds the first rows of
     /// the query without them (whose shape the rest of the plan is).
     pub topk: Option<TopK>,
+    /// Tables read by subqueries not tied to the outer query by `=`: a
+    /// change of one could change any row, so it is applied by
+    /// recomputing the whole query.
+    pub full_on: Vec<pg_sys::Oid>,
 }
 
 /// `ORDER BY` output columns `LIMIT n`.
@@ -879,18 +883,22 @@ impl Levels {
         // according to their tags.
         unsafe {
             let q = self.levels[level].q;
-            let mut elsewhere = false;
+            // (sublink, is a condition of the WHERE or ON clause itself)
+            let mut found: Vec<(*mut pg_sys::SubLink, bool)> = Vec::new();
+            // In the select list (GROUP BY, ORDER BY) and HAVING: values.
             for n in [(*q).targetList as *mut pg_sys::Node, (*q).havingQual] {
                 crate::hooks::nodes::walk(n, |n| {
-                    elsewhere |= (*n).type_ == pg_sys::NodeTag::T_SubLink;
-                    !elsewhere
+                    if (*n).type_ == pg_sys::NodeTag::T_SubLink {
+                        found.push((n as *mut pg_sys::SubLink, false));
+                    }
+                    true
                 });
-            }
-            if elsewhere {
-                return Err("subqueries in the select list, GROUP BY or HAVING");
             }
             let jt = (*q).jointree;
             if jt.is_null() {
+                for (sublink, condition) in found {
+                    self.read_sublink(level, sublink, condition, f, edges)?;
+                }
                 return Ok(());
             }
             let mut clauses = vec![(*jt).quals];
@@ -914,8 +922,6 @@ impl Levels {
                     items.push(j.rarg);
                 }
             }
-            // (sublink, is a condition of the clause itself)
-            let mut found: Vec<(*mut pg_sys::SubLink, bool)> = Vec::new();
             for clause in clauses {
                 for conjunct in and_args(clause) {
                     crate::hooks::nodes::walk(conjunct, |n| {
@@ -1949,6 +1955,7 @@ fn scalar(f: &QueryFacts) -> Plan {
         algebraic: running_totals(f),
         rows: None,
         topk: None,
+        full_on: Vec::new(),
     }
 }
 
@@ -1978,6 +1985,7 @@ fn union_all(
         algebraic: None,
         rows: None,
         topk: None,
+        full_on: Vec::new(),
     }))
 }
 
@@ -2067,6 +2075,7 @@ fn decide_shape(
         algebraic: Some(algebraic),
         rows: None,
         topk: None,
+        full_on: Vec::new(),
     };
     // Grouped rows over a join, keyed by columns of one table reference.
     let over_join = |key: Vec<KeyColumn>| -> PgtResult<Result<Plan, Unsupported>> {
@@ -2118,9 +2127,7 @@ fn decide_shape(
                  to the table of the grouping columns by = conditions",
             ));
         }
-        if f.sub_relations.iter().any(|(rte, _, _)| join.path(*rte, group_rte).is_none()) {
-            return Ok(unsupported(UNCORRELATED));
-        }
+        let full_on = untied(f, &|rte| join.path(rte, group_rte).is_some());
         Ok(Ok(Plan {
             shape: Shape::GroupsOverJoin { group_rte },
             key,
@@ -2129,6 +2136,7 @@ fn decide_shape(
             algebraic: None,
             rows: None,
             topk: None,
+            full_on,
         }))
     };
     if f.has_aggs || f.has_group {
@@ -2178,6 +2186,7 @@ fn decide_shape(
                 algebraic: running_totals(f),
                 rows: None,
                 topk: None,
+                full_on: Vec::new(),
             }));
         }
         // Over an inner join with count/sum/avg only: running totals.
@@ -2204,6 +2213,7 @@ fn decide_shape(
             algebraic: None,
             rows: None,
             topk: None,
+            full_on: Vec::new(),
         }));
     }
     // Rows: every table reference's primary key must be in the output.
@@ -2225,6 +2235,7 @@ fn decide_shape(
             algebraic: None,
             rows: Some(RowsDelta { outputs, where_sql: f.where_sql.clone(), attnums }),
             topk: None,
+            full_on: Vec::new(),
         })
     };
     let mut key = Vec::new();
@@ -2290,6 +2301,7 @@ fn decide_shape(
     // Subqueries in WHERE: a change of a table inside one reaches the rows
     // of the outer table it is compared with (followed along the `=`
     // conditions, see key_recompute::expand_join_groups).
+    let mut full_on = Vec::new();
     let join = if f.sub_relations.is_empty() {
         None
     } else {
@@ -2307,21 +2319,33 @@ fn decide_shape(
                 .collect(),
             edges: f.equalities.clone(),
         };
-        if f.sub_relations
-            .iter()
-            .any(|(rte, _, _)| join.nearest(*rte, &|r| key.iter().any(|k| k.rte == r)).is_none())
-        {
-            return Ok(unsupported(UNCORRELATED));
-        }
+        full_on = untied(f, &|rte| join.nearest(rte, &|r| key.iter().any(|k| k.rte == r)).is_some());
         Some(join)
     };
-    Ok(Ok(Plan { shape, key, reads_stream_tables: false, join, algebraic: None, rows: None, topk: None }))
+    Ok(Ok(Plan {
+        shape,
+        key,
+        reads_stream_tables: false,
+        join,
+        algebraic: None,
+        rows: None,
+        topk: None,
+        full_on,
+    }))
 }
 
-/// Why a query with a subquery not tied to the outer query by `=` is not
-/// maintained.
-const UNCORRELATED: &str = "subqueries in expressions are maintained incrementally only when every table they read is \
-     connected to the outer query's tables by = conditions (an uncorrelated subquery's change could change every row)";
+/// The tables of the subqueries' table references that `tied` rejects
+/// (no `=` conditions lead from them to the outer rows): see
+/// [`Plan::full_on`].
+fn untied(f: &QueryFacts, tied: &dyn Fn(u32) -> bool) -> Vec<pg_sys::Oid> {
+    let mut out: Vec<pg_sys::Oid> = Vec::new();
+    for &(rte, relid, _) in &f.sub_relations {
+        if !tied(rte) && !out.contains(&relid) {
+            out.push(relid);
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -2423,11 +2447,14 @@ mod tests {
         assert_eq!(plan.shape, Shape::GroupsOverJoin { group_rte: 1 });
         assert!(plan.algebraic.is_none());
         assert_eq!(plan.followed().len(), 2);
-        // A table of a subquery tied by nothing: refused.
+        assert!(plan.full_on.is_empty());
+        // A table of a subquery tied by nothing: its changes recompute all.
         f.equalities.pop();
-        assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("uncorrelated"));
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.full_on, vec![T]);
+        assert_eq!(plan.followed().len(), 1);
         g.equalities.pop();
-        assert!(decide(&g, pk1).unwrap().unwrap_err().0.contains("uncorrelated"));
+        assert_eq!(decide(&g, pk1).unwrap().unwrap().full_on, vec![T]);
         // Aggregates without GROUP BY are recomputed whole: any subquery.
         g.has_group = false;
         g.group_refs = vec![];

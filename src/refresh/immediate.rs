@@ -337,6 +337,12 @@ fn apply_changes(
     capture: Option<&[String]>,
 ) -> PgtResult<crate::sql::TextRows> {
     let read_transition = &transition::first_row_text;
+    // A table read by a subquery not tied to the outer query: any row may
+    // have changed; the whole query is recomputed, applied as differences.
+    if p.plan.full_on.contains(&source) {
+        let whole = sys::as_restricted_role(p.owner, || key_recompute::whole_query(relid))?;
+        return key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&whole), capture);
+    }
     // Running totals over a join: the statement's rows joined to the other
     // tables are added to them, and the groups touched computed from them.
     if algebraic::is_join_totals(&p.plan) {

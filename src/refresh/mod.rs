@@ -118,6 +118,25 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         }
         _ => None,
     };
+    // A table read by a subquery not tied to the outer query changed: any
+    // row may have changed.
+    let differential = match differential {
+        Some((plan, old)) if !plan.full_on.is_empty() => {
+            let window = cdc::frontier::window_sql_literal(&frontier, Some(&old));
+            let mut changed = false;
+            for &source in &plan.full_on {
+                changed |= cdc::buffer::count_in(source, &snapshot, &window)? > 0;
+            }
+            if changed {
+                result.message =
+                    Some("a table read by a subquery not tied to the outer query by = changed".into());
+                None
+            } else {
+                Some((plan, old))
+            }
+        }
+        other => other,
+    };
     match differential {
         Some((plan, old)) => {
             // The window: its change rows (read once, for running totals)
