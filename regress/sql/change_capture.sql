@@ -24,7 +24,9 @@ SELECT source, pending_rows, consumers FROM pgtrickle.change_buffers ORDER BY so
 SELECT relid::regclass, refresh_mode, consumes_changes, needs_full, frontier IS NOT NULL AS has_frontier
   FROM pgtrickle.pgt_stream_tables ORDER BY relid::regclass::text;
 -- The buffer's columns: bookkeeping, then the source columns its consumers
--- need (their row identity: here the primary key), by attnum.
+-- need, by attnum: here every column cap selects, since a refresh of a
+-- filter and projection of one table computes the changed rows' images
+-- from the buffer.
 SELECT a.attname, format_type(a.atttypid, a.atttypmod)
   FROM pgtrickle.pgt_change_buffers b JOIN pg_attribute a ON a.attrelid = b.buffer_relid
  WHERE b.source_relid = 'src'::regclass AND a.attnum > 0 ORDER BY a.attnum;

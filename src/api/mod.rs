@@ -133,12 +133,10 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     "running totals: grouped aggregate{over} of {kinds} kept from per-group totals in {}",
                     crate::dvm::algebraic::state_name(relid)
                 )
+            } else if plan.rows.is_some() && plan.shape == crate::dvm::analysis::Shape::Rows {
+                "delta: filter/projection of one table keyed by its primary key: the changed rows' old and new images counted and applied (differential refresh; immediate maintenance recomputes the keys)".to_string()
             } else {
-                let how = if plan.shape == crate::dvm::analysis::Shape::Keyless {
-                    "delta"
-                } else {
-                    "key recompute"
-                };
+                let how = if plan.rows.is_some() { "delta" } else { "key recompute" };
                 format!("{how}: {}", plan.shape.as_str())
             };
             out.push(("strategy".into(), Some(strategy)));
@@ -207,7 +205,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             } else {
                 None
             };
-            let apply = if plan.shape == crate::dvm::analysis::Shape::Keyless {
+            let apply = if plan.rows.is_some() {
                 // The changed rows, read from the change buffer in the
                 // refresh's window.
                 let rows =

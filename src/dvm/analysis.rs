@@ -2006,6 +2006,22 @@ fn decide(
         }
         plan.topk = Some(topk.clone());
     }
+    // A filter and projection of one table keyed by its primary key: each
+    // row of the table gives at most one row, computed from it alone, so
+    // a refresh computes the changed rows' images from the change buffer
+    // (as for a table without a key) instead of reading the table again.
+    if plan.shape == Shape::Rows && plan.topk.is_none() && f.sub_relations.is_empty() && f.inner_only {
+        if let (Some(outputs), [_]) = (&f.output_sql, f.relations.as_slice()) {
+            if !f.output_attnums.iter().chain(&f.where_attnums).any(|a| *a <= 0) {
+                let mut attnums: Vec<i16> =
+                    f.output_attnums.iter().chain(&f.where_attnums).copied().collect();
+                attnums.sort_unstable();
+                attnums.dedup();
+                plan.rows =
+                    Some(RowsDelta { outputs: outputs.clone(), where_sql: f.where_sql.clone(), attnums });
+            }
+        }
+    }
     Ok(Ok(plan))
 }
 

@@ -10,6 +10,11 @@
 //! UNION ALL does); an image whose count is `n > 0` is inserted `n` times,
 //! one whose count is `-n` has `n` of its copies deleted (by `ctid`). The
 //! table itself is not read.
+//!
+//! The same rule serves a filter and projection of one table that selects
+//! its primary key (DIFFERENTIAL refresh): each key's old image counts -1
+//! and its new one +1, whatever the order of the changes; the deletions
+//! run before the insertions, which the unique key index needs.
 
 use pgrx::pg_sys;
 
@@ -68,7 +73,8 @@ pub fn apply_sql(
          gone AS (DELETE FROM {st} o USING old d WHERE o.ctid OPERATOR(pg_catalog.=) d.__pgt_ctid \
              AND d.__pgt_rn OPERATOR(pg_catalog.<=) (0 OPERATOR(pg_catalog.-) d.__pgt_n) RETURNING {returning_old}),\n\
          added AS (INSERT INTO {st} ({cols}) SELECT {new_cols} FROM net n, pg_catalog.generate_series(1, n.__pgt_n) g \
-             WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0 RETURNING {returning_new})\n\
+             WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0 AND (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0 \
+             RETURNING {returning_new})\n\
          {result}",
         outputs = outputs.join(", "),
         cols = columns.join(", "),

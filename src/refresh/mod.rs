@@ -142,7 +142,21 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             // The window: its change rows (read once, for running totals)
             // or its affected keys, and its size.
             let window = cdc::frontier::window_sql_literal(&frontier, Some(&old));
-            let (affected, changes, groups) = if plan.algebraic.is_some() {
+            let (affected, changes, groups) = if plan.rows.is_some() {
+                // Changed rows' images (one table): the count is enough.
+                let mut count = 0;
+                for source in plan.sources() {
+                    count += cdc::buffer::count_in(source, &snapshot, &window)?;
+                }
+                // (Each changed row has one key: its count bounds theirs.)
+                let affected = dvm::key_recompute::Affected {
+                    changes: count,
+                    keys: count,
+                    groups: Vec::new(),
+                    join_values: Vec::new(),
+                };
+                (affected, Vec::new(), Vec::new())
+            } else if plan.algebraic.is_some() {
                 let changes = dvm::algebraic::window_changes(&plan, &snapshot, &window)?;
                 let count: i64 = changes.iter().map(|c| c.count).sum();
                 let affected = dvm::key_recompute::Affected {
@@ -221,8 +235,9 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         };
                         dvm::algebraic::drop_empty(relid, &plan, &groups)?;
                         counts
-                    } else if plan.shape == dvm::analysis::Shape::Keyless {
-                        // A multiset from the changed rows alone.
+                    } else if plan.rows.is_some() {
+                        // From the changed rows alone (one table, with or
+                        // without a key).
                         dvm::keyless::apply_window(relid, &plan, &snapshot, &frontier, &old)?
                     } else {
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
