@@ -146,8 +146,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     .order
                     .iter()
                     .map(|&(output, desc, nulls_first)| {
-                        let name =
-                            columns.get(output as usize - 1).map(|(n, _)| n.clone()).unwrap_or_default();
+                        let name = usize::try_from(output)
+                            .ok()
+                            .and_then(|o| columns.get(o.checked_sub(1)?))
+                            .map(|(n, _)| n.clone())
+                            .unwrap_or_default();
                         format!(
                             "{name} {} NULLS {}",
                             if desc { "DESC" } else { "ASC" },
