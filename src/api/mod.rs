@@ -141,29 +141,15 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             };
             out.push(("strategy".into(), Some(strategy)));
             if let Some(topk) = &plan.topk {
-                let columns = crate::dvm::key_recompute::output_columns(relid)?;
-                let order: Vec<String> = topk
-                    .order
-                    .iter()
-                    .map(|&(output, desc, nulls_first)| {
-                        let name = usize::try_from(output)
-                            .ok()
-                            .and_then(|o| columns.get(o.checked_sub(1)?))
-                            .map(|(n, _)| n.clone())
-                            .unwrap_or_default();
-                        format!(
-                            "{name} {} NULLS {}",
-                            if desc { "DESC" } else { "ASC" },
-                            if nulls_first { "FIRST" } else { "LAST" }
-                        )
-                    })
-                    .collect();
+                let columns: Vec<String> =
+                    crate::dvm::key_recompute::output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
+                let order = crate::dvm::topk::order_sql(topk, &columns, "")?;
                 out.push((
                     "order and limit".into(),
                     Some(format!(
                         "ORDER BY {} LIMIT {}: the first rows of the query without them, ranked from the affected keys' rows \
                          and the stream table's others; the query is ranked whole when rows leave and too few replace them",
-                        order.join(", "),
+                        order,
                         topk.limit
                     )),
                 ));
@@ -211,8 +197,6 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let apply = if plan.rows.is_some() {
                 // The changed rows, read from the change buffer in the
                 // refresh's window.
-                let rows =
-                    plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
                 let source =
                     plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
                 let buffered = crate::cdc::buffer::rows_sql(source)?;
@@ -224,24 +208,14 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                         crate::dvm::algebraic::ChangeRows::Window {
                             rows: &buffered,
                             window: "/* in the refresh's window */ true",
-                            attnums: &rows.attnums,
                         },
                         None,
                     )
                 })?
             } else if let Some(topk) = &plan.topk {
                 // The new first rows, applied as differences from all rows.
-                let rows = match (algebraic, recompute.as_deref()) {
-                    (true, Some(touched)) => {
-                        crate::dvm::topk::totals_sql(relid, &plan, topk, touched, &apply_keys)?
-                    }
-                    _ => {
-                        let owner = sys::relation_owner(relid)?;
-                        sys::as_restricted_role(owner, || {
-                            crate::dvm::topk::recomputed_sql(relid, topk, &apply_keys)
-                        })?
-                    }
-                };
+                let touched = if algebraic { recompute.as_deref() } else { None };
+                let rows = crate::dvm::topk::first_rows_sql(relid, &plan, topk, &apply_keys, touched)?;
                 crate::dvm::key_recompute::explain_sql(relid, &[], &key_names, Some(&rows))?
             } else {
                 crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?

@@ -217,30 +217,27 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
 /// changes); None until it has both.
 pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<(f64, f64, i64)>> {
     crate::catalog::sys::kept(
-        "SELECT (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
+        "SELECT f.ms, d.ms, d.changes \
+           FROM (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
+                        OPERATOR(pg_catalog.*) 1000 AS ms \
                    FROM pgtrickle.pgt_refresh_history h \
                   WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'full' \
-                    AND h.outcome OPERATOR(pg_catalog.=) 'ok' ORDER BY h.id DESC LIMIT 1) * 1000, \
-                (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) * 1000 \
-                    OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) h.changes_consumed \
+                    AND h.outcome OPERATOR(pg_catalog.=) 'ok' ORDER BY h.id DESC LIMIT 1) f, \
+                (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
+                        OPERATOR(pg_catalog.*) 1000 AS ms, h.changes_consumed AS changes \
                    FROM pgtrickle.pgt_refresh_history h \
                   WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'differential' \
                     AND h.outcome OPERATOR(pg_catalog.=) 'ok' AND h.changes_consumed OPERATOR(pg_catalog.>) 0 \
-                  ORDER BY h.id DESC LIMIT 1)",
+                  ORDER BY h.id DESC LIMIT 1) d",
         &[relid.into()],
         |rows| {
+            // (No row until it has both kinds of refresh.)
             if rows.is_empty() {
                 return Ok(None);
             }
             let row = rows.first();
-            let full = row.get::<f64>(1)?;
-            let diff = row.get::<String>(2)?;
-            let parsed = diff.as_deref().and_then(|d| {
-                let (ms, n) = d.split_once(' ')?;
-                Some((ms.parse::<f64>().ok()?, n.parse::<i64>().ok()?))
-            });
-            Ok(match (full, parsed) {
-                (Some(full), Some((ms, n))) => Some((full, ms, n)),
+            Ok(match (row.get::<f64>(1)?, row.get::<f64>(2)?, row.get::<i64>(3)?) {
+                (Some(full), Some(ms), Some(n)) => Some((full, ms, n)),
                 _ => None,
             })
         },

@@ -269,30 +269,25 @@ pub enum ChangeRows<'a> {
     Transition { old: bool, new: bool },
     /// A DIFFERENTIAL refresh's window of a change buffer, read typed, in
     /// place (on the refresh's snapshot): `rows` is the buffer as
-    /// `buffer::rows_sql` reads it, `window` the window's condition, and
-    /// `attnums` the source columns, in the order of the columns asked for.
-    Window { rows: &'a str, window: &'a str, attnums: &'a [i16] },
+    /// `buffer::rows_sql` reads it, `window` the window's condition.
+    Window { rows: &'a str, window: &'a str },
 }
 
 /// Change rows of the columns `attnums` of `source` (see [`ChangeRows`])
 /// as a query of typed rows named like the columns of `source`, with
 /// `__sign` +1 for an inserted row and -1 for a deleted one.
 pub(crate) fn change_rows_sql(source: pg_sys::Oid, attnums: &[i16], rows: ChangeRows) -> PgtResult<String> {
-    if let ChangeRows::Window { attnums: carried, .. } = rows {
-        if carried != attnums {
-            return Err(PgtError::Internal("window change rows of other columns".into()));
-        }
-    }
     let names = source_columns(source, attnums)?;
     let mut columns = Vec::with_capacity(attnums.len());
     for (name, attnum) in names.into_iter().zip(attnums) {
         columns.push((name, column_type(source, *attnum)?));
     }
-    Ok(typed_change_rows(&columns, rows))
+    Ok(typed_change_rows(&columns, attnums, rows))
 }
 
-/// [`change_rows_sql`] for columns whose quoted names and types are known.
-pub(crate) fn typed_change_rows(columns: &[(String, String)], rows: ChangeRows) -> String {
+/// [`change_rows_sql`] for columns (`attnums`) whose quoted names and types
+/// are known.
+pub(crate) fn typed_change_rows(columns: &[(String, String)], attnums: &[i16], rows: ChangeRows) -> String {
     match rows {
         ChangeRows::Transition { old, new } => {
             let select = |sign: i32, table: &str| {
@@ -313,7 +308,7 @@ pub(crate) fn typed_change_rows(columns: &[(String, String)], rows: ChangeRows) 
             }
             parts.join(" UNION ALL ")
         }
-        ChangeRows::Window { rows, window, attnums } => {
+        ChangeRows::Window { rows, window } => {
             let renamed: String = columns
                 .iter()
                 .zip(attnums)
@@ -456,7 +451,7 @@ pub fn apply_delta(
         return no_groups(relid, plan);
     }
     fn rows<'a>(c: &'a WindowChanges, window: &'a str) -> ChangeRows<'a> {
-        ChangeRows::Window { rows: &c.rows, window, attnums: &c.attnums }
+        ChangeRows::Window { rows: &c.rows, window }
     }
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;

@@ -98,11 +98,12 @@ impl JoinGraph {
     /// The table reference nearest to `from` (breadth first, `from` itself
     /// excluded) that `target` accepts, and the path to it.
     pub fn nearest(&self, from: u32, target: &dyn Fn(u32) -> bool) -> Option<(u32, Vec<Equality>)> {
-        let mut refs: Vec<u32> =
-            self.tables.iter().map(|(r, _)| *r).filter(|r| *r != from && target(*r)).collect();
-        refs.sort_by_key(|r| self.path(from, *r).map_or(usize::MAX, |p| p.len()));
-        let to = *refs.first()?;
-        Some((to, self.path(from, to)?))
+        self.tables
+            .iter()
+            .map(|(r, _)| *r)
+            .filter(|r| *r != from && target(*r))
+            .filter_map(|r| Some((r, self.path(from, r)?)))
+            .min_by_key(|(_, path)| path.len())
     }
 
     /// Columns of `source` the join conditions use (any of its references).
@@ -670,6 +671,26 @@ unsafe fn and_args(clause: *mut pg_sys::Node) -> Vec<*mut pg_sys::Node> {
     }
 }
 
+/// Every JOIN ... ON under a FROM clause (outermost first, right before
+/// left, as the clause's items were always read).
+unsafe fn join_exprs(jt: *mut pg_sys::FromExpr) -> Vec<*mut pg_sys::JoinExpr> {
+    // SAFETY: jt is a FromExpr of the analyzed query; its items are
+    // RangeTblRef or JoinExpr nodes.
+    unsafe {
+        let mut out = Vec::new();
+        let mut items = list_ptrs::<pg_sys::Node>((*jt).fromlist);
+        while let Some(item) = items.pop() {
+            if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
+                let j = item as *mut pg_sys::JoinExpr;
+                items.push((*j).larg);
+                items.push((*j).rarg);
+                out.push(j);
+            }
+        }
+        out
+    }
+}
+
 /// Whether a column is declared NOT NULL.
 fn column_not_null(relid: pg_sys::Oid, attnum: i16) -> bool {
     // SAFETY: the syscache lookup returns NULL or a pg_attribute tuple,
@@ -895,22 +916,14 @@ impl Levels {
                 });
             }
             let jt = (*q).jointree;
-            if jt.is_null() {
-                for (sublink, condition) in found {
-                    self.read_sublink(level, sublink, condition, f, edges)?;
-                }
-                return Ok(());
-            }
-            let mut clauses = vec![(*jt).quals];
-            let mut items = list_ptrs::<pg_sys::Node>((*jt).fromlist);
-            while let Some(item) = items.pop() {
-                if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
-                    let j = &*(item as *mut pg_sys::JoinExpr);
-                    if j.jointype == pg_sys::JoinType::JOIN_INNER {
-                        clauses.push(j.quals);
+            if !jt.is_null() {
+                let mut clauses = vec![(*jt).quals];
+                for j in join_exprs(jt) {
+                    if (*j).jointype == pg_sys::JoinType::JOIN_INNER {
+                        clauses.push((*j).quals);
                     } else {
                         let mut found = false;
-                        crate::hooks::nodes::walk(j.quals, |n| {
+                        crate::hooks::nodes::walk((*j).quals, |n| {
                             found |= (*n).type_ == pg_sys::NodeTag::T_SubLink;
                             !found
                         });
@@ -918,18 +931,16 @@ impl Levels {
                             return Err("subqueries in the ON clause of an outer join");
                         }
                     }
-                    items.push(j.larg);
-                    items.push(j.rarg);
                 }
-            }
-            for clause in clauses {
-                for conjunct in and_args(clause) {
-                    crate::hooks::nodes::walk(conjunct, |n| {
-                        if (*n).type_ == pg_sys::NodeTag::T_SubLink {
-                            found.push((n as *mut pg_sys::SubLink, n == conjunct));
-                        }
-                        true
-                    });
+                for clause in clauses {
+                    for conjunct in and_args(clause) {
+                        crate::hooks::nodes::walk(conjunct, |n| {
+                            if (*n).type_ == pg_sys::NodeTag::T_SubLink {
+                                found.push((n as *mut pg_sys::SubLink, n == conjunct));
+                            }
+                            true
+                        });
+                    }
                 }
             }
             for (sublink, condition) in found {
@@ -1062,53 +1073,36 @@ impl Levels {
                     continue;
                 }
                 let mut quals: Vec<*mut pg_sys::Node> = vec![(*jt).quals];
-                let mut items = list_ptrs::<pg_sys::Node>((*jt).fromlist);
-                while let Some(item) = items.pop() {
-                    if !item.is_null() && (*item).type_ == pg_sys::NodeTag::T_JoinExpr {
-                        let j = &*(item as *mut pg_sys::JoinExpr);
-                        quals.push(j.quals);
-                        match j.jointype {
-                            pg_sys::JoinType::JOIN_LEFT => nullable.extend(self.ids_under(level, j.rarg)),
-                            pg_sys::JoinType::JOIN_RIGHT => nullable.extend(self.ids_under(level, j.larg)),
-                            pg_sys::JoinType::JOIN_FULL => {
-                                nullable.extend(self.ids_under(level, j.larg));
-                                nullable.extend(self.ids_under(level, j.rarg));
-                            }
-                            _ => {}
-                        }
-                        items.push(j.larg);
-                        items.push(j.rarg);
-                    }
-                }
-                while let Some(n) = quals.pop() {
-                    if n.is_null() {
-                        continue;
-                    }
-                    match (*n).type_ {
-                        pg_sys::NodeTag::T_BoolExpr
-                            if (*(n as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR =>
-                        {
-                            quals.extend(list_ptrs::<pg_sys::Node>((*(n as *mut pg_sys::BoolExpr)).args));
-                        }
-                        pg_sys::NodeTag::T_List => {
-                            quals.extend(list_ptrs::<pg_sys::Node>(n as *mut pg_sys::List))
-                        }
-                        pg_sys::NodeTag::T_OpExpr => {
-                            let op = &*(n as *mut pg_sys::OpExpr);
-                            let args = list_ptrs::<pg_sys::Node>(op.args);
-                            let is_eq =
-                                crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() == Some("=");
-                            if let ([l, r], true) = (args.as_slice(), is_eq) {
-                                if let (Some(a), Some(b)) =
-                                    (self.base_column(level, *l), self.base_column(level, *r))
-                                {
-                                    if a.0 != b.0 {
-                                        equalities.push((a, b));
-                                    }
-                                }
-                            }
+                for j in join_exprs(jt) {
+                    let j = &*j;
+                    quals.push(j.quals);
+                    match j.jointype {
+                        pg_sys::JoinType::JOIN_LEFT => nullable.extend(self.ids_under(level, j.rarg)),
+                        pg_sys::JoinType::JOIN_RIGHT => nullable.extend(self.ids_under(level, j.larg)),
+                        pg_sys::JoinType::JOIN_FULL => {
+                            nullable.extend(self.ids_under(level, j.larg));
+                            nullable.extend(self.ids_under(level, j.rarg));
                         }
                         _ => {}
+                    }
+                }
+                // (Last clause's last condition first, as they were always read.)
+                let conditions: Vec<*mut pg_sys::Node> =
+                    quals.into_iter().flat_map(|q| and_args(q)).collect();
+                for n in conditions.into_iter().rev() {
+                    if (*n).type_ != pg_sys::NodeTag::T_OpExpr {
+                        continue;
+                    }
+                    let op = &*(n as *mut pg_sys::OpExpr);
+                    let args = list_ptrs::<pg_sys::Node>(op.args);
+                    let is_eq = crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() == Some("=");
+                    if let ([l, r], true) = (args.as_slice(), is_eq) {
+                        if let (Some(a), Some(b)) = (self.base_column(level, *l), self.base_column(level, *r))
+                        {
+                            if a.0 != b.0 {
+                                equalities.push((a, b));
+                            }
+                        }
                     }
                 }
             }

@@ -532,7 +532,7 @@ fn stand_in(table: &Table, state: State, changed: Option<&Changes>) -> PgtResult
             .map(|a| usize::try_from(*a).ok().and_then(|a| cols.get(a.checked_sub(1)?)).cloned().flatten())
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| PgtError::Internal("a change column of the source is missing".into()))?;
-        let rows = super::algebraic::typed_change_rows(&carried, c.rows);
+        let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
         let list: Vec<String> = cols
             .iter()
             .enumerate()

@@ -28,7 +28,7 @@ use pgrx::prelude::*;
 use super::analysis::{Plan, Shape};
 use crate::catalog::sys;
 use crate::cdc::buffer;
-use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
+use crate::cdc::frontier::RefreshSnapshot;
 use crate::error::{PgtError, PgtResult};
 use crate::refresh::window::with_window;
 
@@ -396,15 +396,10 @@ pub fn affected_keys(
     relid: pg_sys::Oid,
     plan: &Plan,
     snapshot: &RefreshSnapshot,
-    new: &Frontier,
-    old: &Frontier,
+    window: &str,
 ) -> PgtResult<Affected> {
     let columns = output_columns(relid)?;
-    let window = window_sql_literal(new, Some(old));
-    let mut count = 0i64;
-    for source in plan.sources() {
-        count += buffer::count_in(source, snapshot, &window)?;
-    }
+    let count = changes_in(plan, snapshot, window)?;
     let mut groups = Vec::new();
     let mut distinct_keys = 0i64;
     for group in plan.key_groups() {
@@ -440,22 +435,30 @@ pub fn affected_keys(
         groups.push(keys);
     }
     let mut join_values = Vec::new();
-    {
-        for (rte, source, _, path) in plan.followed() {
-            let Some(first) = path.first() else { continue };
-            let attnum = first.0 .1;
-            let sql = format!(
-                "SELECT (pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text \
-                   FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
-                buffer::rows_sql(source)?
-            );
-            let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
-            if let Some(values) = row.first().cloned().flatten() {
-                join_values.push((rte, values));
-            }
+    for (rte, source, _, path) in plan.followed() {
+        let Some(first) = path.first() else { continue };
+        let attnum = first.0 .1;
+        let sql = format!(
+            "SELECT (pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text \
+               FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
+            buffer::rows_sql(source)?
+        );
+        let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
+        if let Some(values) = row.first().cloned().flatten() {
+            join_values.push((rte, values));
         }
     }
     Ok(Affected { changes: count, keys: distinct_keys, groups, join_values })
+}
+
+/// Changed rows in the window (a window condition) over all the plan's
+/// sources.
+pub fn changes_in(plan: &Plan, snapshot: &RefreshSnapshot, window: &str) -> PgtResult<i64> {
+    let mut count = 0;
+    for source in plan.sources() {
+        count += buffer::count_in(source, snapshot, window)?;
+    }
+    Ok(count)
 }
 
 /// A grouped join: follow each changed value of another table along the

@@ -22,7 +22,7 @@ use super::algebraic::ChangeRows;
 use super::analysis::Plan;
 use super::key_recompute::{output_columns, returning};
 use crate::cdc::buffer;
-use crate::cdc::frontier::{window_sql_literal, Frontier, RefreshSnapshot};
+use crate::cdc::frontier::RefreshSnapshot;
 use crate::error::{PgtError, PgtResult};
 
 /// The statement applying change rows (of the columns
@@ -101,13 +101,10 @@ pub fn apply_window(
     relid: pg_sys::Oid,
     plan: &Plan,
     snapshot: &RefreshSnapshot,
-    new: &Frontier,
-    old: &Frontier,
+    window: &str,
 ) -> PgtResult<(i64, i64)> {
-    let rows = plan.rows.as_ref().ok_or_else(|| PgtError::Internal("no row expressions".into()))?;
     let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no source table".into()))?;
     let buffered = buffer::rows_sql(source)?;
-    let window = window_sql_literal(new, Some(old));
-    let changes = ChangeRows::Window { rows: &buffered, window: &window, attnums: &rows.attnums };
+    let changes = ChangeRows::Window { rows: &buffered, window };
     super::key_recompute::run_apply(relid, snapshot, &|capture| apply_sql(relid, plan, changes, capture))
 }

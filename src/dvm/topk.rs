@@ -47,8 +47,9 @@ pub fn unlimited_query(relid: pg_sys::Oid) -> PgtResult<String> {
     sql.ok_or_else(|| PgtError::Internal("materialized view without a query".into()))
 }
 
-/// `ORDER BY` over alias `alias`'s columns.
-fn order_sql(topk: &TopK, columns: &[String], alias: &str) -> PgtResult<String> {
+/// The `ORDER BY` items over the columns (quoted names), each prefixed
+/// with `prefix` (an alias and a dot, or nothing).
+pub fn order_sql(topk: &TopK, columns: &[String], prefix: &str) -> PgtResult<String> {
     let mut items = Vec::new();
     for &(output, descending, nulls_first) in &topk.order {
         let name = usize::try_from(output)
@@ -56,7 +57,7 @@ fn order_sql(topk: &TopK, columns: &[String], alias: &str) -> PgtResult<String> 
             .and_then(|o| columns.get(o.checked_sub(1)?))
             .ok_or_else(|| PgtError::Internal("ORDER BY column out of range".into()))?;
         items.push(format!(
-            "{alias}.{name} {} NULLS {}",
+            "{prefix}{name} {} NULLS {}",
             if descending { "DESC" } else { "ASC" },
             if nulls_first { "FIRST" } else { "LAST" }
         ));
@@ -93,8 +94,8 @@ pub fn new_rows_sql(
             AND (SELECT f.ok FROM fits f) \
          UNION ALL SELECT a.* FROM ({all}) a WHERE NOT (SELECT f.ok FROM fits f)",
         outside = groups_filter("o", groups),
-        order_o = order_sql(topk, columns, "o")?,
-        order_c = order_sql(topk, columns, "c")?,
+        order_o = order_sql(topk, columns, "o.")?,
+        order_c = order_sql(topk, columns, "c.")?,
         last = n - 1,
         beyond = n + 1,
         cols = cols.join(", "),
@@ -104,7 +105,7 @@ pub fn new_rows_sql(
 /// [`new_rows_sql`] for a stream table maintained by key recompute: the
 /// candidates recomputed from the inner query for `groups`, the fallback
 /// the stored query itself (as the owner: see [`unlimited_query`]).
-pub fn recomputed_sql(relid: pg_sys::Oid, topk: &TopK, groups: &[Vec<KeyValues>]) -> PgtResult<String> {
+fn recomputed_sql(relid: pg_sys::Oid, topk: &TopK, groups: &[Vec<KeyValues>]) -> PgtResult<String> {
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
     let candidates = super::key_recompute::recompute_sql(&unlimited_query(relid)?, &columns, groups);
@@ -115,7 +116,7 @@ pub fn recomputed_sql(relid: pg_sys::Oid, topk: &TopK, groups: &[Vec<KeyValues>]
 /// [`new_rows_sql`] for a stream table kept from running totals: the
 /// candidates are the touched groups' rows (`candidates`), the fallback
 /// the first n groups of the totals.
-pub fn totals_sql(
+fn totals_sql(
     relid: pg_sys::Oid,
     plan: &super::analysis::Plan,
     topk: &TopK,
@@ -128,10 +129,30 @@ pub fn totals_sql(
         .ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let all = format!(
         "SELECT t.* FROM ({totals}) t ORDER BY {} LIMIT {}",
-        order_sql(topk, &columns, "t")?,
+        order_sql(topk, &columns, "t.")?,
         topk.limit
     );
     new_rows_sql(&st, &columns, topk, candidates, groups, &all)
+}
+
+/// The new contents of a stream table with `ORDER BY ... LIMIT` (see
+/// [`new_rows_sql`]) after a change of the keys `groups`: from the touched
+/// groups' rows of its running totals (`touched`), or recomputed as its
+/// owner.
+pub fn first_rows_sql(
+    relid: pg_sys::Oid,
+    plan: &super::analysis::Plan,
+    topk: &TopK,
+    groups: &[Vec<KeyValues>],
+    touched: Option<&str>,
+) -> PgtResult<String> {
+    match touched {
+        Some(touched) => totals_sql(relid, plan, topk, touched, groups),
+        None => {
+            let owner = crate::catalog::sys::relation_owner(relid)?;
+            crate::catalog::sys::as_restricted_role(owner, || recomputed_sql(relid, topk, groups))
+        }
+    }
 }
 
 #[cfg(test)]

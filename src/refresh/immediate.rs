@@ -550,10 +550,7 @@ fn apply_topk(
     capture: Option<&[String]>,
 ) -> PgtResult<Option<crate::sql::TextRows>> {
     let Some(topk) = &p.plan.topk else { return Ok(None) };
-    let rows = match touched {
-        Some(touched) => crate::dvm::topk::totals_sql(relid, &p.plan, topk, touched, groups)?,
-        None => sys::as_restricted_role(p.owner, || crate::dvm::topk::recomputed_sql(relid, topk, groups))?,
-    };
+    let rows = crate::dvm::topk::first_rows_sql(relid, &p.plan, topk, groups, touched)?;
     key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&rows), capture).map(Some)
 }
 

@@ -118,10 +118,11 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         }
         _ => None,
     };
-    // A table read by a subquery not tied to the outer query changed: any
-    // row may have changed.
+    // The window between the frontiers, as a condition on buffer rows. A
+    // table read by a subquery not tied to the outer query changed in it:
+    // any row may have changed.
     let differential = match differential {
-        Some((plan, old)) if !plan.full_on.is_empty() => {
+        Some((plan, old)) => {
             let window = cdc::frontier::window_sql_literal(&frontier, Some(&old));
             let mut changed = false;
             for &source in &plan.full_on {
@@ -132,22 +133,18 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                     Some("a table read by a subquery not tied to the outer query by = changed".into());
                 None
             } else {
-                Some((plan, old))
+                Some((plan, window))
             }
         }
-        other => other,
+        None => None,
     };
     match differential {
-        Some((plan, old)) => {
-            // The window: its change rows (read once, for running totals)
-            // or its affected keys, and its size.
-            let window = cdc::frontier::window_sql_literal(&frontier, Some(&old));
+        Some((plan, window)) => {
+            // The window's change rows (counted, for running totals and
+            // changed rows' images) or its affected keys, and its size.
             let (affected, changes, groups) = if plan.rows.is_some() {
                 // Changed rows' images (one table): the count is enough.
-                let mut count = 0;
-                for source in plan.sources() {
-                    count += cdc::buffer::count_in(source, &snapshot, &window)?;
-                }
+                let count = dvm::key_recompute::changes_in(&plan, &snapshot, &window)?;
                 // (Each changed row has one key: its count bounds theirs.)
                 let affected = dvm::key_recompute::Affected {
                     changes: count,
@@ -167,8 +164,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 };
                 (affected, changes, Vec::new())
             } else {
-                let mut affected =
-                    dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &frontier, &old)?;
+                let mut affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &window)?;
                 // Groups reached through a grouped join count towards the
                 // size of the window too.
                 let groups = if affected.changes > 0 {
@@ -222,7 +218,8 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             // ORDER BY ... LIMIT: the new first rows, as
                             // differences from all the stream table's.
                             (Some(topk), Some(touched)) => {
-                                let rows = dvm::topk::totals_sql(relid, &plan, topk, touched, &groups)?;
+                                let rows =
+                                    dvm::topk::first_rows_sql(relid, &plan, topk, &groups, Some(touched))?;
                                 dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows))?
                             }
                             _ => dvm::key_recompute::apply(
@@ -238,16 +235,14 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                     } else if plan.rows.is_some() {
                         // From the changed rows alone (one table, with or
                         // without a key).
-                        dvm::keyless::apply_window(relid, &plan, &snapshot, &frontier, &old)?
+                        dvm::keyless::apply_window(relid, &plan, &snapshot, &window)?
                     } else {
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
                         let owner = sys::relation_owner(relid)?;
                         if let Some(topk) = &plan.topk {
                             // ORDER BY ... LIMIT: the new first rows, as
                             // differences from all the stream table's.
-                            let rows = sys::as_restricted_role(owner, || {
-                                dvm::topk::recomputed_sql(relid, topk, &groups)
-                            })?;
+                            let rows = dvm::topk::first_rows_sql(relid, &plan, topk, &groups, None)?;
                             dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows))?
                         } else {
                             // Without GROUP BY: the one row, recomputed.
