@@ -46,6 +46,23 @@ UPDATE t SET v = v + 1 WHERE id <= 20;
 REFRESH MATERIALIZED VIEW big_v;
 SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
  WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+-- After 8 full refreshes in a row since the last differential one, a
+-- differential refresh is tried again (and measures itself).
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+VALUES ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+SELECT 'big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90
+  FROM generate_series(1, 7);
+UPDATE t SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+UPDATE t SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
 SELECT count(*) AS differ FROM ((TABLE big_v EXCEPT ALL SELECT id, v FROM t WHERE v > 10)
   UNION ALL (SELECT id, v FROM t WHERE v > 10 EXCEPT ALL TABLE big_v)) d;
 

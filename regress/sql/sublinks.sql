@@ -106,6 +106,41 @@ TABLE unreturned ORDER BY id;
 TABLE with_count ORDER BY id;
 TABLE busy_regions ORDER BY region;
 
+-- An IN over a grouped subquery compared with a key column (TPC-H Q18's
+-- form): the affected keys are pushed into the subquery too, which then
+-- aggregates only their groups (PostgreSQL would not push a list of keys
+-- there itself), in DIFFERENTIAL and IMMEDIATE alike.
+CREATE MATERIALIZED VIEW big_spenders WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT c.id, c.name, count(*) AS orders, sum(o.amount) AS spent
+  FROM customers c JOIN orders o ON o.customer = c.id
+ WHERE c.id IN (SELECT customer FROM orders GROUP BY customer HAVING sum(amount) >= 200)
+ GROUP BY c.id, c.name;
+CREATE MATERIALIZED VIEW big_spenders_now WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
+SELECT c.id, c.name, count(*) AS orders, sum(o.amount) AS spent
+  FROM customers c JOIN orders o ON o.customer = c.id
+ WHERE c.id IN (SELECT customer FROM orders GROUP BY customer HAVING sum(amount) >= 200)
+ GROUP BY c.id, c.name;
+SELECT (regexp_match(value, 'WHERE \((\w+\.customer = ANY \([^)]*\))\)'))[1] AS pushed_into_subquery
+  FROM pgtrickle.explain_stream_table('big_spenders') WHERE property = 'apply';
+TABLE big_spenders ORDER BY id;
+INSERT INTO orders VALUES (20, 6, 150, 'open'), (21, 2, 5, 'done');
+UPDATE orders SET amount = amount + 100 WHERE id = 4;
+DELETE FROM orders WHERE id = 14;
+UPDATE orders SET customer = 1 WHERE id = 12;
+REFRESH MATERIALIZED VIEW big_spenders;
+SELECT mode, changes_consumed FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_spenders'::regclass ORDER BY id DESC LIMIT 1;
+TABLE big_spenders ORDER BY id;
+CREATE VIEW big_spenders_query AS
+SELECT c.id, c.name, count(*) AS orders, sum(o.amount) AS spent
+  FROM customers c JOIN orders o ON o.customer = c.id
+ WHERE c.id IN (SELECT customer FROM orders GROUP BY customer HAVING sum(amount) >= 200)
+ GROUP BY c.id, c.name;
+SELECT (SELECT count(*) FROM ((TABLE big_spenders EXCEPT ALL TABLE big_spenders_query)
+          UNION ALL (TABLE big_spenders_query EXCEPT ALL TABLE big_spenders)) d) AS differential_differs,
+       (SELECT count(*) FROM ((TABLE big_spenders_now EXCEPT ALL TABLE big_spenders_query)
+          UNION ALL (TABLE big_spenders_query EXCEPT ALL TABLE big_spenders_now)) d) AS immediate_differs;
+
 RESET pg_trickle.differential_max_change_fraction;
 DROP SCHEMA subl CASCADE;
 RESET search_path;

@@ -216,9 +216,15 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 // The new first rows, applied as differences from all rows.
                 let touched = if algebraic { recompute.as_deref() } else { None };
                 let rows = crate::dvm::topk::first_rows_sql(relid, &plan, topk, &apply_keys, touched)?;
-                crate::dvm::key_recompute::explain_sql(relid, &[], &key_names, Some(&rows))?
+                crate::dvm::key_recompute::explain_sql(relid, &[], &key_names, Some(&rows), &[])?
             } else {
-                crate::dvm::key_recompute::explain_sql(relid, &apply_keys, &key_names, recompute.as_deref())?
+                crate::dvm::key_recompute::explain_sql(
+                    relid,
+                    &apply_keys,
+                    &key_names,
+                    recompute.as_deref(),
+                    plan.pushed_keys(),
+                )?
             };
             out.push(("apply".into(), Some(apply)));
         }

@@ -214,17 +214,21 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
 
 /// The cost of the stream table's last successful refreshes: (the last
 /// full one's ms, the last differential one with changes: its ms and its
-/// changes); None until it has both.
-pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<(f64, f64, i64)>> {
+/// changes, and how many full refreshes came after it); None until it has
+/// both.
+pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<(f64, f64, i64, i64)>> {
     crate::catalog::sys::kept(
-        "SELECT f.ms, d.ms, d.changes \
+        "SELECT f.ms, d.ms, d.changes, \
+                (SELECT pg_catalog.count(*) FROM pgtrickle.pgt_refresh_history x \
+                  WHERE x.relid OPERATOR(pg_catalog.=) $1 AND x.mode OPERATOR(pg_catalog.=) 'full' \
+                    AND x.id OPERATOR(pg_catalog.>) d.id) \
            FROM (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
                         OPERATOR(pg_catalog.*) 1000 AS ms \
                    FROM pgtrickle.pgt_refresh_history h \
                   WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'full' \
                     AND h.outcome OPERATOR(pg_catalog.=) 'ok' ORDER BY h.id DESC LIMIT 1) f, \
                 (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
-                        OPERATOR(pg_catalog.*) 1000 AS ms, h.changes_consumed AS changes \
+                        OPERATOR(pg_catalog.*) 1000 AS ms, h.changes_consumed AS changes, h.id \
                    FROM pgtrickle.pgt_refresh_history h \
                   WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'differential' \
                     AND h.outcome OPERATOR(pg_catalog.=) 'ok' AND h.changes_consumed OPERATOR(pg_catalog.>) 0 \
@@ -236,8 +240,8 @@ pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<(f64, f64, i64)>> {
                 return Ok(None);
             }
             let row = rows.first();
-            Ok(match (row.get::<f64>(1)?, row.get::<f64>(2)?, row.get::<i64>(3)?) {
-                (Some(full), Some(ms), Some(n)) => Some((full, ms, n)),
+            Ok(match (row.get::<f64>(1)?, row.get::<f64>(2)?, row.get::<i64>(3)?, row.get::<i64>(4)?) {
+                (Some(full), Some(ms), Some(n), Some(fulls)) => Some((full, ms, n, fulls)),
                 _ => None,
             })
         },

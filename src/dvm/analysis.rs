@@ -30,6 +30,9 @@ pub struct Plan {
     /// change of one could change any row, so it is applied by
     /// recomputing the whole query.
     pub full_on: Vec<pg_sys::Oid>,
+    /// A subquery in an expression aggregates (GROUP BY, an aggregate,
+    /// DISTINCT): affected keys may be pushed into it (see dvm::pushdown).
+    pub pushdown: bool,
 }
 
 /// `ORDER BY` output columns `LIMIT n`.
@@ -192,6 +195,16 @@ impl Plan {
             }
         }
         out
+    }
+
+    /// The key columns whose affected values may be pushed into
+    /// subqueries (see dvm::pushdown): none unless [`Plan::pushdown`].
+    pub fn pushed_keys(&self) -> &[KeyColumn] {
+        if self.pushdown {
+            &self.key
+        } else {
+            &[]
+        }
     }
 
     /// The key columns grouped by range table entry (one group per table
@@ -358,6 +371,8 @@ struct QueryFacts {
     sub_relations: Vec<(u32, pg_sys::Oid, u8)>,
     /// `ORDER BY ... LIMIT n` of the stored query.
     topk: Option<TopK>,
+    /// A subquery in an expression aggregates (see Plan::pushdown).
+    aggregating_sublink: bool,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -643,7 +658,7 @@ unsafe fn not_plain_subquery(q: *mut pg_sys::Query) -> Option<&'static str> {
 
 /// The conditions ANDed at the top of a clause (the clause itself when it
 /// is not an AND); none for NULL.
-unsafe fn and_args(clause: *mut pg_sys::Node) -> Vec<*mut pg_sys::Node> {
+pub(crate) unsafe fn and_args(clause: *mut pg_sys::Node) -> Vec<*mut pg_sys::Node> {
     // SAFETY: clause is NULL or an expression; BoolExpr args and implicit-AND
     // Lists hold expression nodes.
     unsafe {
@@ -980,6 +995,11 @@ impl Levels {
             if let Some(why) = not_plain_subquery(sub) {
                 return Err(why);
             }
+            let q = &*sub;
+            if q.hasAggs || !q.groupClause.is_null() || !q.distinctClause.is_null() || !q.havingQual.is_null()
+            {
+                f.aggregating_sublink = true;
+            }
             let child = self.levels.len();
             if child as u32 >= u32::MAX / LEVEL_SPAN - 1 {
                 return Err("queries of too many subqueries");
@@ -1265,6 +1285,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             join_totals: None,
             sub_relations: Vec::new(),
             topk: None,
+            aggregating_sublink: false,
         };
         if base == 0 && !union_all {
             match read_topk(top) {
@@ -1589,7 +1610,7 @@ fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, i32)> {
 }
 
 /// How often each `$<n>` appears in `sql`.
-fn placeholder_counts(sql: &str) -> std::collections::HashMap<i32, usize> {
+pub(crate) fn placeholder_counts(sql: &str) -> std::collections::HashMap<i32, usize> {
     let mut counts = std::collections::HashMap::new();
     for (_, n) in placeholders(sql) {
         *counts.entry(n).or_insert(0) += 1;
@@ -1950,6 +1971,7 @@ fn scalar(f: &QueryFacts) -> Plan {
         rows: None,
         topk: None,
         full_on: Vec::new(),
+        pushdown: false,
     }
 }
 
@@ -1980,6 +2002,7 @@ fn union_all(
         rows: None,
         topk: None,
         full_on: Vec::new(),
+        pushdown: false,
     }))
 }
 
@@ -2000,6 +2023,7 @@ fn decide(
         }
         plan.topk = Some(topk.clone());
     }
+    plan.pushdown = f.aggregating_sublink && !plan.key.is_empty();
     // A filter and projection of one table keyed by its primary key: each
     // row of the table gives at most one row, computed from it alone, so
     // a refresh computes the changed rows' images from the change buffer
@@ -2086,15 +2110,20 @@ fn decide_shape(
         rows: None,
         topk: None,
         full_on: Vec::new(),
+        pushdown: false,
     };
     // Grouped rows over a join, keyed by columns of one table reference.
     let over_join = |key: Vec<KeyColumn>| -> PgtResult<Result<Plan, Unsupported>> {
         // The grouping table: the one table of every grouping column, or
         // a table whose primary key is among them (each group then holds
         // rows of one of its rows, and is recomputed by that key).
+        // Of several such tables, one whose rows reference the others'
+        // (an `=` from its column to another's primary key: orders to
+        // customer) holds the finer groups, found by its key without
+        // reading the referencing table by a column that may have no index.
         let mut group_rte = key[0].rte;
         if key.iter().any(|k| k.rte != group_rte) {
-            let mut found = None;
+            let mut candidates = Vec::new();
             for &(rte, relid, _) in &f.relations {
                 if f.nullable.contains(&rte) || !key.iter().any(|k| k.rte == rte) {
                     continue;
@@ -2103,11 +2132,30 @@ fn decide_shape(
                 if !pk.is_empty()
                     && pk.iter().all(|a| key.iter().any(|k| k.rte == rte && k.source_attnum == *a))
                 {
-                    found = Some(rte);
-                    break;
+                    candidates.push((rte, pk));
                 }
             }
-            match found {
+            let references = |from: u32| {
+                candidates
+                    .iter()
+                    .filter(|(to, pk)| {
+                        *to != from
+                            && f.equalities.iter().any(|&(a, b)| {
+                                [(a, b), (b, a)]
+                                    .iter()
+                                    .any(|&(x, y)| x.0 == from && y.0 == *to && pk.contains(&y.1))
+                            })
+                    })
+                    .count()
+            };
+            let mut found: Option<(u32, usize)> = None;
+            for (rte, _) in &candidates {
+                let n = references(*rte);
+                if found.is_none_or(|(_, best)| n > best) {
+                    found = Some((*rte, n));
+                }
+            }
+            match found.map(|(rte, _)| rte) {
                 Some(rte) => group_rte = rte,
                 None => {
                     return Ok(unsupported(
@@ -2147,6 +2195,7 @@ fn decide_shape(
             rows: None,
             topk: None,
             full_on,
+            pushdown: false,
         }))
     };
     if f.has_aggs || f.has_group {
@@ -2197,6 +2246,7 @@ fn decide_shape(
                 rows: None,
                 topk: None,
                 full_on: Vec::new(),
+                pushdown: false,
             }));
         }
         // Over an inner join with count/sum/avg only: running totals.
@@ -2224,6 +2274,7 @@ fn decide_shape(
             rows: None,
             topk: None,
             full_on: Vec::new(),
+            pushdown: false,
         }));
     }
     // Rows: every table reference's primary key must be in the output.
@@ -2246,6 +2297,7 @@ fn decide_shape(
             rows: Some(RowsDelta { outputs, where_sql: f.where_sql.clone(), attnums }),
             topk: None,
             full_on: Vec::new(),
+            pushdown: false,
         })
     };
     let mut key = Vec::new();
@@ -2341,6 +2393,7 @@ fn decide_shape(
         rows: None,
         topk: None,
         full_on,
+        pushdown: false,
     }))
 }
 
@@ -2393,6 +2446,7 @@ mod tests {
             join_totals: None,
             sub_relations: Vec::new(),
             topk: None,
+            aggregating_sublink: false,
         }
     }
 
@@ -2581,6 +2635,23 @@ mod tests {
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("preserved side"));
         f.nullable = vec![2, 3];
         assert!(matches!(decide(&f, pk1).unwrap().unwrap().shape, Shape::GroupsOverJoin { group_rte: 1 }));
+    }
+
+    #[test]
+    fn grouping_by_two_primary_keys_recomputes_by_the_referencing_table() {
+        // SELECT t.a, u.a, count(*) FROM t JOIN u ON ... GROUP BY t.a, u.a
+        let mut f = facts();
+        f.has_aggs = true;
+        f.has_group = true;
+        f.relations = vec![(1, T, pg_sys::RELKIND_RELATION), (2, U, pg_sys::RELKIND_RELATION)];
+        f.outputs = vec![(Some((1, 1)), 1), (Some((2, 1)), 2), (None, 0)];
+        f.group_refs = vec![1, 2];
+        // t.c = u.a: each t row references one u row; groups are t's rows.
+        f.equalities = vec![((1, 3), (2, 1))];
+        assert_eq!(decide(&f, pk1).unwrap().unwrap().shape, Shape::GroupsOverJoin { group_rte: 1 });
+        // u.b = t.a: the other way round.
+        f.equalities = vec![((2, 2), (1, 1))];
+        assert_eq!(decide(&f, pk1).unwrap().unwrap().shape, Shape::GroupsOverJoin { group_rte: 2 });
     }
 
     #[test]

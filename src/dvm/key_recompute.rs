@@ -101,7 +101,7 @@ pub fn apply_sql(
 ) -> String {
     apply_statement(
         st,
-        &recompute_sql(query, columns, groups),
+        &recompute_sql(query, columns, groups, None),
         &groups_filter("o", groups),
         columns,
         keys,
@@ -110,13 +110,29 @@ pub fn apply_sql(
 }
 
 /// The affected rows recomputed: one branch per table reference with
-/// changes, each with its own key filter.
-pub(crate) fn recompute_sql(query: &str, columns: &[String], groups: &[Vec<KeyValues>]) -> String {
+/// changes, each with its own key filter; with `pushed`, a branch that has
+/// values for its marked columns reads the query with them pushed into its
+/// subqueries (dvm::pushdown) instead of `query`.
+pub(crate) fn recompute_sql(
+    query: &str,
+    columns: &[String],
+    groups: &[Vec<KeyValues>],
+    pushed: Option<&super::pushdown::Pushed>,
+) -> String {
     let cols = columns.join(", ");
     let branches: Vec<String> = groups
         .iter()
         .filter(|g| !is_empty(g))
-        .map(|g| format!("SELECT n.* FROM ({query}) n({cols}) WHERE {}", key_filter("n", g)))
+        .map(|g| {
+            let values: Vec<(String, String, Option<String>)> =
+                g.iter().map(|k| (k.column.clone(), k.sql_type.clone(), k.values.clone())).collect();
+            let q = pushed.and_then(|p| super::pushdown::fill(p, columns, &values));
+            format!(
+                "SELECT n.* FROM ({}) n({cols}) WHERE {}",
+                q.as_deref().unwrap_or(query),
+                key_filter("n", g)
+            )
+        })
         .collect();
     if branches.is_empty() {
         format!("SELECT n.* FROM ({query}) n({cols}) WHERE false")
@@ -560,6 +576,7 @@ fn statements_as_owner(
     key_names: &[String],
     capture: Option<&[String]>,
     recompute: Option<&str>,
+    pushed_keys: &[super::analysis::KeyColumn],
 ) -> PgtResult<String> {
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
@@ -586,9 +603,11 @@ fn statements_as_owner(
         return Ok(apply_statement(&st, recompute, &fo, &columns, key_names, capture));
     }
     let query = view_query(relid)?;
+    let pushed =
+        if pushed_keys.is_empty() { None } else { super::pushdown::pushed_query(relid, pushed_keys, false)? };
     Ok(apply_statement(
         &st,
-        &recompute_sql(&query, &columns, keys),
+        &recompute_sql(&query, &columns, keys, pushed.as_ref()),
         &groups_filter("o", keys),
         &columns,
         key_names,
@@ -604,8 +623,11 @@ pub fn apply(
     keys: &[Vec<KeyValues>],
     key_names: &[String],
     recompute: Option<&str>,
+    pushed_keys: &[super::analysis::KeyColumn],
 ) -> PgtResult<(i64, i64)> {
-    run_apply(relid, snapshot, &|capture| statements_as_owner(relid, keys, key_names, capture, recompute))
+    run_apply(relid, snapshot, &|capture| {
+        statements_as_owner(relid, keys, key_names, capture, recompute, pushed_keys)
+    })
 }
 
 /// Run the apply statement `build` returns (given the quoted names of the
@@ -663,7 +685,7 @@ pub fn whole_query(relid: pg_sys::Oid) -> PgtResult<String> {
 pub fn apply_all(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, key_names: &[String]) -> PgtResult<i64> {
     let owner = sys::relation_owner(relid)?;
     let everything = sys::as_restricted_role(owner, || whole_query(relid))?;
-    apply(relid, snapshot, &[], key_names, Some(&everything))?;
+    apply(relid, snapshot, &[], key_names, Some(&everything), &[])?;
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     Ok(Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {st}"))?.unwrap_or(0))
 }
@@ -678,10 +700,11 @@ pub fn apply_now(
     key_names: &[String],
     recompute: Option<&str>,
     capture: Option<&[String]>,
+    pushed_keys: &[super::analysis::KeyColumn],
 ) -> PgtResult<crate::sql::TextRows> {
     let owner = sys::relation_owner(relid)?;
     sys::as_restricted_role(owner, || {
-        let sql = statements_as_owner(relid, keys, key_names, capture, recompute)?;
+        let sql = statements_as_owner(relid, keys, key_names, capture, recompute, pushed_keys)?;
         with_window(relid, || -> PgtResult<crate::sql::TextRows> {
             Spi::connect_mut(|c| {
                 let table = c.update(&sql, None, &[])?;
@@ -721,9 +744,12 @@ pub fn explain_sql(
     keys: &[Vec<KeyValues>],
     key_names: &[String],
     recompute: Option<&str>,
+    pushed_keys: &[super::analysis::KeyColumn],
 ) -> PgtResult<String> {
     let owner = sys::relation_owner(relid)?;
-    sys::as_restricted_role(owner, || statements_as_owner(relid, keys, key_names, None, recompute))
+    sys::as_restricted_role(owner, || {
+        statements_as_owner(relid, keys, key_names, None, recompute, pushed_keys)
+    })
 }
 
 /// The stream table's stored query as SQL (deparsed; run it as the owner,

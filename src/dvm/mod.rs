@@ -22,4 +22,5 @@ pub mod analysis;
 pub mod join_totals;
 pub mod key_recompute;
 pub mod keyless;
+pub mod pushdown;
 pub mod topk;

@@ -105,10 +105,18 @@ pub fn new_rows_sql(
 /// [`new_rows_sql`] for a stream table maintained by key recompute: the
 /// candidates recomputed from the inner query for `groups`, the fallback
 /// the stored query itself (as the owner: see [`unlimited_query`]).
-fn recomputed_sql(relid: pg_sys::Oid, topk: &TopK, groups: &[Vec<KeyValues>]) -> PgtResult<String> {
+fn recomputed_sql(
+    relid: pg_sys::Oid,
+    topk: &TopK,
+    groups: &[Vec<KeyValues>],
+    pushed_keys: &[super::analysis::KeyColumn],
+) -> PgtResult<String> {
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-    let candidates = super::key_recompute::recompute_sql(&unlimited_query(relid)?, &columns, groups);
+    let pushed =
+        if pushed_keys.is_empty() { None } else { super::pushdown::pushed_query(relid, pushed_keys, true)? };
+    let candidates =
+        super::key_recompute::recompute_sql(&unlimited_query(relid)?, &columns, groups, pushed.as_ref());
     let all = super::key_recompute::whole_query(relid)?;
     new_rows_sql(&st, &columns, topk, &candidates, groups, &all)
 }
@@ -150,7 +158,9 @@ pub fn first_rows_sql(
         Some(touched) => totals_sql(relid, plan, topk, touched, groups),
         None => {
             let owner = crate::catalog::sys::relation_owner(relid)?;
-            crate::catalog::sys::as_restricted_role(owner, || recomputed_sql(relid, topk, groups))
+            crate::catalog::sys::as_restricted_role(owner, || {
+                recomputed_sql(relid, topk, groups, plan.pushed_keys())
+            })
         }
     }
 }

@@ -341,7 +341,7 @@ fn apply_changes(
     // have changed; the whole query is recomputed, applied as differences.
     if p.plan.full_on.contains(&source) {
         let whole = sys::as_restricted_role(p.owner, || key_recompute::whole_query(relid))?;
-        return key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&whole), capture);
+        return key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&whole), capture, &[]);
     }
     // Running totals over a join: the statement's rows joined to the other
     // tables are added to them, and the groups touched computed from them.
@@ -356,7 +356,14 @@ fn apply_changes(
         if let Some(rows) = apply_topk(relid, p, &groups, recompute.as_deref(), capture)? {
             return Ok(rows);
         }
-        return key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref(), capture);
+        return key_recompute::apply_now(
+            relid,
+            &groups,
+            &p.conflict_keys,
+            recompute.as_deref(),
+            capture,
+            p.plan.pushed_keys(),
+        );
     }
     let mut groups = Vec::new();
     let mut any = false;
@@ -491,7 +498,14 @@ fn apply_changes(
             if let Some(rows) = apply_topk(relid, p, &groups, recompute.as_deref(), capture)? {
                 return Ok(rows);
             }
-            return key_recompute::apply_now(relid, &groups, &p.conflict_keys, recompute.as_deref(), capture);
+            return key_recompute::apply_now(
+                relid,
+                &groups,
+                &p.conflict_keys,
+                recompute.as_deref(),
+                capture,
+                p.plan.pushed_keys(),
+            );
         }
         return sys::as_restricted_role(p.owner, || {
             with_window(relid, || {
@@ -524,7 +538,14 @@ fn apply_changes(
             }
             _ => None,
         };
-        return key_recompute::apply_now(relid, &groups, &p.conflict_keys, whole.as_deref(), capture);
+        return key_recompute::apply_now(
+            relid,
+            &groups,
+            &p.conflict_keys,
+            whole.as_deref(),
+            capture,
+            p.plan.pushed_keys(),
+        );
     };
     let args = key_recompute::apply_params(&groups);
     let _few = sys::few_rows_plans();
@@ -551,7 +572,7 @@ fn apply_topk(
 ) -> PgtResult<Option<crate::sql::TextRows>> {
     let Some(topk) = &p.plan.topk else { return Ok(None) };
     let rows = crate::dvm::topk::first_rows_sql(relid, &p.plan, topk, groups, touched)?;
-    key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&rows), capture).map(Some)
+    key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&rows), capture, &[]).map(Some)
 }
 
 /// Above this many affected keys a statement is planned for its values.

@@ -220,7 +220,14 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             (Some(topk), Some(touched)) => {
                                 let rows =
                                     dvm::topk::first_rows_sql(relid, &plan, topk, &groups, Some(touched))?;
-                                dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows))?
+                                dvm::key_recompute::apply(
+                                    relid,
+                                    &snapshot,
+                                    &[],
+                                    &key_names,
+                                    Some(&rows),
+                                    &[],
+                                )?
                             }
                             _ => dvm::key_recompute::apply(
                                 relid,
@@ -228,6 +235,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                                 &groups,
                                 &key_names,
                                 recompute.as_deref(),
+                                plan.pushed_keys(),
                             )?,
                         };
                         dvm::algebraic::drop_empty(relid, &plan, &groups)?;
@@ -243,7 +251,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             // ORDER BY ... LIMIT: the new first rows, as
                             // differences from all the stream table's.
                             let rows = dvm::topk::first_rows_sql(relid, &plan, topk, &groups, None)?;
-                            dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows))?
+                            dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows), &[])?
                         } else {
                             // Without GROUP BY: the one row, recomputed.
                             let recompute = if plan.shape == dvm::analysis::Shape::Scalar {
@@ -259,6 +267,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                                 &groups,
                                 &key_names,
                                 recompute.as_deref(),
+                                plan.pushed_keys(),
                             )?
                         }
                     };
@@ -382,10 +391,13 @@ fn too_large(
     }
     // What the last refreshes cost: the last differential one's time per
     // change, scaled to these changes, against the last full one's time.
+    // After ADAPTIVE_RETRY_AFTER full refreshes in a row, differential is
+    // tried again: the data, its statistics or the change mix may have
+    // changed since it was measured.
     if guc::ADAPTIVE_FALLBACK.get() && affected.changes > 0 {
-        if let Some((full_ms, diff_ms, diff_changes)) = stream_tables::refresh_costs(relid)? {
+        if let Some((full_ms, diff_ms, diff_changes, fulls_since)) = stream_tables::refresh_costs(relid)? {
             let predicted = diff_ms * affected.changes as f64 / diff_changes.max(1) as f64;
-            if full_ms >= ADAPTIVE_MIN_FULL_MS && predicted > full_ms {
+            if full_ms >= ADAPTIVE_MIN_FULL_MS && predicted > full_ms && fulls_since < ADAPTIVE_RETRY_AFTER {
                 return Ok(Some(format!(
                     "at the rate of its last differential refresh ({diff_changes} changes in {diff_ms:.0} ms), \
                      {} changes would take longer than its last full refresh ({full_ms:.0} ms)",
@@ -400,6 +412,10 @@ fn too_large(
 /// A full refresh faster than this is not worth avoiding (and tiny tables
 /// keep their refreshes differential, whatever the timing noise).
 const ADAPTIVE_MIN_FULL_MS: f64 = 100.0;
+
+/// Full refreshes after the last differential one, beyond which the
+/// adaptive fallback lets a differential refresh measure itself again.
+const ADAPTIVE_RETRY_AFTER: i64 = 8;
 
 /// The planner's estimate of a table's row count.
 fn source_rows(source: pg_sys::Oid) -> PgtResult<f64> {

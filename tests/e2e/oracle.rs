@@ -155,6 +155,13 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT id FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k AND t2.id IN (SELECT a FROM t3 WHERE t3.b > 2))", true),
     ("SELECT id, v FROM t1 WHERE v > 90 OR EXISTS (SELECT 1 FROM t2 WHERE t2.id = t1.k)", true),
     ("SELECT id, k FROM t1 WHERE k IN (SELECT k FROM t2 GROUP BY k HAVING count(*) > 1)", true),
+    // IN over a grouped or DISTINCT subquery compared with a key column:
+    // the affected keys are pushed into the subquery (dvm::pushdown).
+    ("SELECT k, count(*) AS n, max(v) AS mx FROM t1 WHERE k IN (SELECT a FROM t3 GROUP BY a HAVING count(*) > 1) GROUP BY k", true),
+    ("SELECT id, k, note FROM t2 WHERE id IN (SELECT a FROM t3 GROUP BY a HAVING sum(b) > 2)", true),
+    ("SELECT t1.id, t2.id AS id2 FROM t1 JOIN t2 ON t1.k = t2.k WHERE t2.id IN (SELECT DISTINCT a FROM t3 WHERE b IS NOT NULL)", true),
+    ("SELECT t2.id, t1.id AS id1, sum(t1.v) AS s FROM t1 JOIN t2 ON t1.k = t2.k WHERE t2.id IN (SELECT a FROM t3 GROUP BY a HAVING count(*) >= 1) GROUP BY t2.id, t1.id ORDER BY s DESC NULLS LAST, id, id1 LIMIT 5", true),
+    ("SELECT k, g, count(*) AS n FROM t1 WHERE k IN (SELECT k FROM t2 WHERE note IS NOT NULL GROUP BY k) AND g IN (SELECT DISTINCT g FROM t1 WHERE flag) GROUP BY k, g", true),
     ("SELECT t2.note, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k WHERE NOT EXISTS (SELECT 1 FROM t3 WHERE t3.a = t1.id) GROUP BY t2.note", true),
     ("SELECT a.id FROM t1 a WHERE EXISTS (SELECT 1 FROM t1 b WHERE b.k = a.k AND b.id <> a.id AND b.v > a.v)", true),
     // Subqueries not tied by =, and subqueries in the select list and
