@@ -326,6 +326,29 @@ fn readers(relid: pg_sys::Oid) -> PgtResult<(Vec<pg_sys::Oid>, bool)> {
     Ok((consumers.into_iter().filter(|(_, immediate)| *immediate).map(|(r, _)| r).collect(), buffered))
 }
 
+/// Running totals: bring the groups the statement touched (`groups`) to
+/// their rows computed from the totals (the first rows, for ORDER BY ...
+/// LIMIT); with `capture`, return the rows deleted and inserted.
+fn apply_touched(
+    relid: pg_sys::Oid,
+    p: &Prepared,
+    groups: &[Vec<KeyValues>],
+    capture: Option<&[String]>,
+) -> PgtResult<crate::sql::TextRows> {
+    let recompute = algebraic::recompute_sql(relid, &p.plan, groups)?;
+    if let Some(rows) = apply_topk(relid, p, groups, recompute.as_deref(), capture)? {
+        return Ok(rows);
+    }
+    key_recompute::apply_now(
+        relid,
+        groups,
+        &p.conflict_keys,
+        recompute.as_deref(),
+        capture,
+        p.plan.pushed_keys(),
+    )
+}
+
 /// Apply one statement's changes to `relid`. With `capture` (its quoted
 /// column names), returns the rows deleted and inserted ('D'/'I', then
 /// those columns as text); otherwise no rows.
@@ -352,18 +375,7 @@ fn apply_changes(
             return Ok(Vec::new());
         }
         let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
-        let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
-        if let Some(rows) = apply_topk(relid, p, &groups, recompute.as_deref(), capture)? {
-            return Ok(rows);
-        }
-        return key_recompute::apply_now(
-            relid,
-            &groups,
-            &p.conflict_keys,
-            recompute.as_deref(),
-            capture,
-            p.plan.pushed_keys(),
-        );
+        return apply_touched(relid, p, &groups, capture);
     }
     let mut groups = Vec::new();
     let mut any = false;
@@ -494,18 +506,7 @@ fn apply_changes(
             Ok(())
         })?;
         if capture.is_some() || p.plan.topk.is_some() {
-            let recompute = algebraic::recompute_sql(relid, &p.plan, &groups)?;
-            if let Some(rows) = apply_topk(relid, p, &groups, recompute.as_deref(), capture)? {
-                return Ok(rows);
-            }
-            return key_recompute::apply_now(
-                relid,
-                &groups,
-                &p.conflict_keys,
-                recompute.as_deref(),
-                capture,
-                p.plan.pushed_keys(),
-            );
+            return apply_touched(relid, p, &groups, capture);
         }
         return sys::as_restricted_role(p.owner, || {
             with_window(relid, || {
