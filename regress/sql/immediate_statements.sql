@@ -108,5 +108,17 @@ COMMIT;
 SELECT * FROM differences();
 SELECT * FROM per_customer ORDER BY customer;
 
+-- An INSERT alone into a source of order_lines (keyed by both tables'
+-- primary keys) adds the rows of its new rows joined to orders, without
+-- recomputing by key; an INSERT with another statement under way (a WITH
+-- query inserting into both tables) is recomputed by key. Both exact.
+INSERT INTO lines SELECT 70000 + i, 1 + i % 6, i FROM generate_series(1, 50) i;
+WITH o AS (INSERT INTO orders VALUES (50, 2, 5) RETURNING id)
+INSERT INTO lines SELECT 80000 + i, 50, i FROM generate_series(1, 3) i;
+WITH l AS (INSERT INTO lines VALUES (90000, 51, 7) RETURNING id)
+INSERT INTO orders VALUES (51, 1, 9);
+SELECT * FROM differences();
+SELECT count(*) AS order_lines FROM order_lines;
+
 DROP SCHEMA imst CASCADE;
 RESET search_path;

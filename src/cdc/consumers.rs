@@ -67,7 +67,11 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
         &[relid.into()],
     )?
     .unwrap_or(false);
-    let tracks_statements = immediate && crate::dvm::algebraic::is_join_totals(&plan);
+    // So must IMMEDIATE rows keyed by their tables' primary keys, whose
+    // INSERTs are applied from the new rows alone when no other statement
+    // overlaps (dvm::inserted).
+    let tracks_statements = immediate
+        && (crate::dvm::algebraic::is_join_totals(&plan) || crate::dvm::inserted::eligible(&plan).is_some());
     // IMMEDIATE stream tables an IMMEDIATE one reads hand it their changes
     // (not through a buffer, so not among the captured sources below):
     // wait for their maintainers in flight, and make every backend read

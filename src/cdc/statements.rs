@@ -34,8 +34,9 @@ use std::cell::RefCell;
 use pgrx::pg_sys;
 
 thread_local! {
-    /// Statements started and not finished: (source, subtransaction).
-    static PENDING: RefCell<Vec<(u32, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
+    /// Statements started and not finished: (source, subtransaction,
+    /// whether another statement was pending at some time while it was).
+    static PENDING: RefCell<Vec<(u32, pg_sys::SubTransactionId, bool)>> = const { RefCell::new(Vec::new()) };
     /// Sources whose capture trigger is running, innermost last, with
     /// their subtransaction.
     static CAPTURING: RefCell<Vec<(u32, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
@@ -56,7 +57,27 @@ pub fn init() {
 pub fn started(source: pg_sys::Oid) {
     // SAFETY: reads the current subtransaction's id.
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    PENDING.with(|p| p.borrow_mut().push((source.to_u32(), sub)));
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let overlapping = !p.is_empty();
+        for entry in p.iter_mut() {
+            entry.2 = true;
+        }
+        p.push((source.to_u32(), sub, overlapping));
+    });
+}
+
+/// Is the statement on `source` whose capture is running the only one
+/// that was pending from its start to now? Then no other statement on a
+/// table with the BEFORE STATEMENT trigger ran or was maintained in
+/// between (see `dvm::inserted`). False when its own start was not
+/// recorded (the trigger missing).
+pub fn alone(source: pg_sys::Oid) -> bool {
+    let id = source.to_u32();
+    PENDING.with(|p| {
+        let p = p.borrow();
+        p.iter().rposition(|(s, _, _)| *s == id).is_some_and(|i| !p[i].2) && p.len() == 1
+    })
 }
 
 /// The capture trigger of a statement on `source` begins.
@@ -79,7 +100,7 @@ pub fn captured(source: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     });
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        if let Some(i) = p.iter().rposition(|(s, _)| *s == id) {
+        if let Some(i) = p.iter().rposition(|(s, _, _)| *s == id) {
             p.remove(i);
         }
     });
@@ -99,7 +120,7 @@ fn any_pending(sources: &[u32], running: Option<u32>) -> bool {
     PENDING.with(|p| {
         let p = p.borrow();
         sources.iter().any(|s| {
-            let n = p.iter().filter(|(t, _)| t == s).count();
+            let n = p.iter().filter(|(t, _, _)| t == s).count();
             let own = usize::from(running == Some(*s));
             n > own
         })
@@ -155,7 +176,7 @@ unsafe extern "C-unwind" fn on_subxact_event(
         // capture that was running in it has unwound. (A stream table
         // marked in it keeps its mark: rolled back to its state before,
         // it is recomputed once more than needed.)
-        PENDING.with(|p| p.borrow_mut().retain(|(_, s)| *s != sub));
+        PENDING.with(|p| p.borrow_mut().retain(|(_, s, _)| *s != sub));
         CAPTURING.with(|c| c.borrow_mut().retain(|(_, s)| *s != sub));
     }
 }

@@ -70,6 +70,11 @@ pub fn create(source: pg_sys::Oid) -> PgtResult<()> {
     Ok(())
 }
 
+/// Does `source` carry the BEFORE STATEMENT trigger (`cdc::statements`)?
+pub fn tracks_statements(source: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(count(source, start_function()?)? > 0)
+}
+
 /// Give `source` its BEFORE STATEMENT trigger, if it lacks it (see
 /// `cdc::statements`). Takes ShareRowExclusiveLock on the source, as
 /// CREATE TRIGGER does.

@@ -19,6 +19,7 @@
 
 pub mod algebraic;
 pub mod analysis;
+pub mod inserted;
 pub mod join_totals;
 pub mod key_recompute;
 pub mod keyless;

@@ -81,6 +81,10 @@ struct Prepared {
     /// A filter of a table without a key: the statement applying changed
     /// rows.
     keyless: Option<Keyless>,
+    /// Rows keyed by their tables' primary keys: per source, the INSERT of
+    /// the rows an INSERT into it adds, from its new rows alone
+    /// (dvm::inserted).
+    inserted: Vec<(pg_sys::Oid, String, PerTransition)>,
 }
 
 struct Keyless {
@@ -244,9 +248,23 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         // A keyless filter: its changed rows' images, counted and applied.
         let keyless = (plan.rows.is_some() && plan.shape == analysis::Shape::Keyless)
             .then(|| Keyless { apply: PerTransition::default() });
-        Ok((apply, totals, keyless))
+        // (Only when every source records its statements: see
+        // cdc::statements::alone.)
+        let mut inserted = Vec::new();
+        if let Some(sources) = crate::dvm::inserted::eligible(&plan) {
+            let mut tracked = true;
+            for source in plan.sources() {
+                tracked &= sys::as_extension_owner(|| crate::cdc::triggers::tracks_statements(source))?;
+            }
+            for source in sources.into_iter().filter(|_| tracked) {
+                if let Some(query) = crate::dvm::inserted::query_over_new_rows(relid, source)? {
+                    inserted.push((source, format!("INSERT INTO {st} {query}"), PerTransition::default()));
+                }
+            }
+        }
+        Ok((apply, totals, keyless, inserted))
     })?;
-    let (apply, totals, keyless) = apply;
+    let (apply, totals, keyless, inserted) = apply;
     let p = Rc::new(Prepared {
         populated,
         plan,
@@ -257,6 +275,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         conflict_keys: all_keys,
         totals,
         keyless,
+        inserted,
     });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
@@ -376,6 +395,16 @@ fn apply_changes(
         }
         let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
         return apply_touched(relid, p, &groups, capture);
+    }
+    // An INSERT alone into a table the rows are keyed by: the rows it adds,
+    // from its new rows (dvm::inserted).
+    if capture.is_none() && transition.new && !transition.old && crate::cdc::statements::alone(source) {
+        if let Some((_, sql, statement)) = p.inserted.iter().find(|(s, _, _)| *s == source) {
+            sys::as_restricted_role(p.owner, || {
+                with_window(relid, || statement.run(transition, |_| Ok(sql.clone())))
+            })?;
+            return Ok(Vec::new());
+        }
     }
     let mut groups = Vec::new();
     let mut any = false;

@@ -323,6 +323,19 @@ fn one_statement(r: &mut Rng, next_id: &mut i64) -> String {
                 // Duplicates are likely: t3 has no key.
                 format!("INSERT INTO t3 VALUES {}, {}", rows.join(", "), rows[0])
             }
+            // One statement inserting into two tables: both statements
+            // pending at once (IMMEDIATE must not apply either from its
+            // new rows alone: dvm::inserted).
+            14 if r.chance(50) => {
+                *next_id += 1;
+                let row = row_t1(r, *next_id);
+                format!(
+                    "WITH x AS (INSERT INTO t1 VALUES {row} RETURNING id) \
+                     INSERT INTO t2 VALUES ({}, {}, 'cte') ON CONFLICT (id) DO UPDATE SET k = excluded.k",
+                    *next_id % 60,
+                    r.nullable(6)
+                )
+            }
             // One statement writing two tables: the capture triggers of
             // both fire at its end, each with the other's rows written.
             14 => format!(

@@ -1,0 +1,107 @@
+//! IMMEDIATE: the rows an INSERT adds to a filter, projection or inner
+//! join keyed by its tables' primary keys, computed from the statement's
+//! new rows alone.
+//!
+//! Rule. Let the stream table be `Q(T, U, ...)`, keyed by the primary
+//! keys of every table reference, with `T` referenced once (and not by a
+//! subquery). An INSERT into `T` adds rows with new primary keys, so the
+//! stream table has no row with those keys, and the rows it gains are
+//! exactly `Q(new rows of T, U, ...)`: the query with `T` replaced by the
+//! statement's transition table. They are inserted, with no lookup of the
+//! stream table and no recomputation by key (which reads `T` again for
+//! every new key).
+//!
+//! That holds when nothing else changed `T`'s new rows or the other tables
+//! between the statement and its maintenance: no other statement on a
+//! source of the stream table started while this one was pending
+//! (`cdc::statements::alone`, which needs the BEFORE STATEMENT trigger on
+//! every source). Otherwise the statement is maintained by key recompute.
+
+use pgrx::pg_sys;
+
+use crate::cdc::triggers::NEW_TABLE;
+use crate::error::{PgtError, PgtResult};
+use crate::hooks::nodes::{copy_node, list_ptrs};
+
+/// The sources whose INSERTs a plan may apply from their new rows alone
+/// (each referenced once, by a key-bearing reference), or None when the
+/// plan is not rows keyed by every table's primary key: a filter,
+/// projection or inner join without subqueries, ORDER BY ... LIMIT or
+/// stream tables among its sources.
+pub fn eligible(plan: &super::analysis::Plan) -> Option<Vec<pg_sys::Oid>> {
+    if plan.shape != super::analysis::Shape::Rows
+        || plan.topk.is_some()
+        || plan.reads_stream_tables
+        || !plan.full_on.is_empty()
+        || !plan.followed().is_empty()
+    {
+        return None;
+    }
+    let groups = plan.key_groups();
+    let sources: Vec<pg_sys::Oid> = groups.iter().map(|g| g[0].source).collect();
+    let once: Vec<pg_sys::Oid> =
+        sources.iter().copied().filter(|s| sources.iter().filter(|t| *t == s).count() == 1).collect();
+    (!once.is_empty() && plan.sources().len() == sources.len()).then_some(once)
+}
+
+/// The stream table's query with its one top-level reference to `source`
+/// reading the statement's new rows (`__pgt_new`) instead; None when
+/// `source` is referenced more than once or inside a subquery, or has
+/// dropped columns. Deparsed like `pg_get_viewdef`: call it as the owner,
+/// under the role switch's `search_path`.
+pub fn query_over_new_rows(relid: pg_sys::Oid, source: pg_sys::Oid) -> PgtResult<Option<String>> {
+    if has_dropped_columns(source)? {
+        // (The transition table has them: its columns would not line up
+        // with the deparsed reference's.)
+        return Ok(None);
+    }
+    // SAFETY: the relation is opened with AccessShareLock and closed before
+    // returning; the rule's Query is copied (in the current memory context)
+    // before its range table entry is changed, so the relcache entry is not
+    // written; pg_get_querydef returns a palloc'd string, copied out.
+    let sql = unsafe {
+        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
+        let q = super::analysis::select_rule_query(rel);
+        let sql = if q.is_null() { None } else { replace_reference(q, source) };
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+        sql
+    };
+    Ok(sql)
+}
+
+/// Deparse a copy of `q` whose one reference to `source` names the
+/// transition table (as a WITH query reference of that name, which the
+/// parser resolves to the ephemeral named relation).
+///
+/// # Safety
+/// `q` is a valid analyzed Query.
+unsafe fn replace_reference(q: *mut pg_sys::Query, source: pg_sys::Oid) -> Option<String> {
+    // SAFETY: see query_over_new_rows.
+    unsafe {
+        if !(*q).cteList.is_null() || !(*q).setOperations.is_null() {
+            return None;
+        }
+        let copy = copy_node(q);
+        let rtable = list_ptrs::<pg_sys::RangeTblEntry>((*copy).rtable);
+        let refs: Vec<_> = rtable
+            .iter()
+            .filter(|r| (***r).rtekind == pg_sys::RTEKind::RTE_RELATION && (***r).relid == source)
+            .collect();
+        let [rte] = refs.as_slice() else { return None };
+        let name = std::ffi::CString::new(NEW_TABLE).ok()?;
+        (***rte).rtekind = pg_sys::RTEKind::RTE_CTE;
+        (***rte).ctename = pg_sys::pstrdup(name.as_ptr());
+        (***rte).ctelevelsup = 0;
+        (***rte).self_reference = false;
+        crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))
+    }
+}
+
+fn has_dropped_columns(source: pg_sys::Oid) -> PgtResult<bool> {
+    crate::catalog::sys::kept_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+                         WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attisdropped)",
+        &[source.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("no answer".into()))
+}
