@@ -427,3 +427,19 @@ pub fn attribute_names(relid: pg_sys::Oid, attnums: Option<&[i16]>) -> PgtResult
         },
     )
 }
+
+/// Is `relid` a partition (`relispartition`)?
+pub fn is_partition(relid: pg_sys::Oid) -> bool {
+    // SAFETY: get_rel_relispartition reads the syscache; false for an
+    // unknown OID.
+    unsafe { pg_sys::get_rel_relispartition(relid) }
+}
+
+/// The partitioned tables above partition `relid`, nearest first.
+pub fn partition_ancestors(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
+    column_values::<pg_sys::Oid>(
+        "SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors($1) WITH ORDINALITY a(relid, n) \
+          WHERE a.relid OPERATOR(pg_catalog.<>) $1 ORDER BY a.n",
+        &[relid.into()],
+    )
+}

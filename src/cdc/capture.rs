@@ -208,7 +208,13 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
         pg_sys::TRIGGER_EVENT_UPDATE => Event::Update,
         pg_sys::TRIGGER_EVENT_DELETE => Event::Delete,
         pg_sys::TRIGGER_EVENT_TRUNCATE => {
-            if let Err(e) = truncated(relid) {
+            let result = captured_sources(relid).and_then(|sources| {
+                for source in sources {
+                    truncated(source)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
                 e.report();
             }
             return pg_sys::Datum::from(0);
@@ -262,9 +268,32 @@ pub unsafe extern "C-unwind" fn pgt_statement_start(fcinfo: pg_sys::FunctionCall
     pg_sys::Datum::from(0)
 }
 
+/// The sources whose changes a statement on `relid` are: `relid` itself
+/// when stream tables read it, and the partitioned tables above it that
+/// stream tables read (a statement naming a partition fires only the
+/// partition's triggers).
+pub(crate) fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
+    if STALE.with(|s| s.get()) {
+        forget_plans();
+    }
+    let mut out = Vec::new();
+    if !consumers(relid)?.is_empty() {
+        out.push(relid);
+    }
+    if crate::catalog::sys::is_partition(relid) {
+        for ancestor in crate::catalog::sys::partition_ancestors(relid)? {
+            if !consumers(ancestor)?.is_empty() {
+                out.push(ancestor);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// TRUNCATE: DIFFERENTIAL consumers need a FULL refresh; IMMEDIATE ones are
-/// recomputed now.
-fn truncated(source: pg_sys::Oid) -> PgtResult<()> {
+/// recomputed now. (Also for a partition attached, detached or dropped:
+/// the source's rows changed without a statement on it.)
+pub(crate) fn truncated(source: pg_sys::Oid) -> PgtResult<()> {
     if STALE.with(|s| s.get()) {
         forget_plans();
     }
@@ -286,20 +315,24 @@ unsafe fn capture(trigdata: *mut pg_sys::TriggerData, relid: pg_sys::Oid, event:
         if pg_sys::SPI_register_trigger_data(trigdata) < 0 {
             return Err(PgtError::Internal("could not register transition tables".into()));
         }
-        let consumers = consumers(relid)?;
         // (A statement that changed no row writes nothing and changes no
         // stream table.)
         let tables = super::transition::Tables::of_trigger(trigdata);
         let (old, new) = tables.counts();
-        if consumers.iter().any(|(_, immediate)| !immediate) && old.max(new) > 0 {
-            write_buffer(relid, event, old.max(new) == 1)?;
-            crate::worker::wake_at_commit();
-        }
         let transition = crate::refresh::immediate::Transition { old: old > 0, new: new > 0 };
         let _current = super::transition::Current::enter(tables);
-        for (st, immediate) in consumers {
-            if immediate {
-                crate::refresh::immediate::maintain(st, relid, transition)?;
+        // (The table itself, or the partitioned tables above it that are
+        // sources: the transition tables have their columns, by name.)
+        for source in captured_sources(relid)? {
+            let consumers = consumers(source)?;
+            if consumers.iter().any(|(_, immediate)| !immediate) && old.max(new) > 0 {
+                write_buffer(source, event, old.max(new) == 1)?;
+                crate::worker::wake_at_commit();
+            }
+            for (st, immediate) in consumers {
+                if immediate {
+                    crate::refresh::immediate::maintain(st, source, transition)?;
+                }
             }
         }
         pg_sys::SPI_finish();

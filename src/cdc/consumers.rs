@@ -104,9 +104,7 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
         // A stream table's changes are written by its refreshes, not by
         // triggers (a materialized view cannot have any).
         if !is_matview(source)? {
-            if !triggers::installed(source)? {
-                triggers::create(source)?;
-            }
+            triggers::create(source)?;
             if tracks_statements {
                 triggers::ensure_statement_start(source)?;
             }

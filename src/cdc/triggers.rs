@@ -49,6 +49,20 @@ pub fn installed(source: pg_sys::Oid) -> PgtResult<bool> {
     Ok(count(source, capture_function()?)? > 0)
 }
 
+/// The tables that carry a source's triggers: the source, and for a
+/// partitioned table every partition below it (a statement fires the
+/// statement triggers of the table it names only, the partitions' rows
+/// included; a statement naming a partition fires that partition's).
+pub fn members(source: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
+    let mut out = vec![source];
+    out.extend(crate::catalog::sys::column_values::<pg_sys::Oid>(
+        "SELECT t.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) t \
+          WHERE t.relid OPERATOR(pg_catalog.<>) $1 ORDER BY t.level, t.relid",
+        &[source.into()],
+    )?);
+    Ok(out)
+}
+
 fn count(source: pg_sys::Oid, function: pg_sys::Oid) -> PgtResult<i64> {
     Ok(crate::catalog::sys::kept_one::<i64>(
         "SELECT count(*) FROM pg_catalog.pg_trigger \
@@ -63,8 +77,13 @@ fn count(source: pg_sys::Oid, function: pg_sys::Oid) -> PgtResult<i64> {
 /// flight finish first, later ones wait for our commit.
 pub fn create(source: pg_sys::Oid) -> PgtResult<()> {
     let func = capture_function()?;
-    for (name, event, old, new) in EVENTS {
-        create_one(source, name, pg_sys::TRIGGER_TYPE_AFTER, event, (old, new), func)?;
+    for member in members(source)? {
+        if count(member, func)? > 0 {
+            continue;
+        }
+        for (name, event, old, new) in EVENTS {
+            create_one(member, name, pg_sys::TRIGGER_TYPE_AFTER, event, (old, new), func)?;
+        }
     }
     crate::catalog::sys::command_counter_increment();
     Ok(())
@@ -80,11 +99,19 @@ pub fn tracks_statements(source: pg_sys::Oid) -> PgtResult<bool> {
 /// CREATE TRIGGER does.
 pub fn ensure_statement_start(source: pg_sys::Oid) -> PgtResult<()> {
     let start = start_function()?;
-    if count(source, start)? > 0 {
-        return Ok(());
-    }
     let events = pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE | pg_sys::TRIGGER_TYPE_DELETE;
-    create_one(source, "pgt_statement_start", pg_sys::TRIGGER_TYPE_BEFORE, events, (false, false), start)?;
+    for member in members(source)? {
+        if count(member, start)? == 0 {
+            create_one(
+                member,
+                "pgt_statement_start",
+                pg_sys::TRIGGER_TYPE_BEFORE,
+                events,
+                (false, false),
+                start,
+            )?;
+        }
+    }
     crate::catalog::sys::command_counter_increment();
     Ok(())
 }
@@ -144,12 +171,12 @@ fn create_one(
     Ok(())
 }
 
-/// Drop the trigger set from `source`, if present.
+/// Drop the trigger set from `source` (and its partitions), if present.
 pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
     let oids: Vec<pg_sys::Oid> = crate::catalog::sys::column_values::<pg_sys::Oid>(
         "SELECT oid FROM pg_catalog.pg_trigger \
-          WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgfoid OPERATOR(pg_catalog.=) ANY ($2)",
-        &[source.into(), vec![capture_function()?, start_function()?].into()],
+          WHERE tgrelid OPERATOR(pg_catalog.=) ANY ($1) AND tgfoid OPERATOR(pg_catalog.=) ANY ($2)",
+        &[members(source)?.into(), vec![capture_function()?, start_function()?].into()],
     )?;
     for oid in oids {
         let addr =

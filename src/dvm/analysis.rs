@@ -1857,22 +1857,27 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
         Ok(plan) => plan,
         Err(why) => return Ok(Err(why)),
     };
-    // Statement triggers fire only on the table a statement names: writes to
-    // a partition or inheritance child bypass its parent's triggers, and
-    // writes through a parent bypass its children's. Such tables are not
-    // captured (yet).
+    // Statement triggers fire only on the table a statement names: a
+    // partitioned source gets them on every partition too (cdc::triggers),
+    // but a partition read by itself would miss the statements naming its
+    // parent, and inheritance trees mix both ways.
     for source in plan.sources() {
-        let in_hierarchy = crate::catalog::sys::kept_one::<bool>(
-            "SELECT (SELECT relhassubclass OR relispartition OR relkind OPERATOR(pg_catalog.=) 'p' \
-                       FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1) \
-                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid OPERATOR(pg_catalog.=) $1)",
+        let why = crate::catalog::sys::kept_one::<String>(
+            "SELECT CASE WHEN c.relispartition \
+                           THEN 'a table it reads is a partition (read its partitioned table instead)' \
+                         WHEN c.relkind OPERATOR(pg_catalog.=) 'p' AND EXISTS ( \
+                              SELECT 1 FROM pg_catalog.pg_partition_tree(c.oid) t \
+                                JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) t.relid \
+                               WHERE k.relkind OPERATOR(pg_catalog.<>) ALL ('{r,p}'::\"char\"[])) \
+                           THEN 'a partitioned table it reads has a partition that is not a table (a foreign table), whose changes cannot be captured' \
+                         WHEN c.relkind OPERATOR(pg_catalog.<>) 'p' AND (c.relhassubclass OR EXISTS ( \
+                              SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid)) \
+                           THEN 'a table it reads is part of an inheritance tree, whose changes are not all captured' END \
+               FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
             &[source.into()],
-        )?
-        .unwrap_or(false);
-        if in_hierarchy {
-            return Ok(unsupported(
-                "a table it reads is partitioned, a partition, or part of an inheritance tree, whose changes are not all captured yet",
-            ));
+        )?;
+        if let Some(why) = why {
+            return Ok(unsupported(why));
         }
     }
     plan.reads_stream_tables = !upstream.is_empty();

@@ -2,8 +2,8 @@
 //!
 //! - `utility`: the ProcessUtility hook. It dispatches on the statement's
 //!   node tag to one handler per statement family (`create`, `refresh`,
-//!   `alter`) and passes everything else through untouched to the previous
-//!   hook or `standard_ProcessUtility`.
+//!   `alter`, `partitions`) and passes everything else through untouched
+//!   to the previous hook or `standard_ProcessUtility`.
 //!
 //! Statements pg_trickle runs itself through SPI (for example the
 //! `REFRESH MATERIALIZED VIEW` of a FULL refresh) are marked with
@@ -14,6 +14,7 @@ mod create;
 mod database;
 mod index;
 pub(crate) mod nodes;
+mod partitions;
 mod refresh;
 mod utility;
 

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::{alter, create, in_internal, index, refresh};
+use super::{alter, create, in_internal, index, partitions, refresh};
 use crate::error::PgtResult;
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
@@ -132,7 +132,11 @@ fn dispatch(call: &UtilityCall) -> PgtResult<()> {
     match tag {
         pg_sys::NodeTag::T_CreateTableAsStmt => create::handle(call, stmt.cast()),
         pg_sys::NodeTag::T_RefreshMatViewStmt => refresh::handle(call, stmt.cast()),
-        pg_sys::NodeTag::T_AlterTableStmt => alter::handle(call, stmt.cast()),
+        pg_sys::NodeTag::T_AlterTableStmt => {
+            partitions::alter_table(call, stmt.cast(), || alter::handle(call, stmt.cast()))
+        }
+        pg_sys::NodeTag::T_CreateStmt => partitions::create_table(call, stmt.cast()),
+        pg_sys::NodeTag::T_DropStmt => partitions::drop_tables(call, stmt.cast()),
         pg_sys::NodeTag::T_IndexStmt => index::handle(call, stmt.cast()),
         _ => {
             call.pass_through();

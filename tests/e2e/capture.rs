@@ -193,3 +193,99 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
     assert_eq!(modes, vec!["differential".to_string()], "refreshes were not differential");
     assert_matches_query(&mut c, "st2", "SELECT id, v FROM a WHERE v % 2 = 0");
 }
+
+/// A partitioned source written concurrently through the partitioned
+/// table and through its partitions (rows moving between partitions,
+/// rollbacks), refreshed while it is written: DIFFERENTIAL and IMMEDIATE
+/// stream tables equal their queries at the end.
+#[test]
+fn partitioned_source_written_through_parent_and_partitions() {
+    let mut c = fresh_db("e2e_capture_partitions", true);
+    c.batch_execute(
+        "CREATE TABLE p (id int, part int, v int, PRIMARY KEY (id, part)) PARTITION BY LIST (part);
+         CREATE TABLE p0 PARTITION OF p FOR VALUES IN (0);
+         CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);
+         CREATE TABLE p2 PARTITION OF p FOR VALUES IN (2) PARTITION BY RANGE (id);
+         CREATE TABLE p2_low PARTITION OF p2 FOR VALUES FROM (MINVALUE) TO (200000);
+         CREATE TABLE p2_high PARTITION OF p2 FOR VALUES FROM (200000) TO (MAXVALUE);
+         CREATE MATERIALIZED VIEW by_part WITH (pgtrickle.stream = true) AS
+           SELECT part, count(*) AS n, sum(v) AS s FROM p GROUP BY part;
+         CREATE MATERIALIZED VIEW odd WITH (pgtrickle.stream = true) AS SELECT id, part, v FROM p WHERE v % 2 = 1;
+         CREATE MATERIALIZED VIEW odd_now WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = immediate) AS
+           SELECT id, part, v FROM p WHERE v % 2 = 1;",
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w: i32| {
+            std::thread::spawn(move || {
+                let mut conn = connect("e2e_capture_partitions");
+                for i in 0..50 {
+                    let base = w * 100_000 + i * 10;
+                    let mut tx = conn.transaction().unwrap();
+                    tx.execute(
+                        "INSERT INTO p SELECT $1 + g, g % 3, g FROM generate_series(0, 5) g",
+                        &[&base],
+                    )
+                    .unwrap();
+                    let p2 = if base + 9 < 200_000 { "p2_low" } else { "p2_high" };
+                    let table = ["p0", "p1", p2][(i % 3) as usize];
+                    let part = i % 3;
+                    tx.execute(
+                        &format!("INSERT INTO {table} VALUES ($1, $2, $3)"),
+                        &[&(base + 9), &part, &i],
+                    )
+                    .unwrap();
+                    // Rows moving to another partition, through the parent.
+                    tx.execute(
+                        "UPDATE p SET part = (part + 1) % 3, v = v + 1 WHERE id BETWEEN $1 AND $1 + 2",
+                        &[&(w * 100_000 + (i * 7) % 400)],
+                    )
+                    .unwrap();
+                    // Statements naming a partition.
+                    tx.execute("UPDATE p1 SET v = v + 3 WHERE id % 11 = $1", &[&(i % 11)]).unwrap();
+                    tx.execute("DELETE FROM p0 WHERE id = $1", &[&(w * 100_000 + (i * 13) % 500)]).unwrap();
+                    tx.execute("DELETE FROM p2 WHERE id = $1", &[&(w * 100_000 + (i * 17) % 500)]).unwrap();
+                    if i % 9 == 4 {
+                        tx.rollback().unwrap();
+                    } else {
+                        tx.commit().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let refresher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut conn = connect("e2e_capture_partitions");
+            while !stop.load(Ordering::Relaxed) {
+                conn.batch_execute("REFRESH MATERIALIZED VIEW by_part; REFRESH MATERIALIZED VIEW odd")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    refresher.join().unwrap();
+    c.batch_execute("REFRESH MATERIALIZED VIEW by_part; REFRESH MATERIALIZED VIEW odd").unwrap();
+    assert_matches_query(&mut c, "by_part", "SELECT part, count(*), sum(v) FROM p GROUP BY part");
+    assert_matches_query(&mut c, "odd", "SELECT id, part, v FROM p WHERE v % 2 = 1");
+    assert_matches_query(&mut c, "odd_now", "SELECT id, part, v FROM p WHERE v % 2 = 1");
+    let modes: Vec<String> = c
+        .query(
+            "SELECT DISTINCT h.mode FROM pgtrickle.pgt_refresh_history h \
+              WHERE h.relid = 'by_part'::regclass AND h.trigger = 'manual'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(modes.contains(&"differential".to_string()), "refreshed differentially: {modes:?}");
+    let n: i64 = c.query_one("SELECT count(*) FROM p", &[]).unwrap().get(0);
+    assert!(n > 500, "rows written: {n}");
+}
