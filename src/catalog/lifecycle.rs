@@ -386,10 +386,13 @@ pub fn reresolve_mode(
         // index and the running totals again, and recompute once, since the
         // buffered changes may lack what the new analysis reads.
         if let (Ok(plan), true) = (&analysis, st.consumes_changes) {
-            let stored = crate::catalog::sys::kept_one::<String>(
-                "SELECT plan_signature FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
-                &[relid.into()],
-            )?;
+            // (plan_signature is not readable by PUBLIC.)
+            let stored = sys::as_extension_owner(|| {
+                crate::catalog::sys::kept_one::<String>(
+                    "SELECT plan_signature FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
+                    &[relid.into()],
+                )
+            })?;
             if stored.as_deref() != Some(plan_signature(plan).as_str()) {
                 cdc::consumers::attach(relid)?;
                 dvm::algebraic::sync(relid, false)?; // totals of another shape

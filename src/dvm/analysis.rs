@@ -373,6 +373,9 @@ struct QueryFacts {
     topk: Option<TopK>,
     /// A subquery in an expression aggregates (see Plan::pushdown).
     aggregating_sublink: bool,
+    /// Running totals and changed rows' images are not to be used (see
+    /// analyze_as).
+    no_totals: bool,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -1286,6 +1289,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             sub_relations: Vec::new(),
             topk: None,
             aggregating_sublink: false,
+            no_totals: false,
         };
         if base == 0 && !union_all {
             match read_topk(top) {
@@ -1857,6 +1861,36 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
         Ok(plan) => plan,
         Err(why) => return Ok(Err(why)),
     };
+    // Running totals and changed rows' images are computed from the change
+    // rows alone, which capture takes without row level security, and a
+    // refresh reads them from the change buffers in place, as the owner
+    // (whose expressions the statements evaluate). When the owner may not
+    // read the buffers (DIFFERENTIAL, an owner other than a superuser or
+    // the extension's owner), or row level security applies to the owner
+    // on a source, the query is maintained by recomputing affected keys
+    // from the tables instead (as the owner, policies applied).
+    if plan.algebraic.is_some() || plan.rows.is_some() {
+        let (reads_buffers, row_security) = owner_reads(relid, &plan.sources())?;
+        if row_security || (!immediate && !reads_buffers) {
+            f.no_totals = true;
+            f.join_totals = None;
+            f.output_sql = None;
+            plan = match decide(&f, primary_key)? {
+                Ok(plan) => plan,
+                Err(why) => {
+                    return Ok(unsupported(format!(
+                        "{} (changes are read from the change buffer, which {})",
+                        why.0,
+                        if row_security {
+                            "holds the rows row level security hides from its owner"
+                        } else {
+                            "only a superuser owner may read"
+                        }
+                    )))
+                }
+            };
+        }
+    }
     // Statement triggers fire only on the table a statement names: a
     // partitioned source gets them on every partition too (cdc::triggers),
     // but a partition read by itself would miss the statements naming its
@@ -1898,11 +1932,30 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
     Ok(Ok(plan))
 }
 
+/// Whether the owner of `relid` may read the change buffers (a superuser,
+/// or the extension's owner), and whether row level security applies to it
+/// on one of `sources`.
+fn owner_reads(relid: pg_sys::Oid, sources: &[pg_sys::Oid]) -> PgtResult<(bool, bool)> {
+    let owner = crate::catalog::sys::relation_owner(relid)?;
+    let reads = crate::catalog::sys::kept_one::<bool>(
+        "SELECT r.rolsuper OR r.oid OPERATOR(pg_catalog.=) e.extowner \
+           FROM pg_catalog.pg_roles r, pg_catalog.pg_extension e \
+          WHERE r.oid OPERATOR(pg_catalog.=) $1 AND e.extname OPERATOR(pg_catalog.=) 'pg_trickle'",
+        &[owner.into()],
+    )?
+    .unwrap_or(false);
+    let mut row_security = false;
+    for &source in sources {
+        row_security |= !super::inserted::reads_like_the_table(owner, source)?;
+    }
+    Ok((reads, row_security))
+}
+
 /// Running totals, when the query reads one table, has no HAVING, and every
 /// output other than the GROUP BY columns is an aggregate they can keep.
 fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
     // (A subquery in WHERE makes the filter of a row depend on other rows.)
-    if !f.sub_relations.is_empty() {
+    if !f.sub_relations.is_empty() || f.no_totals {
         return None;
     }
     let others: Vec<(i16, &Option<AggCall>, Option<&DerivedCall>)> = f
@@ -2452,6 +2505,7 @@ mod tests {
             sub_relations: Vec::new(),
             topk: None,
             aggregating_sublink: false,
+            no_totals: false,
         }
     }
 

@@ -97,6 +97,21 @@ unsafe fn replace_reference(q: *mut pg_sys::Query, source: pg_sys::Oid) -> Optio
     }
 }
 
+/// Would `owner` read every row of `source` (SELECT on it, no row level
+/// security applying to it)? The transition table is read without either
+/// check.
+pub fn reads_like_the_table(owner: pg_sys::Oid, source: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(crate::catalog::sys::kept_one::<bool>(
+        "SELECT pg_catalog.has_table_privilege($1, $2, 'SELECT') \
+            AND NOT (c.relrowsecurity AND NOT pg_catalog.pg_has_role($1, c.relowner, 'USAGE') \
+                     AND NOT (SELECT r.rolbypassrls FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1) \
+                     OR c.relforcerowsecurity) \
+           FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $2",
+        &[owner.into(), source.into()],
+    )?
+    .unwrap_or(false))
+}
+
 fn has_dropped_columns(source: pg_sys::Oid) -> PgtResult<bool> {
     crate::catalog::sys::kept_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \

@@ -257,6 +257,12 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                 tracked &= sys::as_extension_owner(|| crate::cdc::triggers::tracks_statements(source))?;
             }
             for source in sources.into_iter().filter(|_| tracked) {
+                // (The transition table is read without row security or
+                // privilege checks: only where reading the table itself
+                // would see the same rows.)
+                if !crate::dvm::inserted::reads_like_the_table(owner, source)? {
+                    continue;
+                }
                 if let Some(query) = crate::dvm::inserted::query_over_new_rows(relid, source)? {
                     inserted.push((source, format!("INSERT INTO {st} {query}"), PerTransition::default()));
                 }
