@@ -536,36 +536,48 @@ fn changed_groups(
     upsert: &str,
     run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
+    let keys = key_columns(relid, plan)?;
+    let row = if upsert.is_empty() { Vec::new() } else { run(&returning_groups(upsert, &keys))? };
+    Ok(groups_from_row(keys, &row))
+}
+
+/// The key columns of the totals' groups: (quoted name, SQL type) of the
+/// stream table's key columns (none without GROUP BY).
+pub(crate) fn key_columns(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<(String, String)>> {
     if plan.key.is_empty() {
-        if !upsert.is_empty() {
-            run(upsert)?;
-        }
         return Ok(Vec::new());
     }
     let columns = output_columns(relid)?;
-    let keys: Vec<(String, String)> = plan
-        .key
+    plan.key
         .iter()
         .map(|k| columns.get(k.output_attnum as usize - 1).cloned())
         .collect::<Option<_>>()
-        .ok_or_else(|| PgtError::Internal("key column out of range".into()))?;
+        .ok_or_else(|| PgtError::Internal("key column out of range".into()))
+}
+
+/// `upsert` returning, as its first row, the touched groups: per key
+/// column (`keys`, see [`key_columns`]) the array of its values and
+/// whether one was NULL, as text. Without keys, `upsert` itself.
+pub(crate) fn returning_groups(upsert: &str, keys: &[(String, String)]) -> String {
+    if keys.is_empty() {
+        return upsert.to_string();
+    }
     let returning: Vec<String> = keys.iter().map(|(name, _)| format!("s.{name}")).collect();
     let mut select = Vec::new();
-    for (name, _) in &keys {
+    for (name, _) in keys {
         select.push(format!(
             "(pg_catalog.array_agg(DISTINCT u.{name}) FILTER (WHERE u.{name} IS NOT NULL))::text"
         ));
         select.push(format!("COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)::text"));
     }
-    let row = if upsert.is_empty() {
-        Vec::new()
-    } else {
-        run(&format!(
-            "WITH u AS ({upsert} RETURNING {}) SELECT {} FROM u",
-            returning.join(", "),
-            select.join(", ")
-        ))?
-    };
+    format!("WITH u AS ({upsert} RETURNING {}) SELECT {} FROM u", returning.join(", "), select.join(", "))
+}
+
+/// The groups [`returning_groups`]'s first row names (none without keys).
+pub(crate) fn groups_from_row(keys: Vec<(String, String)>, row: &[Option<String>]) -> Vec<Vec<KeyValues>> {
+    if keys.is_empty() {
+        return Vec::new();
+    }
     let group = keys
         .into_iter()
         .enumerate()
@@ -576,7 +588,7 @@ fn changed_groups(
             has_null: row.get(2 * i + 1).cloned().flatten().as_deref() == Some("true"),
         })
         .collect();
-    Ok(vec![group])
+    vec![group]
 }
 
 /// The statement adding change rows to the totals.
@@ -762,4 +774,31 @@ pub fn drop_empty(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) ->
         Spi::run(&sql)?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upsert_returns_the_groups_it_touched() {
+        let keys = vec![("g".to_string(), "integer".to_string())];
+        let sql = returning_groups("INSERT INTO t AS s (g) SELECT 1", &keys);
+        assert_eq!(
+            sql,
+            "WITH u AS (INSERT INTO t AS s (g) SELECT 1 RETURNING s.g) SELECT \
+             (pg_catalog.array_agg(DISTINCT u.g) FILTER (WHERE u.g IS NOT NULL))::text, \
+             COALESCE(pg_catalog.bool_or(u.g IS NULL), false)::text FROM u"
+        );
+        let groups = groups_from_row(keys.clone(), &[Some("{1,2}".into()), Some("true".into())]);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0][0].values.as_deref(), Some("{1,2}"));
+        assert!(groups[0][0].has_null);
+        // No row touched: no values, no NULL.
+        let groups = groups_from_row(keys, &[None, Some("false".into())]);
+        assert_eq!((groups[0][0].values.clone(), groups[0][0].has_null), (None, false));
+        // Without GROUP BY: the upsert alone, no groups.
+        assert_eq!(returning_groups("U", &[]), "U");
+        assert!(groups_from_row(Vec::new(), &[]).is_empty());
+    }
 }

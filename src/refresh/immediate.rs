@@ -93,8 +93,11 @@ struct Keyless {
 }
 
 struct Totals {
-    /// Adds the statement's changed rows to the totals.
+    /// Adds the statement's changed rows to the totals, returning the
+    /// groups it touched (algebraic::returning_groups).
     upsert: PerTransition,
+    /// The groups' key columns (algebraic::key_columns).
+    keys: Vec<(String, String)>,
     /// Recomputes the extremes of groups whose kept extreme was deleted.
     rescan: Option<pgrx::spi::OwnedPreparedStatement>,
     apply: pgrx::spi::OwnedPreparedStatement,
@@ -113,6 +116,26 @@ impl PerTransition {
         transition: Transition,
         sql: impl FnOnce(ChangeRows) -> PgtResult<String>,
     ) -> PgtResult<()> {
+        self.run_reading(transition, sql, |_| Ok(()))
+    }
+
+    /// [`PerTransition::run`], returning the statement's first row as text.
+    fn first_row(
+        &self,
+        transition: Transition,
+        sql: impl FnOnce(ChangeRows) -> PgtResult<String>,
+    ) -> PgtResult<Vec<Option<String>>> {
+        self.run_reading(transition, sql, |table| {
+            Ok(sys::text_rows(table)?.into_iter().next().unwrap_or_default())
+        })
+    }
+
+    fn run_reading<R>(
+        &self,
+        transition: Transition,
+        sql: impl FnOnce(ChangeRows) -> PgtResult<String>,
+        read: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> PgtResult<R>,
+    ) -> PgtResult<R> {
         let key = (transition.old, transition.new);
         crate::cdc::transition::connect(|c| {
             if !self.0.borrow().contains_key(&key) {
@@ -123,8 +146,8 @@ impl PerTransition {
             let kept = self.0.borrow();
             let statement =
                 kept.get(&key).ok_or_else(|| PgtError::Internal("statement not prepared".into()))?;
-            c.update(statement, None, &[])?;
-            Ok(())
+            let table = c.update(statement, None, &[])?;
+            read(table)
         })
     }
 }
@@ -241,7 +264,12 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                         c.prepare_mut(apply_sql.as_str(), &key_types(nparams))?.keep(),
                     ))
                 })?;
-                Some(Totals { upsert: PerTransition::default(), rescan, apply })
+                Some(Totals {
+                    upsert: PerTransition::default(),
+                    keys: algebraic::key_columns(relid, &plan)?,
+                    rescan,
+                    apply,
+                })
             }
             None => None,
         };
@@ -412,6 +440,33 @@ fn apply_changes(
             return Ok(Vec::new());
         }
     }
+    // Running totals: the statement's rows are added to them, which
+    // returns the groups touched, and those groups computed from them
+    // (groups left without rows stay in the totals with no rows; a FULL
+    // refresh sweeps them).
+    if let Some(t) = &p.totals {
+        let groups = sys::as_restricted_role(p.owner, || {
+            let row = t.upsert.first_row(transition, |rows| {
+                Ok(algebraic::returning_groups(&algebraic::upsert_sql(relid, &p.plan, rows)?, &t.keys))
+            })?;
+            if let Some(rescan) = &t.rescan {
+                Spi::connect_mut(|c| c.update(rescan, None, &[]).map(|_| ()))?;
+            }
+            Ok(algebraic::groups_from_row(t.keys.clone(), &row))
+        })?;
+        if capture.is_some() || p.plan.topk.is_some() {
+            return apply_touched(relid, p, &groups, capture);
+        }
+        let args = key_recompute::apply_params(&groups);
+        return sys::as_restricted_role(p.owner, || {
+            with_window(relid, || {
+                Spi::connect_mut(|c| {
+                    c.update(&t.apply, Some(1), &args)?;
+                    Ok(Vec::new())
+                })
+            })
+        });
+    }
     let mut groups = Vec::new();
     let mut any = false;
     for ((group, names), shape) in p.plan.key_groups().iter().zip(&p.key_names).zip(&p.shape) {
@@ -528,30 +583,6 @@ fn apply_changes(
             })
         })
     })?;
-    // Running totals: the statement's rows are added to them, and the
-    // affected groups computed from them (groups left without rows stay in
-    // the totals with no rows; a FULL refresh sweeps them).
-    if let Some(t) = &p.totals {
-        let args = key_recompute::apply_params(&groups);
-        sys::as_restricted_role(p.owner, || {
-            t.upsert.run(transition, |rows| algebraic::upsert_sql(relid, &p.plan, rows))?;
-            if let Some(rescan) = &t.rescan {
-                Spi::connect_mut(|c| c.update(rescan, None, &[]).map(|_| ()))?;
-            }
-            Ok(())
-        })?;
-        if capture.is_some() || p.plan.topk.is_some() {
-            return apply_touched(relid, p, &groups, capture);
-        }
-        return sys::as_restricted_role(p.owner, || {
-            with_window(relid, || {
-                Spi::connect_mut(|c| {
-                    c.update(&t.apply, Some(1), &args)?;
-                    Ok(Vec::new())
-                })
-            })
-        });
-    }
     if let Some(rows) = apply_topk(relid, p, &groups, None, capture)? {
         return Ok(rows);
     }
