@@ -52,6 +52,13 @@ impl RefreshTrigger {
 /// either way the snapshot becomes its new frontier and the buffers are
 /// trimmed of what every consumer has applied.
 pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
+    // The catalog statements a refresh runs are kept prepared for the
+    // backend (sys::kept); the plan cache would plan each of them again for
+    // its parameters for their first five executions in every session
+    // (0.1 ms each, a few ms per refresh), where their generic plan (index
+    // lookups by OID) is right at once. The refresh's own statements carry
+    // their values as literals and are planned for them as always.
+    let _generic = sys::generic_plans();
     // One refresh of a stream table at a time, taken before its frontier is
     // read: a refresh that read an older frontier must not commit after a
     // newer one (the frontier would go back over trimmed rows). Readers are
