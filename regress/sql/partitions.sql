@@ -97,6 +97,15 @@ SELECT * FROM differences();
 CREATE MATERIALIZED VIEW from_partition WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT id FROM events_2025;
 
+-- DETACH ... CONCURRENTLY (two transactions) as well.
+ALTER TABLE events DETACH PARTITION events_2025 CONCURRENTLY;
+SELECT count(*) AS triggers_on_detached FROM pg_trigger
+ WHERE tgrelid = 'events_2025'::regclass AND tgfoid = 'pgtrickle._capture()'::regprocedure;
+SELECT * FROM differences() WHERE stream_table = 'big_events';
+REFRESH MATERIALIZED VIEW per_kind;
+SELECT * FROM last_refresh();
+SELECT * FROM differences();
+
 -- The last stream table gone, no trigger is left in the tree.
 DROP MATERIALIZED VIEW per_kind;
 DROP MATERIALIZED VIEW big_events;

@@ -2541,6 +2541,36 @@ mod tests {
     }
 
     #[test]
+    fn inserts_apply_from_new_rows_only_for_plain_keyed_rows() {
+        use super::super::inserted::eligible;
+        // One table, keyed: its INSERTs.
+        assert_eq!(eligible(&decide(&facts(), pk1).unwrap().unwrap()), Some(vec![T]));
+        // A join of t and u, keyed by both: both tables' INSERTs.
+        let mut f = facts();
+        f.relations = vec![(1, T, pg_sys::RELKIND_RELATION), (2, U, pg_sys::RELKIND_RELATION)];
+        f.outputs = vec![(Some((1, 1)), 0), (Some((2, 1)), 0)];
+        f.equalities = vec![((1, 3), (2, 2))];
+        assert_eq!(eligible(&decide(&f, pk1).unwrap().unwrap()), Some(vec![T, U]));
+        // A self-join: a new row of t can pair with itself; never.
+        f.relations = vec![(1, T, pg_sys::RELKIND_RELATION), (2, T, pg_sys::RELKIND_RELATION)];
+        assert_eq!(eligible(&decide(&f, pk1).unwrap().unwrap()), None);
+        // Subqueries, ORDER BY ... LIMIT, aggregates: never.
+        let mut f = facts();
+        f.sub_relations = vec![(1001, U, pg_sys::RELKIND_RELATION)];
+        f.equalities = vec![((1001, 2), (1, 3))];
+        assert_eq!(eligible(&decide(&f, pk1).unwrap().unwrap()), None);
+        let mut f = facts();
+        f.topk = Some(TopK { limit: 3, order: vec![(1, false, false)] });
+        assert_eq!(eligible(&decide(&f, pk1).unwrap().unwrap()), None);
+        let mut f = facts();
+        f.has_aggs = true;
+        f.has_group = true;
+        f.group_refs = vec![1];
+        f.outputs = vec![(Some((1, 2)), 1), (None, 0)];
+        assert_eq!(eligible(&decide(&f, pk1).unwrap().unwrap()), None);
+    }
+
+    #[test]
     fn subqueries_followed_to_the_nearest_outer_table() {
         // SELECT id, c FROM t WHERE EXISTS (SELECT FROM u WHERE u.x = t.c
         //   AND u.y IN (SELECT y FROM t t2 WHERE ...)): u (1001) is tied to
