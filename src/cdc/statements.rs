@@ -74,10 +74,7 @@ pub fn started(source: pg_sys::Oid) {
 /// recorded (the trigger missing).
 pub fn alone(source: pg_sys::Oid) -> bool {
     let id = source.to_u32();
-    PENDING.with(|p| {
-        let p = p.borrow();
-        p.iter().rposition(|(s, _, _)| *s == id).is_some_and(|i| !p[i].2) && p.len() == 1
-    })
+    PENDING.with(|p| matches!(p.borrow().as_slice(), [(s, _, false)] if *s == id))
 }
 
 /// The capture trigger of a statement on `source` begins.

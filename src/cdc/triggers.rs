@@ -15,6 +15,7 @@ use std::ffi::{c_char, CString};
 use pgrx::pg_sys;
 
 use crate::error::{PgtError, PgtResult};
+use crate::hooks::nodes::make_node;
 
 /// Transition table names, as the capture function's SQL refers to them.
 pub const OLD_TABLE: &str = "__pgt_old";
@@ -42,11 +43,6 @@ fn function(signature: &str) -> PgtResult<pg_sys::Oid> {
         &[signature.into()],
     )?
     .ok_or_else(|| PgtError::Internal(format!("function {signature} is missing")))
-}
-
-/// Does the source carry the capture triggers?
-pub fn installed(source: pg_sys::Oid) -> PgtResult<bool> {
-    Ok(count(source, capture_function()?)? > 0)
 }
 
 /// The tables that carry a source's triggers: the source, and for a
@@ -133,7 +129,7 @@ fn create_one(
     // copies what it keeps. relOid and funcoid are valid OIDs; the
     // relation name in `relation` is not consulted when relOid is given.
     unsafe {
-        let stmt = node::<pg_sys::CreateTrigStmt>(pg_sys::NodeTag::T_CreateTrigStmt);
+        let stmt = make_node::<pg_sys::CreateTrigStmt>(pg_sys::NodeTag::T_CreateTrigStmt);
         (*stmt).trigname = name.as_ptr() as *mut c_char;
         (*stmt).relation = pg_sys::makeRangeVar(
             pg_sys::get_namespace_name(pg_sys::get_rel_namespace(source)),
@@ -146,7 +142,7 @@ fn create_one(
         let mut transitions: *mut pg_sys::List = std::ptr::null_mut();
         for (wanted, is_new, tname) in [(old, false, OLD_TABLE), (new, true, NEW_TABLE)] {
             if wanted {
-                let t = node::<pg_sys::TriggerTransition>(pg_sys::NodeTag::T_TriggerTransition);
+                let t = make_node::<pg_sys::TriggerTransition>(pg_sys::NodeTag::T_TriggerTransition);
                 (*t).name = pg_sys::pstrdup(CString::new(tname).unwrap_or_default().as_ptr());
                 (*t).isNew = is_new;
                 (*t).isTable = true;
@@ -193,15 +189,4 @@ pub fn drop(source: pg_sys::Oid) -> PgtResult<()> {
     }
     crate::catalog::sys::command_counter_increment();
     Ok(())
-}
-
-/// A zeroed node of type `T` with its tag set.
-unsafe fn node<T>(tag: pg_sys::NodeTag) -> *mut T {
-    // SAFETY: palloc0 returns zeroed memory of the requested size; every
-    // parse node starts with its NodeTag.
-    unsafe {
-        let p = pg_sys::palloc0(std::mem::size_of::<T>()) as *mut T;
-        (*(p as *mut pg_sys::Node)).type_ = tag;
-        p
-    }
 }

@@ -545,6 +545,39 @@ fn query_facts(relid: pg_sys::Oid) -> PgtResult<QueryFacts> {
     }
 }
 
+/// `f` of a copy of materialized view `relid`'s stored Query (in the
+/// current memory context, so that `f` may change it without writing the
+/// relcache entry); None without a query. With `unlimited`, the copy has
+/// no ORDER BY, LIMIT or OFFSET.
+///
+/// # Safety
+/// `f` reads and writes only the Query it is given, according to its tags.
+pub(crate) unsafe fn with_query_copy<R>(
+    relid: pg_sys::Oid,
+    unlimited: bool,
+    f: impl FnOnce(*mut pg_sys::Query) -> Option<R>,
+) -> Option<R> {
+    // SAFETY: the relation is opened with AccessShareLock and closed before
+    // returning; the rule's Query is copied before `f` sees it.
+    unsafe {
+        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
+        let q = select_rule_query(rel);
+        let out = if q.is_null() {
+            None
+        } else {
+            let copy = crate::hooks::nodes::copy_node(q);
+            if unlimited {
+                (*copy).limitCount = std::ptr::null_mut();
+                (*copy).limitOffset = std::ptr::null_mut();
+                (*copy).sortClause = std::ptr::null_mut();
+            }
+            f(copy)
+        };
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+        out
+    }
+}
+
 /// The Query of the relation's ON SELECT rule (`get_view_query` does the
 /// same for views only).
 pub(crate) unsafe fn select_rule_query(rel: pg_sys::Relation) -> *mut pg_sys::Query {

@@ -21,7 +21,7 @@ use pgrx::pg_sys;
 
 use crate::cdc::triggers::NEW_TABLE;
 use crate::error::{PgtError, PgtResult};
-use crate::hooks::nodes::{copy_node, list_ptrs};
+use crate::hooks::nodes::list_ptrs;
 
 /// The sources whose INSERTs a plan may apply from their new rows alone
 /// (each referenced once, by a key-bearing reference), or None when the
@@ -55,33 +55,23 @@ pub fn query_over_new_rows(relid: pg_sys::Oid, source: pg_sys::Oid) -> PgtResult
         // with the deparsed reference's.)
         return Ok(None);
     }
-    // SAFETY: the relation is opened with AccessShareLock and closed before
-    // returning; the rule's Query is copied (in the current memory context)
-    // before its range table entry is changed, so the relcache entry is not
-    // written; pg_get_querydef returns a palloc'd string, copied out.
-    let sql = unsafe {
-        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
-        let q = super::analysis::select_rule_query(rel);
-        let sql = if q.is_null() { None } else { replace_reference(q, source) };
-        pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
-        sql
-    };
-    Ok(sql)
+    // SAFETY: the copy's range table entry is changed, then the copy
+    // deparsed; pg_get_querydef returns a palloc'd string, copied out.
+    Ok(unsafe { super::analysis::with_query_copy(relid, false, |copy| replace_reference(copy, source)) })
 }
 
-/// Deparse a copy of `q` whose one reference to `source` names the
-/// transition table (as a WITH query reference of that name, which the
-/// parser resolves to the ephemeral named relation).
+/// Deparse `copy` (a copy of the stored Query) with its one reference to
+/// `source` naming the transition table (as a WITH query reference of that
+/// name, which the parser resolves to the ephemeral named relation).
 ///
 /// # Safety
-/// `q` is a valid analyzed Query.
-unsafe fn replace_reference(q: *mut pg_sys::Query, source: pg_sys::Oid) -> Option<String> {
+/// `copy` is a valid analyzed Query the caller owns.
+unsafe fn replace_reference(copy: *mut pg_sys::Query, source: pg_sys::Oid) -> Option<String> {
     // SAFETY: see query_over_new_rows.
     unsafe {
-        if !(*q).cteList.is_null() || !(*q).setOperations.is_null() {
+        if !(*copy).cteList.is_null() || !(*copy).setOperations.is_null() {
             return None;
         }
-        let copy = copy_node(q);
         let rtable = list_ptrs::<pg_sys::RangeTblEntry>((*copy).rtable);
         let refs: Vec<_> = rtable
             .iter()

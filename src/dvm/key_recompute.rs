@@ -124,9 +124,7 @@ pub(crate) fn recompute_sql(
         .iter()
         .filter(|g| !is_empty(g))
         .map(|g| {
-            let values: Vec<(String, String, Option<String>)> =
-                g.iter().map(|k| (k.column.clone(), k.sql_type.clone(), k.values.clone())).collect();
-            let q = pushed.and_then(|p| super::pushdown::fill(p, columns, &values));
+            let q = pushed.and_then(|p| super::pushdown::fill(p, columns, g));
             format!(
                 "SELECT n.* FROM ({}) n({cols}) WHERE {}",
                 q.as_deref().unwrap_or(query),
@@ -603,8 +601,7 @@ fn statements_as_owner(
         return Ok(apply_statement(&st, recompute, &fo, &columns, key_names, capture));
     }
     let query = view_query(relid)?;
-    let pushed =
-        if pushed_keys.is_empty() { None } else { super::pushdown::pushed_query(relid, pushed_keys, false)? };
+    let pushed = super::pushdown::pushed_query(relid, pushed_keys, false)?;
     Ok(apply_statement(
         &st,
         &recompute_sql(&query, &columns, keys, pushed.as_ref()),

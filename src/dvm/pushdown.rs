@@ -27,8 +27,9 @@
 use pgrx::pg_sys;
 
 use super::analysis::KeyColumn;
+use super::key_recompute::KeyValues;
 use crate::error::{PgtError, PgtResult};
-use crate::hooks::nodes::{copy_node, list_ptrs};
+use crate::hooks::nodes::{copy_node, list_ptrs, make_node};
 
 /// Markers are `$<MARK + output column number>`.
 const MARK: i32 = 30_000;
@@ -48,18 +49,14 @@ pub struct Pushed {
 /// there is none. Deparsed like `pg_get_viewdef`: call it as the owner,
 /// under the role switch's `search_path`.
 pub fn pushed_query(relid: pg_sys::Oid, key: &[KeyColumn], unlimited: bool) -> PgtResult<Option<Pushed>> {
-    // SAFETY: the relation is opened with AccessShareLock and closed before
-    // returning; the rule's Query is copied (in the current memory context)
-    // before anything is added to it, so the relcache entry is not written;
-    // every node read is of the type its tag says (checked before the
-    // cast), and pg_get_querydef returns palloc'd strings, copied out.
-    let found = unsafe {
-        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
-        let q = super::analysis::select_rule_query(rel);
-        let found = if q.is_null() { None } else { push_into_copy(q, key, unlimited) };
-        pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
-        found
-    };
+    if key.is_empty() {
+        return Ok(None);
+    }
+    // SAFETY: filters are added to the copy only; every node read is of
+    // the type its tag says (checked before the cast), and pg_get_querydef
+    // returns palloc'd strings, copied out.
+    let found =
+        unsafe { super::analysis::with_query_copy(relid, unlimited, |copy| push_into_copy(copy, key)) };
     let Some((plain, sql, columns)) = found else { return Ok(None) };
     let (plain, sql) = (
         plain.ok_or_else(|| PgtError::Internal("query not deparsed".into()))?,
@@ -74,42 +71,33 @@ pub fn pushed_query(relid: pg_sys::Oid, key: &[KeyColumn], unlimited: bool) -> P
     Ok(Some(Pushed { sql, columns }))
 }
 
-/// The pushed query for one branch of affected keys (`values` by quoted
-/// output column name: (name, SQL type, array literal text or None when
-/// only NULL)): None when the branch lacks one of the marked columns.
-pub fn fill(
-    pushed: &Pushed,
-    output_names: &[String],
-    values: &[(String, String, Option<String>)],
-) -> Option<String> {
+/// The pushed query for one branch of affected keys (`group`; the stream
+/// table's quoted column names are `output_names`): None when the branch
+/// lacks one of the marked columns.
+pub fn fill(pushed: &Pushed, output_names: &[String], group: &[KeyValues]) -> Option<String> {
     let mut by_marker = std::collections::HashMap::new();
     for attnum in &pushed.columns {
         let name = output_names.get(usize::try_from(*attnum).ok()?.checked_sub(1)?)?;
-        let (_, ty, v) = values.iter().find(|(n, _, _)| n == name)?;
-        let literal = crate::sql::quote_literal(v.as_deref().unwrap_or("{}"));
-        by_marker.insert(MARK + i32::from(*attnum), format!("{literal}::{ty}[]"));
+        let k = group.iter().find(|k| &k.column == name)?;
+        // (Only NULL values: no subquery row is needed.)
+        let literal = crate::sql::quote_literal(k.values.as_deref().unwrap_or("{}"));
+        by_marker.insert(MARK + i32::from(*attnum), format!("{literal}::{}[]", k.sql_type));
     }
     Some(super::analysis::replace_placeholders(&pushed.sql, &by_marker))
 }
 
-/// Deparse a copy of `q` before and after pushing the filters: (plain SQL,
-/// pushed SQL, marked columns), or None when nothing could be pushed.
+/// Deparse `copy` (a copy of the stored Query) before and after pushing
+/// the filters into it: (plain SQL, pushed SQL, marked columns), or None
+/// when nothing could be pushed.
 ///
 /// # Safety
-/// `q` is a valid analyzed Query.
+/// `copy` is a valid analyzed Query the caller owns.
 unsafe fn push_into_copy(
-    q: *mut pg_sys::Query,
+    copy: *mut pg_sys::Query,
     key: &[KeyColumn],
-    unlimited: bool,
 ) -> Option<(Option<String>, Option<String>, Vec<i16>)> {
     // SAFETY: see pushed_query.
     unsafe {
-        let copy = copy_node(q);
-        if unlimited {
-            (*copy).limitCount = std::ptr::null_mut();
-            (*copy).limitOffset = std::ptr::null_mut();
-            (*copy).sortClause = std::ptr::null_mut();
-        }
         let plain = crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false));
         let jt = (*copy).jointree;
         if jt.is_null() {
@@ -192,14 +180,14 @@ unsafe fn push_into_sublink(
         if commutator == pg_sys::InvalidOid || array_type == pg_sys::InvalidOid {
             return None;
         }
-        let marker = make::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
+        let marker = make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
         (*marker).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
         (*marker).paramid = MARK + i32::from(k.output_attnum);
         (*marker).paramtype = array_type;
         (*marker).paramtypmod = -1;
         (*marker).paramcollid = pg_sys::exprCollation(outer);
         (*marker).location = -1;
-        let filter = make::<pg_sys::ScalarArrayOpExpr>(pg_sys::NodeTag::T_ScalarArrayOpExpr);
+        let filter = make_node::<pg_sys::ScalarArrayOpExpr>(pg_sys::NodeTag::T_ScalarArrayOpExpr);
         (*filter).opno = commutator;
         (*filter).opfuncid = pg_sys::get_opcode(commutator);
         (*filter).useOr = true;
@@ -281,20 +269,6 @@ unsafe fn grouping_expression(s: &pg_sys::Query, tle: *mut pg_sys::TargetEntry) 
     }
 }
 
-/// A zeroed node of type `T` with its tag set (makeNode).
-///
-/// # Safety
-/// `tag` is `T`'s node tag.
-unsafe fn make<T>(tag: pg_sys::NodeTag) -> *mut T {
-    // SAFETY: palloc0 returns zeroed memory of the size asked for, in the
-    // current memory context; every node starts with its NodeTag.
-    unsafe {
-        let node = pg_sys::palloc0(std::mem::size_of::<T>()) as *mut T;
-        (*(node as *mut pg_sys::Node)).type_ = tag;
-        node
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,19 +277,22 @@ mod tests {
     fn fill_replaces_each_marker_by_its_branch_values() {
         let pushed = Pushed { sql: "SELECT ... WHERE l.k = ANY ($30002) AND x".into(), columns: vec![2] };
         let names = vec!["a".to_string(), "k".to_string()];
-        let values = vec![("k".to_string(), "bigint".to_string(), Some("{1,2}".to_string()))];
+        let key = |column: &str, sql_type: &str, values: Option<&str>| KeyValues {
+            column: column.into(),
+            sql_type: sql_type.into(),
+            values: values.map(Into::into),
+            has_null: false,
+        };
         assert_eq!(
-            fill(&pushed, &names, &values).as_deref(),
+            fill(&pushed, &names, &[key("k", "bigint", Some("{1,2}"))]).as_deref(),
             Some("SELECT ... WHERE l.k = ANY ('{1,2}'::bigint[]) AND x")
         );
         // Only NULL keys: no subquery row is needed.
-        let values = vec![("k".to_string(), "bigint".to_string(), None)];
         assert_eq!(
-            fill(&pushed, &names, &values).as_deref(),
+            fill(&pushed, &names, &[key("k", "bigint", None)]).as_deref(),
             Some("SELECT ... WHERE l.k = ANY ('{}'::bigint[]) AND x")
         );
         // A branch without the column keeps the whole subquery.
-        let values = vec![("a".to_string(), "int".to_string(), Some("{1}".to_string()))];
-        assert_eq!(fill(&pushed, &names, &values), None);
+        assert_eq!(fill(&pushed, &names, &[key("a", "int", Some("{1}"))]), None);
     }
 }

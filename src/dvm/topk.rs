@@ -25,24 +25,12 @@ use crate::error::{PgtError, PgtResult};
 /// ORDER BY and LIMIT), as SQL. Deparsed like `pg_get_viewdef`: call it
 /// as the owner, under the role switch's `search_path`.
 pub fn unlimited_query(relid: pg_sys::Oid) -> PgtResult<String> {
-    // SAFETY: the relation is opened with AccessShareLock and closed before
-    // returning; the rule's Query is copied (in the current memory context)
-    // before its ORDER BY and LIMIT are taken off, so the relcache entry is
-    // not written; pg_get_querydef returns a palloc'd string, copied out.
+    // SAFETY: the copy is only deparsed; pg_get_querydef returns a palloc'd
+    // string, copied out.
     let sql = unsafe {
-        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
-        let q = super::analysis::select_rule_query(rel);
-        let sql = if q.is_null() {
-            None
-        } else {
-            let copy = crate::hooks::nodes::copy_node(q);
-            (*copy).limitCount = std::ptr::null_mut();
-            (*copy).limitOffset = std::ptr::null_mut();
-            (*copy).sortClause = std::ptr::null_mut();
+        super::analysis::with_query_copy(relid, true, |copy| {
             crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))
-        };
-        pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
-        sql
+        })
     };
     sql.ok_or_else(|| PgtError::Internal("materialized view without a query".into()))
 }
@@ -113,8 +101,7 @@ fn recomputed_sql(
 ) -> PgtResult<String> {
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(name, _)| name).collect();
-    let pushed =
-        if pushed_keys.is_empty() { None } else { super::pushdown::pushed_query(relid, pushed_keys, true)? };
+    let pushed = super::pushdown::pushed_query(relid, pushed_keys, true)?;
     let candidates =
         super::key_recompute::recompute_sql(&unlimited_query(relid)?, &columns, groups, pushed.as_ref());
     let all = super::key_recompute::whole_query(relid)?;

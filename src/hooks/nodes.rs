@@ -154,6 +154,20 @@ pub unsafe fn split_options(
     (ours, others)
 }
 
+/// A zeroed node of type `T` with its tag set (makeNode).
+///
+/// # Safety
+/// `tag` is `T`'s node tag.
+pub unsafe fn make_node<T>(tag: pg_sys::NodeTag) -> *mut T {
+    // SAFETY: palloc0 returns zeroed memory of the size asked for, in the
+    // current memory context; every node starts with its NodeTag.
+    unsafe {
+        let node = pg_sys::palloc0(std::mem::size_of::<T>()) as *mut T;
+        (*(node as *mut pg_sys::Node)).type_ = tag;
+        node
+    }
+}
+
 /// Deep copy of a node (`copyObject`).
 pub unsafe fn copy_node<T>(node: *mut T) -> *mut T {
     // SAFETY: copyObjectImpl copies any node tree into CurrentMemoryContext.
