@@ -118,8 +118,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let algebraic =
                 plan.algebraic.is_some() && st.effective_mode != crate::catalog::options::RefreshMode::Full;
             let join = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()).filter(|_| algebraic);
+            let sliced = plan.algebraic.as_ref().and_then(|a| a.slices.as_ref()).filter(|_| algebraic);
             let (over, kinds) = if join.is_some() {
                 (" over an inner join", "count/sum/avg")
+            } else if sliced.is_some() {
+                ("", "count/sum/avg")
             } else {
                 ("", "count/sum/avg/min/max")
             };
@@ -139,7 +142,42 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 let how = if plan.rows.is_some() { "delta" } else { "key recompute" };
                 format!("{how}: {}", plan.shape.as_str())
             };
+            let strategy = if sliced.is_some() {
+                format!("{strategy}; a change adds the rows of the slices it touches and subtracts them as they were")
+            } else {
+                strategy
+            };
             out.push(("strategy".into(), Some(strategy)));
+            if let Some(st) = sliced {
+                // Each table reference: restricted to the touched slices by
+                // a column, or read whole (a change of it recomputes all).
+                let mut refs = Vec::new();
+                for r in &st.refs {
+                    let table = crate::catalog::lifecycle::relation_name(r.relid)?;
+                    refs.push(match r.chain {
+                        Some(attnum) if !r.pk.is_empty() => {
+                            let names = crate::catalog::sys::attribute_names(r.relid, Some(&[attnum]))?;
+                            let column = names.first().map(|(_, n)| n.clone()).unwrap_or_default();
+                            format!("{table} by {column}")
+                        }
+                        _ => format!("{table} read whole (a change recomputes the query)"),
+                    });
+                }
+                out.push(("slices".into(), Some(refs.join("; "))));
+                if let Some(root) = st.refs.iter().find(|r| r.id == st.root) {
+                    let table = crate::catalog::lifecycle::relation_name(root.relid)?;
+                    let attnum = root.chain.unwrap_or_default();
+                    let names = crate::catalog::sys::attribute_names(root.relid, Some(&[attnum]))?;
+                    let column = names.first().map(|(_, n)| n.clone()).unwrap_or_default();
+                    let kept = match &st.root_filter {
+                        Some(filter) => format!(
+                            ", a touched slice kept when its {table} row passes {filter} (now or before)"
+                        ),
+                        None => String::new(),
+                    };
+                    out.push(("slice root".into(), Some(format!("{table} by {column}{kept}"))));
+                }
+            }
             if let Some(topk) = &plan.topk {
                 let columns: Vec<String> =
                     crate::dvm::key_recompute::output_columns(relid)?.into_iter().map(|(n, _)| n).collect();

@@ -162,9 +162,10 @@ fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResu
     let Ok(plan) = super::analysis::analyze(relid)? else { return Ok(()) };
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
     ensure_owner(relid, state)?;
-    let (from, keys) = match &alg.join {
-        Some(jt) => (format!("({})", super::join_totals::whole_sql(jt)?), join_keys(&plan)),
-        None => {
+    let (from, keys) = match (&alg.join, &alg.slices) {
+        (Some(jt), _) => (format!("({})", super::join_totals::whole_sql(jt)?), join_keys(&plan)),
+        (None, Some(st)) => (format!("({})", super::slices::whole_sql(st)?), join_keys(&plan)),
+        (None, None) => {
             let source =
                 plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
             (crate::catalog::lifecycle::relation_name(source)?, table_keys(&plan)?)
@@ -421,8 +422,8 @@ pub fn window_changes(
 /// The tables whose change rows the totals add up, and the columns of
 /// each a change row carries (in attnum order).
 fn change_sources(plan: &Plan, alg: &Algebraic) -> PgtResult<Vec<(pg_sys::Oid, Vec<i16>)>> {
-    Ok(match &alg.join {
-        Some(jt) => {
+    Ok(match (&alg.join, &alg.slices) {
+        (Some(jt), _) => {
             let mut out: Vec<(pg_sys::Oid, Vec<i16>)> = Vec::new();
             for (_, source, _) in &jt.tables {
                 if !out.iter().any(|(s, _)| s == source) {
@@ -431,7 +432,16 @@ fn change_sources(plan: &Plan, alg: &Algebraic) -> PgtResult<Vec<(pg_sys::Oid, V
             }
             out
         }
-        None => vec![change_columns(plan, alg)?],
+        (None, Some(st)) => {
+            let mut out: Vec<(pg_sys::Oid, Vec<i16>)> = Vec::new();
+            for r in &st.refs {
+                if !out.iter().any(|(s, _)| *s == r.relid) {
+                    out.push((r.relid, super::slices::columns_of(st, r.relid)));
+                }
+            }
+            out
+        }
+        (None, None) => vec![change_columns(plan, alg)?],
     })
 }
 
@@ -455,23 +465,23 @@ pub fn apply_delta(
     }
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;
-    let upsert = match &alg.join {
-        Some(jt) => {
-            let changes: Vec<super::join_totals::Changes> = changed
-                .iter()
-                .map(|c| super::join_totals::Changes {
-                    source: c.source,
-                    attnums: &c.attnums,
-                    rows: rows(c, window),
-                })
-                .collect();
-            match super::join_totals::delta_sql(jt, &changes)? {
-                Some(rows) => upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?,
-                None => return no_groups(relid, plan),
-            }
+    let upsert = if is_join_totals(plan) {
+        let changes: Vec<super::join_totals::Changes> = changed
+            .iter()
+            .map(|c| super::join_totals::Changes {
+                source: c.source,
+                attnums: &c.attnums,
+                rows: rows(c, window),
+            })
+            .collect();
+        match rows_delta_sql(alg, &changes)? {
+            Some(rows) => upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?,
+            None => return no_groups(relid, plan),
         }
-        None => upsert_sql(relid, plan, rows(changed[0], window))?,
+    } else {
+        upsert_sql(relid, plan, rows(changed[0], window))?
     };
+    pgrx::debug2!("pg_trickle: adding the window's changes to the running totals: {upsert}");
     let owner = sys::relation_owner(relid)?;
     // On the refresh's snapshot: the tables a join term reads must be in
     // the state of the window's end, which later commits are not.
@@ -502,14 +512,18 @@ pub fn join_upsert_now(
     old: bool,
     new: bool,
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
-    let Some(jt) = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()) else { return Ok(Vec::new()) };
-    let attnums = super::join_totals::columns_of(jt, source);
+    let Some(alg) = plan.algebraic.as_ref().filter(|_| is_join_totals(plan)) else { return Ok(Vec::new()) };
+    let attnums = match (&alg.join, &alg.slices) {
+        (Some(jt), _) => super::join_totals::columns_of(jt, source),
+        (None, Some(st)) => super::slices::columns_of(st, source),
+        (None, None) => Vec::new(),
+    };
     let changes = [super::join_totals::Changes {
         source,
         attnums: &attnums,
         rows: ChangeRows::Transition { old, new },
     }];
-    let Some(rows) = super::join_totals::delta_sql(jt, &changes)? else { return no_groups(relid, plan) };
+    let Some(rows) = rows_delta_sql(alg, &changes)? else { return no_groups(relid, plan) };
     let upsert = upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?;
     let owner = sys::relation_owner(relid)?;
     // (In the writing statement's transaction, on its current snapshot.)
@@ -521,9 +535,19 @@ pub fn join_upsert_now(
     sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &run))
 }
 
-/// Whether the plan keeps running totals over a join.
+/// Whether the plan keeps running totals over the rows of several tables
+/// (an inner join, or slices), whose signed rows the totals add up.
 pub fn is_join_totals(plan: &Plan) -> bool {
-    plan.algebraic.as_ref().is_some_and(|a| a.join.is_some())
+    plan.algebraic.as_ref().is_some_and(|a| a.join.is_some() || a.slices.is_some())
+}
+
+/// The signed rows `changes` add to the rows of a join or of slices.
+fn rows_delta_sql(alg: &Algebraic, changes: &[super::join_totals::Changes]) -> PgtResult<Option<String>> {
+    match (&alg.join, &alg.slices) {
+        (Some(jt), _) => super::join_totals::delta_sql(jt, changes),
+        (None, Some(st)) => super::slices::delta_sql(st, changes),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Run an upsert into the totals with `run` (which returns the first row

@@ -162,6 +162,8 @@ impl Plan {
         }
         if let Some(jt) = self.algebraic.as_ref().and_then(|a| a.join.as_ref()) {
             needed.extend(super::join_totals::columns_of(jt, source));
+        } else if let Some(st) = self.algebraic.as_ref().and_then(|a| a.slices.as_ref()) {
+            needed.extend(super::slices::columns_of(st, source));
         } else if let Some(alg) = &self.algebraic {
             if self.grouped_source() == Some(source) {
                 needed.extend(alg.argument_attnums());
@@ -365,6 +367,11 @@ struct QueryFacts {
     /// For aggregates over an inner join: the join's rows as a query (see
     /// join_totals).
     join_totals: Option<super::join_totals::JoinTotals>,
+    /// For aggregates over rows of several tables or with subqueries: the
+    /// query read for running totals over slices (see dvm::slices).
+    slice_graph: Option<super::slices::Graph>,
+    /// The stored query has a LIMIT.
+    limited: bool,
     /// Table references inside subqueries in expressions (EXISTS, IN,
     /// scalar subqueries) of the WHERE clause: (id, relation, relkind).
     /// Their `=` conditions to the outer query are among `equalities`.
@@ -463,6 +470,10 @@ pub struct Algebraic {
     /// Over an inner join: the join's rows as a query (then the arguments
     /// are its `__x` columns, and the WHERE clause is inside it).
     pub join: Option<super::join_totals::JoinTotals>,
+    /// Over slices (see dvm::slices): the rows as a query, and how each
+    /// table reference is restricted (then the arguments are its `__x`
+    /// columns too).
+    pub slices: Option<super::slices::SliceTotals>,
     /// Outputs that are expressions over aggregates.
     pub derived: Vec<Derived>,
 }
@@ -743,7 +754,7 @@ unsafe fn join_exprs(jt: *mut pg_sys::FromExpr) -> Vec<*mut pg_sys::JoinExpr> {
 }
 
 /// Whether a column is declared NOT NULL.
-fn column_not_null(relid: pg_sys::Oid, attnum: i16) -> bool {
+pub(crate) fn column_not_null(relid: pg_sys::Oid, attnum: i16) -> bool {
     // SAFETY: the syscache lookup returns NULL or a pg_attribute tuple,
     // read and released here.
     unsafe {
@@ -1319,6 +1330,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             output_sql: None,
             output_attnums: Vec::new(),
             join_totals: None,
+            slice_graph: None,
+            limited: !top.limitCount.is_null() || !top.limitOffset.is_null(),
             sub_relations: Vec::new(),
             topk: None,
             aggregating_sublink: false,
@@ -1407,8 +1420,9 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         let mut output_sql = single.filter(|_| plain).map(|_| Vec::new());
         // Aggregates over an inner join of several tables may be kept from
         // running totals too (see join_totals).
-        let over_join =
-            base == 0 && single.is_none() && top.hasAggs && f.relations.len() > 1 && !top.hasSubLinks;
+        // So may aggregates whose rows fall into slices (see slices).
+        let over_rows = base == 0 && single.is_none() && top.hasAggs;
+        let over_join = over_rows && f.relations.len() > 1 && !top.hasSubLinks;
         let group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
@@ -1425,10 +1439,10 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             let derived = match (single, grouped) {
                 (_, true) => None,
                 (Some(relid), false) => derived_output(expr, |_| Over::Table(relid)),
-                (None, false) if over_join => derived_output(expr, |part| Over::Join(attnum, part)),
+                (None, false) if over_rows => derived_output(expr, |part| Over::Join(attnum, part)),
                 (None, false) => None,
             };
-            if over_join {
+            if over_rows {
                 let name = |part: usize| super::join_totals::Output::argument(attnum, part);
                 if grouped {
                     join_outputs.push(super::join_totals::Output {
@@ -1464,12 +1478,15 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
             f.aggregates.push(match single {
                 Some(relid) => algebraic_aggregate(expr, Over::Table(relid)),
-                None if over_join => algebraic_aggregate(expr, Over::Join(attnum, 0)),
+                None if over_rows => algebraic_aggregate(expr, Over::Join(attnum, 0)),
                 None => None,
             });
         }
         if over_join {
             f.join_totals = super::join_totals::read(q, &join_outputs);
+        }
+        if over_rows && f.join_totals.is_none() {
+            f.slice_graph = super::slices::read(q, &join_outputs);
         }
         // The WHERE clause of a query over one table, as SQL over alias `b`.
         if let [(1, relid, _)] = f.relations.as_slice() {
@@ -1546,6 +1563,19 @@ pub fn join_argument(output: i16, part: usize) -> String {
     }
 }
 
+/// Whether an expression holds a subquery.
+unsafe fn contains_sublink(expr: *mut pg_sys::Node) -> bool {
+    // SAFETY: expr is an expression of the analyzed query.
+    unsafe {
+        let mut found = false;
+        crate::hooks::nodes::walk(expr, |n| {
+            found |= (*n).type_ == pg_sys::NodeTag::T_SubLink;
+            !found
+        });
+        found
+    }
+}
+
 /// Aggregates of an expression over aggregates are written `$<PART_BASE +
 /// k>` in its SQL (k = 0, 1, … in order), to be replaced by their values.
 pub const PART_BASE: i32 = 30000;
@@ -1566,8 +1596,10 @@ unsafe fn derived_output(
     // mutator copies what it changes, the original is left as it is, and
     // a new Param is palloc'd and filled in for each aggregate.
     unsafe {
+        // (contain_agg_clause expects no subquery.)
         if expr.is_null()
             || (*expr).type_ == pg_sys::NodeTag::T_Aggref
+            || contains_sublink(expr)
             || !pg_sys::contain_agg_clause(expr)
             || pg_sys::contain_mutable_functions(expr)
         {
@@ -1718,7 +1750,11 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<Agg
         // Only columns of the table, through immutable functions: the
         // totals are computed once per change row, and must not change
         // later by themselves.
-        if expr.is_null() || pg_sys::contain_mutable_functions(expr) || pg_sys::contain_agg_clause(expr) {
+        if expr.is_null()
+            || contains_sublink(expr)
+            || pg_sys::contain_mutable_functions(expr)
+            || pg_sys::contain_agg_clause(expr)
+        {
             return None;
         }
         let attnums = match over {
@@ -1991,6 +2027,27 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
     if !f.sub_relations.is_empty() || f.no_totals {
         return None;
     }
+    let one_table = f.relations.len() == 1 && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1);
+    let join = if one_table { None } else { Some(f.join_totals.clone()?) };
+    let (aggregates, arguments, derived) = totals_parts(f)?;
+    Some(Algebraic {
+        aggregates,
+        arguments,
+        where_sql: f.where_sql.clone(),
+        where_attnums: f.where_attnums.clone(),
+        join,
+        slices: None,
+        derived,
+    })
+}
+
+/// The aggregates running totals keep, when there is no HAVING and every
+/// output other than the GROUP BY columns is one they can keep (or an
+/// expression over such): the outputs' aggregates, their arguments (each
+/// once) and the expressions.
+type TotalsParts = (Vec<(i16, AggKind)>, Vec<AggArg>, Vec<Derived>);
+
+fn totals_parts(f: &QueryFacts) -> Option<TotalsParts> {
     let others: Vec<(i16, &Option<AggCall>, Option<&DerivedCall>)> = f
         .outputs
         .iter()
@@ -2000,8 +2057,6 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
             (i as i16 + 1, f.aggregates.get(i).unwrap_or(&None), f.derived.get(i).and_then(|d| d.as_ref()))
         })
         .collect();
-    let one_table = f.relations.len() == 1 && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1);
-    let join = if one_table { None } else { Some(f.join_totals.clone()?) };
     if f.has_having || others.iter().any(|(_, agg, derived)| agg.is_none() && derived.is_none()) {
         return None;
     }
@@ -2032,14 +2087,114 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
             (None, None) => return None,
         }
     }
-    Some(Algebraic {
-        aggregates,
-        arguments,
-        where_sql: f.where_sql.clone(),
-        where_attnums: f.where_attnums.clone(),
-        join,
-        derived,
-    })
+    Some((aggregates, arguments, derived))
+}
+
+/// Running totals over slices (see dvm::slices), when the query reads
+/// them and some changed table can be followed into them; and the tables
+/// it reads whole that are dimensions of the slices (see
+/// slices::dimensions).
+fn slice_plan(
+    f: &QueryFacts,
+    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
+) -> PgtResult<Option<(Plan, Vec<pg_sys::Oid>)>> {
+    let Some(graph) = &f.slice_graph else { return Ok(None) };
+    // (A LIMIT that is not ORDER BY ... LIMIT n is refused elsewhere.)
+    if f.no_totals || f.volatile || !f.branches.is_empty() || (f.limited && f.topk.is_none()) {
+        return Ok(None);
+    }
+    let Some((aggregates, arguments, derived)) = totals_parts(f) else { return Ok(None) };
+    let mut keys: std::collections::HashMap<pg_sys::Oid, Vec<i16>> = Default::default();
+    for r in &graph.refs {
+        if !keys.contains_key(&r.relid) {
+            // (Compared with pg_catalog's `=`: built-in types only.)
+            let key = primary_key(r.relid)?;
+            let built_in = key.iter().all(|a| r.built_in.contains(a));
+            keys.insert(r.relid, if built_in { key } else { Vec::new() });
+        }
+    }
+    let pk_first = |relid: pg_sys::Oid| keys.get(&relid).and_then(|k| k.first().copied());
+    let Some((root, chained)) = super::slices::chain(graph, &pk_first) else { return Ok(None) };
+    let root_filter = graph.refs.iter().find(|r| r.id == root).and_then(|r| r.own_filter.clone());
+    let refs: Vec<super::slices::SliceRef> = graph
+        .refs
+        .iter()
+        .map(|r| super::slices::SliceRef {
+            id: r.id,
+            relid: r.relid,
+            chain: chained.get(&r.id).copied(),
+            attnums: r.attnums.clone(),
+            pk: keys.get(&r.relid).cloned().unwrap_or_default(),
+            semi: r.semi,
+        })
+        .collect();
+    let st = super::slices::SliceTotals { select_sql: graph.select_sql.clone(), refs, root, root_filter };
+    let full_on = super::slices::read_whole(&st);
+    if st.refs.iter().all(|r| full_on.contains(&r.relid)) {
+        return Ok(None); // every change would recompute the whole query
+    }
+    let dimensions = super::slices::dimensions(graph, &st);
+    let key = f
+        .outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, sgref))| *sgref != 0 && f.group_refs.contains(sgref))
+        .map(|(i, _)| KeyColumn {
+            output_attnum: i as i16 + 1,
+            rte: 0,
+            source: pg_sys::InvalidOid,
+            source_attnum: 0,
+        })
+        .collect::<Vec<_>>();
+    if key.len() != f.group_refs.len() {
+        return Ok(None); // a GROUP BY item not in the select list
+    }
+    let plan = Plan {
+        shape: if f.has_group { Shape::Groups } else { Shape::Scalar },
+        key,
+        reads_stream_tables: false,
+        join: Some(JoinGraph {
+            tables: st.refs.iter().map(|r| (r.id, r.relid)).collect(),
+            edges: Vec::new(),
+        }),
+        algebraic: Some(Algebraic {
+            aggregates,
+            arguments,
+            where_sql: None,
+            where_attnums: Vec::new(),
+            join: None,
+            slices: Some(st),
+            derived,
+        }),
+        rows: None,
+        topk: None,
+        full_on,
+        pushdown: false,
+    };
+    Ok(Some((plan, dimensions)))
+}
+
+/// Whether running totals over slices (`sliced`) do better than `plan`,
+/// which recomputes: the whole query (an aggregate without GROUP BY), or
+/// whole groups that do not each lie within a slice (no grouping column
+/// is a chained one). The tables `sliced` reads whole must be read whole
+/// by `plan` too, or be `dimensions`: a change of one recomputes the
+/// whole query, which a dimension table's rarely do.
+fn slices_win(plan: &Plan, sliced: &Plan, dimensions: &[pg_sys::Oid]) -> bool {
+    if plan.algebraic.is_some()
+        || sliced.full_on.iter().any(|t| !plan.full_on.contains(t) && !dimensions.contains(t))
+    {
+        return false;
+    }
+    let Some(st) = sliced.algebraic.as_ref().and_then(|a| a.slices.as_ref()) else { return false };
+    match plan.shape {
+        Shape::Scalar => true,
+        Shape::GroupsOverJoin { .. } => !plan
+            .key
+            .iter()
+            .any(|k| st.refs.iter().any(|r| r.relid == k.source && r.chain == Some(k.source_attnum))),
+        _ => false,
+    }
 }
 
 /// Aggregates without GROUP BY: one row (none when HAVING rejects it),
@@ -2101,9 +2256,21 @@ fn decide(
     f: &QueryFacts,
     primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
 ) -> PgtResult<Result<Plan, Unsupported>> {
-    let mut plan = match decide_shape(f, primary_key)? {
-        Ok(plan) => plan,
-        Err(why) => return Ok(Err(why)),
+    let decided = decide_shape(f, primary_key)?;
+    let sliced = match &decided {
+        Ok(plan)
+            if plan.algebraic.is_some()
+                || !matches!(plan.shape, Shape::Scalar | Shape::GroupsOverJoin { .. }) =>
+        {
+            None
+        }
+        _ => slice_plan(f, primary_key)?,
+    };
+    let mut plan = match (decided, sliced) {
+        (Ok(plan), Some((sliced, dimensions))) if slices_win(&plan, &sliced, &dimensions) => sliced,
+        (Err(_), Some((sliced, _))) => sliced,
+        (Ok(plan), _) => plan,
+        (Err(why), None) => return Ok(Err(why)),
     };
     if let Some(topk) = &f.topk {
         if plan.key.is_empty() || plan.shape == Shape::UnionAll {
@@ -2114,7 +2281,7 @@ fn decide(
         }
         plan.topk = Some(topk.clone());
     }
-    plan.pushdown = f.aggregating_sublink && !plan.key.is_empty();
+    plan.pushdown = f.aggregating_sublink && !plan.key.is_empty() && plan.algebraic.is_none();
     // A filter and projection of one table keyed by its primary key: each
     // row of the table gives at most one row, computed from it alone, so
     // a refresh computes the changed rows' images from the change buffer
@@ -2535,6 +2702,8 @@ mod tests {
             output_sql: None,
             output_attnums: vec![],
             join_totals: None,
+            slice_graph: None,
+            limited: false,
             sub_relations: Vec::new(),
             topk: None,
             aggregating_sublink: false,

@@ -180,17 +180,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
             let sign = pg_sys::makeVar(*index as i32, natts + 1, pg_sys::INT4OID, -1, pg_sys::InvalidOid, 0);
             entries.push((sign as *mut pg_sys::Node, format!("__sign{index}")));
         }
-        let mut target: *mut pg_sys::List = std::ptr::null_mut();
-        for (resno, (expr, name)) in entries.iter().enumerate() {
-            let name = std::ffi::CString::new(name.as_str()).ok()?;
-            let tle = pg_sys::makeTargetEntry(
-                pg_sys::copyObjectImpl(*expr as *const std::ffi::c_void) as *mut pg_sys::Expr,
-                resno as i16 + 1,
-                pg_sys::pstrdup(name.as_ptr()),
-                false,
-            );
-            target = pg_sys::lappend(target, tle as *mut std::ffi::c_void);
-        }
+        let target = target_list(&entries)?;
         let c = &mut *copy;
         c.targetList = target;
         c.groupClause = std::ptr::null_mut();
@@ -224,6 +214,29 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
         }
         let sql = crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))?;
         Some(JoinTotals { select_sql: sql, tables })
+    }
+}
+
+/// A select list of copies of `entries`' expressions, named as given.
+///
+/// # Safety
+/// Every expression is a valid node.
+pub(crate) unsafe fn target_list(entries: &[(*mut pg_sys::Node, String)]) -> Option<*mut pg_sys::List> {
+    // SAFETY: the expressions are copied; the entries are palloc'd in the
+    // current memory context.
+    unsafe {
+        let mut target: *mut pg_sys::List = std::ptr::null_mut();
+        for (resno, (expr, name)) in entries.iter().enumerate() {
+            let name = std::ffi::CString::new(name.as_str()).ok()?;
+            let tle = pg_sys::makeTargetEntry(
+                pg_sys::copyObjectImpl(*expr as *const std::ffi::c_void) as *mut pg_sys::Expr,
+                resno as i16 + 1,
+                pg_sys::pstrdup(name.as_ptr()),
+                false,
+            );
+            target = pg_sys::lappend(target, tle as *mut std::ffi::c_void);
+        }
+        Some(target)
     }
 }
 
@@ -382,9 +395,15 @@ enum State {
 
 /// A table as the terms read it: its qualified name and its columns,
 /// dropped ones included (as None), each (quoted name, type).
-struct Table {
-    name: String,
-    columns: Vec<Option<(String, String)>>,
+pub(crate) struct Table {
+    pub name: String,
+    pub columns: Vec<Option<(String, String)>>,
+}
+
+impl Table {
+    pub fn read(relid: pg_sys::Oid) -> PgtResult<Table> {
+        Ok(Table { name: crate::catalog::lifecycle::relation_name(relid)?, columns: table_columns(relid)? })
+    }
 }
 
 /// Read [`Table`]s once for every table of the join.
@@ -392,11 +411,7 @@ fn tables_of(jt: &JoinTotals) -> PgtResult<std::collections::HashMap<pg_sys::Oid
     let mut out = std::collections::HashMap::new();
     for (_, relid, _) in &jt.tables {
         if !out.contains_key(relid) {
-            let table = Table {
-                name: crate::catalog::lifecycle::relation_name(*relid)?,
-                columns: table_columns(*relid)?,
-            };
-            out.insert(*relid, table);
+            out.insert(*relid, Table::read(*relid)?);
         }
     }
     Ok(out)

@@ -24,4 +24,5 @@ pub mod join_totals;
 pub mod key_recompute;
 pub mod keyless;
 pub mod pushdown;
+pub mod slices;
 pub mod topk;

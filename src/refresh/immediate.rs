@@ -241,7 +241,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         };
         // Running totals: the groups are computed from them instead.
         // (Totals over a join are added to per statement: see maintain.)
-        let over_join = plan.algebraic.as_ref().is_some_and(|a| a.join.is_some());
+        let over_join = algebraic::is_join_totals(&plan);
         let totals = match algebraic::totals_query(relid, &plan)?.filter(|_| !over_join) {
             Some(totals_query) => {
                 algebraic::prepare_owner(relid)?;
@@ -413,20 +413,26 @@ fn apply_changes(
     capture: Option<&[String]>,
 ) -> PgtResult<crate::sql::TextRows> {
     let read_transition = &transition::first_row_text;
+    // Running totals over a join or slices: not while another statement on
+    // one of its sources is pending (see cdc::statements), which leaves
+    // the stream table to be recomputed whole when none is.
+    let over_rows = algebraic::is_join_totals(&p.plan);
+    if over_rows && !crate::cdc::statements::may_add_delta(relid, source, &p.plan.sources()) {
+        return Ok(Vec::new());
+    }
     // A table read by a subquery not tied to the outer query: any row may
     // have changed; the whole query is recomputed, applied as differences.
     if p.plan.full_on.contains(&source) {
         let whole = sys::as_restricted_role(p.owner, || key_recompute::whole_query(relid))?;
-        return key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&whole), capture, &[]);
+        let rows = key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&whole), capture, &[])?;
+        // (Running totals, over slices, are rebuilt with it.)
+        algebraic::rebuild_now(relid)?;
+        return Ok(rows);
     }
-    // Running totals over a join: the statement's rows joined to the other
-    // tables are added to them, and the groups touched computed from them.
-    if algebraic::is_join_totals(&p.plan) {
-        // (Not while another statement on one of its sources is pending:
-        // see cdc::statements.)
-        if !crate::cdc::statements::may_add_delta(relid, source, &p.plan.sources()) {
-            return Ok(Vec::new());
-        }
+    // Running totals over a join or slices: the statement's rows joined to
+    // the other tables (the rows of the slices it touches, before and
+    // after) are added to them, and the groups touched computed from them.
+    if over_rows {
         let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
         return apply_touched(relid, p, &groups, capture);
     }

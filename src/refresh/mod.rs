@@ -137,7 +137,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             }
             if changed {
                 result.message =
-                    Some("a table read by a subquery not tied to the outer query by = changed".into());
+                    Some("a table the query reads whole (not through = conditions from the rows it maintains) changed".into());
                 None
             } else {
                 Some((plan, window))

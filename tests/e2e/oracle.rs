@@ -80,7 +80,7 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT id, v FROM (SELECT id, v, row_number() OVER (ORDER BY id) AS r FROM t1) s WHERE r > 2", false),
     ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT t1.id, r.n FROM t1, r", false),
     ("SELECT t1.id, s.id AS id2 FROM t1 LEFT JOIN (SELECT id, k FROM t2 WHERE note IS NOT NULL) s ON s.k = t1.k", false),
-    ("SELECT s.k, count(*) AS n FROM t1 LEFT JOIN (SELECT k, id FROM t2) s ON s.k = t1.k GROUP BY s.k", false),
+    ("SELECT s.k, count(*) AS n FROM t1 LEFT JOIN (SELECT k, id FROM t2) s ON s.k = t1.k GROUP BY s.k", true),
     // Filters and projections of one table without a key in the select
     // list: a multiset, from the changed rows alone.
     ("SELECT v FROM t1", true),
@@ -226,7 +226,20 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT DISTINCT t1.k, t1.g FROM t1 JOIN t2 ON t2.k = t1.k", true),
     ("SELECT t1.k, count(t2.id) AS n, max(t2.note) AS mx FROM t1 LEFT JOIN t2 ON t2.k = t1.k GROUP BY t1.k", true),
     ("SELECT t2.id, count(t1.id) AS n, sum(t1.v) AS s FROM t1 RIGHT JOIN t2 ON t1.k = t2.k GROUP BY t2.id", true),
-    ("SELECT t2.note, count(*) AS n FROM t1 LEFT JOIN t2 ON t2.k = t1.k GROUP BY t2.note", false),
+    // Running totals over slices (dvm::slices): rows that fall into the
+    // values of one column carried by = conditions into subqueries,
+    // outer joins and grouped subqueries in FROM; a table read whole
+    // (t2 or t1 below) recomputes the query when it changes.
+    ("SELECT t2.note, count(*) AS n FROM t1 LEFT JOIN t2 ON t2.k = t1.k GROUP BY t2.note", true),
+    ("SELECT g, count(*) AS n, sum(v) AS s FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.id = t1.id AND t2.note IS NOT NULL) GROUP BY g", true),
+    ("SELECT flag, count(*) AS n, avg(v) AS a FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.id = t1.id) GROUP BY flag", true),
+    ("SELECT sum(t1.v) AS s, count(*) AS n FROM t2 JOIN t1 ON t1.k = t2.id WHERE t1.v > (SELECT avg(i.v) FROM t1 i WHERE i.k = t2.id)", true),
+    ("SELECT c.n, count(*) AS freq FROM (SELECT t2.id, count(t1.id) AS n FROM t2 LEFT JOIN t1 ON t1.k = t2.id AND t1.flag GROUP BY t2.id) c GROUP BY c.n", true),
+    ("SELECT g, count(*) AS n, sum(v) AS s FROM t1 WHERE v > (SELECT avg(v) FROM t1 WHERE flag) AND NOT EXISTS (SELECT 1 FROM t2 WHERE t2.id = t1.id) GROUP BY g", true),
+    ("SELECT d.note, count(*) AS n, sum(t1.v) AS s FROM t1 JOIN t2 d ON d.id = t1.k WHERE EXISTS (SELECT 1 FROM t1 x WHERE x.k = t1.k AND x.id <> t1.id) GROUP BY d.note ORDER BY n DESC, note NULLS LAST LIMIT 3", true),
+    ("SELECT g, count(*) AS n FROM t1 WHERE id IN (SELECT id FROM t2 WHERE note IS NOT NULL) GROUP BY g", true),
+    ("SELECT count(*) AS n, sum(v) AS s FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.id = t1.id)", true),
+    ("SELECT t2.note, count(*) AS n, sum(t1.v) AS s FROM t2 JOIN t1 ON t1.id = t2.id LEFT JOIN t2 x ON x.k = t2.id WHERE t2.id IN (SELECT k FROM t1 WHERE flag) GROUP BY t2.note", true),
 ];
 
 struct Rng(u64);

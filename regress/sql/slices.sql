@@ -1,0 +1,107 @@
+-- Running totals over slices: count/sum/avg of rows that come through
+-- EXISTS, NOT EXISTS, IN and correlated scalar subqueries, outer joins
+-- and grouped subqueries in FROM. One column (the root's, here an order's
+-- key) is carried by = conditions into every other table reference; a
+-- change touches the slices of its rows' values there, and a refresh adds
+-- those slices' rows now and subtracts them as they were before.
+CREATE SCHEMA sl;
+SET search_path = sl, public;
+SET pg_trickle.differential_max_change_fraction = 1000;
+CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, priority text, day int);
+CREATE TABLE lines (order_id int, line int, part int, qty int, shipped int, due int,
+                    PRIMARY KEY (order_id, line));
+CREATE TABLE customers (id int PRIMARY KEY, region text, balance numeric);
+CREATE TABLE parts (id int PRIMARY KEY, brand text);
+INSERT INTO customers SELECT i, CASE WHEN i % 2 = 0 THEN 'east' ELSE 'west' END, i * 10
+  FROM generate_series(1, 8) i;
+INSERT INTO parts SELECT i, CASE WHEN i % 3 = 0 THEN 'acme' ELSE 'other' END FROM generate_series(1, 6) i;
+INSERT INTO orders SELECT i, i % 7 + 1, 'p' || (i % 3), i % 10 FROM generate_series(1, 30) i;
+INSERT INTO lines SELECT o, l, (o * l) % 6 + 1, (o + l) % 9 + 1, (o * 3 + l) % 5, (o + l * 2) % 5
+  FROM generate_series(1, 30) o, generate_series(1, 3) l WHERE (o + l) % 4 <> 0;
+
+-- Orders with a late line, per priority (TPC-H Q4).
+CREATE MATERIALIZED VIEW late_orders WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT priority, count(*) AS n FROM orders o
+ WHERE day < 8 AND EXISTS (SELECT 1 FROM lines l WHERE l.order_id = o.id AND l.shipped > l.due)
+ GROUP BY priority;
+-- Customers without an order, per region (TPC-H Q22, the uncorrelated
+-- average read whole).
+CREATE MATERIALIZED VIEW idle_customers WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT region, count(*) AS n, sum(balance) AS balance FROM customers c
+ WHERE balance > (SELECT avg(balance) / 2 FROM customers)
+   AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer = c.id)
+ GROUP BY region;
+-- Small quantities of a brand, compared with the part's average (Q17).
+CREATE MATERIALIZED VIEW small_lines WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT sum(l.qty) AS qty, count(*) AS n FROM lines l JOIN parts p ON p.id = l.part
+ WHERE p.brand = 'acme' AND l.qty < (SELECT avg(x.qty) FROM lines x WHERE x.part = p.id);
+-- How many customers have how many orders (Q13).
+CREATE MATERIALIZED VIEW order_counts WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT c.orders, count(*) AS customers
+  FROM (SELECT cu.id, count(o.id) AS orders FROM customers cu LEFT JOIN orders o ON o.customer = cu.id
+         GROUP BY cu.id) c
+ GROUP BY c.orders;
+SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE schema = 'sl' ORDER BY name;
+SELECT property, regexp_replace(value, 'agg_[0-9]+', 'agg_<oid>') AS value
+  FROM pgtrickle.explain_stream_table('late_orders') WHERE property IN ('strategy', 'slices', 'row identity');
+SELECT property, value FROM pgtrickle.explain_stream_table('idle_customers') WHERE property = 'slices';
+SELECT property, value FROM pgtrickle.explain_stream_table('small_lines') WHERE property LIKE 'slice%';
+SELECT property, value FROM pgtrickle.explain_stream_table('order_counts') WHERE property = 'slices';
+
+CREATE FUNCTION sl.check(st text, query text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  EXECUTE format('SELECT count(*) FROM ((TABLE sl.%I EXCEPT ALL (%s)) UNION ALL ((%s) EXCEPT ALL TABLE sl.%I)) d',
+                 st, query, query, st) INTO n;
+  RETURN st || CASE WHEN n = 0 THEN ': equal to its query' ELSE ': differs by ' || n || ' rows' END;
+END $$;
+CREATE FUNCTION sl.check_all() RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT sl.check(c.relname, rtrim(pg_get_viewdef(c.oid), ';'))
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'sl' AND c.relkind = 'm' ORDER BY c.relname
+$$;
+
+-- Changes of the chained tables: new and deleted orders and lines,
+-- updates of keys, priorities, quantities and dates.
+INSERT INTO orders VALUES (31, 2, 'p1', 3), (32, 8, 'p2', 9);
+INSERT INTO lines VALUES (31, 1, 3, 2, 4, 1), (31, 2, 6, 9, 0, 1), (32, 1, 3, 1, 3, 0);
+UPDATE lines SET shipped = due + 1 WHERE order_id IN (2, 3) AND line = 1;
+UPDATE lines SET qty = 1 WHERE part = 6 AND order_id < 10;
+UPDATE orders SET priority = 'p9' WHERE id = 5;
+UPDATE orders SET customer = 8 WHERE id IN (7, 14);
+DELETE FROM lines WHERE order_id = 9;
+DELETE FROM orders WHERE id IN (9, 10);
+UPDATE lines SET part = 3 WHERE order_id = 11;
+SELECT pgtrickle.refresh_stream_table(name) > -1 AS refreshed
+  FROM pgtrickle.stream_tables WHERE schema = 'sl' ORDER BY name;
+SELECT st.name, h.mode, h.message FROM pgtrickle.stream_tables st,
+       pgtrickle.refresh_history(('sl.' || st.name)::regclass, 1) h
+ WHERE st.schema = 'sl' ORDER BY st.name;
+SELECT * FROM sl.check_all();
+TABLE late_orders ORDER BY priority;
+TABLE order_counts ORDER BY orders;
+
+-- A change of a table read whole (customers, in the average of
+-- idle_customers) recomputes the stream tables that read it whole;
+-- order_counts reads customers by their key, the root of its slices.
+UPDATE customers SET balance = balance * 3 WHERE id = 2;
+SELECT pgtrickle.refresh_stream_table(name) > -1 AS refreshed
+  FROM pgtrickle.stream_tables WHERE schema = 'sl' ORDER BY name;
+SELECT st.name, h.mode, h.message FROM pgtrickle.stream_tables st,
+       pgtrickle.refresh_history(('sl.' || st.name)::regclass, 1) h
+ WHERE st.schema = 'sl' ORDER BY st.name;
+SELECT * FROM sl.check_all();
+
+-- IMMEDIATE: the same, inside the writing statement, rolled back with it.
+ALTER MATERIALIZED VIEW late_orders SET (pgtrickle.refresh_mode = immediate);
+ALTER MATERIALIZED VIEW small_lines SET (pgtrickle.refresh_mode = immediate);
+BEGIN;
+DELETE FROM lines WHERE order_id = 12;
+INSERT INTO lines VALUES (12, 1, 6, 1, 4, 0);
+UPDATE parts SET brand = 'acme' WHERE id = 2;
+SELECT * FROM sl.check_all();
+ROLLBACK;
+SELECT * FROM sl.check_all();
+TABLE late_orders ORDER BY priority;
+
+DROP SCHEMA sl CASCADE;

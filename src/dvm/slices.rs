@@ -1,0 +1,1255 @@
+//! Running totals over rows that fall into slices: count/sum/avg of a query
+//! whose rows come from joins, subqueries in expressions (EXISTS, IN,
+//! scalar subqueries), outer joins or grouped subqueries in FROM, none of
+//! which running totals over an inner join (`join_totals`) can follow.
+//!
+//! A *slice* is one value `v` of a column of one table reference, the
+//! root, that `=` conditions carry to other references: a reference is
+//! *chained* by column `c` when every row of it that takes part in an
+//! output row of slice `v` (joined, matched by an outer join, or looked at
+//! by a subquery for it) has `c = v`. The conditions that chain: `=` ANDed
+//! at the top of a WHERE or of an inner join's ON, both ways; an outer
+//! join's ON, from the preserved side to the nullable one; a subquery's
+//! correlated `=`, from the outer reference in; `x IN (SELECT c ...)`
+//! ANDed at the top of a WHERE, from `x` to `c`. A grouped subquery in FROM
+//! keeps its rows in their slices only when it groups by a chained column.
+//!
+//! Then the query's rows of slice `v` depend on the chained references'
+//! rows of slice `v` and on the rest of the tables, read whole. When the
+//! changes touch only chained references, the slices they touch, `K`, are
+//! the chained columns' values in the changed rows (old and new), and
+//!
+//! ```text
+//! Δ rows = rows(new state restricted to K) - rows(old state restricted to K)
+//! ```
+//!
+//! where a chained reference is restricted to `c = ANY(K)` and its old
+//! state is the table minus the rows whose primary key changed plus their
+//! old images (from the net change rows, which the same GROUP BY that
+//! cancels an UPDATE of unread columns computes). The signed rows are
+//! added to the totals like a join's. A change of a table that has an
+//! unchained reference (read whole, or by a subquery without such an `=`)
+//! could change any slice: the plan lists it in `full_on`, and a refresh
+//! it changed recomputes the whole query.
+//!
+//! Each side reads every chained table by index through `c = ANY(K)`: the
+//! cost follows the slices touched, not the tables. TPC-H Q4 (EXISTS), Q13
+//! (a grouped LEFT JOIN in FROM), Q17 (a correlated scalar subquery), Q21
+//! (EXISTS and NOT EXISTS) and Q22 are such queries.
+
+use std::collections::BTreeMap;
+
+use pgrx::pg_sys;
+
+use super::join_totals::{Output, Table};
+use crate::error::{PgtError, PgtResult};
+use crate::hooks::list_ptrs;
+
+/// An aggregate's rows as a query over stand-ins for its table references,
+/// and how each reference is restricted to the slices touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceTotals {
+    /// The query with the select list `__k1…` (the GROUP BY columns in
+    /// output order) and `__x<output>` (each aggregate's argument), no
+    /// GROUP BY, reading reference `id` as WITH query `__pgt_s<id>`.
+    pub select_sql: String,
+    pub refs: Vec<SliceRef>,
+    /// The root reference, and its own conditions (SQL over alias `t`):
+    /// a touched slice whose root row passes them neither before nor after
+    /// the changes has no rows either time, and is left out.
+    pub root: u32,
+    pub root_filter: Option<String>,
+}
+
+/// One table reference, anywhere in the query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceRef {
+    pub id: u32,
+    pub relid: pg_sys::Oid,
+    /// Its chained column, or None when it is read whole.
+    pub chain: Option<i16>,
+    /// The table's columns the query reads through it.
+    pub attnums: Vec<i16>,
+    /// The table's primary key (empty: none, and the table is read whole).
+    pub pk: Vec<i16>,
+    /// Inside an EXISTS or IN subquery (see [`GraphRef::semi`]).
+    pub semi: bool,
+}
+
+/// What [`read`] finds in a query: its references, the conditions that may
+/// chain them, and the deparsed select over stand-ins. [`chain`] picks the
+/// root.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Graph {
+    pub select_sql: String,
+    pub refs: Vec<GraphRef>,
+    pub edges: Vec<Edge>,
+    /// Aggregating subqueries in FROM: the ids of the references under
+    /// each, and its grouping columns.
+    pub grouped: Vec<(Vec<u32>, Vec<(u32, i16)>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphRef {
+    pub id: u32,
+    pub relid: pg_sys::Oid,
+    pub attnums: Vec<i16>,
+    /// In FROM (of the query or of subqueries in its FROM), never on the
+    /// nullable side of an outer join: every row has one of its rows.
+    pub may_be_root: bool,
+    /// Its columns declared NOT NULL among those the edges name.
+    pub not_null: Vec<i16>,
+    /// The table's columns of built-in types (compared with pg_catalog's
+    /// `=` when they are its primary key).
+    pub built_in: Vec<i16>,
+    /// Inside an EXISTS, IN or NOT IN subquery (not a scalar one), which
+    /// the planner joins (semi or anti join) to the outer rows.
+    pub semi: bool,
+    /// The conditions of its level's WHERE (and inner joins' ON) that read
+    /// only its own columns, as SQL over alias `t` (for a possible root).
+    pub own_filter: Option<String>,
+}
+
+/// An `=` between two columns (reference id, attnum): `to` is chained by
+/// `from`, and `from` by `to` when `both`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub from: (u32, i16),
+    pub to: (u32, i16),
+    pub both: bool,
+}
+
+/// The root that chains the most references (of those, one with
+/// conditions of its own), and the chained column of each reference it
+/// chains (the root included); None
+/// when no reference may be the root. A root column must be NOT NULL (a
+/// NULL one would be a slice no `= ANY` finds): a column the edges name
+/// and declare NOT NULL, or the first primary key column (`pk_first`).
+pub fn chain(g: &Graph, pk_first: &dyn Fn(pg_sys::Oid) -> Option<i16>) -> Option<(u32, BTreeMap<u32, i16>)> {
+    let mut best: Option<(u32, BTreeMap<u32, i16>)> = None;
+    for r in g.refs.iter().filter(|r| r.may_be_root) {
+        let mut columns: Vec<i16> = Vec::new();
+        for e in &g.edges {
+            for (id, attnum) in [e.from, e.to] {
+                if id == r.id && r.not_null.contains(&attnum) && !columns.contains(&attnum) {
+                    columns.push(attnum);
+                }
+            }
+        }
+        if let Some(pk) = pk_first(r.relid) {
+            if !columns.contains(&pk) {
+                columns.push(pk);
+            }
+        }
+        for column in columns {
+            let chained = reach(g, (r.id, column));
+            let whole = g.grouped.iter().any(|(members, keys)| {
+                members.iter().any(|m| chained.contains_key(m))
+                    && !keys.iter().any(|(id, attnum)| chained.get(id) == Some(attnum))
+            });
+            // (Of roots chaining as many, one with conditions of its own
+            // lets fewer slices through: see SliceTotals::root_filter.)
+            let better = |(id, b): &(u32, BTreeMap<u32, i16>)| {
+                let filtered = |id: u32| g.refs.iter().any(|x| x.id == id && x.own_filter.is_some());
+                chained.len() > b.len() || (chained.len() == b.len() && filtered(r.id) && !filtered(*id))
+            };
+            if !whole && best.as_ref().is_none_or(better) {
+                best = Some((r.id, chained));
+            }
+        }
+    }
+    best
+}
+
+/// The references `root` chains along the edges, each with its column.
+fn reach(g: &Graph, root: (u32, i16)) -> BTreeMap<u32, i16> {
+    let mut chained = BTreeMap::from([root]);
+    loop {
+        let mut grew = false;
+        for e in &g.edges {
+            for (a, b, ok) in [(e.from, e.to, true), (e.to, e.from, e.both)] {
+                if ok && chained.get(&a.0) == Some(&a.1) && !chained.contains_key(&b.0) {
+                    chained.insert(b.0, b.1);
+                    grew = true;
+                }
+            }
+        }
+        if !grew {
+            return chained;
+        }
+    }
+}
+
+/// Ids apart between query levels.
+const LEVEL_SPAN: u32 = 1000;
+
+/// One query level: the top, a subquery in FROM or a subquery in an
+/// expression.
+struct Level {
+    q: *mut pg_sys::Query,
+    parent: Option<usize>,
+    /// Query levels above it (a stand-in's `ctelevelsup`).
+    depth: u32,
+    /// Its FROM is the query's (the top, or a subquery in the FROM of one
+    /// that is, not on the nullable side of an outer join).
+    main: bool,
+    /// A subquery in FROM.
+    from: bool,
+    /// The subquery of an EXISTS, whose select list is not read.
+    exists: bool,
+    /// The nearest subquery in an expression around it (itself included)
+    /// is an EXISTS, IN or NOT IN one.
+    semi: bool,
+}
+
+struct Walk {
+    levels: Vec<Level>,
+    /// (level, range table index) of a subquery in FROM -> its level.
+    children: std::collections::HashMap<(usize, u32), usize>,
+    /// SubLink -> its subquery's level.
+    sublinks: std::collections::HashMap<usize, usize>,
+    /// (level, range table index) -> columns read, for table references.
+    columns: BTreeMap<(usize, u32), Vec<i16>>,
+}
+
+impl Walk {
+    fn rtable(&self, level: usize) -> Vec<*mut pg_sys::RangeTblEntry> {
+        // SAFETY: every level's q is a valid Query.
+        unsafe { list_ptrs::<pg_sys::RangeTblEntry>((*self.levels[level].q).rtable) }
+    }
+
+    fn ancestor(&self, mut level: usize, up: u32) -> Option<usize> {
+        for _ in 0..up {
+            level = self.levels[level].parent?;
+        }
+        Some(level)
+    }
+
+    fn id(level: usize, rti: u32) -> u32 {
+        level as u32 * LEVEL_SPAN + rti
+    }
+
+    /// The expression roots of a level: select list (unless it is not
+    /// read), FROM and WHERE, HAVING.
+    unsafe fn roots(&self, level: usize) -> [*mut pg_sys::Node; 3] {
+        // SAFETY: q is a valid Query.
+        unsafe {
+            let l = &self.levels[level];
+            let q = &*l.q;
+            let select = if l.exists { std::ptr::null_mut() } else { q.targetList as *mut pg_sys::Node };
+            [select, q.jointree as *mut pg_sys::Node, q.havingQual]
+        }
+    }
+
+    /// Record the table columns an expression of `level` reads (through
+    /// join alias columns and grouped columns); false for a whole-row or
+    /// system column reference, or a reference it cannot follow.
+    unsafe fn record(&mut self, level: usize, node: *mut pg_sys::Node) -> bool {
+        // SAFETY: nodes are read according to their tags.
+        unsafe {
+            let mut vars: Vec<(usize, *mut pg_sys::Var)> = Vec::new();
+            let mut ok = true;
+            crate::hooks::nodes::walk(node, |n| {
+                if (*n).type_ == pg_sys::NodeTag::T_Var {
+                    vars.push((level, n as *mut pg_sys::Var));
+                }
+                true
+            });
+            while let Some((at, var)) = vars.pop() {
+                let var = &*var;
+                let Some(target) = self.ancestor(at, var.varlevelsup) else { return false };
+                let rtable = self.rtable(target);
+                if var.varno < 1 || var.varno as usize > rtable.len() || var.varattno <= 0 {
+                    return false;
+                }
+                let rte = &*rtable[var.varno as usize - 1];
+                let follow = match rte.rtekind {
+                    pg_sys::RTEKind::RTE_RELATION => {
+                        let cols = self.columns.entry((target, var.varno as u32)).or_default();
+                        if !cols.contains(&var.varattno) {
+                            cols.push(var.varattno);
+                        }
+                        None
+                    }
+                    pg_sys::RTEKind::RTE_JOIN => {
+                        list_ptrs::<pg_sys::Node>(rte.joinaliasvars).get(var.varattno as usize - 1).copied()
+                    }
+                    pg_sys::RTEKind::RTE_GROUP => {
+                        list_ptrs::<pg_sys::Node>(rte.groupexprs).get(var.varattno as usize - 1).copied()
+                    }
+                    // (The subquery's own select list is recorded with it.)
+                    pg_sys::RTEKind::RTE_SUBQUERY => None,
+                    _ => {
+                        ok = false;
+                        None
+                    }
+                };
+                if let Some(expr) = follow {
+                    crate::hooks::nodes::walk(expr, |n| {
+                        if (*n).type_ == pg_sys::NodeTag::T_Var {
+                            vars.push((target, n as *mut pg_sys::Var));
+                        }
+                        true
+                    });
+                }
+            }
+            ok
+        }
+    }
+
+    /// The table column (reference id, attnum) a plain column of `level`
+    /// is, followed through join alias columns, grouped columns and the
+    /// select lists of subqueries in FROM; and the level the column
+    /// belongs to (an outer reference names an enclosing level).
+    unsafe fn column(&self, level: usize, expr: *mut pg_sys::Node) -> Option<((u32, i16), usize)> {
+        // SAFETY: nodes are read according to their tags.
+        unsafe {
+            if expr.is_null() || (*expr).type_ != pg_sys::NodeTag::T_Var {
+                return None;
+            }
+            let var = &*(expr as *mut pg_sys::Var);
+            let first = self.ancestor(level, var.varlevelsup)?;
+            let (mut at, mut node) = (first, expr);
+            for _ in 0..64 {
+                if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Var {
+                    return None;
+                }
+                let v = &*(node as *mut pg_sys::Var);
+                if at != first || node != expr {
+                    // (Followed expressions are of their own level.)
+                    if v.varlevelsup != 0 {
+                        return None;
+                    }
+                }
+                let rtable = self.rtable(at);
+                if v.varno < 1 || v.varno as usize > rtable.len() || v.varattno <= 0 {
+                    return None;
+                }
+                let rte = &*rtable[v.varno as usize - 1];
+                match rte.rtekind {
+                    pg_sys::RTEKind::RTE_RELATION => {
+                        return Some(((Self::id(at, v.varno as u32), v.varattno), first))
+                    }
+                    pg_sys::RTEKind::RTE_JOIN => {
+                        node = *list_ptrs::<pg_sys::Node>(rte.joinaliasvars).get(v.varattno as usize - 1)?;
+                    }
+                    pg_sys::RTEKind::RTE_GROUP => {
+                        node = *list_ptrs::<pg_sys::Node>(rte.groupexprs).get(v.varattno as usize - 1)?;
+                    }
+                    pg_sys::RTEKind::RTE_SUBQUERY => {
+                        let child = *self.children.get(&(at, v.varno as u32))?;
+                        let tle = list_ptrs::<pg_sys::TargetEntry>((*self.levels[child].q).targetList)
+                            .into_iter()
+                            .find(|t| (**t).resno == v.varattno)?;
+                        node = (*tle).expr as *mut pg_sys::Node;
+                        at = child;
+                    }
+                    _ => return None,
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Why a subquery cannot be read as a level, if it cannot.
+unsafe fn refused_level(q: *mut pg_sys::Query, from: bool) -> bool {
+    // SAFETY: q is a Query node.
+    unsafe {
+        let q = &*q;
+        q.commandType != pg_sys::CmdType::CMD_SELECT
+            || !q.setOperations.is_null()
+            || q.hasWindowFuncs
+            || q.hasTargetSRFs
+            || !q.limitCount.is_null()
+            || !q.limitOffset.is_null()
+            || !q.rowMarks.is_null()
+            || !q.cteList.is_null()
+            || !q.groupingSets.is_null()
+            || q.hasDistinctOn
+            || q.hasRecursive
+            || (from && !q.distinctClause.is_null())
+            || q.jointree.is_null()
+    }
+}
+
+/// The range table indexes under a FROM item (joins included).
+unsafe fn rtis_under(n: *mut pg_sys::Node, out: &mut Vec<u32>) {
+    // SAFETY: FROM items are RangeTblRef or JoinExpr nodes.
+    unsafe {
+        if n.is_null() {
+            return;
+        }
+        match (*n).type_ {
+            pg_sys::NodeTag::T_RangeTblRef => out.push((*(n as *mut pg_sys::RangeTblRef)).rtindex as u32),
+            pg_sys::NodeTag::T_JoinExpr => {
+                let j = &*(n as *mut pg_sys::JoinExpr);
+                out.push(j.rtindex as u32);
+                rtis_under(j.larg, out);
+                rtis_under(j.rarg, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How a clause's `=` conditions chain.
+enum Clause {
+    /// WHERE, or an inner join's ON.
+    Inner,
+    /// An outer join's ON: the range table indexes of its nullable side.
+    Outer(Vec<u32>),
+}
+
+/// The clauses of a level's FROM and WHERE, and the range table indexes on
+/// the nullable side of an outer join.
+unsafe fn clauses(q: *mut pg_sys::Query) -> (Vec<(Clause, *mut pg_sys::Node)>, Vec<u32>) {
+    // SAFETY: the jointree holds FromExpr, JoinExpr and RangeTblRef nodes.
+    unsafe {
+        let jt = (*q).jointree;
+        let mut out = vec![(Clause::Inner, (*jt).quals)];
+        let mut nullable = Vec::new();
+        let mut items = list_ptrs::<pg_sys::Node>((*jt).fromlist);
+        while let Some(item) = items.pop() {
+            if item.is_null() || (*item).type_ != pg_sys::NodeTag::T_JoinExpr {
+                continue;
+            }
+            let j = &*(item as *mut pg_sys::JoinExpr);
+            items.push(j.larg);
+            items.push(j.rarg);
+            let mut side = Vec::new();
+            match j.jointype {
+                pg_sys::JoinType::JOIN_INNER => out.push((Clause::Inner, j.quals)),
+                pg_sys::JoinType::JOIN_LEFT => {
+                    rtis_under(j.rarg, &mut side);
+                    nullable.extend(side.iter().copied());
+                    out.push((Clause::Outer(side), j.quals));
+                }
+                pg_sys::JoinType::JOIN_RIGHT => {
+                    rtis_under(j.larg, &mut side);
+                    nullable.extend(side.iter().copied());
+                    out.push((Clause::Outer(side), j.quals));
+                }
+                _ => {
+                    rtis_under(j.larg, &mut nullable);
+                    rtis_under(j.rarg, &mut nullable);
+                }
+            }
+        }
+        (out, nullable)
+    }
+}
+
+/// Whether `=` (`op`) between `l` and `r` compares values of one built-in
+/// type with its own equality, under a deterministic collation: then
+/// `c = ANY(K)` finds exactly the rows equal to a value of K.
+unsafe fn plain_equality(
+    opno: pg_sys::Oid,
+    inputcollid: pg_sys::Oid,
+    l: *mut pg_sys::Node,
+    r: *mut pg_sys::Node,
+) -> bool {
+    // SAFETY: l and r are expressions; the type cache entry is read only.
+    unsafe {
+        let ty = pg_sys::exprType(l);
+        if ty != pg_sys::exprType(r) || ty.to_u32() >= pg_sys::FirstNormalObjectId {
+            return false;
+        }
+        let tc = pg_sys::lookup_type_cache(ty, pg_sys::TYPECACHE_EQ_OPR as i32);
+        if tc.is_null() || (*tc).eq_opr != opno {
+            return false;
+        }
+        let deterministic =
+            |c: pg_sys::Oid| c == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(c);
+        deterministic(inputcollid)
+            && deterministic(pg_sys::exprCollation(l))
+            && deterministic(pg_sys::exprCollation(r))
+    }
+}
+
+/// Read an aggregate query (at its top: GROUP BY or aggregates, no HAVING,
+/// DISTINCT, window or WITH; `ORDER BY ... LIMIT` aside) as a [`Graph`];
+/// `outputs` are its grouping columns and aggregate arguments. None when
+/// some part of it cannot be read.
+///
+/// # Safety
+/// `q` is the analyzed stored query of an open relation.
+pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
+    // SAFETY: the query is copied; the copy is read by tag, then changed
+    // (palloc'd in the current memory context) and deparsed.
+    unsafe {
+        let top = &*q;
+        if !top.hasAggs && top.groupClause.is_null() {
+            return None;
+        }
+        if !top.havingQual.is_null()
+            || !top.distinctClause.is_null()
+            || top.hasWindowFuncs
+            || top.hasTargetSRFs
+            || !top.groupingSets.is_null()
+            || !top.setOperations.is_null()
+            || !top.rowMarks.is_null()
+            || !top.cteList.is_null()
+            || !top.limitOffset.is_null()
+            || top.jointree.is_null()
+        {
+            return None;
+        }
+        // (An output's subquery would be deparsed from the original, whose
+        // tables are not stand-ins.)
+        let mut sublink = false;
+        for o in outputs {
+            crate::hooks::nodes::walk(o.expr, |n| {
+                sublink |= (*n).type_ == pg_sys::NodeTag::T_SubLink;
+                !sublink
+            });
+        }
+        if sublink {
+            return None;
+        }
+        let copy = crate::hooks::nodes::copy_node(q);
+        let mut w = Walk {
+            levels: vec![Level {
+                q: copy,
+                parent: None,
+                depth: 0,
+                main: true,
+                from: false,
+                exists: false,
+                semi: false,
+            }],
+            children: Default::default(),
+            sublinks: Default::default(),
+            columns: Default::default(),
+        };
+        // Every level, breadth first; the table references and the
+        // columns read.
+        let mut refs: Vec<(usize, u32, pg_sys::Oid, bool)> = Vec::new();
+        let mut edges: Vec<Edge> = Vec::new();
+        let mut i = 0;
+        while i < w.levels.len() {
+            let level = &w.levels[i];
+            let (lq, depth, main, semi) = (level.q, level.depth, level.main, level.semi);
+            if i > 0 && refused_level(lq, level.from) {
+                return None;
+            }
+            let (level_clauses, nullable) = clauses(lq);
+            for (k, rte) in w.rtable(i).into_iter().enumerate() {
+                let rti = k as u32 + 1;
+                if rti >= LEVEL_SPAN {
+                    return None;
+                }
+                match (*rte).rtekind {
+                    pg_sys::RTEKind::RTE_RELATION => {
+                        let kind = (*rte).relkind as u8;
+                        if kind != pg_sys::RELKIND_RELATION && kind != pg_sys::RELKIND_PARTITIONED_TABLE {
+                            return None;
+                        }
+                        refs.push((i, rti, (*rte).relid, main && !nullable.contains(&rti)));
+                    }
+                    pg_sys::RTEKind::RTE_JOIN | pg_sys::RTEKind::RTE_GROUP => {}
+                    pg_sys::RTEKind::RTE_SUBQUERY if !(*rte).lateral && !(*rte).subquery.is_null() => {
+                        let child = w.levels.len();
+                        w.levels.push(Level {
+                            q: (*rte).subquery,
+                            parent: Some(i),
+                            depth: depth + 1,
+                            main: main && !nullable.contains(&rti),
+                            from: true,
+                            exists: false,
+                            semi,
+                        });
+                        w.children.insert((i, rti), child);
+                    }
+                    _ => return None,
+                }
+            }
+            // Subqueries in expressions, and those that are conditions
+            // ANDed at the top of a WHERE or an inner join's ON.
+            let mut conditions: Vec<*mut pg_sys::Node> = Vec::new();
+            for (clause, quals) in &level_clauses {
+                if matches!(clause, Clause::Inner) {
+                    conditions.extend(super::analysis::and_args(*quals));
+                }
+            }
+            let mut found: Vec<*mut pg_sys::SubLink> = Vec::new();
+            for root in w.roots(i) {
+                crate::hooks::nodes::walk(root, |n| {
+                    if (*n).type_ == pg_sys::NodeTag::T_SubLink {
+                        found.push(n as *mut pg_sys::SubLink);
+                    }
+                    true
+                });
+            }
+            for sublink in found {
+                let sl = &*sublink;
+                if !matches!(
+                    sl.subLinkType,
+                    pg_sys::SubLinkType::EXISTS_SUBLINK
+                        | pg_sys::SubLinkType::ANY_SUBLINK
+                        | pg_sys::SubLinkType::ALL_SUBLINK
+                        | pg_sys::SubLinkType::EXPR_SUBLINK
+                ) {
+                    return None;
+                }
+                let sub = sl.subselect as *mut pg_sys::Query;
+                if sub.is_null() || (*sub).type_ != pg_sys::NodeTag::T_Query {
+                    return None;
+                }
+                let child = w.levels.len();
+                // (An EXISTS subquery with GROUP BY or HAVING still reads
+                // its select list's columns there.)
+                let exists = sl.subLinkType == pg_sys::SubLinkType::EXISTS_SUBLINK;
+                let semi = sl.subLinkType != pg_sys::SubLinkType::EXPR_SUBLINK;
+                w.levels.push(Level {
+                    q: sub,
+                    parent: Some(i),
+                    depth: depth + 1,
+                    main: false,
+                    from: false,
+                    exists,
+                    semi,
+                });
+                w.sublinks.insert(sublink as usize, child);
+            }
+            for root in w.roots(i) {
+                if !w.record(i, root) {
+                    return None;
+                }
+            }
+            // `=` conditions of this level's clauses.
+            for (clause, quals) in &level_clauses {
+                for n in super::analysis::and_args(*quals) {
+                    if (*n).type_ != pg_sys::NodeTag::T_OpExpr {
+                        continue;
+                    }
+                    let op = &*(n as *mut pg_sys::OpExpr);
+                    let [l, r] = list_ptrs::<pg_sys::Node>(op.args)[..] else { continue };
+                    if !plain_equality(op.opno, op.inputcollid, l, r) {
+                        continue;
+                    }
+                    let (Some((a, at)), Some((b, bt))) = (w.column(i, l), w.column(i, r)) else { continue };
+                    if a.0 == b.0 {
+                        continue;
+                    }
+                    let top_varno = |e: *mut pg_sys::Node| (*(e as *mut pg_sys::Var)).varno as u32;
+                    let edge = match clause {
+                        Clause::Inner if at == i && bt == i => Some(Edge { from: a, to: b, both: true }),
+                        Clause::Inner if at == i => Some(Edge { from: b, to: a, both: false }),
+                        Clause::Inner if bt == i => Some(Edge { from: a, to: b, both: false }),
+                        Clause::Inner => None,
+                        Clause::Outer(side) => {
+                            let on_side =
+                                |e: *mut pg_sys::Node, t: usize| t == i && side.contains(&top_varno(e));
+                            match (on_side(l, at), on_side(r, bt)) {
+                                (false, true) => Some(Edge { from: a, to: b, both: false }),
+                                (true, false) => Some(Edge { from: b, to: a, both: false }),
+                                _ => None,
+                            }
+                        }
+                    };
+                    edges.extend(edge);
+                }
+            }
+            // `x IN (SELECT c ...)` conditions: from x to c.
+            for n in conditions {
+                if (*n).type_ != pg_sys::NodeTag::T_SubLink {
+                    continue;
+                }
+                let sl = &*(n as *mut pg_sys::SubLink);
+                let Some(&child) = w.sublinks.get(&(n as usize)) else { continue };
+                if sl.subLinkType != pg_sys::SubLinkType::ANY_SUBLINK {
+                    continue;
+                }
+                let targets =
+                    list_ptrs::<pg_sys::TargetEntry>((*sl.subselect.cast::<pg_sys::Query>()).targetList);
+                for t in super::analysis::and_args(sl.testexpr) {
+                    if (*t).type_ != pg_sys::NodeTag::T_OpExpr {
+                        continue;
+                    }
+                    let op = &*(t as *mut pg_sys::OpExpr);
+                    let [outer, param] = list_ptrs::<pg_sys::Node>(op.args)[..] else { continue };
+                    if param.is_null() || (*param).type_ != pg_sys::NodeTag::T_Param {
+                        continue;
+                    }
+                    let p = &*(param as *mut pg_sys::Param);
+                    if p.paramkind != pg_sys::ParamKind::PARAM_SUBLINK {
+                        continue;
+                    }
+                    let Some(tle) = targets.iter().find(|t| i32::from((***t).resno) == p.paramid) else {
+                        continue;
+                    };
+                    let inner = (**tle).expr as *mut pg_sys::Node;
+                    if !plain_equality(op.opno, op.inputcollid, outer, inner) {
+                        continue;
+                    }
+                    if let (Some((a, _)), Some((b, bt))) = (w.column(i, outer), w.column(child, inner)) {
+                        if bt == child && a.0 != b.0 {
+                            edges.push(Edge { from: a, to: b, both: false });
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        // Aggregating subqueries in FROM: their references, and their
+        // grouping columns.
+        let mut grouped = Vec::new();
+        for (level, l) in w.levels.iter().enumerate() {
+            let lq = &*l.q;
+            if !l.from || !(lq.hasAggs || !lq.groupClause.is_null()) {
+                continue;
+            }
+            let under = |mut at: usize| loop {
+                if at == level {
+                    return true;
+                }
+                match w.levels[at].parent {
+                    Some(p) => at = p,
+                    None => return false,
+                }
+            };
+            let members: Vec<u32> =
+                refs.iter().filter(|(at, ..)| under(*at)).map(|(at, rti, ..)| Walk::id(*at, *rti)).collect();
+            let mut keys = Vec::new();
+            for sgc in list_ptrs::<pg_sys::SortGroupClause>(lq.groupClause) {
+                let tle = list_ptrs::<pg_sys::TargetEntry>(lq.targetList)
+                    .into_iter()
+                    .find(|t| (**t).ressortgroupref == (*sgc).tleSortGroupRef);
+                if let Some(tle) = tle {
+                    if let Some((col, at)) = w.column(level, (*tle).expr as *mut pg_sys::Node) {
+                        if at == level {
+                            keys.push(col);
+                        }
+                    }
+                }
+            }
+            grouped.push((members, keys));
+        }
+        let mut graph_refs = Vec::new();
+        for &(level, rti, relid, may_be_root) in &refs {
+            let id = Walk::id(level, rti);
+            let mut attnums = w.columns.get(&(level, rti)).cloned().unwrap_or_default();
+            attnums.sort_unstable();
+            // Net change rows are grouped by every column read.
+            for &a in &attnums {
+                let ty = pg_sys::get_atttype(relid, a);
+                let tc = pg_sys::lookup_type_cache(ty, pg_sys::TYPECACHE_EQ_OPR as i32);
+                if tc.is_null() || (*tc).eq_opr == pg_sys::InvalidOid {
+                    return None;
+                }
+            }
+            let mut not_null = Vec::new();
+            for e in &edges {
+                for (rid, a) in [e.from, e.to] {
+                    if rid == id && !not_null.contains(&a) && super::analysis::column_not_null(relid, a) {
+                        not_null.push(a);
+                    }
+                }
+            }
+            let built_in = built_in_columns(relid)?;
+            let semi = w.levels[level].semi;
+            let own_filter = if may_be_root { own_filter(w.levels[level].q, rti, relid) } else { None };
+            graph_refs.push(GraphRef {
+                id,
+                relid,
+                attnums,
+                may_be_root,
+                not_null,
+                built_in,
+                semi,
+                own_filter,
+            });
+        }
+        // The select list: grouping columns, then arguments.
+        let select_sql = deparse(q, copy, &w, &refs, outputs)?;
+        Some(Graph { select_sql, refs: graph_refs, edges, grouped })
+    }
+}
+
+/// The conditions ANDed at the top of a level's WHERE and inner joins' ON
+/// that read only columns of table reference `rti` (no subquery), as SQL
+/// over alias `t`; None without any.
+unsafe fn own_filter(q: *mut pg_sys::Query, rti: u32, relid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: the conditions are copied before their Vars are renumbered;
+    // nodes are read according to their tags.
+    unsafe {
+        let mut parts = Vec::new();
+        for (clause, quals) in clauses(q).0 {
+            if !matches!(clause, Clause::Inner) {
+                continue;
+            }
+            for n in super::analysis::and_args(quals) {
+                let mut own = true;
+                let mut any = false;
+                crate::hooks::nodes::walk(n, |x| {
+                    match (*x).type_ {
+                        pg_sys::NodeTag::T_Var => {
+                            let v = &*(x as *mut pg_sys::Var);
+                            own &= v.varlevelsup == 0 && v.varno as u32 == rti && v.varattno > 0;
+                            any = true;
+                        }
+                        pg_sys::NodeTag::T_SubLink | pg_sys::NodeTag::T_Param => own = false,
+                        _ => {}
+                    }
+                    own
+                });
+                if !own || !any {
+                    continue;
+                }
+                let copy = crate::hooks::nodes::mutate(n, |x| {
+                    if (*x).type_ == pg_sys::NodeTag::T_Var {
+                        let v = crate::hooks::nodes::copy_node(x as *mut pg_sys::Var);
+                        (*v).varno = 1;
+                        (*v).varnosyn = 1;
+                        Some(v as *mut pg_sys::Node)
+                    } else {
+                        None
+                    }
+                });
+                let context = pg_sys::deparse_context_for(c"t".as_ptr(), relid);
+                if let Some(sql) = crate::hooks::cstr(pg_sys::deparse_expression(copy, context, true, false))
+                {
+                    parts.push(format!("({sql})"));
+                }
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join(" AND "))
+    }
+}
+
+/// The columns of a table whose types are built in.
+unsafe fn built_in_columns(relid: pg_sys::Oid) -> Option<Vec<i16>> {
+    // SAFETY: the relation is locked by the query being read; its tuple
+    // descriptor is read only, and the reference closed.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return None;
+        }
+        let natts = (*(*rel).rd_att).natts as i16;
+        pg_sys::RelationClose(rel);
+        // (A dropped column has no type.)
+        let out = (1..=natts)
+            .filter(|a| {
+                let ty = pg_sys::get_atttype(relid, *a);
+                ty != pg_sys::InvalidOid && ty.to_u32() < pg_sys::FirstNormalObjectId
+            })
+            .collect();
+        Some(out)
+    }
+}
+
+/// The copy's select list replaced (`__k<n>`, `__x<output>`), its GROUP
+/// BY, ORDER BY and LIMIT dropped, and every table reference turned into
+/// a reference to WITH query `__pgt_s<id>`; deparsed.
+unsafe fn deparse(
+    q: *mut pg_sys::Query,
+    copy: *mut pg_sys::Query,
+    w: &Walk,
+    refs: &[(usize, u32, pg_sys::Oid, bool)],
+    outputs: &[Output],
+) -> Option<String> {
+    // SAFETY: see read; the copy's nodes are changed in place.
+    unsafe {
+        let mut exprs: *mut pg_sys::List = std::ptr::null_mut();
+        for o in outputs {
+            exprs = pg_sys::lappend(exprs, o.expr as *mut std::ffi::c_void);
+        }
+        let mut exprs = exprs as *mut pg_sys::Node;
+        if (*q).hasGroupRTE {
+            exprs = pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, exprs);
+        }
+        let read = list_ptrs::<pg_sys::Node>(exprs as *mut pg_sys::List);
+        let mut entries: Vec<(*mut pg_sys::Node, String)> = Vec::new();
+        let mut key = 0;
+        for (o, expr) in outputs.iter().zip(&read) {
+            if o.grouped {
+                key += 1;
+                entries.push((*expr, format!("__k{key}")));
+            }
+        }
+        for (o, expr) in outputs.iter().zip(&read) {
+            if !o.grouped {
+                entries.push((*expr, o.name.clone()));
+            }
+        }
+        let target = super::join_totals::target_list(&entries)?;
+        let c = &mut *copy;
+        c.targetList = target;
+        c.groupClause = std::ptr::null_mut();
+        c.sortClause = std::ptr::null_mut();
+        c.limitCount = std::ptr::null_mut();
+        c.limitOffset = std::ptr::null_mut();
+        c.hasAggs = false;
+        for &(level, rti, _, _) in refs {
+            let rtable = w.rtable(level);
+            let rte = rtable[rti as usize - 1];
+            let name = std::ffi::CString::new(format!("__pgt_s{}", Walk::id(level, rti))).ok()?;
+            (*rte).rtekind = pg_sys::RTEKind::RTE_CTE;
+            (*rte).ctename = pg_sys::pstrdup(name.as_ptr());
+            (*rte).ctelevelsup = w.levels[level].depth;
+            (*rte).self_reference = false;
+        }
+        crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))
+    }
+}
+
+/// The columns of `source` its change rows must carry: every column read
+/// through its references, their chained columns and its primary key.
+pub fn columns_of(st: &SliceTotals, source: pg_sys::Oid) -> Vec<i16> {
+    let mut out: Vec<i16> = Vec::new();
+    for r in st.refs.iter().filter(|r| r.relid == source) {
+        out.extend(r.attnums.iter().copied());
+        out.extend(r.chain);
+        out.extend(r.pk.iter().copied());
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The tables whose change means recomputing the whole query: those with
+/// a reference read whole, or without a primary key.
+pub fn read_whole(st: &SliceTotals) -> Vec<pg_sys::Oid> {
+    let mut out: Vec<pg_sys::Oid> = Vec::new();
+    for r in &st.refs {
+        if (r.chain.is_none() || r.pk.is_empty()) && !out.contains(&r.relid) {
+            out.push(r.relid);
+        }
+    }
+    out
+}
+
+/// The tables read whole that are dimensions of the slices: whose primary
+/// key (of one column) a chained reference, or another such dimension,
+/// names in an `=` (TPC-H Q21's supplier, named by lineitem, and nation,
+/// named by supplier). Their rows are looked up by the slices' rows; a
+/// change of one still recomputes the whole query.
+pub fn dimensions(g: &Graph, st: &SliceTotals) -> Vec<pg_sys::Oid> {
+    let whole = read_whole(st);
+    let by_id = |id: u32| st.refs.iter().find(|r| r.id == id);
+    let mut attached: Vec<u32> = st.refs.iter().filter(|r| !whole.contains(&r.relid)).map(|r| r.id).collect();
+    loop {
+        let mut grew = false;
+        for e in &g.edges {
+            for (a, b) in [(e.from, e.to), (e.to, e.from)] {
+                let Some(r) = by_id(b.0) else { continue };
+                if attached.contains(&a.0) && !attached.contains(&b.0) && r.pk == [b.1] {
+                    attached.push(b.0);
+                    grew = true;
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let mut out: Vec<pg_sys::Oid> = Vec::new();
+    for r in &st.refs {
+        let all_attached = st.refs.iter().filter(|x| x.relid == r.relid).all(|x| attached.contains(&x.id));
+        if whole.contains(&r.relid) && all_attached && !out.contains(&r.relid) {
+            out.push(r.relid);
+        }
+    }
+    out
+}
+
+/// Every row of the query, each with sign +1 (to rebuild the totals).
+pub fn whole_sql(st: &SliceTotals) -> PgtResult<String> {
+    let tables = tables_of(st)?;
+    let mut ctes = Vec::new();
+    for r in &st.refs {
+        ctes.push(format!("__pgt_s{} AS ({})", r.id, from_table(table(&tables, r)?, None)));
+    }
+    Ok(format!(
+        "SELECT w.*, 1::pg_catalog.int8 AS __sign FROM (WITH {} {}) w",
+        ctes.join(", "),
+        st.select_sql
+    ))
+}
+
+/// One table's change rows (see join_totals::Changes).
+pub type Changes<'a> = super::join_totals::Changes<'a>;
+
+/// The signed rows the changes add to the query's rows (`__sign`, `__k<n>`,
+/// `__x<output>`): the rows of the slices they touch now, +1, and before,
+/// -1. None when no table of the query changed. Every changed table must
+/// have only chained references (see [`read_whole`]).
+pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<String>> {
+    let tables = tables_of(st)?;
+    let changed: Vec<&Changes> =
+        changes.iter().filter(|c| st.refs.iter().any(|r| r.relid == c.source)).collect();
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    // Per changed table, its net change rows: each image of the columns
+    // carried with the sum of its signs, images that cancel left out.
+    let mut withs = Vec::new();
+    let mut values = Vec::new();
+    for (n, c) in changed.iter().enumerate() {
+        let t = tables.get(&c.source).ok_or_else(|| PgtError::Internal("slice table columns".into()))?;
+        let carried = carried_columns(t, c.attnums)?;
+        let names: Vec<String> = carried.iter().map(|(name, _)| format!("u.{name}")).collect();
+        let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
+        withs.push(format!(
+            "__pgt_net{n} AS MATERIALIZED (SELECT {cols}, pg_catalog.sum(u.__sign) AS __pgt_n FROM ({rows}) u \
+             GROUP BY {cols} HAVING pg_catalog.sum(u.__sign) OPERATOR(pg_catalog.<>) 0)",
+            cols = names.join(", ")
+        ));
+        for r in st.refs.iter().filter(|r| r.relid == c.source) {
+            let chain = r.chain.ok_or_else(|| PgtError::Internal("a changed table read whole".into()))?;
+            values.push(format!("SELECT x.{} AS v FROM __pgt_net{n} x", column_name(t, chain)?));
+        }
+    }
+    let net_of = |relid: pg_sys::Oid| changed.iter().position(|c| c.source == relid);
+    let slices = |name: &str, values: &[String]| {
+        format!(
+            "{name} AS MATERIALIZED (SELECT pg_catalog.array_agg(DISTINCT y.v) AS k FROM ({}) y WHERE y.v IS NOT NULL)",
+            values.join(" UNION ALL ")
+        )
+    };
+    // The touched slices whose root row passes the root's own conditions
+    // now or before (its old image).
+    let root = st.refs.iter().find(|r| r.id == st.root);
+    match (root, &st.root_filter) {
+        (Some(root), Some(filter)) if root.chain.is_some() => {
+            withs.push(slices("__pgt_touched", &values));
+            let t = table(&tables, root)?;
+            let c = column_name(t, root.chain.unwrap_or_default())?;
+            let mut kept = vec![format!(
+                "SELECT t.{c} AS v FROM {} t WHERE t.{c} OPERATOR(pg_catalog.=) ANY \
+                 (COALESCE((SELECT __pgt_touched.k FROM __pgt_touched), NULL)) AND {filter}",
+                t.name
+            )];
+            if let Some(n) = net_of(root.relid) {
+                kept.push(format!(
+                    "SELECT t.{c} AS v FROM __pgt_net{n} t WHERE t.__pgt_n OPERATOR(pg_catalog.<) 0 AND {filter}"
+                ));
+            }
+            withs.push(slices("__pgt_k", &kept));
+        }
+        _ => withs.push(slices("__pgt_k", &values)),
+    }
+    let mut new = Vec::new();
+    let mut old = Vec::new();
+    for r in &st.refs {
+        let t = table(&tables, r)?;
+        let restricted = match r.chain {
+            Some(chain) => Some(column_name(t, chain)?),
+            None => None,
+        };
+        let now = from_table(t, restricted.as_deref());
+        let before = match (net_of(r.relid), &restricted) {
+            (Some(n), Some(chain)) => {
+                let same_key: Vec<String> =
+                    r.pk.iter()
+                        .map(|a| column_name(t, *a).map(|c| format!("x.{c} OPERATOR(pg_catalog.=) t.{c}")))
+                        .collect::<PgtResult<_>>()?;
+                if same_key.is_empty() {
+                    return Err(PgtError::Internal("a changed table without a primary key".into()));
+                }
+                let carried = changed[n].attnums;
+                let images: Vec<String> = t
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, col)| {
+                        let (name, ty) = col.as_ref()?;
+                        Some(if carried.contains(&(i as i16 + 1)) {
+                            format!("x.{name}")
+                        } else {
+                            format!("NULL::{ty} AS {name}")
+                        })
+                    })
+                    .collect();
+                // The net change rows of the touched slices (a row of
+                // one now has its new image there), read per outer row
+                // when the planner puts the old state in a subplan.
+                withs.push(format!(
+                    "__pgt_x{id} AS MATERIALIZED (SELECT x.* FROM __pgt_net{n} x \
+                     WHERE x.{chain} IN (SELECT pg_catalog.unnest(__pgt_k.k) FROM __pgt_k))",
+                    id = r.id,
+                ));
+                format!(
+                    "{now} AND NOT EXISTS (SELECT 1 FROM __pgt_x{id} x WHERE {same}) \
+                     UNION ALL SELECT {images} FROM __pgt_x{id} x WHERE x.__pgt_n OPERATOR(pg_catalog.<) 0",
+                    id = r.id,
+                    same = same_key.join(" AND "),
+                    images = images.join(", "),
+                )
+            }
+            (Some(_), None) => return Err(PgtError::Internal("a changed table read whole".into())),
+            (None, _) => now.clone(),
+        };
+        new.push(format!("__pgt_s{} AS ({now})", r.id));
+        // An old state is a UNION ALL with an anti-join, which the planner
+        // does not pull up: a join can reach it only whole, and a semi or
+        // anti join of an EXISTS or IN may read it again for every outer
+        // row. There it is materialized once (the touched slices' rows);
+        // elsewhere it is left to the planner, which pushes the conditions
+        // of a scalar subquery (per outer row) into its branches.
+        let materialized = if r.semi && net_of(r.relid).is_some() { "MATERIALIZED " } else { "" };
+        old.push(format!("__pgt_s{} AS {materialized}({before})", r.id));
+    }
+    Ok(Some(format!(
+        "WITH {withs} \
+         SELECT n.*, 1::pg_catalog.int8 AS __sign FROM (WITH {new} {sql}) n \
+         UNION ALL SELECT o.*, (-1)::pg_catalog.int8 AS __sign FROM (WITH {old} {sql}) o",
+        withs = withs.join(", "),
+        new = new.join(", "),
+        old = old.join(", "),
+        sql = st.select_sql,
+    )))
+}
+
+/// `alias.column` is the value of a touched slice.
+fn within(alias: &str, column: &str) -> String {
+    // (COALESCE: a parenthesized subquery after ANY would be its rows.)
+    format!("{alias}.{column} OPERATOR(pg_catalog.=) ANY (COALESCE((SELECT __pgt_k.k FROM __pgt_k), NULL))")
+}
+
+/// A stand-in reading the table: all its columns (dropped ones left out,
+/// as in the deparsed reference's column list), restricted to the touched
+/// slices by `chain` when given. (Ends with its WHERE, which callers may
+/// extend with AND.)
+fn from_table(t: &Table, chain: Option<&str>) -> String {
+    let list: Vec<String> = t.columns.iter().flatten().map(|(name, _)| format!("t.{name}")).collect();
+    let filter = chain.map(|c| format!(" WHERE {}", within("t", c))).unwrap_or_else(|| " WHERE true".into());
+    format!("SELECT {} FROM {} t{filter}", list.join(", "), t.name)
+}
+
+fn tables_of(st: &SliceTotals) -> PgtResult<std::collections::HashMap<pg_sys::Oid, Table>> {
+    let mut out = std::collections::HashMap::new();
+    for r in &st.refs {
+        if !out.contains_key(&r.relid) {
+            out.insert(r.relid, Table::read(r.relid)?);
+        }
+    }
+    Ok(out)
+}
+
+fn table<'a>(
+    tables: &'a std::collections::HashMap<pg_sys::Oid, Table>,
+    r: &SliceRef,
+) -> PgtResult<&'a Table> {
+    tables.get(&r.relid).ok_or_else(|| PgtError::Internal("slice table columns".into()))
+}
+
+fn column_name(t: &Table, attnum: i16) -> PgtResult<String> {
+    usize::try_from(attnum)
+        .ok()
+        .and_then(|a| t.columns.get(a.checked_sub(1)?).cloned().flatten())
+        .map(|(name, _)| name)
+        .ok_or_else(|| PgtError::Internal(format!("column {attnum} of a sliced table is missing")))
+}
+
+/// (quoted name, type) of the carried columns, in order.
+fn carried_columns(t: &Table, attnums: &[i16]) -> PgtResult<Vec<(String, String)>> {
+    attnums
+        .iter()
+        .map(|a| usize::try_from(*a).ok().and_then(|a| t.columns.get(a.checked_sub(1)?).cloned().flatten()))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| PgtError::Internal("a change column of the source is missing".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(id: u32, root: bool, not_null: &[i16]) -> GraphRef {
+        GraphRef {
+            id,
+            relid: pg_sys::Oid::from(16384 + id),
+            attnums: Vec::new(),
+            may_be_root: root,
+            not_null: not_null.to_vec(),
+            built_in: Vec::new(),
+            semi: false,
+            own_filter: None,
+        }
+    }
+
+    /// Q4: orders (1) WHERE EXISTS (lineitem (1001) WHERE l_orderkey = o_orderkey).
+    #[test]
+    fn a_correlated_subquery_is_chained_from_the_outer_table() {
+        let g = Graph {
+            refs: vec![r(1, true, &[1]), r(1001, false, &[1])],
+            edges: vec![Edge { from: (1, 1), to: (1001, 1), both: false }],
+            ..Default::default()
+        };
+        let chained = chain(&g, &|_| None).unwrap().1;
+        assert_eq!(chained, BTreeMap::from([(1, 1), (1001, 1)]));
+        // The subquery's table may not be the root: it does not chain the
+        // outer one.
+        let g = Graph { refs: vec![r(1, false, &[1]), r(1001, true, &[1])], ..g };
+        assert_eq!(chain(&g, &|_| None).unwrap().1, BTreeMap::from([(1001, 1)]));
+    }
+
+    /// Q21: supplier (1), lineitem (2), orders (3): s.1 = l.3, o.1 = l.1;
+    /// EXISTS lineitem (1001) l2.1 = l.1.
+    #[test]
+    fn the_root_chaining_most_references_wins() {
+        let g = Graph {
+            refs: vec![r(1, true, &[1]), r(2, true, &[1, 3]), r(3, true, &[1]), r(1001, false, &[1])],
+            edges: vec![
+                Edge { from: (1, 1), to: (2, 3), both: true },
+                Edge { from: (3, 1), to: (2, 1), both: true },
+                Edge { from: (2, 1), to: (1001, 1), both: false },
+            ],
+            ..Default::default()
+        };
+        let chained = chain(&g, &|_| None).unwrap().1;
+        assert_eq!(chained, BTreeMap::from([(2, 1), (3, 1), (1001, 1)]));
+    }
+
+    /// Q13: a grouped subquery in FROM of customer (1001) LEFT JOIN orders
+    /// (1002) ON o_custkey = c_custkey, grouped by c_custkey or not.
+    #[test]
+    fn a_grouped_subquery_keeps_slices_only_when_grouped_by_the_chain() {
+        let mut g = Graph {
+            refs: vec![r(1001, true, &[1]), r(1002, false, &[2])],
+            edges: vec![Edge { from: (1001, 1), to: (1002, 2), both: false }],
+            grouped: vec![(vec![1001, 1002], vec![(1001, 1)])],
+            ..Default::default()
+        };
+        assert_eq!(chain(&g, &|_| None).unwrap().1, BTreeMap::from([(1001, 1), (1002, 2)]));
+        g.grouped = vec![(vec![1001, 1002], vec![(1002, 5)])];
+        assert_eq!(chain(&g, &|_| None), None);
+        // Aggregating without GROUP BY mixes every slice.
+        g.grouped = vec![(vec![1001, 1002], vec![])];
+        assert_eq!(chain(&g, &|_| None), None);
+    }
+
+    /// Q17: lineitem (1) joined to part (2) on l_partkey = p_partkey, the
+    /// subquery's lineitem (1001) correlated to p_partkey; only part has
+    /// conditions of its own (brand, container).
+    #[test]
+    fn of_equal_roots_the_one_with_its_own_conditions_wins() {
+        let mut part = r(2, true, &[1]);
+        part.own_filter = Some("(t.p_brand = 'Brand#23')".into());
+        let g = Graph {
+            refs: vec![r(1, true, &[2]), part, r(1001, false, &[2])],
+            edges: vec![
+                Edge { from: (1, 2), to: (2, 1), both: true },
+                Edge { from: (2, 1), to: (1001, 2), both: false },
+            ],
+            ..Default::default()
+        };
+        let (root, chained) = chain(&g, &|_| None).unwrap();
+        assert_eq!(root, 2);
+        assert_eq!(chained, BTreeMap::from([(1, 2), (2, 1), (1001, 2)]));
+    }
+
+    #[test]
+    fn a_nullable_root_column_is_not_a_slice() {
+        let g = Graph {
+            refs: vec![r(1, true, &[]), r(2, false, &[1])],
+            edges: vec![Edge { from: (1, 4), to: (2, 1), both: true }],
+            ..Default::default()
+        };
+        // Column 4 of reference 1 may be NULL; its primary key is column 1.
+        assert_eq!(chain(&g, &|_| Some(1)).unwrap().1, BTreeMap::from([(1, 1)]));
+        assert_eq!(chain(&g, &|_| None), None);
+    }
+}
