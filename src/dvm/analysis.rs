@@ -813,6 +813,8 @@ impl Levels {
                     return;
                 }
                 let inner = match (*rte).rtekind {
+                    // (A sample depends on where the rows are, not on them.)
+                    pg_sys::RTEKind::RTE_RELATION if !(*rte).tablesample.is_null() => Err("TABLESAMPLE"),
                     pg_sys::RTEKind::RTE_RELATION => {
                         f.relations.push((base + index, (*rte).relid, (*rte).relkind as u8));
                         continue;
@@ -1059,6 +1061,9 @@ impl Levels {
                     return Err("queries of more than 999 FROM items");
                 }
                 match (*rte).rtekind {
+                    pg_sys::RTEKind::RTE_RELATION if !(*rte).tablesample.is_null() => {
+                        return Err("TABLESAMPLE")
+                    }
                     pg_sys::RTEKind::RTE_RELATION => {
                         f.sub_relations.push((base + index, (*rte).relid, (*rte).relkind as u8))
                     }

@@ -545,6 +545,10 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
                         if kind != pg_sys::RELKIND_RELATION && kind != pg_sys::RELKIND_PARTITIONED_TABLE {
                             return None;
                         }
+                        // (A stand-in would read every row.)
+                        if !(*rte).tablesample.is_null() {
+                            return None;
+                        }
                         refs.push((i, rti, (*rte).relid, main && !nullable.contains(&rti)));
                     }
                     pg_sys::RTEKind::RTE_JOIN | pg_sys::RTEKind::RTE_GROUP => {}

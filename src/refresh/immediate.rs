@@ -176,6 +176,12 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
             })
         }
     };
+    // Running totals that are not there (see refresh::refresh): created,
+    // and the stream table recomputed with them.
+    if populated && plan.algebraic.is_some() && algebraic::state_relid(relid)?.is_none() {
+        algebraic::sync(relid, true)?;
+        key_recompute::replace_all_now(relid)?;
+    }
     let columns = key_recompute::output_columns(relid)?;
     let mut key_names = Vec::new();
     let mut shape = Vec::new();

@@ -109,6 +109,17 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 // Differential as effective mode implies the query was just
                 // analyzed (requested mode not FULL) and found maintainable.
                 match analysis {
+                    // Running totals that are not there (the plan gained
+                    // them after the stream table was created, by a newer
+                    // version, or their table was dropped): created empty,
+                    // filled by this refresh in FULL.
+                    Some(Ok(plan))
+                        if plan.algebraic.is_some() && dvm::algebraic::state_relid(relid)?.is_none() =>
+                    {
+                        dvm::algebraic::sync(relid, true)?;
+                        result.message = Some("its running totals were missing: created and filled".into());
+                        None
+                    }
                     Some(Ok(plan)) => Some((plan, old.clone())),
                     Some(Err(why)) => {
                         result.message = Some(why.0);

@@ -105,6 +105,7 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT DISTINCT flag FROM t1 WHERE v > 30", true),
     // Not maintained differentially yet: AUTO refreshes them in FULL.
     ("SELECT k * 2 AS k2, count(*) FROM t1 GROUP BY k * 2", false),
+    ("SELECT id, v FROM t1 TABLESAMPLE SYSTEM (100) REPEATABLE (1)", false),
     ("SELECT t1.id, t1.v, t2.note FROM t1 JOIN t2 ON t1.id = t2.id", false),
     // Inner joins keyed by the primary key of every joined table.
     ("SELECT t1.id, t2.id AS id2, t1.v, t2.note FROM t1 JOIN t2 ON t1.k = t2.k", true),
