@@ -501,44 +501,41 @@ fn no_groups(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<KeyValues>>> 
     changed_groups(relid, plan, "", &|_: &str| Ok(Vec::new()))
 }
 
-/// IMMEDIATE over a join: add one statement's changed rows of `source`
-/// (read from its transition tables, `old`/`new` those it has) to the
-/// totals, as the stream table's owner; returns the groups touched (see
-/// apply_delta).
-pub fn join_upsert_now(
+/// IMMEDIATE over a join or slices: the statement adding one statement's
+/// changed rows of `source` (`rows`, its transition tables) to the
+/// totals, to run as the stream table's owner in the writing statement's
+/// transaction (see refresh::immediate, which keeps it prepared).
+pub fn rows_upsert_sql(
     relid: pg_sys::Oid,
     plan: &Plan,
     source: pg_sys::Oid,
-    old: bool,
-    new: bool,
-) -> PgtResult<Vec<Vec<KeyValues>>> {
-    let Some(alg) = plan.algebraic.as_ref().filter(|_| is_join_totals(plan)) else { return Ok(Vec::new()) };
+    rows: ChangeRows,
+) -> PgtResult<String> {
+    let alg = plan
+        .algebraic
+        .as_ref()
+        .filter(|_| is_join_totals(plan))
+        .ok_or_else(|| PgtError::Internal("no running totals over rows".into()))?;
     let attnums = match (&alg.join, &alg.slices) {
         (Some(jt), _) => super::join_totals::columns_of(jt, source),
         (None, Some(st)) => super::slices::columns_of(st, source),
         (None, None) => Vec::new(),
     };
-    let changes = [super::join_totals::Changes {
-        source,
-        attnums: &attnums,
-        rows: ChangeRows::Transition { old, new },
-    }];
-    let Some(rows) = rows_delta_sql(alg, &changes)? else { return no_groups(relid, plan) };
-    let upsert = upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?;
-    let owner = sys::relation_owner(relid)?;
-    // (In the writing statement's transaction, on its current snapshot.)
-    let run = |sql: &str| -> PgtResult<Vec<Option<String>>> {
-        crate::cdc::transition::connect(|c| {
-            Ok(sys::text_rows(c.update(sql, Some(1), &[])?)?.into_iter().next().unwrap_or_default())
-        })
-    };
-    sys::as_restricted_role(owner, || changed_groups(relid, plan, &upsert, &run))
+    let changes = [super::join_totals::Changes { source, attnums: &attnums, rows }];
+    let delta = rows_delta_sql(alg, &changes)?
+        .ok_or_else(|| PgtError::Internal("a statement on a table the running totals do not read".into()))?;
+    upsert_statement(relid, plan, &format!("({delta})"), &join_keys(plan), None)
 }
 
 /// Whether the plan keeps running totals over the rows of several tables
 /// (an inner join, or slices), whose signed rows the totals add up.
 pub fn is_join_totals(plan: &Plan) -> bool {
     plan.algebraic.as_ref().is_some_and(|a| a.join.is_some() || a.slices.is_some())
+}
+
+/// Whether the plan keeps running totals over slices.
+pub fn is_slice_totals(plan: &Plan) -> bool {
+    plan.algebraic.as_ref().is_some_and(|a| a.slices.is_some())
 }
 
 /// The signed rows `changes` add to the rows of a join or of slices.

@@ -352,24 +352,31 @@ impl Walk {
     }
 }
 
-/// Why a subquery cannot be read as a level, if it cannot.
+/// Whether a query level is a SELECT with a FROM and none of: set
+/// operations, window functions, set-returning functions in its select
+/// list, grouping sets, DISTINCT ON, FOR UPDATE/SHARE, a WITH list.
+fn plain_level(q: &pg_sys::Query) -> bool {
+    q.commandType == pg_sys::CmdType::CMD_SELECT
+        && q.setOperations.is_null()
+        && !q.hasWindowFuncs
+        && !q.hasTargetSRFs
+        && q.groupingSets.is_null()
+        && !q.hasDistinctOn
+        && q.rowMarks.is_null()
+        && q.cteList.is_null()
+        && !q.jointree.is_null()
+}
+
+/// Whether a subquery cannot be read as a level: not [`plain_level`], a
+/// LIMIT or OFFSET, or (in FROM) DISTINCT.
 unsafe fn refused_level(q: *mut pg_sys::Query, from: bool) -> bool {
     // SAFETY: q is a Query node.
     unsafe {
         let q = &*q;
-        q.commandType != pg_sys::CmdType::CMD_SELECT
-            || !q.setOperations.is_null()
-            || q.hasWindowFuncs
-            || q.hasTargetSRFs
+        !plain_level(q)
             || !q.limitCount.is_null()
             || !q.limitOffset.is_null()
-            || !q.rowMarks.is_null()
-            || !q.cteList.is_null()
-            || !q.groupingSets.is_null()
-            || q.hasDistinctOn
-            || q.hasRecursive
             || (from && !q.distinctClause.is_null())
-            || q.jointree.is_null()
     }
 }
 
@@ -482,16 +489,11 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
         if !top.hasAggs && top.groupClause.is_null() {
             return None;
         }
-        if !top.havingQual.is_null()
+        // (ORDER BY ... LIMIT n is the plan's TopK.)
+        if !plain_level(top)
+            || !top.havingQual.is_null()
             || !top.distinctClause.is_null()
-            || top.hasWindowFuncs
-            || top.hasTargetSRFs
-            || !top.groupingSets.is_null()
-            || !top.setOperations.is_null()
-            || !top.rowMarks.is_null()
-            || !top.cteList.is_null()
             || !top.limitOffset.is_null()
-            || top.jointree.is_null()
         {
             return None;
         }

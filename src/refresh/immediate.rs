@@ -85,6 +85,22 @@ struct Prepared {
     /// the rows an INSERT into it adds, from its new rows alone
     /// (dvm::inserted).
     inserted: Vec<(pg_sys::Oid, String, PerTransition)>,
+    /// Running totals over slices: per source, the statement adding a
+    /// statement's rows to them (returning the groups touched), written and
+    /// prepared at the first statement on that source.
+    over_rows: RefCell<HashMap<u32, Rc<PerTransition>>>,
+}
+
+impl Prepared {
+    /// The kept statement adding the rows of a statement on `source` to
+    /// running totals over slices.
+    fn over_rows(&self, source: pg_sys::Oid) -> Rc<PerTransition> {
+        self.over_rows
+            .borrow_mut()
+            .entry(source.to_u32())
+            .or_insert_with(|| Rc::new(PerTransition::default()))
+            .clone()
+    }
 }
 
 struct Keyless {
@@ -316,6 +332,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         totals,
         keyless,
         inserted,
+        over_rows: RefCell::new(HashMap::new()),
     });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
@@ -439,7 +456,27 @@ fn apply_changes(
     // the other tables (the rows of the slices it touches, before and
     // after) are added to them, and the groups touched computed from them.
     if over_rows {
-        let groups = algebraic::join_upsert_now(relid, &p.plan, source, transition.old, transition.new)?;
+        let keys = algebraic::key_columns(relid, &p.plan)?;
+        let upsert = |rows: ChangeRows| -> PgtResult<String> {
+            Ok(algebraic::returning_groups(&algebraic::rows_upsert_sql(relid, &p.plan, source, rows)?, &keys))
+        };
+        // (In the writing statement's transaction, on its current snapshot.)
+        let row = sys::as_restricted_role(p.owner, || {
+            if algebraic::is_slice_totals(&p.plan) {
+                // Kept prepared: the touched slices are read at run time
+                // (its plan does not depend on the statement's row count).
+                p.over_rows(source).first_row(transition, upsert)
+            } else {
+                // Planned for each statement: the terms join its rows to
+                // the other tables, by index for a few rows, by hash for
+                // many.
+                let sql = upsert(ChangeRows::Transition { old: transition.old, new: transition.new })?;
+                crate::cdc::transition::connect(|c| {
+                    Ok(sys::text_rows(c.update(&sql, Some(1), &[])?)?.into_iter().next().unwrap_or_default())
+                })
+            }
+        })?;
+        let groups = algebraic::groups_from_row(keys, &row);
         return apply_touched(relid, p, &groups, capture);
     }
     // An INSERT alone into a table the rows are keyed by: the rows it adds,
