@@ -7,7 +7,8 @@
 CREATE SCHEMA sl;
 SET search_path = sl, public;
 SET pg_trickle.differential_max_change_fraction = 1000;
-CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, priority text, day int);
+CREATE TABLE orders (id int PRIMARY KEY, dropped int, customer int NOT NULL, priority text, day int);
+ALTER TABLE orders DROP COLUMN dropped;  -- (a stand-in leaves it out)
 CREATE TABLE lines (order_id int, line int, part int, qty int, shipped int, due int,
                     PRIMARY KEY (order_id, line));
 CREATE TABLE customers (id int PRIMARY KEY, region text, balance numeric);

@@ -368,7 +368,7 @@ unsafe fn flatten_item(
 }
 
 /// The number of attributes of a table, dropped ones included.
-unsafe fn attribute_count(relid: pg_sys::Oid) -> Option<i16> {
+pub(crate) unsafe fn attribute_count(relid: pg_sys::Oid) -> Option<i16> {
     // SAFETY: the relation is read by the stored query, which holds a lock
     // on it while the view is open; its tuple descriptor is read only.
     unsafe {

@@ -826,15 +826,10 @@ unsafe fn own_filter(q: *mut pg_sys::Query, rti: u32, relid: pg_sys::Oid) -> Opt
 
 /// The columns of a table whose types are built in.
 unsafe fn built_in_columns(relid: pg_sys::Oid) -> Option<Vec<i16>> {
-    // SAFETY: the relation is locked by the query being read; its tuple
-    // descriptor is read only, and the reference closed.
+    // SAFETY: the relation is locked by the query being read; the type
+    // lookups read the catalog caches.
     unsafe {
-        let rel = pg_sys::RelationIdGetRelation(relid);
-        if rel.is_null() {
-            return None;
-        }
-        let natts = (*(*rel).rd_att).natts as i16;
-        pg_sys::RelationClose(rel);
+        let natts = super::join_totals::attribute_count(relid)?;
         // (A dropped column has no type.)
         let out = (1..=natts)
             .filter(|a| {
