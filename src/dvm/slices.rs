@@ -1000,7 +1000,11 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
         ));
         for r in st.refs.iter().filter(|r| r.relid == c.source) {
             let chain = r.chain.ok_or_else(|| PgtError::Internal("a changed table read whole".into()))?;
-            values.push(format!("SELECT x.{} AS v FROM __pgt_net{n} x", column_name(t, chain)?));
+            // (References of one table by one column: one set of values.)
+            let value = format!("SELECT x.{} AS v FROM __pgt_net{n} x", column_name(t, chain)?);
+            if !values.contains(&value) {
+                values.push(value);
+            }
         }
     }
     let net_of = |relid: pg_sys::Oid| changed.iter().position(|c| c.source == relid);
@@ -1067,15 +1071,19 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
                 // The net change rows of the touched slices (a row of
                 // one now has its new image there), read per outer row
                 // when the planner puts the old state in a subplan.
-                withs.push(format!(
-                    "__pgt_x{id} AS MATERIALIZED (SELECT x.* FROM __pgt_net{n} x \
-                     WHERE x.{chain} IN (SELECT pg_catalog.unnest(__pgt_k.k) FROM __pgt_k))",
-                    id = r.id,
-                ));
+                // (One per table and chained column: the references of a
+                // self-join by one column share it.)
+                let x = format!("__pgt_x{n}_{}", r.chain.unwrap_or_default());
+                let definition = format!(
+                    "{x} AS MATERIALIZED (SELECT x.* FROM __pgt_net{n} x \
+                     WHERE x.{chain} IN (SELECT pg_catalog.unnest(__pgt_k.k) FROM __pgt_k))"
+                );
+                if !withs.contains(&definition) {
+                    withs.push(definition);
+                }
                 format!(
-                    "{now} AND NOT EXISTS (SELECT 1 FROM __pgt_x{id} x WHERE {same}) \
-                     UNION ALL SELECT {images} FROM __pgt_x{id} x WHERE x.__pgt_n OPERATOR(pg_catalog.<) 0",
-                    id = r.id,
+                    "{now} AND NOT EXISTS (SELECT 1 FROM {x} x WHERE {same}) \
+                     UNION ALL SELECT {images} FROM {x} x WHERE x.__pgt_n OPERATOR(pg_catalog.<) 0",
                     same = same_key.join(" AND "),
                     images = images.join(", "),
                 )
