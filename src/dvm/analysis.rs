@@ -2118,8 +2118,8 @@ fn slice_plan(
             keys.insert(r.relid, if built_in { key } else { Vec::new() });
         }
     }
-    let pk_first = |relid: pg_sys::Oid| keys.get(&relid).and_then(|k| k.first().copied());
-    let Some((root, chained)) = super::slices::chain(graph, &pk_first) else { return Ok(None) };
+    let key_of = |relid: pg_sys::Oid| keys.get(&relid).cloned().unwrap_or_default();
+    let Some((root, chained)) = super::slices::chain(graph, &key_of) else { return Ok(None) };
     let root_filter = graph.refs.iter().find(|r| r.id == root).and_then(|r| r.own_filter.clone());
     let refs: Vec<super::slices::SliceRef> = graph
         .refs

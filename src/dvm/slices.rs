@@ -124,8 +124,9 @@ pub struct Edge {
 /// chains (the root included); None
 /// when no reference may be the root. A root column must be NOT NULL (a
 /// NULL one would be a slice no `= ANY` finds): a column the edges name
-/// and declare NOT NULL, or the first primary key column (`pk_first`).
-pub fn chain(g: &Graph, pk_first: &dyn Fn(pg_sys::Oid) -> Option<i16>) -> Option<(u32, BTreeMap<u32, i16>)> {
+/// and declare NOT NULL, or the first primary key column (`key_of` gives
+/// a table's primary key).
+pub fn chain(g: &Graph, key_of: &dyn Fn(pg_sys::Oid) -> Vec<i16>) -> Option<(u32, BTreeMap<u32, i16>)> {
     let mut best: Option<(u32, BTreeMap<u32, i16>)> = None;
     for r in g.refs.iter().filter(|r| r.may_be_root) {
         let mut columns: Vec<i16> = Vec::new();
@@ -136,7 +137,7 @@ pub fn chain(g: &Graph, pk_first: &dyn Fn(pg_sys::Oid) -> Option<i16>) -> Option
                 }
             }
         }
-        if let Some(pk) = pk_first(r.relid) {
+        if let Some(&pk) = key_of(r.relid).first() {
             if !columns.contains(&pk) {
                 columns.push(pk);
             }
@@ -149,9 +150,17 @@ pub fn chain(g: &Graph, pk_first: &dyn Fn(pg_sys::Oid) -> Option<i16>) -> Option
             });
             // (Of roots chaining as many, one with conditions of its own
             // lets fewer slices through: see SliceTotals::root_filter.)
+            // Then one chained by its whole (one-column) primary key: one
+            // root row per slice, which the prefilter looks up by key.
             let better = |(id, b): &(u32, BTreeMap<u32, i16>)| {
                 let filtered = |id: u32| g.refs.iter().any(|x| x.id == id && x.own_filter.is_some());
-                chained.len() > b.len() || (chained.len() == b.len() && filtered(r.id) && !filtered(*id))
+                let keyed = |id: u32, column: i16| {
+                    g.refs.iter().find(|x| x.id == id).is_some_and(|x| key_of(x.relid) == [column])
+                };
+                let rank =
+                    |id: u32, column: Option<i16>| (filtered(id), column.is_some_and(|c| keyed(id, c)));
+                chained.len() > b.len()
+                    || (chained.len() == b.len() && rank(r.id, Some(column)) > rank(*id, b.get(id).copied()))
             };
             if !whole && best.as_ref().is_none_or(better) {
                 best = Some((r.id, chained));
@@ -1187,12 +1196,12 @@ mod tests {
             edges: vec![Edge { from: (1, 1), to: (1001, 1), both: false }],
             ..Default::default()
         };
-        let chained = chain(&g, &|_| None).unwrap().1;
+        let chained = chain(&g, &|_| Vec::new()).unwrap().1;
         assert_eq!(chained, BTreeMap::from([(1, 1), (1001, 1)]));
         // The subquery's table may not be the root: it does not chain the
         // outer one.
         let g = Graph { refs: vec![r(1, false, &[1]), r(1001, true, &[1])], ..g };
-        assert_eq!(chain(&g, &|_| None).unwrap().1, BTreeMap::from([(1001, 1)]));
+        assert_eq!(chain(&g, &|_| Vec::new()).unwrap().1, BTreeMap::from([(1001, 1)]));
     }
 
     /// Q21: supplier (1), lineitem (2), orders (3): s.1 = l.3, o.1 = l.1;
@@ -1208,8 +1217,36 @@ mod tests {
             ],
             ..Default::default()
         };
-        let chained = chain(&g, &|_| None).unwrap().1;
+        let chained = chain(&g, &|_| Vec::new()).unwrap().1;
         assert_eq!(chained, BTreeMap::from([(2, 1), (3, 1), (1001, 1)]));
+    }
+
+    /// Q21 again, lineitem (2, key (l_orderkey, l_linenumber)) and orders
+    /// (3, key o_orderkey) both with conditions of their own: orders, one
+    /// row per slice, is the root.
+    #[test]
+    fn of_equal_filtered_roots_one_keyed_by_its_column_wins() {
+        let mut refs = vec![r(1, true, &[1]), r(2, true, &[1, 3]), r(3, true, &[1]), r(1001, false, &[1])];
+        refs[1].own_filter = Some("(t.l_receiptdate > t.l_commitdate)".into());
+        refs[2].own_filter = Some("(t.o_orderstatus = 'F')".into());
+        let g = Graph {
+            refs,
+            edges: vec![
+                Edge { from: (1, 1), to: (2, 3), both: true },
+                Edge { from: (3, 1), to: (2, 1), both: true },
+                Edge { from: (2, 1), to: (1001, 1), both: false },
+            ],
+            ..Default::default()
+        };
+        let key_of = |relid: pg_sys::Oid| match relid.to_u32() - 16384 {
+            2 => vec![1, 4],
+            _ => vec![1],
+        };
+        let (root, chained) = chain(&g, &key_of).unwrap();
+        assert_eq!(root, 3);
+        assert_eq!(chained, BTreeMap::from([(2, 1), (3, 1), (1001, 1)]));
+        // Without the key's help, the first of them.
+        assert_eq!(chain(&g, &|_| Vec::new()).unwrap().0, 2);
     }
 
     /// Q13: a grouped subquery in FROM of customer (1001) LEFT JOIN orders
@@ -1222,12 +1259,12 @@ mod tests {
             grouped: vec![(vec![1001, 1002], vec![(1001, 1)])],
             ..Default::default()
         };
-        assert_eq!(chain(&g, &|_| None).unwrap().1, BTreeMap::from([(1001, 1), (1002, 2)]));
+        assert_eq!(chain(&g, &|_| Vec::new()).unwrap().1, BTreeMap::from([(1001, 1), (1002, 2)]));
         g.grouped = vec![(vec![1001, 1002], vec![(1002, 5)])];
-        assert_eq!(chain(&g, &|_| None), None);
+        assert_eq!(chain(&g, &|_| Vec::new()), None);
         // Aggregating without GROUP BY mixes every slice.
         g.grouped = vec![(vec![1001, 1002], vec![])];
-        assert_eq!(chain(&g, &|_| None), None);
+        assert_eq!(chain(&g, &|_| Vec::new()), None);
     }
 
     /// Q17: lineitem (1) joined to part (2) on l_partkey = p_partkey, the
@@ -1245,7 +1282,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (root, chained) = chain(&g, &|_| None).unwrap();
+        let (root, chained) = chain(&g, &|_| Vec::new()).unwrap();
         assert_eq!(root, 2);
         assert_eq!(chained, BTreeMap::from([(1, 2), (2, 1), (1001, 2)]));
     }
@@ -1258,7 +1295,7 @@ mod tests {
             ..Default::default()
         };
         // Column 4 of reference 1 may be NULL; its primary key is column 1.
-        assert_eq!(chain(&g, &|_| Some(1)).unwrap().1, BTreeMap::from([(1, 1)]));
-        assert_eq!(chain(&g, &|_| None), None);
+        assert_eq!(chain(&g, &|_| vec![1]).unwrap().1, BTreeMap::from([(1, 1)]));
+        assert_eq!(chain(&g, &|_| Vec::new()), None);
     }
 }
