@@ -56,6 +56,14 @@ BEGIN
                  st, query, query, st) INTO n;
   RETURN st || CASE WHEN n = 0 THEN ': equal to its query' ELSE ': differs by ' || n || ' rows' END;
 END $$;
+-- Refresh every stream table of the schema; how each was refreshed.
+CREATE FUNCTION sl.refresh_all() RETURNS TABLE (name text, mode text, message text) LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pgtrickle.refresh_stream_table(st.name) FROM pgtrickle.stream_tables st WHERE st.schema = 'sl';
+  RETURN QUERY SELECT st.name::text, h.mode, h.message FROM pgtrickle.stream_tables st,
+                      pgtrickle.refresh_history(('sl.' || st.name)::regclass, 1) h
+                WHERE st.schema = 'sl' ORDER BY st.name;
+END $$;
 CREATE FUNCTION sl.check_all() RETURNS SETOF text LANGUAGE sql AS $$
   SELECT sl.check(c.relname, rtrim(pg_get_viewdef(c.oid), ';'))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -73,11 +81,7 @@ UPDATE orders SET customer = 8 WHERE id IN (7, 14);
 DELETE FROM lines WHERE order_id = 9;
 DELETE FROM orders WHERE id IN (9, 10);
 UPDATE lines SET part = 3 WHERE order_id = 11;
-SELECT pgtrickle.refresh_stream_table(name) > -1 AS refreshed
-  FROM pgtrickle.stream_tables WHERE schema = 'sl' ORDER BY name;
-SELECT st.name, h.mode, h.message FROM pgtrickle.stream_tables st,
-       pgtrickle.refresh_history(('sl.' || st.name)::regclass, 1) h
- WHERE st.schema = 'sl' ORDER BY st.name;
+SELECT * FROM sl.refresh_all();
 SELECT * FROM sl.check_all();
 TABLE late_orders ORDER BY priority;
 TABLE order_counts ORDER BY orders;
@@ -86,11 +90,7 @@ TABLE order_counts ORDER BY orders;
 -- idle_customers) recomputes the stream tables that read it whole;
 -- order_counts reads customers by their key, the root of its slices.
 UPDATE customers SET balance = balance * 3 WHERE id = 2;
-SELECT pgtrickle.refresh_stream_table(name) > -1 AS refreshed
-  FROM pgtrickle.stream_tables WHERE schema = 'sl' ORDER BY name;
-SELECT st.name, h.mode, h.message FROM pgtrickle.stream_tables st,
-       pgtrickle.refresh_history(('sl.' || st.name)::regclass, 1) h
- WHERE st.schema = 'sl' ORDER BY st.name;
+SELECT * FROM sl.refresh_all();
 SELECT * FROM sl.check_all();
 
 -- Running totals that are missing (their table dropped here; a newer

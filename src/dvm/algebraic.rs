@@ -422,27 +422,10 @@ pub fn window_changes(
 /// The tables whose change rows the totals add up, and the columns of
 /// each a change row carries (in attnum order).
 fn change_sources(plan: &Plan, alg: &Algebraic) -> PgtResult<Vec<(pg_sys::Oid, Vec<i16>)>> {
-    Ok(match (&alg.join, &alg.slices) {
-        (Some(jt), _) => {
-            let mut out: Vec<(pg_sys::Oid, Vec<i16>)> = Vec::new();
-            for (_, source, _) in &jt.tables {
-                if !out.iter().any(|(s, _)| s == source) {
-                    out.push((*source, super::join_totals::columns_of(jt, *source)));
-                }
-            }
-            out
-        }
-        (None, Some(st)) => {
-            let mut out: Vec<(pg_sys::Oid, Vec<i16>)> = Vec::new();
-            for r in &st.refs {
-                if !out.iter().any(|(s, _)| *s == r.relid) {
-                    out.push((r.relid, super::slices::columns_of(st, r.relid)));
-                }
-            }
-            out
-        }
-        (None, None) => vec![change_columns(plan, alg)?],
-    })
+    if !alg.over_rows() {
+        return Ok(vec![change_columns(plan, alg)?]);
+    }
+    Ok(alg.rows_tables().into_iter().map(|source| (source, alg.rows_columns(source))).collect())
 }
 
 /// Add the window's changes to the totals, then rescan the groups whose
@@ -516,11 +499,7 @@ pub fn rows_upsert_sql(
         .as_ref()
         .filter(|_| is_join_totals(plan))
         .ok_or_else(|| PgtError::Internal("no running totals over rows".into()))?;
-    let attnums = match (&alg.join, &alg.slices) {
-        (Some(jt), _) => super::join_totals::columns_of(jt, source),
-        (None, Some(st)) => super::slices::columns_of(st, source),
-        (None, None) => Vec::new(),
-    };
+    let attnums = alg.rows_columns(source);
     let changes = [super::join_totals::Changes { source, attnums: &attnums, rows }];
     let delta = rows_delta_sql(alg, &changes)?
         .ok_or_else(|| PgtError::Internal("a statement on a table the running totals do not read".into()))?;
@@ -530,7 +509,7 @@ pub fn rows_upsert_sql(
 /// Whether the plan keeps running totals over the rows of several tables
 /// (an inner join, or slices), whose signed rows the totals add up.
 pub fn is_join_totals(plan: &Plan) -> bool {
-    plan.algebraic.as_ref().is_some_and(|a| a.join.is_some() || a.slices.is_some())
+    plan.algebraic.as_ref().is_some_and(Algebraic::over_rows)
 }
 
 /// Whether the plan keeps running totals over slices.

@@ -160,10 +160,8 @@ impl Plan {
         if let Some(rows) = &self.rows {
             needed.extend(rows.attnums.iter().copied());
         }
-        if let Some(jt) = self.algebraic.as_ref().and_then(|a| a.join.as_ref()) {
-            needed.extend(super::join_totals::columns_of(jt, source));
-        } else if let Some(st) = self.algebraic.as_ref().and_then(|a| a.slices.as_ref()) {
-            needed.extend(super::slices::columns_of(st, source));
+        if let Some(alg) = self.algebraic.as_ref().filter(|a| a.over_rows()) {
+            needed.extend(alg.rows_columns(source));
         } else if let Some(alg) = &self.algebraic {
             if self.grouped_source() == Some(source) {
                 needed.extend(alg.argument_attnums());
@@ -525,6 +523,39 @@ impl Algebraic {
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// Whether the totals are over the rows of several tables (an inner
+    /// join, or slices), whose signed rows a change adds.
+    pub fn over_rows(&self) -> bool {
+        self.join.is_some() || self.slices.is_some()
+    }
+
+    /// Over the rows of several tables: those tables, each once, in
+    /// order; none over one table.
+    pub fn rows_tables(&self) -> Vec<pg_sys::Oid> {
+        let all: Vec<pg_sys::Oid> = match (&self.join, &self.slices) {
+            (Some(jt), _) => jt.tables.iter().map(|(_, relid, _)| *relid).collect(),
+            (None, Some(st)) => st.refs.iter().map(|r| r.relid).collect(),
+            (None, None) => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for relid in all {
+            if !out.contains(&relid) {
+                out.push(relid);
+            }
+        }
+        out
+    }
+
+    /// Over the rows of several tables: the columns of `source` its change
+    /// rows must carry.
+    pub fn rows_columns(&self, source: pg_sys::Oid) -> Vec<i16> {
+        match (&self.join, &self.slices) {
+            (Some(jt), _) => super::join_totals::columns_of(jt, source),
+            (None, Some(st)) => super::slices::columns_of(st, source),
+            (None, None) => Vec::new(),
+        }
     }
 
     /// Argument number `n`.

@@ -78,11 +78,7 @@ unsafe fn replace_reference(copy: *mut pg_sys::Query, source: pg_sys::Oid) -> Op
             .filter(|r| (***r).rtekind == pg_sys::RTEKind::RTE_RELATION && (***r).relid == source)
             .collect();
         let [rte] = refs.as_slice() else { return None };
-        let name = std::ffi::CString::new(NEW_TABLE).ok()?;
-        (***rte).rtekind = pg_sys::RTEKind::RTE_CTE;
-        (***rte).ctename = pg_sys::pstrdup(name.as_ptr());
-        (***rte).ctelevelsup = 0;
-        (***rte).self_reference = false;
+        crate::hooks::nodes::as_cte_reference(**rte, NEW_TABLE, 0)?;
         crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))
     }
 }

@@ -86,16 +86,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
         if !top.hasAggs || !(plain_select(top) || limited && plain_select_but_limit(top)) {
             return None;
         }
-        // The select list's expressions over the query's own tables:
-        // grouping columns followed to their expressions.
-        let mut exprs: *mut pg_sys::List = std::ptr::null_mut();
-        for o in outputs {
-            exprs = pg_sys::lappend(exprs, o.expr as *mut std::ffi::c_void);
-        }
-        let mut exprs = exprs as *mut pg_sys::Node;
-        if top.hasGroupRTE {
-            exprs = pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, exprs);
-        }
+        let exprs = output_exprs(q, outputs);
         // FROM (SELECT … FROM a, b, … WHERE …) s GROUP BY …, a subquery
         // that only filters and projects a join (TPC-H Q7 to Q9): the
         // subquery's join is the join, and the select list is read through
@@ -126,19 +117,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
         // (`__x<output>`), then signs; join alias columns followed to the
         // tables' own.
         let read = pg_sys::flatten_join_alias_vars(std::ptr::null_mut(), copy, exprs);
-        let mut entries: Vec<(*mut pg_sys::Node, String)> = Vec::new();
-        let mut key = 0;
-        for (o, expr) in outputs.iter().zip(list_ptrs::<pg_sys::Node>(read as *mut pg_sys::List)) {
-            if o.grouped {
-                key += 1;
-                entries.push((expr, format!("__k{key}")));
-            }
-        }
-        for (o, expr) in outputs.iter().zip(list_ptrs::<pg_sys::Node>(read as *mut pg_sys::List)) {
-            if !o.grouped {
-                entries.push((expr, o.name.clone()));
-            }
-        }
+        let mut entries = output_entries(outputs, &list_ptrs::<pg_sys::Node>(read as *mut pg_sys::List));
         // FROM as a list of the tables, every join condition ANDed into
         // WHERE (inner joins only), so that no join's column list has to
         // know the stand-ins' extra sign column.
@@ -180,33 +159,19 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
             let sign = pg_sys::makeVar(*index as i32, natts + 1, pg_sys::INT4OID, -1, pg_sys::InvalidOid, 0);
             entries.push((sign as *mut pg_sys::Node, format!("__sign{index}")));
         }
-        let target = target_list(&entries)?;
+        replace_select_list(copy, &entries)?;
         let c = &mut *copy;
-        c.targetList = target;
-        c.groupClause = std::ptr::null_mut();
-        c.sortClause = std::ptr::null_mut();
-        c.limitCount = std::ptr::null_mut();
-        c.limitOffset = std::ptr::null_mut();
-        c.hasAggs = false;
         // The joins, no longer in FROM, become unused stand-ins.
         for (i, rte) in list_ptrs::<pg_sys::RangeTblEntry>(c.rtable).into_iter().enumerate() {
             if (*rte).rtekind == pg_sys::RTEKind::RTE_JOIN {
-                let name = std::ffi::CString::new(format!("__pgt_unused{}", i + 1)).ok()?;
-                (*rte).rtekind = pg_sys::RTEKind::RTE_CTE;
-                (*rte).ctename = pg_sys::pstrdup(name.as_ptr());
-                (*rte).ctelevelsup = 0;
-                (*rte).self_reference = false;
+                crate::hooks::nodes::as_cte_reference(rte, &format!("__pgt_unused{}", i + 1), 0)?;
             }
         }
         // Each table reference becomes WITH query `__pgt_r<i>`: the table's
         // columns (dropped ones left out) and `__pgt_sign`.
         for (index, _, _) in &tables {
             let rte = pg_sys::list_nth(c.rtable, *index as i32 - 1) as *mut pg_sys::RangeTblEntry;
-            let name = std::ffi::CString::new(format!("__pgt_r{index}")).ok()?;
-            (*rte).rtekind = pg_sys::RTEKind::RTE_CTE;
-            (*rte).ctename = pg_sys::pstrdup(name.as_ptr());
-            (*rte).ctelevelsup = 0;
-            (*rte).self_reference = false;
+            crate::hooks::nodes::as_cte_reference(rte, &format!("__pgt_r{index}"), 0)?;
             (*(*rte).eref).colnames = pg_sys::lappend(
                 (*(*rte).eref).colnames,
                 pg_sys::makeString(pg_sys::pstrdup(c"__pgt_sign".as_ptr())) as *mut std::ffi::c_void,
@@ -217,13 +182,62 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
     }
 }
 
-/// A select list of copies of `entries`' expressions, named as given.
+/// The outputs' expressions as a List over the query's own tables, grouping
+/// columns followed to their expressions (through the GROUP RTE).
 ///
 /// # Safety
-/// Every expression is a valid node.
-pub(crate) unsafe fn target_list(entries: &[(*mut pg_sys::Node, String)]) -> Option<*mut pg_sys::List> {
+/// `q` is an analyzed query; the outputs' expressions are of it.
+pub(crate) unsafe fn output_exprs(q: *mut pg_sys::Query, outputs: &[Output]) -> *mut pg_sys::Node {
+    // SAFETY: the List is palloc'd in the current memory context; the
+    // flattening copies what it changes.
+    unsafe {
+        let mut exprs: *mut pg_sys::List = std::ptr::null_mut();
+        for o in outputs {
+            exprs = pg_sys::lappend(exprs, o.expr as *mut std::ffi::c_void);
+        }
+        let mut exprs = exprs as *mut pg_sys::Node;
+        if (*q).hasGroupRTE {
+            exprs = pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, exprs);
+        }
+        exprs
+    }
+}
+
+/// The select list of the rows running totals add up: the grouping
+/// columns `__k1…` in output order, then the aggregates' arguments by
+/// their names; `read` holds the outputs' expressions, in order.
+pub(crate) fn output_entries(
+    outputs: &[Output],
+    read: &[*mut pg_sys::Node],
+) -> Vec<(*mut pg_sys::Node, String)> {
+    let mut entries = Vec::new();
+    let mut key = 0;
+    for (o, expr) in outputs.iter().zip(read) {
+        if o.grouped {
+            key += 1;
+            entries.push((*expr, format!("__k{key}")));
+        }
+    }
+    for (o, expr) in outputs.iter().zip(read) {
+        if !o.grouped {
+            entries.push((*expr, o.name.clone()));
+        }
+    }
+    entries
+}
+
+/// Make `copy` select copies of `entries`' expressions, named as given,
+/// with no GROUP BY, ORDER BY, LIMIT or aggregates left.
+///
+/// # Safety
+/// `copy` is a Query the caller may change; every expression is a valid
+/// node over it.
+pub(crate) unsafe fn replace_select_list(
+    copy: *mut pg_sys::Query,
+    entries: &[(*mut pg_sys::Node, String)],
+) -> Option<()> {
     // SAFETY: the expressions are copied; the entries are palloc'd in the
-    // current memory context.
+    // current memory context; only the copy is changed.
     unsafe {
         let mut target: *mut pg_sys::List = std::ptr::null_mut();
         for (resno, (expr, name)) in entries.iter().enumerate() {
@@ -236,7 +250,14 @@ pub(crate) unsafe fn target_list(entries: &[(*mut pg_sys::Node, String)]) -> Opt
             );
             target = pg_sys::lappend(target, tle as *mut std::ffi::c_void);
         }
-        Some(target)
+        let c = &mut *copy;
+        c.targetList = target;
+        c.groupClause = std::ptr::null_mut();
+        c.sortClause = std::ptr::null_mut();
+        c.limitCount = std::ptr::null_mut();
+        c.limitOffset = std::ptr::null_mut();
+        c.hasAggs = false;
+        Some(())
     }
 }
 
@@ -404,17 +425,45 @@ impl Table {
     pub fn read(relid: pg_sys::Oid) -> PgtResult<Table> {
         Ok(Table { name: crate::catalog::lifecycle::relation_name(relid)?, columns: table_columns(relid)? })
     }
+
+    /// Each of `relids` read once, by relation.
+    pub fn read_each(
+        relids: impl Iterator<Item = pg_sys::Oid>,
+    ) -> PgtResult<std::collections::HashMap<pg_sys::Oid, Table>> {
+        let mut out = std::collections::HashMap::new();
+        for relid in relids {
+            if !out.contains_key(&relid) {
+                out.insert(relid, Table::read(relid)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Column `attnum`: (quoted name, type); None for a dropped or missing one.
+    pub fn column(&self, attnum: i16) -> Option<&(String, String)> {
+        self.columns.get(usize::try_from(attnum).ok()?.checked_sub(1)?)?.as_ref()
+    }
+
+    /// The quoted name of column `attnum`.
+    pub fn column_name(&self, attnum: i16) -> PgtResult<String> {
+        self.column(attnum)
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| PgtError::Internal(format!("column {attnum} of {} is missing", self.name)))
+    }
+
+    /// (quoted name, type) of the columns a change row carries, in order.
+    pub fn carried(&self, attnums: &[i16]) -> PgtResult<Vec<(String, String)>> {
+        attnums
+            .iter()
+            .map(|a| self.column(*a).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| PgtError::Internal("a change column of the source is missing".into()))
+    }
 }
 
 /// Read [`Table`]s once for every table of the join.
 fn tables_of(jt: &JoinTotals) -> PgtResult<std::collections::HashMap<pg_sys::Oid, Table>> {
-    let mut out = std::collections::HashMap::new();
-    for (_, relid, _) in &jt.tables {
-        if !out.contains_key(relid) {
-            out.insert(*relid, Table::read(*relid)?);
-        }
-    }
-    Ok(out)
+    Table::read_each(jt.tables.iter().map(|(_, relid, _)| *relid))
 }
 
 /// The columns of a table, dropped ones included (as None): (name, type).
@@ -541,12 +590,7 @@ fn stand_in(table: &Table, state: State, changed: Option<&Changes>) -> PgtResult
         format!("SELECT {}, {sign} AS __pgt_sign FROM {} t", list.join(", "), table.name)
     };
     let from_changes = |c: &Changes, flip: bool| -> PgtResult<String> {
-        let carried = c
-            .attnums
-            .iter()
-            .map(|a| usize::try_from(*a).ok().and_then(|a| cols.get(a.checked_sub(1)?)).cloned().flatten())
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| PgtError::Internal("a change column of the source is missing".into()))?;
+        let carried = table.carried(c.attnums)?;
         let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
         let list: Vec<String> = cols
             .iter()

@@ -862,44 +862,20 @@ unsafe fn deparse(
 ) -> Option<String> {
     // SAFETY: see read; the copy's nodes are changed in place.
     unsafe {
-        let mut exprs: *mut pg_sys::List = std::ptr::null_mut();
-        for o in outputs {
-            exprs = pg_sys::lappend(exprs, o.expr as *mut std::ffi::c_void);
-        }
-        let mut exprs = exprs as *mut pg_sys::Node;
-        if (*q).hasGroupRTE {
-            exprs = pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, exprs);
-        }
-        let read = list_ptrs::<pg_sys::Node>(exprs as *mut pg_sys::List);
-        let mut entries: Vec<(*mut pg_sys::Node, String)> = Vec::new();
-        let mut key = 0;
-        for (o, expr) in outputs.iter().zip(&read) {
-            if o.grouped {
-                key += 1;
-                entries.push((*expr, format!("__k{key}")));
-            }
-        }
-        for (o, expr) in outputs.iter().zip(&read) {
-            if !o.grouped {
-                entries.push((*expr, o.name.clone()));
-            }
-        }
-        let target = super::join_totals::target_list(&entries)?;
-        let c = &mut *copy;
-        c.targetList = target;
-        c.groupClause = std::ptr::null_mut();
-        c.sortClause = std::ptr::null_mut();
-        c.limitCount = std::ptr::null_mut();
-        c.limitOffset = std::ptr::null_mut();
-        c.hasAggs = false;
+        let exprs = super::join_totals::output_exprs(q, outputs);
+        let entries = super::join_totals::output_entries(
+            outputs,
+            &list_ptrs::<pg_sys::Node>(exprs as *mut pg_sys::List),
+        );
+        super::join_totals::replace_select_list(copy, &entries)?;
         for &(level, rti, _, _) in refs {
             let rtable = w.rtable(level);
             let rte = rtable[rti as usize - 1];
-            let name = std::ffi::CString::new(format!("__pgt_s{}", Walk::id(level, rti))).ok()?;
-            (*rte).rtekind = pg_sys::RTEKind::RTE_CTE;
-            (*rte).ctename = pg_sys::pstrdup(name.as_ptr());
-            (*rte).ctelevelsup = w.levels[level].depth;
-            (*rte).self_reference = false;
+            crate::hooks::nodes::as_cte_reference(
+                rte,
+                &format!("__pgt_s{}", Walk::id(level, rti)),
+                w.levels[level].depth,
+            )?;
         }
         crate::hooks::cstr(pg_sys::pg_get_querydef(copy, false))
     }
@@ -999,7 +975,7 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
     let mut values = Vec::new();
     for (n, c) in changed.iter().enumerate() {
         let t = tables.get(&c.source).ok_or_else(|| PgtError::Internal("slice table columns".into()))?;
-        let carried = carried_columns(t, c.attnums)?;
+        let carried = t.carried(c.attnums)?;
         let names: Vec<String> = carried.iter().map(|(name, _)| format!("u.{name}")).collect();
         let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
         withs.push(format!(
@@ -1010,7 +986,7 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
         for r in st.refs.iter().filter(|r| r.relid == c.source) {
             let chain = r.chain.ok_or_else(|| PgtError::Internal("a changed table read whole".into()))?;
             // (References of one table by one column: one set of values.)
-            let value = format!("SELECT x.{} AS v FROM __pgt_net{n} x", column_name(t, chain)?);
+            let value = format!("SELECT x.{} AS v FROM __pgt_net{n} x", t.column_name(chain)?);
             if !values.contains(&value) {
                 values.push(value);
             }
@@ -1030,7 +1006,7 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
         (Some(root), Some(filter)) if root.chain.is_some() => {
             withs.push(slices("__pgt_touched", &values));
             let t = table(&tables, root)?;
-            let c = column_name(t, root.chain.unwrap_or_default())?;
+            let c = t.column_name(root.chain.unwrap_or_default())?;
             let mut kept = vec![format!(
                 "SELECT t.{c} AS v FROM {} t WHERE t.{c} OPERATOR(pg_catalog.=) ANY \
                  (COALESCE((SELECT __pgt_touched.k FROM __pgt_touched), NULL)) AND {filter}",
@@ -1050,7 +1026,7 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
     for r in &st.refs {
         let t = table(&tables, r)?;
         let restricted = match r.chain {
-            Some(chain) => Some(column_name(t, chain)?),
+            Some(chain) => Some(t.column_name(chain)?),
             None => None,
         };
         let now = from_table(t, restricted.as_deref());
@@ -1058,7 +1034,7 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
             (Some(n), Some(chain)) => {
                 let same_key: Vec<String> =
                     r.pk.iter()
-                        .map(|a| column_name(t, *a).map(|c| format!("x.{c} OPERATOR(pg_catalog.=) t.{c}")))
+                        .map(|a| t.column_name(*a).map(|c| format!("x.{c} OPERATOR(pg_catalog.=) t.{c}")))
                         .collect::<PgtResult<_>>()?;
                 if same_key.is_empty() {
                     return Err(PgtError::Internal("a changed table without a primary key".into()));
@@ -1138,13 +1114,7 @@ fn from_table(t: &Table, chain: Option<&str>) -> String {
 }
 
 fn tables_of(st: &SliceTotals) -> PgtResult<std::collections::HashMap<pg_sys::Oid, Table>> {
-    let mut out = std::collections::HashMap::new();
-    for r in &st.refs {
-        if !out.contains_key(&r.relid) {
-            out.insert(r.relid, Table::read(r.relid)?);
-        }
-    }
-    Ok(out)
+    Table::read_each(st.refs.iter().map(|r| r.relid))
 }
 
 fn table<'a>(
@@ -1152,23 +1122,6 @@ fn table<'a>(
     r: &SliceRef,
 ) -> PgtResult<&'a Table> {
     tables.get(&r.relid).ok_or_else(|| PgtError::Internal("slice table columns".into()))
-}
-
-fn column_name(t: &Table, attnum: i16) -> PgtResult<String> {
-    usize::try_from(attnum)
-        .ok()
-        .and_then(|a| t.columns.get(a.checked_sub(1)?).cloned().flatten())
-        .map(|(name, _)| name)
-        .ok_or_else(|| PgtError::Internal(format!("column {attnum} of a sliced table is missing")))
-}
-
-/// (quoted name, type) of the carried columns, in order.
-fn carried_columns(t: &Table, attnums: &[i16]) -> PgtResult<Vec<(String, String)>> {
-    attnums
-        .iter()
-        .map(|a| usize::try_from(*a).ok().and_then(|a| t.columns.get(a.checked_sub(1)?).cloned().flatten()))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| PgtError::Internal("a change column of the source is missing".into()))
 }
 
 #[cfg(test)]

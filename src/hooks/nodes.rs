@@ -98,6 +98,25 @@ where
     }
 }
 
+/// Turn a range table entry into a reference to the WITH query `name`,
+/// `levels_up` query levels above it, for a deparse that reads a stand-in
+/// in its place (ruleutils prints the name; the entry's column names stay).
+///
+/// # Safety
+/// `rte` is a valid RangeTblEntry of a Query the caller may change.
+pub unsafe fn as_cte_reference(rte: *mut pg_sys::RangeTblEntry, name: &str, levels_up: u32) -> Option<()> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: rte is valid and writable; the name is palloc'd in the
+    // current memory context.
+    unsafe {
+        (*rte).rtekind = pg_sys::RTEKind::RTE_CTE;
+        (*rte).ctename = pg_sys::pstrdup(name.as_ptr());
+        (*rte).ctelevelsup = levels_up;
+        (*rte).self_reference = false;
+    }
+    Some(())
+}
+
 /// A new pointer `List` in the current memory context.
 pub unsafe fn list_from_ptrs<T>(items: &[*mut T]) -> *mut pg_sys::List {
     let mut list: *mut pg_sys::List = std::ptr::null_mut();

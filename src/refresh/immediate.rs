@@ -449,7 +449,9 @@ fn apply_changes(
         let whole = sys::as_restricted_role(p.owner, || key_recompute::whole_query(relid))?;
         let rows = key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&whole), capture, &[])?;
         // (Running totals, over slices, are rebuilt with it.)
-        algebraic::rebuild_now(relid)?;
+        if p.plan.algebraic.is_some() {
+            algebraic::rebuild_now(relid)?;
+        }
         return Ok(rows);
     }
     // Running totals over a join or slices: the statement's rows joined to
