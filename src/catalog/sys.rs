@@ -435,6 +435,22 @@ pub fn is_partition(relid: pg_sys::Oid) -> bool {
     unsafe { pg_sys::get_rel_relispartition(relid) }
 }
 
+/// Does column `attnum` of `relid` have a type with an equality operator
+/// (so that GROUP BY can group by it)? False for a missing column.
+pub fn column_has_equality(relid: pg_sys::Oid, attnum: i16) -> bool {
+    // SAFETY: get_atttype and lookup_type_cache read the syscache and the
+    // type cache; an unknown column gives InvalidOid, which is checked
+    // before the type cache is asked.
+    unsafe {
+        let ty = pg_sys::get_atttype(relid, attnum);
+        if ty == pg_sys::InvalidOid {
+            return false;
+        }
+        let tc = pg_sys::lookup_type_cache(ty, pg_sys::TYPECACHE_EQ_OPR as i32);
+        !tc.is_null() && (*tc).eq_opr != pg_sys::InvalidOid
+    }
+}
+
 /// The partitioned tables above partition `relid`, nearest first.
 pub fn partition_ancestors(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
     column_values::<pg_sys::Oid>(

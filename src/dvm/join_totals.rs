@@ -506,7 +506,27 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
     // The table references whose table changed.
     let changed: Vec<usize> =
         (0..jt.tables.len()).filter(|&i| changes.iter().any(|c| c.source == jt.tables[i].1)).collect();
-    let one_term = |states: &dyn Fn(usize) -> State, factor: i32| term(jt, &tables, changes, states, factor);
+    // Each changed table's change rows, decoded from the buffer (or read
+    // from the transition tables) once for every term that reads them, and
+    // netted: one row per image of the columns the join reads, with the
+    // sum of its signs, so that an UPDATE of columns the join does not
+    // read cancels out. (Materialized: inlined, the planner may put a
+    // term's change rows on the inner side of a loop and decode them
+    // again for every outer row, as it did for TPC-H Q9's orders and
+    // lineitem changes, 400 times.) A column whose type has no equality
+    // cannot be grouped by: then the rows are kept as they are.
+    let mut withs = Vec::new();
+    let mut nets: Vec<(pg_sys::Oid, String, &[i16])> = Vec::new();
+    for c in changes {
+        if !jt.tables.iter().any(|(_, relid, _)| *relid == c.source) || nets.iter().any(|(s, _, _)| *s == c.source) {
+            continue;
+        }
+        let table = tables.get(&c.source).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
+        let name = format!("__pgt_d{}", nets.len());
+        withs.push(format!("{name} AS MATERIALIZED ({})", net_rows_sql(table, c)?));
+        nets.push((c.source, name, c.attnums));
+    }
+    let one_term = |states: &dyn Fn(usize) -> State, factor: i32| term(jt, &tables, &nets, states, factor);
     let mut terms = Vec::new();
     if changed.len() <= INCLUSION_EXCLUSION_LIMIT {
         // Every state written as the table now or its change rows, never
@@ -538,7 +558,28 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
     if terms.is_empty() {
         return Ok(None);
     }
-    Ok(Some(wrap(jt, &terms.join(" UNION ALL "))))
+    Ok(Some(format!("WITH {} {}", withs.join(", "), wrap(jt, &terms.join(" UNION ALL ")))))
+}
+
+/// A changed table's net change rows: the columns it carries and `__sign`,
+/// the sum of the signs of each image (images that cancel left out); the
+/// change rows as they are when a carried column's type has no equality.
+pub(crate) fn net_rows_sql(table: &Table, c: &Changes) -> PgtResult<String> {
+    let carried = table.carried(c.attnums)?;
+    let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
+    if !c.attnums.iter().all(|a| crate::catalog::sys::column_has_equality(c.source, *a)) {
+        return Ok(format!("SELECT u.* FROM ({rows}) u"));
+    }
+    let columns: Vec<String> = carried.iter().map(|(name, _)| format!("u.{name}")).collect();
+    let (list, group_by) = if columns.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!("{}, ", columns.join(", ")), format!(" GROUP BY {}", columns.join(", ")))
+    };
+    Ok(format!(
+        "SELECT {list}pg_catalog.sum(u.__sign) AS __sign FROM ({rows}) u{group_by} \
+         HAVING pg_catalog.sum(u.__sign) OPERATOR(pg_catalog.<>) 0"
+    ))
 }
 
 /// Up to this many changed table references, the change of the join is
@@ -555,14 +596,15 @@ pub fn whole_sql(jt: &JoinTotals) -> PgtResult<String> {
 fn term(
     jt: &JoinTotals,
     tables: &std::collections::HashMap<pg_sys::Oid, Table>,
-    changes: &[Changes],
+    nets: &[(pg_sys::Oid, String, &[i16])],
     states: &dyn Fn(usize) -> State,
     factor: i32,
 ) -> PgtResult<String> {
     let mut ctes = Vec::new();
     for (j, (index, relid, _)) in jt.tables.iter().enumerate() {
         let table = tables.get(relid).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
-        let changed = changes.iter().find(|c| c.source == *relid);
+        let changed =
+            nets.iter().find(|(source, _, _)| source == relid).map(|(_, name, attnums)| (*attnums, name.as_str()));
         ctes.push(format!("__pgt_r{index} AS ({})", stand_in(table, states(j), changed)?));
     }
     Ok(format!("(SELECT w.*, {factor} AS __pgt_term FROM (WITH {} {}) w)", ctes.join(", "), jt.select_sql))
@@ -582,22 +624,21 @@ fn wrap(jt: &JoinTotals, rows: &str) -> String {
 /// The query a table reference reads in one term: the table's columns in
 /// order (dropped ones left out, as in the deparsed reference's column
 /// list; NULL for a column the change rows do not carry, which nothing
-/// reads), then `__pgt_sign`.
-fn stand_in(table: &Table, state: State, changed: Option<&Changes>) -> PgtResult<String> {
+/// reads), then `__pgt_sign`. `changed` names the WITH query of the
+/// table's net change rows ([`net_rows_sql`]) when it changed.
+fn stand_in(table: &Table, state: State, changed: Option<(&[i16], &str)>) -> PgtResult<String> {
     let cols = &table.columns;
     let from_table = |sign: &str| {
         let list: Vec<String> = cols.iter().flatten().map(|(name, _)| format!("t.{name}")).collect();
         format!("SELECT {}, {sign} AS __pgt_sign FROM {} t", list.join(", "), table.name)
     };
-    let from_changes = |c: &Changes, flip: bool| -> PgtResult<String> {
-        let carried = table.carried(c.attnums)?;
-        let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
+    let from_changes = |(attnums, net): (&[i16], &str), flip: bool| -> PgtResult<String> {
         let list: Vec<String> = cols
             .iter()
             .enumerate()
             .filter_map(|(i, col)| {
                 let (name, ty) = col.as_ref()?;
-                Some(if c.attnums.contains(&(i as i16 + 1)) {
+                Some(if attnums.contains(&(i as i16 + 1)) {
                     format!("u.{name}")
                 } else {
                     format!("NULL::{ty} AS {name}")
@@ -605,7 +646,7 @@ fn stand_in(table: &Table, state: State, changed: Option<&Changes>) -> PgtResult
             })
             .collect();
         let sign = if flip { "-u.__sign" } else { "u.__sign" };
-        Ok(format!("SELECT {}, {sign} AS __pgt_sign FROM ({rows}) u", list.join(", ")))
+        Ok(format!("SELECT {}, {sign} AS __pgt_sign FROM {net} u", list.join(", ")))
     };
     match (state, changed) {
         (State::New, _) | (State::Old, None) => Ok(from_table("1")),
