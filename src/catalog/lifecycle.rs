@@ -104,6 +104,29 @@ fn is_incremental(mode: RefreshMode) -> bool {
     matches!(mode, RefreshMode::Differential | RefreshMode::Immediate)
 }
 
+/// Does a stream table in mode `effective` consume its sources' changes?
+/// A DIFFERENTIAL or IMMEDIATE one does when they can all be captured. So
+/// does one that `auto` resolved to FULL when its query gives the same rows
+/// as long as its tables do not change (it reads only tables, and calls no
+/// volatile or stable function): its refresh then does nothing when no
+/// source changed since the last one. One asked to be `full` puts nothing
+/// on its sources and always recomputes.
+fn consumes_changes(
+    relid: pg_sys::Oid,
+    settings: &StreamSettings,
+    effective: RefreshMode,
+    sources: &[stream_tables::Source],
+) -> PgtResult<bool> {
+    Ok(match effective {
+        RefreshMode::Differential | RefreshMode::Immediate => cdc::consumers::consumes(settings, sources),
+        RefreshMode::Full | RefreshMode::Auto => {
+            settings.refresh_mode == RefreshMode::Auto
+                && cdc::consumers::tables_only(sources)
+                && dvm::analysis::is_deterministic(relid)?
+        }
+    })
+}
+
 /// The name of the index pg_trickle keeps on a differential stream table's key.
 fn key_index_name(relid: pg_sys::Oid) -> String {
     format!("__pgt_key_{}", relid.to_u32())
@@ -231,13 +254,13 @@ pub fn register(relid: pg_sys::Oid, settings: &StreamSettings, lenient: bool) ->
     write_settings(relid, settings)?;
     sys::link_to_extension(relid, sys::ExtensionLink::Dependency)?;
     let sources = stream_tables::sources_of(relid)?;
-    let consumes = is_incremental(effective) && cdc::consumers::consumes(settings, &sources);
+    let consumes = consumes_changes(relid, settings, effective, &sources)?;
     crate::worker::settings_changed();
     sys::as_extension_owner(|| stream_tables::insert(relid, settings, effective, consumes, &sources))?;
     if consumes {
         cdc::consumers::attach(relid)?;
     }
-    sync_key_index(relid, consumes)?;
+    sync_key_index(relid, consumes && is_incremental(effective))?;
     if effective == RefreshMode::Immediate {
         // An existing, populated materialized view made IMMEDIATE (CREATE
         // populates afterwards with its first refresh).
@@ -289,20 +312,19 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
                 }
                 write_settings(relid, &settings)?;
                 let sources = stream_tables::sources_of(relid)?;
-                let consumes = is_incremental(effective) && cdc::consumers::consumes(&settings, &sources);
+                let consumes = consumes_changes(relid, &settings, effective, &sources)?;
                 sys::as_extension_owner(|| {
                     stream_tables::update_settings(relid, &settings, effective, consumes)
                 })?;
-                match (st.consumes_changes, consumes) {
-                    (false, true) => {
-                        cdc::consumers::attach(relid)?;
-                        sync_key_index(relid, true)?;
-                    }
-                    (true, false) => {
-                        cdc::consumers::cleanup()?;
-                        sync_key_index(relid, false)?;
-                    }
-                    _ => {}
+                let keyed = consumes && is_incremental(effective);
+                let was_keyed = st.consumes_changes && is_incremental(st.effective_mode);
+                if consumes && (!st.consumes_changes || effective != st.effective_mode) {
+                    cdc::consumers::attach(relid)?;
+                } else if !consumes && st.consumes_changes {
+                    cdc::consumers::cleanup()?;
+                }
+                if keyed != was_keyed {
+                    sync_key_index(relid, keyed)?;
                 }
                 if effective != st.effective_mode {
                     // Writers cache each source's consumers and their modes.
@@ -416,7 +438,7 @@ pub fn reresolve_mode(
         report_full(relid, why, PgLogLevel::WARNING, "is now")?;
     }
     let sources = stream_tables::sources_of(relid)?;
-    let consumes = is_incremental(desired) && cdc::consumers::consumes(&st.settings, &sources);
+    let consumes = consumes_changes(relid, &st.settings, desired, &sources)?;
     sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
     // A mode in effect that changed may need (or end) scheduling.
     crate::worker::settings_changed();
@@ -426,7 +448,7 @@ pub fn reresolve_mode(
         cdc::consumers::cleanup()?;
     }
     let owner = sys::relation_owner(relid)?;
-    sys::as_role(owner, || sync_key_index(relid, consumes))?;
+    sys::as_role(owner, || sync_key_index(relid, consumes && is_incremental(desired)))?;
     let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
     Ok((st, Some(analysis)))
 }

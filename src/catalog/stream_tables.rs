@@ -118,7 +118,9 @@ pub fn insert(
 
 /// Store new settings. A stream table that starts consuming changes gets
 /// no frontier and needs a FULL refresh to establish one; one that stops
-/// consuming, or becomes IMMEDIATE (always current), forgets its frontier.
+/// consuming, consumes them for another mode than before, or becomes
+/// IMMEDIATE (always current), forgets its frontier (a FULL refresh
+/// establishes a new one).
 pub fn update_settings(
     relid: pg_sys::Oid,
     settings: &StreamSettings,
@@ -129,9 +131,9 @@ pub fn update_settings(
         "UPDATE pgtrickle.pgt_stream_tables \
             SET requested_mode = $2, refresh_mode = $3, schedule = $4, \
                 needs_full = needs_full OR ($5 AND NOT consumes_changes), \
-                frontier = CASE WHEN $5 AND consumes_changes AND $3 = 'differential' THEN frontier END, \
-                frontier_xid = CASE WHEN $5 AND consumes_changes AND $3 = 'differential' THEN frontier_xid END, \
-                frontier_cid = CASE WHEN $5 AND consumes_changes AND $3 = 'differential' THEN frontier_cid END, \
+                frontier = CASE WHEN $5 AND consumes_changes AND refresh_mode = $3 AND $3 <> 'immediate' THEN frontier END, \
+                frontier_xid = CASE WHEN $5 AND consumes_changes AND refresh_mode = $3 AND $3 <> 'immediate' THEN frontier_xid END, \
+                frontier_cid = CASE WHEN $5 AND consumes_changes AND refresh_mode = $3 AND $3 <> 'immediate' THEN frontier_cid END, \
                 consumes_changes = $5 \
           WHERE relid OPERATOR(pg_catalog.=) $1",
         &[

@@ -34,6 +34,16 @@ pub fn consumes(settings: &StreamSettings, sources: &[Source]) -> bool {
         && sources.iter().all(|s| s.relkind == "v" || capturable(s))
 }
 
+/// Are the sources tables only, and at least one (views are transparent:
+/// their tables are sources too)? Neither system catalogs, which cannot
+/// have triggers, nor stream tables, foreign tables or anything else.
+pub fn tables_only(sources: &[Source]) -> bool {
+    let table = |s: &Source| {
+        matches!(s.relkind.as_str(), "r" | "p") && s.relid.to_u32() >= pg_sys::FirstNormalObjectId
+    };
+    sources.iter().any(table) && sources.iter().all(|s| s.relkind == "v" || table(s))
+}
+
 /// The sources of `relid` whose changes it consumes through a change
 /// buffer: tables, differential stream tables, and (unless it is IMMEDIATE
 /// itself) IMMEDIATE stream tables.
@@ -58,6 +68,23 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
 /// Make sure every captured source of `relid` has its buffer (capturing the
 /// columns `relid` needs: its row identity) and triggers.
 pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
+    // A FULL stream table only needs to know whether a source changed: its
+    // buffers need no column.
+    let full = crate::catalog::sys::kept_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
+                         WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'full')",
+        &[relid.into()],
+    )?
+    .unwrap_or(false);
+    if full {
+        for source in captured_sources(relid)? {
+            crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
+            crate::catalog::sys::invalidate_relcache(source);
+            buffer::ensure(source, &[])?;
+            triggers::create(source)?;
+        }
+        return Ok(());
+    }
     let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
     // IMMEDIATE running totals over a join must know when one statement
     // writes several of its sources (cdc::statements).

@@ -1927,6 +1927,13 @@ pub fn calls_stable_functions(relid: pg_sys::Oid) -> PgtResult<bool> {
     Ok(query_facts(relid)?.stable)
 }
 
+/// Does the stored query give the same rows as long as the tables it reads
+/// do not change (it calls no volatile or stable function)?
+pub fn is_deterministic(relid: pg_sys::Oid) -> PgtResult<bool> {
+    let f = query_facts(relid)?;
+    Ok(!f.volatile && !f.stable)
+}
+
 /// Decide how `relid` (a materialized view) can be maintained, in the
 /// mode it has.
 pub fn analyze(relid: pg_sys::Oid) -> PgtResult<Result<Plan, Unsupported>> {

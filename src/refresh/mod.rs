@@ -89,8 +89,9 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         changes_consumed: 0,
         // IMMEDIATE stream tables are always current: they keep no frontier
         // (and so hold back no trimming).
-        frontier: (st.consumes_changes && st.effective_mode == RefreshMode::Differential)
-            .then(|| frontier.clone()),
+        // A FULL one that consumes changes keeps one too: it tells whether
+        // a source changed since.
+        frontier: (st.consumes_changes && st.effective_mode != RefreshMode::Immediate).then(|| frontier.clone()),
         message: None,
         row_count: None,
     };
@@ -296,13 +297,28 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         }
         None => {
             // IMMEDIATE stream tables consume nothing from the buffers.
-            let counted = if st.effective_mode == RefreshMode::Differential { &sources[..] } else { &[] };
+            let counted = if st.effective_mode != RefreshMode::Immediate { &sources[..] } else { &[] };
             for &source in counted {
                 result.changes_consumed +=
                     cdc::buffer::count_window(source, &snapshot, &frontier, st.frontier.as_ref())?;
             }
-            result.rows = full_refresh(relid, &snapshot)?;
-            result.row_count = Some(result.rows);
+            // A FULL stream table that consumes changes, populated, whose
+            // sources have not changed since its frontier: its query gives
+            // the rows it holds (see lifecycle::consumes_changes).
+            let unchanged = st.effective_mode == RefreshMode::Full
+                && st.consumes_changes
+                && st.frontier.is_some()
+                && !st.needs_full
+                && intact
+                && result.changes_consumed == 0
+                && immediate::is_populated(relid)?;
+            if unchanged {
+                result.message = Some("no source changed since the last refresh: nothing to recompute".into());
+                result.row_count = st.row_count;
+            } else {
+                result.rows = full_refresh(relid, &snapshot)?;
+                result.row_count = Some(result.rows);
+            }
         }
     }
     sys::as_extension_owner(|| stream_tables::history_finish(history, relid, &result))?;

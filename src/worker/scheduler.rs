@@ -188,7 +188,11 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
     )> = Spi::connect(|client| {
         let mut out = Vec::new();
         let table = client.select(
-                "SELECT st.relid, st.refresh_mode, st.schedule, st.status, \
+                // (A FULL stream table that consumes changes is scheduled
+                // like a differential one: it has work only when a source
+                // changed, or when it owes a FULL refresh.)
+                "SELECT st.relid, CASE WHEN st.consumes_changes AND st.refresh_mode OPERATOR(pg_catalog.=) 'full' \
+                                  THEN 'differential' ELSE st.refresh_mode END, st.schedule, st.status, \
                         (extract(epoch FROM st.last_refresh_at) * 1000)::int8, \
                         (extract(epoch FROM st.next_retry_at) * 1000)::int8, st.consecutive_errors, \
                         ARRAY(SELECT s.source_relid FROM pgtrickle.pgt_sources s \
@@ -242,8 +246,9 @@ fn load() -> PgtResult<Option<Vec<Loaded>>> {
     Ok(Some(loaded))
 }
 
-/// Does a DIFFERENTIAL stream table have anything to apply: a full refresh
-/// owed, or committed change rows its frontier has not covered?
+/// Does a DIFFERENTIAL stream table (or a FULL one that consumes changes)
+/// have anything to apply: a full refresh owed, or committed change rows
+/// its frontier has not covered?
 fn has_pending(relid: pg_sys::Oid) -> PgtResult<bool> {
     let Some(st) = stream_tables::get(relid)? else { return Ok(false) };
     let Some(frontier) = st.frontier.as_ref().filter(|_| !st.needs_full && st.consumes_changes) else {

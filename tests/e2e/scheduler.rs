@@ -72,9 +72,23 @@ fn schedules_fire_and_commits_wake_the_scheduler() {
          CREATE MATERIALIZED VIEW every WITH (pgtrickle.stream, pgtrickle.refresh_mode = full,
              pgtrickle.schedule = '1s') AS SELECT g, count(*) AS n FROM t GROUP BY g;
          CREATE MATERIALIZED VIEW manual WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential)
-             AS SELECT id, v FROM t;",
+             AS SELECT id, v FROM t;
+         CREATE MATERIALIZED VIEW idle WITH (pgtrickle.stream, pgtrickle.schedule = '1s')
+             AS SELECT a.g, b.v FROM t a JOIN t b ON b.id = a.g;",
     )
     .unwrap();
+    let idle_mode: String =
+        c.query_one("SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'idle'", &[]).unwrap().get(0);
+    assert_eq!(idle_mode, "full", "auto falls back to FULL: the select list has no primary key");
+    let idle_query = "SELECT a.g, b.v FROM t a JOIN t b ON b.id = a.g";
+    let idle_refreshes = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE relid = 'idle'::regclass AND trigger = 'scheduled'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
     wait_until(&mut c, "the scheduler", &scheduler_running_sql(db), 10);
     c.batch_execute("INSERT INTO t SELECT i, i % 5, i FROM generate_series(1001, 1020) i").unwrap();
     wait_until(&mut c, "asap to catch up", &differs_sql("asap", "SELECT id, v FROM t WHERE v % 2 = 0"), 10);
@@ -84,7 +98,25 @@ fn schedules_fire_and_commits_wake_the_scheduler() {
         &differs_sql("every", "SELECT g, count(*) FROM t GROUP BY g"),
         10,
     );
-    thread::sleep(Duration::from_millis(1500));
+    wait_until(&mut c, "idle to catch up", &differs_sql("idle", idle_query), 10);
+    // Nothing changes from here: the FULL stream table that consumes
+    // changes is not refreshed again, the one asked to be FULL is.
+    let (idle_before, every_before) = (idle_refreshes(&mut c), {
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE relid = 'every'::regclass", &[])
+            .unwrap()
+            .get(0);
+        n
+    });
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(idle_refreshes(&mut c), idle_before, "no source changed: no scheduled refresh");
+    let every_after: i64 = c
+        .query_one("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE relid = 'every'::regclass", &[])
+        .unwrap()
+        .get(0);
+    assert!(every_after >= every_before + 2, "pgtrickle.refresh_mode = full recomputes on every tick");
+    c.batch_execute("UPDATE t SET v = v + 1 WHERE id = 3").unwrap();
+    wait_until(&mut c, "idle to follow a change", &differs_sql("idle", idle_query), 10);
     let manual: i64 = c.query_one("SELECT count(*) FROM manual", &[]).unwrap().get(0);
     assert_eq!(manual, 1000, "a stream table without a schedule is refreshed only by hand");
     let scheduled: i64 = c

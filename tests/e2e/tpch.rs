@@ -527,7 +527,8 @@ fn tpch_benchmark() {
             let last = c
                 .query_one(&format!("SELECT mode, message FROM pgtrickle.refresh_history('d{n}', 1)"), &[])
                 .unwrap();
-            let applied: String = match (last.get::<_, String>(0), last.get::<_, Option<String>>(1)) {
+            let last_message = last.get::<_, Option<String>>(1);
+            let applied: String = match (last.get::<_, String>(0), &last_message) {
                 (mode, Some(why)) if mode == "full" => format!("full (fallback: {why})"),
                 (mode, _) => mode,
             };
@@ -538,7 +539,12 @@ fn tpch_benchmark() {
                 format!("{full:.1}"),
                 format!("{diff:.1}"),
                 format!("{:.2}", full / diff),
-                if mode == "differential" { applied } else { format!("full: {}", why.unwrap_or_default()) },
+                match (mode.as_str(), last_message) {
+                    ("differential", _) => applied,
+                    // (A FULL stream table whose tables did not change.)
+                    (_, Some(skipped)) => format!("full, {skipped}; {}", why.unwrap_or_default()),
+                    _ => format!("full: {}", why.unwrap_or_default()),
+                },
             ];
             table.push(row);
         }
