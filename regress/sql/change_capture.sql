@@ -99,7 +99,7 @@ SELECT changes_consumed FROM pgtrickle.pgt_refresh_history WHERE relid = 'cap'::
 
 -- TRUNCATE marks the consumers for a full refresh.
 TRUNCATE other;
-SELECT relid::regclass, needs_full FROM pgtrickle.pgt_stream_tables WHERE consumes_changes ORDER BY 1::text;
+SELECT relid::regclass, needs_full FROM pgtrickle.pgt_stream_tables WHERE consumes_changes ORDER BY relid::regclass::text;
 REFRESH MATERIALIZED VIEW cap;
 SELECT needs_full FROM pgtrickle.pgt_stream_tables WHERE relid = 'cap'::regclass;
 

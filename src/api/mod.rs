@@ -119,6 +119,9 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 plan.algebraic.is_some() && st.effective_mode != crate::catalog::options::RefreshMode::Full;
             let join = plan.algebraic.as_ref().and_then(|a| a.join.as_ref()).filter(|_| algebraic);
             let sliced = plan.algebraic.as_ref().and_then(|a| a.slices.as_ref()).filter(|_| algebraic);
+            // (A multiset over several tables reads its rows the same ways.)
+            let join = join.or(plan.multiset.as_ref().and_then(|m| m.join.as_ref()));
+            let sliced = sliced.or(plan.multiset.as_ref().and_then(|m| m.slices.as_ref()));
             let (over, kinds) = if join.is_some() {
                 (" over an inner join", "count/sum/avg")
             } else if sliced.is_some() {
@@ -139,7 +142,8 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             } else if plan.rows.is_some() && plan.shape == crate::dvm::analysis::Shape::Rows {
                 "delta: filter/projection of one table keyed by its primary key: the changed rows' old and new images counted and applied (differential refresh; immediate maintenance recomputes the keys)".to_string()
             } else {
-                let how = if plan.rows.is_some() { "delta" } else { "key recompute" };
+                let how =
+                    if plan.rows.is_some() || plan.multiset.is_some() { "delta" } else { "key recompute" };
                 format!("{how}: {}", plan.shape.as_str())
             };
             let strategy = if sliced.is_some() {
@@ -201,6 +205,8 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 "row identity".into(),
                 Some(if plan.shape == crate::dvm::analysis::Shape::Keyless {
                     "none: all columns, with multiplicity (rows computed from the changed rows)".to_string()
+                } else if plan.shape == crate::dvm::analysis::Shape::Multiset {
+                    "none: all columns, with multiplicity (the rows the changes add and remove)".to_string()
                 } else if plan.key.is_empty() {
                     "none (at most one row)".to_string()
                 } else if plan.shape == crate::dvm::analysis::Shape::UnionAll {
@@ -232,7 +238,31 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             } else {
                 None
             };
-            let apply = if plan.rows.is_some() {
+            let apply = if let Some(m) = &plan.multiset {
+                // Every table's change rows, read from its change buffer
+                // in the refresh's window (a refresh reads those of the
+                // tables that changed; one read whole recomputes all).
+                let mut read = Vec::new();
+                for source in m.tables().into_iter().filter(|s| !plan.full_on.contains(s)) {
+                    read.push((source, m.columns_of(source), crate::cdc::buffer::rows_sql(source)?));
+                }
+                let changes: Vec<crate::dvm::join_totals::Changes> = read
+                    .iter()
+                    .map(|(source, attnums, rows)| crate::dvm::join_totals::Changes {
+                        source: *source,
+                        attnums,
+                        rows: crate::dvm::algebraic::ChangeRows::Window {
+                            rows,
+                            window: "/* in the refresh's window */ true",
+                        },
+                    })
+                    .collect();
+                let owner = sys::relation_owner(relid)?;
+                sys::as_restricted_role(owner, || {
+                    crate::dvm::keyless::multiset_apply_sql(relid, &plan, &changes, None)
+                })?
+                .unwrap_or_default()
+            } else if plan.rows.is_some() {
                 // The changed rows, read from the change buffer in the
                 // refresh's window.
                 let source =

@@ -152,9 +152,15 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
                 AND (c.relname OPERATOR(pg_catalog.=) $2 OR c.relname OPERATOR(pg_catalog.~) ('^' OPERATOR(pg_catalog.||) $2 OPERATOR(pg_catalog.||) '_[0-9]+$'))",
 &[relid.into(), name.clone().into()],
 )?;
-    for index in existing {
-        Spi::run(&format!("DROP INDEX {schema}.{index}"))?;
-    }
+    // (Dropped as the extension's owner: the stream table's owner, whose
+    // role this runs in, may not even have USAGE on the stream table's
+    // schema; dropping runs no code of the owner's.)
+    sys::as_extension_owner(|| {
+        for index in &existing {
+            Spi::run(&format!("DROP INDEX {schema}.{index}"))?;
+        }
+        Ok(())
+    })?;
     // Running totals for algebraic aggregates (DIFFERENTIAL or IMMEDIATE).
     dvm::algebraic::sync(relid, differential)?;
     if !differential {
@@ -182,7 +188,7 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     // not lead the unique index. A UNION ALL has no unique key (two
     // branches can produce equal rows): only these indexes.
     let mut indexed: Vec<Vec<String>> = Vec::new();
-    if plan.shape == dvm::analysis::Shape::Keyless {
+    if matches!(plan.shape, dvm::analysis::Shape::Keyless | dvm::analysis::Shape::Multiset) {
         // A multiset without a key: rows are looked up by their first
         // columns that btree can index (up to 8; `true` when none can,
         // which still marks the stream table as a multiset).
@@ -402,6 +408,23 @@ pub fn reresolve_mode(
         (Ok(_), _) => RefreshMode::Differential,
         (Err(_), _) => RefreshMode::Full,
     };
+    // A FULL stream table created before FULL ones consumed changes, or
+    // whose query changed what it reads: consume them now, or stop.
+    if desired == RefreshMode::Full && st.effective_mode == RefreshMode::Full {
+        let sources = stream_tables::sources_of(relid)?;
+        let consumes = consumes_changes(relid, &st.settings, desired, &sources)?;
+        if consumes != st.consumes_changes {
+            sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
+            if consumes {
+                cdc::consumers::attach(relid)?;
+            } else {
+                cdc::consumers::cleanup()?;
+            }
+            let st = stream_tables::get(relid)?
+                .ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
+            return Ok((st, Some(analysis)));
+        }
+    }
     if desired == st.effective_mode {
         // Same mode, but maintained differently (a primary key dropped or
         // added, a column's type changed, ...): set up the buffers, the key

@@ -86,8 +86,9 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
         return Ok(());
     }
     let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
-    // IMMEDIATE running totals over a join must know when one statement
-    // writes several of its sources (cdc::statements).
+    // IMMEDIATE running totals over a join (and multisets over several
+    // tables) must know when one statement writes several of its sources
+    // (cdc::statements).
     let immediate = crate::catalog::sys::kept_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
                          WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'immediate')",
@@ -98,7 +99,9 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     // INSERTs are applied from the new rows alone when no other statement
     // overlaps (dvm::inserted).
     let tracks_statements = immediate
-        && (crate::dvm::algebraic::is_join_totals(&plan) || crate::dvm::inserted::eligible(&plan).is_some());
+        && (crate::dvm::algebraic::is_join_totals(&plan)
+            || plan.multiset.is_some()
+            || crate::dvm::inserted::eligible(&plan).is_some());
     // IMMEDIATE stream tables an IMMEDIATE one reads hand it their changes
     // (not through a buffer, so not among the captured sources below):
     // wait for their maintainers in flight, and make every backend read

@@ -33,6 +33,64 @@ pub struct Plan {
     /// A subquery in an expression aggregates (GROUP BY, an aggregate,
     /// DISTINCT): affected keys may be pushed into it (see dvm::pushdown).
     pub pushdown: bool,
+    /// For [`Shape::Multiset`]: the query's rows as signed rows of an
+    /// inner join or of slices.
+    pub multiset: Option<Multiset>,
+}
+
+/// The rows of a filter and projection over several tables (or with
+/// subqueries) as the signed rows the changes add to them: the change
+/// terms of an inner join (see join_totals) or the touched slices now and
+/// before (see slices), their grouping columns `__k<n>` the select list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Multiset {
+    pub join: Option<super::join_totals::JoinTotals>,
+    pub slices: Option<super::slices::SliceTotals>,
+}
+
+impl Multiset {
+    /// The tables the rows read, each once, in order.
+    pub fn tables(&self) -> Vec<pg_sys::Oid> {
+        rows_tables(self.join.as_ref(), self.slices.as_ref())
+    }
+
+    /// The columns of `source` its change rows must carry.
+    pub fn columns_of(&self, source: pg_sys::Oid) -> Vec<i16> {
+        rows_columns(self.join.as_ref(), self.slices.as_ref(), source)
+    }
+}
+
+/// The tables of an inner join's or slices' rows, each once, in order.
+fn rows_tables(
+    join: Option<&super::join_totals::JoinTotals>,
+    slices: Option<&super::slices::SliceTotals>,
+) -> Vec<pg_sys::Oid> {
+    let all: Vec<pg_sys::Oid> = match (join, slices) {
+        (Some(jt), _) => jt.tables.iter().map(|(_, relid, _)| *relid).collect(),
+        (None, Some(st)) => st.refs.iter().map(|r| r.relid).collect(),
+        (None, None) => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for relid in all {
+        if !out.contains(&relid) {
+            out.push(relid);
+        }
+    }
+    out
+}
+
+/// The columns of `source` the change rows of an inner join's or slices'
+/// rows must carry.
+fn rows_columns(
+    join: Option<&super::join_totals::JoinTotals>,
+    slices: Option<&super::slices::SliceTotals>,
+    source: pg_sys::Oid,
+) -> Vec<i16> {
+    match (join, slices) {
+        (Some(jt), _) => super::join_totals::columns_of(jt, source),
+        (None, Some(st)) => super::slices::columns_of(st, source),
+        (None, None) => Vec::new(),
+    }
 }
 
 /// `ORDER BY` output columns `LIMIT n`.
@@ -160,6 +218,9 @@ impl Plan {
         if let Some(rows) = &self.rows {
             needed.extend(rows.attnums.iter().copied());
         }
+        if let Some(m) = &self.multiset {
+            needed.extend(m.columns_of(source));
+        }
         if let Some(alg) = self.algebraic.as_ref().filter(|a| a.over_rows()) {
             needed.extend(alg.rows_columns(source));
         } else if let Some(alg) = &self.algebraic {
@@ -254,6 +315,12 @@ pub enum Shape {
     /// maintained from the changed rows alone (their old and new images
     /// projected, counted, and deleted or inserted that many times).
     Keyless,
+    /// A filter and projection over several tables, or with subqueries,
+    /// whose select list lacks a table's primary key: the stream table is
+    /// a multiset, maintained from the signed rows the changes add to the
+    /// query ([`Multiset`]), counted per image and deleted or inserted
+    /// that many times.
+    Multiset,
     /// `UNION ALL` of branches that are each a Rows, Groups or Distinct
     /// shape: the key holds every branch's key columns (table references
     /// of different branches have different ids). Rows of two branches may
@@ -275,6 +342,10 @@ impl Shape {
             }
             Shape::Scalar => "aggregate without GROUP BY: one row, recomputed when a source changes",
             Shape::Keyless => "filter/projection of one table without a key: changed rows counted and applied, copies included",
+            Shape::Multiset => {
+                "filter/projection of several tables or with subqueries, without every table's key: \
+                 the rows the changes add and remove counted per image and applied, copies included"
+            }
             Shape::UnionAll => {
                 "UNION ALL of keyed branches: rows found through each branch's key, compared whole with their multiplicity"
             }
@@ -368,6 +439,11 @@ struct QueryFacts {
     /// For aggregates over rows of several tables or with subqueries: the
     /// query read for running totals over slices (see dvm::slices).
     slice_graph: Option<super::slices::Graph>,
+    /// For a filter and projection of several tables or with subqueries:
+    /// its rows as an inner join's (see join_totals) or as slices' (see
+    /// slices), every output a grouping column (see [`Multiset`]).
+    rows_join: Option<super::join_totals::JoinTotals>,
+    rows_graph: Option<super::slices::Graph>,
     /// The stored query has a LIMIT.
     limited: bool,
     /// Table references inside subqueries in expressions (EXISTS, IN,
@@ -534,28 +610,13 @@ impl Algebraic {
     /// Over the rows of several tables: those tables, each once, in
     /// order; none over one table.
     pub fn rows_tables(&self) -> Vec<pg_sys::Oid> {
-        let all: Vec<pg_sys::Oid> = match (&self.join, &self.slices) {
-            (Some(jt), _) => jt.tables.iter().map(|(_, relid, _)| *relid).collect(),
-            (None, Some(st)) => st.refs.iter().map(|r| r.relid).collect(),
-            (None, None) => Vec::new(),
-        };
-        let mut out = Vec::new();
-        for relid in all {
-            if !out.contains(&relid) {
-                out.push(relid);
-            }
-        }
-        out
+        rows_tables(self.join.as_ref(), self.slices.as_ref())
     }
 
     /// Over the rows of several tables: the columns of `source` its change
     /// rows must carry.
     pub fn rows_columns(&self, source: pg_sys::Oid) -> Vec<i16> {
-        match (&self.join, &self.slices) {
-            (Some(jt), _) => super::join_totals::columns_of(jt, source),
-            (None, Some(st)) => super::slices::columns_of(st, source),
-            (None, None) => Vec::new(),
-        }
+        rows_columns(self.join.as_ref(), self.slices.as_ref(), source)
     }
 
     /// Argument number `n`.
@@ -1367,6 +1428,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             output_attnums: Vec::new(),
             join_totals: None,
             slice_graph: None,
+            rows_join: None,
+            rows_graph: None,
             limited: !top.limitCount.is_null() || !top.limitOffset.is_null(),
             sub_relations: Vec::new(),
             topk: None,
@@ -1523,6 +1586,27 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         }
         if over_rows && f.join_totals.is_none() {
             f.slice_graph = super::slices::read(q, &join_outputs);
+        }
+        // A filter and projection of several tables or with subqueries:
+        // its rows, as signed rows of a join or of slices (used when the
+        // select list lacks a table's primary key).
+        if base == 0 && single.is_none() && plain && top.limitCount.is_null() && top.limitOffset.is_null() {
+            let outputs: Vec<super::join_totals::Output> = list_ptrs::<pg_sys::TargetEntry>(top.targetList)
+                .into_iter()
+                .filter(|tle| !(**tle).resjunk)
+                .enumerate()
+                .map(|(i, tle)| super::join_totals::Output {
+                    name: format!("__k{}", i + 1),
+                    grouped: true,
+                    expr: (*tle).expr as *mut pg_sys::Node,
+                })
+                .collect();
+            if f.relations.len() > 1 && !top.hasSubLinks {
+                f.rows_join = super::join_totals::read(q, &outputs);
+            }
+            if f.rows_join.is_none() {
+                f.rows_graph = super::slices::read(q, &outputs);
+            }
         }
         // The WHERE clause of a query over one table, as SQL over alias `b`.
         if let [(1, relid, _)] = f.relations.as_slice() {
@@ -1981,7 +2065,7 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
     // the extension's owner), or row level security applies to the owner
     // on a source, the query is maintained by recomputing affected keys
     // from the tables instead (as the owner, policies applied).
-    if plan.algebraic.is_some() || plan.rows.is_some() {
+    if plan.algebraic.is_some() || plan.rows.is_some() || plan.multiset.is_some() {
         let (reads_buffers, row_security) = owner_reads(relid, &plan.sources())?;
         if row_security || (!immediate && !reads_buffers) {
             f.no_totals = true;
@@ -2133,20 +2217,15 @@ fn totals_parts(f: &QueryFacts) -> Option<TotalsParts> {
     Some((aggregates, arguments, derived))
 }
 
-/// Running totals over slices (see dvm::slices), when the query reads
-/// them and some changed table can be followed into them; and the tables
-/// it reads whole that are dimensions of the slices (see
-/// slices::dimensions).
-fn slice_plan(
-    f: &QueryFacts,
+/// The slices of a query read as `graph` (see slices::chain): its
+/// references, chained or not, with their tables' primary keys (of
+/// built-in types, else none), and the tables it reads whole (see
+/// slices::read_whole). None when no reference may be the root, or when
+/// every change would recompute the whole query.
+fn slices_of(
+    graph: &super::slices::Graph,
     primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
-) -> PgtResult<Option<(Plan, Vec<pg_sys::Oid>)>> {
-    let Some(graph) = &f.slice_graph else { return Ok(None) };
-    // (A LIMIT that is not ORDER BY ... LIMIT n is refused elsewhere.)
-    if f.no_totals || f.volatile || !f.branches.is_empty() || (f.limited && f.topk.is_none()) {
-        return Ok(None);
-    }
-    let Some((aggregates, arguments, derived)) = totals_parts(f) else { return Ok(None) };
+) -> PgtResult<Option<(super::slices::SliceTotals, Vec<pg_sys::Oid>)>> {
     let mut keys: std::collections::HashMap<pg_sys::Oid, Vec<i16>> = Default::default();
     for r in &graph.refs {
         if !keys.contains_key(&r.relid) {
@@ -2176,6 +2255,63 @@ fn slice_plan(
     if st.refs.iter().all(|r| full_on.contains(&r.relid)) {
         return Ok(None); // every change would recompute the whole query
     }
+    Ok(Some((st, full_on)))
+}
+
+/// A filter and projection that no keyed shape maintains (a table's
+/// primary key is not in the select list, or a table has none), as a
+/// multiset (see [`Multiset`]): the rows of an inner join of tables, or of
+/// slices. None when the query is neither.
+fn multiset_plan(
+    f: &QueryFacts,
+    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
+) -> PgtResult<Option<Plan>> {
+    if f.no_totals || f.volatile || !f.branches.is_empty() || f.limited {
+        return Ok(None);
+    }
+    let (multiset, tables, full_on) = match (&f.rows_join, &f.rows_graph) {
+        (Some(jt), _) => {
+            let tables = jt.tables.iter().map(|(index, relid, _)| (*index, *relid)).collect();
+            (Multiset { join: Some(jt.clone()), slices: None }, tables, Vec::new())
+        }
+        (None, Some(graph)) => match slices_of(graph, primary_key)? {
+            Some((st, full_on)) => {
+                let tables = st.refs.iter().map(|r| (r.id, r.relid)).collect();
+                (Multiset { join: None, slices: Some(st) }, tables, full_on)
+            }
+            None => return Ok(None),
+        },
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Plan {
+        shape: Shape::Multiset,
+        key: Vec::new(),
+        reads_stream_tables: false,
+        join: Some(JoinGraph { tables, edges: Vec::new() }),
+        algebraic: None,
+        rows: None,
+        topk: None,
+        full_on,
+        pushdown: false,
+        multiset: Some(multiset),
+    }))
+}
+
+/// Running totals over slices (see dvm::slices), when the query reads
+/// them and some changed table can be followed into them; and the tables
+/// it reads whole that are dimensions of the slices (see
+/// slices::dimensions).
+fn slice_plan(
+    f: &QueryFacts,
+    primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
+) -> PgtResult<Option<(Plan, Vec<pg_sys::Oid>)>> {
+    let Some(graph) = &f.slice_graph else { return Ok(None) };
+    // (A LIMIT that is not ORDER BY ... LIMIT n is refused elsewhere.)
+    if f.no_totals || f.volatile || !f.branches.is_empty() || (f.limited && f.topk.is_none()) {
+        return Ok(None);
+    }
+    let Some((aggregates, arguments, derived)) = totals_parts(f) else { return Ok(None) };
+    let Some((st, full_on)) = slices_of(graph, primary_key)? else { return Ok(None) };
     let dimensions = super::slices::dimensions(graph, &st);
     let key = f
         .outputs
@@ -2213,6 +2349,7 @@ fn slice_plan(
         topk: None,
         full_on,
         pushdown: false,
+        multiset: None,
     };
     Ok(Some((plan, dimensions)))
 }
@@ -2261,6 +2398,7 @@ fn scalar(f: &QueryFacts) -> Plan {
         topk: None,
         full_on: Vec::new(),
         pushdown: false,
+        multiset: None,
     }
 }
 
@@ -2292,6 +2430,7 @@ fn union_all(
         topk: None,
         full_on: Vec::new(),
         pushdown: false,
+        multiset: None,
     }))
 }
 
@@ -2313,7 +2452,10 @@ fn decide(
         (Ok(plan), Some((sliced, dimensions))) if slices_win(&plan, &sliced, &dimensions) => sliced,
         (Err(_), Some((sliced, _))) => sliced,
         (Ok(plan), _) => plan,
-        (Err(why), None) => return Ok(Err(why)),
+        (Err(why), None) => match multiset_plan(f, primary_key)? {
+            Some(plan) => plan,
+            None => return Ok(Err(why)),
+        },
     };
     if let Some(topk) = &f.topk {
         if plan.key.is_empty() || plan.shape == Shape::UnionAll {
@@ -2412,6 +2554,7 @@ fn decide_shape(
         topk: None,
         full_on: Vec::new(),
         pushdown: false,
+        multiset: None,
     };
     // Grouped rows over a join, keyed by columns of one table reference.
     let over_join = |key: Vec<KeyColumn>| -> PgtResult<Result<Plan, Unsupported>> {
@@ -2497,6 +2640,7 @@ fn decide_shape(
             topk: None,
             full_on,
             pushdown: false,
+            multiset: None,
         }))
     };
     if f.has_aggs || f.has_group {
@@ -2548,6 +2692,7 @@ fn decide_shape(
                 topk: None,
                 full_on: Vec::new(),
                 pushdown: false,
+                multiset: None,
             }));
         }
         // Over an inner join with count/sum/avg only: running totals.
@@ -2576,6 +2721,7 @@ fn decide_shape(
             topk: None,
             full_on: Vec::new(),
             pushdown: false,
+            multiset: None,
         }));
     }
     // Rows: every table reference's primary key must be in the output.
@@ -2599,6 +2745,7 @@ fn decide_shape(
             topk: None,
             full_on: Vec::new(),
             pushdown: false,
+            multiset: None,
         })
     };
     let mut key = Vec::new();
@@ -2695,6 +2842,7 @@ fn decide_shape(
         topk: None,
         full_on,
         pushdown: false,
+        multiset: None,
     }))
 }
 
@@ -2746,6 +2894,8 @@ mod tests {
             output_attnums: vec![],
             join_totals: None,
             slice_graph: None,
+            rows_join: None,
+            rows_graph: None,
             limited: false,
             sub_relations: Vec::new(),
             topk: None,
@@ -2783,6 +2933,43 @@ mod tests {
         assert!(no_pk.0.contains("no primary key"));
         let pk_not_selected = decide(&facts(), |_| Ok(vec![2])).unwrap().unwrap_err();
         assert!(pk_not_selected.0.contains("does not include"));
+    }
+
+    #[test]
+    fn joins_without_every_key_are_multisets() {
+        // T joined to U, U's key not selected: the rows of the join.
+        let joined = || {
+            let mut f = facts();
+            f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+            f.rows_join = Some(super::super::join_totals::JoinTotals {
+                select_sql: "SELECT ...".into(),
+                tables: vec![(1, T, vec![1, 3]), (2, U, vec![1, 2])],
+            });
+            f
+        };
+        let plan = decide(&joined(), pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Multiset);
+        assert!(plan.key.is_empty());
+        assert_eq!(plan.sources(), vec![T, U]);
+        assert_eq!(plan.captured_columns(U), vec![1, 2], "the columns the join reads");
+        assert!(plan.full_on.is_empty());
+        // A keyed shape is kept when there is one.
+        let mut keyed = joined();
+        keyed.outputs.push((Some((2, 1)), 0));
+        keyed.aggregates.push(None);
+        keyed.derived.push(None);
+        assert_eq!(decide(&keyed, pk1).unwrap().unwrap().shape, Shape::Rows);
+        // Never with volatile functions, a LIMIT, or rows its owner may not
+        // read from the buffers (no_totals).
+        for spoil in [
+            (|f: &mut QueryFacts| f.volatile = true) as fn(&mut QueryFacts),
+            |f| f.limited = true,
+            |f| f.no_totals = true,
+        ] {
+            let mut g = joined();
+            spoil(&mut g);
+            assert!(decide(&g, pk1).unwrap().is_err());
+        }
     }
 
     #[test]

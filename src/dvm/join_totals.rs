@@ -71,7 +71,9 @@ impl Output {
 /// Read a grouped query over an inner join of plain tables (no subquery in
 /// FROM or in expressions, no HAVING, DISTINCT, LIMIT or window) as a
 /// [`JoinTotals`]; `outputs` are the select list's grouping columns and
-/// aggregate arguments. None when the query is not such a join.
+/// aggregate arguments. Also a filter and projection of such a join, whose
+/// outputs are all given as grouping columns. None when the query is not
+/// such a join.
 ///
 /// # Safety
 /// `q` must be the analyzed stored query of an open relation.
@@ -83,7 +85,10 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
         // (The stored query's own ORDER BY ... LIMIT is the analysis's
         // TopK, outside the totals.)
         let limited = !top.limitCount.is_null() && top.limitOffset.is_null();
-        if !top.hasAggs || !(plain_select(top) || limited && plain_select_but_limit(top)) {
+        // Aggregates, or the rows of a filter and projection (every output
+        // a grouping column; see analysis::Multiset).
+        let rows = !top.hasAggs && top.groupClause.is_null() && outputs.iter().all(|o| o.grouped);
+        if !(top.hasAggs || rows) || !(plain_select(top) || limited && plain_select_but_limit(top)) {
             return None;
         }
         let exprs = output_exprs(q, outputs);

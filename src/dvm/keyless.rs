@@ -18,7 +18,7 @@
 
 use pgrx::pg_sys;
 
-use super::algebraic::ChangeRows;
+use super::algebraic::{ChangeRows, WindowChanges};
 use super::analysis::Plan;
 use super::key_recompute::{output_columns, returning};
 use crate::cdc::buffer;
@@ -44,11 +44,34 @@ pub fn apply_sql(
     }
     let outputs: Vec<String> =
         rows.outputs.iter().zip(&columns).map(|(e, c)| format!("{e} AS {c}")).collect();
+    let filter = rows.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    signed_rows_apply_sql(
+        relid,
+        &columns,
+        &format!("b AS ({changes})"),
+        &format!("SELECT {}, b.__sign AS __pgt_sign FROM b{filter}", outputs.join(", ")),
+        capture,
+    )
+}
+
+/// The statement applying signed rows to a multiset stream table: `chg`
+/// selects rows of its `columns` (quoted names, in order) and their sign
+/// `__pgt_sign`, reading the WITH queries `withs`. The rows are counted per
+/// image (the row as text): an image whose count is `n > 0` is inserted
+/// `n` times, one whose count is `-n` has `n` of its copies deleted (by
+/// `ctid`). Returns the counts of rows deleted and inserted, or with
+/// `capture` the rows as key recompute's apply does.
+fn signed_rows_apply_sql(
+    relid: pg_sys::Oid,
+    columns: &[String],
+    withs: &str,
+    chg: &str,
+    capture: Option<&[String]>,
+) -> PgtResult<String> {
     let image = format!(
         "ROW({})::pg_catalog.text",
         columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
     );
-    let filter = rows.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     // Rows of the stream table are found through the first column of its
     // index (NULL or equal), then compared whole.
@@ -61,8 +84,8 @@ pub fn apply_sql(
     let (returning_old, returning_new, result) = returning(capture);
     let new_cols: Vec<String> = columns.iter().map(|c| format!("n.{c}")).collect();
     Ok(format!(
-        "WITH b AS ({changes}),\n\
-         chg AS (SELECT {outputs}, b.__sign AS __pgt_sign FROM b{filter}),\n\
+        "WITH {withs},\n\
+         chg AS ({chg}),\n\
          net AS MATERIALIZED (SELECT x.* FROM (SELECT DISTINCT ON (c.__pgt_img) c.*, \
              pg_catalog.sum(c.__pgt_sign) OVER (PARTITION BY c.__pgt_img) AS __pgt_n \
              FROM (SELECT c.*, {image} AS __pgt_img FROM chg AS c) c) x WHERE x.__pgt_n OPERATOR(pg_catalog.<>) 0),\n\
@@ -76,10 +99,80 @@ pub fn apply_sql(
              WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0 AND (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0 \
              RETURNING {returning_new})\n\
          {result}",
-        outputs = outputs.join(", "),
         cols = columns.join(", "),
         new_cols = new_cols.join(", "),
     ))
+}
+
+/// A multiset over several tables or with subqueries ([`Shape::Multiset`]):
+/// the statement applying the signed rows that the change rows `changes`
+/// add to the query's rows; None when no table of the query changed.
+pub fn multiset_apply_sql(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    changes: &[super::join_totals::Changes],
+    capture: Option<&[String]>,
+) -> PgtResult<Option<String>> {
+    let m = plan.multiset.as_ref().ok_or_else(|| PgtError::Internal("no multiset rows".into()))?;
+    let delta = match (&m.join, &m.slices) {
+        (Some(jt), _) => super::join_totals::delta_sql(jt, changes)?,
+        (None, Some(st)) => super::slices::delta_sql(st, changes)?,
+        (None, None) => None,
+    };
+    let Some(delta) = delta else { return Ok(None) };
+    let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
+    // (The rows' columns `__k<n>` are the select list, in order.)
+    let outputs: Vec<String> =
+        columns.iter().enumerate().map(|(i, c)| format!("d.__k{} AS {c}", i + 1)).collect();
+    Ok(Some(signed_rows_apply_sql(
+        relid,
+        &columns,
+        &format!("d AS ({delta})"),
+        &format!("SELECT {}, d.__sign AS __pgt_sign FROM d", outputs.join(", ")),
+        capture,
+    )?))
+}
+
+/// A multiset over several tables or with subqueries: the window's changes
+/// of every table its rows read, counted (one row per statement and action
+/// is summed, no change row is read).
+pub fn window_changes(plan: &Plan, snapshot: &RefreshSnapshot, window: &str) -> PgtResult<Vec<WindowChanges>> {
+    let Some(m) = plan.multiset.as_ref() else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for source in m.tables() {
+        let count = buffer::count_in(source, snapshot, window)?;
+        out.push(WindowChanges { source, attnums: m.columns_of(source), rows: buffer::rows_sql(source)?, count });
+    }
+    Ok(out)
+}
+
+/// A multiset over several tables or with subqueries: apply the window's
+/// changes (a differential refresh); returns the rows deleted and inserted.
+pub fn apply_multiset_window(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+    window: &str,
+    changes: &[WindowChanges],
+) -> PgtResult<(i64, i64)> {
+    let changed: Vec<super::join_totals::Changes> = changes
+        .iter()
+        .filter(|c| c.count > 0)
+        .map(|c| super::join_totals::Changes {
+            source: c.source,
+            attnums: &c.attnums,
+            rows: ChangeRows::Window { rows: &c.rows, window },
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok((0, 0));
+    }
+    super::key_recompute::run_apply(relid, snapshot, &|capture| {
+        let sql = multiset_apply_sql(relid, plan, &changed, capture)?
+            .ok_or_else(|| PgtError::Internal("changed tables the rows do not read".into()))?;
+        pgrx::debug2!("pg_trickle: applying the rows the changes add and remove: {sql}");
+        Ok(sql)
+    })
 }
 
 /// The first column of the stream table's key index, if it has one on a

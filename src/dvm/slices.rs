@@ -485,8 +485,9 @@ unsafe fn plain_equality(
 
 /// Read an aggregate query (at its top: GROUP BY or aggregates, no HAVING,
 /// DISTINCT, window or WITH; `ORDER BY ... LIMIT` aside) as a [`Graph`];
-/// `outputs` are its grouping columns and aggregate arguments. None when
-/// some part of it cannot be read.
+/// `outputs` are its grouping columns and aggregate arguments. Also a
+/// filter and projection, whose outputs are all given as grouping columns.
+/// None when some part of it cannot be read.
 ///
 /// # Safety
 /// `q` is the analyzed stored query of an open relation.
@@ -495,7 +496,9 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
     // (palloc'd in the current memory context) and deparsed.
     unsafe {
         let top = &*q;
-        if !top.hasAggs && top.groupClause.is_null() {
+        // (Without aggregates: the rows of a filter and projection, every
+        // output given as a grouping column; see analysis::Multiset.)
+        if !top.hasAggs && top.groupClause.is_null() && !outputs.iter().all(|o| o.grouped) {
             return None;
         }
         // (ORDER BY ... LIMIT n is the plan's TopK.)

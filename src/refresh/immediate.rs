@@ -439,7 +439,7 @@ fn apply_changes(
     // Running totals over a join or slices: not while another statement on
     // one of its sources is pending (see cdc::statements), which leaves
     // the stream table to be recomputed whole when none is.
-    let over_rows = algebraic::is_join_totals(&p.plan);
+    let over_rows = algebraic::is_join_totals(&p.plan) || p.plan.multiset.is_some();
     if over_rows && !crate::cdc::statements::may_add_delta(relid, source, &p.plan.sources()) {
         return Ok(Vec::new());
     }
@@ -453,6 +453,32 @@ fn apply_changes(
             algebraic::rebuild_now(relid)?;
         }
         return Ok(rows);
+    }
+    // A multiset over several tables: the rows the statement's rows add
+    // and remove (joined to the other tables, or the rows of the slices it
+    // touches, after and before), counted per image and applied. Planned
+    // for each statement, as the terms of running totals over a join.
+    if let Some(m) = &p.plan.multiset {
+        let attnums = m.columns_of(source);
+        let changes = [crate::dvm::join_totals::Changes {
+            source,
+            attnums: &attnums,
+            rows: ChangeRows::Transition { old: transition.old, new: transition.new },
+        }];
+        return sys::as_restricted_role(p.owner, || {
+            with_window(relid, || {
+                let Some(sql) = crate::dvm::keyless::multiset_apply_sql(relid, &p.plan, &changes, capture)? else {
+                    return Ok(Vec::new());
+                };
+                transition::connect(|c| {
+                    let table = c.update(&sql, None, &[])?;
+                    if capture.is_none() {
+                        return Ok(Vec::new());
+                    }
+                    sys::text_rows(table)
+                })
+            })
+        });
     }
     // Running totals over a join or slices: the statement's rows joined to
     // the other tables (the rows of the slices it touches, before and

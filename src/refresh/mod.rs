@@ -161,7 +161,21 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         Some((plan, window)) => {
             // The window's change rows (counted, for running totals and
             // changed rows' images) or its affected keys, and its size.
-            let (affected, changes, groups) = if plan.rows.is_some() {
+            let (affected, changes, groups) = if plan.multiset.is_some() {
+                // A multiset over several tables: the counts are enough.
+                // (No keys are recomputed: the rows the changes add and
+                // remove are computed from them, so only the change count
+                // matters, as for running totals.)
+                let changes = dvm::keyless::window_changes(&plan, &snapshot, &window)?;
+                let count: i64 = changes.iter().map(|c| c.count).sum();
+                let affected = dvm::key_recompute::Affected {
+                    changes: count,
+                    keys: 0,
+                    groups: Vec::new(),
+                    join_values: Vec::new(),
+                };
+                (affected, changes, Vec::new())
+            } else if plan.rows.is_some() {
                 // Changed rows' images (one table): the count is enough.
                 let count = dvm::key_recompute::changes_in(&plan, &snapshot, &window)?;
                 // (Each changed row has one key: its count bounds theirs.)
@@ -259,6 +273,10 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         };
                         dvm::algebraic::drop_empty(relid, &plan, &groups)?;
                         counts
+                    } else if plan.multiset.is_some() {
+                        // The rows the changes add and remove, counted
+                        // per image.
+                        dvm::keyless::apply_multiset_window(relid, &plan, &snapshot, &window, &changes)?
                     } else if plan.rows.is_some() {
                         // From the changed rows alone (one table, with or
                         // without a key).
@@ -399,6 +417,27 @@ fn too_large(
             "{} changes exceed pg_trickle.differential_max_change_fraction of the source",
             affected.changes
         )));
+    }
+    // Over slices, a change touches at most one slice per chained
+    // reference: with more changes than that fraction of the root table's
+    // rows, most slices may be touched, and computing their rows now and
+    // before costs more than the query (TPC-H Q20: 15,000 changes, 10,000
+    // suppliers).
+    let slices = plan
+        .algebraic
+        .as_ref()
+        .and_then(|a| a.slices.as_ref())
+        .or(plan.multiset.as_ref().and_then(|m| m.slices.as_ref()));
+    if let Some(root) = slices.and_then(|st| st.refs.iter().find(|r| r.id == st.root)) {
+        let n = source_rows(root.relid)?;
+        if n >= 0.0 && affected.changes as f64 > fraction * n.max(1.0) {
+            return Ok(Some(format!(
+                "{} changes exceed pg_trickle.differential_max_change_fraction of the {} rows of {}, by whose slices they are applied",
+                affected.changes,
+                n as i64,
+                crate::catalog::lifecycle::relation_name(root.relid)?
+            )));
+        }
     }
     // With running totals an affected group costs an index update, not a
     // rescan: only the change count matters.

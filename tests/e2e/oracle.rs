@@ -15,6 +15,17 @@ use crate::fresh_db;
 
 /// (query, maintained differentially?)
 const CORPUS: &[(&str, bool)] = &[
+    // Filters and projections whose select list lacks a table's primary key
+    // (or over a table without one): multisets, from the rows the changes
+    // add and remove (an inner join's terms, or slices).
+    ("SELECT t1.k, t2.k AS k2 FROM t1 JOIN t2 ON t1.k = t2.k", true),
+    ("SELECT t1.g, t3.b FROM t1 JOIN t2 ON t2.k = t1.k JOIN t3 ON t3.a = t2.id", true),
+    ("SELECT t1.v, t2.note FROM t1 JOIN t2 ON t1.k = t2.k WHERE t1.v > 20 OR t2.note IS NULL", true),
+    ("SELECT a.k, b.v FROM t1 a JOIN t1 b ON a.k = b.k AND a.id < b.id", true),
+    ("SELECT t3.a, t3.b, t2.note FROM t3 JOIN t2 ON t2.k = t3.b", true),
+    ("SELECT k, v FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k AND t2.note IS NOT NULL)", true),
+    ("SELECT t2.k, t2.note FROM t2 WHERE t2.k > (SELECT count(*) FROM t1 WHERE t1.k = t2.id)", true),
+    ("SELECT g, coalesce(t2.note, '-') AS note FROM t1 LEFT JOIN t2 ON t2.id = t1.k", true),
     // Filters and projections keyed by the primary key.
     ("SELECT id, k, g, v FROM t1", true),
     ("SELECT id, v FROM t1 WHERE v > 50", true),
@@ -79,7 +90,7 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t.id, t.k FROM (SELECT id, k FROM t1 ORDER BY id LIMIT 5) t", false),
     ("SELECT id, v FROM (SELECT id, v, row_number() OVER (ORDER BY id) AS r FROM t1) s WHERE r > 2", false),
     ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT t1.id, r.n FROM t1, r", false),
-    ("SELECT t1.id, s.id AS id2 FROM t1 LEFT JOIN (SELECT id, k FROM t2 WHERE note IS NOT NULL) s ON s.k = t1.k", false),
+    ("SELECT t1.id, s.id AS id2 FROM t1 LEFT JOIN (SELECT id, k FROM t2 WHERE note IS NOT NULL) s ON s.k = t1.k",true),
     ("SELECT s.k, count(*) AS n FROM t1 LEFT JOIN (SELECT k, id FROM t2) s ON s.k = t1.k GROUP BY s.k", true),
     // Filters and projections of one table without a key in the select
     // list: a multiset, from the changed rows alone.
@@ -106,7 +117,7 @@ const CORPUS: &[(&str, bool)] = &[
     // Not maintained differentially yet: AUTO refreshes them in FULL.
     ("SELECT k * 2 AS k2, count(*) FROM t1 GROUP BY k * 2", false),
     ("SELECT id, v FROM t1 TABLESAMPLE SYSTEM (100) REPEATABLE (1)", false),
-    ("SELECT t1.id, t1.v, t2.note FROM t1 JOIN t2 ON t1.id = t2.id", false),
+    ("SELECT t1.id, t1.v, t2.note FROM t1 JOIN t2 ON t1.id = t2.id",true),
     // Inner joins keyed by the primary key of every joined table.
     ("SELECT t1.id, t2.id AS id2, t1.v, t2.note FROM t1 JOIN t2 ON t1.k = t2.k", true),
     ("SELECT t1.id, t2.id AS id2 FROM t1, t2 WHERE t1.k = t2.k AND t1.v > t2.id", true),
@@ -114,13 +125,13 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t2.id AS id2, x.id AS id3 FROM t1 JOIN t2 ON t1.k = t2.k JOIN t1 x ON x.g = t1.g AND x.id <> t1.id WHERE t1.v > 40", true),
     ("SELECT t1.id, t2.id AS id2 FROM t1 CROSS JOIN t2 WHERE t2.note IS NOT NULL AND t1.flag", true),
     ("SELECT id, t2.id AS id2, coalesce(note, g) AS label FROM t1 JOIN t2 USING (id)", true),
-    ("SELECT t1.id, t2.note FROM t1 LEFT JOIN t2 ON t1.k = t2.k", false),
+    ("SELECT t1.id, t2.note FROM t1 LEFT JOIN t2 ON t1.k = t2.k",true),
     // One LEFT/RIGHT JOIN of two tables, both primary keys selected.
     ("SELECT t1.id, t2.id AS id2, t2.note, t1.v FROM t1 LEFT JOIN t2 ON t1.k = t2.k", true),
     ("SELECT t2.id AS id2, t1.id, t1.g FROM t1 RIGHT JOIN t2 ON t2.k = t1.k AND t1.v > 20", true),
     ("SELECT a.id, b.id AS id2 FROM t1 a LEFT JOIN t1 b ON b.k = a.k AND b.id <> a.id WHERE a.flag", true),
     ("SELECT t1.k, count(t2.id) FROM t1 FULL JOIN t2 ON t1.k = t2.k GROUP BY t1.k", false),
-    ("SELECT t1.id, t2.id AS id2 FROM t1 LEFT JOIN t2 ON t2.k = t1.k WHERE t2.note IS NULL", false),
+    ("SELECT t1.id, t2.id AS id2 FROM t1 LEFT JOIN t2 ON t2.k = t1.k WHERE t2.note IS NULL",true),
     // One FULL JOIN of two tables, both primary keys selected.
     ("SELECT t1.id, t2.id AS id2, t1.v, t2.note FROM t1 FULL JOIN t2 ON t1.k = t2.k", true),
     ("SELECT a.id, b.id AS id2 FROM t1 a FULL JOIN t1 b ON a.k = b.k AND a.id < b.id AND b.v > 10", true),
@@ -135,7 +146,7 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT DISTINCT upper(g) AS ug FROM t1", false),
     ("SELECT id, (SELECT max(v) FROM t1 i WHERE i.k = o.k) AS mk FROM t1 o", true),
     ("SELECT g, count(*) FROM t1 GROUP BY g, k HAVING k > 1", false),
-    ("SELECT t2.k, t3.b FROM t2, t3 WHERE t2.k = t3.a", false),
+    ("SELECT t2.k, t3.b FROM t2, t3 WHERE t2.k = t3.a",true),
     ("SELECT k, jsonb_agg(id ORDER BY id) AS ids FROM t1 GROUP BY k", true),
     ("SELECT g, count(*) AS n FROM t1 WHERE k IS NULL GROUP BY g", true),
     ("SELECT id, v FROM t1 WHERE g = ANY (ARRAY['g1', 'g3'])", true),
@@ -445,6 +456,7 @@ fn run_seed_owned(seed: u64, rounds: usize, owner: Option<&str>) {
     }
     round(&mut c, &mut r, &mut next_id);
     let mut differential_count = 0;
+    let mut unexpected: Vec<String> = Vec::new();
     for (i, (query, differential)) in CORPUS.iter().enumerate() {
         let (as_owner, reset) = match owner {
             Some(role) => (format!("SET ROLE {role}; "), "; RESET ROLE"),
@@ -466,9 +478,12 @@ fn run_seed_owned(seed: u64, rounds: usize, owner: Option<&str>) {
         // alone, a filter without a key, is refreshed in FULL.)
         if owner.is_none() {
             let expected = if *differential { "differential" } else { "full" };
-            assert_eq!(mode, expected, "st_{i} ({query}) resolved to {mode}");
+            if mode != expected {
+                unexpected.push(format!("st_{i} ({query}) resolved to {mode}"));
+            }
         }
     }
+    assert!(unexpected.is_empty(), "modes other than expected:\n{}", unexpected.join("\n"));
     for n in 0..rounds {
         let log = round(&mut c, &mut r, &mut next_id);
         // Refresh in a random order, sometimes several in one transaction.
