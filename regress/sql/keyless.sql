@@ -43,4 +43,35 @@ ROLLBACK;
 DELETE FROM events WHERE at = 1;
 TABLE live ORDER BY at, kind;
 
+-- A join whose select list lacks a table's primary key: a multiset of the
+-- join's rows, copies included, from the rows the changes add and remove
+-- (DIFFERENTIAL and IMMEDIATE).
+CREATE TABLE kinds (kind text PRIMARY KEY, weight int);
+INSERT INTO kinds VALUES ('buy', 3), ('view', 1), ('click', 2);
+CREATE MATERIALIZED VIEW weighted WITH (pgtrickle.stream) AS
+SELECT e.at, k.weight FROM events e JOIN kinds k ON k.kind = e.kind;
+CREATE MATERIALIZED VIEW weighted_now WITH (pgtrickle.stream, pgtrickle.refresh_mode = 'immediate') AS
+SELECT e.at, k.weight FROM events e JOIN kinds k ON k.kind = e.kind;
+SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE name LIKE 'weighted%' ORDER BY name;
+INSERT INTO events VALUES (6, 'buy', NULL), (6, 'buy', NULL), (6, 'view', NULL);
+UPDATE kinds SET weight = 5 WHERE kind = 'buy';
+BEGIN;
+DELETE FROM events WHERE at = 6 AND kind = 'view';
+SELECT * FROM weighted_now WHERE at = 6 ORDER BY weight;
+ROLLBACK;
+-- One statement writing both tables: recomputed at its end.
+WITH k AS (UPDATE kinds SET weight = weight + 1 WHERE kind = 'view' RETURNING kind)
+INSERT INTO events SELECT 7, kind, NULL FROM k;
+REFRESH MATERIALIZED VIEW weighted;
+SELECT mode, rows_applied FROM pgtrickle.refresh_history('weighted', 1);
+TABLE weighted ORDER BY at, weight;
+SELECT count(*) AS differences FROM (
+    (TABLE weighted EXCEPT ALL SELECT e.at, k.weight FROM events e JOIN kinds k ON k.kind = e.kind)
+    UNION ALL
+    (SELECT e.at, k.weight FROM events e JOIN kinds k ON k.kind = e.kind EXCEPT ALL TABLE weighted)
+    UNION ALL
+    (TABLE weighted_now EXCEPT ALL SELECT e.at, k.weight FROM events e JOIN kinds k ON k.kind = e.kind)
+    UNION ALL
+    (SELECT e.at, k.weight FROM events e JOIN kinds k ON k.kind = e.kind EXCEPT ALL TABLE weighted_now)) d;
+
 DROP SCHEMA kl CASCADE;
