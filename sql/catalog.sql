@@ -96,6 +96,14 @@ REVOKE ALL ON FUNCTION pgtrickle._capture() FROM PUBLIC;
 CREATE FUNCTION pgtrickle._statement_start() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'pgt_statement_start';
 REVOKE ALL ON FUNCTION pgtrickle._statement_start() FROM PUBLIC;
+-- 1..n, as generate_series(1, n), with the planner told to expect
+-- `expected` rows per call (src/cdc/estimate.rs): a refresh reads a change
+-- buffer's statement rows through it, knowing how many rows they hold.
+CREATE FUNCTION pgtrickle._rows_estimate(internal) RETURNS internal
+LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgt_rows_estimate';
+CREATE FUNCTION pgtrickle._change_rows(n bigint, expected bigint) RETURNS SETOF bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SUPPORT pgtrickle._rows_estimate
+AS 'SELECT pg_catalog.generate_series(1::pg_catalog.int8, n)';
 
 -- Has frontier (snapshot, xid, cid) applied a change row (xid, cid)? Rows of
 -- the refreshing transaction itself (frontier_xid) are applied when written

@@ -448,6 +448,33 @@ pub fn count_window(
     count_in(source, snapshot, &window_sql_literal(new, old))
 }
 
+/// [`rows_sql`] with the planner told to expect `per_statement` changed
+/// rows from each statement row (see cdc::estimate), instead of 1000.
+pub fn rows_sql_expecting(source: pg_sys::Oid, per_statement: i64) -> PgtResult<String> {
+    let sql = rows_sql(source)?;
+    let series = "pg_catalog.generate_series(1, b.__pgt_n)";
+    if !sql.contains(series) {
+        return Err(PgtError::Internal("a change buffer read without its row series".into()));
+    }
+    Ok(sql.replacen(series, &format!("pgtrickle._change_rows(b.__pgt_n, {})", per_statement.max(1)), 1))
+}
+
+/// Changed rows (inserted and deleted) of `source`'s buffer that pass
+/// `window`, and the statement rows holding them, counted on the
+/// refresh's snapshot.
+pub fn count_rows_in(source: pg_sys::Oid, snapshot: &RefreshSnapshot, window: &str) -> PgtResult<(i64, i64)> {
+    let sql = format!(
+        "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0), pg_catalog.count(*) FROM {} \
+          WHERE __pgt_action IN ('I', 'D') AND {window}",
+        buffer_name(source)
+    );
+    sys::as_extension_owner(|| {
+        let row = snapshot.query_text(&sql)?;
+        let n = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse().ok()).unwrap_or(0);
+        Ok((n(0), n(1)))
+    })
+}
+
 /// Changed rows (inserted and deleted) of `source`'s buffer that pass
 /// `window` (a window condition), counted on the refresh's snapshot from
 /// the statement rows' counts.

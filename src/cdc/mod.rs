@@ -29,6 +29,7 @@
 pub mod buffer;
 pub mod capture;
 pub mod consumers;
+pub mod estimate;
 pub mod frontier;
 pub mod statements;
 pub mod transition;

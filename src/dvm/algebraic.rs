@@ -413,8 +413,10 @@ pub fn window_changes(
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for (source, attnums) in change_sources(plan, alg)? {
-        let count = buffer::count_in(source, snapshot, window)?;
-        out.push(WindowChanges { source, attnums, rows: buffer::rows_sql(source)?, count });
+        // (The planner is told how many rows each statement row holds.)
+        let (count, statements) = buffer::count_rows_in(source, snapshot, window)?;
+        let rows = buffer::rows_sql_expecting(source, count / statements.max(1))?;
+        out.push(WindowChanges { source, attnums, rows, count });
     }
     Ok(out)
 }

@@ -268,6 +268,21 @@ impl Plan {
         }
     }
 
+    /// The slices its rows are computed by (running totals or a multiset
+    /// over slices), if any.
+    pub fn slices(&self) -> Option<&super::slices::SliceTotals> {
+        self.algebraic
+            .as_ref()
+            .and_then(|a| a.slices.as_ref())
+            .or(self.multiset.as_ref().and_then(|m| m.slices.as_ref()))
+    }
+
+    /// The table of the slices' root reference, if any.
+    pub fn slices_root(&self) -> Option<pg_sys::Oid> {
+        let st = self.slices()?;
+        st.refs.iter().find(|r| r.id == st.root).map(|r| r.relid)
+    }
+
     /// The key columns grouped by range table entry (one group per table
     /// reference; a self-join has two groups on one source).
     pub fn key_groups(&self) -> Vec<Vec<KeyColumn>> {

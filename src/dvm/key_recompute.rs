@@ -406,6 +406,14 @@ pub struct Affected {
     pub join_values: Vec<(u32, String)>,
 }
 
+impl Affected {
+    /// Only counted: `changes` change rows, bounding `keys` keys (no key
+    /// values read).
+    pub fn counted(changes: i64, keys: i64) -> Affected {
+        Affected { changes, keys, groups: Vec::new(), join_values: Vec::new() }
+    }
+}
+
 pub fn affected_keys(
     relid: pg_sys::Oid,
     plan: &Plan,

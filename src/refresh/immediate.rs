@@ -445,7 +445,25 @@ fn apply_changes(
     }
     // A table read by a subquery not tied to the outer query: any row may
     // have changed; the whole query is recomputed, applied as differences.
-    if p.plan.full_on.contains(&source) {
+    // So is a statement over slices whose rows exceed
+    // pg_trickle.differential_max_change_fraction of the slices' root
+    // table (it may touch most slices, whose rows computed after and
+    // before would cost more than the query: see refresh::too_large).
+    let too_many = match p.plan.slices_root() {
+        Some(root) => {
+            let rows = transition
+                .union_all(|_, table| format!("SELECT FROM {table}"))
+                .map(|rows| read_transition(&format!("SELECT pg_catalog.count(*) FROM ({rows}) w")))
+                .transpose()?
+                .and_then(|row| row.first().cloned().flatten())
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            let n = super::source_rows(root)?;
+            n >= 0.0 && rows > crate::guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get() * n.max(1.0)
+        }
+        None => false,
+    };
+    if too_many || p.plan.full_on.contains(&source) {
         let whole = sys::as_restricted_role(p.owner, || key_recompute::whole_query(relid))?;
         let rows = key_recompute::apply_now(relid, &[], &p.conflict_keys, Some(&whole), capture, &[])?;
         // (Running totals, over slices, are rebuilt with it.)

@@ -161,41 +161,23 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         Some((plan, window)) => {
             // The window's change rows (counted, for running totals and
             // changed rows' images) or its affected keys, and its size.
-            let (affected, changes, groups) = if plan.multiset.is_some() {
-                // A multiset over several tables: the counts are enough.
-                // (No keys are recomputed: the rows the changes add and
-                // remove are computed from them, so only the change count
-                // matters, as for running totals.)
-                let changes = dvm::keyless::window_changes(&plan, &snapshot, &window)?;
-                let count: i64 = changes.iter().map(|c| c.count).sum();
-                let affected = dvm::key_recompute::Affected {
-                    changes: count,
-                    keys: 0,
-                    groups: Vec::new(),
-                    join_values: Vec::new(),
-                };
-                (affected, changes, Vec::new())
-            } else if plan.rows.is_some() {
+            let (affected, changes, groups) = if plan.rows.is_some() {
                 // Changed rows' images (one table): the count is enough.
                 let count = dvm::key_recompute::changes_in(&plan, &snapshot, &window)?;
                 // (Each changed row has one key: its count bounds theirs.)
-                let affected = dvm::key_recompute::Affected {
-                    changes: count,
-                    keys: count,
-                    groups: Vec::new(),
-                    join_values: Vec::new(),
+                (dvm::key_recompute::Affected::counted(count, count), Vec::new(), Vec::new())
+            } else if plan.algebraic.is_some() || plan.multiset.is_some() {
+                // Running totals, or a multiset over several tables: the
+                // change rows are read in place, and their count is
+                // enough (no key is recomputed: what they add and remove
+                // is computed from them).
+                let changes = if plan.multiset.is_some() {
+                    dvm::keyless::window_changes(&plan, &snapshot, &window)?
+                } else {
+                    dvm::algebraic::window_changes(&plan, &snapshot, &window)?
                 };
-                (affected, Vec::new(), Vec::new())
-            } else if plan.algebraic.is_some() {
-                let changes = dvm::algebraic::window_changes(&plan, &snapshot, &window)?;
                 let count: i64 = changes.iter().map(|c| c.count).sum();
-                let affected = dvm::key_recompute::Affected {
-                    changes: count,
-                    keys: 0,
-                    groups: Vec::new(),
-                    join_values: Vec::new(),
-                };
-                (affected, changes, Vec::new())
+                (dvm::key_recompute::Affected::counted(count, 0), changes, Vec::new())
             } else {
                 let mut affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &window)?;
                 // Groups reached through a grouped join count towards the
@@ -423,19 +405,14 @@ fn too_large(
     // rows, most slices may be touched, and computing their rows now and
     // before costs more than the query (TPC-H Q20: 15,000 changes, 10,000
     // suppliers).
-    let slices = plan
-        .algebraic
-        .as_ref()
-        .and_then(|a| a.slices.as_ref())
-        .or(plan.multiset.as_ref().and_then(|m| m.slices.as_ref()));
-    if let Some(root) = slices.and_then(|st| st.refs.iter().find(|r| r.id == st.root)) {
-        let n = source_rows(root.relid)?;
+    if let Some(root) = plan.slices_root() {
+        let n = source_rows(root)?;
         if n >= 0.0 && affected.changes as f64 > fraction * n.max(1.0) {
             return Ok(Some(format!(
                 "{} changes exceed pg_trickle.differential_max_change_fraction of the {} rows of {}, by whose slices they are applied",
                 affected.changes,
                 n as i64,
-                crate::catalog::lifecycle::relation_name(root.relid)?
+                crate::catalog::lifecycle::relation_name(root)?
             )));
         }
     }
@@ -491,7 +468,7 @@ const ADAPTIVE_MIN_FULL_MS: f64 = 100.0;
 const ADAPTIVE_RETRY_AFTER: i64 = 8;
 
 /// The planner's estimate of a table's row count.
-fn source_rows(source: pg_sys::Oid) -> PgtResult<f64> {
+pub(crate) fn source_rows(source: pg_sys::Oid) -> PgtResult<f64> {
     Ok(crate::catalog::sys::kept_one::<f32>(
         "SELECT (SELECT reltuples FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1)",
         &[source.into()],
