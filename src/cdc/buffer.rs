@@ -460,18 +460,36 @@ pub fn rows_sql_expecting(source: pg_sys::Oid, per_statement: i64) -> PgtResult<
 }
 
 /// Changed rows (inserted and deleted) of `source`'s buffer that pass
-/// `window`, and the statement rows holding them, counted on the
-/// refresh's snapshot.
+/// `window`, counted on the refresh's snapshot, and how many of them the
+/// planner should expect from each statement row it reads: the count
+/// over the planner's own estimate of the statement rows in the window
+/// (one planning of their scan; see cdc::estimate).
 pub fn count_rows_in(source: pg_sys::Oid, snapshot: &RefreshSnapshot, window: &str) -> PgtResult<(i64, i64)> {
-    let sql = format!(
-        "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0), pg_catalog.count(*) FROM {} \
-          WHERE __pgt_action IN ('I', 'D') AND {window}",
-        buffer_name(source)
-    );
+    let scan = format!("FROM {} WHERE __pgt_action IN ('I', 'D') AND {window}", buffer_name(source));
     sys::as_extension_owner(|| {
-        let row = snapshot.query_text(&sql)?;
-        let n = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse().ok()).unwrap_or(0);
-        Ok((n(0), n(1)))
+        let row = snapshot.query_text(&format!(
+            "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0), pg_catalog.count(*) {scan}"
+        ))?;
+        let n = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+        let (count, statements) = (n(0), n(1));
+        // (One statement row: the planner's estimate is at least one.)
+        if statements <= 1 {
+            return Ok((count, count));
+        }
+        // (The first line of the plan is the scan's: "... rows=N width=...".)
+        // (Not in a read-only execution, where EXPLAIN is refused.)
+        let plan = snapshot.query_text_writing(&format!("EXPLAIN SELECT 1 {scan}"))?;
+        let estimated = plan
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|line| {
+                let rest = &line[line.find(" rows=")? + 6..];
+                rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<f64>().ok()
+            })
+            .unwrap_or(1.0)
+            .max(1.0);
+        Ok((count, (count as f64 / estimated).ceil() as i64))
     })
 }
 

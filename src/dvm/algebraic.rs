@@ -414,8 +414,8 @@ pub fn window_changes(
     let mut out = Vec::new();
     for (source, attnums) in change_sources(plan, alg)? {
         // (The planner is told how many rows each statement row holds.)
-        let (count, statements) = buffer::count_rows_in(source, snapshot, window)?;
-        let rows = buffer::rows_sql_expecting(source, count / statements.max(1))?;
+        let (count, per_statement) = buffer::count_rows_in(source, snapshot, window)?;
+        let rows = buffer::rows_sql_expecting(source, per_statement)?;
         out.push(WindowChanges { source, attnums, rows, count });
     }
     Ok(out)

@@ -140,8 +140,8 @@ pub fn window_changes(plan: &Plan, snapshot: &RefreshSnapshot, window: &str) -> 
     let Some(m) = plan.multiset.as_ref() else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for source in m.tables() {
-        let (count, statements) = buffer::count_rows_in(source, snapshot, window)?;
-        let rows = buffer::rows_sql_expecting(source, count / statements.max(1))?;
+        let (count, per_statement) = buffer::count_rows_in(source, snapshot, window)?;
+        let rows = buffer::rows_sql_expecting(source, per_statement)?;
         out.push(WindowChanges { source, attnums: m.columns_of(source), rows, count });
     }
     Ok(out)
