@@ -108,7 +108,7 @@ mod tests {
         Spi::run("CREATE TABLE t3 (a int)").unwrap();
         Spi::run(
             "CREATE MATERIALIZED VIEW s3 WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) \
-             AS SELECT x.a FROM t3 x JOIN t3 y ON y.a = x.a",
+             AS SELECT x.a, rank() OVER (ORDER BY x.a) FROM t3 x JOIN t3 y ON y.a = x.a",
         )
         .unwrap();
     }
