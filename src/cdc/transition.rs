@@ -72,6 +72,11 @@ thread_local! {
     static CURRENT: Cell<Tables> = const { Cell::new(Tables::NONE) };
 }
 
+/// How many old rows and new rows the current transition tables hold.
+pub fn current_counts() -> (i64, i64) {
+    CURRENT.with(|c| c.get().counts())
+}
+
 /// Makes `Tables` the current ones until dropped (also when an error
 /// unwinds), then restores the outer ones.
 pub struct Current(Tables);

@@ -2029,8 +2029,11 @@ pub fn calls_stable_functions(relid: pg_sys::Oid) -> PgtResult<bool> {
 /// Does the stored query give the same rows as long as the tables it reads
 /// do not change (it calls no volatile or stable function)?
 pub fn is_deterministic(relid: pg_sys::Oid) -> PgtResult<bool> {
-    let f = query_facts(relid)?;
-    Ok(!f.volatile && !f.stable)
+    // SAFETY: contain_mutable_functions only reads the copy it is given
+    // (it walks into sublinks and subqueries).
+    let mutable =
+        unsafe { with_query_copy(relid, false, |q| Some(pg_sys::contain_mutable_functions(q as *mut pg_sys::Node))) };
+    Ok(mutable == Some(false))
 }
 
 /// Decide how `relid` (a materialized view) can be maintained, in the

@@ -528,7 +528,7 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
         }
         let table = tables.get(&c.source).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
         let name = format!("__pgt_d{}", nets.len());
-        withs.push(format!("{name} AS MATERIALIZED ({})", net_rows_sql(table, c)?));
+        withs.push(format!("{name} AS MATERIALIZED ({})", net_rows_sql(table, c, "__sign")?));
         nets.push((c.source, name, c.attnums));
     }
     let one_term = |states: &dyn Fn(usize) -> State, factor: i32| term(jt, &tables, &nets, states, factor);
@@ -566,23 +566,20 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
     Ok(Some(format!("WITH {} {}", withs.join(", "), wrap(jt, &terms.join(" UNION ALL ")))))
 }
 
-/// A changed table's net change rows: the columns it carries and `__sign`,
+/// A changed table's net change rows: the columns it carries and `sign`,
 /// the sum of the signs of each image (images that cancel left out); the
 /// change rows as they are when a carried column's type has no equality.
-pub(crate) fn net_rows_sql(table: &Table, c: &Changes) -> PgtResult<String> {
+pub(crate) fn net_rows_sql(table: &Table, c: &Changes, sign: &str) -> PgtResult<String> {
     let carried = table.carried(c.attnums)?;
     let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
-    if !c.attnums.iter().all(|a| crate::catalog::sys::column_has_equality(c.source, *a)) {
-        return Ok(format!("SELECT u.* FROM ({rows}) u"));
-    }
     let columns: Vec<String> = carried.iter().map(|(name, _)| format!("u.{name}")).collect();
-    let (list, group_by) = if columns.is_empty() {
-        (String::new(), String::new())
-    } else {
-        (format!("{}, ", columns.join(", ")), format!(" GROUP BY {}", columns.join(", ")))
-    };
+    let list: String = columns.iter().map(|c| format!("{c}, ")).collect();
+    if !c.attnums.iter().all(|a| crate::catalog::sys::column_has_equality(c.source, *a)) {
+        return Ok(format!("SELECT {list}u.__sign AS {sign} FROM ({rows}) u"));
+    }
+    let group_by = if columns.is_empty() { String::new() } else { format!(" GROUP BY {}", columns.join(", ")) };
     Ok(format!(
-        "SELECT {list}pg_catalog.sum(u.__sign) AS __sign FROM ({rows}) u{group_by} \
+        "SELECT {list}pg_catalog.sum(u.__sign) AS {sign} FROM ({rows}) u{group_by} \
          HAVING pg_catalog.sum(u.__sign) OPERATOR(pg_catalog.<>) 0"
     ))
 }

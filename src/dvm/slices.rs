@@ -978,13 +978,10 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
     let mut values = Vec::new();
     for (n, c) in changed.iter().enumerate() {
         let t = tables.get(&c.source).ok_or_else(|| PgtError::Internal("slice table columns".into()))?;
-        let carried = t.carried(c.attnums)?;
-        let names: Vec<String> = carried.iter().map(|(name, _)| format!("u.{name}")).collect();
-        let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
+        // (slices::read refuses columns without equality: always netted.)
         withs.push(format!(
-            "__pgt_net{n} AS MATERIALIZED (SELECT {cols}, pg_catalog.sum(u.__sign) AS __pgt_n FROM ({rows}) u \
-             GROUP BY {cols} HAVING pg_catalog.sum(u.__sign) OPERATOR(pg_catalog.<>) 0)",
-            cols = names.join(", ")
+            "__pgt_net{n} AS MATERIALIZED ({})",
+            super::join_totals::net_rows_sql(t, c, "__pgt_n")?
         ));
         for r in st.refs.iter().filter(|r| r.relid == c.source) {
             let chain = r.chain.ok_or_else(|| PgtError::Internal("a changed table read whole".into()))?;

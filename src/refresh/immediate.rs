@@ -451,15 +451,9 @@ fn apply_changes(
     // before would cost more than the query: see refresh::too_large).
     let too_many = match p.plan.slices_root() {
         Some(root) => {
-            let rows = transition
-                .union_all(|_, table| format!("SELECT FROM {table}"))
-                .map(|rows| read_transition(&format!("SELECT pg_catalog.count(*) FROM ({rows}) w")))
-                .transpose()?
-                .and_then(|row| row.first().cloned().flatten())
-                .and_then(|n| n.parse::<f64>().ok())
-                .unwrap_or(0.0);
+            let (old, new) = transition::current_counts();
             let n = super::source_rows(root)?;
-            n >= 0.0 && rows > crate::guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get() * n.max(1.0)
+            n >= 0.0 && (old + new) as f64 > crate::guc::DIFFERENTIAL_MAX_CHANGE_FRACTION.get() * n.max(1.0)
         }
         None => false,
     };
