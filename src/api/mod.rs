@@ -111,6 +111,9 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
         ("refresh mode".to_string(), Some(st.effective_mode.as_str().to_string())),
         ("consumes changes".to_string(), Some(st.consumes_changes.to_string())),
     ];
+    for inner in crate::dvm::nested::inners(relid)? {
+        out.push(("inner stream table".into(), Some(lifecycle::relation_name(inner.relid)?)));
+    }
     match crate::dvm::analysis::analyze(relid)? {
         Err(why) => out.push(("not differential because".into(), Some(why.0))),
         Ok(plan) => {

@@ -183,6 +183,24 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
     let key = names(&plan.key);
     let st = relation_name(relid)?;
     let _internal = crate::hooks::internal();
+    // Created as the owner, or as the extension's owner when the owner may
+    // not create in the stream table's schema (an inner stream table, in
+    // pgtrickle_state: see dvm::nested). The index is on plain columns:
+    // only built-in btree operator classes run.
+    let may_create = crate::catalog::sys::kept_one::<bool>(
+        "SELECT pg_catalog.has_schema_privilege(c.relowner, c.relnamespace, 'CREATE') \
+           FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[relid.into()],
+    )?
+    .unwrap_or(true);
+    let create = |sql: String| -> PgtResult<()> {
+        if may_create {
+            Spi::run(&sql)?;
+        } else {
+            sys::as_extension_owner(|| Ok(Spi::run(&sql)?))?;
+        }
+        Ok(())
+    };
     // Each table reference's key columns are looked up on their own (its
     // changes give their affected values): an index for each set that does
     // not lead the unique index. A UNION ALL has no unique key (two
@@ -204,13 +222,13 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
 &[relid.into()],
 )?;
         let list = if cols.is_empty() { "(true)".to_string() } else { cols.join(", ") };
-        Spi::run(&format!("CREATE INDEX {name} ON {st} ({list})"))?;
+        create(format!("CREATE INDEX {name} ON {st} ({list})"))?;
         return Ok(());
     }
     if plan.shape != dvm::analysis::Shape::UnionAll {
         // No key (an aggregate without GROUP BY): at most one row.
         let list = if key.is_empty() { "(true)".to_string() } else { key.join(", ") };
-        Spi::run(&format!("CREATE UNIQUE INDEX {name} ON {st} ({list}) NULLS NOT DISTINCT"))?;
+        create(format!("CREATE UNIQUE INDEX {name} ON {st} ({list}) NULLS NOT DISTINCT"))?;
         indexed.push(key.clone());
     }
     for group in plan.key_groups() {
@@ -219,7 +237,7 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
             continue;
         }
         let index = if indexed.is_empty() { name.clone() } else { format!("{name}_{}", indexed.len()) };
-        Spi::run(&format!("CREATE INDEX {index} ON {st} ({})", cols.join(", ")))?;
+        create(format!("CREATE INDEX {index} ON {st} ({})", cols.join(", ")))?;
         indexed.push(cols);
     }
     Ok(())
@@ -322,6 +340,9 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
                 sys::as_extension_owner(|| {
                     stream_tables::update_settings(relid, &settings, effective, consumes)
                 })?;
+                if !dvm::nested::wanted(&settings, effective) {
+                    dvm::nested::sync(relid, false)?;
+                }
                 let keyed = consumes && is_incremental(effective);
                 let was_keyed = st.consumes_changes && is_incremental(st.effective_mode);
                 if consumes && (!st.consumes_changes || effective != st.effective_mode) {
@@ -414,7 +435,9 @@ pub fn reresolve_mode(
         let sources = stream_tables::sources_of(relid)?;
         let consumes = consumes_changes(relid, &st.settings, desired, &sources)?;
         if consumes != st.consumes_changes {
-            sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
+            sys::as_extension_owner(|| {
+                stream_tables::update_settings(relid, &st.settings, desired, consumes)
+            })?;
             if consumes {
                 cdc::consumers::attach(relid)?;
             } else {
@@ -463,6 +486,9 @@ pub fn reresolve_mode(
     let sources = stream_tables::sources_of(relid)?;
     let consumes = consumes_changes(relid, &st.settings, desired, &sources)?;
     sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
+    if !dvm::nested::wanted(&st.settings, desired) {
+        dvm::nested::sync(relid, false)?;
+    }
     // A mode in effect that changed may need (or end) scheduling.
     crate::worker::settings_changed();
     if consumes {

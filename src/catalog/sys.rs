@@ -459,3 +459,42 @@ pub fn partition_ancestors(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
         &[relid.into()],
     )
 }
+
+/// Run `f` in a subtransaction: kept when it succeeds, rolled back when it
+/// returns an error or raises one (whose message is returned), as a
+/// PL/pgSQL block with an EXCEPTION clause does.
+pub fn in_subtransaction<R>(f: impl FnOnce() -> PgtResult<R>) -> PgtResult<Result<R, String>> {
+    // SAFETY: the calls PL/pgSQL makes around a block with an EXCEPTION
+    // clause: the subtransaction begun here is released or rolled back
+    // exactly once, with the caller's memory context and resource owner
+    // restored after. A PostgreSQL ERROR raised inside `f` reaches the
+    // catch arm as a CaughtError (its error state already copied and
+    // flushed by pgrx's boundary), after Rust values in `f` were dropped.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let f = std::panic::AssertUnwindSafe(f);
+        let outcome = PgTryBuilder::new(move || {
+            let f = f;
+            (f.0)().map_err(|e| e.to_string())
+        })
+        .catch_others(|caught| {
+            use pg_sys::panic::CaughtError;
+            Err(match caught {
+                CaughtError::PostgresError(report)
+                | CaughtError::ErrorReport(report)
+                | CaughtError::RustPanic { ereport: report, .. } => report.message().to_string(),
+            })
+        })
+        .execute();
+        match &outcome {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        Ok(outcome)
+    }
+}

@@ -154,6 +154,8 @@ fn is_matview(relid: pg_sys::Oid) -> PgtResult<bool> {
 /// Remove capture from sources nobody consumes any more; trim the rest.
 /// Call after the catalog no longer lists the departed consumers.
 pub fn cleanup() -> PgtResult<()> {
+    // (Inner stream tables of departed stream tables consume changes too.)
+    crate::dvm::nested::drop_orphans()?;
     let orphans: Vec<(pg_sys::Oid, bool)> = Spi::connect(|c| {
         c.select(
             "SELECT b.source_relid, EXISTS (SELECT 1 FROM pg_catalog.pg_class c \

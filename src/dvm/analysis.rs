@@ -2031,8 +2031,9 @@ pub fn calls_stable_functions(relid: pg_sys::Oid) -> PgtResult<bool> {
 pub fn is_deterministic(relid: pg_sys::Oid) -> PgtResult<bool> {
     // SAFETY: contain_mutable_functions only reads the copy it is given
     // (it walks into sublinks and subqueries).
-    let mutable =
-        unsafe { with_query_copy(relid, false, |q| Some(pg_sys::contain_mutable_functions(q as *mut pg_sys::Node))) };
+    let mutable = unsafe {
+        with_query_copy(relid, false, |q| Some(pg_sys::contain_mutable_functions(q as *mut pg_sys::Node)))
+    };
     Ok(mutable == Some(false))
 }
 

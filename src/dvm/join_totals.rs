@@ -523,7 +523,9 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
     let mut withs = Vec::new();
     let mut nets: Vec<(pg_sys::Oid, String, &[i16])> = Vec::new();
     for c in changes {
-        if !jt.tables.iter().any(|(_, relid, _)| *relid == c.source) || nets.iter().any(|(s, _, _)| *s == c.source) {
+        if !jt.tables.iter().any(|(_, relid, _)| *relid == c.source)
+            || nets.iter().any(|(s, _, _)| *s == c.source)
+        {
             continue;
         }
         let table = tables.get(&c.source).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
@@ -577,7 +579,8 @@ pub(crate) fn net_rows_sql(table: &Table, c: &Changes, sign: &str) -> PgtResult<
     if !c.attnums.iter().all(|a| crate::catalog::sys::column_has_equality(c.source, *a)) {
         return Ok(format!("SELECT {list}u.__sign AS {sign} FROM ({rows}) u"));
     }
-    let group_by = if columns.is_empty() { String::new() } else { format!(" GROUP BY {}", columns.join(", ")) };
+    let group_by =
+        if columns.is_empty() { String::new() } else { format!(" GROUP BY {}", columns.join(", ")) };
     Ok(format!(
         "SELECT {list}pg_catalog.sum(u.__sign) AS {sign} FROM ({rows}) u{group_by} \
          HAVING pg_catalog.sum(u.__sign) OPERATOR(pg_catalog.<>) 0"
@@ -605,8 +608,10 @@ fn term(
     let mut ctes = Vec::new();
     for (j, (index, relid, _)) in jt.tables.iter().enumerate() {
         let table = tables.get(relid).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
-        let changed =
-            nets.iter().find(|(source, _, _)| source == relid).map(|(_, name, attnums)| (*attnums, name.as_str()));
+        let changed = nets
+            .iter()
+            .find(|(source, _, _)| source == relid)
+            .map(|(_, name, attnums)| (*attnums, name.as_str()));
         ctes.push(format!("__pgt_r{index} AS ({})", stand_in(table, states(j), changed)?));
     }
     Ok(format!("(SELECT w.*, {factor} AS __pgt_term FROM (WITH {} {}) w)", ctes.join(", "), jt.select_sql))

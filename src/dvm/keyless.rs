@@ -136,7 +136,11 @@ pub fn multiset_apply_sql(
 /// A multiset over several tables or with subqueries: the window's changes
 /// of every table its rows read, counted (one row per statement and action
 /// is summed, no change row is read).
-pub fn window_changes(plan: &Plan, snapshot: &RefreshSnapshot, window: &str) -> PgtResult<Vec<WindowChanges>> {
+pub fn window_changes(
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+    window: &str,
+) -> PgtResult<Vec<WindowChanges>> {
     let Some(m) = plan.multiset.as_ref() else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for source in m.tables() {

@@ -23,6 +23,7 @@ pub mod inserted;
 pub mod join_totals;
 pub mod key_recompute;
 pub mod keyless;
+pub mod nested;
 pub mod pushdown;
 pub mod slices;
 pub mod topk;

@@ -479,7 +479,8 @@ fn apply_changes(
         }];
         return sys::as_restricted_role(p.owner, || {
             with_window(relid, || {
-                let Some(sql) = crate::dvm::keyless::multiset_apply_sql(relid, &p.plan, &changes, capture)? else {
+                let Some(sql) = crate::dvm::keyless::multiset_apply_sql(relid, &p.plan, &changes, capture)?
+                else {
                     return Ok(Vec::new());
                 };
                 transition::connect(|c| {

@@ -31,6 +31,9 @@ pub enum RefreshTrigger {
     Create,
     /// The background scheduler.
     Scheduled,
+    /// The refresh of the stream table whose inner stream table this is
+    /// (dvm::nested).
+    Outer,
 }
 
 impl RefreshTrigger {
@@ -39,6 +42,7 @@ impl RefreshTrigger {
             RefreshTrigger::Manual => "manual",
             RefreshTrigger::Create => "create",
             RefreshTrigger::Scheduled => "scheduled",
+            RefreshTrigger::Outer => "outer",
         }
     }
 }
@@ -52,6 +56,17 @@ impl RefreshTrigger {
 /// either way the snapshot becomes its new frontier and the buffers are
 /// trimmed of what every consumer has applied.
 pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
+    refresh_on(relid, trigger, None)
+}
+
+/// [`refresh`] on `shared`, the snapshot of a refresh in progress (of the
+/// stream table whose inner stream table this is), or on a snapshot of its
+/// own.
+pub fn refresh_on(
+    relid: pg_sys::Oid,
+    trigger: RefreshTrigger,
+    shared: Option<&RefreshSnapshot>,
+) -> PgtResult<i64> {
     // The catalog statements a refresh runs are kept prepared for the
     // backend (sys::kept); the plan cache would plan each of them again for
     // its parameters for their first five executions in every session
@@ -76,7 +91,14 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     let (st, analysis) = crate::catalog::lifecycle::reresolve_mode(st)?;
     let history =
         sys::as_extension_owner(|| stream_tables::history_start(relid, st.effective_mode, trigger.as_str()))?;
-    let snapshot = RefreshSnapshot::take();
+    let own;
+    let snapshot = match shared {
+        Some(snapshot) => snapshot,
+        None => {
+            own = RefreshSnapshot::take();
+            &own
+        }
+    };
     let frontier = snapshot.frontier()?;
     let sources = if st.consumes_changes { cdc::consumers::captured_sources(relid)? } else { Vec::new() };
     let mut intact = true;
@@ -91,7 +113,8 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
         // (and so hold back no trimming).
         // A FULL one that consumes changes keeps one too: it tells whether
         // a source changed since.
-        frontier: (st.consumes_changes && st.effective_mode != RefreshMode::Immediate).then(|| frontier.clone()),
+        frontier: (st.consumes_changes && st.effective_mode != RefreshMode::Immediate)
+            .then(|| frontier.clone()),
         message: None,
         row_count: None,
     };
@@ -145,7 +168,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             let window = cdc::frontier::window_sql_literal(&frontier, Some(&old));
             let mut changed = false;
             for &source in &plan.full_on {
-                changed |= cdc::buffer::count_in(source, &snapshot, &window)? > 0;
+                changed |= cdc::buffer::count_in(source, snapshot, &window)? > 0;
             }
             if changed {
                 result.message =
@@ -163,7 +186,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             // changed rows' images) or its affected keys, and its size.
             let (affected, changes, groups) = if plan.rows.is_some() {
                 // Changed rows' images (one table): the count is enough.
-                let count = dvm::key_recompute::changes_in(&plan, &snapshot, &window)?;
+                let count = dvm::key_recompute::changes_in(&plan, snapshot, &window)?;
                 // (Each changed row has one key: its count bounds theirs.)
                 (dvm::key_recompute::Affected::counted(count, count), Vec::new(), Vec::new())
             } else if plan.algebraic.is_some() || plan.multiset.is_some() {
@@ -172,14 +195,14 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 // enough (no key is recomputed: what they add and remove
                 // is computed from them).
                 let changes = if plan.multiset.is_some() {
-                    dvm::keyless::window_changes(&plan, &snapshot, &window)?
+                    dvm::keyless::window_changes(&plan, snapshot, &window)?
                 } else {
-                    dvm::algebraic::window_changes(&plan, &snapshot, &window)?
+                    dvm::algebraic::window_changes(&plan, snapshot, &window)?
                 };
                 let count: i64 = changes.iter().map(|c| c.count).sum();
                 (dvm::key_recompute::Affected::counted(count, 0), changes, Vec::new())
             } else {
-                let mut affected = dvm::key_recompute::affected_keys(relid, &plan, &snapshot, &window)?;
+                let mut affected = dvm::key_recompute::affected_keys(relid, &plan, snapshot, &window)?;
                 // Groups reached through a grouped join count towards the
                 // size of the window too.
                 let groups = if affected.changes > 0 {
@@ -211,7 +234,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             match too_large(relid, &plan, &affected, st.row_count)? {
                 Some(why) => {
                     result.message = Some(why);
-                    result.rows = full_refresh(relid, &snapshot)?;
+                    result.rows = full_refresh(relid, snapshot)?;
                     result.row_count = Some(result.rows);
                 }
                 None => {
@@ -224,7 +247,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                         // (Keyed: one group of the touched key values,
                         // perhaps none of them.)
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
-                        let groups = dvm::algebraic::apply_delta(relid, &plan, &snapshot, &window, &changes)?;
+                        let groups = dvm::algebraic::apply_delta(relid, &plan, snapshot, &window, &changes)?;
                         if !plan.key.is_empty() && groups.is_empty() {
                             return Err(PgtError::Internal("running totals touched no group list".into()));
                         }
@@ -235,18 +258,11 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             (Some(topk), Some(touched)) => {
                                 let rows =
                                     dvm::topk::first_rows_sql(relid, &plan, topk, &groups, Some(touched))?;
-                                dvm::key_recompute::apply(
-                                    relid,
-                                    &snapshot,
-                                    &[],
-                                    &key_names,
-                                    Some(&rows),
-                                    &[],
-                                )?
+                                dvm::key_recompute::apply(relid, snapshot, &[], &key_names, Some(&rows), &[])?
                             }
                             _ => dvm::key_recompute::apply(
                                 relid,
-                                &snapshot,
+                                snapshot,
                                 &groups,
                                 &key_names,
                                 recompute.as_deref(),
@@ -258,11 +274,11 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                     } else if plan.multiset.is_some() {
                         // The rows the changes add and remove, counted
                         // per image.
-                        dvm::keyless::apply_multiset_window(relid, &plan, &snapshot, &window, &changes)?
+                        dvm::keyless::apply_multiset_window(relid, &plan, snapshot, &window, &changes)?
                     } else if plan.rows.is_some() {
                         // From the changed rows alone (one table, with or
                         // without a key).
-                        dvm::keyless::apply_window(relid, &plan, &snapshot, &window)?
+                        dvm::keyless::apply_window(relid, &plan, snapshot, &window)?
                     } else {
                         let key_names = dvm::key_recompute::key_names(relid, &plan)?;
                         let owner = sys::relation_owner(relid)?;
@@ -270,7 +286,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             // ORDER BY ... LIMIT: the new first rows, as
                             // differences from all the stream table's.
                             let rows = dvm::topk::first_rows_sql(relid, &plan, topk, &groups, None)?;
-                            dvm::key_recompute::apply(relid, &snapshot, &[], &key_names, Some(&rows), &[])?
+                            dvm::key_recompute::apply(relid, snapshot, &[], &key_names, Some(&rows), &[])?
                         } else {
                             // Without GROUP BY: the one row, recomputed.
                             let recompute = if plan.shape == dvm::analysis::Shape::Scalar {
@@ -282,7 +298,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                             };
                             dvm::key_recompute::apply(
                                 relid,
-                                &snapshot,
+                                snapshot,
                                 &groups,
                                 &key_names,
                                 recompute.as_deref(),
@@ -300,7 +316,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
             let counted = if st.effective_mode != RefreshMode::Immediate { &sources[..] } else { &[] };
             for &source in counted {
                 result.changes_consumed +=
-                    cdc::buffer::count_window(source, &snapshot, &frontier, st.frontier.as_ref())?;
+                    cdc::buffer::count_window(source, snapshot, &frontier, st.frontier.as_ref())?;
             }
             // A FULL stream table that consumes changes, populated, whose
             // sources have not changed since its frontier: its query gives
@@ -313,10 +329,22 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
                 && result.changes_consumed == 0
                 && immediate::is_populated(relid)?;
             if unchanged {
-                result.message = Some("no source changed since the last refresh: nothing to recompute".into());
+                result.message =
+                    Some("no source changed since the last refresh: nothing to recompute".into());
                 result.row_count = st.row_count;
+            } else if let Some((rows, inner)) =
+                dvm::nested::refresh(relid, &st.settings, st.effective_mode, snapshot)?
+            {
+                let names: Vec<String> = inner
+                    .iter()
+                    .map(|i| crate::catalog::lifecycle::relation_name(i.relid))
+                    .collect::<PgtResult<_>>()?;
+                result.message =
+                    Some(format!("recomputed over its inner stream tables {}", names.join(", ")));
+                result.rows = rows;
+                result.row_count = Some(rows);
             } else {
-                result.rows = full_refresh(relid, &snapshot)?;
+                result.rows = full_refresh(relid, snapshot)?;
                 result.row_count = Some(result.rows);
             }
         }
@@ -327,7 +355,7 @@ pub fn refresh(relid: pg_sys::Oid, trigger: RefreshTrigger) -> PgtResult<i64> {
     // went when the last consumer to apply them did.)
     if result.changes_consumed > 0 || result.mode == RefreshMode::Full {
         for source in sources {
-            cdc::buffer::trim(source, Some(&snapshot))?;
+            cdc::buffer::trim(source, Some(snapshot))?;
         }
     }
     Ok(result.rows)

@@ -75,7 +75,7 @@ pub fn assert_matches_query(c: &mut Client, st: &str, query: &str) {
         .query_one(
             &format!(
                 "SELECT count(*) FROM (
-                   (SELECT * FROM {st} EXCEPT ALL {query})
+                   (SELECT * FROM {st} EXCEPT ALL ({query}))
                    UNION ALL
                    (({query}) EXCEPT ALL SELECT * FROM {st})) d"
             ),

@@ -90,6 +90,11 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t.id, t.k FROM (SELECT id, k FROM t1 ORDER BY id LIMIT 5) t", false),
     ("SELECT id, v FROM (SELECT id, v, row_number() OVER (ORDER BY id) AS r FROM t1) s WHERE r > 2", false),
     ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT t1.id, r.n FROM t1, r", false),
+    // Aggregates of aggregates: FULL, over inner stream tables that keep
+    // the aggregating WITH queries (dvm::nested).
+    ("WITH s AS (SELECT k, sum(v) AS total FROM t1 GROUP BY k) SELECT t2.id, s.total FROM t2 JOIN s ON s.k = t2.k WHERE s.total = (SELECT max(total) FROM s)", false),
+    ("WITH c AS (SELECT k, count(*) AS n FROM t1 WHERE v IS NOT NULL GROUP BY k) SELECT n, count(*) AS groups FROM c GROUP BY n", false),
+    ("WITH a AS (SELECT g, avg(v) AS m FROM t1 GROUP BY g), b AS (SELECT k, min(v) AS lo, string_agg(g, ',' ORDER BY g) AS gs FROM t1 GROUP BY k) SELECT (SELECT max(m) FROM a) AS top, (SELECT count(*) FROM b WHERE lo > 10) AS n, (SELECT max(gs) FROM b) AS gs", false),
     ("SELECT t1.id, s.id AS id2 FROM t1 LEFT JOIN (SELECT id, k FROM t2 WHERE note IS NOT NULL) s ON s.k = t1.k",true),
     ("SELECT s.k, count(*) AS n FROM t1 LEFT JOIN (SELECT k, id FROM t2) s ON s.k = t1.k GROUP BY s.k", true),
     // Filters and projections of one table without a key in the select
@@ -484,6 +489,12 @@ fn run_seed_owned(seed: u64, rounds: usize, owner: Option<&str>) {
         }
     }
     assert!(unexpected.is_empty(), "modes other than expected:\n{}", unexpected.join("\n"));
+    // (The aggregates of aggregates' WITH queries: four.)
+    let inner: i64 = c
+        .query_one("SELECT count(*) FROM pgtrickle.stream_tables WHERE name LIKE 'inner\\_%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(inner, 4, "inner stream tables");
     for n in 0..rounds {
         let log = round(&mut c, &mut r, &mut next_id);
         // Refresh in a random order, sometimes several in one transaction.

@@ -77,8 +77,10 @@ fn schedules_fire_and_commits_wake_the_scheduler() {
              AS SELECT a.g, sum(b.v) OVER (PARTITION BY a.g) AS s FROM t a JOIN t b ON b.id = a.g;",
     )
     .unwrap();
-    let idle_mode: String =
-        c.query_one("SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'idle'", &[]).unwrap().get(0);
+    let idle_mode: String = c
+        .query_one("SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'idle'", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(idle_mode, "full", "auto falls back to FULL: a window function");
     let idle_query = "SELECT a.g, sum(b.v) OVER (PARTITION BY a.g) AS s FROM t a JOIN t b ON b.id = a.g";
     let idle_refreshes = |c: &mut Client| -> i64 {
@@ -103,7 +105,10 @@ fn schedules_fire_and_commits_wake_the_scheduler() {
     // changes is not refreshed again, the one asked to be FULL is.
     let (idle_before, every_before) = (idle_refreshes(&mut c), {
         let n: i64 = c
-            .query_one("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE relid = 'every'::regclass", &[])
+            .query_one(
+                "SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE relid = 'every'::regclass",
+                &[],
+            )
             .unwrap()
             .get(0);
         n

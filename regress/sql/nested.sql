@@ -1,0 +1,108 @@
+-- nested: a query that aggregates an aggregate (here, the shops whose
+-- total equals the largest total) cannot be maintained from its changes:
+-- AUTO refreshes it in FULL. Each aggregating WITH query it has becomes an
+-- inner stream table, maintained differentially in pgtrickle_state; a
+-- refresh applies the changes to the inner one, then recomputes the query
+-- over its rows (one per shop) instead of over the table it sums.
+CREATE TABLE shops (shop int PRIMARY KEY, name text);
+CREATE TABLE sales (id int PRIMARY KEY, shop int, amount numeric);
+INSERT INTO shops SELECT s, 'shop ' || s FROM generate_series(1, 5) s;
+INSERT INTO sales SELECT g, g % 5 + 1, g FROM generate_series(1, 50) g;
+CREATE MATERIALIZED VIEW best_shop WITH (pgtrickle.stream) AS
+  WITH totals AS (SELECT shop, sum(amount) AS total FROM sales GROUP BY shop)
+  SELECT s.name, t.total FROM shops s JOIN totals t USING (shop)
+   WHERE t.total = (SELECT max(total) FROM totals);
+TABLE best_shop;
+-- The inner stream table: DIFFERENTIAL, not scheduled (it is refreshed by
+-- the stream table's refreshes), named after the stream table's OID and
+-- the WITH query's position.
+SELECT schema, regexp_replace(name, '_[0-9]+_', '_<oid>_') AS name, query, refresh_mode, schedule
+  FROM pgtrickle.stream_tables WHERE name = 'best_shop' OR name LIKE 'inner\_%' ORDER BY name;
+SELECT property, regexp_replace(value, '_[0-9]+_', '_<oid>_') AS value
+  FROM pgtrickle.explain_stream_table('best_shop');
+
+INSERT INTO sales VALUES (51, 2, 500);
+UPDATE sales SET shop = 3 WHERE id < 5;
+DELETE FROM sales WHERE id = 50;
+UPDATE shops SET name = 'the second shop' WHERE shop = 2;
+REFRESH MATERIALIZED VIEW best_shop;
+TABLE best_shop;
+-- The stream table equals a fresh run of its query.
+CREATE VIEW best_shop_now AS
+  WITH totals AS (SELECT shop, sum(amount) AS total FROM sales GROUP BY shop)
+  SELECT s.name, t.total FROM shops s JOIN totals t USING (shop)
+   WHERE t.total = (SELECT max(total) FROM totals);
+(TABLE best_shop EXCEPT ALL TABLE best_shop_now) UNION ALL (TABLE best_shop_now EXCEPT ALL TABLE best_shop);
+-- The inner one applied the changes differentially, in the stream table's
+-- refresh (trigger 'outer'; its first refresh populated it).
+SELECT regexp_replace(relid::regclass::text, '_[0-9]+_', '_<oid>_') AS stream_table, mode, trigger,
+       changes_consumed, rows_applied, regexp_replace(message, '_[0-9]+_', '_<oid>_') AS message
+  FROM pgtrickle.pgt_refresh_history
+ WHERE relid::regclass::text = 'best_shop' OR relid::regclass::text LIKE 'pgtrickle_state.inner\_%' ORDER BY id;
+UPDATE sales SET amount = amount + 100 WHERE id = 5;
+REFRESH MATERIALIZED VIEW best_shop;
+TABLE best_shop;
+(TABLE best_shop EXCEPT ALL TABLE best_shop_now) UNION ALL (TABLE best_shop_now EXCEPT ALL TABLE best_shop);
+SELECT regexp_replace(relid::regclass::text, '_[0-9]+_', '_<oid>_') AS stream_table, mode, trigger,
+       changes_consumed, rows_applied
+  FROM pgtrickle.pgt_refresh_history
+ WHERE relid::regclass::text = 'best_shop' OR relid::regclass::text LIKE 'pgtrickle_state.inner\_%' ORDER BY id DESC LIMIT 2;
+
+-- It is a member of the extension (pg_dump leaves it out; a restored
+-- stream table creates it again at its first refresh) and cannot be
+-- dropped by itself.
+SELECT count(*) AS members FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+ WHERE d.deptype = 'e' AND c.relname LIKE 'inner\_%';
+DO $$
+BEGIN
+  EXECUTE 'DROP MATERIALIZED VIEW pgtrickle_state.'
+          || (SELECT name FROM pgtrickle.stream_tables WHERE name LIKE 'inner\_%');
+EXCEPTION WHEN dependent_objects_still_exist THEN
+  RAISE NOTICE 'refused: %', SQLSTATE;
+END
+$$;
+
+-- Asked for FULL, the stream table recomputes from the tables: the inner
+-- stream table goes. Back to AUTO, the next refresh creates it again.
+ALTER MATERIALIZED VIEW best_shop SET (pgtrickle.refresh_mode = 'full');
+SELECT count(*) AS inner_stream_tables FROM pgtrickle.stream_tables WHERE name LIKE 'inner\_%';
+ALTER MATERIALIZED VIEW best_shop SET (pgtrickle.refresh_mode = 'auto');
+REFRESH MATERIALIZED VIEW best_shop;
+SELECT count(*) AS inner_stream_tables FROM pgtrickle.stream_tables WHERE name LIKE 'inner\_%';
+DELETE FROM sales WHERE shop = 2;
+REFRESH MATERIALIZED VIEW best_shop;
+(TABLE best_shop EXCEPT ALL TABLE best_shop_now) UNION ALL (TABLE best_shop_now EXCEPT ALL TABLE best_shop);
+
+-- Several aggregating WITH queries, each its own inner stream table; a
+-- WITH query that does not aggregate stays in the query.
+CREATE MATERIALIZED VIEW spread WITH (pgtrickle.stream) AS
+  WITH big AS (SELECT * FROM sales WHERE amount > 10),
+       per_shop AS (SELECT shop, count(*) AS n FROM big GROUP BY shop),
+       extremes AS (SELECT shop, min(amount) AS lo, max(amount) AS hi FROM sales GROUP BY shop)
+  SELECT (SELECT max(n) - min(n) FROM per_shop) AS n_spread,
+         (SELECT max(hi - lo) FROM extremes) AS widest,
+         (SELECT count(*) FROM big) AS big_sales;
+SELECT regexp_replace(name, '_[0-9]+_', '_<oid>_') AS name, query
+  FROM pgtrickle.stream_tables WHERE name LIKE 'inner\_%' ORDER BY name;
+TABLE spread;
+DELETE FROM sales WHERE amount = (SELECT max(amount) FROM sales);
+INSERT INTO sales VALUES (60, 1, 1000), (61, 4, 0.5);
+REFRESH MATERIALIZED VIEW spread;
+TABLE spread;
+
+-- A WITH query that calls a volatile function cannot be maintained by
+-- itself: no inner stream table; the query is recomputed from the tables.
+CREATE MATERIALIZED VIEW noisy WITH (pgtrickle.stream) AS
+  WITH r AS (SELECT shop, sum(amount) + (random() * 0)::int AS total FROM sales GROUP BY shop)
+  SELECT max(total) AS top FROM r;
+REFRESH MATERIALIZED VIEW noisy;
+SELECT property, value FROM pgtrickle.explain_stream_table('noisy');
+
+-- Dropping the stream tables drops their inner ones, and the change
+-- capture nothing else needs.
+DROP MATERIALIZED VIEW best_shop, spread, noisy;
+SELECT count(*) AS stream_tables FROM pgtrickle.stream_tables
+ WHERE name LIKE 'inner\_%' OR name IN ('best_shop', 'spread', 'noisy');
+SELECT count(*) AS capture_triggers FROM pg_trigger WHERE tgrelid = 'sales'::regclass;
+DROP VIEW best_shop_now;
+DROP TABLE sales, shops;

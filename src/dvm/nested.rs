@@ -1,0 +1,392 @@
+//! Aggregating WITH queries kept as inner stream tables.
+//!
+//! A query that aggregates an aggregate (TPC-H Q15: the suppliers whose
+//! revenue, a `sum` per supplier in a WITH query, equals the `max` of those
+//! revenues) cannot be maintained from its changes: the outer aggregate's
+//! input is not a table. AUTO refreshes it in FULL, recomputing the inner
+//! aggregate over its whole table every time, although the inner aggregate
+//! alone (a GROUP BY over a table) is maintained differentially.
+//!
+//! So each WITH query of such a stream table that aggregates, reads no
+//! other WITH query and can be maintained differentially by itself becomes
+//! an *inner stream table*: a DIFFERENTIAL stream table
+//! `pgtrickle_state.inner_<oid>_<n>` (`n`: its position in the WITH list)
+//! with the WITH query's own query. A refresh of the outer stream table
+//! first refreshes its inner ones, on its own snapshot, then recomputes its
+//! query with every reference to those WITH queries reading the inner
+//! stream tables instead: a query over the aggregates' rows (one per
+//! supplier), not over the table they aggregate.
+//!
+//! The inner stream tables are owned by the outer one's owner, are members
+//! of the extension (pg_dump leaves them out: the outer one's next refresh
+//! creates them again), are refreshed only through the outer one (no
+//! schedule), and are dropped with it, or when it is no longer refreshed
+//! in FULL by AUTO. Only a stream table that AUTO refreshes in FULL gets
+//! them; a query pg_trickle maintains itself needs none.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::catalog::options::{RefreshMode, StreamSettings};
+use crate::catalog::sys;
+use crate::cdc::frontier::RefreshSnapshot;
+use crate::error::{PgtError, PgtResult};
+use crate::hooks::list_ptrs;
+use crate::sql::quote_ident;
+
+thread_local! {
+    /// Stream tables whose WITH queries could not become inner stream
+    /// tables in this backend (not tried again until it ends).
+    static REFUSED: RefCell<HashSet<u32>> = RefCell::new(HashSet::new());
+}
+
+/// An inner stream table: the position of its WITH query (1-based) and
+/// its OID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inner {
+    pub position: usize,
+    pub relid: pg_sys::Oid,
+}
+
+pub fn inner_name(relid: pg_sys::Oid, position: usize) -> String {
+    format!("pgtrickle_state.inner_{}_{position}", relid.to_u32())
+}
+
+/// The inner stream tables of `relid`, in WITH list order.
+pub fn inners(relid: pg_sys::Oid) -> PgtResult<Vec<Inner>> {
+    sys::kept(
+        "SELECT c.oid, pg_catalog.substr(c.relname, pg_catalog.length($1) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4 \
+           FROM pg_catalog.pg_class c \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' AND c.relkind OPERATOR(pg_catalog.=) 'm' \
+            AND pg_catalog.starts_with(c.relname::pg_catalog.text, $1) \
+            AND pg_catalog.substr(c.relname, pg_catalog.length($1) OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.~) '^[0-9]+$' \
+          ORDER BY 2",
+        &[format!("inner_{}_", relid.to_u32()).into()],
+        |rows| {
+            let mut out = Vec::new();
+            for row in rows {
+                if let (Some(oid), Some(position)) = (row.get::<pg_sys::Oid>(1)?, row.get::<i32>(2)?) {
+                    out.push(Inner { position: position as usize, relid: oid });
+                }
+            }
+            Ok(out)
+        },
+    )
+}
+
+/// Whether `settings` and the mode in effect ask for inner stream tables:
+/// AUTO that resolved to FULL.
+pub fn wanted(settings: &StreamSettings, effective: RefreshMode) -> bool {
+    settings.refresh_mode == RefreshMode::Auto && effective == RefreshMode::Full
+}
+
+/// Make the inner stream tables of `relid` exist when `wanted` (creating
+/// those its WITH queries allow, once), or not at all; returns them.
+pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
+    let existing = inners(relid)?;
+    if !wanted {
+        if !existing.is_empty() {
+            for inner in existing {
+                drop_inner(inner.relid)?;
+            }
+            crate::cdc::consumers::cleanup()?;
+        }
+        return Ok(Vec::new());
+    }
+    if !existing.is_empty() || REFUSED.with(|r| r.borrow().contains(&relid.to_u32())) {
+        return Ok(existing);
+    }
+    // (Deparsed with every name qualified, for the safe search_path the
+    // statements run with.)
+    let candidates = {
+        let _path = sys::SafeSearchPath::enter();
+        candidates(relid)
+    };
+    let mut made = Vec::new();
+    for (position, sql, columns) in candidates {
+        if let Some(inner) = create(relid, position, &sql, &columns)? {
+            made.push(inner);
+        }
+    }
+    if made.is_empty() {
+        REFUSED.with(|r| r.borrow_mut().insert(relid.to_u32()));
+    }
+    Ok(made)
+}
+
+/// Create inner stream table `position` of `relid` for the WITH query
+/// `sql` (output columns `columns`), or nothing when it cannot be
+/// maintained differentially. Tried in a subtransaction: whatever fails
+/// leaves nothing behind.
+fn create(relid: pg_sys::Oid, position: usize, sql: &str, columns: &[String]) -> PgtResult<Option<Inner>> {
+    let name = inner_name(relid, position);
+    let owner = sys::relation_owner(relid)?;
+    let role = crate::catalog::sys::kept_one::<String>(
+        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[owner.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("owner role missing".into()))?;
+    let create = format!("CREATE MATERIALIZED VIEW {name} ({}) AS {sql} WITH NO DATA", columns.join(", "));
+    let outcome = sys::in_subtransaction(|| {
+        let inner = {
+            let _internal = crate::hooks::internal();
+            sys::as_extension_owner(|| {
+                Spi::run(&create)?;
+                Spi::run(&format!("ALTER MATERIALIZED VIEW {name} OWNER TO {role}"))?;
+                Ok(())
+            })?;
+            crate::catalog::sys::kept_one::<pg_sys::Oid>(
+                "SELECT $1::pg_catalog.regclass::pg_catalog.oid",
+                &[name.as_str().into()],
+            )?
+            .ok_or_else(|| PgtError::Internal("inner stream table not created".into()))?
+        };
+        let settings = StreamSettings { refresh_mode: RefreshMode::Differential, schedule: None };
+        // As its owner, who registers it (an error when the WITH query
+        // cannot be maintained differentially).
+        sys::as_role(owner, || crate::catalog::lifecycle::register(inner, &settings, false))?;
+        sys::as_extension_owner(|| {
+            sys::unlink_from_extension(inner, sys::ExtensionLink::Dependency)?;
+            sys::link_to_extension(inner, sys::ExtensionLink::Membership)
+        })?;
+        Ok(inner)
+    })?;
+    match outcome {
+        Ok(inner) => Ok(Some(Inner { position, relid: inner })),
+        Err(why) => {
+            pgrx::debug1!(
+                "pg_trickle: WITH query {position} of {} is not an inner stream table: {why}",
+                relid.to_u32()
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn drop_inner(inner: pg_sys::Oid) -> PgtResult<()> {
+    let name = crate::catalog::lifecycle::relation_name(inner)?;
+    let _internal = crate::hooks::internal();
+    sys::as_extension_owner(|| {
+        sys::unlink_from_extension(inner, sys::ExtensionLink::Membership)?;
+        Spi::run(&format!("DROP MATERIALIZED VIEW {name}"))?;
+        Ok(())
+    })
+}
+
+/// Drop the inner stream tables of stream tables that are gone or no
+/// longer refreshed in FULL by AUTO.
+pub fn drop_orphans() -> PgtResult<()> {
+    let orphans: Vec<pg_sys::Oid> = crate::catalog::sys::column_values::<pg_sys::Oid>(
+        "SELECT c.oid FROM pg_catalog.pg_class c \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' AND c.relkind OPERATOR(pg_catalog.=) 'm' \
+            AND c.relname OPERATOR(pg_catalog.~) '^inner_[0-9]+_[0-9]+$' \
+            AND NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables st \
+                             WHERE st.requested_mode OPERATOR(pg_catalog.=) 'auto' \
+                               AND st.refresh_mode OPERATOR(pg_catalog.=) 'full' \
+                               AND pg_catalog.starts_with(c.relname::pg_catalog.text, \
+                                       'inner_' OPERATOR(pg_catalog.||) st.relid::pg_catalog.text OPERATOR(pg_catalog.||) '_'))",
+        &[],
+    )?;
+    for inner in orphans {
+        drop_inner(inner)?;
+    }
+    Ok(())
+}
+
+/// Refresh `relid` through its inner stream tables, on `snapshot`: each
+/// inner one first (differentially), then the query over them, whose rows
+/// replace the stream table's. None when it has none (or is not populated:
+/// REFRESH populates it).
+pub fn refresh(
+    relid: pg_sys::Oid,
+    settings: &StreamSettings,
+    effective: RefreshMode,
+    snapshot: &RefreshSnapshot,
+) -> PgtResult<Option<(i64, Vec<Inner>)>> {
+    let inner = sync(relid, wanted(settings, effective))?;
+    if inner.is_empty() || !crate::refresh::immediate::is_populated(relid)? {
+        return Ok(None);
+    }
+    let Some(query) = recompute_sql(relid, &inner)? else { return Ok(None) };
+    for i in &inner {
+        crate::refresh::refresh_on(i.relid, crate::refresh::RefreshTrigger::Outer, Some(snapshot))?;
+    }
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let owner = sys::relation_owner(relid)?;
+    let rows = sys::as_restricted_role(owner, || {
+        crate::refresh::window::with_window(relid, || -> PgtResult<u64> {
+            snapshot.execute(&format!("DELETE FROM {st}"), false)?;
+            snapshot.execute(&format!("INSERT INTO {st} {query}"), false)
+        })
+    })?;
+    // Stream tables reading this one recompute (its changes were not
+    // recorded), as after a REFRESH.
+    if crate::cdc::buffer::buffer_relid(relid)?.is_some() {
+        sys::as_extension_owner(|| crate::cdc::buffer::mark_truncated(relid))?;
+    }
+    Ok(Some((rows as i64, inner)))
+}
+
+/// The stream table's query with every reference to the WITH queries of
+/// `inner` reading their inner stream tables instead.
+pub fn recompute_sql(relid: pg_sys::Oid, inner: &[Inner]) -> PgtResult<Option<String>> {
+    let _path = sys::SafeSearchPath::enter();
+    // SAFETY: the copy of the stored Query is changed (range table entries
+    // renamed) and deparsed; nodes are read according to their tags.
+    let rewritten = unsafe {
+        super::analysis::with_query_copy(relid, false, |q| {
+            let ctes = list_ptrs::<pg_sys::CommonTableExpr>((*q).cteList);
+            let mut withs = Vec::new();
+            let mut renames = Vec::new();
+            for i in inner {
+                let cte = *ctes.get(i.position.checked_sub(1)?)?;
+                let name = CStr::from_ptr((*cte).ctename).to_str().ok()?.to_string();
+                let columns: Vec<String> = list_ptrs::<pg_sys::String>((*cte).ctecolnames)
+                    .into_iter()
+                    .map(|s| CStr::from_ptr((*s).sval).to_str().map(quote_ident))
+                    .collect::<Result<_, _>>()
+                    .ok()?;
+                let stand_in = format!("__pgt_inner{}", i.position);
+                withs.push((stand_in.clone(), columns, i.relid));
+                renames.push((name, std::ffi::CString::new(stand_in).ok()?));
+            }
+            each_query(q, 0, &mut |level, depth| {
+                for rte in list_ptrs::<pg_sys::RangeTblEntry>((*level).rtable) {
+                    if (*rte).rtekind != pg_sys::RTEKind::RTE_CTE || (*rte).ctelevelsup != depth {
+                        continue;
+                    }
+                    let Ok(current) = CStr::from_ptr((*rte).ctename).to_str() else { continue };
+                    if let Some((_, stand_in)) = renames.iter().find(|(name, _)| name == current) {
+                        (*rte).ctename = pg_sys::pstrdup(stand_in.as_ptr());
+                    }
+                }
+            });
+            let sql = crate::hooks::cstr(pg_sys::pg_get_querydef(q, false))?;
+            Some((withs, sql))
+        })
+    };
+    let Some((withs, sql)) = rewritten else { return Ok(None) };
+    let mut defs = Vec::new();
+    for (stand_in, columns, inner) in withs {
+        defs.push(format!(
+            "{stand_in} ({}) AS (SELECT * FROM {})",
+            columns.join(", "),
+            crate::catalog::lifecycle::relation_name(inner)?
+        ));
+    }
+    let sql = sql.trim().trim_end_matches(';');
+    Ok(Some(format!("WITH {} SELECT * FROM ({sql}) __pgt_q", defs.join(", "))))
+}
+
+/// The WITH queries of the top level that could be inner stream tables:
+/// (position, 1-based; the query, deparsed; its output columns, quoted).
+/// A WITH query qualifies when it is a SELECT that aggregates, is
+/// referenced, is not recursive, and reads no other WITH query.
+fn candidates(relid: pg_sys::Oid) -> Vec<(usize, String, Vec<String>)> {
+    // SAFETY: the copy of the stored Query is only read and deparsed.
+    unsafe {
+        super::analysis::with_query_copy(relid, false, |q| {
+            let mut out = Vec::new();
+            for (i, cte) in list_ptrs::<pg_sys::CommonTableExpr>((*q).cteList).into_iter().enumerate() {
+                let cq = (*cte).ctequery as *mut pg_sys::Query;
+                if cq.is_null() || (*cq).type_ != pg_sys::NodeTag::T_Query || (*cte).cterecursive {
+                    continue;
+                }
+                let c = &*cq;
+                let grouped = c.hasAggs || !c.groupClause.is_null() || !c.groupingSets.is_null();
+                if c.commandType != pg_sys::CmdType::CMD_SELECT || !grouped || (*cte).cterefcount == 0 {
+                    continue;
+                }
+                let mut outside = false;
+                each_query(cq, 0, &mut |level, depth| {
+                    for rte in list_ptrs::<pg_sys::RangeTblEntry>((*level).rtable) {
+                        outside |= (*rte).rtekind == pg_sys::RTEKind::RTE_CTE && (*rte).ctelevelsup > depth;
+                    }
+                });
+                let columns: Option<Vec<String>> = list_ptrs::<pg_sys::String>((*cte).ctecolnames)
+                    .into_iter()
+                    .map(|s| CStr::from_ptr((*s).sval).to_str().ok().map(|n| n.to_string()))
+                    .collect();
+                let Some(columns) = columns else { continue };
+                let distinct: HashSet<&String> = columns.iter().collect();
+                if outside || distinct.len() != columns.len() {
+                    continue;
+                }
+                let Some(sql) = crate::hooks::cstr(pg_sys::pg_get_querydef(cq, false)) else { continue };
+                let sql = sql.trim().trim_end_matches(';').to_string();
+                out.push((i + 1, sql, columns.iter().map(|c| quote_ident(c)).collect()));
+            }
+            Some(out)
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// Call `f` with `q` and every query inside it (subqueries in FROM, WITH
+/// queries, subqueries in expressions), each with its depth below `q`.
+///
+/// # Safety
+/// `q` is a valid Query whose nodes `f` may change but not free.
+unsafe fn each_query(q: *mut pg_sys::Query, depth: u32, f: &mut dyn FnMut(*mut pg_sys::Query, u32)) {
+    // SAFETY: q is a valid Query; its lists hold nodes of the types their
+    // fields declare; expression walks see every SubLink's subquery as a
+    // Query node (not entered by the walk).
+    unsafe {
+        f(q, depth);
+        let mut inside: Vec<*mut pg_sys::Query> = Vec::new();
+        for rte in list_ptrs::<pg_sys::RangeTblEntry>((*q).rtable) {
+            match (*rte).rtekind {
+                pg_sys::RTEKind::RTE_SUBQUERY if !(*rte).subquery.is_null() => inside.push((*rte).subquery),
+                pg_sys::RTEKind::RTE_FUNCTION => {
+                    collect_sublinks((*rte).functions as *mut pg_sys::Node, &mut inside)
+                }
+                pg_sys::RTEKind::RTE_VALUES => {
+                    collect_sublinks((*rte).values_lists as *mut pg_sys::Node, &mut inside)
+                }
+                _ => {}
+            }
+        }
+        for cte in list_ptrs::<pg_sys::CommonTableExpr>((*q).cteList) {
+            let cq = (*cte).ctequery;
+            if !cq.is_null() && (*cq).type_ == pg_sys::NodeTag::T_Query {
+                inside.push(cq as *mut pg_sys::Query);
+            }
+        }
+        for node in [
+            (*q).targetList as *mut pg_sys::Node,
+            (*q).jointree as *mut pg_sys::Node,
+            (*q).havingQual,
+            (*q).limitCount,
+            (*q).limitOffset,
+        ] {
+            collect_sublinks(node, &mut inside);
+        }
+        for sub in inside {
+            each_query(sub, depth + 1, f);
+        }
+    }
+}
+
+/// The subqueries of the SubLinks in an expression tree (not inside them).
+///
+/// # Safety
+/// `node` is NULL or a valid expression tree.
+unsafe fn collect_sublinks(node: *mut pg_sys::Node, out: &mut Vec<*mut pg_sys::Query>) {
+    // SAFETY: walk visits valid nodes; a Query node met is a SubLink's
+    // subquery.
+    unsafe {
+        crate::hooks::nodes::walk(node, |n| {
+            if (*n).type_ == pg_sys::NodeTag::T_Query {
+                out.push(n as *mut pg_sys::Query);
+                return false;
+            }
+            true
+        });
+    }
+}
