@@ -90,6 +90,18 @@ INSERT INTO sales VALUES (60, 1, 1000), (61, 4, 0.5);
 REFRESH MATERIALIZED VIEW spread;
 TABLE spread;
 
+-- An aggregating subquery in FROM is kept the same way (numbered 1000 +
+-- its position in the range table).
+CREATE MATERIALIZED VIEW shop_sizes WITH (pgtrickle.stream) AS
+  SELECT s.n, count(*) AS shops FROM (SELECT shop, count(*) AS n FROM sales GROUP BY shop) s GROUP BY s.n;
+SELECT regexp_replace(name, '_[0-9]+_', '_<oid>_') AS name, refresh_mode
+  FROM pgtrickle.stream_tables WHERE name LIKE 'inner\_%' ORDER BY name;
+TABLE shop_sizes ORDER BY n;
+INSERT INTO sales SELECT 100 + g, 1, g FROM generate_series(1, 3) g;
+REFRESH MATERIALIZED VIEW shop_sizes;
+TABLE shop_sizes ORDER BY n;
+SELECT s.n, count(*) AS shops FROM (SELECT shop, count(*) AS n FROM sales GROUP BY shop) s GROUP BY s.n ORDER BY n;
+
 -- A WITH query that calls a volatile function cannot be maintained by
 -- itself: no inner stream table; the query is recomputed from the tables.
 CREATE MATERIALIZED VIEW noisy WITH (pgtrickle.stream) AS
@@ -98,11 +110,25 @@ CREATE MATERIALIZED VIEW noisy WITH (pgtrickle.stream) AS
 REFRESH MATERIALIZED VIEW noisy;
 SELECT property, value FROM pgtrickle.explain_stream_table('noisy');
 
+-- Dropping a table an inner stream table reads needs CASCADE, for the
+-- stream table reads it too; CASCADE drops the stream table, and with it
+-- its inner ones (the extension, whose members they are, stays).
+CREATE TABLE visits (shop int, n int);
+INSERT INTO visits VALUES (1, 10), (2, 20), (2, 5);
+CREATE MATERIALIZED VIEW busiest WITH (pgtrickle.stream) AS
+  SELECT max(v.total) AS top FROM (SELECT shop, sum(n) AS total FROM visits GROUP BY shop) v;
+TABLE busiest;
+DROP TABLE visits;
+DROP TABLE visits CASCADE;
+SELECT count(*) AS left_over FROM pgtrickle.stream_tables
+ WHERE name = 'busiest' OR (name LIKE 'inner\_%' AND query LIKE '%visits%');
+SELECT extname FROM pg_extension WHERE extname = 'pg_trickle';
+
 -- Dropping the stream tables drops their inner ones, and the change
 -- capture nothing else needs.
-DROP MATERIALIZED VIEW best_shop, spread, noisy;
+DROP MATERIALIZED VIEW best_shop, spread, shop_sizes, noisy;
 SELECT count(*) AS stream_tables FROM pgtrickle.stream_tables
- WHERE name LIKE 'inner\_%' OR name IN ('best_shop', 'spread', 'noisy');
+ WHERE name LIKE 'inner\_%' OR name IN ('best_shop', 'spread', 'shop_sizes', 'noisy');
 SELECT count(*) AS capture_triggers FROM pg_trigger WHERE tgrelid = 'sales'::regclass;
 DROP VIEW best_shop_now;
 DROP TABLE sales, shops;

@@ -498,3 +498,46 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> PgtResult<R>) -> PgtResult<Resul
         Ok(outcome)
     }
 }
+
+/// Forget what the query of materialized view `relid` depends on (the
+/// NORMAL dependencies of its rule: tables, columns, functions, types),
+/// keeping the rule's own link to the view. For a view created as a
+/// member of the extension whose query reads only what a stream table
+/// reads too (an inner stream table, see dvm::nested): DROP ... CASCADE
+/// of something it reads reaches the stream table instead, whose cleanup
+/// drops the view, where reaching a member of the extension would drop
+/// the extension.
+pub fn detach_rule_dependencies(relid: pg_sys::Oid) -> PgtResult<()> {
+    let rows: Vec<(pg_sys::Oid, pg_sys::Oid, pg_sys::Oid)> = kept(
+        "SELECT DISTINCT d.classid, d.objid, d.refclassid FROM pg_catalog.pg_depend d \
+           JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid \
+          WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+            AND r.ev_class OPERATOR(pg_catalog.=) $1 AND d.deptype OPERATOR(pg_catalog.=) 'n'",
+        &[relid.into()],
+        |rows| {
+            let mut out = Vec::new();
+            for row in rows {
+                if let (Some(rules), Some(rule), Some(class)) =
+                    (row.get::<pg_sys::Oid>(1)?, row.get::<pg_sys::Oid>(2)?, row.get::<pg_sys::Oid>(3)?)
+                {
+                    out.push((rules, rule, class));
+                }
+            }
+            Ok(out)
+        },
+    )?;
+    for (rules, rule, class) in rows {
+        // SAFETY: deletes only the pg_depend rows of the rule with this
+        // referenced class and type NORMAL.
+        unsafe {
+            pg_sys::deleteDependencyRecordsForClass(
+                rules,
+                rule,
+                class,
+                pg_sys::DependencyType::DEPENDENCY_NORMAL as std::ffi::c_char,
+            )
+        };
+    }
+    command_counter_increment();
+    Ok(())
+}

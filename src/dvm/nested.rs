@@ -152,6 +152,7 @@ fn create(relid: pg_sys::Oid, position: usize, sql: &str, columns: &[String]) ->
         sys::as_role(owner, || crate::catalog::lifecycle::register(inner, &settings, false))?;
         sys::as_extension_owner(|| {
             sys::unlink_from_extension(inner, sys::ExtensionLink::Dependency)?;
+            sys::detach_rule_dependencies(inner)?;
             sys::link_to_extension(inner, sys::ExtensionLink::Membership)
         })?;
         Ok(inner)
@@ -233,28 +234,27 @@ pub fn refresh(
     Ok(Some((rows as i64, inner)))
 }
 
-/// The stream table's query with every reference to the WITH queries of
-/// `inner` reading their inner stream tables instead.
+/// The stream table's query with every reference to the WITH queries and
+/// subqueries of `inner` reading their inner stream tables instead.
 pub fn recompute_sql(relid: pg_sys::Oid, inner: &[Inner]) -> PgtResult<Option<String>> {
     let _path = sys::SafeSearchPath::enter();
     // SAFETY: the copy of the stored Query is changed (range table entries
-    // renamed) and deparsed; nodes are read according to their tags.
+    // renamed or turned into WITH query references) and deparsed; nodes are
+    // read according to their tags.
     let rewritten = unsafe {
         super::analysis::with_query_copy(relid, false, |q| {
-            let ctes = list_ptrs::<pg_sys::CommonTableExpr>((*q).cteList);
+            let parts = parts(q);
             let mut withs = Vec::new();
             let mut renames = Vec::new();
             for i in inner {
-                let cte = *ctes.get(i.position.checked_sub(1)?)?;
-                let name = CStr::from_ptr((*cte).ctename).to_str().ok()?.to_string();
-                let columns: Vec<String> = list_ptrs::<pg_sys::String>((*cte).ctecolnames)
-                    .into_iter()
-                    .map(|s| CStr::from_ptr((*s).sval).to_str().map(quote_ident))
-                    .collect::<Result<_, _>>()
-                    .ok()?;
+                let part = parts.iter().find(|p| p.position == i.position)?;
                 let stand_in = format!("__pgt_inner{}", i.position);
+                let columns: Vec<String> = part.columns.iter().map(|c| quote_ident(c)).collect();
                 withs.push((stand_in.clone(), columns, i.relid));
-                renames.push((name, std::ffi::CString::new(stand_in).ok()?));
+                match &part.place {
+                    Place::With(name) => renames.push((name.clone(), std::ffi::CString::new(stand_in).ok()?)),
+                    Place::From(rte) => crate::hooks::nodes::as_cte_reference(*rte, &stand_in, 0)?,
+                }
             }
             each_query(q, 0, &mut |level, depth| {
                 for rte in list_ptrs::<pg_sys::RangeTblEntry>((*level).rtable) {
@@ -284,43 +284,113 @@ pub fn recompute_sql(relid: pg_sys::Oid, inner: &[Inner]) -> PgtResult<Option<St
     Ok(Some(format!("WITH {} SELECT * FROM ({sql}) __pgt_q", defs.join(", "))))
 }
 
-/// The WITH queries of the top level that could be inner stream tables:
-/// (position, 1-based; the query, deparsed; its output columns, quoted).
-/// A WITH query qualifies when it is a SELECT that aggregates, is
-/// referenced, is not recursive, and reads no other WITH query.
+/// Positions of subqueries in FROM: this plus their range table index
+/// (WITH queries are numbered from 1).
+const FROM_BASE: usize = 1000;
+
+/// Where a part of the top level is.
+enum Place {
+    /// A WITH query, by name.
+    With(String),
+    /// A subquery in FROM (not LATERAL), by its range table entry.
+    From(*mut pg_sys::RangeTblEntry),
+}
+
+/// A WITH query or subquery in FROM of the top level: its position, its
+/// query, and the names its columns are read by.
+struct Part {
+    position: usize,
+    query: *mut pg_sys::Query,
+    columns: Vec<String>,
+    place: Place,
+    /// Read at all (a WITH query may not be).
+    referenced: bool,
+}
+
+/// The WITH queries and subqueries in FROM of the top level.
+///
+/// # Safety
+/// `q` is a valid Query.
+unsafe fn parts(q: *mut pg_sys::Query) -> Vec<Part> {
+    // SAFETY: q is a valid Query; its lists hold nodes of the types their
+    // fields declare.
+    unsafe {
+        let names = |list: *mut pg_sys::List| -> Option<Vec<String>> {
+            list_ptrs::<pg_sys::String>(list)
+                .into_iter()
+                .map(|s| CStr::from_ptr((*s).sval).to_str().ok().map(|n| n.to_string()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (i, cte) in list_ptrs::<pg_sys::CommonTableExpr>((*q).cteList).into_iter().enumerate() {
+            let cq = (*cte).ctequery as *mut pg_sys::Query;
+            if cq.is_null() || (*cq).type_ != pg_sys::NodeTag::T_Query || (*cte).cterecursive {
+                continue;
+            }
+            let (Ok(name), Some(columns)) =
+                (CStr::from_ptr((*cte).ctename).to_str(), names((*cte).ctecolnames))
+            else {
+                continue;
+            };
+            out.push(Part {
+                position: i + 1,
+                query: cq,
+                columns,
+                place: Place::With(name.to_string()),
+                referenced: (*cte).cterefcount > 0,
+            });
+        }
+        // (The subqueries of a UNION's range table are its branches.)
+        let rtable = if (*q).setOperations.is_null() { list_ptrs((*q).rtable) } else { Vec::new() };
+        for (i, rte) in rtable.into_iter().enumerate() {
+            let rte: *mut pg_sys::RangeTblEntry = rte;
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_SUBQUERY || (*rte).subquery.is_null() || (*rte).lateral
+            {
+                continue;
+            }
+            let Some(columns) = names((*(*rte).eref).colnames) else { continue };
+            out.push(Part {
+                position: FROM_BASE + i + 1,
+                query: (*rte).subquery,
+                columns,
+                place: Place::From(rte),
+                referenced: true,
+            });
+        }
+        out
+    }
+}
+
+/// The parts of the top level that could be inner stream tables:
+/// (position; the query, deparsed; its output columns, quoted). A part
+/// qualifies when it is a SELECT that aggregates, is read, and reads no
+/// WITH query of the levels above it.
 fn candidates(relid: pg_sys::Oid) -> Vec<(usize, String, Vec<String>)> {
     // SAFETY: the copy of the stored Query is only read and deparsed.
     unsafe {
         super::analysis::with_query_copy(relid, false, |q| {
             let mut out = Vec::new();
-            for (i, cte) in list_ptrs::<pg_sys::CommonTableExpr>((*q).cteList).into_iter().enumerate() {
-                let cq = (*cte).ctequery as *mut pg_sys::Query;
-                if cq.is_null() || (*cq).type_ != pg_sys::NodeTag::T_Query || (*cte).cterecursive {
-                    continue;
-                }
-                let c = &*cq;
+            for part in parts(q) {
+                let c = &*part.query;
                 let grouped = c.hasAggs || !c.groupClause.is_null() || !c.groupingSets.is_null();
-                if c.commandType != pg_sys::CmdType::CMD_SELECT || !grouped || (*cte).cterefcount == 0 {
+                if c.commandType != pg_sys::CmdType::CMD_SELECT || !grouped || !part.referenced {
                     continue;
                 }
                 let mut outside = false;
-                each_query(cq, 0, &mut |level, depth| {
+                each_query(part.query, 0, &mut |level, depth| {
                     for rte in list_ptrs::<pg_sys::RangeTblEntry>((*level).rtable) {
                         outside |= (*rte).rtekind == pg_sys::RTEKind::RTE_CTE && (*rte).ctelevelsup > depth;
                     }
                 });
-                let columns: Option<Vec<String>> = list_ptrs::<pg_sys::String>((*cte).ctecolnames)
-                    .into_iter()
-                    .map(|s| CStr::from_ptr((*s).sval).to_str().ok().map(|n| n.to_string()))
-                    .collect();
-                let Some(columns) = columns else { continue };
-                let distinct: HashSet<&String> = columns.iter().collect();
-                if outside || distinct.len() != columns.len() {
+                let distinct: HashSet<&String> = part.columns.iter().collect();
+                if outside || distinct.len() != part.columns.len() {
                     continue;
                 }
-                let Some(sql) = crate::hooks::cstr(pg_sys::pg_get_querydef(cq, false)) else { continue };
+                let Some(sql) = crate::hooks::cstr(pg_sys::pg_get_querydef(part.query, false)) else {
+                    continue;
+                };
                 let sql = sql.trim().trim_end_matches(';').to_string();
-                out.push((i + 1, sql, columns.iter().map(|c| quote_ident(c)).collect()));
+                out.push((part.position, sql, part.columns.iter().map(|c| quote_ident(c)).collect()));
             }
             Some(out)
         })
