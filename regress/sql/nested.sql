@@ -73,6 +73,18 @@ DELETE FROM sales WHERE shop = 2;
 REFRESH MATERIALIZED VIEW best_shop;
 (TABLE best_shop EXCEPT ALL TABLE best_shop_now) UNION ALL (TABLE best_shop_now EXCEPT ALL TABLE best_shop);
 
+-- The inner stream tables follow the stream table's owner, whose rights
+-- the refreshes use.
+CREATE ROLE pgt_nested_owner;
+GRANT SELECT, TRIGGER ON sales, shops TO pgt_nested_owner;
+ALTER MATERIALIZED VIEW best_shop OWNER TO pgt_nested_owner;
+UPDATE sales SET amount = amount * 2 WHERE shop = 4;
+REFRESH MATERIALIZED VIEW best_shop;
+SELECT regexp_replace(c.relname, '_[0-9]+_', '_<oid>_') AS relation, pg_get_userbyid(c.relowner) AS owner
+  FROM pg_class c WHERE c.oid = 'best_shop'::regclass OR c.relname LIKE 'inner\_%' ORDER BY 1;
+(TABLE best_shop EXCEPT ALL TABLE best_shop_now) UNION ALL (TABLE best_shop_now EXCEPT ALL TABLE best_shop);
+ALTER MATERIALIZED VIEW best_shop OWNER TO CURRENT_USER;
+
 -- Several aggregating WITH queries, each its own inner stream table; a
 -- WITH query that does not aggregate stays in the query.
 CREATE MATERIALIZED VIEW spread WITH (pgtrickle.stream) AS
@@ -132,3 +144,4 @@ SELECT count(*) AS stream_tables FROM pgtrickle.stream_tables
 SELECT count(*) AS capture_triggers FROM pg_trigger WHERE tgrelid = 'sales'::regclass;
 DROP VIEW best_shop_now;
 DROP TABLE sales, shops;
+DROP ROLE pgt_nested_owner;

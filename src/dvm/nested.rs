@@ -126,26 +126,18 @@ pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
 fn create(relid: pg_sys::Oid, position: usize, sql: &str, columns: &[String]) -> PgtResult<Option<Inner>> {
     let name = inner_name(relid, position);
     let owner = sys::relation_owner(relid)?;
-    let role = crate::catalog::sys::kept_one::<String>(
-        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
-        &[owner.into()],
-    )?
-    .ok_or_else(|| PgtError::Internal("owner role missing".into()))?;
     let create = format!("CREATE MATERIALIZED VIEW {name} ({}) AS {sql} WITH NO DATA", columns.join(", "));
     let outcome = sys::in_subtransaction(|| {
         let inner = {
             let _internal = crate::hooks::internal();
-            sys::as_extension_owner(|| {
-                Spi::run(&create)?;
-                Spi::run(&format!("ALTER MATERIALIZED VIEW {name} OWNER TO {role}"))?;
-                Ok(())
-            })?;
+            sys::as_extension_owner(|| Ok(Spi::run(&create)?))?;
             crate::catalog::sys::kept_one::<pg_sys::Oid>(
                 "SELECT $1::pg_catalog.regclass::pg_catalog.oid",
                 &[name.as_str().into()],
             )?
             .ok_or_else(|| PgtError::Internal("inner stream table not created".into()))?
         };
+        set_owner(inner, owner)?;
         let settings = StreamSettings { refresh_mode: RefreshMode::Differential, schedule: None };
         // As its owner, who registers it (an error when the WITH query
         // cannot be maintained differentially).
@@ -167,6 +159,19 @@ fn create(relid: pg_sys::Oid, position: usize, sql: &str, columns: &[String]) ->
             Ok(None)
         }
     }
+}
+
+/// Give inner stream table `inner` to `owner` (its running totals follow
+/// at its next refresh).
+fn set_owner(inner: pg_sys::Oid, owner: pg_sys::Oid) -> PgtResult<()> {
+    let role = crate::catalog::sys::kept_one::<String>(
+        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[owner.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("owner role missing".into()))?;
+    let name = crate::catalog::lifecycle::relation_name(inner)?;
+    let _internal = crate::hooks::internal();
+    sys::as_extension_owner(|| Ok(Spi::run(&format!("ALTER MATERIALIZED VIEW {name} OWNER TO {role}"))?))
 }
 
 fn drop_inner(inner: pg_sys::Oid) -> PgtResult<()> {
@@ -202,8 +207,8 @@ pub fn drop_orphans() -> PgtResult<()> {
 
 /// Refresh `relid` through its inner stream tables, on `snapshot`: each
 /// inner one first (differentially), then the query over them, whose rows
-/// replace the stream table's. None when it has none (or is not populated:
-/// REFRESH populates it).
+/// replace the stream table's. None when it has none, or is not populated
+/// (REFRESH populates it, after the inner ones).
 pub fn refresh(
     relid: pg_sys::Oid,
     settings: &StreamSettings,
@@ -211,15 +216,24 @@ pub fn refresh(
     snapshot: &RefreshSnapshot,
 ) -> PgtResult<Option<(i64, Vec<Inner>)>> {
     let inner = sync(relid, wanted(settings, effective))?;
-    if inner.is_empty() || !crate::refresh::immediate::is_populated(relid)? {
+    if inner.is_empty() {
+        return Ok(None);
+    }
+    let owner = sys::relation_owner(relid)?;
+    for i in &inner {
+        // (They follow the stream table's owner: ALTER ... OWNER TO.)
+        if sys::relation_owner(i.relid)? != owner {
+            set_owner(i.relid, owner)?;
+        }
+        crate::refresh::refresh_on(i.relid, crate::refresh::RefreshTrigger::Outer, Some(snapshot))?;
+    }
+    // Not populated (its first refresh, by CREATE): REFRESH populates it;
+    // the inner ones, populated now, are ready for the next refresh.
+    if !crate::refresh::immediate::is_populated(relid)? {
         return Ok(None);
     }
     let Some(query) = recompute_sql(relid, &inner)? else { return Ok(None) };
-    for i in &inner {
-        crate::refresh::refresh_on(i.relid, crate::refresh::RefreshTrigger::Outer, Some(snapshot))?;
-    }
     let st = crate::catalog::lifecycle::relation_name(relid)?;
-    let owner = sys::relation_owner(relid)?;
     let rows = sys::as_restricted_role(owner, || {
         crate::refresh::window::with_window(relid, || -> PgtResult<u64> {
             snapshot.execute(&format!("DELETE FROM {st}"), false)?;
