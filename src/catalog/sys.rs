@@ -541,3 +541,16 @@ pub fn detach_rule_dependencies(relid: pg_sys::Oid) -> PgtResult<()> {
     command_counter_increment();
     Ok(())
 }
+
+/// Drop a relation pg_trickle created as a member of the extension (a
+/// running totals table, an inner stream table): `kind` is `TABLE` or
+/// `MATERIALIZED VIEW`.
+pub fn drop_member(relid: pg_sys::Oid, kind: &str) -> PgtResult<()> {
+    let name = crate::catalog::lifecycle::relation_name(relid)?;
+    let _internal = crate::hooks::internal();
+    as_extension_owner(|| {
+        unlink_from_extension(relid, ExtensionLink::Membership)?;
+        Spi::run(&format!("DROP {kind} {name}"))?;
+        Ok(())
+    })
+}

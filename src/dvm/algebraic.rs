@@ -111,12 +111,7 @@ fn set_owner(name: &str, owner: pg_sys::Oid) -> PgtResult<()> {
 }
 
 fn drop_state(state: pg_sys::Oid) -> PgtResult<()> {
-    let _internal = crate::hooks::internal();
-    sys::as_extension_owner(|| {
-        sys::unlink_from_extension(state, sys::ExtensionLink::Membership)?;
-        Spi::run(&format!("DROP TABLE {}", crate::catalog::lifecycle::relation_name(state)?))?;
-        Ok(())
-    })
+    sys::drop_member(state, "TABLE")
 }
 
 /// Drop state tables whose stream table is gone or no longer keeps totals.

@@ -175,13 +175,7 @@ fn set_owner(inner: pg_sys::Oid, owner: pg_sys::Oid) -> PgtResult<()> {
 }
 
 fn drop_inner(inner: pg_sys::Oid) -> PgtResult<()> {
-    let name = crate::catalog::lifecycle::relation_name(inner)?;
-    let _internal = crate::hooks::internal();
-    sys::as_extension_owner(|| {
-        sys::unlink_from_extension(inner, sys::ExtensionLink::Membership)?;
-        Spi::run(&format!("DROP MATERIALIZED VIEW {name}"))?;
-        Ok(())
-    })
+    sys::drop_member(inner, "MATERIALIZED VIEW")
 }
 
 /// Drop the inner stream tables of stream tables that are gone or no
