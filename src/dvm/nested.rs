@@ -39,9 +39,10 @@ use crate::hooks::list_ptrs;
 use crate::sql::quote_ident;
 
 thread_local! {
-    /// Stream tables whose WITH queries could not become inner stream
-    /// tables in this backend (not tried again until it ends).
-    static REFUSED: RefCell<HashSet<u32>> = RefCell::new(HashSet::new());
+    /// Stream tables (and their owners) whose WITH queries and subqueries
+    /// could not become inner stream tables in this backend: not tried
+    /// again until it ends or the owner changes.
+    static REFUSED: RefCell<HashSet<(u32, u32)>> = RefCell::new(HashSet::new());
 }
 
 /// An inner stream table: the position of its WITH query (1-based) and
@@ -98,7 +99,11 @@ pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
         }
         return Ok(Vec::new());
     }
-    if !existing.is_empty() || REFUSED.with(|r| r.borrow().contains(&relid.to_u32())) {
+    if !existing.is_empty() {
+        return Ok(existing);
+    }
+    let refused = (relid.to_u32(), sys::relation_owner(relid)?.to_u32());
+    if REFUSED.with(|r| r.borrow().contains(&refused)) {
         return Ok(existing);
     }
     // (Deparsed with every name qualified, for the safe search_path the
@@ -114,7 +119,7 @@ pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
         }
     }
     if made.is_empty() {
-        REFUSED.with(|r| r.borrow_mut().insert(relid.to_u32()));
+        REFUSED.with(|r| r.borrow_mut().insert(refused));
     }
     Ok(made)
 }
