@@ -103,6 +103,32 @@ mod tests {
         );
     }
 
+    #[pg_test]
+    fn a_failed_subtransaction_leaves_nothing_and_the_transaction_goes_on() {
+        use crate::catalog::sys::in_subtransaction;
+        Spi::run("CREATE TABLE sub_t (x int)").unwrap();
+        // A PostgreSQL error inside: rolled back, its message returned.
+        let failed = in_subtransaction(|| {
+            Spi::run("INSERT INTO sub_t VALUES (1)")?;
+            Spi::run("SELECT 1 / 0")?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(failed, Err("division by zero".to_string()));
+        // A Rust error inside: rolled back too.
+        let refused = in_subtransaction(|| -> crate::error::PgtResult<()> {
+            Spi::run("INSERT INTO sub_t VALUES (2)")?;
+            Err(crate::error::PgtError::Internal("no".into()))
+        })
+        .unwrap();
+        assert!(refused.is_err());
+        // Success: kept, and the transaction goes on.
+        assert_eq!(in_subtransaction(|| Ok(Spi::run("INSERT INTO sub_t VALUES (3)")?)).unwrap(), Ok(()));
+        Spi::run("INSERT INTO sub_t VALUES (4)").unwrap();
+        assert_eq!(count("SELECT count(*) FROM sub_t WHERE x IN (1, 2)"), 0);
+        assert_eq!(count("SELECT count(*) FROM sub_t WHERE x IN (3, 4)"), 2);
+    }
+
     #[pg_test(error = "stream table public.s3 cannot be maintained differentially")]
     fn differential_needs_a_maintainable_query() {
         Spi::run("CREATE TABLE t3 (a int)").unwrap();

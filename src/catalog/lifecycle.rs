@@ -430,25 +430,16 @@ pub fn reresolve_mode(
         (Err(_), _) => RefreshMode::Full,
     };
     // A FULL stream table created before FULL ones consumed changes, or
-    // whose query changed what it reads: consume them now, or stop.
-    if desired == RefreshMode::Full && st.effective_mode == RefreshMode::Full {
-        let sources = stream_tables::sources_of(relid)?;
-        let consumes = consumes_changes(relid, &st.settings, desired, &sources)?;
-        if consumes != st.consumes_changes {
-            sys::as_extension_owner(|| {
-                stream_tables::update_settings(relid, &st.settings, desired, consumes)
-            })?;
-            if consumes {
-                cdc::consumers::attach(relid)?;
-            } else {
-                cdc::consumers::cleanup()?;
-            }
-            let st = stream_tables::get(relid)?
-                .ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
-            return Ok((st, Some(analysis)));
+    // whose query changed what it reads: consume them now, or stop (set up
+    // below, as for a change of mode).
+    let full_consumes = match (desired, st.effective_mode) {
+        (RefreshMode::Full, RefreshMode::Full) => {
+            let sources = stream_tables::sources_of(relid)?;
+            Some(consumes_changes(relid, &st.settings, desired, &sources)?)
         }
-    }
-    if desired == st.effective_mode {
+        _ => None,
+    };
+    if desired == st.effective_mode && full_consumes.is_none_or(|c| c == st.consumes_changes) {
         // Same mode, but maintained differently (a primary key dropped or
         // added, a column's type changed, ...): set up the buffers, the key
         // index and the running totals again, and recompute once, since the
@@ -480,11 +471,13 @@ pub fn reresolve_mode(
         }
         return Ok((st, Some(analysis)));
     }
-    if let Err(why) = &analysis {
+    if let (Err(why), true) = (&analysis, desired != st.effective_mode) {
         report_full(relid, why, PgLogLevel::WARNING, "is now")?;
     }
-    let sources = stream_tables::sources_of(relid)?;
-    let consumes = consumes_changes(relid, &st.settings, desired, &sources)?;
+    let consumes = match full_consumes {
+        Some(consumes) => consumes,
+        None => consumes_changes(relid, &st.settings, desired, &stream_tables::sources_of(relid)?)?,
+    };
     sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
     if !dvm::nested::wanted(&st.settings, desired) {
         dvm::nested::sync(relid, false)?;

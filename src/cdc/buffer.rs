@@ -206,6 +206,15 @@ pub fn captured_types(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String, bool)>
 /// `c<attnum>` of the source column's type for each captured column (NULL
 /// in rows written before it was captured).
 pub fn rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
+    Ok(rows_template(source)?.replacen(ROW_SERIES, "pg_catalog.generate_series(1, b.__pgt_n)", 1))
+}
+
+/// Where [`rows_template`] numbers a statement row's changed rows.
+const ROW_SERIES: &str = "{pgt row series}";
+
+/// [`rows_sql`] with [`ROW_SERIES`] in place of the set-returning call that
+/// numbers each statement row's changed rows (kept per source).
+fn rows_template(source: pg_sys::Oid) -> PgtResult<String> {
     if ROWS_STALE.with(|s| s.replace(false)) {
         ROWS_SQL.with(|c| c.borrow_mut().clear());
     }
@@ -268,7 +277,7 @@ fn build_rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
     }
     // (The series gives each statement row its number of changed rows,
     // also when no column is captured; arrays a row lacks read as NULL.)
-    unnests.push("pg_catalog.generate_series(1, b.__pgt_n)".into());
+    unnests.push(ROW_SERIES.into());
     aliases.push("__pgt_i".into());
     Ok(format!(
         "(SELECT b.__pgt_xid, b.__pgt_cid, b.__pgt_time, b.__pgt_action{select} \
@@ -451,12 +460,8 @@ pub fn count_window(
 /// [`rows_sql`] with the planner told to expect `per_statement` changed
 /// rows from each statement row (see cdc::estimate), instead of 1000.
 pub fn rows_sql_expecting(source: pg_sys::Oid, per_statement: i64) -> PgtResult<String> {
-    let sql = rows_sql(source)?;
-    let series = "pg_catalog.generate_series(1, b.__pgt_n)";
-    if !sql.contains(series) {
-        return Err(PgtError::Internal("a change buffer read without its row series".into()));
-    }
-    Ok(sql.replacen(series, &format!("pgtrickle._change_rows(b.__pgt_n, {})", per_statement.max(1)), 1))
+    let series = format!("pgtrickle._change_rows(b.__pgt_n, {})", per_statement.max(1));
+    Ok(rows_template(source)?.replacen(ROW_SERIES, &series, 1))
 }
 
 /// Changed rows (inserted and deleted) of `source`'s buffer that pass

@@ -68,40 +68,29 @@ pub fn captured_sources(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
 /// Make sure every captured source of `relid` has its buffer (capturing the
 /// columns `relid` needs: its row identity) and triggers.
 pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
-    // A FULL stream table only needs to know whether a source changed: its
-    // buffers need no column.
-    let full = crate::catalog::sys::kept_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
-                         WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'full')",
+    let mode = crate::catalog::sys::kept_one::<String>(
+        "SELECT refresh_mode FROM pgtrickle.pgt_stream_tables WHERE relid OPERATOR(pg_catalog.=) $1",
         &[relid.into()],
     )?
-    .unwrap_or(false);
-    if full {
-        for source in captured_sources(relid)? {
-            crate::catalog::sys::lock_relation(source, pg_sys::ShareRowExclusiveLock);
-            crate::catalog::sys::invalidate_relcache(source);
-            buffer::ensure(source, &[])?;
-            triggers::create(source)?;
-        }
-        return Ok(());
-    }
-    let plan = crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?;
+    .unwrap_or_default();
+    // A FULL stream table only needs to know whether a source changed: its
+    // buffers need no column (no plan).
+    let plan = match mode.as_str() {
+        "full" => None,
+        _ => Some(crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?),
+    };
+    let immediate = mode == "immediate";
     // IMMEDIATE running totals over a join (and multisets over several
     // tables) must know when one statement writes several of its sources
-    // (cdc::statements).
-    let immediate = crate::catalog::sys::kept_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables \
-                         WHERE relid OPERATOR(pg_catalog.=) $1 AND refresh_mode OPERATOR(pg_catalog.=) 'immediate')",
-        &[relid.into()],
-    )?
-    .unwrap_or(false);
-    // So must IMMEDIATE rows keyed by their tables' primary keys, whose
-    // INSERTs are applied from the new rows alone when no other statement
-    // overlaps (dvm::inserted).
+    // (cdc::statements). So must IMMEDIATE rows keyed by their tables'
+    // primary keys, whose INSERTs are applied from the new rows alone when
+    // no other statement overlaps (dvm::inserted).
     let tracks_statements = immediate
-        && (crate::dvm::algebraic::is_join_totals(&plan)
-            || plan.multiset.is_some()
-            || crate::dvm::inserted::eligible(&plan).is_some());
+        && plan.as_ref().is_some_and(|plan| {
+            crate::dvm::algebraic::is_join_totals(plan)
+                || plan.multiset.is_some()
+                || crate::dvm::inserted::eligible(plan).is_some()
+        });
     // IMMEDIATE stream tables an IMMEDIATE one reads hand it their changes
     // (not through a buffer, so not among the captured sources below):
     // wait for their maintainers in flight, and make every backend read
@@ -122,7 +111,7 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
         crate::catalog::sys::invalidate_relcache(source);
     }
     for source in captured_sources(relid)? {
-        let needed = plan.captured_columns(source);
+        let needed = plan.as_ref().map(|plan| plan.captured_columns(source)).unwrap_or_default();
         // Lock first: no writer in flight from here on (for a stream table,
         // no refresh of it), and a concurrent attach or detach of the same
         // source waits for us.

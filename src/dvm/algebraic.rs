@@ -406,14 +406,43 @@ pub fn window_changes(
     window: &str,
 ) -> PgtResult<Vec<WindowChanges>> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
+    count_window(change_sources(plan, alg)?, snapshot, window)
+}
+
+/// The window's changes of each table (with the columns its change rows
+/// carry), counted: one row per statement and action is summed, no change
+/// row is read.
+pub(crate) fn count_window(
+    sources: Vec<(pg_sys::Oid, Vec<i16>)>,
+    snapshot: &RefreshSnapshot,
+    window: &str,
+) -> PgtResult<Vec<WindowChanges>> {
     let mut out = Vec::new();
-    for (source, attnums) in change_sources(plan, alg)? {
+    for (source, attnums) in sources {
         // (The planner is told how many rows each statement row holds.)
         let (count, per_statement) = buffer::count_rows_in(source, snapshot, window)?;
         let rows = buffer::rows_sql_expecting(source, per_statement)?;
         out.push(WindowChanges { source, attnums, rows, count });
     }
     Ok(out)
+}
+
+impl WindowChanges {
+    /// The tables with changes in the window, as change rows read in place.
+    pub fn changed<'a>(
+        changes: &'a [WindowChanges],
+        window: &'a str,
+    ) -> Vec<super::join_totals::Changes<'a>> {
+        changes
+            .iter()
+            .filter(|c| c.count > 0)
+            .map(|c| super::join_totals::Changes {
+                source: c.source,
+                attnums: &c.attnums,
+                rows: ChangeRows::Window { rows: &c.rows, window },
+            })
+            .collect()
+    }
 }
 
 /// The tables whose change rows the totals add up, and the columns of
@@ -436,30 +465,17 @@ pub fn apply_delta(
     changes: &[WindowChanges],
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
-    let changed: Vec<&WindowChanges> = changes.iter().filter(|c| c.count > 0).collect();
-    if changed.is_empty() {
-        return no_groups(relid, plan);
-    }
-    fn rows<'a>(c: &'a WindowChanges, window: &'a str) -> ChangeRows<'a> {
-        ChangeRows::Window { rows: &c.rows, window }
-    }
+    let changed = WindowChanges::changed(changes, window);
+    let Some(first) = changed.first() else { return no_groups(relid, plan) };
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;
     let upsert = if is_join_totals(plan) {
-        let changes: Vec<super::join_totals::Changes> = changed
-            .iter()
-            .map(|c| super::join_totals::Changes {
-                source: c.source,
-                attnums: &c.attnums,
-                rows: rows(c, window),
-            })
-            .collect();
-        match rows_delta_sql(alg, &changes)? {
+        match rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), &changed)? {
             Some(rows) => upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?,
             None => return no_groups(relid, plan),
         }
     } else {
-        upsert_sql(relid, plan, rows(changed[0], window))?
+        upsert_sql(relid, plan, first.rows)?
     };
     pgrx::debug2!("pg_trickle: adding the window's changes to the running totals: {upsert}");
     let owner = sys::relation_owner(relid)?;
@@ -498,7 +514,7 @@ pub fn rows_upsert_sql(
         .ok_or_else(|| PgtError::Internal("no running totals over rows".into()))?;
     let attnums = alg.rows_columns(source);
     let changes = [super::join_totals::Changes { source, attnums: &attnums, rows }];
-    let delta = rows_delta_sql(alg, &changes)?
+    let delta = rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), &changes)?
         .ok_or_else(|| PgtError::Internal("a statement on a table the running totals do not read".into()))?;
     upsert_statement(relid, plan, &format!("({delta})"), &join_keys(plan), None)
 }
@@ -515,8 +531,15 @@ pub fn is_slice_totals(plan: &Plan) -> bool {
 }
 
 /// The signed rows `changes` add to the rows of a join or of slices.
-fn rows_delta_sql(alg: &Algebraic, changes: &[super::join_totals::Changes]) -> PgtResult<Option<String>> {
-    match (&alg.join, &alg.slices) {
+/// The signed rows the change rows add to the rows of an inner join or
+/// of slices (running totals, multisets); None when no table they read
+/// changed.
+pub(crate) fn rows_delta_sql(
+    join: Option<&super::join_totals::JoinTotals>,
+    slices: Option<&super::slices::SliceTotals>,
+    changes: &[super::join_totals::Changes],
+) -> PgtResult<Option<String>> {
+    match (join, slices) {
         (Some(jt), _) => super::join_totals::delta_sql(jt, changes),
         (None, Some(st)) => super::slices::delta_sql(st, changes),
         (None, None) => Ok(None),

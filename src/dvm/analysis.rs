@@ -2247,11 +2247,11 @@ fn slices_of(
 ) -> PgtResult<Option<(super::slices::SliceTotals, Vec<pg_sys::Oid>)>> {
     let mut keys: std::collections::HashMap<pg_sys::Oid, Vec<i16>> = Default::default();
     for r in &graph.refs {
-        if !keys.contains_key(&r.relid) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(r.relid) {
             // (Compared with pg_catalog's `=`: built-in types only.)
             let key = primary_key(r.relid)?;
             let built_in = key.iter().all(|a| r.built_in.contains(a));
-            keys.insert(r.relid, if built_in { key } else { Vec::new() });
+            slot.insert(if built_in { key } else { Vec::new() });
         }
     }
     let key_of = |relid: pg_sys::Oid| keys.get(&relid).cloned().unwrap_or_default();

@@ -437,8 +437,8 @@ impl Table {
     ) -> PgtResult<std::collections::HashMap<pg_sys::Oid, Table>> {
         let mut out = std::collections::HashMap::new();
         for relid in relids {
-            if !out.contains_key(&relid) {
-                out.insert(relid, Table::read(relid)?);
+            if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(relid) {
+                slot.insert(Table::read(relid)?);
             }
         }
         Ok(out)

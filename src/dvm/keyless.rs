@@ -114,12 +114,9 @@ pub fn multiset_apply_sql(
     capture: Option<&[String]>,
 ) -> PgtResult<Option<String>> {
     let m = plan.multiset.as_ref().ok_or_else(|| PgtError::Internal("no multiset rows".into()))?;
-    let delta = match (&m.join, &m.slices) {
-        (Some(jt), _) => super::join_totals::delta_sql(jt, changes)?,
-        (None, Some(st)) => super::slices::delta_sql(st, changes)?,
-        (None, None) => None,
+    let Some(delta) = super::algebraic::rows_delta_sql(m.join.as_ref(), m.slices.as_ref(), changes)? else {
+        return Ok(None);
     };
-    let Some(delta) = delta else { return Ok(None) };
     let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
     // (The rows' columns `__k<n>` are the select list, in order.)
     let outputs: Vec<String> =
@@ -142,13 +139,8 @@ pub fn window_changes(
     window: &str,
 ) -> PgtResult<Vec<WindowChanges>> {
     let Some(m) = plan.multiset.as_ref() else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
-    for source in m.tables() {
-        let (count, per_statement) = buffer::count_rows_in(source, snapshot, window)?;
-        let rows = buffer::rows_sql_expecting(source, per_statement)?;
-        out.push(WindowChanges { source, attnums: m.columns_of(source), rows, count });
-    }
-    Ok(out)
+    let sources = m.tables().into_iter().map(|source| (source, m.columns_of(source))).collect();
+    super::algebraic::count_window(sources, snapshot, window)
 }
 
 /// A multiset over several tables or with subqueries: apply the window's
@@ -160,15 +152,7 @@ pub fn apply_multiset_window(
     window: &str,
     changes: &[WindowChanges],
 ) -> PgtResult<(i64, i64)> {
-    let changed: Vec<super::join_totals::Changes> = changes
-        .iter()
-        .filter(|c| c.count > 0)
-        .map(|c| super::join_totals::Changes {
-            source: c.source,
-            attnums: &c.attnums,
-            rows: ChangeRows::Window { rows: &c.rows, window },
-        })
-        .collect();
+    let changed = WindowChanges::changed(changes, window);
     if changed.is_empty() {
         return Ok((0, 0));
     }

@@ -76,6 +76,10 @@ pub struct SliceRef {
     pub semi: bool,
 }
 
+/// An aggregating subquery in FROM: the ids of the references under it,
+/// and its grouping columns (reference id, attnum).
+pub type Grouped = (Vec<u32>, Vec<(u32, i16)>);
+
 /// What [`read`] finds in a query: its references, the conditions that may
 /// chain them, and the deparsed select over stand-ins. [`chain`] picks the
 /// root.
@@ -86,7 +90,7 @@ pub struct Graph {
     pub edges: Vec<Edge>,
     /// Aggregating subqueries in FROM: the ids of the references under
     /// each, and its grouping columns.
-    pub grouped: Vec<(Vec<u32>, Vec<(u32, i16)>)>,
+    pub grouped: Vec<Grouped>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -715,7 +719,8 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
         let mut grouped = Vec::new();
         for (level, l) in w.levels.iter().enumerate() {
             let lq = &*l.q;
-            if !l.from || !(lq.hasAggs || !lq.groupClause.is_null()) {
+            let aggregating = lq.hasAggs || !lq.groupClause.is_null();
+            if !l.from || !aggregating {
                 continue;
             }
             let under = |mut at: usize| loop {

@@ -27,7 +27,7 @@ fn wait_until(c: &mut Client, what: &str, sql: &str, secs: u64) {
 
 fn differs_sql(st: &str, query: &str) -> String {
     format!(
-        "SELECT NOT EXISTS ((SELECT * FROM {st} EXCEPT ALL {query}) UNION ALL (({query}) EXCEPT ALL SELECT * FROM {st}))"
+        "SELECT NOT EXISTS ((SELECT * FROM {st} EXCEPT ALL ({query})) UNION ALL (({query}) EXCEPT ALL SELECT * FROM {st}))"
     )
 }
 
@@ -135,6 +135,49 @@ fn schedules_fire_and_commits_wake_the_scheduler() {
     assert!(scheduled >= 1);
     let health: String = c.query_one("SELECT status FROM pgtrickle.quick_health", &[]).unwrap().get(0);
     assert_eq!(health, "ok");
+}
+
+#[test]
+fn aggregates_of_aggregates_follow_writes_over_their_inner_stream_tables() {
+    let db = "e2e_sched_nested";
+    let mut c = fresh_db(db, true);
+    let query = "WITH s AS (SELECT g, sum(v) AS total FROM t GROUP BY g)
+                 SELECT g, total FROM s WHERE total = (SELECT max(total) FROM s)";
+    c.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, g int, v int);
+         INSERT INTO t SELECT i, i % 7, i FROM generate_series(1, 150) i;
+         CREATE MATERIALIZED VIEW top WITH (pgtrickle.stream, pgtrickle.schedule = '0s') AS {query};"
+    ))
+    .unwrap();
+    wait_until(&mut c, "the scheduler", &scheduler_running_sql(db), 10);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(db, stop.clone(), 11);
+    thread::sleep(Duration::from_millis(2000));
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    wait_until(&mut c, "top to catch up", &differs_sql("top", query), 10);
+    // The scheduler refreshed the stream table; its refreshes applied the
+    // changes to the inner stream table differentially.
+    let (scheduled, inner_differential, inner_scheduled): (i64, i64, i64) = {
+        let row = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE relid = 'top'::regclass AND trigger = 'scheduled'
+                                           AND message LIKE 'recomputed over its inner stream tables %'),
+                        count(*) FILTER (WHERE relid <> 'top'::regclass AND trigger = 'outer'
+                                           AND mode = 'differential'),
+                        count(*) FILTER (WHERE relid <> 'top'::regclass AND trigger = 'scheduled')
+                   FROM pgtrickle.pgt_refresh_history WHERE outcome = 'ok'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert!(scheduled >= 1, "scheduled refreshes over the inner stream table");
+    assert!(inner_differential >= scheduled, "the inner stream table applied the changes differentially");
+    assert_eq!(
+        inner_scheduled, 0,
+        "the inner stream table is refreshed only by the stream table's refreshes"
+    );
 }
 
 #[test]
