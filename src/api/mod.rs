@@ -111,8 +111,15 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
         ("refresh mode".to_string(), Some(st.effective_mode.as_str().to_string())),
         ("consumes changes".to_string(), Some(st.consumes_changes.to_string())),
     ];
-    for inner in crate::dvm::nested::inners(relid)? {
-        out.push(("inner stream table".into(), Some(lifecycle::relation_name(inner.relid)?)));
+    let inner = crate::dvm::nested::inners(relid)?;
+    for i in &inner {
+        out.push(("inner stream table".into(), Some(lifecycle::relation_name(i.relid)?)));
+    }
+    if !inner.is_empty() {
+        out.push((
+            "query over inner stream tables".into(),
+            crate::dvm::nested::recompute_sql(relid, &inner)?,
+        ));
     }
     match crate::dvm::analysis::analyze(relid)? {
         Err(why) => out.push(("not differential because".into(), Some(why.0))),
