@@ -1,4 +1,5 @@
-//! Aggregating WITH queries kept as inner stream tables.
+//! Aggregating WITH queries and subqueries in FROM kept as inner stream
+//! tables.
 //!
 //! A query that aggregates an aggregate (TPC-H Q15: the suppliers whose
 //! revenue, a `sum` per supplier in a WITH query, equals the `max` of those
@@ -7,22 +8,27 @@
 //! aggregate over its whole table every time, although the inner aggregate
 //! alone (a GROUP BY over a table) is maintained differentially.
 //!
-//! So each WITH query of such a stream table that aggregates, reads no
-//! other WITH query and can be maintained differentially by itself becomes
-//! an *inner stream table*: a DIFFERENTIAL stream table
-//! `pgtrickle_state.inner_<oid>_<n>` (`n`: its position in the WITH list)
-//! with the WITH query's own query. A refresh of the outer stream table
-//! first refreshes its inner ones, on its own snapshot, then recomputes its
-//! query with every reference to those WITH queries reading the inner
-//! stream tables instead: a query over the aggregates' rows (one per
-//! supplier), not over the table they aggregate.
+//! So each WITH query (and each subquery in FROM) of such a stream table
+//! that aggregates, reads no WITH query of the levels above it and can be
+//! maintained differentially by itself becomes an *inner stream table*: a
+//! DIFFERENTIAL stream table `pgtrickle_state.inner_<oid>_<n>` (`n`: its
+//! position in the WITH list, or [`FROM_BASE`] plus its range table index)
+//! with its own query. A refresh of the outer stream table first refreshes
+//! its inner ones, on its own snapshot, then recomputes its query with
+//! every reference to them reading the inner stream tables instead: a
+//! query over the aggregates' rows (one per supplier), not over the table
+//! they aggregate.
 //!
 //! The inner stream tables are owned by the outer one's owner, are members
 //! of the extension (pg_dump leaves them out: the outer one's next refresh
 //! creates them again), are refreshed only through the outer one (no
 //! schedule), and are dropped with it, or when it is no longer refreshed
-//! in FULL by AUTO. Only a stream table that AUTO refreshes in FULL gets
-//! them; a query pg_trickle maintains itself needs none.
+//! in FULL by AUTO. Their query keeps no dependencies (a DROP ... CASCADE
+//! reaching a member of the extension would drop the extension): the outer
+//! one reads the same tables and columns, so it is what such a DROP
+//! reaches, and its cleanup drops them. Only a stream table that AUTO
+//! refreshes in FULL gets them; a query pg_trickle maintains itself needs
+//! none.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
