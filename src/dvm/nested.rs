@@ -63,7 +63,8 @@ pub fn inner_name(relid: pg_sys::Oid, position: usize) -> String {
     format!("pgtrickle_state.inner_{}_{position}", relid.to_u32())
 }
 
-/// The inner stream tables of `relid`, in WITH list order.
+/// The inner stream tables of `relid`, in WITH list order (only those that
+/// are still stream tables).
 pub fn inners(relid: pg_sys::Oid) -> PgtResult<Vec<Inner>> {
     sys::kept(
         "SELECT c.oid, pg_catalog.substr(c.relname, pg_catalog.length($1) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4 \
@@ -72,6 +73,7 @@ pub fn inners(relid: pg_sys::Oid) -> PgtResult<Vec<Inner>> {
           WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' AND c.relkind OPERATOR(pg_catalog.=) 'm' \
             AND pg_catalog.starts_with(c.relname::pg_catalog.text, $1) \
             AND pg_catalog.substr(c.relname, pg_catalog.length($1) OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.~) '^[0-9]+$' \
+            AND EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables st WHERE st.relid OPERATOR(pg_catalog.=) c.oid) \
           ORDER BY 2",
         &[format!("inner_{}_", relid.to_u32()).into()],
         |rows| {
@@ -190,18 +192,20 @@ fn drop_inner(inner: pg_sys::Oid) -> PgtResult<()> {
 }
 
 /// Drop the inner stream tables of stream tables that are gone or no
-/// longer refreshed in FULL by AUTO.
+/// longer refreshed in FULL by AUTO, and those that are no longer stream
+/// tables (their owner turned them into plain materialized views).
 pub fn drop_orphans() -> PgtResult<()> {
     let orphans: Vec<pg_sys::Oid> = crate::catalog::sys::column_values::<pg_sys::Oid>(
         "SELECT c.oid FROM pg_catalog.pg_class c \
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
           WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtrickle_state' AND c.relkind OPERATOR(pg_catalog.=) 'm' \
             AND c.relname OPERATOR(pg_catalog.~) '^inner_[0-9]+_[0-9]+$' \
-            AND NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables st \
+            AND (NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables i WHERE i.relid OPERATOR(pg_catalog.=) c.oid) \
+                 OR NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables st \
                              WHERE st.requested_mode OPERATOR(pg_catalog.=) 'auto' \
                                AND st.refresh_mode OPERATOR(pg_catalog.=) 'full' \
                                AND pg_catalog.starts_with(c.relname::pg_catalog.text, \
-                                       'inner_' OPERATOR(pg_catalog.||) st.relid::pg_catalog.text OPERATOR(pg_catalog.||) '_'))",
+                                       'inner_' OPERATOR(pg_catalog.||) st.relid::pg_catalog.text OPERATOR(pg_catalog.||) '_')))",
         &[],
     )?;
     for inner in orphans {
