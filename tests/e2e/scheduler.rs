@@ -178,6 +178,20 @@ fn aggregates_of_aggregates_follow_writes_over_their_inner_stream_tables() {
         inner_scheduled, 0,
         "the inner stream table is refreshed only by the stream table's refreshes"
     );
+    // Set to FULL, the stream table loses its inner stream table; back to
+    // AUTO, the scheduler's next refresh makes it again (in the worker).
+    c.batch_execute("ALTER MATERIALIZED VIEW top SET (pgtrickle.refresh_mode = 'full')").unwrap();
+    let inner_count = "SELECT count(*) FROM pgtrickle.stream_tables WHERE schema = 'pgtrickle_state'";
+    let n: i64 = c.query_one(inner_count, &[]).unwrap().get(0);
+    assert_eq!(n, 0);
+    c.batch_execute("ALTER MATERIALIZED VIEW top SET (pgtrickle.refresh_mode = 'auto')").unwrap();
+    c.batch_execute("UPDATE t SET v = v + 1000 WHERE id = 1").unwrap();
+    wait_until(
+        &mut c,
+        "a scheduled refresh over a new inner stream table",
+        &format!("SELECT ({inner_count}) = 1 AND ({})", differs_sql("top", query)),
+        10,
+    );
 }
 
 #[test]
