@@ -88,6 +88,14 @@ pub fn refresh_on(
     }
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
     let st = stream_tables::get(relid)?.ok_or_else(|| PgtError::Internal("stream table vanished".into()))?;
+    // Its inner stream tables are refreshed on this refresh's snapshot:
+    // locked before it is taken, as the stream table is, so that no
+    // refresh of theirs that this snapshot does not see commits first.
+    if shared.is_none() && dvm::nested::wanted(&st.settings, st.effective_mode) {
+        for inner in dvm::nested::inners(relid)? {
+            sys::lock_relation(inner.relid, pg_sys::ExclusiveLock);
+        }
+    }
     let (st, analysis) = crate::catalog::lifecycle::reresolve_mode(st)?;
     let history =
         sys::as_extension_owner(|| stream_tables::history_start(relid, st.effective_mode, trigger.as_str()))?;
