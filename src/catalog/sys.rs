@@ -554,3 +554,16 @@ pub fn drop_member(relid: pg_sys::Oid, kind: &str) -> PgtResult<()> {
         Ok(())
     })
 }
+
+/// Give a relation pg_trickle created as a member of the extension (`kind`
+/// as for [`drop_member`], `name` quoted) to `owner`, as the extension's
+/// owner.
+pub fn set_member_owner(name: &str, kind: &str, owner: pg_sys::Oid) -> PgtResult<()> {
+    let role = kept_one::<String>(
+        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[owner.into()],
+    )?
+    .ok_or_else(|| PgtError::Internal("owner role missing".into()))?;
+    let _internal = crate::hooks::internal();
+    as_extension_owner(|| Ok(Spi::run(&format!("ALTER {kind} {name} OWNER TO {role}"))?))
+}

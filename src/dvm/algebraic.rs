@@ -101,13 +101,7 @@ fn create(relid: pg_sys::Oid, plan: &Plan, alg: &Algebraic) -> PgtResult<()> {
 }
 
 fn set_owner(name: &str, owner: pg_sys::Oid) -> PgtResult<()> {
-    let role = crate::catalog::sys::kept_one::<String>(
-        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
-        &[owner.into()],
-    )?
-    .ok_or_else(|| PgtError::Internal("owner role missing".into()))?;
-    Spi::run(&format!("ALTER TABLE {name} OWNER TO {role}"))?;
-    Ok(())
+    sys::set_member_owner(name, "TABLE", owner)
 }
 
 fn drop_state(state: pg_sys::Oid) -> PgtResult<()> {
@@ -135,8 +129,7 @@ pub fn drop_orphans() -> PgtResult<()> {
 fn ensure_owner(relid: pg_sys::Oid, state: pg_sys::Oid) -> PgtResult<()> {
     let owner = sys::relation_owner(relid)?;
     if sys::relation_owner(state)? != owner {
-        let _internal = crate::hooks::internal();
-        sys::as_extension_owner(|| set_owner(&state_name(relid), owner))?;
+        set_owner(&state_name(relid), owner)?;
     }
     Ok(())
 }

@@ -177,14 +177,8 @@ fn create(relid: pg_sys::Oid, position: usize, sql: &str, columns: &[String]) ->
 /// Give inner stream table `inner` to `owner` (its running totals follow
 /// at its next refresh).
 fn set_owner(inner: pg_sys::Oid, owner: pg_sys::Oid) -> PgtResult<()> {
-    let role = crate::catalog::sys::kept_one::<String>(
-        "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
-        &[owner.into()],
-    )?
-    .ok_or_else(|| PgtError::Internal("owner role missing".into()))?;
     let name = crate::catalog::lifecycle::relation_name(inner)?;
-    let _internal = crate::hooks::internal();
-    sys::as_extension_owner(|| Ok(Spi::run(&format!("ALTER MATERIALIZED VIEW {name} OWNER TO {role}"))?))
+    sys::set_member_owner(&name, "MATERIALIZED VIEW", owner)
 }
 
 fn drop_inner(inner: pg_sys::Oid) -> PgtResult<()> {
