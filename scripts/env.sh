@@ -46,6 +46,10 @@ build_postgres() {
     tar -xf "$orig" -C "$build" --strip-components=1
     (
         cd "$build"
+        # Called from `make setup`, the environment carries the outer make's
+        # MAKELEVEL: PostgreSQL generates its headers (utils/errcodes.h, ...)
+        # only in a top-level make, and the build fails without them.
+        unset MAKELEVEL MAKEFLAGS MFLAGS
         ./configure --prefix="$prefix" "$@" --with-icu --with-openssl --without-llvm CFLAGS="-O2 -g" >configure.log
         make -s -j"$(nproc)" >build.log 2>&1 || { tail -50 build.log; exit 1; }
         make -s install >install.log 2>&1
