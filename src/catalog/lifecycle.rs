@@ -340,9 +340,7 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
                 sys::as_extension_owner(|| {
                     stream_tables::update_settings(relid, &settings, effective, consumes)
                 })?;
-                if !dvm::nested::wanted(&settings, effective) {
-                    dvm::nested::sync(relid, false)?;
-                }
+                dvm::nested::prune(relid, dvm::nested::wanted(&settings, effective))?;
                 let keyed = consumes && is_incremental(effective);
                 let was_keyed = st.consumes_changes && is_incremental(st.effective_mode);
                 if consumes && (!st.consumes_changes || effective != st.effective_mode) {
@@ -479,9 +477,7 @@ pub fn reresolve_mode(
         None => consumes_changes(relid, &st.settings, desired, &stream_tables::sources_of(relid)?)?,
     };
     sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
-    if !dvm::nested::wanted(&st.settings, desired) {
-        dvm::nested::sync(relid, false)?;
-    }
+    dvm::nested::prune(relid, dvm::nested::wanted(&st.settings, desired))?;
     // A mode in effect that changed may need (or end) scheduling.
     crate::worker::settings_changed();
     if consumes {

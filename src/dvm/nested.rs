@@ -1,5 +1,5 @@
-//! Aggregating WITH queries and subqueries in FROM kept as inner stream
-//! tables.
+//! Aggregating WITH queries, subqueries in FROM and scalar subqueries kept
+//! as inner stream tables.
 //!
 //! A query that aggregates an aggregate (TPC-H Q15: the suppliers whose
 //! revenue, a `sum` per supplier in a WITH query, equals the `max` of those
@@ -10,14 +10,17 @@
 //!
 //! So each WITH query (and each subquery in FROM) of such a stream table
 //! that aggregates, reads no WITH query of the levels above it and can be
-//! maintained differentially by itself becomes an *inner stream table*: a
-//! DIFFERENTIAL stream table `pgtrickle_state.inner_<oid>_<n>` (`n`: its
-//! position in the WITH list, or [`FROM_BASE`] plus its range table index)
-//! with its own query. A refresh of the outer stream table first refreshes
+//! maintained differentially by itself, and each aggregating scalar
+//! subquery that an aggregate grouped by its correlated columns answers
+//! (a [`Lookup`]: TPC-H Q20's sum per part and supplier), becomes an
+//! *inner stream table*: a DIFFERENTIAL stream table
+//! `pgtrickle_state.inner_<oid>_<n>` (`n`: its position in the WITH list,
+//! [`FROM_BASE`] plus its range table index, or [`SUBLINK_BASE`] plus its
+//! place among the scalar subqueries) with its own query. A refresh of the outer stream table first refreshes
 //! its inner ones, on its own snapshot, then recomputes its query with
 //! every reference to them reading the inner stream tables instead: a
 //! query over the aggregates' rows (one per supplier), not over the table
-//! they aggregate.
+//! they aggregate; a scalar subquery looks its row up.
 //!
 //! The inner stream tables are owned by the outer one's owner, are members
 //! of the extension (pg_dump leaves them out: the outer one's next refresh
@@ -31,7 +34,7 @@
 //! none.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
@@ -45,10 +48,11 @@ use crate::hooks::list_ptrs;
 use crate::sql::quote_ident;
 
 thread_local! {
-    /// Stream tables (and their owners) whose WITH queries and subqueries
-    /// could not become inner stream tables in this backend: not tried
-    /// again until it ends or the owner changes.
-    static REFUSED: RefCell<HashSet<(u32, u32)>> = RefCell::new(HashSet::new());
+    /// Stream tables (with their owners) whose candidates this backend
+    /// tried to make inner stream tables, and the positions that existed
+    /// after: tried again only when those changed (an inner stream table
+    /// dropped) or the owner did.
+    static TRIED: RefCell<HashMap<(u32, u32), Vec<usize>>> = RefCell::new(HashMap::new());
 }
 
 /// An inner stream table: the position of its WITH query (1-based) and
@@ -94,24 +98,30 @@ pub fn wanted(settings: &StreamSettings, effective: RefreshMode) -> bool {
     settings.refresh_mode == RefreshMode::Auto && effective == RefreshMode::Full
 }
 
-/// Make the inner stream tables of `relid` exist when `wanted` (creating
-/// those its WITH queries allow, once), or not at all; returns them.
-pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
+/// Drop the inner stream tables of `relid` unless `wanted`.
+pub fn prune(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
     let existing = inners(relid)?;
-    if !wanted {
-        if !existing.is_empty() {
-            for inner in existing {
-                drop_inner(inner.relid)?;
-            }
-            crate::cdc::consumers::cleanup()?;
+    if !wanted && !existing.is_empty() {
+        for inner in existing {
+            drop_inner(inner.relid)?;
         }
+        crate::cdc::consumers::cleanup()?;
+    }
+    Ok(())
+}
+
+/// Make the inner stream tables of `relid` exist when `wanted` (creating
+/// those its query allows, once per backend), or not at all; returns them,
+/// in position order.
+pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
+    prune(relid, wanted)?;
+    if !wanted {
         return Ok(Vec::new());
     }
-    if !existing.is_empty() {
-        return Ok(existing);
-    }
-    let refused = (relid.to_u32(), sys::relation_owner(relid)?.to_u32());
-    if REFUSED.with(|r| r.borrow().contains(&refused)) {
+    let mut existing = inners(relid)?;
+    let tried = (relid.to_u32(), sys::relation_owner(relid)?.to_u32());
+    let positions: Vec<usize> = existing.iter().map(|i| i.position).collect();
+    if TRIED.with(|t| t.borrow().get(&tried) == Some(&positions)) {
         return Ok(existing);
     }
     // (Deparsed with every name qualified, for the safe search_path the
@@ -120,16 +130,18 @@ pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
         let _path = sys::SafeSearchPath::enter();
         candidates(relid)
     };
-    let mut made = Vec::new();
     for (position, sql, columns) in candidates {
+        if positions.contains(&position) {
+            continue;
+        }
         if let Some(inner) = create(relid, position, &sql, &columns)? {
-            made.push(inner);
+            existing.push(inner);
         }
     }
-    if made.is_empty() {
-        REFUSED.with(|r| r.borrow_mut().insert(refused));
-    }
-    Ok(made)
+    existing.sort_by_key(|i| i.position);
+    let made = existing.iter().map(|i| i.position).collect();
+    TRIED.with(|t| t.borrow_mut().insert(tried, made));
+    Ok(existing)
 }
 
 /// Create inner stream table `position` of `relid` for the WITH query
@@ -208,19 +220,13 @@ pub fn drop_orphans() -> PgtResult<()> {
     Ok(())
 }
 
-/// Refresh `relid` through its inner stream tables, on `snapshot`: each
-/// inner one first (differentially), then the query over them, whose rows
-/// replace the stream table's. None when it has none, or is not populated
-/// (REFRESH populates it, after the inner ones).
-pub fn refresh(
-    relid: pg_sys::Oid,
-    settings: &StreamSettings,
-    effective: RefreshMode,
-    snapshot: &RefreshSnapshot,
-) -> PgtResult<Option<(i64, Vec<Inner>)>> {
-    let inner = sync(relid, wanted(settings, effective))?;
+/// Make the inner stream tables of `relid` exist when `wanted` and
+/// refresh each one (differentially) on `snapshot`, the refresh of `relid`
+/// in progress; returns them.
+pub fn refresh_inners(relid: pg_sys::Oid, wanted: bool, snapshot: &RefreshSnapshot) -> PgtResult<Vec<Inner>> {
+    let inner = sync(relid, wanted)?;
     if inner.is_empty() {
-        return Ok(None);
+        return Ok(inner);
     }
     let owner = sys::relation_owner(relid)?;
     for i in &inner {
@@ -230,25 +236,34 @@ pub fn refresh(
         }
         crate::refresh::refresh_on(i.relid, crate::refresh::RefreshTrigger::Outer, Some(snapshot))?;
     }
-    // Not populated (its first refresh, by CREATE): REFRESH populates it;
-    // the inner ones, populated now, are ready for the next refresh.
-    if !crate::refresh::immediate::is_populated(relid)? {
+    Ok(inner)
+}
+
+/// Recompute `relid` over its inner stream tables `inner` (refreshed on
+/// `snapshot`): the query over them replaces its rows. None when it is
+/// not populated (REFRESH populates it; the inner ones, populated now,
+/// serve the next refresh) or the query cannot be rewritten.
+pub fn recompute(relid: pg_sys::Oid, inner: &[Inner], snapshot: &RefreshSnapshot) -> PgtResult<Option<i64>> {
+    if inner.is_empty() || !crate::refresh::immediate::is_populated(relid)? {
         return Ok(None);
     }
-    let Some(query) = recompute_sql(relid, &inner)? else { return Ok(None) };
+    let Some(query) = recompute_sql(relid, inner)? else { return Ok(None) };
     let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let owner = sys::relation_owner(relid)?;
     let rows = sys::as_restricted_role(owner, || {
         crate::refresh::window::with_window(relid, || -> PgtResult<u64> {
             snapshot.execute(&format!("DELETE FROM {st}"), false)?;
             snapshot.execute(&format!("INSERT INTO {st} {query}"), false)
         })
     })?;
-    // Stream tables reading this one recompute (its changes were not
-    // recorded), as after a REFRESH.
-    if crate::cdc::buffer::buffer_relid(relid)?.is_some() {
-        sys::as_extension_owner(|| crate::cdc::buffer::mark_truncated(relid))?;
-    }
-    Ok(Some((rows as i64, inner)))
+    Ok(Some(rows as i64))
+}
+
+/// What a refresh over inner stream tables says in the history.
+pub fn recomputed_message(inner: &[Inner]) -> PgtResult<String> {
+    let names: Vec<String> =
+        inner.iter().map(|i| crate::catalog::lifecycle::relation_name(i.relid)).collect::<PgtResult<_>>()?;
+    Ok(format!("recomputed over its inner stream tables {}", names.join(", ")))
 }
 
 /// The stream table's query with every reference to the WITH queries and
@@ -261,11 +276,19 @@ pub fn recompute_sql(relid: pg_sys::Oid, inner: &[Inner]) -> PgtResult<Option<St
     let rewritten = unsafe {
         super::analysis::with_query_copy(relid, false, |q| {
             let parts = parts(q);
+            let subqueries = scalar_subqueries(q);
             let mut withs = Vec::new();
             let mut renames = Vec::new();
             for i in inner {
-                let part = parts.iter().find(|p| p.position == i.position)?;
                 let stand_in = format!("__pgt_inner{}", i.position);
+                if i.position >= SUBLINK_BASE {
+                    let &(_, _, sub, depth) = subqueries.iter().find(|s| s.0 == i.position)?;
+                    let lookup = Lookup::read(sub)?;
+                    lookup.read_inner(&stand_in, depth)?;
+                    withs.push((stand_in, lookup.columns(), i.relid));
+                    continue;
+                }
+                let part = parts.iter().find(|p| p.position == i.position)?;
                 let columns: Vec<String> = part.columns.iter().map(|c| quote_ident(c)).collect();
                 withs.push((stand_in.clone(), columns, i.relid));
                 match &part.place {
@@ -378,15 +401,21 @@ unsafe fn parts(q: *mut pg_sys::Query) -> Vec<Part> {
     }
 }
 
-/// The parts of the top level that could be inner stream tables:
-/// (position; the query, deparsed; its output columns, quoted). A part
+/// What could be inner stream tables: (position; the query, deparsed; its
+/// output columns, quoted). A part of the top level
 /// qualifies when it is a SELECT that aggregates, is read, and reads no
-/// WITH query of the levels above it.
+/// WITH query of the levels above it; an aggregating scalar subquery
+/// when it is a [`Lookup`] outside such a part.
 fn candidates(relid: pg_sys::Oid) -> Vec<(usize, String, Vec<String>)> {
-    // SAFETY: the copy of the stored Query is only read and deparsed.
+    // SAFETY: the copy of the stored Query is read and deparsed, then each
+    // lookup's subquery changed (to the inner stream table's query) and
+    // deparsed.
     unsafe {
         super::analysis::with_query_copy(relid, false, |q| {
             let mut out = Vec::new();
+            // The levels of the parts kept: their scalar subqueries go with
+            // them.
+            let mut kept_levels: HashSet<usize> = HashSet::new();
             for part in parts(q) {
                 let c = &*part.query;
                 let grouped = c.hasAggs || !c.groupClause.is_null() || !c.groupingSets.is_null();
@@ -406,13 +435,464 @@ fn candidates(relid: pg_sys::Oid) -> Vec<(usize, String, Vec<String>)> {
                 let Some(sql) = crate::hooks::cstr(pg_sys::pg_get_querydef(part.query, false)) else {
                     continue;
                 };
+                each_query(part.query, 0, &mut |level, _| {
+                    kept_levels.insert(level as usize);
+                });
                 let sql = sql.trim().trim_end_matches(';').to_string();
                 out.push((part.position, sql, part.columns.iter().map(|c| quote_ident(c)).collect()));
+            }
+            for (position, parent, sub, _) in scalar_subqueries(q) {
+                if kept_levels.contains(&(parent as usize)) {
+                    continue;
+                }
+                let Some(lookup) = Lookup::read(sub) else { continue };
+                if let Some((sql, columns)) = lookup.inner_query() {
+                    out.push((position, sql, columns));
+                }
             }
             Some(out)
         })
         .unwrap_or_default()
     }
+}
+
+/// Positions of aggregating scalar subqueries: this plus their number
+/// among the query's scalar subqueries, in [`scalar_subqueries`] order.
+const SUBLINK_BASE: usize = 2000;
+
+/// The scalar subqueries (`EXPR` SubLinks) of `q` at every level:
+/// (position, the query level holding it, its query, its depth below
+/// `q`), in a fixed order.
+///
+/// # Safety
+/// `q` is a valid Query.
+unsafe fn scalar_subqueries(
+    q: *mut pg_sys::Query,
+) -> Vec<(usize, *mut pg_sys::Query, *mut pg_sys::Query, u32)> {
+    let mut out = Vec::new();
+    // SAFETY: q is a valid Query; each_query visits its levels, whose
+    // expressions are valid trees; a SubLink's subselect is its Query.
+    unsafe {
+        each_query(q, 0, &mut |level, depth| {
+            for node in [
+                (*level).targetList as *mut pg_sys::Node,
+                (*level).jointree as *mut pg_sys::Node,
+                (*level).havingQual,
+            ] {
+                crate::hooks::nodes::walk(node, |n| {
+                    if (*n).type_ == pg_sys::NodeTag::T_SubLink {
+                        let link = n as *mut pg_sys::SubLink;
+                        if (*link).subLinkType == pg_sys::SubLinkType::EXPR_SUBLINK
+                            && !(*link).subselect.is_null()
+                            && (*(*link).subselect).type_ == pg_sys::NodeTag::T_Query
+                        {
+                            out.push((
+                                SUBLINK_BASE + out.len() + 1,
+                                level,
+                                (*link).subselect as *mut pg_sys::Query,
+                                depth + 1,
+                            ));
+                            return false;
+                        }
+                    }
+                    (*n).type_ != pg_sys::NodeTag::T_Query
+                });
+            }
+        });
+    }
+    out
+}
+
+/// The aggregates whose value over no rows is NULL (as is the lookup's
+/// when no row of the inner stream table matches).
+const NULL_WHEN_EMPTY: &[&str] = &[
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "every",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+    "variance",
+    "var_samp",
+    "var_pop",
+    "string_agg",
+    "array_agg",
+];
+
+/// An aggregating scalar subquery that an inner stream table can answer:
+/// one select-list item over its aggregates, no GROUP BY, HAVING,
+/// DISTINCT, ORDER BY, LIMIT, WITH or subqueries of its own, tables (and
+/// joins) in FROM, and a WHERE of ANDed conditions, each either its own
+/// (no outer column) or a *correlation* `c = e`: `c` a column of its
+/// FROM, `e` over the next level's columns only, `=` the equality of
+/// their one built-in type under a deterministic collation. TPC-H Q20's
+/// `(SELECT 0.5 * sum(l_quantity) FROM lineitem WHERE l_partkey =
+/// ps_partkey AND l_suppkey = ps_suppkey AND l_shipdate >= ...)`.
+///
+/// Its value is that of the aggregates of the group `c = e` of
+///
+/// ```text
+/// SELECT c..., aggregates FROM <its FROM> WHERE <its own conditions> GROUP BY c...
+/// ```
+///
+/// the inner stream table (one row without correlations), looked up as
+/// `(SELECT f(a...) FROM inner WHERE c = e ...)`. A missing group gives
+/// NULL where the subquery gives the aggregates over no rows: so with
+/// correlations every aggregate must be NULL over no rows and the item
+/// NULL when one is (made of strict operators and functions, constants
+/// and casts).
+struct Lookup {
+    query: *mut pg_sys::Query,
+    /// The correlations and which of their arguments is the column.
+    keys: Vec<(*mut pg_sys::OpExpr, usize)>,
+    /// Its own conditions.
+    own: Vec<*mut pg_sys::Node>,
+    /// The aggregates of the select-list item, in walk order.
+    aggs: Vec<*mut pg_sys::Aggref>,
+}
+
+impl Lookup {
+    /// # Safety
+    /// `sub` is a valid Query, the subselect of a scalar SubLink.
+    unsafe fn read(sub: *mut pg_sys::Query) -> Option<Lookup> {
+        // SAFETY: sub and its nodes are valid, read by tag.
+        unsafe {
+            let q = &*sub;
+            if q.commandType != pg_sys::CmdType::CMD_SELECT
+                || !q.hasAggs
+                || q.hasWindowFuncs
+                || q.hasSubLinks
+                || q.hasTargetSRFs
+                || !q.groupClause.is_null()
+                || !q.groupingSets.is_null()
+                || !q.havingQual.is_null()
+                || !q.distinctClause.is_null()
+                || !q.sortClause.is_null()
+                || !q.limitCount.is_null()
+                || !q.limitOffset.is_null()
+                || !q.setOperations.is_null()
+                || !q.cteList.is_null()
+                || !q.rowMarks.is_null()
+                || q.jointree.is_null()
+            {
+                return None;
+            }
+            let items = list_ptrs::<pg_sys::TargetEntry>(q.targetList);
+            let [item] = items[..] else { return None };
+            let rtes = list_ptrs::<pg_sys::RangeTblEntry>(q.rtable);
+            if rtes.is_empty()
+                || (*rtes[0]).rtekind != pg_sys::RTEKind::RTE_RELATION
+                || rtes.iter().any(|r| {
+                    !matches!((**r).rtekind, pg_sys::RTEKind::RTE_RELATION | pg_sys::RTEKind::RTE_JOIN)
+                        || (**r).lateral
+                })
+            {
+                return None;
+            }
+            let expr = (*item).expr as *mut pg_sys::Node;
+            let (_, outer, bad) = levels(expr);
+            let (_, join_outer, join_bad) = levels((*q.jointree).fromlist as *mut pg_sys::Node);
+            if (*item).resjunk || outer || bad || join_outer || join_bad {
+                return None;
+            }
+            let quals = (*q.jointree).quals;
+            let conjuncts: Vec<*mut pg_sys::Node> = if quals.is_null() {
+                Vec::new()
+            } else if pg_sys::is_andclause(quals as *const _) {
+                list_ptrs((*(quals as *mut pg_sys::BoolExpr)).args)
+            } else {
+                vec![quals]
+            };
+            let mut keys = Vec::new();
+            let mut own = Vec::new();
+            for c in conjuncts {
+                let (_, outer, bad) = levels(c);
+                if bad {
+                    return None;
+                }
+                if !outer {
+                    own.push(c);
+                    continue;
+                }
+                keys.push(correlation(c)?);
+            }
+            if !keys.is_empty() && null_when_empty(expr) != Some(true) {
+                return None;
+            }
+            let mut aggs = Vec::new();
+            crate::hooks::nodes::walk(expr, |n| {
+                if (*n).type_ == pg_sys::NodeTag::T_Aggref {
+                    aggs.push(n as *mut pg_sys::Aggref);
+                    return false;
+                }
+                true
+            });
+            if aggs.is_empty() {
+                return None;
+            }
+            Some(Lookup { query: sub, keys, own, aggs })
+        }
+    }
+
+    /// The inner stream table's columns: `k_1…` for the correlated
+    /// columns, `a_1…` for the aggregates.
+    fn columns(&self) -> Vec<String> {
+        (1..=self.keys.len())
+            .map(|i| format!("k_{i}"))
+            .chain((1..=self.aggs.len()).map(|j| format!("a_{j}")))
+            .collect()
+    }
+
+    /// The inner stream table's query and columns: the correlated columns
+    /// `k_1…` and the aggregates `a_1…`, grouped by the former. Changes
+    /// the subquery (call on a copy that is thrown away).
+    unsafe fn inner_query(&self) -> Option<(String, Vec<String>)> {
+        // SAFETY: the subquery and the nodes read were checked by `read`;
+        // the new nodes are palloc'd in the current memory context.
+        unsafe {
+            let columns = self.columns();
+            let mut exprs: Vec<*mut pg_sys::Node> =
+                self.keys.iter().map(|&(op, side)| list_ptrs::<pg_sys::Node>((*op).args)[side]).collect();
+            exprs.extend(self.aggs.iter().map(|&a| a as *mut pg_sys::Node));
+            let mut items = Vec::new();
+            for (i, (expr, name)) in exprs.into_iter().zip(&columns).enumerate() {
+                items.push(target_entry(expr, i + 1, name)?);
+            }
+            let q = self.query;
+            (*q).targetList = crate::hooks::nodes::list_from_ptrs(&items);
+            (*(*q).jointree).quals = if self.own.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                pg_sys::make_ands_explicit(crate::hooks::nodes::list_from_ptrs(&self.own))
+                    as *mut pg_sys::Node
+            };
+            let sql = crate::hooks::cstr(pg_sys::pg_get_querydef(q, false))?;
+            let mut sql = sql.trim().trim_end_matches(';').to_string();
+            if !self.keys.is_empty() {
+                let by: Vec<String> = (1..=self.keys.len()).map(|i| i.to_string()).collect();
+                sql.push_str(&format!(" GROUP BY {}", by.join(", ")));
+            }
+            Some((sql, columns))
+        }
+    }
+
+    /// Make the subquery read WITH query `stand_in` (the inner stream
+    /// table, `depth` levels up): `SELECT f(a…) FROM stand_in WHERE
+    /// k_1 = e_1 AND …`.
+    unsafe fn read_inner(&self, stand_in: &str, depth: u32) -> Option<()> {
+        // SAFETY: as in inner_query; the first range table entry is a
+        // relation's (checked by `read`), turned into the WITH query
+        // reference, the only one left.
+        unsafe {
+            let q = self.query;
+            let rte = list_ptrs::<pg_sys::RangeTblEntry>((*q).rtable)[0];
+            crate::hooks::nodes::as_cte_reference(rte, stand_in, depth)?;
+            let names = self.columns().iter().map(|c| string_node(c)).collect::<Option<Vec<_>>>()?;
+            let alias = std::ffi::CString::new(stand_in).ok()?;
+            (*rte).eref = pg_sys::makeAlias(alias.as_ptr(), crate::hooks::nodes::list_from_ptrs(&names));
+            (*rte).alias = std::ptr::null_mut();
+            (*rte).relid = pg_sys::InvalidOid;
+            (*rte).inh = false;
+            (*rte).perminfoindex = 0;
+            (*rte).tablesample = std::ptr::null_mut();
+            (*rte).securityQuals = std::ptr::null_mut();
+            (*q).rtable = crate::hooks::nodes::list_from_ptrs(&[rte]);
+            (*q).rteperminfos = std::ptr::null_mut();
+            let mut quals = Vec::new();
+            for (i, &(op, side)) in self.keys.iter().enumerate() {
+                let copy = crate::hooks::nodes::copy_node(op);
+                let mut args = list_ptrs::<pg_sys::Node>((*copy).args);
+                let column = args[side];
+                args[side] = pg_sys::makeVar(
+                    1,
+                    (i + 1) as i16,
+                    pg_sys::exprType(column),
+                    pg_sys::exprTypmod(column),
+                    pg_sys::exprCollation(column),
+                    0,
+                ) as *mut pg_sys::Node;
+                (*copy).args = crate::hooks::nodes::list_from_ptrs(&args);
+                quals.push(copy as *mut pg_sys::Node);
+            }
+            let from = crate::hooks::nodes::make_node::<pg_sys::RangeTblRef>(pg_sys::NodeTag::T_RangeTblRef);
+            (*from).rtindex = 1;
+            let quals = if quals.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                pg_sys::make_ands_explicit(crate::hooks::nodes::list_from_ptrs(&quals)) as *mut pg_sys::Node
+            };
+            (*q).jointree = pg_sys::makeFromExpr(crate::hooks::nodes::list_from_ptrs(&[from]), quals);
+            let item = list_ptrs::<pg_sys::TargetEntry>((*q).targetList)[0];
+            let nkeys = self.keys.len();
+            let aggs = &self.aggs;
+            (*item).expr = crate::hooks::nodes::mutate((*item).expr as *mut pg_sys::Node, |n| {
+                let j = aggs.iter().position(|a| *a as *mut pg_sys::Node == n)?;
+                Some(pg_sys::makeVar(
+                    1,
+                    (nkeys + j + 1) as i16,
+                    (*aggs[j]).aggtype,
+                    -1,
+                    (*aggs[j]).aggcollid,
+                    0,
+                ) as *mut pg_sys::Node)
+            }) as *mut pg_sys::Expr;
+            (*q).hasAggs = false;
+            Some(())
+        }
+    }
+}
+
+/// Whether an expression has columns of its own level, of the next one
+/// out, and anything that rules a lookup out (columns or aggregates of
+/// levels further out, grouping functions).
+///
+/// # Safety
+/// `node` is NULL or a valid expression tree.
+unsafe fn levels(node: *mut pg_sys::Node) -> (bool, bool, bool) {
+    let (mut own, mut outer, mut bad) = (false, false, false);
+    // SAFETY: walk visits valid nodes, read by tag.
+    unsafe {
+        crate::hooks::nodes::walk(node, |n| {
+            match (*n).type_ {
+                pg_sys::NodeTag::T_Var => match (*(n as *mut pg_sys::Var)).varlevelsup {
+                    0 => own = true,
+                    1 => outer = true,
+                    _ => bad = true,
+                },
+                pg_sys::NodeTag::T_Aggref => bad |= (*(n as *mut pg_sys::Aggref)).agglevelsup > 0,
+                pg_sys::NodeTag::T_GroupingFunc
+                | pg_sys::NodeTag::T_PlaceHolderVar
+                | pg_sys::NodeTag::T_Query => bad = true,
+                _ => {}
+            }
+            true
+        });
+    }
+    (own, outer, bad)
+}
+
+/// A correlation `c = e` (see [`Lookup`]): the operator and which of its
+/// arguments is the column.
+///
+/// # Safety
+/// `c` is a valid expression.
+unsafe fn correlation(c: *mut pg_sys::Node) -> Option<(*mut pg_sys::OpExpr, usize)> {
+    // SAFETY: c is valid, read by tag.
+    unsafe {
+        if (*c).type_ != pg_sys::NodeTag::T_OpExpr {
+            return None;
+        }
+        let op = c as *mut pg_sys::OpExpr;
+        let args = list_ptrs::<pg_sys::Node>((*op).args);
+        if args.len() != 2 || (*op).opretset {
+            return None;
+        }
+        for side in 0..2 {
+            let (column, other) = (args[side], args[1 - side]);
+            if (*column).type_ != pg_sys::NodeTag::T_Var || (*(column as *mut pg_sys::Var)).varlevelsup != 0 {
+                continue;
+            }
+            let (own, outer, bad) = levels(other);
+            if own || !outer || bad || pg_sys::contain_volatile_functions(other) {
+                continue;
+            }
+            let mut aggregates = false;
+            crate::hooks::nodes::walk(other, |n| {
+                aggregates |= (*n).type_ == pg_sys::NodeTag::T_Aggref;
+                true
+            });
+            if !aggregates && super::slices::plain_equality((*op).opno, (*op).inputcollid, column, other) {
+                return Some((op, side));
+            }
+        }
+        None
+    }
+}
+
+/// Whether an expression is NULL when the aggregates in it are computed
+/// over no rows: Some(true) when it has such aggregates and is built of
+/// them, constants, casts (RelabelType) and strict operators and functions;
+/// Some(false) for constants alone; None otherwise.
+///
+/// # Safety
+/// `e` is a valid expression.
+unsafe fn null_when_empty(e: *mut pg_sys::Node) -> Option<bool> {
+    // SAFETY: e and its arguments are valid, read by tag; the syscache
+    // lookups return palloc'd names or NULL.
+    unsafe {
+        let strict_over = |func: pg_sys::Oid, args: *mut pg_sys::List| -> Option<bool> {
+            if !pg_sys::func_strict(func) {
+                return None;
+            }
+            let mut any = false;
+            for a in list_ptrs::<pg_sys::Node>(args) {
+                any |= null_when_empty(a)?;
+            }
+            Some(any)
+        };
+        match (*e).type_ {
+            pg_sys::NodeTag::T_Const => Some(false),
+            pg_sys::NodeTag::T_RelabelType => {
+                null_when_empty((*(e as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node)
+            }
+            pg_sys::NodeTag::T_OpExpr => {
+                let op = e as *mut pg_sys::OpExpr;
+                strict_over(pg_sys::get_opcode((*op).opno), (*op).args)
+            }
+            pg_sys::NodeTag::T_FuncExpr => {
+                let f = e as *mut pg_sys::FuncExpr;
+                if (*f).funcretset {
+                    return None;
+                }
+                strict_over((*f).funcid, (*f).args)
+            }
+            pg_sys::NodeTag::T_Aggref => {
+                let agg = (*(e as *mut pg_sys::Aggref)).aggfnoid;
+                if pg_sys::get_func_namespace(agg) != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE) {
+                    return None;
+                }
+                let name = crate::hooks::cstr(pg_sys::get_func_name(agg))?;
+                NULL_WHEN_EMPTY.contains(&name.as_str()).then_some(true)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A select-list item `expr AS name` at `resno`.
+///
+/// # Safety
+/// `expr` is a valid expression.
+unsafe fn target_entry(
+    expr: *mut pg_sys::Node,
+    resno: usize,
+    name: &str,
+) -> Option<*mut pg_sys::TargetEntry> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: the expression is copied; makeTargetEntry and pstrdup
+    // allocate in the current memory context.
+    unsafe {
+        Some(pg_sys::makeTargetEntry(
+            crate::hooks::nodes::copy_node(expr) as *mut pg_sys::Expr,
+            resno as i16,
+            pg_sys::pstrdup(name.as_ptr()),
+            false,
+        ))
+    }
+}
+
+/// A String node (a column name).
+unsafe fn string_node(s: &str) -> Option<*mut pg_sys::String> {
+    let s = std::ffi::CString::new(s).ok()?;
+    // SAFETY: pstrdup and makeString allocate in the current memory context.
+    unsafe { Some(pg_sys::makeString(pg_sys::pstrdup(s.as_ptr()))) }
 }
 
 /// Call `f` with `q` and every query inside it (subqueries in FROM, WITH
@@ -475,5 +955,72 @@ unsafe fn collect_sublinks(node: *mut pg_sys::Node, out: &mut Vec<*mut pg_sys::Q
             }
             true
         });
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    /// The scalar subqueries of `query` that would be inner stream tables
+    /// of a stream table that AUTO maintains differentially: (position,
+    /// the inner query with spaces collapsed).
+    fn lookups(query: &str) -> Vec<(usize, String)> {
+        Spi::run("DROP MATERIALIZED VIEW IF EXISTS lookup_mv").unwrap();
+        Spi::run(&format!("CREATE MATERIALIZED VIEW lookup_mv AS {query} WITH NO DATA")).unwrap();
+        let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'lookup_mv'::regclass::oid").unwrap().unwrap();
+        let _path = crate::catalog::sys::SafeSearchPath::enter();
+        super::candidates(relid)
+            .into_iter()
+            .map(|(position, sql, _)| (position, sql.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .collect()
+    }
+
+    #[pg_test]
+    fn scalar_subqueries_that_an_inner_stream_table_can_answer() {
+        Spi::run("CREATE TABLE lo (id int PRIMARY KEY, k int, j int, b bigint, x numeric, t text)").unwrap();
+        Spi::run("CREATE TABLE li (k int, j int, b bigint, x numeric, t text)").unwrap();
+        // Correlated by = on two columns, with conditions of its own: grouped
+        // by the correlated columns, the conditions kept.
+        assert_eq!(
+            lookups(
+                "SELECT id FROM lo WHERE x > (SELECT 0.5 * sum(li.x) FROM li \
+                  WHERE li.k = lo.k AND lo.j + 1 = li.j AND li.t <> 'a')"
+            ),
+            vec![(
+                2001,
+                "SELECT k AS k_1, j AS k_2, sum(x) AS a_1 FROM public.li WHERE (t <> 'a'::text) GROUP BY 1, 2".into()
+            )]
+        );
+        // Uncorrelated: any aggregate, one row; in HAVING and the select list
+        // too, numbered in order.
+        assert_eq!(
+            lookups(
+                "SELECT k, (SELECT max(x) FROM li) AS top FROM lo GROUP BY k \
+                 HAVING count(*) > (SELECT count(*) FROM li) / 4"
+            ),
+            vec![
+                (2001, "SELECT max(x) AS a_1 FROM public.li".into()),
+                (2002, "SELECT count(*) AS a_1 FROM public.li".into())
+            ]
+        );
+        // Not lookups: a correlated count (0 over no rows), an item not NULL
+        // when its aggregate is, a correlation that is not =, or = across
+        // types, an outer column in the select list, a GROUP BY, no
+        // aggregate, a column two levels out.
+        for query in [
+            "SELECT id FROM lo WHERE k < (SELECT count(*) FROM li WHERE li.k = lo.k)",
+            "SELECT id FROM lo WHERE x > (SELECT coalesce(sum(li.x), 0) FROM li WHERE li.k = lo.k)",
+            "SELECT id FROM lo WHERE x > (SELECT sum(li.x) FROM li WHERE li.k < lo.k)",
+            "SELECT id FROM lo WHERE x > (SELECT sum(li.x) FROM li WHERE li.b = lo.k)",
+            "SELECT id FROM lo WHERE x > (SELECT sum(li.x) + lo.j FROM li WHERE li.k = lo.k)",
+            "SELECT id FROM lo WHERE x > (SELECT sum(li.x) FROM li WHERE li.k = lo.k GROUP BY li.j LIMIT 1)",
+            "SELECT id FROM lo WHERE x > (SELECT li.x FROM li WHERE li.k = lo.k LIMIT 1)",
+            "SELECT id FROM lo WHERE EXISTS (SELECT 1 FROM li WHERE li.k = lo.k \
+               AND li.x > (SELECT sum(i2.x) FROM li i2 WHERE i2.j = lo.j))",
+        ] {
+            assert_eq!(lookups(query), vec![], "{query}");
+        }
     }
 }

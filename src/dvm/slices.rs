@@ -463,7 +463,7 @@ unsafe fn clauses(q: *mut pg_sys::Query) -> (Vec<(Clause, *mut pg_sys::Node)>, V
 /// Whether `=` (`op`) between `l` and `r` compares values of one built-in
 /// type with its own equality, under a deterministic collation: then
 /// `c = ANY(K)` finds exactly the rows equal to a value of K.
-unsafe fn plain_equality(
+pub(super) unsafe fn plain_equality(
     opno: pg_sys::Oid,
     inputcollid: pg_sys::Oid,
     l: *mut pg_sys::Node,

@@ -242,7 +242,7 @@ pub fn refresh_on(
             match too_large(relid, &plan, &affected, st.row_count)? {
                 Some(why) => {
                     result.message = Some(why);
-                    result.rows = full_refresh(relid, snapshot)?;
+                    result.rows = full_refresh(relid, snapshot, &[])?.0;
                     result.row_count = Some(result.rows);
                 }
                 None => {
@@ -340,20 +340,23 @@ pub fn refresh_on(
                 result.message =
                     Some("no source changed since the last refresh: nothing to recompute".into());
                 result.row_count = st.row_count;
-            } else if let Some((rows, inner)) =
-                dvm::nested::refresh(relid, &st.settings, st.effective_mode, snapshot)?
-            {
-                let names: Vec<String> = inner
-                    .iter()
-                    .map(|i| crate::catalog::lifecycle::relation_name(i.relid))
-                    .collect::<PgtResult<_>>()?;
-                result.message =
-                    Some(format!("recomputed over its inner stream tables {}", names.join(", ")));
+            } else {
+                // Its inner stream tables, current on the snapshot, which
+                // the recomputation reads.
+                let inner = dvm::nested::refresh_inners(
+                    relid,
+                    dvm::nested::wanted(&st.settings, st.effective_mode),
+                    snapshot,
+                )?;
+                let (rows, over) = full_refresh(relid, snapshot, &inner)?;
+                if let Some(over) = over {
+                    result.message = Some(match result.message.take() {
+                        Some(why) => format!("{why}; {over}"),
+                        None => over,
+                    });
+                }
                 result.rows = rows;
                 result.row_count = Some(rows);
-            } else {
-                result.rows = full_refresh(relid, snapshot)?;
-                result.row_count = Some(result.rows);
             }
         }
     }
@@ -372,9 +375,14 @@ pub fn refresh_on(
 /// A FULL refresh. For a populated DIFFERENTIAL stream table that other
 /// stream tables read, the recomputed contents are applied as differences
 /// (rows deleted and inserted), which its readers receive as changes;
-/// otherwise the contents are replaced and the readers marked for a FULL
-/// refresh of their own.
-fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64> {
+/// otherwise the contents are replaced (computed over its inner stream
+/// tables `inner` when it has some; then the second value says so) and
+/// the readers marked for a FULL refresh of their own.
+fn full_refresh(
+    relid: pg_sys::Oid,
+    snapshot: &RefreshSnapshot,
+    inner: &[dvm::nested::Inner],
+) -> PgtResult<(i64, Option<String>)> {
     let has_readers = cdc::buffer::buffer_relid(relid)?.is_some();
     let st = stream_tables::get(relid)?;
     let differential =
@@ -389,10 +397,13 @@ fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64
             let key_names = dvm::key_recompute::key_names(relid, &plan)?;
             let rows = dvm::key_recompute::apply_all(relid, snapshot, &key_names)?;
             dvm::algebraic::rebuild(relid, snapshot)?;
-            return Ok(rows);
+            return Ok((rows, None));
         }
     }
-    let rows = full::refresh(relid, snapshot)?;
+    let (rows, over) = match dvm::nested::recompute(relid, inner, snapshot)? {
+        Some(rows) => (rows, Some(dvm::nested::recomputed_message(inner)?)),
+        None => (full::refresh(relid, snapshot)?, None),
+    };
     dvm::algebraic::rebuild(relid, snapshot)?;
     if keyed {
         // A differential refresh finds its rows through the key index; the
@@ -410,7 +421,7 @@ fn full_refresh(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<i64
     if immediate {
         immediate::recompute_readers(relid)?;
     }
-    Ok(rows)
+    Ok((rows, over))
 }
 
 /// Is recomputing in full cheaper than applying this window? When the

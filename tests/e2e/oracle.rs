@@ -96,6 +96,14 @@ const CORPUS: &[(&str, bool)] = &[
     ("WITH c AS (SELECT k, count(*) AS n FROM t1 WHERE v IS NOT NULL GROUP BY k) SELECT n, count(*) AS groups FROM c GROUP BY n", false),
     ("SELECT s.total, count(*) AS n FROM (SELECT k, sum(v) AS total FROM t1 WHERE flag GROUP BY k) s GROUP BY s.total", false),
     ("WITH a AS (SELECT g, avg(v) AS m FROM t1 GROUP BY g), b AS (SELECT k, min(v) AS lo, string_agg(g, ',' ORDER BY g) AS gs FROM t1 GROUP BY k) SELECT (SELECT max(m) FROM a) AS top, (SELECT count(*) FROM b WHERE lo > 10) AS n, (SELECT max(gs) FROM b) AS gs", false),
+    // Aggregating scalar subqueries of FULL queries (a window function),
+    // looked up in inner stream tables: correlated (a missing group is
+    // NULL, as the aggregate over no rows), with conditions of their own,
+    // uncorrelated; a correlated count stays in the query.
+    ("SELECT id, rank() OVER (ORDER BY v, id) AS r FROM t1 o WHERE v > (SELECT avg(v) FROM t1 i WHERE i.k = o.k)", false),
+    ("SELECT t2.id, row_number() OVER (ORDER BY t2.id) AS r FROM t2 WHERE t2.k < (SELECT max(t1.v) - 5 FROM t1 WHERE t1.k = t2.id AND t1.flag)", false),
+    ("SELECT id, g, sum(v) OVER (PARTITION BY g) AS s FROM t1 WHERE w > (SELECT avg(w) FROM t1 WHERE v IS NOT NULL) AND (SELECT count(*) FROM t2 WHERE t2.k = t1.k) < 3", false),
+    ("SELECT t2.id, (SELECT string_agg(g, ',' ORDER BY g) FROM t1 WHERE t1.k = t2.k AND t1.v > 10) AS gs, count(*) OVER () AS n FROM t2", false),
     ("SELECT t1.id, s.id AS id2 FROM t1 LEFT JOIN (SELECT id, k FROM t2 WHERE note IS NOT NULL) s ON s.k = t1.k",true),
     ("SELECT s.k, count(*) AS n FROM t1 LEFT JOIN (SELECT k, id FROM t2) s ON s.k = t1.k GROUP BY s.k", true),
     // Filters and projections of one table without a key in the select
@@ -491,14 +499,30 @@ fn run_seed_owned(seed: u64, rounds: usize, owner: Option<&str>) {
     }
     assert!(unexpected.is_empty(), "modes other than expected:\n{}", unexpected.join("\n"));
     // (The aggregates of aggregates' WITH queries and subqueries: five,
-    // and the grouped subquery in FROM of a filter; for the ordinary owner
-    // also that of the histogram over a LEFT JOIN, which slices maintain
-    // for a superuser.)
+    // and the grouped subquery in FROM of a filter; the four scalar
+    // subqueries looked up; for the ordinary owner also that of the
+    // histogram over a LEFT JOIN, which slices maintain for a superuser.)
     let inner: i64 = c
         .query_one("SELECT count(*) FROM pgtrickle.stream_tables WHERE name LIKE 'inner\\_%'", &[])
         .unwrap()
         .get(0);
-    assert_eq!(inner, if owner.is_some() { 7 } else { 6 }, "inner stream tables");
+    assert_eq!(inner, if owner.is_some() { 11 } else { 10 }, "inner stream tables");
+    // The queries over inner stream tables, which a FULL refresh runs (the
+    // differential ones never fall back here): checked against their
+    // queries after every round too.
+    let mut over_inner: Vec<(usize, String)> = Vec::new();
+    for i in 0..CORPUS.len() {
+        let row = c
+            .query_opt(
+                "SELECT value FROM pgtrickle.explain_stream_table($1) \
+                  WHERE property = 'query over inner stream tables'",
+                &[&format!("st_{i}")],
+            )
+            .unwrap();
+        if let Some(row) = row {
+            over_inner.push((i, row.get(0)));
+        }
+    }
     for n in 0..rounds {
         let log = round(&mut c, &mut r, &mut next_id);
         // Refresh in a random order, sometimes several in one transaction.
@@ -514,6 +538,11 @@ fn run_seed_owned(seed: u64, rounds: usize, owner: Option<&str>) {
         for (i, (query, _)) in CORPUS.iter().enumerate() {
             let bad = mismatch(&mut c, &format!("st_{i}"), query);
             assert_eq!(bad, 0, "seed {seed}, round {n}: st_{i} differs from its query by {bad} rows\n  query: {query}\n  round's DML: {log:#?}");
+        }
+        for (i, over) in &over_inner {
+            let query = CORPUS[*i].0;
+            let bad = mismatch(&mut c, &format!("({over}) over_inner"), query);
+            assert_eq!(bad, 0, "seed {seed}, round {n}: st_{i}'s query over its inner stream tables differs from its query by {bad} rows\n  query: {query}\n  over them: {over}\n  round's DML: {log:#?}");
         }
     }
     // The differential stream tables really were refreshed differentially.
