@@ -690,7 +690,18 @@ pub fn whole_query(relid: pg_sys::Oid) -> PgtResult<String> {
 pub fn apply_all(relid: pg_sys::Oid, snapshot: &RefreshSnapshot, key_names: &[String]) -> PgtResult<i64> {
     let owner = sys::relation_owner(relid)?;
     let everything = sys::as_restricted_role(owner, || whole_query(relid))?;
-    apply(relid, snapshot, &[], key_names, Some(&everything), &[])?;
+    apply_all_from(relid, snapshot, key_names, &everything)
+}
+
+/// [`apply_all`] with the rows of `everything` (all of the stream table's
+/// rows computed some other way: from running totals).
+pub fn apply_all_from(
+    relid: pg_sys::Oid,
+    snapshot: &RefreshSnapshot,
+    key_names: &[String],
+    everything: &str,
+) -> PgtResult<i64> {
+    apply(relid, snapshot, &[], key_names, Some(everything), &[])?;
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     Ok(Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {st}"))?.unwrap_or(0))
 }

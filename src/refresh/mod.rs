@@ -392,6 +392,11 @@ fn full_refresh(
         isolation::maintaining(relid)?;
     }
     let keyed = differential || immediate;
+    if differential {
+        if let Some(rows) = from_totals(relid, snapshot)? {
+            return Ok((rows, None));
+        }
+    }
     if has_readers && differential && immediate::is_populated(relid)? {
         if let Ok(plan) = dvm::analysis::analyze(relid)? {
             let key_names = dvm::key_recompute::key_names(relid, &plan)?;
@@ -422,6 +427,26 @@ fn full_refresh(
         immediate::recompute_readers(relid)?;
     }
     Ok((rows, over))
+}
+
+/// A FULL refresh of a populated DIFFERENTIAL stream table kept from
+/// running totals (not `ORDER BY ... LIMIT`): the totals recomputed from
+/// the tables, then its rows from them, applied as differences (what
+/// changed is written; readers receive it as changes). One pass over the
+/// tables, where recomputing the query and then the totals took two.
+/// None when it has no totals; else its row count.
+fn from_totals(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<Option<i64>> {
+    if dvm::algebraic::state_relid(relid)?.is_none() || !immediate::is_populated(relid)? {
+        return Ok(None);
+    }
+    let Ok(plan) = dvm::analysis::analyze(relid)? else { return Ok(None) };
+    if plan.topk.is_some() {
+        return Ok(None);
+    }
+    let Some(everything) = dvm::algebraic::totals_query(relid, &plan)? else { return Ok(None) };
+    dvm::algebraic::rebuild(relid, snapshot)?;
+    let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+    Ok(Some(dvm::key_recompute::apply_all_from(relid, snapshot, &key_names, &everything)?))
 }
 
 /// Is recomputing in full cheaper than applying this window? When the
