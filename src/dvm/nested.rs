@@ -958,7 +958,8 @@ unsafe fn collect_sublinks(node: *mut pg_sys::Node, out: &mut Vec<*mut pg_sys::Q
     }
 }
 
-#[cfg(any(test, feature = "pg_test"))]
+// (A server is needed: `cargo pgrx test` runs it, with feature pg_test.)
+#[cfg(feature = "pg_test")]
 #[pgrx::pg_schema]
 mod tests {
     use pgrx::prelude::*;
