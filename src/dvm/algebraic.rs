@@ -148,15 +148,35 @@ pub fn rebuild_now(relid: pg_sys::Oid) -> PgtResult<()> {
 fn rebuild_on(relid: pg_sys::Oid, snapshot: Option<&RefreshSnapshot>) -> PgtResult<()> {
     let Some(state) = state_relid(relid)? else { return Ok(()) };
     let Ok(plan) = super::analysis::analyze(relid)? else { return Ok(()) };
+    rebuild_state(relid, state, &plan, snapshot)
+}
+
+/// [`rebuild`] of state table `state` for `plan`, the stream table's
+/// (already analyzed by the caller).
+pub fn rebuild_with(
+    relid: pg_sys::Oid,
+    state: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+) -> PgtResult<()> {
+    rebuild_state(relid, state, plan, Some(snapshot))
+}
+
+fn rebuild_state(
+    relid: pg_sys::Oid,
+    state: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: Option<&RefreshSnapshot>,
+) -> PgtResult<()> {
     let Some(alg) = plan.algebraic.as_ref() else { return Ok(()) };
     ensure_owner(relid, state)?;
     let (from, keys) = match (&alg.join, &alg.slices) {
-        (Some(jt), _) => (format!("({})", super::join_totals::whole_sql(jt)?), join_keys(&plan)),
-        (None, Some(st)) => (format!("({})", super::slices::whole_sql(st)?), join_keys(&plan)),
+        (Some(jt), _) => (format!("({})", super::join_totals::whole_sql(jt)?), join_keys(plan)),
+        (None, Some(st)) => (format!("({})", super::slices::whole_sql(st)?), join_keys(plan)),
         (None, None) => {
             let source =
                 plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
-            (crate::catalog::lifecycle::relation_name(source)?, table_keys(&plan)?)
+            (crate::catalog::lifecycle::relation_name(source)?, table_keys(plan)?)
         }
     };
     let mut select = keys.clone();

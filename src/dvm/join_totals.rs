@@ -269,7 +269,7 @@ pub(crate) unsafe fn replace_select_list(
 /// A SELECT with a FROM and none of: sublinks, window functions,
 /// set-returning functions in the select list, HAVING, DISTINCT, grouping
 /// sets, LIMIT/OFFSET, WITH, set operations, FOR UPDATE/SHARE.
-fn plain_select(q: &pg_sys::Query) -> bool {
+pub(super) fn plain_select(q: &pg_sys::Query) -> bool {
     plain_select_but_limit(q) && q.limitCount.is_null() && q.limitOffset.is_null()
 }
 

@@ -16,11 +16,12 @@
 //! *inner stream table*: a DIFFERENTIAL stream table
 //! `pgtrickle_state.inner_<oid>_<n>` (`n`: its position in the WITH list,
 //! [`FROM_BASE`] plus its range table index, or [`SUBLINK_BASE`] plus its
-//! place among the scalar subqueries) with its own query. A refresh of the outer stream table first refreshes
-//! its inner ones, on its own snapshot, then recomputes its query with
-//! every reference to them reading the inner stream tables instead: a
-//! query over the aggregates' rows (one per supplier), not over the table
-//! they aggregate; a scalar subquery looks its row up.
+//! place among the scalar subqueries) with its own query. A refresh of the
+//! outer stream table first refreshes its inner ones, on its own snapshot,
+//! then recomputes its query with every reference to them reading the
+//! inner stream tables instead: a query over the aggregates' rows (one per
+//! supplier), not over the table they aggregate; a scalar subquery looks
+//! its row up.
 //!
 //! The inner stream tables are owned by the outer one's owner, are members
 //! of the extension (pg_dump leaves them out: the outer one's next refresh
@@ -100,8 +101,11 @@ pub fn wanted(settings: &StreamSettings, effective: RefreshMode) -> bool {
 
 /// Drop the inner stream tables of `relid` unless `wanted`.
 pub fn prune(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
+    if wanted {
+        return Ok(());
+    }
     let existing = inners(relid)?;
-    if !wanted && !existing.is_empty() {
+    if !existing.is_empty() {
         for inner in existing {
             drop_inner(inner.relid)?;
         }
@@ -114,8 +118,8 @@ pub fn prune(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
 /// those its query allows, once per backend), or not at all; returns them,
 /// in position order.
 pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<Vec<Inner>> {
-    prune(relid, wanted)?;
     if !wanted {
+        prune(relid, wanted)?;
         return Ok(Vec::new());
     }
     let mut existing = inners(relid)?;
@@ -495,7 +499,7 @@ unsafe fn scalar_subqueries(
                             return false;
                         }
                     }
-                    (*n).type_ != pg_sys::NodeTag::T_Query
+                    true
                 });
             }
         });
@@ -567,20 +571,9 @@ impl Lookup {
             let q = &*sub;
             if q.commandType != pg_sys::CmdType::CMD_SELECT
                 || !q.hasAggs
-                || q.hasWindowFuncs
-                || q.hasSubLinks
-                || q.hasTargetSRFs
                 || !q.groupClause.is_null()
-                || !q.groupingSets.is_null()
-                || !q.havingQual.is_null()
-                || !q.distinctClause.is_null()
                 || !q.sortClause.is_null()
-                || !q.limitCount.is_null()
-                || !q.limitOffset.is_null()
-                || !q.setOperations.is_null()
-                || !q.cteList.is_null()
-                || !q.rowMarks.is_null()
-                || q.jointree.is_null()
+                || !super::join_totals::plain_select(q)
             {
                 return None;
             }

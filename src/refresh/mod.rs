@@ -436,7 +436,8 @@ fn full_refresh(
 /// tables, where recomputing the query and then the totals took two.
 /// None when it has no totals; else its row count.
 fn from_totals(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<Option<i64>> {
-    if dvm::algebraic::state_relid(relid)?.is_none() || !immediate::is_populated(relid)? {
+    let Some(state) = dvm::algebraic::state_relid(relid)? else { return Ok(None) };
+    if !immediate::is_populated(relid)? {
         return Ok(None);
     }
     let Ok(plan) = dvm::analysis::analyze(relid)? else { return Ok(None) };
@@ -444,7 +445,7 @@ fn from_totals(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<Opti
         return Ok(None);
     }
     let Some(everything) = dvm::algebraic::totals_query(relid, &plan)? else { return Ok(None) };
-    dvm::algebraic::rebuild(relid, snapshot)?;
+    dvm::algebraic::rebuild_with(relid, state, &plan, snapshot)?;
     let key_names = dvm::key_recompute::key_names(relid, &plan)?;
     Ok(Some(dvm::key_recompute::apply_all_from(relid, snapshot, &key_names, &everything)?))
 }
