@@ -172,7 +172,17 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                         Some(attnum) if !r.pk.is_empty() => {
                             let names = crate::catalog::sys::attribute_names(r.relid, Some(&[attnum]))?;
                             let column = names.first().map(|(_, n)| n.clone()).unwrap_or_default();
-                            format!("{table} by {column}")
+                            let mut notes = Vec::new();
+                            if let Some(condition) = &r.relevant {
+                                notes.push(format!("a changed row touches a slice when it passes {condition}"));
+                            }
+                            if r.exists_own.is_some() {
+                                notes.push("a change touches a slice only when its EXISTS answers differently there".to_string());
+                            }
+                            match notes.is_empty() {
+                                true => format!("{table} by {column}"),
+                                false => format!("{table} by {column} ({})", notes.join("; ")),
+                            }
                         }
                         _ => format!("{table} read whole (a change recomputes the query)"),
                     });

@@ -195,9 +195,12 @@ fn array_column((attnum, ty, as_text): &(i16, String, bool)) -> String {
     format!("c{attnum} {base}[]{collate} STORAGE EXTERNAL")
 }
 
-/// The captured columns of `source` as (attnum, SQL type of the source
-/// column, kept as text in the buffer).
-pub fn captured_types(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String, bool)>> {
+/// A captured column: attnum, SQL type of the source column, kept as text
+/// in the buffer.
+pub type CapturedType = (i16, String, bool);
+
+/// The captured columns of `source`.
+pub fn captured_types(source: pg_sys::Oid) -> PgtResult<Vec<CapturedType>> {
     column_types(source, &captured_columns(source)?)
 }
 
@@ -206,35 +209,67 @@ pub fn captured_types(source: pg_sys::Oid) -> PgtResult<Vec<(i16, String, bool)>
 /// `c<attnum>` of the source column's type for each captured column (NULL
 /// in rows written before it was captured).
 pub fn rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
-    Ok(rows_template(source)?.replacen(ROW_SERIES, "pg_catalog.generate_series(1, b.__pgt_n)", 1))
+    rows_of(source, None, "pg_catalog.generate_series(1, b.__pgt_n)")
 }
 
-/// Where [`rows_template`] numbers a statement row's changed rows.
-const ROW_SERIES: &str = "{pgt row series}";
+/// [`rows_sql`] with the columns of `source` with these attnums only
+/// (unnesting each captured array costs, whether read or not), and the
+/// planner told to expect `per_statement` changed rows from each
+/// statement row (see cdc::estimate) instead of 1000.
+pub fn rows_sql_expecting(source: pg_sys::Oid, per_statement: i64, attnums: &[i16]) -> PgtResult<String> {
+    let series = format!("pgtrickle._change_rows(b.__pgt_n, {})", per_statement.max(1));
+    rows_of(source, Some(attnums), &series)
+}
 
-/// [`rows_sql`] with [`ROW_SERIES`] in place of the set-returning call that
-/// numbers each statement row's changed rows (kept per source).
-fn rows_template(source: pg_sys::Oid) -> PgtResult<String> {
+/// [`rows_sql`] over the captured columns in `only` (all without it),
+/// `series` numbering each statement row's changed rows.
+fn rows_of(source: pg_sys::Oid, only: Option<&[i16]>, series: &str) -> PgtResult<String> {
     if ROWS_STALE.with(|s| s.replace(false)) {
         ROWS_SQL.with(|c| c.borrow_mut().clear());
     }
-    if let Some((_, sql)) = ROWS_SQL.with(|c| c.borrow().get(&source.to_u32()).cloned()) {
-        return Ok(sql);
+    let columns = match ROWS_SQL.with(|c| c.borrow().get(&source.to_u32()).cloned()) {
+        Some((_, columns)) => columns,
+        None => {
+            let buffer = buffer_relid(source)?;
+            let columns = captured_types(source)?;
+            // (Without a buffer, the statement fails when it is run.)
+            if let Some(buffer) = buffer {
+                ROWS_SQL.with(|c| c.borrow_mut().insert(source.to_u32(), (buffer.to_u32(), columns.clone())));
+            }
+            columns
+        }
+    };
+    let mut select = String::new();
+    let mut unnests = Vec::new();
+    let mut aliases = Vec::new();
+    for (attnum, ty, as_text) in columns.iter().filter(|c| only.is_none_or(|o| o.contains(&c.0))) {
+        if *as_text {
+            select.push_str(&format!(", (u.c{attnum})::{ty} AS c{attnum}"));
+        } else {
+            select.push_str(&format!(", u.c{attnum}"));
+        }
+        unnests.push(format!("pg_catalog.unnest(b.c{attnum})"));
+        aliases.push(format!("c{attnum}"));
     }
-    let buffer = buffer_relid(source)?;
-    let sql = build_rows_sql(source)?;
-    // (Without a buffer, the statement fails when it is run.)
-    if let Some(buffer) = buffer {
-        ROWS_SQL.with(|c| c.borrow_mut().insert(source.to_u32(), (buffer.to_u32(), sql.clone())));
-    }
-    Ok(sql)
+    // (The series gives each statement row its number of changed rows,
+    // also when no column is captured; arrays a row lacks read as NULL.)
+    unnests.push(series.to_string());
+    aliases.push("__pgt_i".into());
+    Ok(format!(
+        "(SELECT b.__pgt_xid, b.__pgt_cid, b.__pgt_time, b.__pgt_action{select} \
+            FROM {} b CROSS JOIN LATERAL ROWS FROM ({}) AS u({})) AS __pgt_rows",
+        buffer_name(source),
+        unnests.join(", "),
+        aliases.join(", ")
+    ))
 }
 
 thread_local! {
-    /// [`rows_sql`] per source: (buffer, the FROM item). Built from the
-    /// catalogs (a recursive query over pg_type) at every refresh it cost
-    /// more than reading a small window of changes.
-    static ROWS_SQL: RefCell<HashMap<u32, (u32, String)>> = RefCell::new(HashMap::new());
+    /// The captured columns' types per source, with its buffer, for
+    /// [`rows_sql`]. Read from the catalogs (a recursive query over
+    /// pg_type) at every refresh they cost more than reading a small
+    /// window of changes.
+    static ROWS_SQL: RefCell<HashMap<u32, (u32, Vec<CapturedType>)>> = RefCell::new(HashMap::new());
     static ROWS_STALE: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -259,33 +294,6 @@ pub fn relcache_changed(relid: pg_sys::Oid) {
 /// Forget every [`rows_sql`] kept (after DDL on buffers).
 pub fn forget_rows_sql() {
     ROWS_STALE.with(|s| s.set(true));
-}
-
-fn build_rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
-    let columns = captured_types(source)?;
-    let mut select = String::new();
-    let mut unnests = Vec::new();
-    let mut aliases = Vec::new();
-    for (attnum, ty, as_text) in &columns {
-        if *as_text {
-            select.push_str(&format!(", (u.c{attnum})::{ty} AS c{attnum}"));
-        } else {
-            select.push_str(&format!(", u.c{attnum}"));
-        }
-        unnests.push(format!("pg_catalog.unnest(b.c{attnum})"));
-        aliases.push(format!("c{attnum}"));
-    }
-    // (The series gives each statement row its number of changed rows,
-    // also when no column is captured; arrays a row lacks read as NULL.)
-    unnests.push(ROW_SERIES.into());
-    aliases.push("__pgt_i".into());
-    Ok(format!(
-        "(SELECT b.__pgt_xid, b.__pgt_cid, b.__pgt_time, b.__pgt_action{select} \
-            FROM {} b CROSS JOIN LATERAL ROWS FROM ({}) AS u({})) AS __pgt_rows",
-        buffer_name(source),
-        unnests.join(", "),
-        aliases.join(", ")
-    ))
 }
 
 /// The sentinel row: written when the buffer is created, never trimmed. An
@@ -457,12 +465,6 @@ pub fn count_window(
     count_in(source, snapshot, &window_sql_literal(new, old))
 }
 
-/// [`rows_sql`] with the planner told to expect `per_statement` changed
-/// rows from each statement row (see cdc::estimate), instead of 1000.
-pub fn rows_sql_expecting(source: pg_sys::Oid, per_statement: i64) -> PgtResult<String> {
-    let series = format!("pgtrickle._change_rows(b.__pgt_n, {})", per_statement.max(1));
-    Ok(rows_template(source)?.replacen(ROW_SERIES, &series, 1))
-}
 
 /// Changed rows (inserted and deleted) of `source`'s buffer that pass
 /// `window`, counted on the refresh's snapshot, and how many of them the

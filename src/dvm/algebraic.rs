@@ -434,7 +434,7 @@ pub(crate) fn count_window(
     for (source, attnums) in sources {
         // (The planner is told how many rows each statement row holds.)
         let (count, per_statement) = buffer::count_rows_in(source, snapshot, window)?;
-        let rows = buffer::rows_sql_expecting(source, per_statement)?;
+        let rows = buffer::rows_sql_expecting(source, per_statement, &attnums)?;
         out.push(WindowChanges { source, attnums, rows, count });
     }
     Ok(out)

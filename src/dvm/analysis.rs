@@ -2267,12 +2267,34 @@ fn slices_of(
             attnums: r.attnums.clone(),
             pk: keys.get(&r.relid).cloned().unwrap_or_default(),
             semi: r.semi,
+            relevant: None,
+            // (Correlated by the column that chains it.)
+            exists_own: r
+                .exists_by
+                .as_ref()
+                .filter(|(column, _)| chained.get(&r.id) == Some(column))
+                .map(|(_, own)| own.clone()),
         })
         .collect();
-    let st = super::slices::SliceTotals { select_sql: graph.select_sql.clone(), refs, root, root_filter };
+    let mut st = super::slices::SliceTotals { select_sql: graph.select_sql.clone(), refs, root, root_filter };
     let full_on = super::slices::read_whole(&st);
     if st.refs.iter().all(|r| full_on.contains(&r.relid)) {
         return Ok(None); // every change would recompute the whole query
+    }
+    // (The conditions that read tables hold while they do not change:
+    // those read whole, whose change recomputes the query. A table read
+    // whole has no changes to filter.)
+    for (r, g) in st.refs.iter_mut().zip(&graph.refs) {
+        if full_on.contains(&r.relid) {
+            continue;
+        }
+        let holding: Vec<&str> = g
+            .conditions
+            .iter()
+            .filter(|c| c.reads.iter().all(|t| full_on.contains(t)))
+            .map(|c| c.sql.as_str())
+            .collect();
+        r.relevant = (!holding.is_empty()).then(|| holding.join(" AND "));
     }
     Ok(Some((st, full_on)))
 }

@@ -32,6 +32,12 @@
 //! could change any slice: the plan lists it in `full_on`, and a refresh
 //! it changed recomputes the whole query.
 //!
+//! Fewer slices are touched than the changed rows name: an image that
+//! fails its reference's [`Condition`]s takes part in no output row, and a
+//! reference alone in an `EXISTS` correlated by its chained column touches
+//! a slice only when the subquery's answer there changes (counted by
+//! index, see [`SliceRef::exists_own`]).
+//!
 //! Each side reads every chained table by index through `c = ANY(K)`: the
 //! cost follows the slices touched, not the tables. TPC-H Q4 (EXISTS), Q13
 //! (a grouped LEFT JOIN in FROM), Q17 (a correlated scalar subquery), Q21
@@ -74,6 +80,17 @@ pub struct SliceRef {
     pub pk: Vec<i16>,
     /// Inside an EXISTS or IN subquery (see [`GraphRef::semi`]).
     pub semi: bool,
+    /// What its rows must pass to take part in the query's rows (its
+    /// [`GraphRef::conditions`] that read only tables read whole, ANDed),
+    /// as SQL over alias `t`: a changed row whose images fail it touches
+    /// no slice.
+    pub relevant: Option<String>,
+    /// The subquery of an `EXISTS` that reads only this reference,
+    /// correlated only by its chained column (see
+    /// [`GraphRef::exists_by`]): its own conditions, as SQL over alias `t`
+    /// (`true` without any). A change of it touches a slice only when
+    /// the subquery's answer for the slice changes.
+    pub exists_own: Option<String>,
 }
 
 /// An aggregating subquery in FROM: the ids of the references under it,
@@ -112,6 +129,35 @@ pub struct GraphRef {
     /// The conditions of its level's WHERE (and inner joins' ON) that read
     /// only its own columns, as SQL over alias `t` (for a possible root).
     pub own_filter: Option<String>,
+    /// Conditions every row of it that takes part in the query's rows
+    /// passes (see [`Condition`]).
+    pub conditions: Vec<Condition>,
+    /// Alone in the subquery of an `EXISTS` (or `NOT EXISTS`), whose
+    /// `WHERE` is one `=` between a column of it (this attnum) and a
+    /// column of the outer query, and conditions that read only its
+    /// columns (this SQL over alias `t`, `true` without any); the
+    /// subquery has no grouping, aggregates, `DISTINCT` or `LIMIT`.
+    pub exists_by: Option<(i16, String)>,
+}
+
+/// A condition that every row of a table reference taking part in the
+/// query's rows passes, as SQL over alias `t` (a row of its table): a
+/// condition of its level's WHERE (or an inner join's ON) that reads only
+/// its columns, when it is not on the nullable side of an outer join
+/// there, or one that reads one column of another reference, carried
+/// along an [`Edge`] to this one's column (its rows take part only beside
+/// rows of that reference with the same value, which pass it). Such a
+/// condition may read tables through uncorrelated subqueries (TPC-H Q20's
+/// `ps_partkey IN (SELECT p_partkey FROM part WHERE p_name LIKE
+/// 'forest%')`, carried to the lineitem of its correlated subquery by
+/// `l_partkey = ps_partkey`); it holds of the tables' current state only
+/// while they do not change, so it is used only when they are read whole
+/// (any change of theirs recomputes the whole query).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub sql: String,
+    /// The tables its subqueries read.
+    pub reads: Vec<pg_sys::Oid>,
 }
 
 /// An `=` between two columns (reference id, attnum): `to` is chained by
@@ -236,6 +282,19 @@ impl Walk {
             level = self.levels[level].parent?;
         }
         Some(level)
+    }
+
+    /// Whether `level` is `top` or a level under it.
+    fn under(&self, mut level: usize, top: usize) -> bool {
+        loop {
+            if level == top {
+                return true;
+            }
+            match self.levels[level].parent {
+                Some(p) => level = p,
+                None => return false,
+            }
+        }
     }
 
     fn id(level: usize, rti: u32) -> u32 {
@@ -723,17 +782,11 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
             if !l.from || !aggregating {
                 continue;
             }
-            let under = |mut at: usize| loop {
-                if at == level {
-                    return true;
-                }
-                match w.levels[at].parent {
-                    Some(p) => at = p,
-                    None => return false,
-                }
-            };
-            let members: Vec<u32> =
-                refs.iter().filter(|(at, ..)| under(*at)).map(|(at, rti, ..)| Walk::id(*at, *rti)).collect();
+            let members: Vec<u32> = refs
+                .iter()
+                .filter(|(at, ..)| w.under(*at, level))
+                .map(|(at, rti, ..)| Walk::id(*at, *rti))
+                .collect();
             let mut keys = Vec::new();
             for sgc in list_ptrs::<pg_sys::SortGroupClause>(lq.groupClause) {
                 let tle = list_ptrs::<pg_sys::TargetEntry>(lq.targetList)
@@ -749,6 +802,8 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
             }
             grouped.push((members, keys));
         }
+        // (Deparsed before the copy's references become stand-ins.)
+        let mut conditions = relevance(&w, &refs, &edges);
         let mut graph_refs = Vec::new();
         for &(level, rti, relid, may_be_root) in &refs {
             let id = Walk::id(level, rti);
@@ -773,6 +828,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
             let built_in = built_in_columns(relid)?;
             let semi = w.levels[level].semi;
             let own_filter = if may_be_root { own_filter(w.levels[level].q, rti, relid) } else { None };
+            let exists_by = if w.levels[level].exists { exists_by(w.levels[level].q, relid) } else { None };
             graph_refs.push(GraphRef {
                 id,
                 relid,
@@ -782,6 +838,8 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
                 built_in,
                 semi,
                 own_filter,
+                conditions: conditions.remove(&id).unwrap_or_default(),
+                exists_by,
             });
         }
         // The select list: grouping columns, then arguments.
@@ -838,6 +896,286 @@ unsafe fn own_filter(q: *mut pg_sys::Query, rti: u32, relid: pg_sys::Oid) -> Opt
             }
         }
         (!parts.is_empty()).then(|| parts.join(" AND "))
+    }
+}
+
+/// The subquery of an EXISTS that reads one table (`relid`), correlated by
+/// one `=` between a column of it and a column of an outer query, its
+/// other conditions reading only the table's columns: the correlated
+/// column and those conditions (see [`GraphRef::exists_by`]).
+unsafe fn exists_by(q: *mut pg_sys::Query, relid: pg_sys::Oid) -> Option<(i16, String)> {
+    // SAFETY: q is a Query of the copy; nodes are read by tag.
+    unsafe {
+        let lq = &*q;
+        let from = list_ptrs::<pg_sys::Node>((*lq.jointree).fromlist);
+        let single = from.len() == 1
+            && (*from[0]).type_ == pg_sys::NodeTag::T_RangeTblRef
+            && (*(from[0] as *mut pg_sys::RangeTblRef)).rtindex == 1
+            && list_ptrs::<pg_sys::RangeTblEntry>(lq.rtable).len() == 1;
+        if !single
+            || lq.hasAggs
+            || !lq.groupClause.is_null()
+            || !lq.havingQual.is_null()
+            || !lq.distinctClause.is_null()
+            || !lq.limitCount.is_null()
+            || !lq.limitOffset.is_null()
+            || lq.hasSubLinks
+            || lq.hasTargetSRFs
+        {
+            return None;
+        }
+        let mut correlated: Option<i16> = None;
+        for n in super::analysis::and_args((*lq.jointree).quals) {
+            let mut outer = false;
+            crate::hooks::nodes::walk(n, |x| {
+                if (*x).type_ == pg_sys::NodeTag::T_Var {
+                    outer |= (*(x as *mut pg_sys::Var)).varlevelsup != 0;
+                }
+                !outer
+            });
+            if !outer {
+                continue; // its own condition
+            }
+            if correlated.is_some() || (*n).type_ != pg_sys::NodeTag::T_OpExpr {
+                return None;
+            }
+            let op = &*(n as *mut pg_sys::OpExpr);
+            let [l, r] = list_ptrs::<pg_sys::Node>(op.args)[..] else { return None };
+            if !plain_equality(op.opno, op.inputcollid, l, r) {
+                return None;
+            }
+            let var = |e: *mut pg_sys::Node| {
+                ((*e).type_ == pg_sys::NodeTag::T_Var).then(|| &*(e as *mut pg_sys::Var))
+            };
+            let (Some(a), Some(b)) = (var(l), var(r)) else { return None };
+            let own = match (a.varlevelsup, b.varlevelsup) {
+                (0, up) if up > 0 => a,
+                (up, 0) if up > 0 => b,
+                _ => return None,
+            };
+            if own.varno != 1 || own.varattno <= 0 {
+                return None;
+            }
+            correlated = Some(own.varattno);
+        }
+        let column = correlated?;
+        Some((column, own_filter(q, 1, relid).unwrap_or_else(|| "true".into())))
+    }
+}
+
+/// A condition ANDed at the top of a level's WHERE or an inner join's ON
+/// that reads the columns of one table reference (not on the nullable
+/// side of an outer join), and tables only through uncorrelated
+/// subqueries; see [`Condition`].
+struct Conjunct {
+    node: *mut pg_sys::Node,
+    id: u32,
+    /// The one column it reads, if one.
+    column: Option<i16>,
+    reads: Vec<pg_sys::Oid>,
+}
+
+/// The [`Conjunct`]s of every level.
+unsafe fn conjuncts(w: &Walk, refs: &[(usize, u32, pg_sys::Oid, bool)]) -> Vec<Conjunct> {
+    // SAFETY: every level's query is a valid Query; nodes are read by tag.
+    unsafe {
+        let mut out = Vec::new();
+        for level in 0..w.levels.len() {
+            let (level_clauses, nullable) = clauses(w.levels[level].q);
+            let rtable = w.rtable(level);
+            for (clause, quals) in level_clauses {
+                if !matches!(clause, Clause::Inner) {
+                    continue;
+                }
+                for n in super::analysis::and_args(quals) {
+                    let mut rti: Option<u32> = None;
+                    let mut columns: Vec<i16> = Vec::new();
+                    let mut sublinks: Vec<*mut pg_sys::SubLink> = Vec::new();
+                    let mut ok = true;
+                    crate::hooks::nodes::walk(n, |x| {
+                        match (*x).type_ {
+                            pg_sys::NodeTag::T_Var => {
+                                let v = &*(x as *mut pg_sys::Var);
+                                let varno = v.varno as u32;
+                                if v.varlevelsup != 0 || v.varattno <= 0 || rti.is_some_and(|r| r != varno) {
+                                    ok = false;
+                                } else {
+                                    rti = Some(varno);
+                                    if !columns.contains(&v.varattno) {
+                                        columns.push(v.varattno);
+                                    }
+                                }
+                            }
+                            pg_sys::NodeTag::T_SubLink => sublinks.push(x as *mut pg_sys::SubLink),
+                            pg_sys::NodeTag::T_Param => {
+                                ok &= (*(x as *mut pg_sys::Param)).paramkind == pg_sys::ParamKind::PARAM_SUBLINK
+                            }
+                            _ => {}
+                        }
+                        ok
+                    });
+                    let Some(rti) = rti else { continue };
+                    if !ok
+                        || rti < 1
+                        || rti as usize > rtable.len()
+                        || (*rtable[rti as usize - 1]).rtekind != pg_sys::RTEKind::RTE_RELATION
+                        || nullable.contains(&rti)
+                        || pg_sys::contain_volatile_functions(n)
+                    {
+                        continue;
+                    }
+                    // Subqueries: uncorrelated (no column of this level or
+                    // one above it), reading tables the walk found.
+                    let mut reads = Vec::new();
+                    for sl in sublinks {
+                        let Some(&child) = w.sublinks.get(&(sl as usize)) else {
+                            ok = false;
+                            break;
+                        };
+                        let outer = (1..=w.levels[level].depth as i32 + 1)
+                            .any(|up| pg_sys::contain_vars_of_level((*sl).subselect, up));
+                        if outer {
+                            ok = false;
+                            break;
+                        }
+                        for &(at, _, relid, _) in refs {
+                            if w.under(at, child) && !reads.contains(&relid) {
+                                reads.push(relid);
+                            }
+                        }
+                    }
+                    if ok {
+                        let column = (columns.len() == 1).then(|| columns[0]);
+                        out.push(Conjunct { node: n, id: Walk::id(level, rti), column, reads });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Types whose `=` holds only between identical values (a condition gives
+/// the same answer for both sides of it).
+fn identical_when_equal(ty: pg_sys::Oid) -> bool {
+    [
+        pg_sys::INT2OID,
+        pg_sys::INT4OID,
+        pg_sys::INT8OID,
+        pg_sys::OIDOID,
+        pg_sys::BOOLOID,
+        pg_sys::DATEOID,
+        pg_sys::TIMESTAMPOID,
+        pg_sys::TIMESTAMPTZOID,
+        pg_sys::TEXTOID,
+        pg_sys::VARCHAROID,
+        pg_sys::UUIDOID,
+    ]
+    .contains(&ty)
+}
+
+/// The [`Condition`]s of each table reference (by id): its own conjuncts,
+/// and the one-column conjuncts of others carried to it along the edges.
+unsafe fn relevance(
+    w: &Walk,
+    refs: &[(usize, u32, pg_sys::Oid, bool)],
+    edges: &[Edge],
+) -> std::collections::HashMap<u32, Vec<Condition>> {
+    // SAFETY: the conjuncts are nodes of the copy, read and copied by tag.
+    unsafe {
+        let found = conjuncts(w, refs);
+        let relid_of = |id: u32| refs.iter().find(|r| Walk::id(r.0, r.1) == id).map(|r| r.2);
+        // A value of column (id, a) can be carried to (id, b) when both
+        // have one type of identical equal values and one collation.
+        let carries = |a: (u32, i16), b: (u32, i16)| {
+            let (Some(ra), Some(rb)) = (relid_of(a.0), relid_of(b.0)) else { return false };
+            let ty = pg_sys::get_atttype(ra, a.1);
+            let collation = |relid: pg_sys::Oid, attnum: i16| {
+                let (mut ty, mut typmod, mut collid) = (pg_sys::InvalidOid, 0, pg_sys::InvalidOid);
+                pg_sys::get_atttypetypmodcoll(relid, attnum, &mut ty, &mut typmod, &mut collid);
+                collid
+            };
+            identical_when_equal(ty) && ty == pg_sys::get_atttype(rb, b.1) && collation(ra, a.1) == collation(rb, b.1)
+        };
+        // The one-column conjuncts holding of each column.
+        let mut on: BTreeMap<(u32, i16), Vec<usize>> = BTreeMap::new();
+        for (k, c) in found.iter().enumerate() {
+            if let Some(column) = c.column {
+                on.entry((c.id, column)).or_default().push(k);
+            }
+        }
+        loop {
+            let mut grew = false;
+            for e in edges {
+                for (a, b, ok) in [(e.from, e.to, true), (e.to, e.from, e.both)] {
+                    if !ok || !carries(a, b) {
+                        continue;
+                    }
+                    for k in on.get(&a).cloned().unwrap_or_default() {
+                        let at_b = on.entry(b).or_default();
+                        if !at_b.contains(&k) {
+                            at_b.push(k);
+                            grew = true;
+                        }
+                    }
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        // (Subqueries' tables are named schema-qualified.)
+        let _path = crate::catalog::sys::SafeSearchPath::enter();
+        let mut out: std::collections::HashMap<u32, Vec<Condition>> = Default::default();
+        for c in &found {
+            let Some(relid) = relid_of(c.id) else { continue };
+            if let Some(sql) = deparse_conjunct(c.node, relid, None) {
+                out.entry(c.id).or_default().push(Condition { sql, reads: c.reads.clone() });
+            }
+        }
+        for (&(id, column), ks) in &on {
+            let Some(relid) = relid_of(id) else { continue };
+            for &k in ks {
+                let c = &found[k];
+                if c.id == id {
+                    continue; // its own, listed above
+                }
+                if let Some(sql) = deparse_conjunct(c.node, relid, Some(column)) {
+                    let condition = Condition { sql, reads: c.reads.clone() };
+                    let list = out.entry(id).or_default();
+                    if !list.contains(&condition) {
+                        list.push(condition);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A conjunct as SQL over alias `t`, a row of table `relid`: its columns
+/// read there, or its one column read as column `column` of `relid`.
+unsafe fn deparse_conjunct(node: *mut pg_sys::Node, relid: pg_sys::Oid, column: Option<i16>) -> Option<String> {
+    // SAFETY: the conjunct's Vars of its own level are replaced by copies
+    // (its subqueries, uncorrelated, are left as they are); the deparse
+    // reads the copy.
+    unsafe {
+        let copy = crate::hooks::nodes::mutate(node, |x| {
+            if (*x).type_ == pg_sys::NodeTag::T_Var {
+                let v = crate::hooks::nodes::copy_node(x as *mut pg_sys::Var);
+                (*v).varno = 1;
+                (*v).varnosyn = 1;
+                if let Some(column) = column {
+                    (*v).varattno = column;
+                    (*v).varattnosyn = column;
+                }
+                Some(v as *mut pg_sys::Node)
+            } else {
+                None
+            }
+        });
+        let context = pg_sys::deparse_context_for(c"t".as_ptr(), relid);
+        crate::hooks::cstr(pg_sys::deparse_expression(copy, context, true, false)).map(|sql| format!("({sql})"))
     }
 }
 
@@ -990,8 +1328,30 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
         ));
         for r in st.refs.iter().filter(|r| r.relid == c.source) {
             let chain = r.chain.ok_or_else(|| PgtError::Internal("a changed table read whole".into()))?;
-            // (References of one table by one column: one set of values.)
-            let value = format!("SELECT x.{} AS v FROM __pgt_net{n} x", t.column_name(chain)?);
+            // (References of one table by one column and conditions: one
+            // set of values.) An image that fails the reference's
+            // conditions touches no slice through it.
+            let relevant = r.relevant.as_ref().map(|c| format!(" WHERE {c}")).unwrap_or_default();
+            let column = t.column_name(chain)?;
+            let value = match &r.exists_own {
+                // Alone in an EXISTS correlated by its chained column: a
+                // slice whose answer is the same now and before is not
+                // touched. Its rows now that pass the subquery's
+                // conditions, counted up to one more than the inserted
+                // ones (`ins`): with more, there were some before too.
+                Some(own) => format!(
+                    "SELECT c.v FROM (SELECT t.{column} AS v, \
+                       COALESCE(pg_catalog.sum(t.__pgt_n) FILTER (WHERE t.__pgt_n OPERATOR(pg_catalog.>) 0), 0) AS ins, \
+                       COALESCE(pg_catalog.sum(t.__pgt_n) FILTER (WHERE t.__pgt_n OPERATOR(pg_catalog.<) 0), 0) AS del \
+                       FROM __pgt_net{n} t{relevant} GROUP BY 1) c \
+                     CROSS JOIN LATERAL (SELECT pg_catalog.count(*) AS now FROM (SELECT FROM {table} t \
+                       WHERE t.{column} OPERATOR(pg_catalog.=) c.v AND {own} LIMIT c.ins OPERATOR(pg_catalog.+) 1) y) k \
+                     WHERE (k.now OPERATOR(pg_catalog.>) 0) IS DISTINCT FROM \
+                           (k.now OPERATOR(pg_catalog.-) c.ins OPERATOR(pg_catalog.-) c.del OPERATOR(pg_catalog.>) 0)",
+                    table = t.name,
+                ),
+                None => format!("SELECT t.{column} AS v FROM __pgt_net{n} t{relevant}"),
+            };
             if !values.contains(&value) {
                 values.push(value);
             }
@@ -1102,6 +1462,35 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
     )))
 }
 
+/// How many of the changes may touch a slice: the change rows (netted per
+/// image, as [`delta_sql`] reads them) whose image passes the conditions
+/// of a reference of its table (see [`SliceRef::relevant`]), as a query
+/// of one number. None when every change may (a changed table has a
+/// reference without conditions) or no table of the query changed.
+pub fn relevant_changes_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<String>> {
+    let tables = tables_of(st)?;
+    let mut counts = Vec::new();
+    for c in changes {
+        let refs: Vec<&SliceRef> = st.refs.iter().filter(|r| r.relid == c.source).collect();
+        if refs.is_empty() {
+            continue;
+        }
+        let Some(conditions) = refs.iter().map(|r| r.relevant.clone()).collect::<Option<Vec<String>>>() else {
+            return Ok(None);
+        };
+        let t = tables.get(&c.source).ok_or_else(|| PgtError::Internal("slice table columns".into()))?;
+        counts.push(format!(
+            "SELECT pg_catalog.abs(t.__pgt_n) AS n FROM ({}) t WHERE {}",
+            super::join_totals::net_rows_sql(t, c, "__pgt_n")?,
+            conditions.join(" OR ")
+        ));
+    }
+    if counts.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!("SELECT COALESCE(pg_catalog.sum(c.n), 0) FROM ({}) c", counts.join(" UNION ALL "))))
+}
+
 /// `alias.column` is the value of a touched slice.
 fn within(alias: &str, column: &str) -> String {
     // (COALESCE: a parenthesized subquery after ANY would be its rows.)
@@ -1143,6 +1532,8 @@ mod tests {
             built_in: Vec::new(),
             semi: false,
             own_filter: None,
+            conditions: Vec::new(),
+            exists_by: None,
         }
     }
 

@@ -266,6 +266,11 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT g, count(*) AS n FROM t1 WHERE id IN (SELECT id FROM t2 WHERE note IS NOT NULL) GROUP BY g", true),
     ("SELECT count(*) AS n, sum(v) AS s FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.id = t1.id)", true),
     ("SELECT t2.note, count(*) AS n, sum(t1.v) AS s FROM t2 JOIN t1 ON t1.id = t2.id LEFT JOIN t2 x ON x.k = t2.id WHERE t2.id IN (SELECT k FROM t1 WHERE flag) GROUP BY t2.note", true),
+    // Slices touched only by changed rows that pass their reference's
+    // conditions and those = conditions carry to it (TPC-H Q20): x.g's IN
+    // over t3 (read whole) carried to y.g, t2.id's to t1.k and i.k.
+    ("SELECT t2.note, t2.k FROM t2 WHERE t2.id IN (SELECT x.k FROM t1 x WHERE x.g IN (SELECT 'g' || b FROM t3 WHERE a > 1) AND x.v > (SELECT count(*) FROM t1 y WHERE y.k = x.k AND y.g = x.g AND y.flag))", true),
+    ("SELECT count(*) AS n, sum(t1.v) AS s FROM t2 JOIN t1 ON t1.k = t2.id WHERE t2.id IN (SELECT a FROM t3 WHERE b > 1) AND t1.v > (SELECT avg(i.v) FROM t1 i WHERE i.k = t2.id AND i.flag)", true),
 ];
 
 struct Rng(u64);
