@@ -27,6 +27,26 @@ UPDATE t SET v = v + 1 WHERE id <= 5;
 REFRESH MATERIALIZED VIEW big_v;
 SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
  WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+-- Scaled up to more changes than were applied, the time grows faster
+-- than their number (to the power 1.15): after 100 ms for 10 changes, 46
+-- changes are predicted to take 578 ms, not 460, more than 500.
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90),
+       ('big_v'::regclass, 'differential', 'manual', now() - interval '100 ms', now(), 'ok', 10, 10);
+UPDATE t SET v = v + 1 WHERE id <= 23;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+-- 40 changes: 492 ms predicted, less.
+INSERT INTO pgtrickle.pgt_refresh_history
+       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90),
+       ('big_v'::regclass, 'differential', 'manual', now() - interval '100 ms', now(), 'ok', 10, 10);
+UPDATE t SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW big_v;
+SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+ WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
 -- Off: differential whatever the prediction.
 INSERT INTO pgtrickle.pgt_refresh_history
        (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
