@@ -494,6 +494,11 @@ fn too_large(
         let n = source_rows(root)?;
         let over = |changes: i64| n >= 0.0 && changes as f64 > fraction * n.max(1.0);
         if over(affected.changes) {
+            // (Counting them reads every change: not when the times
+            // measured already say FULL.)
+            if let Some(why) = adaptive(relid, affected)? {
+                return Ok(Some(why));
+            }
             let changes = relevant()?.unwrap_or(affected.changes);
             if over(changes) {
                 let of = if changes == affected.changes {
@@ -532,15 +537,21 @@ fn too_large(
             )));
         }
     }
-    // What the last refreshes cost: the last differential one's time,
-    // scaled to these changes, against the last full one's time. Scaled up
-    // to more changes than it applied, by a power above one: past some
-    // size the planner's estimates of change rows go wrong and plans with
-    // them (TPC-H Q9 at scale factor 1: 350 ms for 20,916 changes, 13.6 s
-    // for 210,119; Q4 58 ms, 742 ms), so more is predicted than the rate
-    // alone gives. After ADAPTIVE_RETRY_AFTER full refreshes in a row,
-    // differential is tried again: the data, its statistics or the change
-    // mix may have changed since it was measured.
+    adaptive(relid, affected)
+}
+
+/// What the last refreshes cost: the last differential one's time,
+/// scaled to these changes, against the last full one's time; the reason
+/// to refresh in FULL when the prediction is longer.
+///
+/// Scaled up to more changes than it applied, by a power above one: past
+/// some size the planner's estimates of change rows go wrong and plans
+/// with them (TPC-H Q9 at scale factor 1: 350 ms for 20,916 changes,
+/// 13.6 s for 210,119; Q4 58 ms, 742 ms), so more is predicted than the
+/// rate alone gives. After ADAPTIVE_RETRY_AFTER full refreshes in a row,
+/// differential is tried again: the data, its statistics or the change
+/// mix may have changed since it was measured.
+fn adaptive(relid: pg_sys::Oid, affected: &dvm::key_recompute::Affected) -> PgtResult<Option<String>> {
     if guc::ADAPTIVE_FALLBACK.get() && affected.changes > 0 {
         if let Some((full_ms, diff_ms, diff_changes, fulls_since)) = stream_tables::refresh_costs(relid)? {
             let scale = affected.changes as f64 / diff_changes.max(1) as f64;
