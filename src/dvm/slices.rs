@@ -852,6 +852,9 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
 /// that read only columns of table reference `rti` (no subquery), as SQL
 /// over alias `t`; None without any.
 unsafe fn own_filter(q: *mut pg_sys::Query, rti: u32, relid: pg_sys::Oid) -> Option<String> {
+    // (Names outside pg_catalog are printed schema-qualified: the SQL runs
+    // with that search_path.)
+    let _path = crate::catalog::sys::SafeSearchPath::enter();
     // SAFETY: the conditions are copied before their Vars are renumbered;
     // nodes are read according to their tags.
     unsafe {
@@ -934,7 +937,11 @@ unsafe fn exists_by(q: *mut pg_sys::Query, relid: pg_sys::Oid) -> Option<(i16, S
                 !outer
             });
             if !outer {
-                continue; // its own condition
+                // Its own condition, counted on old images too.
+                if !cannot_fail(n) || pg_sys::contain_volatile_functions(n) {
+                    return None;
+                }
+                continue;
             }
             if correlated.is_some() || (*n).type_ != pg_sys::NodeTag::T_OpExpr {
                 return None;
@@ -960,6 +967,63 @@ unsafe fn exists_by(q: *mut pg_sys::Query, relid: pg_sys::Oid) -> Option<(i16, S
         }
         let column = correlated?;
         Some((column, own_filter(q, 1, relid).unwrap_or_else(|| "true".into())))
+    }
+}
+
+/// Whether a condition evaluates on any row without raising an error:
+/// built of its columns, expressions that read no column of its level
+/// (constants, parameters, uncorrelated subqueries: the same for every
+/// row), comparison and `LIKE` operators of built-in types, `AND`, `OR`,
+/// `NOT`, `IS [NOT] NULL`, `IS [NOT] TRUE` and `IN` (a list or a
+/// subquery). A condition is evaluated on changed rows the query may never
+/// evaluate it on (old images, or another table's values carried to it),
+/// so one that may fail (`100 / k > 1`, a cast of text) is not used.
+unsafe fn cannot_fail(n: *mut pg_sys::Node) -> bool {
+    // SAFETY: nodes are read according to their tags.
+    unsafe {
+        if n.is_null() {
+            return true;
+        }
+        let mut reads_row = false;
+        crate::hooks::nodes::walk(n, |x| {
+            if (*x).type_ == pg_sys::NodeTag::T_Var && (*(x as *mut pg_sys::Var)).varlevelsup == 0 {
+                reads_row = true;
+            }
+            !reads_row
+        });
+        if !reads_row {
+            return true;
+        }
+        let comparison = |opno: pg_sys::Oid| {
+            opno.to_u32() < pg_sys::FirstNormalObjectId
+                && matches!(
+                    crate::hooks::cstr(pg_sys::get_opname(opno)).as_deref(),
+                    Some("=" | "<>" | "<" | "<=" | ">" | ">=" | "~~" | "!~~" | "~~*" | "!~~*")
+                )
+        };
+        let all = |list: *mut pg_sys::List| list_ptrs::<pg_sys::Node>(list).into_iter().all(|a| cannot_fail(a));
+        match (*n).type_ {
+            pg_sys::NodeTag::T_Var => true,
+            pg_sys::NodeTag::T_RelabelType => cannot_fail((*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node),
+            pg_sys::NodeTag::T_BoolExpr => all((*(n as *mut pg_sys::BoolExpr)).args),
+            pg_sys::NodeTag::T_NullTest => cannot_fail((*(n as *mut pg_sys::NullTest)).arg as *mut pg_sys::Node),
+            pg_sys::NodeTag::T_BooleanTest => {
+                cannot_fail((*(n as *mut pg_sys::BooleanTest)).arg as *mut pg_sys::Node)
+            }
+            pg_sys::NodeTag::T_OpExpr => {
+                let op = &*(n as *mut pg_sys::OpExpr);
+                comparison(op.opno) && all(op.args)
+            }
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => {
+                let op = &*(n as *mut pg_sys::ScalarArrayOpExpr);
+                comparison(op.opno) && all(op.args)
+            }
+            pg_sys::NodeTag::T_SubLink => {
+                let sl = &*(n as *mut pg_sys::SubLink);
+                sl.subLinkType == pg_sys::SubLinkType::ANY_SUBLINK && cannot_fail(sl.testexpr)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -1021,6 +1085,7 @@ unsafe fn conjuncts(w: &Walk, refs: &[(usize, u32, pg_sys::Oid, bool)]) -> Vec<C
                         || (*rtable[rti as usize - 1]).rtekind != pg_sys::RTEKind::RTE_RELATION
                         || nullable.contains(&rti)
                         || pg_sys::contain_volatile_functions(n)
+                        || !cannot_fail(n)
                     {
                         continue;
                     }
@@ -1343,12 +1408,13 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
                     "SELECT c.v FROM (SELECT t.{column} AS v, \
                        COALESCE(pg_catalog.sum(t.__pgt_n) FILTER (WHERE t.__pgt_n OPERATOR(pg_catalog.>) 0), 0) AS ins, \
                        COALESCE(pg_catalog.sum(t.__pgt_n) FILTER (WHERE t.__pgt_n OPERATOR(pg_catalog.<) 0), 0) AS del \
-                       FROM __pgt_net{n} t{relevant} GROUP BY 1) c \
+                       FROM __pgt_net{n} t WHERE {own}{also} GROUP BY 1) c \
                      CROSS JOIN LATERAL (SELECT pg_catalog.count(*) AS now FROM (SELECT FROM {table} t \
                        WHERE t.{column} OPERATOR(pg_catalog.=) c.v AND {own} LIMIT c.ins OPERATOR(pg_catalog.+) 1) y) k \
                      WHERE (k.now OPERATOR(pg_catalog.>) 0) IS DISTINCT FROM \
                            (k.now OPERATOR(pg_catalog.-) c.ins OPERATOR(pg_catalog.-) c.del OPERATOR(pg_catalog.>) 0)",
                     table = t.name,
+                    also = r.relevant.as_ref().map(|c| format!(" AND {c}")).unwrap_or_default(),
                 ),
                 None => format!("SELECT t.{column} AS v FROM __pgt_net{n} t{relevant}"),
             };
@@ -1378,8 +1444,11 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
                 t.name
             )];
             if let Some(n) = net_of(root.relid) {
+                // (Of the touched slices: an image failing the root's
+                // conditions touched none.)
                 kept.push(format!(
-                    "SELECT t.{c} AS v FROM __pgt_net{n} t WHERE t.__pgt_n OPERATOR(pg_catalog.<) 0 AND {filter}"
+                    "SELECT t.{c} AS v FROM __pgt_net{n} t WHERE t.__pgt_n OPERATOR(pg_catalog.<) 0 AND {filter} \
+                     AND t.{c} OPERATOR(pg_catalog.=) ANY (COALESCE((SELECT __pgt_touched.k FROM __pgt_touched), NULL))"
                 ));
             }
             withs.push(slices("__pgt_k", &kept));
