@@ -9,80 +9,69 @@ CREATE TABLE t (id int PRIMARY KEY, v int);
 INSERT INTO t SELECT i, i FROM generate_series(1, 100) i;
 CREATE MATERIALIZED VIEW big_v WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT id, v FROM t WHERE v > 10;
+-- A past refresh of big_v in the history (`n` of them): `mode`, taking
+-- `ms`, having applied `changes` changes.
+CREATE FUNCTION af.past(mode text, ms int, changes int, n int DEFAULT 1) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO pgtrickle.pgt_refresh_history
+         (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
+  SELECT 'big_v'::regclass, mode, 'manual', now() - make_interval(secs => ms / 1000.0), now(), 'ok',
+         changes, CASE WHEN mode = 'full' THEN 90 ELSE changes END
+    FROM generate_series(1, n)
+$$;
+-- The last refresh of big_v.
+CREATE FUNCTION af.last() RETURNS TABLE (mode text, changes_consumed bigint, message text) LANGUAGE sql AS $$
+  SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
+   WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1
+$$;
 -- A FULL refresh of 500 ms, then a differential one of 400 ms for 10 changes.
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90),
-       ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
+SELECT af.past('full', 500, 0);
+SELECT af.past('differential', 400, 10);
 -- 40 changes (20 updated rows): 1600 ms predicted, more than 500.
 UPDATE t SET v = v + 1 WHERE id <= 20;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT * FROM af.last();
 -- 10 changes: 400 ms predicted, less than the last FULL refresh's 500.
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90);
+SELECT af.past('full', 500, 0);
 UPDATE t SET v = v + 1 WHERE id <= 5;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT * FROM af.last();
 -- Scaled up to more changes than were applied, the time grows faster
 -- than their number (to the power 1.15): after 100 ms for 10 changes, 46
 -- changes are predicted to take 578 ms, not 460, more than 500.
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90),
-       ('big_v'::regclass, 'differential', 'manual', now() - interval '100 ms', now(), 'ok', 10, 10);
+SELECT af.past('full', 500, 0);
+SELECT af.past('differential', 100, 10);
 UPDATE t SET v = v + 1 WHERE id <= 23;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT * FROM af.last();
 -- 40 changes: 492 ms predicted, less.
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90),
-       ('big_v'::regclass, 'differential', 'manual', now() - interval '100 ms', now(), 'ok', 10, 10);
+SELECT af.past('full', 500, 0);
+SELECT af.past('differential', 100, 10);
 UPDATE t SET v = v + 1 WHERE id <= 20;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT * FROM af.last();
 -- Off: differential whatever the prediction.
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-VALUES ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
+SELECT af.past('differential', 400, 10);
 SET pg_trickle.adaptive_fallback = off;
 UPDATE t SET v = v + 1 WHERE id <= 20;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT * FROM af.last();
 -- A FULL refresh under 100 ms is never avoided.
 RESET pg_trickle.adaptive_fallback;
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-VALUES ('big_v'::regclass, 'full', 'manual', now() - interval '50 ms', now(), 'ok', 0, 90),
-       ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
+SELECT af.past('full', 50, 0);
+SELECT af.past('differential', 400, 10);
 UPDATE t SET v = v + 1 WHERE id <= 20;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT * FROM af.last();
 -- After 8 full refreshes in a row since the last differential one, a
 -- differential refresh is tried again (and measures itself).
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-VALUES ('big_v'::regclass, 'differential', 'manual', now() - interval '400 ms', now(), 'ok', 10, 10);
-INSERT INTO pgtrickle.pgt_refresh_history
-       (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied)
-SELECT 'big_v'::regclass, 'full', 'manual', now() - interval '500 ms', now(), 'ok', 0, 90
-  FROM generate_series(1, 7);
+SELECT af.past('differential', 400, 10);
+SELECT af.past('full', 500, 0, 7);
 UPDATE t SET v = v + 1 WHERE id <= 20;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed, message FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT * FROM af.last();
 UPDATE t SET v = v + 1 WHERE id <= 20;
 REFRESH MATERIALIZED VIEW big_v;
-SELECT mode, changes_consumed FROM pgtrickle.pgt_refresh_history
- WHERE relid = 'big_v'::regclass ORDER BY id DESC LIMIT 1;
+SELECT mode, changes_consumed FROM af.last();
 SELECT count(*) AS differ FROM ((TABLE big_v EXCEPT ALL SELECT id, v FROM t WHERE v > 10)
   UNION ALL (SELECT id, v FROM t WHERE v > 10 EXCEPT ALL TABLE big_v)) d;
 
