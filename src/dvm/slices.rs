@@ -855,8 +855,8 @@ unsafe fn own_filter(q: *mut pg_sys::Query, rti: u32, relid: pg_sys::Oid) -> Opt
     // (Names outside pg_catalog are printed schema-qualified: the SQL runs
     // with that search_path.)
     let _path = crate::catalog::sys::SafeSearchPath::enter();
-    // SAFETY: the conditions are copied before their Vars are renumbered;
-    // nodes are read according to their tags.
+    // SAFETY: nodes are read according to their tags; deparse_conjunct
+    // renumbers copies of the Vars.
     unsafe {
         let mut parts = Vec::new();
         for (clause, quals) in clauses(q).0 {
@@ -881,21 +881,7 @@ unsafe fn own_filter(q: *mut pg_sys::Query, rti: u32, relid: pg_sys::Oid) -> Opt
                 if !own || !any {
                     continue;
                 }
-                let copy = crate::hooks::nodes::mutate(n, |x| {
-                    if (*x).type_ == pg_sys::NodeTag::T_Var {
-                        let v = crate::hooks::nodes::copy_node(x as *mut pg_sys::Var);
-                        (*v).varno = 1;
-                        (*v).varnosyn = 1;
-                        Some(v as *mut pg_sys::Node)
-                    } else {
-                        None
-                    }
-                });
-                let context = pg_sys::deparse_context_for(c"t".as_ptr(), relid);
-                if let Some(sql) = crate::hooks::cstr(pg_sys::deparse_expression(copy, context, true, false))
-                {
-                    parts.push(format!("({sql})"));
-                }
+                parts.extend(deparse_conjunct(n, relid, None));
             }
         }
         (!parts.is_empty()).then(|| parts.join(" AND "))
@@ -910,21 +896,15 @@ unsafe fn exists_by(q: *mut pg_sys::Query, relid: pg_sys::Oid) -> Option<(i16, S
     // SAFETY: q is a Query of the copy; nodes are read by tag.
     unsafe {
         let lq = &*q;
+        if !super::join_totals::plain_select(lq) || lq.hasAggs || !lq.groupClause.is_null() {
+            return None;
+        }
         let from = list_ptrs::<pg_sys::Node>((*lq.jointree).fromlist);
         let single = from.len() == 1
             && (*from[0]).type_ == pg_sys::NodeTag::T_RangeTblRef
             && (*(from[0] as *mut pg_sys::RangeTblRef)).rtindex == 1
             && list_ptrs::<pg_sys::RangeTblEntry>(lq.rtable).len() == 1;
-        if !single
-            || lq.hasAggs
-            || !lq.groupClause.is_null()
-            || !lq.havingQual.is_null()
-            || !lq.distinctClause.is_null()
-            || !lq.limitCount.is_null()
-            || !lq.limitOffset.is_null()
-            || lq.hasSubLinks
-            || lq.hasTargetSRFs
-        {
+        if !single {
             return None;
         }
         let mut correlated: Option<i16> = None;
@@ -1152,15 +1132,15 @@ unsafe fn relevance(
         let relid_of = |id: u32| refs.iter().find(|r| Walk::id(r.0, r.1) == id).map(|r| r.2);
         // A value of column (id, a) can be carried to (id, b) when both
         // have one type of identical equal values and one collation.
-        let carries = |a: (u32, i16), b: (u32, i16)| {
-            let (Some(ra), Some(rb)) = (relid_of(a.0), relid_of(b.0)) else { return false };
-            let ty = pg_sys::get_atttype(ra, a.1);
-            let collation = |relid: pg_sys::Oid, attnum: i16| {
-                let (mut ty, mut typmod, mut collid) = (pg_sys::InvalidOid, 0, pg_sys::InvalidOid);
-                pg_sys::get_atttypetypmodcoll(relid, attnum, &mut ty, &mut typmod, &mut collid);
-                collid
-            };
-            identical_when_equal(ty) && ty == pg_sys::get_atttype(rb, b.1) && collation(ra, a.1) == collation(rb, b.1)
+        let type_of = |(id, attnum): (u32, i16)| {
+            let (mut ty, mut typmod, mut collid) = (pg_sys::InvalidOid, 0, pg_sys::InvalidOid);
+            let relid = relid_of(id)?;
+            pg_sys::get_atttypetypmodcoll(relid, attnum, &mut ty, &mut typmod, &mut collid);
+            Some((ty, collid))
+        };
+        let carries = |a: (u32, i16), b: (u32, i16)| match (type_of(a), type_of(b)) {
+            (Some(ta), Some(tb)) => identical_when_equal(ta.0) && ta == tb,
+            _ => false,
         };
         // The one-column conjuncts holding of each column.
         let mut on: BTreeMap<(u32, i16), Vec<usize>> = BTreeMap::new();
@@ -1396,7 +1376,7 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
             // (References of one table by one column and conditions: one
             // set of values.) An image that fails the reference's
             // conditions touches no slice through it.
-            let relevant = r.relevant.as_ref().map(|c| format!(" WHERE {c}")).unwrap_or_default();
+            let relevant = r.relevant.as_deref();
             let column = t.column_name(chain)?;
             let value = match &r.exists_own {
                 // Alone in an EXISTS correlated by its chained column: a
@@ -1414,9 +1394,12 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
                      WHERE (k.now OPERATOR(pg_catalog.>) 0) IS DISTINCT FROM \
                            (k.now OPERATOR(pg_catalog.-) c.ins OPERATOR(pg_catalog.-) c.del OPERATOR(pg_catalog.>) 0)",
                     table = t.name,
-                    also = r.relevant.as_ref().map(|c| format!(" AND {c}")).unwrap_or_default(),
+                    also = relevant.map(|c| format!(" AND {c}")).unwrap_or_default(),
                 ),
-                None => format!("SELECT t.{column} AS v FROM __pgt_net{n} t{relevant}"),
+                None => format!(
+                    "SELECT t.{column} AS v FROM __pgt_net{n} t{}",
+                    relevant.map(|c| format!(" WHERE {c}")).unwrap_or_default()
+                ),
             };
             if !values.contains(&value) {
                 values.push(value);

@@ -490,6 +490,7 @@ fn too_large(
     // before costs more than the query (TPC-H Q20: 15,000 changes, 10,000
     // suppliers). Only the changes that may touch a slice count (Q20:
     // about 20 of them).
+    let mut adaptive_checked = false;
     if let Some(root) = plan.slices_root() {
         let n = source_rows(root)?;
         let over = |changes: i64| n >= 0.0 && changes as f64 > fraction * n.max(1.0);
@@ -499,6 +500,7 @@ fn too_large(
             if let Some(why) = adaptive(relid, affected)? {
                 return Ok(Some(why));
             }
+            adaptive_checked = true;
             let changes = relevant()?.unwrap_or(affected.changes);
             if over(changes) {
                 let of = if changes == affected.changes {
@@ -536,6 +538,9 @@ fn too_large(
                 affected.keys
             )));
         }
+    }
+    if adaptive_checked {
+        return Ok(None);
     }
     adaptive(relid, affected)
 }
