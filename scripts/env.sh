@@ -70,7 +70,12 @@ use_production_server() {
     local here release
     here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
     release=$("$here/pg-release.sh")
-    cp "$("$PGT_PG_CONFIG" --pkglibdir)/pg_trickle.so" "$("$release/bin/pg_config" --pkglibdir)/"
+    # Copied beside, then renamed: a server running on the production build
+    # keeps the file it mapped instead of crashing on a rewritten one.
+    local lib
+    lib=$("$release/bin/pg_config" --pkglibdir)
+    cp "$("$PGT_PG_CONFIG" --pkglibdir)/pg_trickle.so" "$lib/pg_trickle.so.new"
+    mv "$lib/pg_trickle.so.new" "$lib/pg_trickle.so"
     cp "$("$PGT_PG_CONFIG" --sharedir)/extension/"pg_trickle* "$("$release/bin/pg_config" --sharedir)/extension/"
     export PGT_PREFIX="$release" PGT_PG_CONFIG="$release/bin/pg_config"
 }

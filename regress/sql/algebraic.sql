@@ -35,6 +35,44 @@ SELECT count(*) AS differences FROM (
     (SELECT shop, count(*), count(qty), sum(qty), avg(qty), sum(price), avg(price), count(note) FROM sales WHERE id > 1 GROUP BY shop
      EXCEPT ALL TABLE per_shop)) d;
 
+-- A refresh adds the changes to the totals and writes the rows of the
+-- groups they touched in one statement (a row whose values stay is not
+-- written); the rows of groups left without rows are deleted after it. A
+-- NULL key is one group.
+CREATE TABLE visits (id int PRIMARY KEY, site text, ms int);
+INSERT INTO visits VALUES (1, 'a', 10), (2, NULL, 20), (3, NULL, 30), (4, 'b', 40), (5, 'd', 1);
+CREATE MATERIALIZED VIEW per_site WITH (pgtrickle.stream) AS
+SELECT site, count(*) AS n, sum(ms) AS total, avg(ms) AS mean FROM visits GROUP BY site;
+SELECT value ~ '^WITH u AS \(INSERT INTO pgtrickle_state\.agg_[0-9]+ AS s' AS adds_to_totals,
+       value ~ 'put AS \(INSERT INTO alg\.per_site AS o SELECT .* FROM u s WHERE s\.__n OPERATOR\(pg_catalog\.>\) 0' AS from_new_totals,
+       value ~ 'ON CONFLICT \(site\) DO UPDATE SET site = EXCLUDED\.site, n = EXCLUDED\.n' AS upserts_rows
+  FROM pgtrickle.explain_stream_table('per_site') WHERE property = 'apply';
+INSERT INTO visits VALUES (6, NULL, 5), (7, 'c', 60);
+DELETE FROM visits WHERE site = 'b';
+UPDATE visits SET ms = ms + 1 WHERE id = 5;
+UPDATE visits SET ms = ms - 1 WHERE id = 5;
+REFRESH MATERIALIZED VIEW per_site;
+-- (the NULL group changed, b deleted, c new, d unchanged: 2 rows out, 2 in)
+SELECT mode, rows_applied FROM pgtrickle.refresh_history('per_site', 1);
+TABLE per_site ORDER BY site NULLS FIRST;
+DELETE FROM visits WHERE site IS NULL OR site = 'c';
+INSERT INTO visits VALUES (8, 'b', 70);
+REFRESH MATERIALIZED VIEW per_site;
+TABLE per_site ORDER BY site NULLS FIRST;
+INSERT INTO visits VALUES (9, NULL, 1);
+REFRESH MATERIALIZED VIEW per_site;
+SELECT count(*) AS differences FROM (
+    (TABLE per_site EXCEPT ALL SELECT site, count(*), sum(ms), avg(ms) FROM visits GROUP BY site)
+    UNION ALL
+    (SELECT site, count(*), sum(ms), avg(ms) FROM visits GROUP BY site EXCEPT ALL TABLE per_site)) d;
+-- (the totals keep no group without rows)
+CREATE FUNCTION totals_of(st regclass, OUT groups bigint, OUT empty bigint) LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SELECT count(*), count(*) FILTER (WHERE __n = 0) FROM pgtrickle_state.agg_%s', st::oid)
+       INTO groups, empty;
+END $$;
+SELECT * FROM totals_of('per_site');
+
 -- TRUNCATE: a FULL refresh, which rebuilds the totals.
 TRUNCATE sales;
 INSERT INTO sales VALUES (30, 1, 3, 1.00, NULL), (31, 1, 4, 2.00, NULL);

@@ -258,7 +258,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             } else {
                 None
             };
-            let apply = if let Some(m) = &plan.multiset {
+            let apply = if algebraic && crate::dvm::algebraic::fuses(relid, &plan)? {
+                // The totals and the touched groups' rows in one statement.
+                let owner = sys::relation_owner(relid)?;
+                sys::as_restricted_role(owner, || crate::dvm::algebraic::explain_fused(relid, &plan))?
+            } else if let Some(m) = &plan.multiset {
                 // Every table's change rows, read from its change buffer
                 // in the refresh's window (a refresh reads those of the
                 // tables that changed; one read whole recomputes all).

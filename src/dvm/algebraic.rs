@@ -477,19 +477,12 @@ pub fn apply_delta(
     window: &str,
     changes: &[WindowChanges],
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
-    let Some(alg) = plan.algebraic.as_ref() else { return Ok(Vec::new()) };
-    let changed = WindowChanges::changed(changes, window);
-    let Some(first) = changed.first() else { return no_groups(relid, plan) };
+    if plan.algebraic.is_none() {
+        return Ok(Vec::new());
+    }
+    let Some(upsert) = window_upsert(relid, plan, window, changes)? else { return no_groups(relid, plan) };
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;
-    let upsert = if is_join_totals(plan) {
-        match rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), &changed)? {
-            Some(rows) => upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?,
-            None => return no_groups(relid, plan),
-        }
-    } else {
-        upsert_sql(relid, plan, first.rows)?
-    };
     pgrx::debug2!("pg_trickle: adding the window's changes to the running totals: {upsert}");
     let owner = sys::relation_owner(relid)?;
     // On the refresh's snapshot: the tables a join term reads must be in
@@ -502,6 +495,146 @@ pub fn apply_delta(
         sys::as_restricted_role(owner, || snapshot.execute(&rescan, false).map(|_| ()))?;
     }
     Ok(groups)
+}
+
+/// The statement adding the window's change rows to the totals; None when
+/// no table they read changed.
+fn window_upsert(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    window: &str,
+    changes: &[WindowChanges],
+) -> PgtResult<Option<String>> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
+    let changed = WindowChanges::changed(changes, window);
+    let Some(first) = changed.first() else { return Ok(None) };
+    if !is_join_totals(plan) {
+        return upsert_sql(relid, plan, first.rows).map(Some);
+    }
+    Ok(match rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), &changed)? {
+        Some(rows) => Some(upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?),
+        None => None,
+    })
+}
+
+/// Whether a refresh writes the touched groups' rows in the statement that
+/// adds the window's changes to the totals ([`apply_fused`]): grouped
+/// totals without kept extremes (a deleted extreme is rescanned after the
+/// totals are added), ORDER BY ... LIMIT or keys pushed into subqueries,
+/// on a stream table no other one reads (their change capture wants the
+/// rows the key recompute apply returns).
+pub fn fuses(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<bool> {
+    let Some(alg) = plan.algebraic.as_ref() else { return Ok(false) };
+    Ok(!plan.key.is_empty()
+        && !alg.has_extremes()
+        && plan.topk.is_none()
+        && plan.pushed_keys().is_empty()
+        && buffer::buffer_relid(relid)?.is_none())
+}
+
+/// Add the window's changes to the totals and write the rows of the groups
+/// they touched to the stream table, in one statement (see [`fuses`]): the
+/// upsert returns each touched group's new totals, from which its row is
+/// computed and upserted by key into the stream table (a row whose values
+/// did not change is left alone). Returns (rows updated, rows inserted)
+/// and the groups left without rows, whose rows the caller deletes (the
+/// key recompute apply over them, then [`drop_empty`]); none when nothing
+/// the totals read changed.
+pub fn apply_fused(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+    window: &str,
+    changes: &[WindowChanges],
+) -> PgtResult<((i64, i64), Vec<Vec<KeyValues>>)> {
+    let Some(upsert) = window_upsert(relid, plan, window, changes)? else { return Ok(((0, 0), Vec::new())) };
+    let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
+    ensure_owner(relid, state)?;
+    let keys = key_columns(relid, plan)?;
+    let totals = totals_from(relid, plan, "u")?;
+    let sql = fused_statement(&upsert, &totals, &crate::catalog::lifecycle::relation_name(relid)?, &output_columns(relid)?, &keys);
+    pgrx::debug2!("pg_trickle: adding the window's changes to the running totals and the stream table: {sql}");
+    let owner = sys::relation_owner(relid)?;
+    let row = sys::as_restricted_role(owner, || {
+        crate::refresh::window::with_window(relid, || snapshot.query_text_writing(&sql))
+    })?;
+    let count = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+    let emptied = groups_from_row(keys, row.get(2..).unwrap_or_default());
+    let any = emptied.iter().flatten().any(|k| k.values.is_some() || k.has_null);
+    Ok(((count(0), count(1)), if any { emptied } else { Vec::new() }))
+}
+
+/// The statement of a refresh that [`fuses`], as `explain_stream_table`
+/// shows it: every table's change rows read in the refresh's window (a
+/// refresh reads those of the tables that changed).
+pub fn explain_fused(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<String> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
+    let window = "/* in the refresh's window */ true";
+    let upsert = if is_join_totals(plan) {
+        let mut read = Vec::new();
+        for source in alg.rows_tables().into_iter().filter(|s| !plan.full_on.contains(s)) {
+            read.push((source, alg.rows_columns(source), buffer::rows_sql(source)?));
+        }
+        let changes: Vec<super::join_totals::Changes> = read
+            .iter()
+            .map(|(source, attnums, rows)| super::join_totals::Changes {
+                source: *source,
+                attnums,
+                rows: ChangeRows::Window { rows, window },
+            })
+            .collect();
+        let rows = rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), &changes)?
+            .ok_or_else(|| PgtError::Internal("running totals over no table".into()))?;
+        upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?
+    } else {
+        let rows = buffer::rows_sql(change_columns(plan, alg)?.0)?;
+        upsert_sql(relid, plan, ChangeRows::Window { rows: &rows, window })?
+    };
+    Ok(fused_statement(
+        &upsert,
+        &totals_from(relid, plan, "u")?,
+        &crate::catalog::lifecycle::relation_name(relid)?,
+        &output_columns(relid)?,
+        &key_columns(relid, plan)?,
+    ))
+}
+
+/// The statement of [`apply_fused`]: `upsert` (into the totals, alias `s`),
+/// `totals` the touched groups' rows computed from its result `u`,
+/// upserted into `st` (`columns`, key `keys`). Its one row: the rows
+/// updated, the rows inserted, and as in [`returning_groups`] the groups
+/// left without rows.
+fn fused_statement(
+    upsert: &str,
+    totals: &str,
+    st: &str,
+    columns: &[(String, String)],
+    keys: &[(String, String)],
+) -> String {
+    let sets: Vec<String> = columns.iter().map(|(c, _)| format!("{c} = EXCLUDED.{c}")).collect();
+    let target: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    let mut emptied = Vec::new();
+    for (name, _) in keys {
+        emptied.push(format!(
+            "(SELECT (pg_catalog.array_agg(DISTINCT u.{name}) FILTER (WHERE u.{name} IS NOT NULL))::text \
+             FROM u WHERE u.__n OPERATOR(pg_catalog.=) 0)"
+        ));
+        emptied.push(format!(
+            "(SELECT COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)::text FROM u WHERE u.__n OPERATOR(pg_catalog.=) 0)"
+        ));
+    }
+    format!(
+        "WITH u AS ({upsert} RETURNING s.*),\n\
+         put AS (INSERT INTO {st} AS o {totals}\n\
+         \x20   ON CONFLICT ({target}) DO UPDATE SET {sets}\n\
+         \x20   WHERE NOT ((o.*) OPERATOR(pg_catalog.*=) (EXCLUDED.*))\n\
+         \x20   RETURNING old.ctid IS NULL AS inserted)\n\
+         SELECT (SELECT pg_catalog.count(*) FILTER (WHERE NOT p.inserted) FROM put p), \
+         (SELECT pg_catalog.count(*) FILTER (WHERE p.inserted) FROM put p), {emptied}",
+        target = target.join(", "),
+        sets = sets.join(", "),
+        emptied = emptied.join(", "),
+    )
 }
 
 /// The groups of a change that touched none: one group of no key values
@@ -721,7 +854,16 @@ fn upsert_statement(
 /// The stream table's rows computed from the totals, every group (callers
 /// restrict it to the affected ones).
 pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> {
-    let Some(alg) = plan.algebraic.as_ref() else { return Ok(None) };
+    if plan.algebraic.is_none() {
+        return Ok(None);
+    }
+    totals_from(relid, plan, &state_name(relid)).map(Some)
+}
+
+/// The stream table's rows computed from the totals in `from` (a table or
+/// CTE with the state table's columns).
+fn totals_from(relid: pg_sys::Oid, plan: &Plan, from: &str) -> PgtResult<String> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let columns = output_columns(relid)?;
     let mut exprs = Vec::with_capacity(columns.len());
     for (i, (name, ty)) in columns.iter().enumerate() {
@@ -750,7 +892,7 @@ pub fn totals_query(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>
     // A group without rows disappears; the one row of an aggregate without
     // GROUP BY stays.
     let filter = if plan.key.is_empty() { "true" } else { "s.__n OPERATOR(pg_catalog.>) 0" };
-    Ok(Some(format!("SELECT {} FROM {} s WHERE {filter}", exprs.join(", "), state_name(relid))))
+    Ok(format!("SELECT {} FROM {from} s WHERE {filter}", exprs.join(", ")))
 }
 
 /// An aggregate's value computed from a group's totals (alias `s`), as

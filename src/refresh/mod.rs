@@ -259,6 +259,28 @@ pub fn refresh_on(
                     result.mode = RefreshMode::Differential;
                     let (deleted, inserted) = if affected.changes == 0 {
                         (0, 0)
+                    } else if plan.algebraic.is_some() && dvm::algebraic::fuses(relid, &plan)? {
+                        // Running totals written with the touched groups'
+                        // rows in one statement; the rows of groups left
+                        // empty deleted after it.
+                        let ((updated, inserted), emptied) =
+                            dvm::algebraic::apply_fused(relid, &plan, snapshot, &window, &changes)?;
+                        let mut counts = (updated, updated + inserted);
+                        if !emptied.is_empty() {
+                            let key_names = dvm::key_recompute::key_names(relid, &plan)?;
+                            let recompute = dvm::algebraic::recompute_sql(relid, &plan, &emptied)?;
+                            let (deleted, _) = dvm::key_recompute::apply(
+                                relid,
+                                snapshot,
+                                &emptied,
+                                &key_names,
+                                recompute.as_deref(),
+                                &[],
+                            )?;
+                            counts.0 += deleted;
+                            dvm::algebraic::drop_empty(relid, &plan, &emptied)?;
+                        }
+                        counts
                     } else if plan.algebraic.is_some() {
                         // Running totals: the change rows added to them,
                         // the groups they touched computed from them.
