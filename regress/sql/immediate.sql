@@ -65,7 +65,7 @@ SELECT * FROM totals WHERE owner = 'ann';
 CREATE MATERIALIZED VIEW ranked WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
   SELECT id, rank() OVER (ORDER BY balance) AS r FROM acct;
 CREATE MATERIALIZED VIEW plain_total WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS
-  SELECT owner, balance FROM acct ORDER BY balance DESC LIMIT 3;
+  SELECT owner, balance FROM acct ORDER BY balance DESC LIMIT 3 OFFSET 1;
 ALTER MATERIALIZED VIEW plain_total SET (pgtrickle.refresh_mode = 'immediate');
 DROP MATERIALIZED VIEW plain_total;
 

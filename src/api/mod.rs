@@ -206,12 +206,16 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 let columns: Vec<String> =
                     crate::dvm::key_recompute::output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
                 let order = crate::dvm::topk::order_sql(topk, &columns, "")?;
+                let ranked = if plan.key.is_empty() {
+                    "the stream table's rows less the copies the changes remove, and the copies they add"
+                } else {
+                    "the affected keys' rows and the stream table's others"
+                };
                 out.push((
                     "order and limit".into(),
                     Some(format!(
-                        "ORDER BY {} LIMIT {}: the first rows of the query without them, ranked from the affected keys' rows \
-                         and the stream table's others; the query is ranked whole when rows leave and too few replace them",
-                        order,
+                        "ORDER BY {order} LIMIT {}: the first rows of the query without them, ranked from {ranked}; \
+                         the query is ranked whole when rows leave and too few replace them",
                         topk.limit
                     )),
                 ));

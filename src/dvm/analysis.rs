@@ -1605,7 +1605,9 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         // A filter and projection of several tables or with subqueries:
         // its rows, as signed rows of a join or of slices (used when the
         // select list lacks a table's primary key).
-        if base == 0 && single.is_none() && plain && top.limitCount.is_null() && top.limitOffset.is_null() {
+        // (With ORDER BY ... LIMIT n, the rows ranked: dvm::keyless.)
+        let unlimited = top.limitCount.is_null() && top.limitOffset.is_null();
+        if base == 0 && single.is_none() && plain && (unlimited || f.topk.is_some()) {
             let outputs: Vec<super::join_totals::Output> = list_ptrs::<pg_sys::TargetEntry>(top.targetList)
                 .into_iter()
                 .filter(|tle| !(**tle).resjunk)
@@ -2307,7 +2309,7 @@ fn multiset_plan(
     f: &QueryFacts,
     primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
 ) -> PgtResult<Option<Plan>> {
-    if f.no_totals || f.volatile || !f.branches.is_empty() || f.limited {
+    if f.no_totals || f.volatile || !f.branches.is_empty() || (f.limited && f.topk.is_none()) {
         return Ok(None);
     }
     let (multiset, tables, full_on) = match (&f.rows_join, &f.rows_graph) {
@@ -2499,10 +2501,12 @@ fn decide(
         },
     };
     if let Some(topk) = &f.topk {
-        if plan.key.is_empty() || plan.shape == Shape::UnionAll {
+        if (plan.key.is_empty() && !matches!(plan.shape, Shape::Keyless | Shape::Multiset))
+            || plan.shape == Shape::UnionAll
+        {
             return Ok(unsupported(
-                "ORDER BY ... LIMIT is maintained incrementally only over a query whose rows have a key \
-                 (not over an aggregate without GROUP BY, UNION ALL, or a table without a primary key)",
+                "ORDER BY ... LIMIT is not maintained incrementally over an aggregate without GROUP BY \
+                 or a UNION ALL",
             ));
         }
         plan.topk = Some(topk.clone());

@@ -189,7 +189,7 @@ fn apply_statement(
 /// of a row on one side matches the n-th copy on the other; the copies
 /// without a match are deleted (by ctid) or inserted. Returns the counts,
 /// or with `capture` the rows as in [`apply_statement`].
-fn multiset_statement(
+pub(crate) fn multiset_apply_statement(
     st: &str,
     recompute: &str,
     fo: &str,
@@ -601,7 +601,7 @@ fn statements_as_owner(
                 groups_filter("o", keys),
             ),
         };
-        return Ok(multiset_statement(&st, &recompute, &fo, &columns, capture));
+        return Ok(multiset_apply_statement(&st, &recompute, &fo, &columns, capture));
     }
     if let Some(recompute) = recompute {
         // No key values: every row (a FULL refresh applied as differences).

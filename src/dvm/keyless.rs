@@ -45,13 +45,12 @@ pub fn apply_sql(
     let outputs: Vec<String> =
         rows.outputs.iter().zip(&columns).map(|(e, c)| format!("{e} AS {c}")).collect();
     let filter = rows.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
-    signed_rows_apply_sql(
-        relid,
-        &columns,
-        &format!("b AS ({changes})"),
-        &format!("SELECT {}, b.__sign AS __pgt_sign FROM b{filter}", outputs.join(", ")),
-        capture,
-    )
+    let withs = format!("b AS ({changes})");
+    let chg = format!("SELECT {}, b.__sign AS __pgt_sign FROM b{filter}", outputs.join(", "));
+    if let Some(topk) = &plan.topk {
+        return ranked_multiset_sql(relid, topk, &columns, &withs, &chg, capture);
+    }
+    signed_rows_apply_sql(relid, &columns, &withs, &chg, capture)
 }
 
 /// The statement applying signed rows to a multiset stream table: `chg`
@@ -68,10 +67,6 @@ fn signed_rows_apply_sql(
     chg: &str,
     capture: Option<&[String]>,
 ) -> PgtResult<String> {
-    let image = format!(
-        "ROW({})::pg_catalog.text",
-        columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
-    );
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     // Rows of the stream table are found through the first column of its
     // index (NULL or equal), then compared whole.
@@ -84,11 +79,7 @@ fn signed_rows_apply_sql(
     let (returning_old, returning_new, result) = returning(capture);
     let new_cols: Vec<String> = columns.iter().map(|c| format!("n.{c}")).collect();
     Ok(format!(
-        "WITH {withs},\n\
-         chg AS ({chg}),\n\
-         net AS MATERIALIZED (SELECT x.* FROM (SELECT DISTINCT ON (c.__pgt_img) c.*, \
-             pg_catalog.sum(c.__pgt_sign) OVER (PARTITION BY c.__pgt_img) AS __pgt_n \
-             FROM (SELECT c.*, {image} AS __pgt_img FROM chg AS c) c) x WHERE x.__pgt_n OPERATOR(pg_catalog.<>) 0),\n\
+        "WITH {net},\n\
          old AS MATERIALIZED (SELECT o.ctid AS __pgt_ctid, n.__pgt_n, \
              pg_catalog.row_number() OVER (PARTITION BY n.__pgt_img) AS __pgt_rn \
              FROM net n JOIN {st} o ON {lookup}ROW(o.*)::pg_catalog.text OPERATOR(pg_catalog.=) n.__pgt_img \
@@ -99,9 +90,62 @@ fn signed_rows_apply_sql(
              WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0 AND (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0 \
              RETURNING {returning_new})\n\
          {result}",
+        net = net_sql(columns, withs, chg),
         cols = columns.join(", "),
         new_cols = new_cols.join(", "),
     ))
+}
+
+/// WITH queries ending with `net`: the signed rows `chg` (reading `withs`,
+/// see [`signed_rows_apply_sql`]) counted per image, an image's net count
+/// `__pgt_n` (not 0) and the image as text `__pgt_img` beside its columns.
+fn net_sql(columns: &[String], withs: &str, chg: &str) -> String {
+    let image = format!(
+        "ROW({})::pg_catalog.text",
+        columns.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    format!(
+        "{withs},\n\
+         chg AS ({chg}),\n\
+         net AS MATERIALIZED (SELECT x.* FROM (SELECT DISTINCT ON (c.__pgt_img) c.*, \
+             pg_catalog.sum(c.__pgt_sign) OVER (PARTITION BY c.__pgt_img) AS __pgt_n \
+             FROM (SELECT c.*, {image} AS __pgt_img FROM chg AS c) c) x WHERE x.__pgt_n OPERATOR(pg_catalog.<>) 0)"
+    )
+}
+
+/// `ORDER BY ... LIMIT n` over a multiset (see dvm::topk): the rows that
+/// may rank first are the stream table's rows less the copies the signed
+/// rows `chg` remove (an image counted `-k` removes k of its copies, if
+/// the stream table has them; the others were not among the first rows),
+/// and the copies they add. Ranked as topk does (the inner query ranked
+/// whole when too few of them rank before the stream table's n-th row),
+/// the result replaces the stream table's rows, compared per image.
+fn ranked_multiset_sql(
+    relid: pg_sys::Oid,
+    topk: &super::analysis::TopK,
+    columns: &[String],
+    withs: &str,
+    chg: &str,
+    capture: Option<&[String]>,
+) -> PgtResult<String> {
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let kept: Vec<String> = columns.iter().map(|c| format!("k.{c}")).collect();
+    let added: Vec<String> = columns.iter().map(|c| format!("n.{c}")).collect();
+    let rows = format!(
+        "WITH {net},\n\
+         kept AS MATERIALIZED (SELECT o.*, ROW(o.*)::pg_catalog.text AS __pgt_img, \
+             pg_catalog.row_number() OVER (PARTITION BY ROW(o.*)::pg_catalog.text) AS __pgt_rn FROM {st} o)\n\
+         SELECT {kept} FROM kept k WHERE k.__pgt_rn OPERATOR(pg_catalog.>) COALESCE((SELECT 0 OPERATOR(pg_catalog.-) n.__pgt_n \
+             FROM net n WHERE n.__pgt_img OPERATOR(pg_catalog.=) k.__pgt_img AND n.__pgt_n OPERATOR(pg_catalog.<) 0), 0)\n\
+         UNION ALL SELECT {added} FROM net n, pg_catalog.generate_series(1, n.__pgt_n) g \
+             WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0",
+        net = net_sql(columns, withs, chg),
+        kept = kept.join(", "),
+        added = added.join(", "),
+    );
+    let all = super::key_recompute::whole_query(relid)?;
+    let first = super::topk::ranked_sql(&st, columns, topk, &rows, &all)?;
+    Ok(super::key_recompute::multiset_apply_statement(&st, &first, "true", columns, capture))
 }
 
 /// A multiset over several tables or with subqueries ([`Shape::Multiset`]):
@@ -121,13 +165,12 @@ pub fn multiset_apply_sql(
     // (The rows' columns `__k<n>` are the select list, in order.)
     let outputs: Vec<String> =
         columns.iter().enumerate().map(|(i, c)| format!("d.__k{} AS {c}", i + 1)).collect();
-    Ok(Some(signed_rows_apply_sql(
-        relid,
-        &columns,
-        &format!("d AS ({delta})"),
-        &format!("SELECT {}, d.__sign AS __pgt_sign FROM d", outputs.join(", ")),
-        capture,
-    )?))
+    let withs = format!("d AS ({delta})");
+    let chg = format!("SELECT {}, d.__sign AS __pgt_sign FROM d", outputs.join(", "));
+    if let Some(topk) = &plan.topk {
+        return ranked_multiset_sql(relid, topk, &columns, &withs, &chg, capture).map(Some);
+    }
+    Ok(Some(signed_rows_apply_sql(relid, &columns, &withs, &chg, capture)?))
 }
 
 /// A multiset over several tables or with subqueries: the window's changes

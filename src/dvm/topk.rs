@@ -66,14 +66,26 @@ pub fn new_rows_sql(
     groups: &[Vec<KeyValues>],
     all: &str,
 ) -> PgtResult<String> {
+    let rows = format!(
+        "SELECT c.* FROM ({candidates}) c UNION ALL SELECT o.* FROM {st} o WHERE ({outside}) IS NOT TRUE",
+        outside = groups_filter("o", groups),
+    );
+    ranked_sql(st, columns, topk, &rows, all)
+}
+
+/// The new contents of stream table `st` (columns `columns`): the first n
+/// of `rows` (the inner query's rows that may rank first: the changed or
+/// affected ones, and the stream table's rows that stay), when at least n
+/// of them rank before its n-th row or equal to it; otherwise `all` (the
+/// first n rows of the inner query, computed only then).
+pub fn ranked_sql(st: &str, columns: &[String], topk: &TopK, rows: &str, all: &str) -> PgtResult<String> {
     let n = topk.limit;
     if n <= 0 {
         return Ok(format!("SELECT a.* FROM ({all}) a"));
     }
     let cols: Vec<String> = columns.iter().map(|c| format!("r.{c}")).collect();
     Ok(format!(
-        "WITH cand AS MATERIALIZED (SELECT c.*, 0 AS __pgt_b FROM ({candidates}) c \
-         UNION ALL SELECT o.*, 0 FROM {st} o WHERE ({outside}) IS NOT TRUE \
+        "WITH cand AS MATERIALIZED (SELECT c.*, 0 AS __pgt_b FROM ({rows}) c \
          UNION ALL SELECT b.*, 1 FROM (SELECT o.* FROM {st} o ORDER BY {order_o} LIMIT 1 OFFSET {last}) b), \
          ranked AS MATERIALIZED (SELECT c.*, pg_catalog.row_number() OVER (ORDER BY {order_c}, c.__pgt_b) AS __pgt_rn FROM cand c), \
          fits AS (SELECT COALESCE(pg_catalog.min(r.__pgt_rn) FILTER (WHERE r.__pgt_b OPERATOR(pg_catalog.=) 1), {beyond}) \
@@ -81,7 +93,6 @@ pub fn new_rows_sql(
          SELECT {cols} FROM ranked r WHERE r.__pgt_b OPERATOR(pg_catalog.=) 0 AND r.__pgt_rn OPERATOR(pg_catalog.<=) {n} \
             AND (SELECT f.ok FROM fits f) \
          UNION ALL SELECT a.* FROM ({all}) a WHERE NOT (SELECT f.ok FROM fits f)",
-        outside = groups_filter("o", groups),
         order_o = order_sql(topk, columns, "o.")?,
         order_c = order_sql(topk, columns, "c.")?,
         last = n - 1,

@@ -213,7 +213,14 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT id, v FROM t1 ORDER BY v LIMIT 5 OFFSET 2", false),
     ("SELECT id, v FROM t1 LIMIT 5", false),
     ("SELECT id, v FROM t1 ORDER BY v + 1, id LIMIT 3", false),
-    ("SELECT v FROM t1 ORDER BY v LIMIT 3", false),
+    // ... and over multisets (the select list lacks a key): one table,
+    // a join, slices of a correlated aggregate and of EXISTS; equal rows
+    // are copies.
+    ("SELECT v FROM t1 ORDER BY v LIMIT 3", true),
+    ("SELECT k, v FROM t1 WHERE flag ORDER BY v DESC NULLS LAST, k NULLS FIRST LIMIT 4", true),
+    ("SELECT t2.note, t1.v FROM t1 JOIN t2 ON t1.k = t2.k ORDER BY t1.v DESC NULLS LAST, t2.note NULLS LAST LIMIT 5", true),
+    ("SELECT t2.k, t2.note FROM t2 WHERE t2.k > (SELECT count(*) FROM t1 WHERE t1.k = t2.id) ORDER BY t2.k DESC NULLS LAST, t2.note NULLS FIRST LIMIT 3", true),
+    ("SELECT k, v FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k AND t2.note IS NOT NULL) ORDER BY v NULLS FIRST, k LIMIT 4", true),
     // Aggregates over inner joins: grouping columns from one table, which
     // every other table reaches through = conditions.
     ("SELECT t2.note, count(*) AS n, sum(t1.v) AS s FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.note", true),
