@@ -152,6 +152,36 @@ SELECT count(*) AS left_over FROM pgtrickle.stream_tables
  WHERE name = 'busiest' OR (name LIKE 'inner\_%' AND query LIKE '%visits%');
 SELECT extname FROM pg_extension WHERE extname = 'pg_trickle';
 
+-- IMMEDIATE: each statement that writes a table the stream table reads
+-- refreshes its inner stream tables (their change buffers hold the
+-- statement's changes) and recomputes its query over them, in the
+-- statement; a rollback undoes both.
+ALTER MATERIALIZED VIEW best_shop SET (pgtrickle.refresh_mode = 'immediate');
+SELECT s.name, s.refresh_mode, regexp_replace(i.name, '_[0-9]+_', '_<oid>_') AS inner_table, i.refresh_mode AS inner_mode
+  FROM pgtrickle.stream_tables s, pgtrickle.stream_tables i
+ WHERE s.name = 'best_shop' AND i.name LIKE 'inner\_%' AND i.query LIKE '%sum(amount) AS total%' AND i.query NOT LIKE '%random%';
+BEGIN;
+INSERT INTO sales VALUES (600, 4, 10000);
+TABLE best_shop;
+SAVEPOINT before_rename;
+UPDATE shops SET name = 'shop four' WHERE shop = 4;
+TABLE best_shop;
+ROLLBACK TO before_rename;
+DELETE FROM sales WHERE id = 600;
+UPDATE sales SET amount = amount + 1000 WHERE id = 1;
+TABLE best_shop;
+(TABLE best_shop EXCEPT ALL TABLE best_shop_now) UNION ALL (TABLE best_shop_now EXCEPT ALL TABLE best_shop);
+COMMIT;
+(TABLE best_shop EXCEPT ALL TABLE best_shop_now) UNION ALL (TABLE best_shop_now EXCEPT ALL TABLE best_shop);
+BEGIN;
+TRUNCATE sales;
+TABLE best_shop;
+ROLLBACK;
+TABLE best_shop;
+-- (A query without such parts is still refused in IMMEDIATE mode.)
+ALTER MATERIALIZED VIEW noisy SET (pgtrickle.refresh_mode = 'immediate');
+ALTER MATERIALIZED VIEW best_shop SET (pgtrickle.refresh_mode = 'auto');
+
 -- Dropping the stream tables drops their inner ones, and the change
 -- capture nothing else needs.
 DROP MATERIALIZED VIEW best_shop, spread, shop_sizes, noisy;

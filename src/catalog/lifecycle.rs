@@ -65,6 +65,24 @@ fn effective_mode(
                 reason: why.0,
             })
         }
+        // An aggregate of aggregates: its aggregating parts become inner
+        // stream tables, refreshed with it by each writing statement, which
+        // recomputes its query over them (dvm::nested::over_inners).
+        Err(why) if settings.refresh_mode == RefreshMode::Immediate && dvm::nested::has_candidates(relid)? => {
+            if announce {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                    format!(
+                        "stream table {} will be recomputed over its inner stream tables by each writing statement",
+                        relation_name(relid)?
+                    ),
+                    "pg_trickle",
+                )
+                .set_detail(why.sentence())
+                .report(PgLogLevel::NOTICE);
+            }
+            Ok(RefreshMode::Immediate)
+        }
         Err(why) if settings.refresh_mode == RefreshMode::Immediate && !lenient => {
             Err(PgtError::NotIncremental { name: relation_name(relid)?, how: "immediately", reason: why.0 })
         }
@@ -340,7 +358,7 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
                 sys::as_extension_owner(|| {
                     stream_tables::update_settings(relid, &settings, effective, consumes)
                 })?;
-                dvm::nested::prune(relid, dvm::nested::wanted(&settings, effective))?;
+                dvm::nested::prune(relid, dvm::nested::wanted_for(relid, &settings, effective)?)?;
                 let keyed = consumes && is_incremental(effective);
                 let was_keyed = st.consumes_changes && is_incremental(st.effective_mode);
                 if consumes && (!st.consumes_changes || effective != st.effective_mode) {
@@ -425,6 +443,8 @@ pub fn reresolve_mode(
     let desired = match (&analysis, st.settings.refresh_mode) {
         (Ok(_), RefreshMode::Immediate) => RefreshMode::Immediate,
         (Ok(_), _) => RefreshMode::Differential,
+        // (Recomputed over its inner stream tables: dvm::nested::over_inners.)
+        (Err(_), RefreshMode::Immediate) if dvm::nested::has_candidates(relid)? => RefreshMode::Immediate,
         (Err(_), _) => RefreshMode::Full,
     };
     // A FULL stream table created before FULL ones consumed changes, or
@@ -477,7 +497,7 @@ pub fn reresolve_mode(
         None => consumes_changes(relid, &st.settings, desired, &stream_tables::sources_of(relid)?)?,
     };
     sys::as_extension_owner(|| stream_tables::update_settings(relid, &st.settings, desired, consumes))?;
-    dvm::nested::prune(relid, dvm::nested::wanted(&st.settings, desired))?;
+    dvm::nested::prune(relid, dvm::nested::wanted_for(relid, &st.settings, desired)?)?;
     // A mode in effect that changed may need (or end) scheduling.
     crate::worker::settings_changed();
     if consumes {

@@ -77,7 +77,12 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     // buffers need no column (no plan).
     let plan = match mode.as_str() {
         "full" => None,
-        _ => Some(crate::dvm::analysis::analyze(relid)?.map_err(|why| PgtError::Internal(why.0))?),
+        _ => match crate::dvm::analysis::analyze(relid)? {
+            Ok(plan) => Some(plan),
+            // (IMMEDIATE over inner stream tables: they read the changes.)
+            Err(_) if mode == "immediate" && crate::dvm::nested::over_inners(relid)? => None,
+            Err(why) => return Err(PgtError::Internal(why.0)),
+        },
     };
     let immediate = mode == "immediate";
     // IMMEDIATE running totals over a join (and multisets over several

@@ -99,6 +99,34 @@ pub fn wanted(settings: &StreamSettings, effective: RefreshMode) -> bool {
     settings.refresh_mode == RefreshMode::Auto && effective == RefreshMode::Full
 }
 
+/// Whether stream table `relid` (`settings`, mode in effect `effective`)
+/// is computed over inner stream tables: AUTO that resolved to FULL (see
+/// [`wanted`]), or IMMEDIATE [over inner stream tables](over_inners).
+pub fn wanted_for(relid: pg_sys::Oid, settings: &StreamSettings, effective: RefreshMode) -> PgtResult<bool> {
+    Ok(wanted(settings, effective) || (effective == RefreshMode::Immediate && over_inners(relid)?))
+}
+
+/// An IMMEDIATE stream table whose query cannot be maintained from a
+/// statement's changes but has parts that can be inner stream tables (an
+/// aggregate of aggregates, TPC-H Q15): each writing statement refreshes
+/// its inner stream tables (from the change buffers, its own changes
+/// included) and recomputes its query over them (refresh::immediate).
+pub fn over_inners(relid: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(super::analysis::analyze(relid)?.is_err() && has_candidates(relid)?)
+}
+
+/// Does the query of `relid` have parts that could be inner stream tables,
+/// and give the same rows as long as its tables do not change (no volatile
+/// or stable function: recomputed by each writing statement, it would
+/// change with them)?
+pub fn has_candidates(relid: pg_sys::Oid) -> PgtResult<bool> {
+    if !super::analysis::is_deterministic(relid)? {
+        return Ok(false);
+    }
+    let _path = sys::SafeSearchPath::enter();
+    Ok(!candidates(relid).is_empty())
+}
+
 /// Drop the inner stream tables of `relid` unless `wanted`.
 pub fn prune(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
     if wanted {

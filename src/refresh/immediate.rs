@@ -170,11 +170,52 @@ impl PerTransition {
 
 thread_local! {
     static PREPARED: RefCell<HashMap<u32, Rc<Prepared>>> = RefCell::new(HashMap::new());
+    /// Whether each IMMEDIATE stream table is kept over inner stream
+    /// tables (dvm::nested::over_inners), as decided until [`forget`].
+    static OVER_INNERS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
 }
 
 /// Drop every kept preparation (with the capture trigger's own cache).
 pub fn forget() {
     PREPARED.with(|p| p.borrow_mut().clear());
+    OVER_INNERS.with(|o| o.borrow_mut().clear());
+}
+
+fn over_inners(relid: pg_sys::Oid) -> PgtResult<bool> {
+    if let Some(over) = OVER_INNERS.with(|o| o.borrow().get(&relid.to_u32()).copied()) {
+        return Ok(over);
+    }
+    let over = crate::dvm::nested::over_inners(relid)?;
+    OVER_INNERS.with(|o| o.borrow_mut().insert(relid.to_u32(), over));
+    Ok(over)
+}
+
+/// An IMMEDIATE stream table over inner stream tables: the inner stream
+/// tables are refreshed on a snapshot taken now (their change buffers hold
+/// the statement's changes, written before the IMMEDIATE stream tables
+/// are maintained: cdc::capture), and its query recomputed over them; the
+/// IMMEDIATE stream tables that read it are recomputed whole. Locked as
+/// a refresh locks them, until the writing transaction ends.
+fn maintain_over_inners(relid: pg_sys::Oid) -> PgtResult<()> {
+    sys::lock_relation(relid, pg_sys::ExclusiveLock);
+    super::isolation::maintaining(relid)?;
+    if !is_populated(relid)? {
+        return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
+    }
+    for inner in crate::dvm::nested::inners(relid)? {
+        sys::lock_relation(inner.relid, pg_sys::ExclusiveLock);
+    }
+    let snapshot = crate::cdc::frontier::RefreshSnapshot::take();
+    let inner = crate::dvm::nested::refresh_inners(relid, true, &snapshot)?;
+    if crate::dvm::nested::recompute(relid, &inner, &snapshot)?.is_none() {
+        // (No inner stream table could be made: the query itself.)
+        key_recompute::replace_all_now(relid)?;
+    } else if crate::cdc::buffer::buffer_relid(relid)?.is_some() {
+        // Its readers through the change buffer recompute (its changes
+        // were not recorded), as after replace_all_now.
+        sys::as_extension_owner(|| crate::cdc::buffer::mark_truncated(relid))?;
+    }
+    recompute_readers(relid)
 }
 
 fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
@@ -345,6 +386,9 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
 pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition) -> PgtResult<()> {
     if !transition.old && !transition.new {
         return Ok(()); // the statement changed no row
+    }
+    if over_inners(relid)? {
+        return maintain_over_inners(relid);
     }
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
     super::isolation::maintaining(relid)?;
@@ -737,6 +781,9 @@ const PREPARED_KEYS_LIMIT: usize = 16;
 
 /// TRUNCATE of a source: recompute the whole stream table.
 pub fn recompute_all(relid: pg_sys::Oid) -> PgtResult<()> {
+    if over_inners(relid)? {
+        return maintain_over_inners(relid);
+    }
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
     super::isolation::maintaining(relid)?;
     if !is_populated(relid)? {

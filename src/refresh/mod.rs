@@ -91,7 +91,7 @@ pub fn refresh_on(
     // Its inner stream tables are refreshed on this refresh's snapshot:
     // locked before it is taken, as the stream table is, so that no
     // refresh of theirs that this snapshot does not see commits first.
-    if shared.is_none() && dvm::nested::wanted(&st.settings, st.effective_mode) {
+    if shared.is_none() && dvm::nested::wanted_for(relid, &st.settings, st.effective_mode)? {
         for inner in dvm::nested::inners(relid)? {
             sys::lock_relation(inner.relid, pg_sys::ExclusiveLock);
         }
@@ -377,7 +377,7 @@ pub fn refresh_on(
                 // the recomputation reads.
                 let inner = dvm::nested::refresh_inners(
                     relid,
-                    dvm::nested::wanted(&st.settings, st.effective_mode),
+                    dvm::nested::wanted_for(relid, &st.settings, st.effective_mode)?,
                     snapshot,
                 )?;
                 let (rows, over) = full_refresh(relid, snapshot, &inner)?;
