@@ -532,22 +532,32 @@ pub fn fuses(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<bool> {
         && buffer::buffer_relid(relid)?.is_none())
 }
 
+/// What [`apply_fused`] did: the stream table's rows updated and inserted,
+/// and the groups left without rows (whose rows are still to be deleted).
+pub struct Fused {
+    pub updated: i64,
+    pub inserted: i64,
+    pub emptied: Vec<Vec<KeyValues>>,
+}
+
 /// Add the window's changes to the totals and write the rows of the groups
 /// they touched to the stream table, in one statement (see [`fuses`]): the
 /// upsert returns each touched group's new totals, from which its row is
 /// computed and upserted by key into the stream table (a row whose values
-/// did not change is left alone). Returns (rows updated, rows inserted)
-/// and the groups left without rows, whose rows the caller deletes (the
-/// key recompute apply over them, then [`drop_empty`]); none when nothing
-/// the totals read changed.
+/// did not change is left alone). The groups left without rows are
+/// returned for the caller to delete their rows (the key recompute apply
+/// over them, then [`drop_empty`]); nothing is done when no table the
+/// totals read changed.
 pub fn apply_fused(
     relid: pg_sys::Oid,
     plan: &Plan,
     snapshot: &RefreshSnapshot,
     window: &str,
     changes: &[WindowChanges],
-) -> PgtResult<((i64, i64), Vec<Vec<KeyValues>>)> {
-    let Some(upsert) = window_upsert(relid, plan, window, changes)? else { return Ok(((0, 0), Vec::new())) };
+) -> PgtResult<Fused> {
+    let Some(upsert) = window_upsert(relid, plan, window, changes)? else {
+        return Ok(Fused { updated: 0, inserted: 0, emptied: Vec::new() });
+    };
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;
     let keys = key_columns(relid, plan)?;
@@ -561,7 +571,7 @@ pub fn apply_fused(
     let count = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
     let emptied = groups_from_row(keys, row.get(2..).unwrap_or_default());
     let any = emptied.iter().flatten().any(|k| k.values.is_some() || k.has_null);
-    Ok(((count(0), count(1)), if any { emptied } else { Vec::new() }))
+    Ok(Fused { updated: count(0), inserted: count(1), emptied: if any { emptied } else { Vec::new() } })
 }
 
 /// The statement of a refresh that [`fuses`], as `explain_stream_table`

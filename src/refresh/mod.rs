@@ -263,7 +263,7 @@ pub fn refresh_on(
                         // Running totals written with the touched groups'
                         // rows in one statement; the rows of groups left
                         // empty deleted after it.
-                        let ((updated, inserted), emptied) =
+                        let dvm::algebraic::Fused { updated, inserted, emptied } =
                             dvm::algebraic::apply_fused(relid, &plan, snapshot, &window, &changes)?;
                         let mut counts = (updated, updated + inserted);
                         if !emptied.is_empty() {
