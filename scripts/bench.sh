@@ -158,15 +158,27 @@ DELETE FROM src WHERE id IN (SELECT id FROM src WHERE id % 1000 = 501 AND id < $
 SQL
 }
 
-ms() { "${psql[@]}" -d bench -c '\timing on' -c "$1" | sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | tail -1; }
+# Milliseconds of statement $1, the median of three runs in one session,
+# each rolled back (so each does the same work).
+ms() {
+    "${psql[@]}" -d bench -c '\timing on' \
+        -c "BEGIN" -c "$1" -c "ROLLBACK" -c "BEGIN" -c "$1" -c "ROLLBACK" -c "BEGIN" -c "$1" -c "ROLLBACK" |
+        sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | awk 'NR % 3 == 2' | sort -n | sed -n 2p
+}
 # A refresh of stream table $1 timed in a session that is warm, as the
 # scheduler's long-lived backend is: the session first runs the same
 # refresh and rolls it back (untimed), which loads the catalogs, the
-# plans pg_trickle keeps and the pages the refresh reads; then the timed
-# refresh does the same work again.
+# plans pg_trickle keeps and the pages the refresh reads; then the same
+# refresh runs three times more, each rolled back, and the median is
+# printed (one refresh of a few milliseconds varies by a third from run
+# to run on this machine). A last refresh commits, untimed.
 refresh_ms() {
-    "${psql[@]}" -d bench -c "BEGIN" -c "REFRESH MATERIALIZED VIEW $1" -c "ROLLBACK" \
-        -c '\timing on' -c "REFRESH MATERIALIZED VIEW $1" | sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | tail -1
+    "${psql[@]}" -d bench -c "BEGIN" -c "REFRESH MATERIALIZED VIEW $1" -c "ROLLBACK" -c '\timing on' \
+        -c "BEGIN" -c "REFRESH MATERIALIZED VIEW $1" -c "ROLLBACK" \
+        -c "BEGIN" -c "REFRESH MATERIALIZED VIEW $1" -c "ROLLBACK" \
+        -c "BEGIN" -c "REFRESH MATERIALIZED VIEW $1" -c "ROLLBACK" |
+        sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | awk 'NR % 3 == 2' | sort -n | sed -n 2p
+    "${psql[@]}" -d bench -c "REFRESH MATERIALIZED VIEW $1" >/dev/null
 }
 
 printf '\nDIFFERENTIAL vs FULL refresh, %s source rows (ms; ratio = full / differential)\n' "$dvm_rows"

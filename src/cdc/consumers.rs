@@ -90,8 +90,10 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     // (cdc::statements). So must IMMEDIATE rows keyed by their tables'
     // primary keys, whose INSERTs are applied from the new rows alone when
     // no other statement overlaps (dvm::inserted).
+    // So must one kept over inner stream tables (plan None): its inner ones
+    // read the change buffers of every table the statement wrote.
     let tracks_statements = immediate
-        && plan.as_ref().is_some_and(|plan| {
+        && plan.as_ref().is_none_or(|plan| {
             crate::dvm::algebraic::is_join_totals(plan)
                 || plan.multiset.is_some()
                 || crate::dvm::inserted::eligible(plan).is_some()

@@ -115,12 +115,15 @@ pub fn over_inners(relid: pg_sys::Oid) -> PgtResult<bool> {
     Ok(super::analysis::analyze(relid)?.is_err() && has_candidates(relid)?)
 }
 
-/// Does the query of `relid` have parts that could be inner stream tables,
-/// and give the same rows as long as its tables do not change (no volatile
-/// or stable function: recomputed by each writing statement, it would
-/// change with them)?
+/// Does the query of `relid` read only tables, have parts that could be
+/// inner stream tables, and give the same rows as long as its tables do
+/// not change (no volatile or stable function: recomputed by each writing
+/// statement, it would change with them)?
 pub fn has_candidates(relid: pg_sys::Oid) -> PgtResult<bool> {
-    if !super::analysis::is_deterministic(relid)? {
+    // (Over tables only: the change buffers of tables are what its inner
+    // stream tables read, and a statement on a table what maintains it.)
+    let sources = crate::catalog::stream_tables::sources_of(relid)?;
+    if !crate::cdc::consumers::tables_only(&sources) || !super::analysis::is_deterministic(relid)? {
         return Ok(false);
     }
     let _path = sys::SafeSearchPath::enter();
@@ -230,8 +233,10 @@ fn drop_inner(inner: pg_sys::Oid) -> PgtResult<()> {
 }
 
 /// Drop the inner stream tables of stream tables that are gone or no
-/// longer refreshed in FULL by AUTO, and those that are no longer stream
-/// tables (their owner turned them into plain materialized views).
+/// longer refreshed in FULL by AUTO or IMMEDIATE (an IMMEDIATE one keeps
+/// them only when over inner stream tables: see [`prune`]), and those that
+/// are no longer stream tables (their owner turned them into plain
+/// materialized views).
 pub fn drop_orphans() -> PgtResult<()> {
     let orphans: Vec<pg_sys::Oid> = crate::catalog::sys::column_values::<pg_sys::Oid>(
         "SELECT c.oid FROM pg_catalog.pg_class c \
@@ -240,8 +245,9 @@ pub fn drop_orphans() -> PgtResult<()> {
             AND c.relname OPERATOR(pg_catalog.~) '^inner_[0-9]+_[0-9]+$' \
             AND (NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables i WHERE i.relid OPERATOR(pg_catalog.=) c.oid) \
                  OR NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_stream_tables st \
-                             WHERE st.requested_mode OPERATOR(pg_catalog.=) 'auto' \
-                               AND st.refresh_mode OPERATOR(pg_catalog.=) 'full' \
+                             WHERE ((st.requested_mode OPERATOR(pg_catalog.=) 'auto' \
+                                     AND st.refresh_mode OPERATOR(pg_catalog.=) 'full') \
+                                    OR st.refresh_mode OPERATOR(pg_catalog.=) 'immediate') \
                                AND pg_catalog.starts_with(c.relname::pg_catalog.text, \
                                        'inner_' OPERATOR(pg_catalog.||) st.relid::pg_catalog.text OPERATOR(pg_catalog.||) '_')))",
         &[],

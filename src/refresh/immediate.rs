@@ -388,6 +388,14 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
         return Ok(()); // the statement changed no row
     }
     if over_inners(relid)? {
+        // Not while another statement on one of its tables is pending
+        // (cdc::statements): its inner stream tables would read a table
+        // changed by a statement whose changes are not in its buffer yet.
+        // It is recomputed when none is.
+        let sources = crate::cdc::consumers::captured_sources(relid)?;
+        if !crate::cdc::statements::may_add_delta(relid, source, &sources) {
+            return Ok(());
+        }
         return maintain_over_inners(relid);
     }
     sys::lock_relation(relid, pg_sys::ExclusiveLock);

@@ -269,7 +269,7 @@ pub fn refresh_on(
                         if !emptied.is_empty() {
                             let key_names = dvm::key_recompute::key_names(relid, &plan)?;
                             let recompute = dvm::algebraic::recompute_sql(relid, &plan, &emptied)?;
-                            let (deleted, _) = dvm::key_recompute::apply(
+                            let (deleted, inserted) = dvm::key_recompute::apply(
                                 relid,
                                 snapshot,
                                 &emptied,
@@ -277,7 +277,10 @@ pub fn refresh_on(
                                 recompute.as_deref(),
                                 &[],
                             )?;
+                            // (A row of a multi-column key matched with =
+                            // may be deleted and inserted again.)
                             counts.0 += deleted;
+                            counts.1 += inserted;
                             dvm::algebraic::drop_empty(relid, &plan, &emptied)?;
                         }
                         counts
