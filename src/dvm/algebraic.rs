@@ -802,12 +802,19 @@ fn upsert_statement(
     let mut rescans: Vec<String> = Vec::new();
     let mut new_rescans: Vec<String> = Vec::new();
     for a in alg.argument_columns() {
-        let col = &argument(alg, a)?.sql;
+        let arg = argument(alg, a)?;
+        let col = &arg.sql;
         if alg.is_summed(a) {
             targets.push(format!("__s{a}"));
-            sums.push(format!(
-                "COALESCE(pg_catalog.sum(b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) {col}::pg_catalog.numeric), 0)"
-            ));
+            // (A sign times an int2 or int4 cannot overflow int8, whose sum
+            // PostgreSQL accumulates in 128 bits: exact, and much cheaper
+            // than numeric arithmetic per row.)
+            let product = if matches!(arg.sql_type.as_str(), "integer" | "smallint") {
+                format!("b.__sign::pg_catalog.int8 OPERATOR(pg_catalog.*) {col}::pg_catalog.int8")
+            } else {
+                format!("b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) {col}::pg_catalog.numeric")
+            };
+            sums.push(format!("COALESCE(pg_catalog.sum({product}), 0)"));
             updates.push(format!("__s{a} = s.__s{a} OPERATOR(pg_catalog.+) EXCLUDED.__s{a}"));
         }
         targets.push(format!("__c{a}"));
