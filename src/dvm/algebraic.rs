@@ -561,8 +561,7 @@ pub fn apply_fused(
     let state = state_relid(relid)?.ok_or_else(|| PgtError::Internal("the state table is missing".into()))?;
     ensure_owner(relid, state)?;
     let keys = key_columns(relid, plan)?;
-    let totals = totals_from(relid, plan, "u")?;
-    let sql = fused_statement(&upsert, &totals, &crate::catalog::lifecycle::relation_name(relid)?, &output_columns(relid)?, &keys);
+    let sql = fused_statement(relid, plan, &upsert, &keys)?;
     pgrx::debug2!("pg_trickle: adding the window's changes to the running totals and the stream table: {sql}");
     let owner = sys::relation_owner(relid)?;
     let row = sys::as_restricted_role(owner, || {
@@ -579,49 +578,29 @@ pub fn apply_fused(
 /// refresh reads those of the tables that changed).
 pub fn explain_fused(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<String> {
     let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
-    let window = "/* in the refresh's window */ true";
-    let upsert = if is_join_totals(plan) {
-        let mut read = Vec::new();
-        for source in alg.rows_tables().into_iter().filter(|s| !plan.full_on.contains(s)) {
-            read.push((source, alg.rows_columns(source), buffer::rows_sql(source)?));
+    // (Every table the totals read as changed; a table read whole
+    // recomputes instead.)
+    let mut changes = Vec::new();
+    for (source, attnums) in change_sources(plan, alg)? {
+        if !plan.full_on.contains(&source) {
+            changes.push(WindowChanges { source, attnums, rows: buffer::rows_sql(source)?, count: 1 });
         }
-        let changes: Vec<super::join_totals::Changes> = read
-            .iter()
-            .map(|(source, attnums, rows)| super::join_totals::Changes {
-                source: *source,
-                attnums,
-                rows: ChangeRows::Window { rows, window },
-            })
-            .collect();
-        let rows = rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), &changes)?
-            .ok_or_else(|| PgtError::Internal("running totals over no table".into()))?;
-        upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?
-    } else {
-        let rows = buffer::rows_sql(change_columns(plan, alg)?.0)?;
-        upsert_sql(relid, plan, ChangeRows::Window { rows: &rows, window })?
-    };
-    Ok(fused_statement(
-        &upsert,
-        &totals_from(relid, plan, "u")?,
-        &crate::catalog::lifecycle::relation_name(relid)?,
-        &output_columns(relid)?,
-        &key_columns(relid, plan)?,
-    ))
+    }
+    let upsert = window_upsert(relid, plan, "/* in the refresh's window */ true", &changes)?
+        .ok_or_else(|| PgtError::Internal("running totals over no table".into()))?;
+    fused_statement(relid, plan, &upsert, &key_columns(relid, plan)?)
 }
 
 /// The statement of [`apply_fused`]: `upsert` (into the totals, alias `s`),
-/// `totals` the touched groups' rows computed from its result `u`,
-/// upserted into `st` (`columns`, key `keys`). Its one row: the rows
-/// updated, the rows inserted, and as in [`returning_groups`] the groups
-/// left without rows.
-fn fused_statement(
-    upsert: &str,
-    totals: &str,
-    st: &str,
-    columns: &[(String, String)],
-    keys: &[(String, String)],
-) -> String {
-    let sets: Vec<String> = columns.iter().map(|(c, _)| format!("{c} = EXCLUDED.{c}")).collect();
+/// then the touched groups' rows computed from its result `u`, upserted
+/// into the stream table by its key columns `keys` (see [`key_columns`]).
+/// Its one row: the rows updated, the rows inserted, and as in
+/// [`returning_groups`] the groups left without rows.
+fn fused_statement(relid: pg_sys::Oid, plan: &Plan, upsert: &str, keys: &[(String, String)]) -> PgtResult<String> {
+    let totals = totals_from(relid, plan, "u")?;
+    let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let sets: Vec<String> =
+        output_columns(relid)?.iter().map(|(c, _)| format!("{c} = EXCLUDED.{c}")).collect();
     let target: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     let mut emptied = Vec::new();
     for (name, _) in keys {
@@ -633,7 +612,7 @@ fn fused_statement(
             "(SELECT COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)::text FROM u WHERE u.__n OPERATOR(pg_catalog.=) 0)"
         ));
     }
-    format!(
+    Ok(format!(
         "WITH u AS ({upsert} RETURNING s.*),\n\
          put AS (INSERT INTO {st} AS o {totals}\n\
          \x20   ON CONFLICT ({target}) DO UPDATE SET {sets}\n\
@@ -644,7 +623,7 @@ fn fused_statement(
         target = target.join(", "),
         sets = sets.join(", "),
         emptied = emptied.join(", "),
-    )
+    ))
 }
 
 /// The groups of a change that touched none: one group of no key values

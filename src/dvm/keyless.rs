@@ -45,12 +45,14 @@ pub fn apply_sql(
     let outputs: Vec<String> =
         rows.outputs.iter().zip(&columns).map(|(e, c)| format!("{e} AS {c}")).collect();
     let filter = rows.where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
-    let withs = format!("b AS ({changes})");
-    let chg = format!("SELECT {}, b.__sign AS __pgt_sign FROM b{filter}", outputs.join(", "));
-    if let Some(topk) = &plan.topk {
-        return ranked_multiset_sql(relid, topk, &columns, &withs, &chg, capture);
-    }
-    signed_rows_apply_sql(relid, &columns, &withs, &chg, capture)
+    signed_rows_apply_sql(
+        relid,
+        plan.topk.as_ref(),
+        &columns,
+        &format!("b AS ({changes})"),
+        &format!("SELECT {}, b.__sign AS __pgt_sign FROM b{filter}", outputs.join(", ")),
+        capture,
+    )
 }
 
 /// The statement applying signed rows to a multiset stream table: `chg`
@@ -59,15 +61,21 @@ pub fn apply_sql(
 /// image (the row as text): an image whose count is `n > 0` is inserted
 /// `n` times, one whose count is `-n` has `n` of its copies deleted (by
 /// `ctid`). Returns the counts of rows deleted and inserted, or with
-/// `capture` the rows as key recompute's apply does.
+/// `capture` the rows as key recompute's apply does. With `topk` (`ORDER
+/// BY ... LIMIT`), the first rows are ranked instead ([`ranked_multiset_sql`]).
 fn signed_rows_apply_sql(
     relid: pg_sys::Oid,
+    topk: Option<&super::analysis::TopK>,
     columns: &[String],
     withs: &str,
     chg: &str,
     capture: Option<&[String]>,
 ) -> PgtResult<String> {
     let st = crate::catalog::lifecycle::relation_name(relid)?;
+    let net = net_sql(columns, withs, chg);
+    if let Some(topk) = topk {
+        return ranked_multiset_sql(relid, &st, topk, columns, &net, capture);
+    }
     // Rows of the stream table are found through the first column of its
     // index (NULL or equal), then compared whole.
     let lookup = match lookup_column(relid)? {
@@ -90,7 +98,6 @@ fn signed_rows_apply_sql(
              WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0 AND (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.>=) 0 \
              RETURNING {returning_new})\n\
          {result}",
-        net = net_sql(columns, withs, chg),
         cols = columns.join(", "),
         new_cols = new_cols.join(", "),
     ))
@@ -113,22 +120,21 @@ fn net_sql(columns: &[String], withs: &str, chg: &str) -> String {
     )
 }
 
-/// `ORDER BY ... LIMIT n` over a multiset (see dvm::topk): the rows that
-/// may rank first are the stream table's rows less the copies the signed
-/// rows `chg` remove (an image counted `-k` removes k of its copies, if
+/// `ORDER BY ... LIMIT n` over a multiset `st` (see dvm::topk), the signed
+/// rows counted in `net` (see [`net_sql`]): the rows that may rank first
+/// are the stream table's rows less the copies the signed rows remove (an image counted `-k` removes k of its copies, if
 /// the stream table has them; the others were not among the first rows),
 /// and the copies they add. Ranked as topk does (the inner query ranked
 /// whole when too few of them rank before the stream table's n-th row),
 /// the result replaces the stream table's rows, compared per image.
 fn ranked_multiset_sql(
     relid: pg_sys::Oid,
+    st: &str,
     topk: &super::analysis::TopK,
     columns: &[String],
-    withs: &str,
-    chg: &str,
+    net: &str,
     capture: Option<&[String]>,
 ) -> PgtResult<String> {
-    let st = crate::catalog::lifecycle::relation_name(relid)?;
     let kept: Vec<String> = columns.iter().map(|c| format!("k.{c}")).collect();
     let added: Vec<String> = columns.iter().map(|c| format!("n.{c}")).collect();
     let rows = format!(
@@ -139,13 +145,12 @@ fn ranked_multiset_sql(
              FROM net n WHERE n.__pgt_img OPERATOR(pg_catalog.=) k.__pgt_img AND n.__pgt_n OPERATOR(pg_catalog.<) 0), 0)\n\
          UNION ALL SELECT {added} FROM net n, pg_catalog.generate_series(1, n.__pgt_n) g \
              WHERE n.__pgt_n OPERATOR(pg_catalog.>) 0",
-        net = net_sql(columns, withs, chg),
         kept = kept.join(", "),
         added = added.join(", "),
     );
     let all = super::key_recompute::whole_query(relid)?;
-    let first = super::topk::ranked_sql(&st, columns, topk, &rows, &all)?;
-    Ok(super::key_recompute::multiset_apply_statement(&st, &first, "true", columns, capture))
+    let first = super::topk::ranked_sql(st, columns, topk, &rows, &all)?;
+    Ok(super::key_recompute::multiset_apply_statement(st, &first, "true", columns, capture))
 }
 
 /// A multiset over several tables or with subqueries ([`Shape::Multiset`]):
@@ -165,12 +170,14 @@ pub fn multiset_apply_sql(
     // (The rows' columns `__k<n>` are the select list, in order.)
     let outputs: Vec<String> =
         columns.iter().enumerate().map(|(i, c)| format!("d.__k{} AS {c}", i + 1)).collect();
-    let withs = format!("d AS ({delta})");
-    let chg = format!("SELECT {}, d.__sign AS __pgt_sign FROM d", outputs.join(", "));
-    if let Some(topk) = &plan.topk {
-        return ranked_multiset_sql(relid, topk, &columns, &withs, &chg, capture).map(Some);
-    }
-    Ok(Some(signed_rows_apply_sql(relid, &columns, &withs, &chg, capture)?))
+    Ok(Some(signed_rows_apply_sql(
+        relid,
+        plan.topk.as_ref(),
+        &columns,
+        &format!("d AS ({delta})"),
+        &format!("SELECT {}, d.__sign AS __pgt_sign FROM d", outputs.join(", ")),
+        capture,
+    )?))
 }
 
 /// A multiset over several tables or with subqueries: the window's changes
