@@ -144,6 +144,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     "running totals: aggregate without GROUP BY{over} of {kinds} kept from totals in {}",
                     crate::dvm::algebraic::state_name(relid)
                 )
+            } else if algebraic && crate::dvm::algebraic::in_place(&plan) {
+                format!(
+                    "running totals: grouped aggregate{over} of count/sum/avg kept in its own columns \
+                     (count(*) counts each group's rows)"
+                )
             } else if algebraic {
                 format!(
                     "running totals: grouped aggregate{over} of {kinds} kept from per-group totals in {}",
@@ -174,10 +179,15 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                             let column = names.first().map(|(_, n)| n.clone()).unwrap_or_default();
                             let mut notes = Vec::new();
                             if let Some(condition) = &r.relevant {
-                                notes.push(format!("a changed row touches a slice when it passes {condition}"));
+                                notes.push(format!(
+                                    "a changed row touches a slice when it passes {condition}"
+                                ));
                             }
                             if r.exists_own.is_some() {
-                                notes.push("a change touches a slice only when its EXISTS answers differently there".to_string());
+                                notes.push(
+                                    "a change touches a slice only when its EXISTS answers differently there"
+                                        .to_string(),
+                                );
                             }
                             match notes.is_empty() {
                                 true => format!("{table} by {column}"),
@@ -262,7 +272,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             } else {
                 None
             };
-            let apply = if algebraic && crate::dvm::algebraic::fuses(relid, &plan)? {
+            let apply = if algebraic && crate::dvm::algebraic::in_place(&plan) {
+                // The touched groups' rows added to, in one statement.
+                let owner = sys::relation_owner(relid)?;
+                sys::as_restricted_role(owner, || crate::dvm::algebraic::explain_in_place(relid, &plan))?
+            } else if algebraic && crate::dvm::algebraic::fuses(relid, &plan)? {
                 // The totals and the touched groups' rows in one statement.
                 let owner = sys::relation_owner(relid)?;
                 sys::as_restricted_role(owner, || crate::dvm::algebraic::explain_fused(relid, &plan))?

@@ -68,7 +68,9 @@ fn effective_mode(
         // An aggregate of aggregates: its aggregating parts become inner
         // stream tables, refreshed with it by each writing statement, which
         // recomputes its query over them (dvm::nested::over_inners).
-        Err(why) if settings.refresh_mode == RefreshMode::Immediate && dvm::nested::has_candidates(relid)? => {
+        Err(why)
+            if settings.refresh_mode == RefreshMode::Immediate && dvm::nested::has_candidates(relid)? =>
+        {
             if announce {
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,

@@ -465,7 +465,6 @@ pub fn count_window(
     count_in(source, snapshot, &window_sql_literal(new, old))
 }
 
-
 /// Changed rows (inserted and deleted) of `source`'s buffer that pass
 /// `window`, counted on the refresh's snapshot, and how many of them the
 /// planner should expect from each statement row it reads: the count

@@ -46,20 +46,28 @@ pub fn state_relid(relid: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
     )
 }
 
-/// Create the state table when `wanted` and the plan is algebraic, drop it
-/// otherwise. A new state table is empty: the stream table is marked for a
-/// FULL refresh, which fills it.
+/// Create the state table when `wanted` and the plan keeps running totals
+/// in one (see [`ensure_state`]), drop it otherwise.
 pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
-    let existing = state_relid(relid)?;
-    let plan = if wanted { super::analysis::analyze(relid)?.ok() } else { None };
-    let algebraic = plan.as_ref().and_then(|p| p.algebraic.as_ref());
-    match (existing, algebraic) {
-        (Some(state), None) => drop_state(state),
-        (None, Some(alg)) => {
-            let plan = plan.as_ref().ok_or_else(|| PgtError::Internal("no plan".into()))?;
-            create(relid, plan, alg)
-        }
-        _ => Ok(()),
+    if let Some(plan) = if wanted { super::analysis::analyze(relid)?.ok() } else { None } {
+        return ensure_state(relid, &plan).map(|_| ());
+    }
+    match state_relid(relid)? {
+        Some(state) => drop_state(state),
+        None => Ok(()),
+    }
+}
+
+/// Create the state table when `plan` keeps running totals in one (not
+/// [`in_place`]), drop it when not. A new state table is empty: the stream
+/// table is marked for a FULL refresh, which fills it, and true is
+/// returned.
+pub fn ensure_state(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<bool> {
+    let wanted = plan.algebraic.as_ref().filter(|_| !in_place(plan));
+    match (state_relid(relid)?, wanted) {
+        (Some(state), None) => drop_state(state).map(|_| false),
+        (None, Some(alg)) => create(relid, plan, alg).map(|_| true),
+        _ => Ok(false),
     }
 }
 
@@ -505,16 +513,10 @@ fn window_upsert(
     window: &str,
     changes: &[WindowChanges],
 ) -> PgtResult<Option<String>> {
-    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
     let changed = WindowChanges::changed(changes, window);
-    let Some(first) = changed.first() else { return Ok(None) };
-    if !is_join_totals(plan) {
-        return upsert_sql(relid, plan, first.rows).map(Some);
-    }
-    Ok(match rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), &changed)? {
-        Some(rows) => Some(upsert_statement(relid, plan, &format!("({rows})"), &join_keys(plan), None)?),
-        None => None,
-    })
+    signed_rows(plan, &changed)?
+        .map(|rows| upsert_statement(relid, plan, &rows.from, &rows.keys, rows.filter.as_deref()))
+        .transpose()
 }
 
 /// Whether a refresh writes the touched groups' rows in the statement that
@@ -530,6 +532,399 @@ pub fn fuses(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<bool> {
         && plan.topk.is_none()
         && plan.pushed_keys().is_empty()
         && buffer::buffer_relid(relid)?.is_none())
+}
+
+/// Whether the running totals are the stream table's own columns, with no
+/// state table: grouped totals whose outputs are the grouping columns and
+/// bare aggregates including `count(*)`, where each `sum(x)` and `avg(x)`
+/// knows how many non-NULL values it adds up (a `count(x)` output, or `x`
+/// a column declared NOT NULL, counted by `count(*)`), and `avg(x)` has
+/// its `sum(x)` beside it; no extremes, expressions over aggregates,
+/// ORDER BY ... LIMIT or keys pushed into subqueries. A change then
+/// writes each group it touches once, adding to its row (see
+/// [`in_place_statement`]), where totals in a state table cost a second
+/// write per group.
+pub fn in_place(plan: &Plan) -> bool {
+    let Some(alg) = plan.algebraic.as_ref() else { return false };
+    let has = |kind: AggKind| alg.aggregates.iter().any(|(_, k)| *k == kind);
+    let counted = |a: i16| has(AggKind::Count(a)) || alg.argument(a).is_some_and(|arg| arg.not_null);
+    !plan.key.is_empty()
+        && alg.derived.is_empty()
+        && !alg.has_extremes()
+        && plan.topk.is_none()
+        && plan.pushed_keys().is_empty()
+        && has(AggKind::CountStar)
+        && alg.aggregates.iter().all(|(_, kind)| match *kind {
+            AggKind::CountStar | AggKind::Count(_) => true,
+            AggKind::Sum(a) => counted(a),
+            AggKind::Avg(a) => counted(a) && has(AggKind::Sum(a)),
+            AggKind::Min(_) | AggKind::Max(_) => false,
+        })
+}
+
+/// The statement adding signed rows (`rows`: with `__sign`, the grouping
+/// columns and the arguments) to a stream table whose totals are its own
+/// columns (see
+/// [`in_place`]): summed per group into `d`, then upserted by key: a new
+/// group's row is its sums; an existing group's counts and sums are added
+/// to (a sum is NULL when its count of non-NULL values is 0; an average is
+/// the new sum over the new count, as `avg` divides them). A group whose
+/// sums are all 0 is left alone. Groups left without rows keep a row with
+/// `count(*)` 0, deleted after it by [`emptied_delete_sql`].
+///
+/// Its rows (as text, padded to one width): first `S`, the rows updated,
+/// the rows inserted and, per key column, the values of the groups left
+/// empty and whether one was NULL (see [`groups_from_row`]); with
+/// `captured` (quoted names of stream table columns), then each touched
+/// row's old values (`D`) and new ones (`I`, not for groups left empty).
+fn in_place_statement(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    rows_in: &Signed,
+    captured: Option<&[String]>,
+) -> PgtResult<String> {
+    let Signed { from, keys, filter } = rows_in;
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
+    let columns = output_columns(relid)?;
+    let column_of = |kind: AggKind| -> PgtResult<&str> {
+        let (attnum, _) = alg
+            .aggregates
+            .iter()
+            .find(|(_, k)| *k == kind)
+            .ok_or_else(|| PgtError::Internal(format!("no output for {kind:?}")))?;
+        columns
+            .get(*attnum as usize - 1)
+            .map(|(name, _)| name.as_str())
+            .ok_or_else(|| PgtError::Internal("aggregate column out of range".into()))
+    };
+    let rows = column_of(AggKind::CountStar)?;
+    // An argument's count of non-NULL values after the change.
+    let new_count = |a: i16| -> PgtResult<String> {
+        let count = column_of(AggKind::Count(a)).unwrap_or(rows);
+        Ok(format!("(o.{count} OPERATOR(pg_catalog.+) EXCLUDED.{count})"))
+    };
+    let new_sum = |a: i16| -> PgtResult<String> {
+        let sum = column_of(AggKind::Sum(a))?;
+        Ok(format!("(COALESCE(o.{sum}, 0) OPERATOR(pg_catalog.+) COALESCE(EXCLUDED.{sum}, 0))"))
+    };
+    let mut sums: Vec<String> =
+        keys.iter().enumerate().map(|(i, k)| format!("{k} AS __k{}", i + 1)).collect();
+    sums.push("COALESCE(pg_catalog.sum(b.__sign), 0) AS __n".into());
+    let mut changed = vec!["d.__n OPERATOR(pg_catalog.<>) 0".to_string()];
+    for (total, sum) in signed_sums(alg)? {
+        sums.push(format!("{sum} AS {total}"));
+        changed.push(format!("d.{total} OPERATOR(pg_catalog.<>) 0"));
+    }
+    let (mut targets, mut values, mut sets) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (name, ty)) in columns.iter().enumerate() {
+        let attnum = i as i16 + 1;
+        targets.push(name.clone());
+        if let Some(k) = plan.key.iter().position(|k| k.output_attnum == attnum) {
+            values.push(format!("d.__k{}", k + 1));
+            continue;
+        }
+        let kind = alg
+            .aggregates
+            .iter()
+            .find(|(a, _)| *a == attnum)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| PgtError::Internal(format!("output {attnum} is neither key nor total")))?;
+        let add = format!("{name} = o.{name} OPERATOR(pg_catalog.+) EXCLUDED.{name}");
+        match kind {
+            AggKind::CountStar => {
+                values.push(format!("d.__n::{ty}"));
+                sets.push(add);
+            }
+            AggKind::Count(a) => {
+                values.push(format!("d.__c{a}::{ty}"));
+                sets.push(add);
+            }
+            AggKind::Sum(a) => {
+                // (A new group's sums are its values: no non-NULL value
+                // means a sum of 0, written NULL; an existing group adds a
+                // NULL as 0.)
+                values.push(format!(
+                    "(CASE WHEN d.__c{a} OPERATOR(pg_catalog.=) 0 AND d.__s{a} OPERATOR(pg_catalog.=) 0 \
+                      THEN NULL ELSE d.__s{a} END)::{ty}"
+                ));
+                sets.push(format!(
+                    "{name} = CASE WHEN {count} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE {sum} END",
+                    count = new_count(a)?,
+                    sum = new_sum(a)?
+                ));
+            }
+            AggKind::Avg(a) => {
+                values.push(format!(
+                    "(CASE WHEN d.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
+                      ELSE d.__s{a}::pg_catalog.numeric OPERATOR(pg_catalog./) d.__c{a}::pg_catalog.numeric END)::{ty}"
+                ));
+                sets.push(format!(
+                    "{name} = (CASE WHEN {count} OPERATOR(pg_catalog.=) 0 THEN NULL \
+                      ELSE {sum}::pg_catalog.numeric OPERATOR(pg_catalog./) {count}::pg_catalog.numeric END)::{ty}",
+                    count = new_count(a)?,
+                    sum = new_sum(a)?
+                ));
+            }
+            AggKind::Min(_) | AggKind::Max(_) => {
+                return Err(PgtError::Internal("extremes are not kept in the stream table".into()))
+            }
+        }
+    }
+    let key_columns = key_columns(relid, plan)?;
+    let mut returning =
+        vec!["old.ctid IS NULL AS __pgt_inserted".to_string(), format!("new.{rows} AS __pgt_n")];
+    let mut summary = vec![
+        "'S'".to_string(),
+        "(pg_catalog.count(*) FILTER (WHERE NOT u.__pgt_inserted AND u.__pgt_n OPERATOR(pg_catalog.>) 0))::text"
+            .to_string(),
+        "(pg_catalog.count(*) FILTER (WHERE u.__pgt_inserted))::text".to_string(),
+    ];
+    for (j, (name, _)) in key_columns.iter().enumerate() {
+        returning.push(format!("new.{name} AS __pgt_k{j}"));
+        summary.push(format!(
+            "(pg_catalog.array_agg(DISTINCT u.__pgt_k{j}) \
+              FILTER (WHERE u.__pgt_k{j} IS NOT NULL AND u.__pgt_n OPERATOR(pg_catalog.=) 0))::text"
+        ));
+        summary.push(format!(
+            "COALESCE(pg_catalog.bool_or(u.__pgt_k{j} IS NULL) FILTER (WHERE u.__pgt_n OPERATOR(pg_catalog.=) 0), false)::text"
+        ));
+    }
+    let captured = captured.unwrap_or_default();
+    for (i, name) in captured.iter().enumerate() {
+        returning.push(format!("old.{name} AS __pgt_o{i}, new.{name} AS __pgt_v{i}"));
+    }
+    let width = summary.len().max(captured.len() + 1);
+    let pad = |mut row: Vec<String>| -> String {
+        row.resize(width, "NULL::pg_catalog.text".into());
+        row.join(", ")
+    };
+    let mut select = format!("SELECT {} FROM u", pad(summary));
+    if !captured.is_empty() {
+        let image = |tag: &str, prefix: &str| -> Vec<String> {
+            std::iter::once(format!("'{tag}'"))
+                .chain((0..captured.len()).map(|i| format!("u.{prefix}{i}::pg_catalog.text")))
+                .collect()
+        };
+        select.push_str(&format!(
+            "\nUNION ALL SELECT {} FROM u WHERE NOT u.__pgt_inserted\n\
+             UNION ALL SELECT {} FROM u WHERE u.__pgt_n OPERATOR(pg_catalog.>) 0",
+            pad(image("D", "__pgt_o")),
+            pad(image("I", "__pgt_v")),
+        ));
+    }
+    let filter = filter.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    let conflict: Vec<&str> = key_columns.iter().map(|(k, _)| k.as_str()).collect();
+    Ok(format!(
+        "WITH d AS (SELECT {sums} FROM {from} b{filter}{group_by}),\n\
+         u AS (INSERT INTO {st} AS o ({targets})\n\
+         \x20   SELECT {values} FROM d WHERE {changed}\n\
+         \x20   ON CONFLICT ({conflict}) DO UPDATE SET {sets}\n\
+         \x20   RETURNING {returning})\n\
+         {select}",
+        sums = sums.join(", "),
+        group_by = group_by(keys),
+        st = crate::catalog::lifecycle::relation_name(relid)?,
+        targets = targets.join(", "),
+        values = values.join(", "),
+        changed = changed.join(" OR "),
+        conflict = conflict.join(", "),
+        sets = sets.join(", "),
+        returning = returning.join(", "),
+    ))
+}
+
+/// What [`in_place_statement`] returned: the rows updated and inserted,
+/// the groups left empty (their rows still to be deleted), and with
+/// capture the rows' old (`D`) and new (`I`) images.
+pub struct InPlace {
+    pub updated: i64,
+    pub inserted: i64,
+    pub emptied: Vec<Vec<KeyValues>>,
+    pub captured: crate::sql::TextRows,
+}
+
+impl InPlace {
+    /// Read the statement's rows; `captured` columns were asked for.
+    fn read(
+        relid: pg_sys::Oid,
+        plan: &Plan,
+        rows: crate::sql::TextRows,
+        captured: usize,
+    ) -> PgtResult<InPlace> {
+        let mut out = InPlace { updated: 0, inserted: 0, emptied: Vec::new(), captured: Vec::new() };
+        for mut row in rows {
+            if row.first().cloned().flatten().as_deref() != Some("S") {
+                row.truncate(captured + 1);
+                out.captured.push(row);
+                continue;
+            }
+            let count =
+                |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+            out.updated = count(1);
+            out.inserted = count(2);
+            let emptied = groups_from_row(key_columns(relid, plan)?, row.get(3..).unwrap_or_default());
+            if emptied.iter().flatten().any(|k| k.values.is_some() || k.has_null) {
+                out.emptied = emptied;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The statement deleting the rows of `groups` left with `count(*)` 0 by
+/// [`in_place_statement`], returning how many it deleted.
+fn emptied_delete_sql(relid: pg_sys::Oid, plan: &Plan, groups: &[Vec<KeyValues>]) -> PgtResult<String> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
+    let columns = output_columns(relid)?;
+    let rows = alg
+        .aggregates
+        .iter()
+        .find(|(_, k)| *k == AggKind::CountStar)
+        .and_then(|(attnum, _)| columns.get(*attnum as usize - 1))
+        .map(|(name, _)| name.clone())
+        .ok_or_else(|| PgtError::Internal("no count(*) output".into()))?;
+    Ok(format!(
+        "WITH gone AS (DELETE FROM {st} o WHERE o.{rows} OPERATOR(pg_catalog.=) 0 AND ({groups}) RETURNING 1) \
+         SELECT pg_catalog.count(*)::pg_catalog.text FROM gone",
+        st = crate::catalog::lifecycle::relation_name(relid)?,
+        groups = groups_filter("o", groups),
+    ))
+}
+
+/// Signed rows for [`upsert_statement`] or [`in_place_statement`].
+struct Signed {
+    /// The rows, read as alias `b`.
+    from: String,
+    /// Their grouping columns.
+    keys: Vec<String>,
+    /// The condition they must pass.
+    filter: Option<String>,
+}
+
+/// The signed rows of a refresh's window (or the statement's transition
+/// tables, in `changes`); None when no table the totals read changed.
+fn signed_rows(plan: &Plan, changes: &[super::join_totals::Changes]) -> PgtResult<Option<Signed>> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
+    if !alg.over_rows() {
+        let Some(first) = changes.first() else { return Ok(None) };
+        let (source, cols) = change_columns(plan, alg)?;
+        let rows = change_rows_sql(source, &cols, first.rows)?;
+        return Ok(Some(Signed {
+            from: format!("({rows})"),
+            keys: table_keys(plan)?,
+            filter: alg.where_sql.clone(),
+        }));
+    }
+    Ok(rows_delta_sql(alg.join.as_ref(), alg.slices.as_ref(), changes)?.map(|rows| Signed {
+        from: format!("({rows})"),
+        keys: join_keys(plan),
+        filter: None,
+    }))
+}
+
+/// The [`in_place_statement`] of one statement's transition tables
+/// (`rows`) on `source` (IMMEDIATE).
+pub fn in_place_sql(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    source: pg_sys::Oid,
+    rows: ChangeRows,
+    captured: Option<&[String]>,
+) -> PgtResult<String> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
+    let attnums = if alg.over_rows() { alg.rows_columns(source) } else { Vec::new() };
+    let changes = [super::join_totals::Changes { source, attnums: &attnums, rows }];
+    let rows = signed_rows(plan, &changes)?
+        .ok_or_else(|| PgtError::Internal("a statement on a table the running totals do not read".into()))?;
+    in_place_statement(relid, plan, &rows, captured)
+}
+
+/// Run an [`in_place_statement`] with `run` (returning its rows as text;
+/// `captured` columns asked for) and delete the groups it left empty with
+/// `delete` (returning its first row): (rows deleted, rows inserted, the
+/// captured images), an update counting as both.
+pub fn run_in_place(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    captured: usize,
+    run: &dyn Fn() -> PgtResult<crate::sql::TextRows>,
+    delete: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
+) -> PgtResult<(i64, i64, crate::sql::TextRows)> {
+    let done = InPlace::read(relid, plan, run()?, captured)?;
+    let mut deleted = done.updated;
+    if !done.emptied.is_empty() {
+        let row = delete(&emptied_delete_sql(relid, plan, &done.emptied)?)?;
+        deleted += row.first().cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+    }
+    Ok((deleted, done.updated + done.inserted, done.captured))
+}
+
+/// A refresh of a stream table whose totals are its own columns (see
+/// [`in_place`]): the window's signed rows added to its rows, on the
+/// refresh's snapshot, as its owner, in its maintenance window; the images
+/// of the rows changed go to its change buffer for the stream tables that
+/// read it. Returns (rows deleted, rows inserted), an update counting as
+/// both.
+pub fn apply_in_place(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    snapshot: &RefreshSnapshot,
+    window: &str,
+    changes: &[WindowChanges],
+) -> PgtResult<(i64, i64)> {
+    let changed = WindowChanges::changed(changes, window);
+    let Some(signed) = signed_rows(plan, &changed)? else { return Ok((0, 0)) };
+    let captured = match buffer::buffer_relid(relid)? {
+        Some(_) => Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?),
+        None => None,
+    };
+    let names: Option<Vec<String>> =
+        captured.as_ref().map(|c| c.iter().map(|(_, name)| quote_ident(name)).collect());
+    let sql = in_place_statement(relid, plan, &signed, names.as_deref())?;
+    pgrx::debug2!("pg_trickle: adding the window's changes to the stream table's totals: {sql}");
+    let owner = sys::relation_owner(relid)?;
+    let (deleted, inserted, rows) = sys::as_restricted_role(owner, || {
+        crate::refresh::window::with_window(relid, || {
+            run_in_place(
+                relid,
+                plan,
+                names.as_ref().map_or(0, Vec::len),
+                &|| snapshot.query_rows_writing(&sql),
+                &|sql: &str| snapshot.query_text_writing(sql),
+            )
+        })
+    })?;
+    if let Some(captured) = captured {
+        if !rows.is_empty() {
+            let attnums: Vec<i16> = captured.iter().map(|(attnum, _)| *attnum).collect();
+            sys::as_extension_owner(|| buffer::write_rows(relid, &attnums, &rows))?;
+        }
+    }
+    Ok((deleted, inserted))
+}
+
+/// The statement of a refresh that keeps its totals [`in_place`], as
+/// `explain_stream_table` shows it (every table's change rows read in the
+/// refresh's window).
+pub fn explain_in_place(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<String> {
+    let changes = explain_changes(plan)?;
+    let changed = WindowChanges::changed(&changes, "/* in the refresh's window */ true");
+    let rows = signed_rows(plan, &changed)?
+        .ok_or_else(|| PgtError::Internal("running totals over no table".into()))?;
+    in_place_statement(relid, plan, &rows, None)
+}
+
+/// Every table the totals read, as changed in a refresh's window (for
+/// `explain_stream_table`; a table read whole recomputes instead).
+fn explain_changes(plan: &Plan) -> PgtResult<Vec<WindowChanges>> {
+    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
+    let mut changes = Vec::new();
+    for (source, attnums) in change_sources(plan, alg)? {
+        if !plan.full_on.contains(&source) {
+            changes.push(WindowChanges { source, attnums, rows: buffer::rows_sql(source)?, count: 1 });
+        }
+    }
+    Ok(changes)
 }
 
 /// What [`apply_fused`] did: the stream table's rows updated and inserted,
@@ -562,7 +957,9 @@ pub fn apply_fused(
     ensure_owner(relid, state)?;
     let keys = key_columns(relid, plan)?;
     let sql = fused_statement(relid, plan, &upsert, &keys)?;
-    pgrx::debug2!("pg_trickle: adding the window's changes to the running totals and the stream table: {sql}");
+    pgrx::debug2!(
+        "pg_trickle: adding the window's changes to the running totals and the stream table: {sql}"
+    );
     let owner = sys::relation_owner(relid)?;
     let row = sys::as_restricted_role(owner, || {
         crate::refresh::window::with_window(relid, || snapshot.query_text_writing(&sql))
@@ -577,15 +974,7 @@ pub fn apply_fused(
 /// shows it: every table's change rows read in the refresh's window (a
 /// refresh reads those of the tables that changed).
 pub fn explain_fused(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<String> {
-    let alg = plan.algebraic.as_ref().ok_or_else(|| PgtError::Internal("no running totals".into()))?;
-    // (Every table the totals read as changed; a table read whole
-    // recomputes instead.)
-    let mut changes = Vec::new();
-    for (source, attnums) in change_sources(plan, alg)? {
-        if !plan.full_on.contains(&source) {
-            changes.push(WindowChanges { source, attnums, rows: buffer::rows_sql(source)?, count: 1 });
-        }
-    }
+    let changes = explain_changes(plan)?;
     let upsert = window_upsert(relid, plan, "/* in the refresh's window */ true", &changes)?
         .ok_or_else(|| PgtError::Internal("running totals over no table".into()))?;
     fused_statement(relid, plan, &upsert, &key_columns(relid, plan)?)
@@ -596,7 +985,12 @@ pub fn explain_fused(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<String> {
 /// into the stream table by its key columns `keys` (see [`key_columns`]).
 /// Its one row: the rows updated, the rows inserted, and as in
 /// [`returning_groups`] the groups left without rows.
-fn fused_statement(relid: pg_sys::Oid, plan: &Plan, upsert: &str, keys: &[(String, String)]) -> PgtResult<String> {
+fn fused_statement(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    upsert: &str,
+    keys: &[(String, String)],
+) -> PgtResult<String> {
     let totals = totals_from(relid, plan, "u")?;
     let st = crate::catalog::lifecycle::relation_name(relid)?;
     let sets: Vec<String> =
@@ -780,25 +1174,13 @@ fn upsert_statement(
     let mut updates = vec!["__n = s.__n OPERATOR(pg_catalog.+) EXCLUDED.__n".to_string()];
     let mut rescans: Vec<String> = Vec::new();
     let mut new_rescans: Vec<String> = Vec::new();
+    for (total, sum) in signed_sums(alg)? {
+        targets.push(total.clone());
+        sums.push(sum);
+        updates.push(format!("{total} = s.{total} OPERATOR(pg_catalog.+) EXCLUDED.{total}"));
+    }
     for a in alg.argument_columns() {
-        let arg = argument(alg, a)?;
-        let col = &arg.sql;
-        if alg.is_summed(a) {
-            targets.push(format!("__s{a}"));
-            // (A sign times an int2 or int4 cannot overflow int8, whose sum
-            // PostgreSQL accumulates in 128 bits: exact, and much cheaper
-            // than numeric arithmetic per row.)
-            let product = if matches!(arg.sql_type.as_str(), "integer" | "smallint") {
-                format!("b.__sign::pg_catalog.int8 OPERATOR(pg_catalog.*) {col}::pg_catalog.int8")
-            } else {
-                format!("b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) {col}::pg_catalog.numeric")
-            };
-            sums.push(format!("COALESCE(pg_catalog.sum({product}), 0)"));
-            updates.push(format!("__s{a} = s.__s{a} OPERATOR(pg_catalog.+) EXCLUDED.__s{a}"));
-        }
-        targets.push(format!("__c{a}"));
-        sums.push(format!("COALESCE(pg_catalog.sum(CASE WHEN {col} IS NULL THEN 0 ELSE b.__sign END), 0)"));
-        updates.push(format!("__c{a} = s.__c{a} OPERATOR(pg_catalog.+) EXCLUDED.__c{a}"));
+        let col = &argument(alg, a)?.sql;
         // Extremes: an inserted value may become the extreme; deleting a
         // value at (or beyond) the kept extreme marks the group for a
         // rescan.
@@ -845,6 +1227,33 @@ fn upsert_statement(
         group_by = group_by(keys),
         updates = updates.join(", "),
     ))
+}
+
+/// Per argument `a` (alias `b`, signed by `b.__sign`), the sum of its
+/// values `__s<a>` (when summed) and the count of its non-NULL values
+/// `__c<a>` that signed rows add to the totals: (total, aggregate).
+fn signed_sums(alg: &Algebraic) -> PgtResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for a in alg.argument_columns() {
+        let arg = argument(alg, a)?;
+        let col = &arg.sql;
+        if alg.is_summed(a) {
+            // (A sign times an int2 or int4 cannot overflow int8, whose sum
+            // PostgreSQL accumulates in 128 bits: exact, and much cheaper
+            // than numeric arithmetic per row.)
+            let product = if matches!(arg.sql_type.as_str(), "integer" | "smallint") {
+                format!("b.__sign::pg_catalog.int8 OPERATOR(pg_catalog.*) {col}::pg_catalog.int8")
+            } else {
+                format!("b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) {col}::pg_catalog.numeric")
+            };
+            out.push((format!("__s{a}"), format!("COALESCE(pg_catalog.sum({product}), 0)")));
+        }
+        out.push((
+            format!("__c{a}"),
+            format!("COALESCE(pg_catalog.sum(CASE WHEN {col} IS NULL THEN 0 ELSE b.__sign END), 0)"),
+        ));
+    }
+    Ok(out)
 }
 
 /// The stream table's rows computed from the totals, every group (callers

@@ -516,6 +516,9 @@ pub struct AggArg {
     pub attnums: Vec<i16>,
     /// Its type, as `format_type` writes it.
     pub sql_type: String,
+    /// Whether it is never NULL: a column declared NOT NULL of a table no
+    /// outer join nulls (then its count is the group's row count).
+    pub not_null: bool,
 }
 
 impl AggKind {
@@ -860,20 +863,19 @@ unsafe fn join_exprs(jt: *mut pg_sys::FromExpr) -> Vec<*mut pg_sys::JoinExpr> {
     }
 }
 
-/// Whether a column is declared NOT NULL.
+/// Whether a column is declared NOT NULL by a validated constraint
+/// (`attnotnull` also marks one added NOT VALID, which rows written before
+/// it need not satisfy).
 pub(crate) fn column_not_null(relid: pg_sys::Oid, attnum: i16) -> bool {
-    // SAFETY: the syscache lookup returns NULL or a pg_attribute tuple,
-    // read and released here.
-    unsafe {
-        let tuple = pg_sys::SearchSysCacheAttNum(relid, attnum);
-        if tuple.is_null() {
-            return false;
-        }
-        let attr = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_attribute>(tuple);
-        let not_null = (*attr).attnotnull;
-        pg_sys::ReleaseSysCache(tuple);
-        not_null
-    }
+    crate::catalog::sys::kept_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
+                          WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'n' \
+                            AND convalidated AND conkey OPERATOR(pg_catalog.=) ARRAY[$2]::pg_catalog.int2[])",
+        &[relid.into(), attnum.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 impl Levels {
@@ -1590,11 +1592,15 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 f.output_attnums.extend(attnums_of(expr, 1));
             }
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
-            f.aggregates.push(match single {
+            let call = match single {
                 Some(relid) => algebraic_aggregate(expr, Over::Table(relid)),
                 None if over_rows => algebraic_aggregate(expr, Over::Join(attnum, 0)),
                 None => None,
-            });
+            };
+            f.aggregates.push(call.map(|(kind, arg)| {
+                let not_null = aggregate_argument(expr).is_some_and(|a| never_null(top, a));
+                (kind, arg.map(|arg| AggArg { not_null, ..arg }))
+            }));
         }
         if over_join {
             f.join_totals = super::join_totals::read(q, &join_outputs);
@@ -1855,6 +1861,29 @@ unsafe fn aggregate_argument(node: *mut pg_sys::Node) -> Option<*mut pg_sys::Nod
     }
 }
 
+/// Whether `expr` (of query `q`'s select list) is a column declared NOT
+/// NULL of one of its tables, which no outer join nulls.
+unsafe fn never_null(q: &pg_sys::Query, expr: *mut pg_sys::Node) -> bool {
+    // SAFETY: `expr` is an expression of the analyzed query `q`, read by
+    // its tag; a Var's range table index refers to `q`'s range table.
+    unsafe {
+        if expr.is_null() || (*expr).type_ != pg_sys::NodeTag::T_Var {
+            return false;
+        }
+        let var = &*(expr as *mut pg_sys::Var);
+        if var.varlevelsup != 0 || !var.varnullingrels.is_null() || var.varattno <= 0 {
+            return false;
+        }
+        let rtes = list_ptrs::<pg_sys::RangeTblEntry>(q.rtable);
+        let Some(rte) =
+            usize::try_from(var.varno).ok().and_then(|i| i.checked_sub(1)).and_then(|i| rtes.get(i))
+        else {
+            return false;
+        };
+        (**rte).rtekind == pg_sys::RTEKind::RTE_RELATION && column_not_null((**rte).relid, var.varattno)
+    }
+}
+
 /// count(*), and count/sum/avg/min/max of an expression over the columns
 /// of the query's tables, as PostgreSQL's own aggregates with no DISTINCT,
 /// ORDER BY or FILTER; sum and avg only of integer or numeric values,
@@ -1932,13 +1961,13 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<Agg
             Over::Table(relid) => relid,
             Over::Join(output, part) => {
                 let sql = format!("b.{}", join_argument(output, part));
-                return Some((kind, Some(AggArg { sql, attnums, sql_type })));
+                return Some((kind, Some(AggArg { sql, attnums, sql_type, not_null: false })));
             }
         };
         let alias = c"b";
         let context = pg_sys::deparse_context_for(alias.as_ptr(), relid);
         let sql = crate::hooks::cstr(pg_sys::deparse_expression(expr, context, true, false))?;
-        Some((kind, Some(AggArg { sql: format!("({sql})"), attnums, sql_type })))
+        Some((kind, Some(AggArg { sql: format!("({sql})"), attnums, sql_type, not_null: false })))
     }
 }
 
@@ -3150,7 +3179,12 @@ mod tests {
         f.outputs = vec![(None, 0)];
         f.aggregates = vec![Some((
             AggKind::Sum(0),
-            Some(AggArg { sql: "(b.c)".into(), attnums: vec![2], sql_type: "integer".into() }),
+            Some(AggArg {
+                sql: "(b.c)".into(),
+                attnums: vec![2],
+                sql_type: "integer".into(),
+                not_null: false,
+            }),
         ))];
         let plan = decide(&f, pk1).unwrap().unwrap();
         assert_eq!(plan.shape, Shape::Scalar);

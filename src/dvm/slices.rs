@@ -981,12 +981,17 @@ unsafe fn cannot_fail(n: *mut pg_sys::Node) -> bool {
                     Some("=" | "<>" | "<" | "<=" | ">" | ">=" | "~~" | "!~~" | "~~*" | "!~~*")
                 )
         };
-        let all = |list: *mut pg_sys::List| list_ptrs::<pg_sys::Node>(list).into_iter().all(|a| cannot_fail(a));
+        let all =
+            |list: *mut pg_sys::List| list_ptrs::<pg_sys::Node>(list).into_iter().all(|a| cannot_fail(a));
         match (*n).type_ {
             pg_sys::NodeTag::T_Var => true,
-            pg_sys::NodeTag::T_RelabelType => cannot_fail((*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node),
+            pg_sys::NodeTag::T_RelabelType => {
+                cannot_fail((*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node)
+            }
             pg_sys::NodeTag::T_BoolExpr => all((*(n as *mut pg_sys::BoolExpr)).args),
-            pg_sys::NodeTag::T_NullTest => cannot_fail((*(n as *mut pg_sys::NullTest)).arg as *mut pg_sys::Node),
+            pg_sys::NodeTag::T_NullTest => {
+                cannot_fail((*(n as *mut pg_sys::NullTest)).arg as *mut pg_sys::Node)
+            }
             pg_sys::NodeTag::T_BooleanTest => {
                 cannot_fail((*(n as *mut pg_sys::BooleanTest)).arg as *mut pg_sys::Node)
             }
@@ -1052,7 +1057,8 @@ unsafe fn conjuncts(w: &Walk, refs: &[(usize, u32, pg_sys::Oid, bool)]) -> Vec<C
                             }
                             pg_sys::NodeTag::T_SubLink => sublinks.push(x as *mut pg_sys::SubLink),
                             pg_sys::NodeTag::T_Param => {
-                                ok &= (*(x as *mut pg_sys::Param)).paramkind == pg_sys::ParamKind::PARAM_SUBLINK
+                                ok &=
+                                    (*(x as *mut pg_sys::Param)).paramkind == pg_sys::ParamKind::PARAM_SUBLINK
                             }
                             _ => {}
                         }
@@ -1200,7 +1206,11 @@ unsafe fn relevance(
 
 /// A conjunct as SQL over alias `t`, a row of table `relid`: its columns
 /// read there, or its one column read as column `column` of `relid`.
-unsafe fn deparse_conjunct(node: *mut pg_sys::Node, relid: pg_sys::Oid, column: Option<i16>) -> Option<String> {
+unsafe fn deparse_conjunct(
+    node: *mut pg_sys::Node,
+    relid: pg_sys::Oid,
+    column: Option<i16>,
+) -> Option<String> {
     // SAFETY: the conjunct's Vars of its own level are replaced by copies
     // (its subqueries, uncorrelated, are left as they are); the deparse
     // reads the copy.
@@ -1220,7 +1230,8 @@ unsafe fn deparse_conjunct(node: *mut pg_sys::Node, relid: pg_sys::Oid, column: 
             }
         });
         let context = pg_sys::deparse_context_for(c"t".as_ptr(), relid);
-        crate::hooks::cstr(pg_sys::deparse_expression(copy, context, true, false)).map(|sql| format!("({sql})"))
+        crate::hooks::cstr(pg_sys::deparse_expression(copy, context, true, false))
+            .map(|sql| format!("({sql})"))
     }
 }
 
@@ -1527,7 +1538,8 @@ pub fn relevant_changes_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<
         if refs.is_empty() {
             continue;
         }
-        let Some(conditions) = refs.iter().map(|r| r.relevant.clone()).collect::<Option<Vec<String>>>() else {
+        let Some(conditions) = refs.iter().map(|r| r.relevant.clone()).collect::<Option<Vec<String>>>()
+        else {
             return Ok(None);
         };
         let t = tables.get(&c.source).ok_or_else(|| PgtError::Internal("slice table columns".into()))?;

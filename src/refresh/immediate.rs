@@ -87,8 +87,16 @@ struct Prepared {
     inserted: Vec<(pg_sys::Oid, String, PerTransition)>,
     /// Running totals over slices: per source, the statement adding a
     /// statement's rows to them (returning the groups touched), written and
-    /// prepared at the first statement on that source.
+    /// prepared at the first statement on that source (also when they are
+    /// the stream table's own columns).
     over_rows: RefCell<HashMap<u32, Rc<PerTransition>>>,
+    /// Running totals of one table in the stream table's own columns: the
+    /// statement adding a statement's rows to them (no rows captured).
+    in_place: PerTransition,
+    /// The stream table was recomputed while this was prepared (its
+    /// running totals were created): the firing statement's changes are
+    /// in it already.
+    recomputed: std::cell::Cell<bool>,
 }
 
 impl Prepared {
@@ -235,8 +243,11 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
     };
     // Running totals that are not there (see refresh::refresh): created,
     // and the stream table recomputed with them.
-    if populated && plan.algebraic.is_some() && algebraic::state_relid(relid)?.is_none() {
-        algebraic::sync(relid, true)?;
+    // (A state table the totals no longer need, being the stream table's
+    // own columns, is dropped.) The firing statement's changes are in the
+    // recomputed rows: not applied again.
+    let recomputed = populated && algebraic::ensure_state(relid, &plan)?;
+    if recomputed {
         key_recompute::replace_all_now(relid)?;
     }
     let columns = key_recompute::output_columns(relid)?;
@@ -304,7 +315,9 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         };
         // Running totals: the groups are computed from them instead.
         // (Totals over a join are added to per statement: see maintain.)
-        let over_join = algebraic::is_join_totals(&plan);
+        // (Nor when the totals are the stream table's own columns: see
+        // apply_in_place.)
+        let over_join = algebraic::is_join_totals(&plan) || algebraic::in_place(&plan);
         let totals = match algebraic::totals_query(relid, &plan)?.filter(|_| !over_join) {
             Some(totals_query) => {
                 algebraic::prepare_owner(relid)?;
@@ -374,6 +387,8 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         keyless,
         inserted,
         over_rows: RefCell::new(HashMap::new()),
+        in_place: PerTransition::default(),
+        recomputed: std::cell::Cell::new(recomputed),
     });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
@@ -403,6 +418,9 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
     let p = prepared(relid)?;
     if !p.populated {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
+    }
+    if p.recomputed.take() {
+        return recompute_readers(relid);
     }
     let _generic = sys::generic_plans();
     let (readers, buffered) = readers(relid)?;
@@ -477,6 +495,45 @@ fn apply_touched(
     )
 }
 
+/// Running totals in the stream table's own columns
+/// (`algebraic::in_place`): the statement's rows (over a join or slices,
+/// joined to the other tables, or the rows of the slices they touch, after
+/// and before) added to the rows of the groups they touch, in one
+/// statement, then the groups left empty deleted. Kept prepared over one
+/// table or slices (without capture), planned for each statement over a
+/// join (by index for a few rows, by hash for many).
+fn apply_in_place(
+    relid: pg_sys::Oid,
+    source: pg_sys::Oid,
+    transition: Transition,
+    p: &Prepared,
+    capture: Option<&[String]>,
+) -> PgtResult<crate::sql::TextRows> {
+    let text = |rows: ChangeRows| algebraic::in_place_sql(relid, &p.plan, source, rows, capture);
+    let read = |table: pgrx::spi::SpiTupleTable<'_>| sys::text_rows(table);
+    let run = || -> PgtResult<crate::sql::TextRows> {
+        match (capture, algebraic::is_join_totals(&p.plan), algebraic::is_slice_totals(&p.plan)) {
+            (None, false, _) => p.in_place.run_reading(transition, text, read),
+            (None, true, true) => p.over_rows(source).run_reading(transition, text, read),
+            _ => {
+                let sql = text(ChangeRows::Transition { old: transition.old, new: transition.new })?;
+                transition::connect(|c| sys::text_rows(c.update(&sql, None, &[])?))
+            }
+        }
+    };
+    let delete = |sql: &str| -> PgtResult<Vec<Option<String>>> {
+        Spi::connect_mut(|c| {
+            Ok(sys::text_rows(c.update(sql, Some(1), &[])?)?.into_iter().next().unwrap_or_default())
+        })
+    };
+    let (_, _, rows) = sys::as_restricted_role(p.owner, || {
+        with_window(relid, || {
+            algebraic::run_in_place(relid, &p.plan, capture.map_or(0, <[String]>::len), &run, &delete)
+        })
+    })?;
+    Ok(rows)
+}
+
 /// Apply one statement's changes to `relid`. With `capture` (its quoted
 /// column names), returns the rows deleted and inserted ('D'/'I', then
 /// those columns as text); otherwise no rows.
@@ -517,6 +574,9 @@ fn apply_changes(
             algebraic::rebuild_now(relid)?;
         }
         return Ok(rows);
+    }
+    if algebraic::in_place(&p.plan) {
+        return apply_in_place(relid, source, transition, p, capture);
     }
     // A multiset over several tables: the rows the statement's rows add
     // and remove (joined to the other tables, or the rows of the slices it

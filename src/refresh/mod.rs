@@ -145,10 +145,9 @@ pub fn refresh_on(
                     // them after the stream table was created, by a newer
                     // version, or their table was dropped): created empty,
                     // filled by this refresh in FULL.
-                    Some(Ok(plan))
-                        if plan.algebraic.is_some() && dvm::algebraic::state_relid(relid)?.is_none() =>
-                    {
-                        dvm::algebraic::sync(relid, true)?;
+                    // (A state table the totals no longer need, being
+                    // the stream table's own columns, is dropped.)
+                    Some(Ok(plan)) if dvm::algebraic::ensure_state(relid, &plan)? => {
                         result.message = Some("its running totals were missing: created and filled".into());
                         None
                     }
@@ -259,6 +258,11 @@ pub fn refresh_on(
                     result.mode = RefreshMode::Differential;
                     let (deleted, inserted) = if affected.changes == 0 {
                         (0, 0)
+                    } else if dvm::algebraic::in_place(&plan) {
+                        // Running totals in the stream table's own columns:
+                        // the touched groups' rows added to in one
+                        // statement.
+                        dvm::algebraic::apply_in_place(relid, &plan, snapshot, &window, &changes)?
                     } else if plan.algebraic.is_some() && dvm::algebraic::fuses(relid, &plan)? {
                         // Running totals written with the touched groups'
                         // rows in one statement; the rows of groups left
@@ -471,11 +475,17 @@ fn full_refresh(
 /// tables, where recomputing the query and then the totals took two.
 /// None when it has no totals; else its row count.
 fn from_totals(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<Option<i64>> {
+    let Ok(plan) = dvm::analysis::analyze(relid)? else { return Ok(None) };
+    // The state table the totals need, created (this refresh fills it
+    // after recomputing the query) or dropped (they are the stream
+    // table's own columns).
+    if dvm::algebraic::ensure_state(relid, &plan)? {
+        return Ok(None);
+    }
     let Some(state) = dvm::algebraic::state_relid(relid)? else { return Ok(None) };
     if !immediate::is_populated(relid)? {
         return Ok(None);
     }
-    let Ok(plan) = dvm::analysis::analyze(relid)? else { return Ok(None) };
     if plan.topk.is_some() {
         return Ok(None);
     }

@@ -56,6 +56,12 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT a, count(*) AS n, sum(b) AS s FROM t3 GROUP BY a", true),
     ("SELECT k, count(*) AS n FROM t2 GROUP BY k", true),
     ("SELECT g, k, avg(w) AS aw FROM t1 GROUP BY g, k HAVING avg(w) IS NOT NULL", true),
+    // Running totals in the stream table's own columns: count(*) beside
+    // sums of NOT NULL columns (id) or of columns whose count is an output.
+    ("SELECT k, count(*) AS n, count(v) AS c, sum(v) AS s, avg(v) AS a, count(w) AS cw, sum(w) AS sw FROM t1 GROUP BY k", true),
+    ("SELECT g, count(*) AS n, sum(id) AS s, avg(id) AS a FROM t1 WHERE v > 10 GROUP BY g", true),
+    ("SELECT t2.note, count(*) AS n, sum(t1.id) AS s, count(t1.v) AS c, sum(t1.v) AS sv FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.note", true),
+    ("SELECT t1.k, count(*) AS n, sum(t1.id) AS s FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.k = t1.k) GROUP BY t1.k", true),
     // Running totals of expressions.
     ("SELECT k, sum(v * 2 + k) AS s, count(v + 1) AS c, max(coalesce(g, 'none')) AS mg, min(abs(v - 50)) AS md FROM t1 GROUP BY k", true),
     ("SELECT sum(CASE WHEN flag THEN v ELSE 0 END) AS sv, avg(v * 3) AS av, count(*) AS n FROM t1 WHERE k IS NOT NULL", true),
@@ -627,7 +633,8 @@ fn run_immediate_seed(seed: u64, rounds: usize) {
         }
     }
     assert!(
-        over_inners.len() >= 8 && over_inners.iter().all(|(_, q)| q.contains("GROUP BY") || q.contains("(SELECT")),
+        over_inners.len() >= 8
+            && over_inners.iter().all(|(_, q)| q.contains("GROUP BY") || q.contains("(SELECT")),
         "IMMEDIATE over inner stream tables: {over_inners:?}"
     );
     immediate.extend(over_inners);
