@@ -107,12 +107,36 @@ DROP MATERIALIZED VIEW region_qty;
 
 -- A NOT NULL the totals rely on dropped: the next statement (or refresh)
 -- creates a state table and recomputes; set again, the state table goes.
+CREATE FUNCTION state_tables() RETURNS bigint LANGUAGE sql AS $$
+    SELECT count(*) FROM pg_class
+     WHERE relnamespace = 'pgtrickle_state'::regnamespace AND relname = 'agg_' || 'ipt.per_region'::regclass::oid
+$$;
 ALTER TABLE orders ALTER COLUMN qty DROP NOT NULL;
-INSERT INTO orders VALUES (400, 'r1', NULL, 1.00);
-SELECT count(*) AS state_tables FROM pg_class
- WHERE relnamespace = 'pgtrickle_state'::regnamespace AND relname = 'agg_' || 'per_region'::regclass::oid;
+-- (a state table created by a statement rolled back goes with it)
+BEGIN;
+INSERT INTO orders VALUES (399, 'r1', NULL, 1.00);
+ROLLBACK;
+SELECT state_tables();
+-- (one statement firing two captures, INSERT and UPDATE: the stream
+-- table is recomputed once, after both)
+INSERT INTO orders VALUES (400, 'r1', NULL, 1.00), (301, 'r8', 9, 9.00)
+    ON CONFLICT (id) DO UPDATE SET qty = EXCLUDED.qty, price = EXCLUDED.price;
+SELECT state_tables();
+SELECT per_region_differences();
 UPDATE orders SET qty = NULL WHERE region = 'r8';
 SELECT region, n, qty, avg_qty FROM per_region WHERE region = 'r8';
+SELECT per_region_differences();
+DELETE FROM orders WHERE qty IS NULL;
+ALTER TABLE orders ALTER COLUMN qty SET NOT NULL;
+-- (a state table dropped by a statement rolled back comes back with it)
+BEGIN;
+INSERT INTO orders VALUES (402, 'r1', 1, 1.00);
+ROLLBACK;
+INSERT INTO orders VALUES (403, 'r1', 10, 1.00);
+SELECT state_tables();
+ALTER TABLE orders ALTER COLUMN qty DROP NOT NULL;
+INSERT INTO orders VALUES (404, 'r1', NULL, 1.00);
+SELECT state_tables();
 SELECT per_region_differences();
 ALTER MATERIALIZED VIEW per_region SET (pgtrickle.refresh_mode = differential);
 DELETE FROM orders WHERE qty IS NULL;
@@ -120,9 +144,18 @@ ALTER TABLE orders ALTER COLUMN qty SET NOT NULL;
 INSERT INTO orders VALUES (401, 'r1', 2, 2.00);
 REFRESH MATERIALIZED VIEW per_region;
 SELECT mode, message FROM pgtrickle.refresh_history('per_region', 1);
-SELECT count(*) AS state_tables FROM pg_class
- WHERE relnamespace = 'pgtrickle_state'::regnamespace AND relname = 'agg_' || 'per_region'::regclass::oid;
+SELECT state_tables();
 SELECT per_region_differences();
+-- A reader that needs no column of it still hears of its rows' changes.
+CREATE MATERIALIZED VIEW how_many WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT count(*) AS regions FROM per_region;
+INSERT INTO orders VALUES (405, 'r4', 1, NULL), (406, 'r6', 1, NULL);
+DELETE FROM orders WHERE region = 'r8';
+REFRESH MATERIALIZED VIEW per_region;
+REFRESH MATERIALIZED VIEW how_many;
+SELECT mode FROM pgtrickle.refresh_history('how_many', 1);
+SELECT regions, (SELECT count(*) FROM per_region) AS expected FROM how_many;
+DROP MATERIALIZED VIEW how_many;
 -- (a NOT NULL constraint NOT VALID does not count: rows before it may be
 -- NULL)
 CREATE TABLE marks (id int PRIMARY KEY, g int, v int);

@@ -91,10 +91,13 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     // primary keys, whose INSERTs are applied from the new rows alone when
     // no other statement overlaps (dvm::inserted).
     // So must one kept over inner stream tables (plan None): its inner ones
-    // read the change buffers of every table the statement wrote.
+    // read the change buffers of every table the statement wrote. And any
+    // kept from running totals, whose state table, when it has to be
+    // created by a writing statement, is filled once the statement's last
+    // capture has run (refresh::immediate::prepared).
     let tracks_statements = immediate
         && plan.as_ref().is_none_or(|plan| {
-            crate::dvm::algebraic::is_join_totals(plan)
+            plan.algebraic.is_some()
                 || plan.multiset.is_some()
                 || crate::dvm::inserted::eligible(plan).is_some()
         });

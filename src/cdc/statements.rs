@@ -145,6 +145,25 @@ pub fn may_add_delta(st: pg_sys::Oid, source: pg_sys::Oid, sources: &[pg_sys::Oi
     false
 }
 
+/// Mark `st` (over `sources`) for a recomputation once none of its sources
+/// has a statement pending (at the end of the capture that ends the last
+/// one); until then no delta is added to it.
+pub fn recompute_later(st: pg_sys::Oid, sources: &[pg_sys::Oid]) {
+    let id = st.to_u32();
+    DIRTY.with(|d| {
+        let mut d = d.borrow_mut();
+        if !d.iter().any(|(s, _)| *s == id) {
+            d.push((id, sources.iter().map(|s| s.to_u32()).collect()));
+        }
+    });
+}
+
+/// Is `st` marked for a recomputation (see [`recompute_later`])?
+pub fn is_due(st: pg_sys::Oid) -> bool {
+    let id = st.to_u32();
+    DIRTY.with(|d| d.borrow().iter().any(|(s, _)| *s == id))
+}
+
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     match event {
@@ -156,6 +175,10 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
             PENDING.with(|p| p.borrow_mut().clear());
             CAPTURING.with(|c| c.borrow_mut().clear());
             DIRTY.with(|d| d.borrow_mut().clear());
+            crate::refresh::immediate::transaction_end(matches!(
+                event,
+                pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+            ));
         }
         _ => {}
     }
@@ -175,5 +198,6 @@ unsafe extern "C-unwind" fn on_subxact_event(
         // it is recomputed once more than needed.)
         PENDING.with(|p| p.borrow_mut().retain(|(_, s, _)| *s != sub));
         CAPTURING.with(|c| c.borrow_mut().retain(|(_, s)| *s != sub));
+        crate::refresh::immediate::subtransaction_abort();
     }
 }

@@ -58,16 +58,24 @@ pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
     }
 }
 
+/// What [`ensure_state`] did to the state table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateTable {
+    Kept,
+    /// Created, empty: the stream table is marked for a FULL refresh,
+    /// which fills it.
+    Created,
+    Dropped,
+}
+
 /// Create the state table when `plan` keeps running totals in one (not
-/// [`in_place`]), drop it when not. A new state table is empty: the stream
-/// table is marked for a FULL refresh, which fills it, and true is
-/// returned.
-pub fn ensure_state(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<bool> {
+/// [`in_place`]), drop it when not.
+pub fn ensure_state(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<StateTable> {
     let wanted = plan.algebraic.as_ref().filter(|_| !in_place(plan));
     match (state_relid(relid)?, wanted) {
-        (Some(state), None) => drop_state(state).map(|_| false),
-        (None, Some(alg)) => create(relid, plan, alg).map(|_| true),
-        _ => Ok(false),
+        (Some(state), None) => drop_state(state).map(|_| StateTable::Dropped),
+        (None, Some(alg)) => create(relid, plan, alg).map(|_| StateTable::Created),
+        _ => Ok(StateTable::Kept),
     }
 }
 
@@ -689,6 +697,7 @@ fn in_place_statement(
             "COALESCE(pg_catalog.bool_or(u.__pgt_k{j} IS NULL) FILTER (WHERE u.__pgt_n OPERATOR(pg_catalog.=) 0), false)::text"
         ));
     }
+    let capturing = captured.is_some();
     let captured = captured.unwrap_or_default();
     for (i, name) in captured.iter().enumerate() {
         returning.push(format!("old.{name} AS __pgt_o{i}, new.{name} AS __pgt_v{i}"));
@@ -699,7 +708,8 @@ fn in_place_statement(
         row.join(", ")
     };
     let mut select = format!("SELECT {} FROM u", pad(summary));
-    if !captured.is_empty() {
+    // (Readers that need no column still receive one image per row.)
+    if capturing {
         let image = |tag: &str, prefix: &str| -> Vec<String> {
             std::iter::once(format!("'{tag}'"))
                 .chain((0..captured.len()).map(|i| format!("u.{prefix}{i}::pg_catalog.text")))

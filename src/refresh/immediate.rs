@@ -93,10 +93,6 @@ struct Prepared {
     /// Running totals of one table in the stream table's own columns: the
     /// statement adding a statement's rows to them (no rows captured).
     in_place: PerTransition,
-    /// The stream table was recomputed while this was prepared (its
-    /// running totals were created): the firing statement's changes are
-    /// in it already.
-    recomputed: std::cell::Cell<bool>,
 }
 
 impl Prepared {
@@ -181,12 +177,33 @@ thread_local! {
     /// Whether each IMMEDIATE stream table is kept over inner stream
     /// tables (dvm::nested::over_inners), as decided until [`forget`].
     static OVER_INNERS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
+    /// Whether a preparation created or dropped a state table in the
+    /// current transaction.
+    static STATE_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Drop every kept preparation (with the capture trigger's own cache).
 pub fn forget() {
     PREPARED.with(|p| p.borrow_mut().clear());
     OVER_INNERS.with(|o| o.borrow_mut().clear());
+}
+
+/// The transaction ends (`aborted` or not): preparations made while it
+/// created or dropped a state table (see [`prepared`]) are dropped when
+/// that is rolled back.
+pub fn transaction_end(aborted: bool) {
+    if STATE_CHANGED.with(|c| c.replace(false)) && aborted {
+        forget();
+    }
+}
+
+/// A subtransaction aborts: as [`transaction_end`], without forgetting
+/// that the transaction changed a state table (the preparations made after
+/// this may rely on the change too).
+pub fn subtransaction_abort() {
+    if STATE_CHANGED.with(|c| c.get()) {
+        forget();
+    }
 }
 
 fn over_inners(relid: pg_sys::Oid) -> PgtResult<bool> {
@@ -244,11 +261,18 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
     // Running totals that are not there (see refresh::refresh): created,
     // and the stream table recomputed with them.
     // (A state table the totals no longer need, being the stream table's
-    // own columns, is dropped.) The firing statement's changes are in the
-    // recomputed rows: not applied again.
-    let recomputed = populated && algebraic::ensure_state(relid, &plan)?;
-    if recomputed {
-        key_recompute::replace_all_now(relid)?;
+    // own columns, is dropped.) A new one is filled by recomputing the
+    // stream table once no statement on its sources is pending (the
+    // firing one may have more captures to come: an INSERT ... ON CONFLICT
+    // fires the INSERT and the UPDATE ones), every capture until then
+    // leaving it alone (see maintain). Preparations made in a transaction
+    // that created or dropped it do not outlive its abort.
+    let state = if populated { algebraic::ensure_state(relid, &plan)? } else { algebraic::StateTable::Kept };
+    if state != algebraic::StateTable::Kept {
+        STATE_CHANGED.with(|c| c.set(true));
+    }
+    if state == algebraic::StateTable::Created {
+        crate::cdc::statements::recompute_later(relid, &plan.sources());
     }
     let columns = key_recompute::output_columns(relid)?;
     let mut key_names = Vec::new();
@@ -388,7 +412,6 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         inserted,
         over_rows: RefCell::new(HashMap::new()),
         in_place: PerTransition::default(),
-        recomputed: std::cell::Cell::new(recomputed),
     });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
@@ -419,8 +442,8 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
     if !p.populated {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
     }
-    if p.recomputed.take() {
-        return recompute_readers(relid);
+    if crate::cdc::statements::is_due(relid) {
+        return Ok(()); // recomputed at the end of the last capture
     }
     let _generic = sys::generic_plans();
     let (readers, buffered) = readers(relid)?;

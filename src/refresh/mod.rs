@@ -147,7 +147,10 @@ pub fn refresh_on(
                     // filled by this refresh in FULL.
                     // (A state table the totals no longer need, being
                     // the stream table's own columns, is dropped.)
-                    Some(Ok(plan)) if dvm::algebraic::ensure_state(relid, &plan)? => {
+                    Some(Ok(plan))
+                        if dvm::algebraic::ensure_state(relid, &plan)?
+                            == dvm::algebraic::StateTable::Created =>
+                    {
                         result.message = Some("its running totals were missing: created and filled".into());
                         None
                     }
@@ -479,7 +482,7 @@ fn from_totals(relid: pg_sys::Oid, snapshot: &RefreshSnapshot) -> PgtResult<Opti
     // The state table the totals need, created (this refresh fills it
     // after recomputing the query) or dropped (they are the stream
     // table's own columns).
-    if dvm::algebraic::ensure_state(relid, &plan)? {
+    if dvm::algebraic::ensure_state(relid, &plan)? == dvm::algebraic::StateTable::Created {
         return Ok(None);
     }
     let Some(state) = dvm::algebraic::state_relid(relid)? else { return Ok(None) };
