@@ -81,9 +81,11 @@ fn check_restored(src: &str, dst: &str) {
         ),
         ["(big)", "(explicit_diff)", "(imm)", "(top_region)"].map(String::from).to_vec()
     );
+    // (The four capture triggers, and the BEFORE STATEMENT one that tracks
+    // statements for imm's IMMEDIATE running totals.)
     assert_eq!(
         rows(&mut b, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgisinternal"),
-        vec!["(4)".to_string()]
+        vec!["(5)".to_string()]
     );
     // Still working: change the source, refresh, compare with the query.
     b.batch_execute(
