@@ -619,9 +619,17 @@ fn in_place_statement(
         keys.iter().enumerate().map(|(i, k)| format!("{k} AS __k{}", i + 1)).collect();
     sums.push("COALESCE(pg_catalog.sum(b.__sign), 0) AS __n".into());
     let mut changed = vec!["d.__n OPERATOR(pg_catalog.<>) 0".to_string()];
+    // An argument's count of non-NULL values changed: its own sum when
+    // count(x) is an output, else (x NOT NULL) the rows'.
+    let counted = |a: i16| alg.aggregates.iter().any(|(_, k)| *k == AggKind::Count(a));
+    let count_of = |a: i16| if counted(a) { format!("d.__c{a}") } else { "d.__n".to_string() };
     for (total, sum) in signed_sums(alg)? {
-        sums.push(format!("{sum} AS {total}"));
-        changed.push(format!("d.{total} OPERATOR(pg_catalog.<>) 0"));
+        let uncounted =
+            total.strip_prefix("__c").and_then(|a| a.parse::<i16>().ok()).is_some_and(|a| !counted(a));
+        if !uncounted {
+            sums.push(format!("{sum} AS {total}"));
+            changed.push(format!("d.{total} OPERATOR(pg_catalog.<>) 0"));
+        }
     }
     let (mut targets, mut values, mut sets) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (name, ty)) in columns.iter().enumerate() {
@@ -652,8 +660,9 @@ fn in_place_statement(
                 // means a sum of 0, written NULL; an existing group adds a
                 // NULL as 0.)
                 values.push(format!(
-                    "(CASE WHEN d.__c{a} OPERATOR(pg_catalog.=) 0 AND d.__s{a} OPERATOR(pg_catalog.=) 0 \
-                      THEN NULL ELSE d.__s{a} END)::{ty}"
+                    "(CASE WHEN {c} OPERATOR(pg_catalog.=) 0 AND d.__s{a} OPERATOR(pg_catalog.=) 0 \
+                      THEN NULL ELSE d.__s{a} END)::{ty}",
+                    c = count_of(a)
                 ));
                 sets.push(format!(
                     "{name} = CASE WHEN {count} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE {sum} END",
@@ -663,8 +672,9 @@ fn in_place_statement(
             }
             AggKind::Avg(a) => {
                 values.push(format!(
-                    "(CASE WHEN d.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
-                      ELSE d.__s{a}::pg_catalog.numeric OPERATOR(pg_catalog./) d.__c{a}::pg_catalog.numeric END)::{ty}"
+                    "(CASE WHEN {c} OPERATOR(pg_catalog.=) 0 THEN NULL \
+                      ELSE d.__s{a}::pg_catalog.numeric OPERATOR(pg_catalog./) {c}::pg_catalog.numeric END)::{ty}",
+                    c = count_of(a)
                 ));
                 sets.push(format!(
                     "{name} = (CASE WHEN {count} OPERATOR(pg_catalog.=) 0 THEN NULL \
