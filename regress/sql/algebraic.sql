@@ -141,6 +141,33 @@ SELECT count(*) AS differences FROM (
             count(CASE WHEN discount > 0 THEN 1 END) FROM lines GROUP BY shop
      EXCEPT ALL TABLE revenue)) d;
 
+-- numeric values Infinity, -Infinity and NaN: the totals keep the sum of
+-- the finite values and count the others apart, so deleting an infinity
+-- leaves the sum of the rest (not NaN), as a fresh sum computes it.
+CREATE TABLE readings (id int PRIMARY KEY, probe int, x numeric);
+INSERT INTO readings VALUES (1, 1, 1.5), (2, 1, 'Infinity'), (3, 2, 2), (4, 2, '-Infinity'),
+                            (5, 2, 'Infinity'), (6, 3, 'NaN'), (7, 3, 4);
+CREATE MATERIALIZED VIEW per_probe WITH (pgtrickle.stream) AS
+SELECT probe, count(*) AS n, sum(x) AS total, avg(x) AS mean FROM readings GROUP BY probe;
+TABLE per_probe ORDER BY probe;
+DELETE FROM readings WHERE x IN ('Infinity', 'NaN');
+INSERT INTO readings VALUES (8, 4, '-Infinity');
+REFRESH MATERIALIZED VIEW per_probe;
+SELECT mode FROM pgtrickle.refresh_history('per_probe', 1);
+TABLE per_probe ORDER BY probe;
+ALTER MATERIALIZED VIEW per_probe SET (pgtrickle.refresh_mode = immediate);
+BEGIN;
+INSERT INTO readings VALUES (9, 1, 'Infinity'), (10, 4, 'Infinity');
+TABLE per_probe ORDER BY probe;
+DELETE FROM readings WHERE id IN (8, 9);
+TABLE per_probe ORDER BY probe;
+SELECT count(*) AS differences FROM (
+    (TABLE per_probe EXCEPT ALL SELECT probe, count(*), sum(x), avg(x) FROM readings GROUP BY probe)
+    UNION ALL
+    (SELECT probe, count(*), sum(x), avg(x) FROM readings GROUP BY probe EXCEPT ALL TABLE per_probe)) d;
+COMMIT;
+DROP MATERIALIZED VIEW per_probe;
+
 -- Dropping the stream table drops its totals.
 DROP MATERIALIZED VIEW per_shop;
 SELECT count(*) AS totals_left FROM pg_class WHERE relnamespace = 'pgtrickle_state'::regnamespace AND relkind = 'r';

@@ -3,11 +3,12 @@
 -- avg(x), where every sum and average knows how many non-NULL values it
 -- adds up (x declared NOT NULL, or count(x) beside it) and every avg(x)
 -- has its sum(x), needs no state table: a change adds to the rows of the
--- groups it touches, one write per group.
+-- groups it touches, one write per group. (x of an integer type: a numeric
+-- sum counts its infinities and NaNs apart, in a state table.)
 CREATE SCHEMA ipt;
 SET search_path = ipt, public;
 SET pg_trickle.differential_max_change_fraction = 1000;
-CREATE TABLE orders (id int PRIMARY KEY, region text, qty int NOT NULL, price numeric(8,2));
+CREATE TABLE orders (id int PRIMARY KEY, region text, qty int NOT NULL, price int);
 INSERT INTO orders SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE 'r' || (i % 3) END, i % 7,
                           CASE WHEN i % 4 = 0 THEN NULL ELSE i * 0.5 END
   FROM generate_series(1, 40) i;

@@ -238,6 +238,28 @@ fn argument(alg: &Algebraic, n: i16) -> PgtResult<&super::analysis::AggArg> {
     alg.argument(n).ok_or_else(|| PgtError::Internal(format!("running total argument {n} missing")))
 }
 
+/// Whether argument `n` is summed and `numeric`, whose values may be
+/// `Infinity`, `-Infinity` or `NaN`: its totals keep the sum of its finite
+/// values and how many of each of those it holds (`__pinf<n>`,
+/// `__ninf<n>`, `__nan<n>`), since subtracting an infinity from a sum
+/// that absorbed it gives `NaN`, not the sum of the other values.
+fn non_finite(alg: &Algebraic, n: i16) -> bool {
+    alg.is_summed(n)
+        && alg.argument(n).is_some_and(|a| a.sql_type == "numeric" || a.sql_type.starts_with("numeric("))
+}
+
+/// The special values of `numeric` a sum counts apart: (total prefix,
+/// value).
+const NON_FINITE: [(&str, &str); 3] = [("__pinf", "Infinity"), ("__ninf", "-Infinity"), ("__nan", "NaN")];
+
+/// `x` as summed: 0 for a special value of `numeric` (see [`non_finite`]).
+fn finite_part(x: &str) -> String {
+    format!(
+        "CASE WHEN {x} IN ('Infinity'::pg_catalog.numeric, '-Infinity'::pg_catalog.numeric, 'NaN'::pg_catalog.numeric) \
+         THEN 0 ELSE {x} END"
+    )
+}
+
 /// The totals table's columns after the group's, in order, each as its
 /// definition and as the value a rebuild computes from the table's rows
 /// (alias `b`): `__n`, then per argument its sum, count and extremes (with
@@ -248,7 +270,18 @@ fn totals_columns(alg: &Algebraic) -> PgtResult<Vec<(String, String)>> {
     for a in alg.argument_columns() {
         let arg = argument(alg, a)?;
         let (x, ty) = (&arg.sql, &arg.sql_type);
-        if alg.is_summed(a) {
+        if non_finite(alg, a) {
+            out.push((
+                format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"),
+                format!("COALESCE(pg_catalog.sum({}), 0)", finite_part(x)),
+            ));
+            for (total, value) in NON_FINITE {
+                out.push((
+                    format!("{total}{a} pg_catalog.int8 NOT NULL DEFAULT 0"),
+                    format!("pg_catalog.count(*) FILTER (WHERE {x} OPERATOR(pg_catalog.=) '{value}'::pg_catalog.numeric)"),
+                ));
+            }
+        } else if alg.is_summed(a) {
             out.push((
                 format!("__s{a} pg_catalog.numeric NOT NULL DEFAULT 0"),
                 format!("COALESCE(pg_catalog.sum({x}::pg_catalog.numeric), 0)"),
@@ -556,6 +589,9 @@ pub fn in_place(plan: &Plan) -> bool {
     let Some(alg) = plan.algebraic.as_ref() else { return false };
     let has = |kind: AggKind| alg.aggregates.iter().any(|(_, k)| *k == kind);
     let counted = |a: i16| has(AggKind::Count(a)) || alg.argument(a).is_some_and(|arg| arg.not_null);
+    // (A numeric sum's special values need totals of their own: see
+    // non_finite.)
+    let counted = |a: i16| counted(a) && !non_finite(alg, a);
     !plan.key.is_empty()
         && alg.derived.is_empty()
         && !alg.has_extremes()
@@ -1263,10 +1299,23 @@ fn signed_sums(alg: &Algebraic) -> PgtResult<Vec<(String, String)>> {
             // than numeric arithmetic per row.)
             let product = if matches!(arg.sql_type.as_str(), "integer" | "smallint") {
                 format!("b.__sign::pg_catalog.int8 OPERATOR(pg_catalog.*) {col}::pg_catalog.int8")
+            } else if non_finite(alg, a) {
+                format!("b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) ({})", finite_part(col))
             } else {
                 format!("b.__sign::pg_catalog.numeric OPERATOR(pg_catalog.*) {col}::pg_catalog.numeric")
             };
             out.push((format!("__s{a}"), format!("COALESCE(pg_catalog.sum({product}), 0)")));
+            if non_finite(alg, a) {
+                for (total, value) in NON_FINITE {
+                    out.push((
+                        format!("{total}{a}"),
+                        format!(
+                            "COALESCE(pg_catalog.sum(CASE WHEN {col} OPERATOR(pg_catalog.=) '{value}'::pg_catalog.numeric \
+                             THEN b.__sign ELSE 0 END), 0)"
+                        ),
+                    ));
+                }
+            }
         }
         out.push((
             format!("__c{a}"),
@@ -1296,7 +1345,7 @@ fn totals_from(relid: pg_sys::Oid, plan: &Plan, from: &str) -> PgtResult<String>
         let expr = if plan.key.iter().any(|k| k.output_attnum == attnum) {
             format!("s.{name}")
         } else if let Some(kind) = alg.aggregates.iter().find(|(a, _)| *a == attnum).map(|(_, k)| *k) {
-            total_sql(kind, ty)
+            total_sql(alg, kind, ty)
         } else if let Some(d) = alg.derived.iter().find(|d| d.output == attnum) {
             // An expression over aggregates: each computed from the
             // totals, in its own type, in place of its placeholder.
@@ -1305,7 +1354,7 @@ fn totals_from(relid: pg_sys::Oid, plan: &Plan, from: &str) -> PgtResult<String>
                 .iter()
                 .enumerate()
                 .map(|(k, (kind, part_ty))| {
-                    (PART_BASE + k as i32, format!("({})", total_sql(*kind, part_ty)))
+                    (PART_BASE + k as i32, format!("({})", total_sql(alg, *kind, part_ty)))
                 })
                 .collect();
             format!("({})::{ty}", replace_placeholders(&d.sql, &values))
@@ -1322,18 +1371,34 @@ fn totals_from(relid: pg_sys::Oid, plan: &Plan, from: &str) -> PgtResult<String>
 
 /// An aggregate's value computed from a group's totals (alias `s`), as
 /// type `ty`.
-fn total_sql(kind: AggKind, ty: &str) -> String {
+fn total_sql(alg: &Algebraic, kind: AggKind, ty: &str) -> String {
+    // A numeric sum holding special values is what PostgreSQL's sum gives:
+    // NaN with a NaN or both infinities, else the infinity.
+    let special = |a: i16| -> String {
+        if !non_finite(alg, a) {
+            return String::new();
+        }
+        format!(
+            " WHEN s.__nan{a} OPERATOR(pg_catalog.>) 0 \
+                OR (s.__pinf{a} OPERATOR(pg_catalog.>) 0 AND s.__ninf{a} OPERATOR(pg_catalog.>) 0) \
+              THEN 'NaN'::pg_catalog.numeric \
+              WHEN s.__pinf{a} OPERATOR(pg_catalog.>) 0 THEN 'Infinity'::pg_catalog.numeric \
+              WHEN s.__ninf{a} OPERATOR(pg_catalog.>) 0 THEN '-Infinity'::pg_catalog.numeric"
+        )
+    };
     match kind {
         AggKind::CountStar => format!("s.__n::{ty}"),
         AggKind::Count(a) => format!("s.__c{a}::{ty}"),
-        AggKind::Sum(a) => {
-            format!("(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL ELSE s.__s{a} END)::{ty}")
-        }
+        AggKind::Sum(a) => format!(
+            "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL{} ELSE s.__s{a} END)::{ty}",
+            special(a)
+        ),
         AggKind::Min(a) => format!("s.__min{a}::{ty}"),
         AggKind::Max(a) => format!("s.__max{a}::{ty}"),
         AggKind::Avg(a) => format!(
-            "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL \
-              ELSE s.__s{a} OPERATOR(pg_catalog./) s.__c{a}::pg_catalog.numeric END)::{ty}"
+            "(CASE WHEN s.__c{a} OPERATOR(pg_catalog.=) 0 THEN NULL{} \
+              ELSE s.__s{a} OPERATOR(pg_catalog./) s.__c{a}::pg_catalog.numeric END)::{ty}",
+            special(a)
         ),
     }
 }
