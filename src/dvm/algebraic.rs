@@ -49,12 +49,11 @@ pub fn state_relid(relid: pg_sys::Oid) -> PgtResult<Option<pg_sys::Oid>> {
 /// Create the state table when `wanted` and the plan keeps running totals
 /// in one (see [`ensure_state`]), drop it otherwise.
 pub fn sync(relid: pg_sys::Oid, wanted: bool) -> PgtResult<()> {
-    if let Some(plan) = if wanted { super::analysis::analyze(relid)?.ok() } else { None } {
-        return ensure_state(relid, &plan).map(|_| ());
-    }
-    match state_relid(relid)? {
-        Some(state) => drop_state(state),
-        None => Ok(()),
+    let plan = if wanted { super::analysis::analyze(relid)?.ok() } else { None };
+    match (plan, state_relid(relid)?) {
+        (Some(plan), _) => ensure_state(relid, &plan).map(|_| ()),
+        (None, Some(state)) => drop_state(state),
+        (None, None) => Ok(()),
     }
 }
 
@@ -588,10 +587,11 @@ pub fn fuses(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<bool> {
 pub fn in_place(plan: &Plan) -> bool {
     let Some(alg) = plan.algebraic.as_ref() else { return false };
     let has = |kind: AggKind| alg.aggregates.iter().any(|(_, k)| *k == kind);
-    let counted = |a: i16| has(AggKind::Count(a)) || alg.argument(a).is_some_and(|arg| arg.not_null);
     // (A numeric sum's special values need totals of their own: see
     // non_finite.)
-    let counted = |a: i16| counted(a) && !non_finite(alg, a);
+    let counted = |a: i16| {
+        (has(AggKind::Count(a)) || alg.argument(a).is_some_and(|arg| arg.not_null)) && !non_finite(alg, a)
+    };
     !plan.key.is_empty()
         && alg.derived.is_empty()
         && !alg.has_extremes()
@@ -642,11 +642,15 @@ fn in_place_statement(
             .ok_or_else(|| PgtError::Internal("aggregate column out of range".into()))
     };
     let rows = column_of(AggKind::CountStar)?;
-    // An argument's count of non-NULL values after the change.
+    // An argument's count of non-NULL values: its count(x) output, else
+    // (x NOT NULL) the rows'. After the change:
     let new_count = |a: i16| -> PgtResult<String> {
         let count = column_of(AggKind::Count(a)).unwrap_or(rows);
         Ok(format!("(o.{count} OPERATOR(pg_catalog.+) EXCLUDED.{count})"))
     };
+    // ... and its change, from `d`.
+    let counted = |a: i16| column_of(AggKind::Count(a)).is_ok();
+    let count_of = |a: i16| if counted(a) { format!("d.__c{a}") } else { "d.__n".to_string() };
     let new_sum = |a: i16| -> PgtResult<String> {
         let sum = column_of(AggKind::Sum(a))?;
         Ok(format!("(COALESCE(o.{sum}, 0) OPERATOR(pg_catalog.+) COALESCE(EXCLUDED.{sum}, 0))"))
@@ -655,17 +659,12 @@ fn in_place_statement(
         keys.iter().enumerate().map(|(i, k)| format!("{k} AS __k{}", i + 1)).collect();
     sums.push("COALESCE(pg_catalog.sum(b.__sign), 0) AS __n".into());
     let mut changed = vec!["d.__n OPERATOR(pg_catalog.<>) 0".to_string()];
-    // An argument's count of non-NULL values changed: its own sum when
-    // count(x) is an output, else (x NOT NULL) the rows'.
-    let counted = |a: i16| alg.aggregates.iter().any(|(_, k)| *k == AggKind::Count(a));
-    let count_of = |a: i16| if counted(a) { format!("d.__c{a}") } else { "d.__n".to_string() };
-    for (total, sum) in signed_sums(alg)? {
-        let uncounted =
-            total.strip_prefix("__c").and_then(|a| a.parse::<i16>().ok()).is_some_and(|a| !counted(a));
-        if !uncounted {
-            sums.push(format!("{sum} AS {total}"));
-            changed.push(format!("d.{total} OPERATOR(pg_catalog.<>) 0"));
-        }
+    // (The count of an argument without count(x) is not summed.)
+    let uncounted: Vec<String> =
+        alg.argument_columns().into_iter().filter(|a| !counted(*a)).map(|a| format!("__c{a}")).collect();
+    for (total, sum) in signed_sums(alg)?.into_iter().filter(|(total, _)| !uncounted.contains(total)) {
+        sums.push(format!("{sum} AS {total}"));
+        changed.push(format!("d.{total} OPERATOR(pg_catalog.<>) 0"));
     }
     let (mut targets, mut values, mut sets) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (name, ty)) in columns.iter().enumerate() {
@@ -735,13 +734,7 @@ fn in_place_statement(
     ];
     for (j, (name, _)) in key_columns.iter().enumerate() {
         returning.push(format!("new.{name} AS __pgt_k{j}"));
-        summary.push(format!(
-            "(pg_catalog.array_agg(DISTINCT u.__pgt_k{j}) \
-              FILTER (WHERE u.__pgt_k{j} IS NOT NULL AND u.__pgt_n OPERATOR(pg_catalog.=) 0))::text"
-        ));
-        summary.push(format!(
-            "COALESCE(pg_catalog.bool_or(u.__pgt_k{j} IS NULL) FILTER (WHERE u.__pgt_n OPERATOR(pg_catalog.=) 0), false)::text"
-        ));
+        summary.extend(group_arrays(&format!("u.__pgt_k{j}"), Some("u.__pgt_n OPERATOR(pg_catalog.=) 0")));
     }
     let capturing = captured.is_some();
     let captured = captured.unwrap_or_default();
@@ -930,10 +923,7 @@ pub fn apply_in_place(
 ) -> PgtResult<(i64, i64)> {
     let changed = WindowChanges::changed(changes, window);
     let Some(signed) = signed_rows(plan, &changed)? else { return Ok((0, 0)) };
-    let captured = match buffer::buffer_relid(relid)? {
-        Some(_) => Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?),
-        None => None,
-    };
+    let captured = super::key_recompute::captured_columns(relid)?;
     let names: Option<Vec<String>> =
         captured.as_ref().map(|c| c.iter().map(|(_, name)| quote_ident(name)).collect());
     let sql = in_place_statement(relid, plan, &signed, names.as_deref())?;
@@ -951,10 +941,7 @@ pub fn apply_in_place(
         })
     })?;
     if let Some(captured) = captured {
-        if !rows.is_empty() {
-            let attnums: Vec<i16> = captured.iter().map(|(attnum, _)| *attnum).collect();
-            sys::as_extension_owner(|| buffer::write_rows(relid, &attnums, &rows))?;
-        }
+        super::key_recompute::write_captured(relid, &captured, &rows)?;
     }
     Ok((deleted, inserted))
 }
@@ -1052,16 +1039,11 @@ fn fused_statement(
     let sets: Vec<String> =
         output_columns(relid)?.iter().map(|(c, _)| format!("{c} = EXCLUDED.{c}")).collect();
     let target: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-    let mut emptied = Vec::new();
-    for (name, _) in keys {
-        emptied.push(format!(
-            "(SELECT (pg_catalog.array_agg(DISTINCT u.{name}) FILTER (WHERE u.{name} IS NOT NULL))::text \
-             FROM u WHERE u.__n OPERATOR(pg_catalog.=) 0)"
-        ));
-        emptied.push(format!(
-            "(SELECT COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)::text FROM u WHERE u.__n OPERATOR(pg_catalog.=) 0)"
-        ));
-    }
+    let emptied: Vec<String> = keys
+        .iter()
+        .flat_map(|(name, _)| group_arrays(&format!("u.{name}"), None))
+        .map(|agg| format!("(SELECT {agg} FROM u WHERE u.__n OPERATOR(pg_catalog.=) 0)"))
+        .collect();
     Ok(format!(
         "WITH u AS ({upsert} RETURNING s.*),\n\
          put AS (INSERT INTO {st} AS o {totals}\n\
@@ -1168,14 +1150,24 @@ pub(crate) fn returning_groups(upsert: &str, keys: &[(String, String)]) -> Strin
         return upsert.to_string();
     }
     let returning: Vec<String> = keys.iter().map(|(name, _)| format!("s.{name}")).collect();
-    let mut select = Vec::new();
-    for (name, _) in keys {
-        select.push(format!(
-            "(pg_catalog.array_agg(DISTINCT u.{name}) FILTER (WHERE u.{name} IS NOT NULL))::text"
-        ));
-        select.push(format!("COALESCE(pg_catalog.bool_or(u.{name} IS NULL), false)::text"));
-    }
+    let select: Vec<String> =
+        keys.iter().flat_map(|(name, _)| group_arrays(&format!("u.{name}"), None)).collect();
     format!("WITH u AS ({upsert} RETURNING {}) SELECT {} FROM u", returning.join(", "), select.join(", "))
+}
+
+/// The two aggregates naming, for one key column `col` of some rows, the
+/// groups among those rows that pass `only` (all without): the array of
+/// its non-NULL values and whether one was NULL, as text (read by
+/// [`groups_from_row`]).
+fn group_arrays(col: &str, only: Option<&str>) -> [String; 2] {
+    let (and, filter) = match only {
+        Some(c) => (format!(" AND {c}"), format!(" FILTER (WHERE {c})")),
+        None => (String::new(), String::new()),
+    };
+    [
+        format!("(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL{and}))::text"),
+        format!("COALESCE(pg_catalog.bool_or({col} IS NULL){filter}, false)::text"),
+    ]
 }
 
 /// The groups [`returning_groups`]'s first row names (none without keys).

@@ -867,15 +867,30 @@ unsafe fn join_exprs(jt: *mut pg_sys::FromExpr) -> Vec<*mut pg_sys::JoinExpr> {
 /// (`attnotnull` also marks one added NOT VALID, which rows written before
 /// it need not satisfy).
 pub(crate) fn column_not_null(relid: pg_sys::Oid, attnum: i16) -> bool {
-    crate::catalog::sys::kept_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
+    // SAFETY: the syscache lookup returns NULL or a pg_attribute tuple,
+    // read and released here.
+    let marked = unsafe {
+        let tuple = pg_sys::SearchSysCacheAttNum(relid, attnum);
+        if tuple.is_null() {
+            return false;
+        }
+        let attr = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_attribute>(tuple);
+        let not_null = (*attr).attnotnull;
+        pg_sys::ReleaseSysCache(tuple);
+        not_null
+    };
+    // (A validated constraint sets attnotnull: the catalog is read only
+    // for the columns it marks.)
+    marked
+        && crate::catalog::sys::kept_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
                           WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'n' \
                             AND convalidated AND conkey OPERATOR(pg_catalog.=) ARRAY[$2]::pg_catalog.int2[])",
-        &[relid.into(), attnum.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+            &[relid.into(), attnum.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 impl Levels {

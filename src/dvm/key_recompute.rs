@@ -646,10 +646,7 @@ pub(crate) fn run_apply(
     build: &dyn Fn(Option<&[String]>) -> PgtResult<String>,
 ) -> PgtResult<(i64, i64)> {
     let owner = sys::relation_owner(relid)?;
-    let captured = match buffer::buffer_relid(relid)? {
-        Some(_) => Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?),
-        None => None,
-    };
+    let captured = captured_columns(relid)?;
     let names: Option<Vec<String>> =
         captured.as_ref().map(|c| c.iter().map(|(_, name)| crate::sql::quote_ident(name)).collect());
     let (counts, rows) = sys::as_restricted_role(owner, || {
@@ -668,12 +665,32 @@ pub(crate) fn run_apply(
         })
     })?;
     if let Some(captured) = captured {
-        if !rows.is_empty() {
-            let attnums: Vec<i16> = captured.iter().map(|(attnum, _)| *attnum).collect();
-            sys::as_extension_owner(|| buffer::write_rows(relid, &attnums, &rows))?;
-        }
+        write_captured(relid, &captured, &rows)?;
     }
     Ok(counts)
+}
+
+/// The columns (attnum, name) of the stream table its own change buffer
+/// captures, when stream tables read it through one.
+pub(crate) fn captured_columns(relid: pg_sys::Oid) -> PgtResult<Option<Vec<(i16, String)>>> {
+    match buffer::buffer_relid(relid)? {
+        Some(_) => Ok(Some(sys::attribute_names(relid, Some(&buffer::captured_columns(relid)?))?)),
+        None => Ok(None),
+    }
+}
+
+/// Write the rows an apply returned (`D`/`I`, then the `captured` columns
+/// as text) to the stream table's change buffer.
+pub(crate) fn write_captured(
+    relid: pg_sys::Oid,
+    captured: &[(i16, String)],
+    rows: &crate::sql::TextRows,
+) -> PgtResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let attnums: Vec<i16> = captured.iter().map(|(attnum, _)| *attnum).collect();
+    sys::as_extension_owner(|| buffer::write_rows(relid, &attnums, rows))
 }
 
 /// The whole query, its output renamed to the stream table's columns (as
