@@ -19,7 +19,9 @@ CREATE MATERIALIZED VIEW by_cat WITH (pgtrickle.stream = true, pgtrickle.refresh
     FROM items GROUP BY cat HAVING count(*) > 0;
 -- ... DISTINCT on plain columns ...
 CREATE MATERIALIZED VIEW cats WITH (pgtrickle.stream = true) AS SELECT DISTINCT cat FROM items;
--- ... and inner joins that select the primary key of every joined table.
+-- ... and inner joins that select the primary key of every joined table
+-- (a table joined by its primary key, cat_names here, is identified by the
+-- rows it is joined to: the key is items' alone; see joined_by_key).
 CREATE TABLE cat_names (code text PRIMARY KEY, label text);
 INSERT INTO cat_names VALUES ('c0', 'zero'), ('c1', 'one'), ('c2', 'two');
 CREATE MATERIALIZED VIEW labelled WITH (pgtrickle.stream = true) AS

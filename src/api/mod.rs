@@ -248,7 +248,23 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     cols.dedup();
                     format!("all columns, with multiplicity (rows found through {})", cols.join(", "))
                 } else {
-                    keys.iter().flatten().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ")
+                    let columns = keys.iter().flatten().map(|k| k.column.clone()).collect::<Vec<_>>().join(", ");
+                    // (Tables joined by their primary key: see
+                    // analysis::implied_references.)
+                    let mut implied = Vec::new();
+                    for (_, source) in plan.join.iter().flat_map(|j| &j.tables).filter(|(r, _)| plan.implied.contains(r)) {
+                        let name = lifecycle::relation_name(*source)?;
+                        if !implied.contains(&name) {
+                            implied.push(name);
+                        }
+                    }
+                    match implied.is_empty() {
+                        true => columns,
+                        false => format!(
+                            "{columns} (rows of {} are joined by their primary key: a change of one reaches the rows joined to it)",
+                            implied.join(", ")
+                        ),
+                    }
                 }),
             ));
             let sources =

@@ -36,6 +36,10 @@ pub struct Plan {
     /// For [`Shape::Multiset`]: the query's rows as signed rows of an
     /// inner join or of slices.
     pub multiset: Option<Multiset>,
+    /// For [`Shape::Rows`]: the table references whose rows a keyed one
+    /// determines (see [`implied_references`]); not in the key, their
+    /// changes followed to it along `join`'s equalities.
+    pub implied: Vec<u32>,
 }
 
 /// The rows of a filter and projection over several tables (or with
@@ -430,6 +434,11 @@ struct QueryFacts {
     /// `a.x = b.y` conditions (WHERE and JOIN ... ON, ANDed at the top)
     /// between plain columns of two different table references.
     equalities: Vec<((u32, i16), (u32, i16))>,
+    /// Those of `equalities` outside subqueries in expressions whose
+    /// operator is the btree equality of both columns' types (the one
+    /// their unique indexes use): see [`implied_references`]. Empty in a
+    /// branch of a UNION ALL.
+    strict_equalities: Vec<((u32, i16), (u32, i16))>,
     /// Table references on the nullable side of an outer join.
     nullable: Vec<u32>,
     /// Per output: the algebraic aggregate it is, if it is one.
@@ -1256,12 +1265,14 @@ impl Levels {
     }
 
     /// `a.x = b.y` conditions between plain columns of two table references
-    /// (WHERE and JOIN ... ON, ANDed at the top, at every level), and the
+    /// (WHERE and JOIN ... ON, ANDed at the top, at every level), those of
+    /// them whose operator is the btree equality of both types, and the
     /// table references on the nullable side of an outer join.
-    unsafe fn equalities_and_nullable(&self) -> (Vec<Equality>, Vec<u32>) {
+    unsafe fn equalities_and_nullable(&self) -> (Vec<Equality>, Vec<Equality>, Vec<u32>) {
         // SAFETY: see walk.
         unsafe {
             let mut equalities = Vec::new();
+            let mut strict = Vec::new();
             let mut nullable = Vec::new();
             for level in 0..self.levels.len() {
                 let jt = (*self.levels[level].q).jointree;
@@ -1297,13 +1308,34 @@ impl Levels {
                         {
                             if a.0 != b.0 {
                                 equalities.push((a, b));
+                                if is_btree_equality(op.opno, *l, *r) {
+                                    strict.push((a, b));
+                                }
                             }
                         }
                     }
                 }
             }
-            (equalities, nullable)
+            (equalities, strict, nullable)
         }
+    }
+}
+
+/// Is `opno` (applied to `l` and `r`) the equality of the default btree
+/// operator family of both argument types, the one a primary key's unique
+/// index uses?
+///
+/// # Safety
+/// `l` and `r` are valid expression nodes.
+unsafe fn is_btree_equality(opno: pg_sys::Oid, l: *mut pg_sys::Node, r: *mut pg_sys::Node) -> bool {
+    // SAFETY: catalog lookups on valid nodes' types (the caller's).
+    unsafe {
+        [l, r].into_iter().all(|arg| {
+            let opclass = pg_sys::GetDefaultOpClass(pg_sys::exprType(arg), pg_sys::BTREE_AM_OID);
+            opclass != pg_sys::InvalidOid
+                && pg_sys::get_op_opfamily_strategy(opno, pg_sys::get_opclass_family(opclass))
+                    == pg_sys::BTEqualStrategyNumber as i32
+        })
     }
 }
 
@@ -1449,6 +1481,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             outputs: Vec::new(),
             group_refs: Vec::new(),
             equalities: Vec::new(),
+            strict_equalities: Vec::new(),
             nullable: Vec::new(),
             aggregates: Vec::new(),
             derived: Vec::new(),
@@ -1480,7 +1513,10 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 let rte = *rtable
                     .get(index as usize - 1)
                     .ok_or_else(|| PgtError::Internal("UNION ALL branch out of range".into()))?;
-                let branch = read_query((*rte).subquery, (i as u32 + 1) * BRANCH_SPAN)?;
+                let mut branch = read_query((*rte).subquery, (i as u32 + 1) * BRANCH_SPAN)?;
+                // (A branch's rows are identified by all its tables' keys:
+                // the union's apply reads no followed changes.)
+                branch.strict_equalities.clear();
                 f.relations.extend(branch.relations.iter().copied());
                 f.branches.push(branch);
             }
@@ -1665,9 +1701,10 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         }
         f.output_sql = output_sql;
         f.group_refs = group_refs;
-        let (mut equalities, nullable) = levels.equalities_and_nullable();
+        let (mut equalities, strict, nullable) = levels.equalities_and_nullable();
         equalities.extend(sub_edges);
         f.equalities = equalities;
+        f.strict_equalities = strict;
         f.nullable = nullable;
         Ok(f)
     }
@@ -2381,6 +2418,7 @@ fn multiset_plan(
         full_on,
         pushdown: false,
         multiset: Some(multiset),
+        implied: Vec::new(),
     }))
 }
 
@@ -2437,6 +2475,7 @@ fn slice_plan(
         full_on,
         pushdown: false,
         multiset: None,
+        implied: Vec::new(),
     };
     Ok(Some((plan, dimensions)))
 }
@@ -2486,6 +2525,7 @@ fn scalar(f: &QueryFacts) -> Plan {
         full_on: Vec::new(),
         pushdown: false,
         multiset: None,
+        implied: Vec::new(),
     }
 }
 
@@ -2518,6 +2558,7 @@ fn union_all(
         full_on: Vec::new(),
         pushdown: false,
         multiset: None,
+        implied: Vec::new(),
     }))
 }
 
@@ -2644,6 +2685,7 @@ fn decide_shape(
         full_on: Vec::new(),
         pushdown: false,
         multiset: None,
+        implied: Vec::new(),
     };
     // Grouped rows over a join, keyed by columns of one table reference.
     let over_join = |key: Vec<KeyColumn>| -> PgtResult<Result<Plan, Unsupported>> {
@@ -2730,6 +2772,7 @@ fn decide_shape(
             full_on,
             pushdown: false,
             multiset: None,
+            implied: Vec::new(),
         }))
     };
     if f.has_aggs || f.has_group {
@@ -2782,6 +2825,7 @@ fn decide_shape(
                 full_on: Vec::new(),
                 pushdown: false,
                 multiset: None,
+                implied: Vec::new(),
             }));
         }
         // Over an inner join with count/sum/avg only: running totals.
@@ -2811,6 +2855,7 @@ fn decide_shape(
             full_on: Vec::new(),
             pushdown: false,
             multiset: None,
+            implied: Vec::new(),
         }));
     }
     // Rows: every table reference's primary key must be in the output.
@@ -2835,18 +2880,32 @@ fn decide_shape(
             full_on: Vec::new(),
             pushdown: false,
             multiset: None,
+            implied: Vec::new(),
         })
     };
-    let mut key = Vec::new();
+    let mut keys = Vec::new();
     for &(rte, relid, _) in &f.relations {
-        let pk = primary_key(relid)?;
+        keys.push((rte, primary_key(relid)?));
+    }
+    // References another one's rows determine are identified by its key
+    // (an inner join without subqueries in expressions).
+    let implied = if f.sub_relations.is_empty() && f.left_join.is_none() && f.full_join.is_none() {
+        implied_references(&keys, &f.strict_equalities)
+    } else {
+        Vec::new()
+    };
+    let mut key = Vec::new();
+    for (&(rte, relid, _), (_, pk)) in f.relations.iter().zip(&keys) {
+        if implied.contains(&rte) {
+            continue;
+        }
         if pk.is_empty() {
             if let Some(plan) = keyless() {
                 return Ok(Ok(plan));
             }
             return Ok(unsupported("a table the query reads has no primary key, so rows have no identity"));
         }
-        for attnum in &pk {
+        for attnum in pk {
             match f.outputs.iter().position(|(c, _)| *c == Some((rte, *attnum))) {
                 Some(i) => key.push(KeyColumn {
                     output_attnum: i as i16 + 1,
@@ -2902,7 +2961,12 @@ fn decide_shape(
     // conditions, see key_recompute::expand_join_groups).
     let mut full_on = Vec::new();
     let join = if f.sub_relations.is_empty() {
-        None
+        // (Implied references' changes are followed along equalities
+        // whose operator keeps them exact.)
+        (!implied.is_empty()).then(|| JoinGraph {
+            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            edges: f.strict_equalities.clone(),
+        })
     } else {
         if shape != Shape::Rows {
             return Ok(unsupported(
@@ -2932,7 +2996,39 @@ fn decide_shape(
         full_on,
         pushdown: false,
         multiset: None,
+        implied,
     }))
+}
+
+/// The table references of an inner join whose rows another reference's
+/// rows determine: every column of its primary key (`keys`: per reference,
+/// its primary key's columns) is equal, by the btree equality of its type
+/// (`edges`), to a column of one other reference, so each row of that one
+/// meets at most one of its rows (a dimension joined by its key to a fact
+/// table). That reference's key then identifies the joined rows on its
+/// own, and a change of an implied reference reaches the stream table's
+/// rows through the rows it is joined to (followed along the equalities:
+/// key_recompute::expand_join_groups), so the stream table needs neither
+/// its key columns nor an index on them. References are decided last to
+/// first, each implied only by one not implied itself (so one of `a.id =
+/// b.id` stays keyed, and the first of a chain keys the others).
+fn implied_references(keys: &[(u32, Vec<i16>)], edges: &[Equality]) -> Vec<u32> {
+    let mut implied: Vec<u32> = Vec::new();
+    for (rte, pk) in keys.iter().rev() {
+        let equal_to = |other: u32, attnum: i16| {
+            edges
+                .iter()
+                .any(|&(a, b)| (a == (*rte, attnum) && b.0 == other) || (b == (*rte, attnum) && a.0 == other))
+        };
+        let determined = keys
+            .iter()
+            .filter(|(other, _)| other != rte && !implied.contains(other))
+            .any(|(other, _)| pk.iter().all(|a| equal_to(*other, *a)));
+        if !pk.is_empty() && determined {
+            implied.push(*rte);
+        }
+    }
+    implied
 }
 
 /// The tables of the subqueries' table references that `tied` rejects
@@ -2972,6 +3068,7 @@ mod tests {
             outputs: vec![(Some((1, 1)), 0), (Some((1, 3)), 0), (None, 0)],
             group_refs: vec![],
             equalities: vec![],
+            strict_equalities: vec![],
             nullable: vec![],
             aggregates: vec![None, None, None],
             derived: vec![None, None, None],
@@ -3022,6 +3119,52 @@ mod tests {
         assert!(no_pk.0.contains("no primary key"));
         let pk_not_selected = decide(&facts(), |_| Ok(vec![2])).unwrap().unwrap_err();
         assert!(pk_not_selected.0.contains("does not include"));
+    }
+
+    #[test]
+    fn references_joined_by_their_key_are_implied() {
+        // T (rte 1) joined to U (rte 2) by U's key: t.c3 = u.c1.
+        let joined = |strict: bool| {
+            let mut f = facts();
+            f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+            f.equalities = vec![((1, 3), (2, 1))];
+            if strict {
+                f.strict_equalities = f.equalities.clone();
+            }
+            f
+        };
+        let plan = decide(&joined(true), pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Rows);
+        assert_eq!(plan.key, vec![key(1, 1, T, 1)], "U's key is neither selected nor needed");
+        assert_eq!(plan.implied, vec![2]);
+        assert_eq!(plan.sources(), vec![T, U]);
+        assert_eq!(plan.followed(), vec![(2, U, 1, vec![((2, 1), (1, 3))])]);
+        assert_eq!(plan.captured_columns(U), vec![1]);
+        assert_eq!(plan.captured_columns(T), vec![1, 3]);
+        assert_eq!(super::super::inserted::eligible(&plan), Some(vec![T, U]));
+        // Selected, U's key stays out of the key.
+        let mut selected = joined(true);
+        selected.outputs.push((Some((2, 1)), 0));
+        selected.aggregates.push(None);
+        selected.derived.push(None);
+        assert_eq!(decide(&selected, pk1).unwrap().unwrap().key, vec![key(1, 1, T, 1)]);
+        // An `=` that is not its type's btree equality proves nothing.
+        assert!(decide(&joined(false), pk1).unwrap().unwrap_err().0.contains("primary key of every"));
+        // One of two tables joined by both keys stays keyed (the first).
+        let mut both = joined(true);
+        both.strict_equalities = vec![((1, 1), (2, 1))];
+        let plan = decide(&both, pk1).unwrap().unwrap();
+        assert_eq!((plan.key, plan.implied), (vec![key(1, 1, T, 1)], vec![2]));
+        // A chain: rte 3 by U, U by T.
+        assert_eq!(
+            implied_references(
+                &[(1, vec![1]), (2, vec![1]), (3, vec![1, 2])],
+                &[((1, 3), (2, 1)), ((3, 1), (2, 4)), ((2, 5), (3, 2))]
+            ),
+            vec![3, 2]
+        );
+        // A key column equal to nothing: not implied.
+        assert!(implied_references(&[(1, vec![1]), (2, vec![1, 2])], &[((1, 3), (2, 1))]).is_empty());
     }
 
     #[test]

@@ -24,21 +24,27 @@ use crate::error::{PgtError, PgtResult};
 use crate::hooks::nodes::list_ptrs;
 
 /// The sources whose INSERTs a plan may apply from their new rows alone
-/// (each referenced once, by a key-bearing reference), or None when the
-/// plan is not rows keyed by every table's primary key: a filter,
+/// (each referenced once, by a key-bearing or implied reference), or None
+/// when the plan is not rows keyed by its tables' primary keys: a filter,
 /// projection or inner join without subqueries, ORDER BY ... LIMIT or
 /// stream tables among its sources.
+///
+/// (An implied reference's new rows add rows too: its key is equal to
+/// columns of the rows that determine it, which met no row of it with that
+/// key before, so had no row in the stream table.)
 pub fn eligible(plan: &super::analysis::Plan) -> Option<Vec<pg_sys::Oid>> {
     if plan.shape != super::analysis::Shape::Rows
         || plan.topk.is_some()
         || plan.reads_stream_tables
         || !plan.full_on.is_empty()
-        || !plan.followed().is_empty()
+        || plan.followed().iter().any(|(rte, _, _, _)| !plan.implied.contains(rte))
     {
         return None;
     }
     let groups = plan.key_groups();
-    let sources: Vec<pg_sys::Oid> = groups.iter().map(|g| g[0].source).collect();
+    let implied = plan.join.iter().flat_map(|j| &j.tables).filter(|(rte, _)| plan.implied.contains(rte));
+    let sources: Vec<pg_sys::Oid> =
+        groups.iter().map(|g| g[0].source).chain(implied.map(|(_, s)| *s)).collect();
     let once: Vec<pg_sys::Oid> =
         sources.iter().copied().filter(|s| sources.iter().filter(|t| *t == s).count() == 1).collect();
     (!once.is_empty() && plan.sources().len() == sources.len()).then_some(once)

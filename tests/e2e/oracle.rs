@@ -138,6 +138,14 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT k * 2 AS k2, count(*) FROM t1 GROUP BY k * 2", false),
     ("SELECT id, v FROM t1 TABLESAMPLE SYSTEM (100) REPEATABLE (1)", false),
     ("SELECT t1.id, t1.v, t2.note FROM t1 JOIN t2 ON t1.id = t2.id",true),
+    // Tables joined by their primary key: identified by the rows they are
+    // joined to (a chain, a self-join, the key selected or not, FROM
+    // subqueries).
+    ("SELECT t1.id, t1.v, t2.note FROM t1 JOIN t2 ON t2.id = t1.k", true),
+    ("SELECT t1.id, t2.id AS id2, t2.note, t1.g FROM t1 JOIN t2 ON t2.id = t1.k WHERE t1.v > 20 AND t2.note IS NOT NULL", true),
+    ("SELECT a.id, b.v AS bv, c.note FROM t1 a JOIN t1 b ON b.id = a.k JOIN t2 c ON c.id = b.k", true),
+    ("SELECT t2.id, t2.note, t1.v FROM t2 JOIN t1 ON t1.id = t2.k", true),
+    ("SELECT x.id, y.note FROM (SELECT id, k FROM t1 WHERE flag) x JOIN (SELECT id, note FROM t2) y ON y.id = x.k", true),
     // Inner joins keyed by the primary key of every joined table.
     ("SELECT t1.id, t2.id AS id2, t1.v, t2.note FROM t1 JOIN t2 ON t1.k = t2.k", true),
     ("SELECT t1.id, t2.id AS id2 FROM t1, t2 WHERE t1.k = t2.k AND t1.v > t2.id", true),
