@@ -260,18 +260,22 @@ printf '%-6s %-11s %10s %10s %10s %12s %14s\n' view impl "tps c=1" "lat ms c=1" 
 declare -A base_lat
 for shape in aggregate join; do
     q=$agg_q; [ "$shape" = join ] && q=$join_q
-    declare -A added
+    declare -A added added_ins
     for impl in none pg_ivm pg_trickle; do
         setup_imm "$impl" "$q"
         read -r tps1 lat1 < <(pgb 1)
         read -r tps8 _ < <(pgb 8)
         ins=$(ms "INSERT INTO src SELECT 20000000 + i, i % 1000, i, 'x' FROM generate_series(1, 100000) i")
-        [ "$impl" = none ] && base_lat[$shape]=$lat1
+        [ "$impl" = none ] && base_lat[$shape]=$lat1 && base_ins=$ins
         added[$impl]=$(echo "$lat1 ${base_lat[$shape]}" | awk '{printf "%.3f", $1 - $2}')
+        added_ins[$impl]=$(echo "$ins $base_ins" | awk '{printf "%.1f", $1 - $2}')
         printf '%-6s %-11s %10.0f %10.3f %10.0f %12.1f %14s\n' "$shape" "$impl" "$tps1" "$lat1" "$tps8" "$ins" "${added[$impl]}"
     done
     printf '%-6s pg_trickle added latency / pg_ivm added latency: %s\n' "$shape" \
         "$(echo "${added[pg_trickle]} ${added[pg_ivm]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')"
+    printf '%-6s pg_trickle added INSERT time / pg_ivm added INSERT time: %s (%s ms / %s ms)\n' "$shape" \
+        "$(echo "${added_ins[pg_trickle]} ${added_ins[pg_ivm]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')" \
+        "${added_ins[pg_trickle]}" "${added_ins[pg_ivm]}"
 done
 
 # ---------------------------------------------------------------------------
