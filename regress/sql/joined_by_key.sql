@@ -100,6 +100,28 @@ CREATE MATERIALIZED VIEW visited_region WITH (pgtrickle.stream) AS
 SELECT v.id, s.region, s.code, s.city FROM visits v JOIN stores s ON s.region = v.region;
 SELECT value FROM pgtrickle.explain_stream_table('visited_region') WHERE property = 'row identity';
 
+-- Equal under a nondeterministic collation is not equal keys: 'A' and
+-- 'a' are two rows of tags, both joined to a row of labels.
+CREATE COLLATION jbk.nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE tags (code text PRIMARY KEY, label text);
+CREATE TABLE labelled_items (id int PRIMARY KEY, code text);
+INSERT INTO tags VALUES ('A', 'upper'), ('a', 'lower'), ('b', 'bee');
+INSERT INTO labelled_items VALUES (1, 'a'), (2, 'B');
+CREATE MATERIALIZED VIEW tagged WITH (pgtrickle.stream) AS
+SELECT i.id, t.code, t.label FROM labelled_items i JOIN tags t ON t.code = i.code COLLATE jbk.nocase;
+SELECT value FROM pgtrickle.explain_stream_table('tagged') WHERE property = 'row identity';
+INSERT INTO tags VALUES ('B', 'big bee');
+REFRESH MATERIALIZED VIEW tagged;
+SELECT * FROM tagged ORDER BY id, code;
+
+-- The first rows by a fact table's column, named by a dimension.
+CREATE MATERIALIZED VIEW top_sales WITH (pgtrickle.stream) AS
+SELECT s.id, s.qty, p.name FROM sales s JOIN products p ON p.id = s.product_id ORDER BY s.qty DESC, s.id LIMIT 4;
+UPDATE products SET name = 'top product' WHERE id = (SELECT product_id FROM sales WHERE product_id IS NOT NULL ORDER BY qty DESC, id LIMIT 1);
+DELETE FROM products WHERE id = (SELECT product_id FROM sales WHERE product_id IS NOT NULL ORDER BY qty DESC, id OFFSET 3 LIMIT 1);
+REFRESH MATERIALIZED VIEW top_sales;
+SELECT jbk.check('top_sales', 'SELECT s.id, s.qty, p.name FROM sales s JOIN products p ON p.id = s.product_id ORDER BY s.qty DESC, s.id LIMIT 4');
+
 -- IMMEDIATE: a statement's rows are applied before it returns; an INSERT
 -- into the fact table or into a dimension adds rows computed from its
 -- new rows alone.

@@ -1308,7 +1308,7 @@ impl Levels {
                         {
                             if a.0 != b.0 {
                                 equalities.push((a, b));
-                                if is_btree_equality(op.opno, *l, *r) {
+                                if is_btree_equality(op.opno, op.inputcollid, *l, *r) {
                                     strict.push((a, b));
                                 }
                             }
@@ -1321,15 +1321,24 @@ impl Levels {
     }
 }
 
-/// Is `opno` (applied to `l` and `r`) the equality of the default btree
-/// operator family of both argument types, the one a primary key's unique
-/// index uses?
+/// Is `opno` (applied to `l` and `r` under collation `collation`) the
+/// equality of the default btree operator family of both argument types,
+/// the one a primary key's unique index uses? (Under a nondeterministic
+/// collation, `=` may hold between values a key keeps apart.)
 ///
 /// # Safety
 /// `l` and `r` are valid expression nodes.
-unsafe fn is_btree_equality(opno: pg_sys::Oid, l: *mut pg_sys::Node, r: *mut pg_sys::Node) -> bool {
+unsafe fn is_btree_equality(
+    opno: pg_sys::Oid,
+    collation: pg_sys::Oid,
+    l: *mut pg_sys::Node,
+    r: *mut pg_sys::Node,
+) -> bool {
     // SAFETY: catalog lookups on valid nodes' types (the caller's).
     unsafe {
+        if collation != pg_sys::InvalidOid && !pg_sys::get_collation_isdeterministic(collation) {
+            return false;
+        }
         [l, r].into_iter().all(|arg| {
             let opclass = pg_sys::GetDefaultOpClass(pg_sys::exprType(arg), pg_sys::BTREE_AM_OID);
             opclass != pg_sys::InvalidOid
