@@ -55,7 +55,11 @@ CREATE TABLE pgtrickle.pgt_refresh_history (
     changes_consumed bigint,
     outcome      text NOT NULL DEFAULT 'running'
         CHECK (outcome IN ('running', 'ok', 'error')),
-    message      text
+    message      text,
+    -- A differential refresh that recomputed rows by key: how many keys
+    -- (those reached through joins included), the measure its cost is
+    -- predicted by (refresh::adaptive).
+    keys_affected bigint
 );
 CREATE INDEX ON pgtrickle.pgt_refresh_history (relid, id);
 
@@ -78,7 +82,7 @@ REVOKE ALL ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_sources, pgtrickle.pgt_
 GRANT SELECT ON pgtrickle.pgt_sources, pgtrickle.pgt_change_buffers TO PUBLIC;
 -- Error messages may show data: last_error and the history's message are
 -- left out, and the views show them to those who may read the stream table.
-GRANT SELECT (id, relid, mode, trigger, started_at, finished_at, rows_applied, changes_consumed, outcome)
+GRANT SELECT (id, relid, mode, trigger, started_at, finished_at, rows_applied, changes_consumed, outcome, keys_affected)
    ON pgtrickle.pgt_refresh_history TO PUBLIC;
 GRANT SELECT (relid, requested_mode, refresh_mode, schedule, status, needs_full, consecutive_errors,
               next_retry_at, created_at, last_refresh_at, row_count, consumes_changes, frontier,

@@ -75,6 +75,54 @@ SELECT mode, changes_consumed FROM af.last();
 SELECT count(*) AS differ FROM ((TABLE big_v EXCEPT ALL SELECT id, v FROM t WHERE v > 10)
   UNION ALL (SELECT id, v FROM t WHERE v > 10 EXCEPT ALL TABLE big_v)) d;
 
+-- Rows recomputed by key are predicted by their affected keys when the
+-- last differential refresh counted them: a change of a table joined by
+-- its primary key (dim) reaches every row joined to it, so few changes
+-- may recompute many rows.
+CREATE TABLE dim (k int PRIMARY KEY, label text);
+INSERT INTO dim SELECT k, 'k' || k FROM generate_series(0, 4) k;
+CREATE TABLE u (id int PRIMARY KEY, k int, v int);
+INSERT INTO u SELECT i, i % 5, i FROM generate_series(1, 100) i;
+CREATE MATERIALIZED VIEW joined WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT u.id, u.v, dim.label FROM u JOIN dim ON dim.k = u.k;
+CREATE FUNCTION af.past_joined(mode text, ms int, changes int, keys int) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO pgtrickle.pgt_refresh_history
+         (relid, mode, trigger, started_at, finished_at, outcome, changes_consumed, rows_applied, keys_affected)
+  VALUES ('joined'::regclass, mode, 'manual', now() - make_interval(secs => ms / 1000.0), now(), 'ok',
+          changes, changes, keys)
+$$;
+CREATE FUNCTION af.last_joined() RETURNS TABLE (mode text, changes_consumed bigint, keys_affected bigint, message text)
+LANGUAGE sql AS $$
+  SELECT mode, changes_consumed, keys_affected, message FROM pgtrickle.pgt_refresh_history
+   WHERE relid = 'joined'::regclass ORDER BY id DESC LIMIT 1
+$$;
+-- After 2 changes (one row of dim) that recomputed 60 keys in 400 ms, 40
+-- changes of u reaching 20 keys: 133 ms predicted, less than 500.
+SELECT af.past_joined('full', 500, 0, NULL);
+SELECT af.past_joined('differential', 400, 2, 60);
+UPDATE u SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW joined;
+SELECT * FROM af.last_joined();
+-- Without keys counted, by changes: 40 times 2 changes, FULL.
+SELECT af.past_joined('full', 500, 0, NULL);
+SELECT af.past_joined('differential', 400, 2, NULL);
+UPDATE u SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW joined;
+SELECT * FROM af.last_joined();
+-- A change of dim counts the rows of u it reaches (20 with k = 1).
+SELECT af.past_joined('differential', 400, 10, 100);
+UPDATE dim SET label = 'one' WHERE k = 1;
+REFRESH MATERIALIZED VIEW joined;
+SELECT * FROM af.last_joined();
+-- By keys it may also fall back: 20 keys after 2 in 400 ms.
+SELECT af.past_joined('full', 500, 0, NULL);
+SELECT af.past_joined('differential', 400, 10, 2);
+UPDATE u SET v = v + 1 WHERE id <= 20;
+REFRESH MATERIALIZED VIEW joined;
+SELECT * FROM af.last_joined();
+SELECT count(*) AS differ FROM ((TABLE joined EXCEPT ALL SELECT u.id, u.v, dim.label FROM u JOIN dim ON dim.k = u.k)
+  UNION ALL (SELECT u.id, u.v, dim.label FROM u JOIN dim ON dim.k = u.k EXCEPT ALL TABLE joined)) d;
+
 RESET pg_trickle.differential_max_change_fraction;
 DROP SCHEMA af CASCADE;
 RESET search_path;

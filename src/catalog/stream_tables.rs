@@ -214,23 +214,38 @@ pub fn sources_of(relid: pg_sys::Oid) -> PgtResult<Vec<Source>> {
     })
 }
 
+/// What the last refreshes of a stream table cost (see
+/// refresh::adaptive).
+pub struct RefreshCosts {
+    /// The last full refresh's time.
+    pub full_ms: f64,
+    /// The last differential refresh that consumed changes: its time, its
+    /// changes, its affected keys (when it recomputed rows by key).
+    pub diff_ms: f64,
+    pub diff_changes: i64,
+    pub diff_keys: Option<i64>,
+    /// Full refreshes since that differential one.
+    pub fulls_since: i64,
+}
+
 /// The cost of the stream table's last successful refreshes: (the last
 /// full one's ms, the last differential one with changes: its ms and its
 /// changes, and how many full refreshes came after it); None until it has
 /// both.
-pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<(f64, f64, i64, i64)>> {
+pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<RefreshCosts>> {
     crate::catalog::sys::kept(
         "SELECT f.ms, d.ms, d.changes, \
                 (SELECT pg_catalog.count(*) FROM pgtrickle.pgt_refresh_history x \
                   WHERE x.relid OPERATOR(pg_catalog.=) $1 AND x.mode OPERATOR(pg_catalog.=) 'full' \
-                    AND x.id OPERATOR(pg_catalog.>) d.id) \
+                    AND x.id OPERATOR(pg_catalog.>) d.id), d.keys \
            FROM (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
                         OPERATOR(pg_catalog.*) 1000 AS ms \
                    FROM pgtrickle.pgt_refresh_history h \
                   WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'full' \
                     AND h.outcome OPERATOR(pg_catalog.=) 'ok' ORDER BY h.id DESC LIMIT 1) f, \
                 (SELECT pg_catalog.date_part('epoch', h.finished_at OPERATOR(pg_catalog.-) h.started_at) \
-                        OPERATOR(pg_catalog.*) 1000 AS ms, h.changes_consumed AS changes, h.id \
+                        OPERATOR(pg_catalog.*) 1000 AS ms, h.changes_consumed AS changes, h.id, \
+                        h.keys_affected AS keys \
                    FROM pgtrickle.pgt_refresh_history h \
                   WHERE h.relid OPERATOR(pg_catalog.=) $1 AND h.mode OPERATOR(pg_catalog.=) 'differential' \
                     AND h.outcome OPERATOR(pg_catalog.=) 'ok' AND h.changes_consumed OPERATOR(pg_catalog.>) 0 \
@@ -243,7 +258,13 @@ pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<(f64, f64, i64, i64
             }
             let row = rows.first();
             Ok(match (row.get::<f64>(1)?, row.get::<f64>(2)?, row.get::<i64>(3)?, row.get::<i64>(4)?) {
-                (Some(full), Some(ms), Some(n), Some(fulls)) => Some((full, ms, n, fulls)),
+                (Some(full_ms), Some(diff_ms), Some(diff_changes), Some(fulls_since)) => Some(RefreshCosts {
+                    full_ms,
+                    diff_ms,
+                    diff_changes,
+                    diff_keys: row.get::<i64>(5)?,
+                    fulls_since,
+                }),
                 _ => None,
             })
         },
@@ -267,6 +288,8 @@ pub struct RefreshResult {
     /// Rows written: the new contents for FULL, deleted + inserted for DIFFERENTIAL.
     pub rows: i64,
     pub changes_consumed: i64,
+    /// A differential refresh that recomputed rows by key: how many keys.
+    pub keys_affected: Option<i64>,
     pub frontier: Option<Frontier>,
     /// Why a DIFFERENTIAL stream table was refreshed in FULL, if it was.
     pub message: Option<String>,
@@ -296,7 +319,7 @@ pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> Pg
     crate::catalog::sys::kept_run(
         "UPDATE pgtrickle.pgt_refresh_history \
             SET finished_at = pg_catalog.clock_timestamp(), rows_applied = $2, \
-                changes_consumed = $3, outcome = 'ok', mode = $4, message = $5 \
+                changes_consumed = $3, outcome = 'ok', mode = $4, message = $5, keys_affected = $6 \
           WHERE id OPERATOR(pg_catalog.=) $1",
         &[
             id.into(),
@@ -304,6 +327,7 @@ pub fn history_finish(id: i64, relid: pg_sys::Oid, result: &RefreshResult) -> Pg
             result.changes_consumed.into(),
             result.mode.as_str().into(),
             result.message.clone().into(),
+            result.keys_affected.filter(|_| result.mode == RefreshMode::Differential).into(),
         ],
     )?;
     let f = result.frontier.as_ref();

@@ -117,6 +117,7 @@ pub fn refresh_on(
         mode: RefreshMode::Full,
         rows: 0,
         changes_consumed: 0,
+        keys_affected: None,
         // IMMEDIATE stream tables are always current: they keep no frontier
         // (and so hold back no trimming).
         // A FULL one that consumes changes keeps one too: it tells whether
@@ -194,6 +195,8 @@ pub fn refresh_on(
         Some((plan, window)) => {
             // The window's change rows (counted, for running totals and
             // changed rows' images) or its affected keys, and its size.
+            // (Rows recomputed by key: their keys measure the work.)
+            let keyed = plan.rows.is_none() && plan.algebraic.is_none() && plan.multiset.is_none();
             let (affected, changes, groups) = if plan.rows.is_some() {
                 // Changed rows' images (one table): the count is enough.
                 let count = dvm::key_recompute::changes_in(&plan, snapshot, &window)?;
@@ -241,6 +244,7 @@ pub fn refresh_on(
                 (affected, Vec::new(), groups)
             };
             result.changes_consumed = affected.changes;
+            result.keys_affected = keyed.then_some(affected.keys);
             // (Over slices, the changes that may touch one, counted only
             // when all of them would be too many.)
             let relevant = || -> PgtResult<Option<i64>> {
@@ -587,6 +591,13 @@ fn too_large(
 /// scaled to these changes, against the last full one's time; the reason
 /// to refresh in FULL when the prediction is longer.
 ///
+/// Rows recomputed by key are scaled by their affected keys when both
+/// refreshes counted them: a change of a table joined by its primary key
+/// (a dimension) reaches every row joined to it, so a refresh of two
+/// such changes may recompute 1,000 rows where one of 1,000 changes of
+/// the other table recomputes 1,000 too; by changes, the first would
+/// predict the second 500 times slower than it is.
+///
 /// Scaled up to more changes than it applied, by a power above one: past
 /// some size the planner's estimates of change rows go wrong and plans
 /// with them (TPC-H Q9 at scale factor 1: 350 ms for 20,916 changes,
@@ -596,14 +607,21 @@ fn too_large(
 /// mix may have changed since it was measured.
 fn adaptive(relid: pg_sys::Oid, affected: &dvm::key_recompute::Affected) -> PgtResult<Option<String>> {
     if guc::ADAPTIVE_FALLBACK.get() && affected.changes > 0 {
-        if let Some((full_ms, diff_ms, diff_changes, fulls_since)) = stream_tables::refresh_costs(relid)? {
-            let scale = affected.changes as f64 / diff_changes.max(1) as f64;
-            let predicted = diff_ms * if scale > 1.0 { scale.powf(ADAPTIVE_GROWTH) } else { scale };
-            if full_ms >= ADAPTIVE_MIN_FULL_MS && predicted > full_ms && fulls_since < ADAPTIVE_RETRY_AFTER {
+        if let Some(c) = stream_tables::refresh_costs(relid)? {
+            let (unit, now, then) = match c.diff_keys {
+                Some(keys) if keys > 0 && affected.keys > 0 => ("affected keys", affected.keys, keys),
+                _ => ("changes", affected.changes, c.diff_changes),
+            };
+            let scale = now as f64 / then.max(1) as f64;
+            let predicted = c.diff_ms * if scale > 1.0 { scale.powf(ADAPTIVE_GROWTH) } else { scale };
+            if c.full_ms >= ADAPTIVE_MIN_FULL_MS
+                && predicted > c.full_ms
+                && c.fulls_since < ADAPTIVE_RETRY_AFTER
+            {
                 return Ok(Some(format!(
-                    "at the rate of its last differential refresh ({diff_changes} changes in {diff_ms:.0} ms), \
-                     {} changes would take longer than its last full refresh ({full_ms:.0} ms)",
-                    affected.changes
+                    "at the rate of its last differential refresh ({then} {unit} in {:.0} ms), \
+                     {now} {unit} would take longer than its last full refresh ({:.0} ms)",
+                    c.diff_ms, c.full_ms
                 )));
             }
         }
