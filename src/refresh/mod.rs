@@ -591,12 +591,15 @@ fn too_large(
 /// scaled to these changes, against the last full one's time; the reason
 /// to refresh in FULL when the prediction is longer.
 ///
-/// Rows recomputed by key are scaled by their affected keys when both
-/// refreshes counted them: a change of a table joined by its primary key
-/// (a dimension) reaches every row joined to it, so a refresh of two
-/// such changes may recompute 1,000 rows where one of 1,000 changes of
-/// the other table recomputes 1,000 too; by changes, the first would
-/// predict the second 500 times slower than it is.
+/// Rows recomputed by key are scaled by their changes plus their affected
+/// keys when both refreshes counted keys: a refresh reads its changes and
+/// recomputes its keys. A change of a table joined by its primary key (a
+/// dimension) reaches every row joined to it: after 2 such changes that
+/// recomputed 1,000 rows, 1,200 changes of the fact table recomputing
+/// 800 are predicted twice as long, not 600 times (by changes alone).
+/// And a grouped join whose changes all land in its 175 groups (TPC-H
+/// Q9) scales with its changes: by keys alone, 10 times more changes
+/// were predicted as fast, and took 13.6 s against a FULL 1.1 s.
 ///
 /// Scaled up to more changes than it applied, by a power above one: past
 /// some size the planner's estimates of change rows go wrong and plans
@@ -608,9 +611,19 @@ fn too_large(
 fn adaptive(relid: pg_sys::Oid, affected: &dvm::key_recompute::Affected) -> PgtResult<Option<String>> {
     if guc::ADAPTIVE_FALLBACK.get() && affected.changes > 0 {
         if let Some(c) = stream_tables::refresh_costs(relid)? {
-            let (unit, now, then) = match c.diff_keys {
-                Some(keys) if keys > 0 && affected.keys > 0 => ("affected keys", affected.keys, keys),
-                _ => ("changes", affected.changes, c.diff_changes),
+            let (now, then, what_now, what_then) = match c.diff_keys {
+                Some(keys) if keys > 0 && affected.keys > 0 => (
+                    affected.changes + affected.keys,
+                    c.diff_changes + keys,
+                    format!("{} changes and {} affected keys", affected.changes, affected.keys),
+                    format!("{} changes and {keys} affected keys", c.diff_changes),
+                ),
+                _ => (
+                    affected.changes,
+                    c.diff_changes,
+                    format!("{} changes", affected.changes),
+                    format!("{} changes", c.diff_changes),
+                ),
             };
             let scale = now as f64 / then.max(1) as f64;
             let predicted = c.diff_ms * if scale > 1.0 { scale.powf(ADAPTIVE_GROWTH) } else { scale };
@@ -619,8 +632,8 @@ fn adaptive(relid: pg_sys::Oid, affected: &dvm::key_recompute::Affected) -> PgtR
                 && c.fulls_since < ADAPTIVE_RETRY_AFTER
             {
                 return Ok(Some(format!(
-                    "at the rate of its last differential refresh ({then} {unit} in {:.0} ms), \
-                     {now} {unit} would take longer than its last full refresh ({:.0} ms)",
+                    "at the rate of its last differential refresh ({what_then} in {:.0} ms), \
+                     {what_now} would take longer than its last full refresh ({:.0} ms)",
                     c.diff_ms, c.full_ms
                 )));
             }
