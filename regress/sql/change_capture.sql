@@ -121,7 +121,10 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod)
 SELECT action, id FROM buffer_rows('src') WHERE id IN (10, 11);
 -- Columns a stream table reads cannot be dropped or retyped; nor the table.
 ALTER TABLE src DROP COLUMN v;
+-- (Terse: PostgreSQL names whichever dependent rule it finds first.)
+\set VERBOSITY terse
 ALTER TABLE src ALTER COLUMN v TYPE bigint;
+\set VERBOSITY default
 DROP TABLE other;
 DROP MATERIALIZED VIEW cap_o;
 
