@@ -114,6 +114,13 @@ INSERT INTO tags VALUES ('B', 'big bee');
 REFRESH MATERIALIZED VIEW tagged;
 SELECT * FROM tagged ORDER BY id, code;
 
+-- Only the equality of one type with itself implies the key: a bigint
+-- column joined to an integer key keeps both keys.
+CREATE TABLE big_sales (id int PRIMARY KEY, product_id bigint);
+CREATE MATERIALIZED VIEW big_sold WITH (pgtrickle.stream) AS
+SELECT s.id, p.id AS product, p.name FROM big_sales s JOIN products p ON p.id = s.product_id;
+SELECT value FROM pgtrickle.explain_stream_table('big_sold') WHERE property = 'row identity';
+
 -- The first rows by a fact table's column, named by a dimension.
 CREATE MATERIALIZED VIEW top_sales WITH (pgtrickle.stream) AS
 SELECT s.id, s.qty, p.name FROM sales s JOIN products p ON p.id = s.product_id ORDER BY s.qty DESC, s.id LIMIT 4;

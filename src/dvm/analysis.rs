@@ -48,9 +48,10 @@ struct QueryFacts {
     /// `a.x = b.y` conditions (WHERE and JOIN ... ON, ANDed at the top)
     /// between plain columns of two different table references.
     equalities: Vec<((u32, i16), (u32, i16))>,
-    /// Those of `equalities` outside subqueries in expressions whose
-    /// operator is the btree equality of both columns' types (the one
-    /// their unique indexes use): see [`implied_references`]. Empty in a
+    /// Those of `equalities` outside subqueries in expressions that compare
+    /// two values of one built-in type with its own equality (the one its
+    /// unique indexes use) under deterministic collations
+    /// (slices::plain_equality): see [`implied_references`]. Empty in a
     /// branch of a UNION ALL.
     strict_equalities: Vec<((u32, i16), (u32, i16))>,
     /// Table references on the nullable side of an outer join.
@@ -715,7 +716,7 @@ impl Levels {
 
     /// `a.x = b.y` conditions between plain columns of two table references
     /// (WHERE and JOIN ... ON, ANDed at the top, at every level), those of
-    /// them whose operator is the btree equality of both types, and the
+    /// them that compare one built-in type with its own equality, and the
     /// table references on the nullable side of an outer join.
     unsafe fn equalities_and_nullable(&self) -> (Vec<Equality>, Vec<Equality>, Vec<u32>) {
         // SAFETY: see walk.
@@ -757,7 +758,7 @@ impl Levels {
                         {
                             if a.0 != b.0 {
                                 equalities.push((a, b));
-                                if is_btree_equality(op.opno, op.inputcollid, *l, *r) {
+                                if super::slices::plain_equality(op.opno, op.inputcollid, *l, *r) {
                                     strict.push((a, b));
                                 }
                             }
@@ -767,33 +768,6 @@ impl Levels {
             }
             (equalities, strict, nullable)
         }
-    }
-}
-
-/// Is `opno` (applied to `l` and `r` under collation `collation`) the
-/// equality of the default btree operator family of both argument types,
-/// the one a primary key's unique index uses? (Under a nondeterministic
-/// collation, `=` may hold between values a key keeps apart.)
-///
-/// # Safety
-/// `l` and `r` are valid expression nodes.
-unsafe fn is_btree_equality(
-    opno: pg_sys::Oid,
-    collation: pg_sys::Oid,
-    l: *mut pg_sys::Node,
-    r: *mut pg_sys::Node,
-) -> bool {
-    // SAFETY: catalog lookups on valid nodes' types (the caller's).
-    unsafe {
-        if collation != pg_sys::InvalidOid && !pg_sys::get_collation_isdeterministic(collation) {
-            return false;
-        }
-        [l, r].into_iter().all(|arg| {
-            let opclass = pg_sys::GetDefaultOpClass(pg_sys::exprType(arg), pg_sys::BTREE_AM_OID);
-            opclass != pg_sys::InvalidOid
-                && pg_sys::get_op_opfamily_strategy(opno, pg_sys::get_opclass_family(opclass))
-                    == pg_sys::BTEqualStrategyNumber as i32
-        })
     }
 }
 
@@ -2460,7 +2434,7 @@ fn decide_shape(
 
 /// The table references of an inner join whose rows another reference's
 /// rows determine: every column of its primary key (`keys`: per reference,
-/// its primary key's columns) is equal, by the btree equality of its type
+/// its primary key's columns) is equal, by the equality of its type
 /// (`edges`), to a column of one other reference, so each row of that one
 /// meets at most one of its rows (a dimension joined by its key to a fact
 /// table). That reference's key then identifies the joined rows on its
@@ -2606,7 +2580,7 @@ mod tests {
         selected.aggregates.push(None);
         selected.derived.push(None);
         assert_eq!(decide(&selected, pk1).unwrap().unwrap().key, vec![key(1, 1, T, 1)]);
-        // An `=` that is not its type's btree equality proves nothing.
+        // An `=` that is not its type's own equality proves nothing.
         assert!(decide(&joined(false), pk1).unwrap().unwrap_err().0.contains("primary key of every"));
         // One of two tables joined by both keys stays keyed (the first).
         let mut both = joined(true);
