@@ -252,8 +252,8 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     // (Tables joined by their primary key: see
                     // analysis::implied_references.)
                     let mut implied = Vec::new();
-                    for (_, source) in plan.join.iter().flat_map(|j| &j.tables).filter(|(r, _)| plan.implied.contains(r)) {
-                        let name = lifecycle::relation_name(*source)?;
+                    for source in plan.implied_sources() {
+                        let name = lifecycle::relation_name(source)?;
                         if !implied.contains(&name) {
                             implied.push(name);
                         }

@@ -228,10 +228,9 @@ pub struct RefreshCosts {
     pub fulls_since: i64,
 }
 
-/// The cost of the stream table's last successful refreshes: (the last
-/// full one's ms, the last differential one with changes: its ms and its
-/// changes, and how many full refreshes came after it); None until it has
-/// both.
+/// The cost of the stream table's last successful refreshes (see
+/// [`RefreshCosts`]); None until it has a full one and a differential one
+/// with changes.
 pub fn refresh_costs(relid: pg_sys::Oid) -> PgtResult<Option<RefreshCosts>> {
     crate::catalog::sys::kept(
         "SELECT f.ms, d.ms, d.changes, \

@@ -253,10 +253,9 @@ const NON_FINITE: [(&str, &str); 3] = [("__pinf", "Infinity"), ("__ninf", "-Infi
 
 /// `x` as summed: 0 for a special value of `numeric` (see [`non_finite`]).
 fn finite_part(x: &str) -> String {
-    format!(
-        "CASE WHEN {x} IN ('Infinity'::pg_catalog.numeric, '-Infinity'::pg_catalog.numeric, 'NaN'::pg_catalog.numeric) \
-         THEN 0 ELSE {x} END"
-    )
+    let special: Vec<String> =
+        NON_FINITE.iter().map(|(_, value)| format!("'{value}'::pg_catalog.numeric")).collect();
+    format!("CASE WHEN {x} IN ({}) THEN 0 ELSE {x} END", special.join(", "))
 }
 
 /// The totals table's columns after the group's, in order, each as its

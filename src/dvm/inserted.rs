@@ -42,9 +42,8 @@ pub fn eligible(plan: &super::analysis::Plan) -> Option<Vec<pg_sys::Oid>> {
         return None;
     }
     let groups = plan.key_groups();
-    let implied = plan.join.iter().flat_map(|j| &j.tables).filter(|(rte, _)| plan.implied.contains(rte));
     let sources: Vec<pg_sys::Oid> =
-        groups.iter().map(|g| g[0].source).chain(implied.map(|(_, s)| *s)).collect();
+        groups.iter().map(|g| g[0].source).chain(plan.implied_sources()).collect();
     let once: Vec<pg_sys::Oid> =
         sources.iter().copied().filter(|s| sources.iter().filter(|t| *t == s).count() == 1).collect();
     (!once.is_empty() && plan.sources().len() == sources.len()).then_some(once)

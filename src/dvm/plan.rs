@@ -34,7 +34,7 @@ pub struct Plan {
     /// inner join or of slices.
     pub multiset: Option<Multiset>,
     /// For [`Shape::Rows`]: the table references whose rows a keyed one
-    /// determines (see [`implied_references`]); not in the key, their
+    /// determines (see `analysis::implied_references`); not in the key, their
     /// changes followed to it along `join`'s equalities.
     pub implied: Vec<u32>,
 }
@@ -185,6 +185,13 @@ impl JoinGraph {
 }
 
 impl Plan {
+    /// The table of each [implied](Plan::implied) reference, in join order
+    /// (a table referenced twice, twice).
+    pub fn implied_sources(&self) -> Vec<pg_sys::Oid> {
+        let joined = self.join.iter().flat_map(|j| &j.tables);
+        joined.filter(|(rte, _)| self.implied.contains(rte)).map(|(_, source)| *source).collect()
+    }
+
     /// The distinct source tables, in key order (then join order).
     pub fn sources(&self) -> Vec<pg_sys::Oid> {
         let mut out: Vec<pg_sys::Oid> = Vec::new();

@@ -195,8 +195,6 @@ pub fn refresh_on(
         Some((plan, window)) => {
             // The window's change rows (counted, for running totals and
             // changed rows' images) or its affected keys, and its size.
-            // (Rows recomputed by key: their keys measure the work.)
-            let keyed = plan.rows.is_none() && plan.algebraic.is_none() && plan.multiset.is_none();
             let (affected, changes, groups) = if plan.rows.is_some() {
                 // Changed rows' images (one table): the count is enough.
                 let count = dvm::key_recompute::changes_in(&plan, snapshot, &window)?;
@@ -241,10 +239,11 @@ pub fn refresh_on(
                 } else {
                     Vec::new()
                 };
+                // (Rows recomputed by key: their keys measure the work.)
+                result.keys_affected = Some(affected.keys);
                 (affected, Vec::new(), groups)
             };
             result.changes_consumed = affected.changes;
-            result.keys_affected = keyed.then_some(affected.keys);
             // (Over slices, the changes that may touch one, counted only
             // when all of them would be too many.)
             let relevant = || -> PgtResult<Option<i64>> {
