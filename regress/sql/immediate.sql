@@ -69,6 +69,38 @@ CREATE MATERIALIZED VIEW plain_total WITH (pgtrickle.stream = true, pgtrickle.re
 ALTER MATERIALIZED VIEW plain_total SET (pgtrickle.refresh_mode = 'immediate');
 DROP MATERIALIZED VIEW plain_total;
 
+-- The lock a writing statement takes on the stream table (until its
+-- transaction ends): EXCLUSIVE, so writers maintain it one after another;
+-- only ROW EXCLUSIVE, which writers share, when each of its rows belongs
+-- to one row of its one table, by a primary key checked at once, and the
+-- writer is READ COMMITTED (concurrency: tests/e2e/immediate.rs).
+CREATE TABLE deferred_key (id int PRIMARY KEY DEFERRABLE, v int);
+CREATE MATERIALIZED VIEW rich WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+  SELECT id, owner, balance * 2 AS doubled FROM acct WHERE balance > 20;
+CREATE MATERIALIZED VIEW above_average WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+  SELECT id, balance FROM acct a WHERE balance > (SELECT avg(balance) FROM acct);
+CREATE MATERIALIZED VIEW deferred_rows WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+  SELECT id, v FROM deferred_key;
+SELECT st, value AS lock
+  FROM unnest(ARRAY['rich', 'above_average', 'deferred_rows', 'placed', 'totals']) st,
+       pgtrickle.explain_stream_table(st)
+ WHERE property = 'immediate lock';
+BEGIN;
+UPDATE acct SET balance = balance + 1 WHERE id = 1;
+SELECT relation::regclass AS st, bool_or(mode = 'ExclusiveLock') AS exclusive
+  FROM pg_locks WHERE pid = pg_backend_pid() AND relation IN ('rich'::regclass, 'placed'::regclass)
+ GROUP BY 1 ORDER BY 1;
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+UPDATE acct SET balance = balance + 1 WHERE id = 1;
+SELECT relation::regclass AS st, bool_or(mode = 'ExclusiveLock') AS exclusive
+  FROM pg_locks WHERE pid = pg_backend_pid() AND relation IN ('rich'::regclass, 'placed'::regclass)
+ GROUP BY 1 ORDER BY 1;
+ROLLBACK;
+SELECT * FROM rich ORDER BY id;
+DROP MATERIALIZED VIEW rich, above_average, deferred_rows;
+DROP TABLE deferred_key;
+
 -- Writers in REPEATABLE READ or SERIALIZABLE transactions maintain them
 -- too. (One fails with a serialization failure, 40001, when a transaction
 -- that maintained the same stream table committed after its snapshot:

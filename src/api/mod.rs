@@ -270,6 +270,18 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let sources =
                 plan.sources().into_iter().map(lifecycle::relation_name).collect::<PgtResult<Vec<_>>>()?;
             out.push(("sources".into(), Some(sources.join(", "))));
+            if st.effective_mode == crate::catalog::options::RefreshMode::Immediate {
+                // (See refresh::immediate::lock_mode.)
+                let lock = match crate::refresh::immediate::owning_source(&plan)? {
+                    Some(source) => format!(
+                        "ROW EXCLUSIVE for READ COMMITTED writers (each row belongs to one row of {}, by its primary key), \
+                         EXCLUSIVE for others",
+                        lifecycle::relation_name(source)?
+                    ),
+                    None => "EXCLUSIVE".to_string(),
+                };
+                out.push(("immediate lock".into(), Some(lock)));
+            }
             let key_names = crate::dvm::key_recompute::key_names(relid, &plan)?;
             let apply_keys = match plan.shape {
                 crate::dvm::analysis::Shape::LeftJoin { preserved, .. } => keys

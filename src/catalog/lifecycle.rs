@@ -318,7 +318,10 @@ pub fn alter(relid: pg_sys::Oid, changes: &[OptionChange]) -> PgtResult<()> {
     if !sys::current_user_owns(relid) {
         return Err(PgtError::NotOwner { name: relation_name(relid)? });
     }
-    sys::lock_relation(relid, pg_sys::ShareUpdateExclusiveLock);
+    // EXCLUSIVE, as a refresh: it waits for the writers maintaining an
+    // IMMEDIATE stream table, also those holding only ROW EXCLUSIVE (see
+    // refresh::immediate::lock_mode), and they for it.
+    sys::lock_relation(relid, pg_sys::ExclusiveLock);
     // The scheduler looks at the new settings as soon as they commit.
     crate::worker::settings_changed();
     // `pgtrickle.status` is runtime state, not a stored setting.

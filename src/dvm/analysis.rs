@@ -2554,6 +2554,35 @@ mod tests {
     }
 
     #[test]
+    fn one_row_per_source_row() {
+        let rows = || {
+            let mut f = facts();
+            f.output_sql = Some(vec!["c1".into(), "c3".into(), "c1 + c3".into()]);
+            f.output_attnums = vec![1, 3];
+            f
+        };
+        let plan = decide(&rows(), pk1).unwrap().unwrap();
+        assert_eq!(plan.one_row_per_source_row(), Some(T));
+        // A subquery reading a table (even this one): other rows reach it.
+        let mut sub = rows();
+        sub.sub_relations = vec![(3, T, pg_sys::RELKIND_RELATION)];
+        assert_eq!(decide(&sub, pk1).unwrap().unwrap().one_row_per_source_row(), None);
+        // A join; a table referenced twice.
+        let mut joined = rows();
+        joined.relations.push((2, U, pg_sys::RELKIND_RELATION));
+        joined.outputs.push((Some((2, 1)), 0));
+        joined.aggregates.push(None);
+        joined.derived.push(None);
+        assert_eq!(decide(&joined, pk1).unwrap().unwrap().one_row_per_source_row(), None);
+        let mut self_join = joined;
+        self_join.relations[1].1 = T;
+        assert_eq!(decide(&self_join, pk1).unwrap().unwrap().one_row_per_source_row(), None);
+        // Without a key it is a multiset: copies of a row are shared.
+        let keyless = decide(&rows(), |_| Ok(vec![])).unwrap();
+        assert!(keyless.map_or(true, |plan| plan.one_row_per_source_row().is_none()));
+    }
+
+    #[test]
     fn references_joined_by_their_key_are_implied() {
         // T (rte 1) joined to U (rte 2) by U's key: t.c3 = u.c1.
         let joined = |strict: bool| {

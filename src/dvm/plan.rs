@@ -291,6 +291,27 @@ impl Plan {
         st.refs.iter().find(|r| r.id == st.root).map(|r| r.relid)
     }
 
+    /// The table of a filter and projection of that one table keyed by its
+    /// primary key, no subquery reading any table ([`Plan::rows`] of
+    /// [`Shape::Rows`]): each of its rows gives at most one row of the
+    /// stream table, with that row's key, computed from that row alone.
+    /// None for any other plan.
+    pub fn one_row_per_source_row(&self) -> Option<pg_sys::Oid> {
+        if self.shape != Shape::Rows
+            || self.rows.is_none()
+            || self.topk.is_some()
+            || self.reads_stream_tables
+            || !self.full_on.is_empty()
+            || !self.implied.is_empty()
+        {
+            return None;
+        }
+        match self.sources().as_slice() {
+            [source] if self.key_groups().len() == 1 => Some(*source),
+            _ => None,
+        }
+    }
+
     /// The key columns grouped by range table entry (one group per table
     /// reference; a self-join has two groups on one source).
     pub fn key_groups(&self) -> Vec<Vec<KeyColumn>> {

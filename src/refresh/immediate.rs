@@ -177,6 +177,9 @@ thread_local! {
     /// Whether each IMMEDIATE stream table is kept over inner stream
     /// tables (dvm::nested::over_inners), as decided until [`forget`].
     static OVER_INNERS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
+    /// Whether each IMMEDIATE stream table's rows are each owned by one
+    /// source row (see [`lock_mode`]), as decided until [`forget`].
+    static OWNED_ROWS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
     /// Whether a preparation created or dropped a state table in the
     /// current transaction.
     static STATE_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -186,6 +189,72 @@ thread_local! {
 pub fn forget() {
     PREPARED.with(|p| p.borrow_mut().clear());
     OVER_INNERS.with(|o| o.borrow_mut().clear());
+    OWNED_ROWS.with(|o| o.borrow_mut().clear());
+}
+
+/// The lock a statement's maintenance of `relid` takes, held until the
+/// transaction ends (docs/IMMEDIATE.md, "Locking and concurrent writers").
+///
+/// EXCLUSIVE makes the maintainers of a stream table follow one another,
+/// each reading the sources after the one before committed. A READ
+/// COMMITTED statement takes only ROW EXCLUSIVE (which writers share) when
+/// every row of the stream table is owned by one source row: a filter and
+/// projection of one ordinary table keyed by its primary key, checked at
+/// once (not DEFERRABLE), no subquery reading a table
+/// ([`analysis::Plan::one_row_per_source_row`]). Then a statement
+/// maintains only the rows of the keys it changed, old and new, and no
+/// other transaction can change a row with one of those keys until it
+/// ends: an `UPDATE` or `DELETE` holds the row's lock, and an `INSERT` (or
+/// a key updated to a new value) holds the key in the primary key's unique
+/// index, where any other writer of that key waits for it. Two writers
+/// thus never maintain the same rows of the stream table concurrently,
+/// and a writer that waited for another reads (on its new snapshot) what
+/// that one committed. REPEATABLE READ and SERIALIZABLE writers keep
+/// EXCLUSIVE: they read on their transaction's snapshot, which the check
+/// of `refresh::isolation` validates against every maintainer before them.
+///
+/// Decided from the plan before the lock is taken: the plan depends on the
+/// stream table's query, fixed for its life, and on the source's primary
+/// key, which cannot change while the firing statement holds its lock on
+/// the source.
+fn lock_mode(relid: pg_sys::Oid) -> PgtResult<u32> {
+    if !super::isolation::read_committed() {
+        return Ok(pg_sys::ExclusiveLock);
+    }
+    let cached = OWNED_ROWS.with(|o| o.borrow().get(&relid.to_u32()).copied());
+    let owned = match cached {
+        Some(owned) => owned,
+        None => {
+            let owned = rows_owned_by_source_rows(relid)?;
+            OWNED_ROWS.with(|o| o.borrow_mut().insert(relid.to_u32(), owned));
+            owned
+        }
+    };
+    Ok(if owned { pg_sys::RowExclusiveLock } else { pg_sys::ExclusiveLock })
+}
+
+/// Is every row of `relid` owned by one row of its one source (see
+/// [`lock_mode`])?
+fn rows_owned_by_source_rows(relid: pg_sys::Oid) -> PgtResult<bool> {
+    match analysis::analyze(relid)? {
+        Ok(plan) => Ok(owning_source(&plan)?.is_some()),
+        Err(_) => Ok(false),
+    }
+}
+
+/// The table whose rows own the rows of a stream table with `plan`, one
+/// each (see [`lock_mode`]): an ordinary or partitioned table with a primary
+/// key that is not DEFERRABLE.
+pub fn owning_source(plan: &analysis::Plan) -> PgtResult<Option<pg_sys::Oid>> {
+    let Some(source) = plan.one_row_per_source_row() else { return Ok(None) };
+    let checked_at_once = sys::kept_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+                          JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.conrelid \
+                         WHERE c.conrelid OPERATOR(pg_catalog.=) $1 AND c.contype OPERATOR(pg_catalog.=) 'p' \
+                           AND NOT c.condeferrable AND r.relkind IN ('r', 'p'))",
+        &[source.into()],
+    )?;
+    Ok(checked_at_once.unwrap_or(false).then_some(source))
 }
 
 /// The transaction ends (`aborted` or not): preparations made while it
@@ -223,7 +292,7 @@ fn over_inners(relid: pg_sys::Oid) -> PgtResult<bool> {
 /// a refresh locks them, until the writing transaction ends.
 fn maintain_over_inners(relid: pg_sys::Oid) -> PgtResult<()> {
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
-    super::isolation::maintaining(relid)?;
+    super::isolation::maintaining(relid, false)?;
     if !is_populated(relid)? {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
     }
@@ -436,8 +505,9 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
         }
         return maintain_over_inners(relid);
     }
-    sys::lock_relation(relid, pg_sys::ExclusiveLock);
-    super::isolation::maintaining(relid)?;
+    let lock = lock_mode(relid)?;
+    sys::lock_relation(relid, lock);
+    super::isolation::maintaining(relid, lock == pg_sys::RowExclusiveLock)?;
     let p = prepared(relid)?;
     if !p.populated {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it
@@ -876,7 +946,7 @@ pub fn recompute_all(relid: pg_sys::Oid) -> PgtResult<()> {
         return maintain_over_inners(relid);
     }
     sys::lock_relation(relid, pg_sys::ExclusiveLock);
-    super::isolation::maintaining(relid)?;
+    super::isolation::maintaining(relid, false)?;
     if !is_populated(relid)? {
         return Ok(());
     }

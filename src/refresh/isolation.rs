@@ -9,19 +9,27 @@
 //! would recompute rows from a state that misses that maintainer's changes.
 //!
 //! So every transaction that maintained an IMMEDIATE stream table records,
-//! at commit (still holding the lock), that it was the last to do so, in
-//! shared memory; a REPEATABLE READ maintainer, once it holds the lock,
-//! fails with a serialization failure (40001) when that transaction's
-//! commit is not visible to its snapshot, as PostgreSQL does when such a
-//! transaction updates a row another one changed since its snapshot. It
-//! can be retried.
+//! at commit (still holding the lock), that it did, in shared memory; a
+//! REPEATABLE READ maintainer, once it holds the lock, fails with a
+//! serialization failure (40001) when one of those commits is not visible
+//! to its snapshot, as PostgreSQL does when such a transaction updates a
+//! row another one changed since its snapshot. It can be retried.
 //!
-//! The record keeps, per stream table, the last two maintainers: a
-//! prepared transaction is recorded when it is prepared and may still roll
-//! back, and the one before it is then checked too. Stream tables
-//! beyond the table's capacity share one conservative record: the newest
-//! maintainer evicted, checked for every stream table without a record of
-//! its own (a spurious 40001 at worst, never a missed conflict).
+//! The record keeps, per stream table, its last [`KEPT`] maintainers, and
+//! the newest of those before them. Under the EXCLUSIVE lock maintainers
+//! commit in the order they are recorded, so when the oldest kept one is
+//! visible, so is every one before it (a prepared transaction is recorded
+//! when it is prepared and may still roll back: the ones before it are
+//! kept too). READ COMMITTED maintainers of rows owned by source rows
+//! share a ROW EXCLUSIVE lock (see `immediate::lock_mode`) and may be
+//! recorded in another order than they commit; for a stream table that had
+//! such maintainers, one no longer kept counts as unseen when its id is not
+//! below the snapshot's xmin (every transaction unseen by a snapshot is at
+//! or above it), which can only fail a writer needlessly. A REPEATABLE
+//! READ maintainer itself takes EXCLUSIVE, so all of those ended, and were
+//! recorded, before it checks. Stream tables beyond the table's capacity
+//! share one record: the newest maintainer evicted, checked in the same
+//! conservative way for every stream table without a record of its own.
 
 use std::cell::RefCell;
 
@@ -34,13 +42,20 @@ use crate::error::{PgtError, PgtResult};
 /// Stream tables with a record of their own, cluster-wide.
 const ENTRIES: usize = 4096;
 
+/// Maintainers kept per stream table.
+const KEPT: usize = 4;
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {
     dboid: u32,
     relid: u32,
-    /// Full transaction ids; 0 = none.
-    last: u64,
-    previous: u64,
+    /// Full transaction ids, newest first; 0 = none.
+    recent: [u64; KEPT],
+    /// The newest maintainer no longer in `recent`; 0 = none.
+    older: u64,
+    /// Some maintainer held only ROW EXCLUSIVE: `recent` may not be in
+    /// commit order.
+    shared: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,8 +75,9 @@ unsafe impl PGRXSharedMemory for Record {}
 static RECORD: PgLwLock<Record> = unsafe { PgLwLock::new(c"pg_trickle immediate maintainers") };
 
 thread_local! {
-    /// The IMMEDIATE stream tables this transaction maintained.
-    static MAINTAINED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// The IMMEDIATE stream tables this transaction maintained, and
+    /// whether it held only ROW EXCLUSIVE on each.
+    static MAINTAINED: RefCell<Vec<(u32, bool)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Reserve the record and register the commit callback. Called from
@@ -73,35 +89,67 @@ pub fn init() {
     crate::worker::sys::register_xact_callback(on_xact_event);
 }
 
+/// Does this transaction read every statement on a new snapshot (READ
+/// COMMITTED)?
+pub fn read_committed() -> bool {
+    // SAFETY: reads a backend-local GUC variable.
+    unsafe { pg_sys::XactIsoLevel < pg_sys::XACT_REPEATABLE_READ as i32 }
+}
+
 /// `relid` is about to be maintained by this transaction, which holds its
-/// lock: fail if this transaction reads on a snapshot that misses a
-/// maintainer's commit, and remember to record this one at commit.
-pub fn maintaining(relid: pg_sys::Oid) -> PgtResult<()> {
+/// lock (`shared`: only ROW EXCLUSIVE): fail if this transaction reads on a
+/// snapshot that misses a maintainer's commit, and remember to record this
+/// one at commit.
+pub fn maintaining(relid: pg_sys::Oid, shared: bool) -> PgtResult<()> {
     let id = relid.to_u32();
     MAINTAINED.with(|m| {
         let mut m = m.borrow_mut();
-        if !m.contains(&id) {
-            m.push(id);
+        match m.iter_mut().find(|(r, _)| *r == id) {
+            Some((_, s)) => *s |= shared,
+            None => m.push((id, shared)),
         }
     });
-    // SAFETY: reads a backend-local GUC variable.
-    if unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32 {
+    if read_committed() {
         return Ok(());
     }
     let db = crate::worker::sys::my_database();
-    let (last, before) = {
+    let entry = {
         let record = RECORD.share();
         match record.entries.iter().find(|e| e.dboid == db && e.relid == id) {
-            Some(e) => (e.last, e.previous),
-            None => (record.evicted, 0),
+            Some(e) => *e,
+            None => Entry { older: record.evicted, shared: true, ..Entry::default() },
         }
     };
-    if committed_unseen(last) || committed_unseen(before) {
+    let unseen =
+        entry.recent.iter().any(|x| committed_unseen(*x)) || (entry.shared && maybe_unseen(entry.older));
+    if unseen {
         return Err(PgtError::ImmediateConcurrentUpdate {
             name: crate::catalog::lifecycle::relation_name(relid)?,
         });
     }
     Ok(())
+}
+
+/// Could the transaction `full_xid` be unseen by this transaction's
+/// snapshot (is it at or above the snapshot's xmin)?
+fn maybe_unseen(full_xid: u64) -> bool {
+    if full_xid == 0 {
+        return false;
+    }
+    // SAFETY: plain reads of transaction state and of this transaction's
+    // snapshot (REPEATABLE READ: the transaction snapshot).
+    unsafe {
+        let next = pg_sys::ReadNextFullTransactionId().value;
+        if next.saturating_sub(full_xid) >= 1 << 31 {
+            return false;
+        }
+        let xid = pg_sys::TransactionId::from(full_xid as u32);
+        if pg_sys::TransactionIdIsCurrentTransactionId(xid) {
+            return false;
+        }
+        let snapshot = pg_sys::GetTransactionSnapshot();
+        pg_sys::TransactionIdFollowsOrEquals(xid, (*snapshot).xmin)
+    }
 }
 
 /// Did the transaction `full_xid` commit, unseen by this transaction's
@@ -140,15 +188,16 @@ fn record(full_xid: u64) {
     }
     let db = crate::worker::sys::my_database();
     let mut record = RECORD.exclusive();
-    for relid in maintained {
+    for (relid, shared) in maintained {
         let i = match record.entries.iter().position(|e| e.dboid == db && e.relid == relid) {
             Some(i) => i,
-            None => match record.entries.iter().position(|e| e.last == 0) {
+            None => match record.entries.iter().position(|e| e.recent[0] == 0) {
                 Some(i) => i,
                 None => {
                     let i = record.next;
                     record.next = (i + 1) % ENTRIES;
-                    let evicted = record.entries[i].last.max(record.entries[i].previous);
+                    let e = record.entries[i];
+                    let evicted = e.recent.iter().copied().chain([e.older]).max().unwrap_or(0);
                     record.evicted = record.evicted.max(evicted);
                     record.entries[i] = Entry::default();
                     i
@@ -158,7 +207,12 @@ fn record(full_xid: u64) {
         // (No transaction status lookups here, in a commit callback where
         // an error cannot be raised: the check looks them up.)
         let e = &mut record.entries[i];
-        *e = Entry { dboid: db, relid, last: full_xid, previous: e.last };
+        e.dboid = db;
+        e.relid = relid;
+        e.older = e.older.max(e.recent[KEPT - 1]);
+        e.recent.rotate_right(1);
+        e.recent[0] = full_xid;
+        e.shared |= shared;
     }
 }
 

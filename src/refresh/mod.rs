@@ -434,7 +434,7 @@ fn full_refresh(
         st.as_ref().is_some_and(|st| st.consumes_changes && st.effective_mode == RefreshMode::Differential);
     let immediate = st.as_ref().is_some_and(|st| st.effective_mode == RefreshMode::Immediate);
     if immediate {
-        isolation::maintaining(relid)?;
+        isolation::maintaining(relid, false)?;
     }
     let keyed = differential || immediate;
     if differential {

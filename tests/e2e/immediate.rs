@@ -279,3 +279,173 @@ fn mixed_isolation_writers_keep_immediate_stream_tables_exact() {
     );
     assert_matches_query(&mut c, "j", JOIN_Q);
 }
+
+/// A filter of one table keyed by its primary key: each row of the stream
+/// table belongs to one row of the table, so READ COMMITTED writers share
+/// a ROW EXCLUSIVE lock on it and do not wait for each other unless they
+/// write the same source row (where PostgreSQL's row lock orders them).
+const OWNED_Q: &str = "SELECT id, k, v * 2 AS v2 FROM t WHERE v % 3 <> 0";
+
+#[test]
+fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
+    let mut c = fresh_db("e2e_immediate_owned", true);
+    c.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, k int, v int);
+         CREATE TABLE a (id int PRIMARY KEY, k int NOT NULL, v int);
+         CREATE TABLE b (id int PRIMARY KEY, k int NOT NULL, w int);
+         INSERT INTO t SELECT g, g % 7, g FROM generate_series(1, 300) g;
+         INSERT INTO a SELECT g, g % 10, g FROM generate_series(1, 50) g;
+         INSERT INTO b SELECT g, g % 10, g FROM generate_series(1, 10) g;
+         CREATE MATERIALIZED VIEW f WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {OWNED_Q};
+         CREATE MATERIALIZED VIEW j WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {JOIN_Q};"
+    ))
+    .unwrap();
+    let lock = |c: &mut postgres::Client, st: &str| -> String {
+        c.query_one(
+            "SELECT value FROM pgtrickle.explain_stream_table($1) WHERE property = 'immediate lock'",
+            &[&st],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert!(
+        lock(&mut c, "f").starts_with("ROW EXCLUSIVE for READ COMMITTED writers"),
+        "{}",
+        lock(&mut c, "f")
+    );
+    assert_eq!(lock(&mut c, "j"), "EXCLUSIVE");
+    let code = |e: &postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
+    let exact = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            &format!("SELECT count(*) FROM ((TABLE f EXCEPT ALL ({OWNED_Q})) UNION ALL (({OWNED_Q}) EXCEPT ALL TABLE f)) x"),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+
+    // A transaction that maintained f and is still open does not make a
+    // writer of other rows wait: updates, inserts, deletes, a key change.
+    let mut holder = connect("e2e_immediate_owned");
+    let mut other = connect("e2e_immediate_owned");
+    holder.batch_execute("BEGIN; UPDATE t SET v = v + 1 WHERE id = 1").unwrap();
+    other
+        .batch_execute(
+            "SET lock_timeout = '5s';
+             BEGIN;
+             UPDATE t SET v = v + 1 WHERE id = 2;
+             INSERT INTO t VALUES (1000, 1, 1), (1001, 2, 3);
+             DELETE FROM t WHERE id = 3;
+             UPDATE t SET id = 2000, v = 4 WHERE id = 4;",
+        )
+        .unwrap();
+    assert_eq!(exact(&mut other), 0, "f inside the second writer's transaction");
+    other.batch_execute("COMMIT").unwrap();
+    // A writer of the same row waits for the row, then maintains f from
+    // what the first one committed.
+    let waiter = std::thread::spawn(move || {
+        let result = other.batch_execute("UPDATE t SET v = v + 1 WHERE id = 1");
+        (other, result)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "the second writer of row 1 should wait for the first");
+    holder.batch_execute("COMMIT").unwrap();
+    let (mut other, result) = waiter.join().unwrap();
+    result.unwrap();
+    assert_matches_query(&mut c, "f", OWNED_Q);
+
+    // A join's rows are not owned by one source row: its writers take
+    // EXCLUSIVE, and the second waits.
+    holder.batch_execute("BEGIN; UPDATE a SET v = v + 1 WHERE id = 1").unwrap();
+    let err =
+        other.batch_execute("SET lock_timeout = '300ms'; UPDATE a SET v = v + 1 WHERE id = 2").unwrap_err();
+    assert_eq!(code(&err), "55P03", "{err:?}");
+    holder.batch_execute("COMMIT").unwrap();
+    other.batch_execute("RESET lock_timeout").unwrap();
+
+    // A REPEATABLE READ writer takes EXCLUSIVE and fails when a READ
+    // COMMITTED maintainer committed after its snapshot, also one it
+    // waited for.
+    let mut rr = connect("e2e_immediate_owned");
+    rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t").unwrap();
+    other.batch_execute("UPDATE t SET v = v + 1 WHERE id = 5").unwrap();
+    let err = rr.batch_execute("UPDATE t SET v = v + 1 WHERE id = 6").unwrap_err();
+    assert_eq!(code(&err), "40001", "{err:?}");
+    rr.batch_execute("ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t").unwrap();
+    other.batch_execute("BEGIN; UPDATE t SET v = v + 1 WHERE id = 7").unwrap();
+    let waiter = std::thread::spawn(move || {
+        let result = rr.batch_execute("UPDATE t SET v = v + 1 WHERE id = 8");
+        (rr, result)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "the REPEATABLE READ writer should wait for the READ COMMITTED one");
+    other.batch_execute("COMMIT").unwrap();
+    let (mut rr, result) = waiter.join().unwrap();
+    assert_eq!(code(&result.unwrap_err()), "40001");
+    rr.batch_execute("ROLLBACK").unwrap();
+    // Unconflicted, it maintains f.
+    rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE t SET v = v + 1 WHERE id = 8; COMMIT")
+        .unwrap();
+    assert_matches_query(&mut c, "f", OWNED_Q);
+
+    // Sixteen sessions writing overlapping rows of t at once: updates of
+    // values and keys, inserts, deletes, rollbacks; a few at REPEATABLE
+    // READ. f is exact inside every transaction and at the end.
+    let writers: Vec<_> = (0..16)
+        .map(|w: i32| {
+            std::thread::spawn(move || {
+                let mut conn = connect("e2e_immediate_owned");
+                let level = if w % 4 == 3 { "REPEATABLE READ" } else { "READ COMMITTED" };
+                let mut seed: u64 = 0x5eed_f00d ^ ((w as u64 + 1) * 0x9e37_79b9);
+                let mut rnd = move |n: u64| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % n) as i32
+                };
+                let mut committed = 0;
+                for i in 0..10 {
+                    let base = 10_000 + w * 1000 + i * 10;
+                    let rows = [rnd(300) + 1, rnd(300) + 1, rnd(300) + 1];
+                    let (k, rollback) = (rnd(7), rnd(8) == 0);
+                    for _ in 0..1000 {
+                        let attempt = (|| -> Result<(), postgres::Error> {
+                            let mut tx = conn.transaction()?;
+                            tx.batch_execute(&format!("SET TRANSACTION ISOLATION LEVEL {level}"))?;
+                            tx.execute("INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 3) g", &[&base])?;
+                            tx.execute("UPDATE t SET v = v + 1, k = $2 WHERE id = $1", &[&rows[0], &k])?;
+                            tx.execute("DELETE FROM t WHERE id = $1", &[&rows[1]])?;
+                            // A key changed (to this writer's range).
+                            tx.execute("UPDATE t SET id = $2 + 5 WHERE id = $1", &[&rows[2], &base])?;
+                            tx.execute("UPDATE t SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 2", &[&base])?;
+                            let bad: i64 = tx
+                                .query_one(
+                                    &format!("SELECT count(*) FROM ((TABLE f EXCEPT ALL ({OWNED_Q})) UNION ALL (({OWNED_Q}) EXCEPT ALL TABLE f)) x"),
+                                    &[],
+                                )?
+                                .get(0);
+                            assert_eq!(bad, 0, "writer {w} ({level}), transaction {i}: f is not exact inside the transaction");
+                            if rollback {
+                                tx.rollback()
+                            } else {
+                                tx.commit()
+                            }
+                        })();
+                        match attempt {
+                            Ok(()) => {
+                                committed += 1;
+                                break;
+                            }
+                            Err(e) if matches!(e.code().map(|c| c.code()), Some("40001") | Some("40P01")) => {}
+                            Err(e) => panic!("writer {w} ({level}): {e:?}"),
+                        }
+                    }
+                }
+                committed
+            })
+        })
+        .collect();
+    let committed: i32 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(committed, 160);
+    assert_matches_query(&mut c, "f", OWNED_Q);
+}
