@@ -231,6 +231,9 @@ done
 "${psql[@]}" -d bench -c "CREATE EXTENSION IF NOT EXISTS pg_ivm" >/dev/null
 agg_q="SELECT g, count(*) AS n, sum(v) AS s FROM src GROUP BY g"
 join_q="SELECT s.id, d.g, d.name, s.v FROM src s JOIN dim d ON d.g = s.g"
+# One table keyed by its primary key: our READ COMMITTED writers share ROW
+# EXCLUSIVE on it (docs/IMMEDIATE.md), pg_ivm's UPDATEs take EXCLUSIVE.
+filter_q="SELECT id, g, v FROM src WHERE v % 2 = 0"
 echo "\\set id random(1, $dvm_rows)" >"$work/update.sql"
 echo 'UPDATE src SET v = v + 1 WHERE id = :id;' >>"$work/update.sql"
 
@@ -271,8 +274,9 @@ trigger_ms() {
 ins_sql="INSERT INTO src SELECT 20000000 + i, i % 1000, i, 'x' FROM generate_series(1, 100000) i"
 printf '%-6s %-11s %10s %10s %10s %12s %12s %14s\n' view impl "tps c=1" "lat ms c=1" "tps c=8" "insert ms" "trigger ms" "added ms/upd"
 declare -A base_lat
-for shape in aggregate join; do
-    q=$agg_q; [ "$shape" = join ] && q=$join_q
+declare -A tps8s
+for shape in aggregate join filter; do
+    case $shape in aggregate) q=$agg_q ;; join) q=$join_q ;; filter) q=$filter_q ;; esac
     declare -A added trig
     for impl in none pg_ivm pg_trickle; do
         setup_imm "$impl" "$q"
@@ -284,6 +288,7 @@ for shape in aggregate join; do
         read -r tps1 lat1 < <(pgb 1)
         read -r tps8 _ < <(pgb 8)
         [ "$impl" = none ] && base_lat[$shape]=$lat1
+        tps8s[$impl]=$tps8
         added[$impl]=$(echo "$lat1 ${base_lat[$shape]}" | awk '{printf "%.3f", $1 - $2}')
         printf '%-6s %-11s %10.0f %10.3f %10.0f %12.1f %12.1f %14s\n' "$shape" "$impl" "$tps1" "$lat1" "$tps8" "$ins" "${trig[$impl]}" "${added[$impl]}"
     done
@@ -291,6 +296,9 @@ for shape in aggregate join; do
         "$(echo "${added[pg_trickle]} ${added[pg_ivm]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')"
     printf '%-6s pg_trickle / pg_ivm maintenance time of the 100000-row INSERT (its triggers): %s\n' "$shape" \
         "$(echo "${trig[pg_trickle]} ${trig[pg_ivm]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')"
+    printf '%-6s 8-client UPDATE throughput, pg_trickle / pg_ivm: %s, pg_trickle / no view: %s\n' "$shape" \
+        "$(echo "${tps8s[pg_trickle]} ${tps8s[pg_ivm]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')" \
+        "$(echo "${tps8s[pg_trickle]} ${tps8s[none]}" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }')"
 done
 
 # ---------------------------------------------------------------------------

@@ -167,6 +167,17 @@ DROP ROLE pgt_reader;
 SELECT property, value FROM pgtrickle.explain_stream_table('by_cat') WHERE property <> 'apply';
 SELECT value AS apply FROM pgtrickle.explain_stream_table('by_cat') WHERE property = 'apply';
 SELECT * FROM pgtrickle.explain_stream_table('ranked');
+-- The operator tree of a query, from PostgreSQL's analyzed query: joins,
+-- filters, set operations, DISTINCT, ORDER BY ... LIMIT, subqueries in
+-- FROM and WITH queries, each input under the operator that reads it.
+CREATE MATERIALIZED VIEW shapes WITH (pgtrickle.stream = true) AS
+  WITH cheap AS (SELECT id, cat FROM items WHERE price < 10)
+  SELECT DISTINCT i.cat, n.label FROM items i LEFT JOIN cat_names n ON n.code = i.cat
+   WHERE i.id IN (SELECT id FROM cheap)
+  UNION ALL
+  SELECT c.cat, 'cheap' FROM (SELECT * FROM cheap ORDER BY id DESC LIMIT 3) c;
+SELECT value AS tree FROM pgtrickle.explain_stream_table('shapes') WHERE property = 'operator tree';
+DROP MATERIALIZED VIEW shapes;
 -- A join whose select list lacks a table's primary key (log has none): a
 -- multiset, from the rows its changes add and remove.
 SELECT property, value FROM pgtrickle.explain_stream_table('joined')

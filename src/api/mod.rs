@@ -111,6 +111,9 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
         ("refresh mode".to_string(), Some(st.effective_mode.as_str().to_string())),
         ("consumes changes".to_string(), Some(st.consumes_changes.to_string())),
     ];
+    if let Some(tree) = crate::dvm::operators::operator_tree(relid) {
+        out.push(("operator tree".into(), Some(tree)));
+    }
     let inner = crate::dvm::nested::inners(relid)?;
     for i in &inner {
         out.push(("inner stream table".into(), Some(lifecycle::relation_name(i.relid)?)));

@@ -24,6 +24,7 @@ pub mod join_totals;
 pub mod key_recompute;
 pub mod keyless;
 pub mod nested;
+pub mod operators;
 pub mod plan;
 pub mod pushdown;
 pub mod slices;
