@@ -198,4 +198,43 @@ ROLLBACK;
 SELECT * FROM sl.check_all();
 TABLE late_orders ORDER BY priority;
 
+-- Grouped subqueries in FROM and WITH queries grouped by a NOT NULL column
+-- (orders.customer): slices rooted at that table by it. A filter over the
+-- groups, the groups joined to a table, two of them joined, and an
+-- aggregate over the groups.
+CREATE MATERIALIZED VIEW busy WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT b.customer, b.n FROM (SELECT customer, count(*) AS n FROM orders GROUP BY customer) b WHERE b.n > 4;
+CREATE MATERIALIZED VIEW busy_regions WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+WITH per AS (SELECT customer, count(*) AS n, max(day) AS last_day FROM orders GROUP BY customer)
+SELECT c.region, per.n, per.last_day FROM per JOIN customers c ON c.id = per.customer;
+CREATE MATERIALIZED VIEW early_share WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT a.customer, a.n, e.n AS early FROM (SELECT customer, count(*) AS n FROM orders GROUP BY customer) a
+  JOIN (SELECT customer, count(*) AS n FROM orders WHERE day < 5 GROUP BY customer) e ON e.customer = a.customer;
+CREATE MATERIALIZED VIEW order_histogram WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+WITH per AS (SELECT customer, count(*) AS n FROM orders GROUP BY customer)
+SELECT n, count(*) AS customers FROM per GROUP BY n;
+SELECT name, property, value FROM unnest(ARRAY['busy', 'busy_regions', 'early_share', 'order_histogram']) name,
+       pgtrickle.explain_stream_table('sl.' || name) WHERE property IN ('refresh mode', 'slice root');
+INSERT INTO orders VALUES (101, 2, 'p1', 3), (102, 2, 'p2', 9), (103, 8, 'p0', 1);
+UPDATE orders SET customer = 3 WHERE id IN (1, 2, 5);
+UPDATE orders SET day = day + 4 WHERE customer = 4;
+DELETE FROM orders WHERE customer = 6;
+UPDATE customers SET region = 'north' WHERE id = 2;
+SELECT * FROM sl.refresh_all() WHERE name IN ('busy', 'busy_regions', 'early_share', 'order_histogram');
+SELECT * FROM sl.check_all();
+-- IMMEDIATE: after every statement.
+ALTER MATERIALIZED VIEW busy SET (pgtrickle.refresh_mode = immediate);
+ALTER MATERIALIZED VIEW busy_regions SET (pgtrickle.refresh_mode = immediate);
+BEGIN;
+UPDATE orders SET customer = 1 WHERE customer = 7;
+SELECT * FROM sl.check_all() c WHERE c LIKE 'busy%';
+DELETE FROM orders WHERE id > 25;
+SELECT * FROM sl.check_all() c WHERE c LIKE 'busy%';
+ROLLBACK;
+TABLE busy ORDER BY customer;
+-- Grouped by a column that may be NULL: a NULL group is no slice.
+CREATE MATERIALIZED VIEW by_part WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
+SELECT p.part, p.q FROM (SELECT part, sum(qty) AS q FROM lines GROUP BY part) p WHERE p.q > 10;
+DROP MATERIALIZED VIEW busy, busy_regions, early_share, order_histogram;
+
 DROP SCHEMA sl CASCADE;

@@ -115,7 +115,7 @@ impl Tree {
             if (*q).hasAggs || !(*q).groupClause.is_null() {
                 let aggregates: Vec<String> = targets
                     .iter()
-                    .filter(|t| pg_sys::contain_agg_clause((***t).expr as *mut pg_sys::Node))
+                    .filter(|t| has_aggregate((***t).expr as *mut pg_sys::Node))
                     .map(|t| e((**t).expr as *mut pg_sys::Node))
                     .collect();
                 let mut parts = Vec::new();
@@ -362,6 +362,25 @@ unsafe fn flatten(
             }
         }
     }
+}
+
+/// Does an expression call an aggregate of its own query level (outside
+/// its subqueries)? (contain_agg_clause expects no subquery: an assertion
+/// fails on one.)
+///
+/// # Safety
+/// `node` is NULL or an expression of an analyzed Query.
+unsafe fn has_aggregate(node: *mut pg_sys::Node) -> bool {
+    let mut found = false;
+    // SAFETY: the walk reads nodes by tag; an Aggref is read as one.
+    unsafe {
+        crate::hooks::nodes::walk(node, |n| {
+            found |=
+                (*n).type_ == pg_sys::NodeTag::T_Aggref && (*(n as *mut pg_sys::Aggref)).agglevelsup == 0;
+            !found
+        });
+    }
+    found
 }
 
 /// The deparse context of one query level: its range table (every entry

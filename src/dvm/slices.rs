@@ -174,17 +174,19 @@ pub struct Edge {
 /// chains (the root included); None
 /// when no reference may be the root. A root column must be NOT NULL (a
 /// NULL one would be a slice no `= ANY` finds): a column the edges name
-/// and declare NOT NULL, or the first primary key column (`key_of` gives
-/// a table's primary key).
+/// or an aggregating subquery around the root groups by, declared NOT
+/// NULL, or the first primary key column (`key_of` gives a table's primary
+/// key). (A grouping column is what lets the one table of
+/// `SELECT ... FROM (SELECT g, sum(v) FROM t GROUP BY g) s WHERE ...` be
+/// the root: each group, and so each output row, belongs to one slice.)
 pub fn chain(g: &Graph, key_of: &dyn Fn(pg_sys::Oid) -> Vec<i16>) -> Option<(u32, BTreeMap<u32, i16>)> {
     let mut best: Option<(u32, BTreeMap<u32, i16>)> = None;
     for r in g.refs.iter().filter(|r| r.may_be_root) {
         let mut columns: Vec<i16> = Vec::new();
-        for e in &g.edges {
-            for (id, attnum) in [e.from, e.to] {
-                if id == r.id && r.not_null.contains(&attnum) && !columns.contains(&attnum) {
-                    columns.push(attnum);
-                }
+        let grouping = g.grouped.iter().flat_map(|(_, keys)| keys.iter().copied());
+        for (id, attnum) in g.edges.iter().flat_map(|e| [e.from, e.to]).chain(grouping) {
+            if id == r.id && r.not_null.contains(&attnum) && !columns.contains(&attnum) {
+                columns.push(attnum);
             }
         }
         if let Some(&pk) = key_of(r.relid).first() {
@@ -424,6 +426,51 @@ impl Walk {
     }
 }
 
+/// A copy of `q` whose WITH queries are read in place: each reference to
+/// one becomes a subquery in FROM holding a copy of its query, which reads
+/// the same rows (the stored query is deterministic, or refused before).
+/// None when the query is recursive, a WITH query modifies data, or one is
+/// referenced from anywhere but the top level's FROM (another WITH query,
+/// a subquery).
+unsafe fn with_ctes_in_place(q: *mut pg_sys::Query) -> Option<*mut pg_sys::Query> {
+    // SAFETY: q is a Query node; the copy's range table entries are
+    // changed in place, in the current memory context.
+    unsafe {
+        if (*q).hasRecursive || (*q).hasModifyingCTE {
+            return None;
+        }
+        let copy = crate::hooks::nodes::copy_node(q);
+        let ctes = list_ptrs::<pg_sys::CommonTableExpr>((*copy).cteList);
+        let mut references = vec![0; ctes.len()];
+        for rte in list_ptrs::<pg_sys::RangeTblEntry>((*copy).rtable) {
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_CTE {
+                continue;
+            }
+            let name = crate::hooks::cstr((*rte).ctename);
+            let i = ctes.iter().position(|c| crate::hooks::cstr((**c).ctename) == name)?;
+            let inner = (*ctes[i]).ctequery;
+            if (*rte).ctelevelsup != 0
+                || (*rte).self_reference
+                || inner.is_null()
+                || (*inner).type_ != pg_sys::NodeTag::T_Query
+                || (*(inner as *mut pg_sys::Query)).commandType != pg_sys::CmdType::CMD_SELECT
+            {
+                return None;
+            }
+            (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
+            (*rte).subquery = crate::hooks::nodes::copy_node(inner as *mut pg_sys::Query);
+            (*rte).ctename = std::ptr::null_mut();
+            references[i] += 1;
+        }
+        // (cterefcount counts every reference, those elsewhere too.)
+        if ctes.iter().zip(&references).any(|(c, n)| (**c).cterefcount != *n) {
+            return None;
+        }
+        (*copy).cteList = std::ptr::null_mut();
+        Some(copy)
+    }
+}
+
 /// Whether a query level is a SELECT with a FROM and none of: set
 /// operations, window functions, set-returning functions in its select
 /// list, grouping sets, DISTINCT ON, FOR UPDATE/SHARE, a WITH list.
@@ -558,6 +605,9 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
     // SAFETY: the query is copied; the copy is read by tag, then changed
     // (palloc'd in the current memory context) and deparsed.
     unsafe {
+        if !(*q).cteList.is_null() {
+            return read(with_ctes_in_place(q)?, outputs);
+        }
         let top = &*q;
         // (Without aggregates: the rows of a filter and projection, every
         // output given as a grouping column; see analysis::Multiset.)
@@ -817,12 +867,13 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Graph> {
                     return None;
                 }
             }
+            // (The grouping columns of aggregating subqueries around it
+            // may chain it too: see chain.)
+            let grouping = grouped.iter().flat_map(|(_, keys)| keys.iter().copied());
             let mut not_null = Vec::new();
-            for e in &edges {
-                for (rid, a) in [e.from, e.to] {
-                    if rid == id && !not_null.contains(&a) && super::analysis::column_not_null(relid, a) {
-                        not_null.push(a);
-                    }
+            for (rid, a) in edges.iter().flat_map(|e| [e.from, e.to]).chain(grouping) {
+                if rid == id && !not_null.contains(&a) && super::analysis::column_not_null(relid, a) {
+                    not_null.push(a);
                 }
             }
             let built_in = built_in_columns(relid)?;
@@ -1660,6 +1711,24 @@ mod tests {
         assert_eq!(chained, BTreeMap::from([(2, 1), (3, 1), (1001, 1)]));
         // Without the key's help, the first of them.
         assert_eq!(chain(&g, &|_| Vec::new()).unwrap().0, 2);
+    }
+
+    /// `SELECT ... FROM (SELECT g, sum(v) FROM t GROUP BY g) s WHERE ...`:
+    /// the one table (1001, key column 1) is the root by the grouping
+    /// column (2) when it is NOT NULL; by its key, every group would span
+    /// slices.
+    #[test]
+    fn a_grouping_column_roots_the_table_under_it() {
+        let g = Graph {
+            refs: vec![r(1001, true, &[2])],
+            grouped: vec![(vec![1001], vec![(1001, 2)])],
+            ..Default::default()
+        };
+        let (root, chained) = chain(&g, &|_| vec![1]).unwrap();
+        assert_eq!((root, chained), (1001, BTreeMap::from([(1001, 2)])));
+        // A grouping column that may be NULL: no root.
+        let g = Graph { refs: vec![r(1001, true, &[])], ..g };
+        assert_eq!(chain(&g, &|_| vec![1]), None);
     }
 
     /// Q13: a grouped subquery in FROM of customer (1001) LEFT JOIN orders

@@ -168,6 +168,12 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT x.id, y.id AS id2 FROM t1 x CROSS JOIN t2 y WHERE x.k = y.k AND x.v > y.k", true),
     ("SELECT k FROM t1 UNION SELECT k FROM t2", false),
     ("SELECT s.k, s.n FROM (SELECT k, count(*) AS n FROM t1 GROUP BY k) s WHERE s.n > 1", false),
+    // Grouped subqueries in FROM and WITH queries by a NOT NULL column
+    // (kk, generated from k): slices rooted at t1 by it.
+    ("SELECT s.kk, s.n, s.sv FROM (SELECT kk, count(*) AS n, sum(v) AS sv FROM t1 GROUP BY kk) s WHERE s.n > 5", true),
+    ("WITH c AS (SELECT kk, k, count(*) AS n FROM t1 GROUP BY kk, k) SELECT kk, count(*) AS ks, sum(n) AS rows FROM c GROUP BY kk", true),
+    ("WITH t AS (SELECT kk, sum(w) AS sw, max(g) AS mg FROM t1 WHERE flag GROUP BY kk) SELECT t2.id, t.sw, t.mg FROM t2 JOIN t ON t.kk = t2.k", true),
+    ("SELECT a.kk, a.n, b.n AS m FROM (SELECT kk, count(*) AS n FROM t1 GROUP BY kk) a JOIN (SELECT kk, count(*) AS n FROM t1 WHERE v > 20 GROUP BY kk) b ON b.kk = a.kk", true),
     ("SELECT id, v, rank() OVER (PARTITION BY k ORDER BY v, id) AS r FROM t1", false),
     ("SELECT DISTINCT ON (k) k, id, v FROM t1 ORDER BY k, v, id", false),
     ("SELECT k, g, count(*) FROM t1 GROUP BY ROLLUP (k, g)", false),
@@ -452,7 +458,8 @@ fn setup(db: &str, r: &mut Rng, next_id: &mut i64) -> Client {
     c.batch_execute(
         "SET client_min_messages = warning;
          SET pg_trickle.differential_max_change_fraction = 1000;
-         CREATE TABLE t1 (id int PRIMARY KEY, k int, g text, v int, w numeric, flag bool);
+         CREATE TABLE t1 (id int PRIMARY KEY, k int, g text, v int, w numeric, flag bool,
+                          kk int GENERATED ALWAYS AS (coalesce(k, 0) % 3) STORED NOT NULL);
          CREATE INDEX ON t1 (k); CREATE INDEX ON t1 (g);
          CREATE TABLE t2 (id int PRIMARY KEY, k int, note text);
          CREATE TABLE t3 (a int, b int);",
@@ -529,12 +536,14 @@ fn run_seed_owned(seed: u64, rounds: usize, owner: Option<&str>) {
     // (The aggregates of aggregates' WITH queries and subqueries: five,
     // and the grouped subquery in FROM of a filter; the four scalar
     // subqueries looked up; for the ordinary owner also that of the
-    // histogram over a LEFT JOIN, which slices maintain for a superuser.)
+    // histogram over a LEFT JOIN and the five grouped subqueries and WITH
+    // queries of the queries over kk, which slices maintain for a
+    // superuser.)
     let inner: i64 = c
         .query_one("SELECT count(*) FROM pgtrickle.stream_tables WHERE name LIKE 'inner\\_%'", &[])
         .unwrap()
         .get(0);
-    assert_eq!(inner, if owner.is_some() { 11 } else { 10 }, "inner stream tables");
+    assert_eq!(inner, if owner.is_some() { 16 } else { 10 }, "inner stream tables");
     // The queries over inner stream tables, which a FULL refresh runs (the
     // differential ones never fall back here): checked against their
     // queries after every round too.
