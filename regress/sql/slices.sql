@@ -232,9 +232,20 @@ DELETE FROM orders WHERE id > 25;
 SELECT * FROM sl.check_all() c WHERE c LIKE 'busy%';
 ROLLBACK;
 TABLE busy ORDER BY customer;
--- Grouped by a column that may be NULL: a NULL group is no slice.
+-- Grouped by a column that may be NULL: NULL is a slice too, the rows
+-- whose column IS NULL.
 CREATE MATERIALIZED VIEW by_part WITH (pgtrickle.stream, pgtrickle.refresh_mode = differential) AS
 SELECT p.part, p.q FROM (SELECT part, sum(qty) AS q FROM lines GROUP BY part) p WHERE p.q > 10;
-DROP MATERIALIZED VIEW busy, busy_regions, early_share, order_histogram;
+SELECT value FROM pgtrickle.explain_stream_table('sl.by_part') WHERE property = 'slice root';
+INSERT INTO lines VALUES (40, 1, NULL, 7, 0, 0), (40, 2, NULL, 8, 0, 0);
+UPDATE lines SET part = NULL WHERE order_id = 3;
+SELECT * FROM sl.refresh_all() WHERE name = 'by_part';
+SELECT * FROM sl.check_all() c WHERE c LIKE 'by_part%';
+UPDATE lines SET part = 2 WHERE part IS NULL AND line = 1;
+UPDATE lines SET qty = qty + 20 WHERE part IS NULL AND line = 2;
+SELECT * FROM sl.refresh_all() WHERE name = 'by_part';
+SELECT * FROM sl.check_all() c WHERE c LIKE 'by_part%';
+TABLE by_part ORDER BY part NULLS FIRST;
+DROP MATERIALIZED VIEW busy, busy_regions, early_share, order_histogram, by_part;
 
 DROP SCHEMA sl CASCADE;

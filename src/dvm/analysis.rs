@@ -1770,7 +1770,15 @@ fn slices_of(
         }
     }
     let key_of = |relid: pg_sys::Oid| keys.get(&relid).cloned().unwrap_or_default();
-    let Some((root, chained)) = super::slices::chain(graph, &key_of) else { return Ok(None) };
+    // (A root by a grouping column that may be NULL, NULL a slice too,
+    // only when no other will do.)
+    let (root, chained, nullable_root) = match super::slices::chain(graph, &key_of) {
+        Some((root, chained)) => (root, chained, false),
+        None => match super::slices::chain_by_nullable_group(graph) {
+            Some((root, chained)) => (root, chained, true),
+            None => return Ok(None),
+        },
+    };
     let root_filter = graph.refs.iter().find(|r| r.id == root).and_then(|r| r.own_filter.clone());
     let refs: Vec<super::slices::SliceRef> = graph
         .refs
@@ -1791,7 +1799,13 @@ fn slices_of(
                 .map(|(_, own)| own.clone()),
         })
         .collect();
-    let mut st = super::slices::SliceTotals { select_sql: graph.select_sql.clone(), refs, root, root_filter };
+    let mut st = super::slices::SliceTotals {
+        select_sql: graph.select_sql.clone(),
+        refs,
+        root,
+        root_filter,
+        nullable_root,
+    };
     let full_on = super::slices::read_whole(&st);
     if st.refs.iter().all(|r| full_on.contains(&r.relid)) {
         return Ok(None); // every change would recompute the whole query

@@ -65,6 +65,11 @@ pub struct SliceTotals {
     /// the changes has no rows either time, and is left out.
     pub root: u32,
     pub root_filter: Option<String>,
+    /// The root's column may be NULL (a grouping column, see
+    /// [`chain_by_nullable_group`]): NULL is a slice too, the rows whose
+    /// column IS NULL, which every lookup of the touched slices also
+    /// finds when they include it.
+    pub nullable_root: bool,
 }
 
 /// One table reference, anywhere in the query.
@@ -215,6 +220,29 @@ pub fn chain(g: &Graph, key_of: &dyn Fn(pg_sys::Oid) -> Vec<i16>) -> Option<(u32
                     || (chained.len() == b.len() && rank(r.id, Some(column)) > rank(*id, b.get(id).copied()))
             };
             if !whole && best.as_ref().is_none_or(better) {
+                best = Some((r.id, chained));
+            }
+        }
+    }
+    best
+}
+
+/// When [`chain`] finds no root: a table reference under an aggregating
+/// subquery (or WITH query) that groups by one of its columns that may be
+/// NULL, as the root by that column (the one chaining the most references,
+/// the first of those). Each group, NULL's included, then belongs to one
+/// slice, provided NULL is a slice too ([`SliceTotals::nullable_root`]).
+pub fn chain_by_nullable_group(g: &Graph) -> Option<(u32, BTreeMap<u32, i16>)> {
+    let mut best: Option<(u32, BTreeMap<u32, i16>)> = None;
+    for r in g.refs.iter().filter(|r| r.may_be_root) {
+        let columns = g.grouped.iter().flat_map(|(_, keys)| keys.iter()).filter(|(id, _)| *id == r.id);
+        for &(_, column) in columns {
+            let chained = reach(g, (r.id, column));
+            let whole = g.grouped.iter().any(|(members, keys)| {
+                members.iter().any(|m| chained.contains_key(m))
+                    && !keys.iter().any(|(id, attnum)| chained.get(id) == Some(attnum))
+            });
+            if !whole && best.as_ref().is_none_or(|(_, b)| chained.len() > b.len()) {
                 best = Some((r.id, chained));
             }
         }
@@ -1399,7 +1427,7 @@ pub fn whole_sql(st: &SliceTotals) -> PgtResult<String> {
     let tables = tables_of(st)?;
     let mut ctes = Vec::new();
     for r in &st.refs {
-        ctes.push(format!("__pgt_s{} AS ({})", r.id, from_table(table(&tables, r)?, None)));
+        ctes.push(format!("__pgt_s{} AS ({})", r.id, from_table(table(&tables, r)?, None, false)));
     }
     Ok(format!(
         "SELECT w.*, 1::pg_catalog.int8 AS __sign FROM (WITH {} {}) w",
@@ -1469,12 +1497,15 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
         }
     }
     let net_of = |relid: pg_sys::Oid| changed.iter().position(|c| c.source == relid);
+    // (A NULL value is a slice only when the root's column may be NULL.)
+    let not_null = if st.nullable_root { "" } else { " WHERE y.v IS NOT NULL" };
     let slices = |name: &str, values: &[String]| {
         format!(
-            "{name} AS MATERIALIZED (SELECT pg_catalog.array_agg(DISTINCT y.v) AS k FROM ({}) y WHERE y.v IS NOT NULL)",
+            "{name} AS MATERIALIZED (SELECT pg_catalog.array_agg(DISTINCT y.v) AS k FROM ({}) y{not_null})",
             values.join(" UNION ALL ")
         )
     };
+    let nullable = |r: &SliceRef| st.nullable_root && r.id == st.root;
     // The touched slices whose root row passes the root's own conditions
     // now or before (its old image).
     let root = st.refs.iter().find(|r| r.id == st.root);
@@ -1483,17 +1514,14 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
             withs.push(slices("__pgt_touched", &values));
             let t = table(&tables, root)?;
             let c = t.column_name(root.chain.unwrap_or_default())?;
-            let mut kept = vec![format!(
-                "SELECT t.{c} AS v FROM {} t WHERE t.{c} OPERATOR(pg_catalog.=) ANY \
-                 (COALESCE((SELECT __pgt_touched.k FROM __pgt_touched), NULL)) AND {filter}",
-                t.name
-            )];
+            let touched = member(&format!("t.{c}"), "__pgt_touched", nullable(root));
+            let mut kept = vec![format!("SELECT t.{c} AS v FROM {} t WHERE {touched} AND {filter}", t.name)];
             if let Some(n) = net_of(root.relid) {
                 // (Of the touched slices: an image failing the root's
                 // conditions touched none.)
                 kept.push(format!(
                     "SELECT t.{c} AS v FROM __pgt_net{n} t WHERE t.__pgt_n OPERATOR(pg_catalog.<) 0 AND {filter} \
-                     AND t.{c} OPERATOR(pg_catalog.=) ANY (COALESCE((SELECT __pgt_touched.k FROM __pgt_touched), NULL))"
+                     AND {touched}"
                 ));
             }
             withs.push(slices("__pgt_k", &kept));
@@ -1508,7 +1536,7 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
             Some(chain) => Some(t.column_name(chain)?),
             None => None,
         };
-        let now = from_table(t, restricted.as_deref());
+        let now = from_table(t, restricted.as_deref(), nullable(r));
         let before = match (net_of(r.relid), &restricted) {
             (Some(n), Some(chain)) => {
                 let same_key: Vec<String> =
@@ -1539,8 +1567,8 @@ pub fn delta_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<Option<Stri
                 // self-join by one column share it.)
                 let x = format!("__pgt_x{n}_{}", r.chain.unwrap_or_default());
                 let definition = format!(
-                    "{x} AS MATERIALIZED (SELECT x.* FROM __pgt_net{n} x \
-                     WHERE x.{chain} IN (SELECT pg_catalog.unnest(__pgt_k.k) FROM __pgt_k))"
+                    "{x} AS MATERIALIZED (SELECT x.* FROM __pgt_net{n} x WHERE {})",
+                    member(&format!("x.{chain}"), "__pgt_k", nullable(r))
                 );
                 if !withs.contains(&definition) {
                     withs.push(definition);
@@ -1606,19 +1634,28 @@ pub fn relevant_changes_sql(st: &SliceTotals, changes: &[Changes]) -> PgtResult<
     Ok(Some(format!("SELECT COALESCE(pg_catalog.sum(c.n), 0) FROM ({}) c", counts.join(" UNION ALL "))))
 }
 
-/// `alias.column` is the value of a touched slice.
-fn within(alias: &str, column: &str) -> String {
+/// `value` is one of the slices of the WITH query `set` (its array `k`);
+/// with `nullable`, a NULL value is one when `k` holds NULL.
+fn member(value: &str, set: &str, nullable: bool) -> String {
     // (COALESCE: a parenthesized subquery after ANY would be its rows.)
-    format!("{alias}.{column} OPERATOR(pg_catalog.=) ANY (COALESCE((SELECT __pgt_k.k FROM __pgt_k), NULL))")
+    let any = format!("{value} OPERATOR(pg_catalog.=) ANY (COALESCE((SELECT {set}.k FROM {set}), NULL))");
+    match nullable {
+        false => any,
+        true => format!(
+            "({any} OR ({value} IS NULL AND (SELECT pg_catalog.array_position({set}.k, NULL) IS NOT NULL FROM {set})))"
+        ),
+    }
 }
 
 /// A stand-in reading the table: all its columns (dropped ones left out,
 /// as in the deparsed reference's column list), restricted to the touched
-/// slices by `chain` when given. (Ends with its WHERE, which callers may
-/// extend with AND.)
-fn from_table(t: &Table, chain: Option<&str>) -> String {
+/// slices by `chain` when given (a NULL value too with `nullable`). (Ends
+/// with its WHERE, which callers may extend with AND.)
+fn from_table(t: &Table, chain: Option<&str>, nullable: bool) -> String {
     let list: Vec<String> = t.columns.iter().flatten().map(|(name, _)| format!("t.{name}")).collect();
-    let filter = chain.map(|c| format!(" WHERE {}", within("t", c))).unwrap_or_else(|| " WHERE true".into());
+    let filter = chain
+        .map(|c| format!(" WHERE {}", member(&format!("t.{c}"), "__pgt_k", nullable)))
+        .unwrap_or_else(|| " WHERE true".into());
     format!("SELECT {} FROM {} t{filter}", list.join(", "), t.name)
 }
 
@@ -1726,9 +1763,14 @@ mod tests {
         };
         let (root, chained) = chain(&g, &|_| vec![1]).unwrap();
         assert_eq!((root, chained), (1001, BTreeMap::from([(1001, 2)])));
-        // A grouping column that may be NULL: no root.
+        // A grouping column that may be NULL: no root, but one where NULL
+        // is a slice too.
         let g = Graph { refs: vec![r(1001, true, &[])], ..g };
         assert_eq!(chain(&g, &|_| vec![1]), None);
+        assert_eq!(chain_by_nullable_group(&g), Some((1001, BTreeMap::from([(1001, 2)]))));
+        // Grouped by another column: every group spans slices.
+        let g = Graph { grouped: vec![(vec![1001], vec![(1001, 3)])], ..g };
+        assert_eq!(chain_by_nullable_group(&Graph { refs: vec![r(1001, false, &[])], ..g.clone() }), None);
     }
 
     /// Q13: a grouped subquery in FROM of customer (1001) LEFT JOIN orders
