@@ -133,6 +133,31 @@ pub fn maintaining(relid: pg_sys::Oid, shared: bool) -> PgtResult<()> {
 /// Could the transaction `full_xid` be unseen by this transaction's
 /// snapshot (is it at or above the snapshot's xmin)?
 fn maybe_unseen(full_xid: u64) -> bool {
+    // SAFETY: a read of this transaction's snapshot (REPEATABLE READ: the
+    // transaction snapshot).
+    against_snapshot(full_xid, |xid, snapshot| unsafe {
+        pg_sys::TransactionIdFollowsOrEquals(xid, (*snapshot).xmin)
+    })
+}
+
+/// Did the transaction `full_xid` commit, unseen by this transaction's
+/// snapshot?
+fn committed_unseen(full_xid: u64) -> bool {
+    // SAFETY: the commit status is looked up only for an id the snapshot
+    // does not see as finished, so one recent enough to have it.
+    against_snapshot(full_xid, |xid, snapshot| unsafe {
+        pg_sys::XidInMVCCSnapshot(xid, snapshot) && pg_sys::TransactionIdDidCommit(xid)
+    })
+}
+
+/// `test` of the transaction `full_xid` (as a 32-bit id) and this
+/// transaction's snapshot; false for none (0), for this transaction, and
+/// for one older than 2^31 transactions (long committed, seen by any
+/// snapshot, and its 32-bit id would be ambiguous).
+fn against_snapshot(
+    full_xid: u64,
+    test: impl FnOnce(pg_sys::TransactionId, pg_sys::Snapshot) -> bool,
+) -> bool {
     if full_xid == 0 {
         return false;
     }
@@ -147,34 +172,7 @@ fn maybe_unseen(full_xid: u64) -> bool {
         if pg_sys::TransactionIdIsCurrentTransactionId(xid) {
             return false;
         }
-        let snapshot = pg_sys::GetTransactionSnapshot();
-        pg_sys::TransactionIdFollowsOrEquals(xid, (*snapshot).xmin)
-    }
-}
-
-/// Did the transaction `full_xid` commit, unseen by this transaction's
-/// snapshot?
-fn committed_unseen(full_xid: u64) -> bool {
-    if full_xid == 0 {
-        return false;
-    }
-    // SAFETY: plain reads of transaction state and of this transaction's
-    // snapshot (REPEATABLE READ: the transaction snapshot). The commit
-    // status is looked up only for an id the snapshot does not see as
-    // finished, so one recent enough to have it.
-    unsafe {
-        // Older than 2^31 transactions: long committed, seen by any
-        // snapshot (and its 32-bit id would be ambiguous).
-        let next = pg_sys::ReadNextFullTransactionId().value;
-        if next.saturating_sub(full_xid) >= 1 << 31 {
-            return false;
-        }
-        let xid = pg_sys::TransactionId::from(full_xid as u32);
-        if pg_sys::TransactionIdIsCurrentTransactionId(xid) {
-            return false;
-        }
-        let snapshot = pg_sys::GetTransactionSnapshot();
-        pg_sys::XidInMVCCSnapshot(xid, snapshot) && pg_sys::TransactionIdDidCommit(xid)
+        test(xid, pg_sys::GetTransactionSnapshot())
     }
 }
 
