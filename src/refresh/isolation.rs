@@ -42,8 +42,10 @@ use crate::error::{PgtError, PgtResult};
 /// Stream tables with a record of their own, cluster-wide.
 const ENTRIES: usize = 4096;
 
-/// Maintainers kept per stream table.
-const KEPT: usize = 4;
+/// Maintainers kept per stream table. (Checked exactly; the ones before
+/// them conservatively once writers shared the lock, so more kept is
+/// fewer needless failures under many concurrent writers.)
+const KEPT: usize = 16;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {
