@@ -455,3 +455,94 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
     assert_eq!(committed, 160);
     assert_matches_query(&mut c, "f", OWNED_Q);
 }
+
+/// The shared-lock filter read by other stream tables: an IMMEDIATE
+/// aggregate over it (maintained inside each writing statement, under its
+/// own EXCLUSIVE lock) and a DIFFERENTIAL one (from its change buffer,
+/// refreshed meanwhile). Eight sessions write overlapping rows at once;
+/// all three are exact at the end.
+#[test]
+fn readers_of_a_shared_lock_filter_stay_exact() {
+    let mut c = fresh_db("e2e_immediate_owned_readers", true);
+    c.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, k int, v int);
+         INSERT INTO t SELECT g, g % 7, g FROM generate_series(1, 300) g;
+         CREATE MATERIALIZED VIEW f WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {OWNED_Q};
+         CREATE MATERIALIZED VIEW fi WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+           SELECT k, count(*) AS n, sum(v2) AS s FROM f GROUP BY k;
+         CREATE MATERIALIZED VIEW fd WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'differential') AS
+           SELECT k, count(*) AS n, sum(v2) AS s FROM f GROUP BY k;"
+    ))
+    .unwrap();
+    let lock: String = c
+        .query_one(
+            "SELECT value FROM pgtrickle.explain_stream_table('f') WHERE property = 'immediate lock'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(lock.starts_with("ROW EXCLUSIVE"), "{lock}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refresher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut conn = connect("e2e_immediate_owned_readers");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.batch_execute("REFRESH MATERIALIZED VIEW fd").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    let writers: Vec<_> = (0..8)
+        .map(|w: i32| {
+            std::thread::spawn(move || {
+                let mut conn = connect("e2e_immediate_owned_readers");
+                let mut seed: u64 = 0xfeed_beef ^ ((w as u64 + 1) * 0x9e37_79b9);
+                let mut rnd = move |n: u64| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % n) as i32
+                };
+                for i in 0..12 {
+                    let base = 10_000 + w * 1000 + i * 10;
+                    let rows = [rnd(300) + 1, rnd(300) + 1, rnd(300) + 1];
+                    let (k, rollback) = (rnd(7), rnd(6) == 0);
+                    loop {
+                        let attempt = (|| -> Result<(), postgres::Error> {
+                            let mut tx = conn.transaction()?;
+                            tx.execute(
+                                "INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 2) g",
+                                &[&base],
+                            )?;
+                            tx.execute("UPDATE t SET v = v + 1, k = $2 WHERE id = $1", &[&rows[0], &k])?;
+                            tx.execute("DELETE FROM t WHERE id = $1", &[&rows[1]])?;
+                            tx.execute("UPDATE t SET id = $2 + 5 WHERE id = $1", &[&rows[2], &base])?;
+                            if rollback {
+                                tx.rollback()
+                            } else {
+                                tx.commit()
+                            }
+                        })();
+                        match attempt {
+                            Ok(()) => break,
+                            Err(e) if matches!(e.code().map(|c| c.code()), Some("40001") | Some("40P01")) => {
+                            }
+                            Err(e) => panic!("writer {w}: {e:?}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    refresher.join().unwrap();
+    c.batch_execute("REFRESH MATERIALIZED VIEW fd").unwrap();
+    let agg = format!("SELECT k, count(*) AS n, sum(v2) AS s FROM ({OWNED_Q}) q GROUP BY k");
+    assert_matches_query(&mut c, "f", OWNED_Q);
+    assert_matches_query(&mut c, "fi", &agg);
+    assert_matches_query(&mut c, "fd", &agg);
+}
