@@ -221,16 +221,22 @@ fn lock_mode(relid: pg_sys::Oid) -> PgtResult<u32> {
     if !super::isolation::read_committed() {
         return Ok(pg_sys::ExclusiveLock);
     }
-    let cached = OWNED_ROWS.with(|o| o.borrow().get(&relid.to_u32()).copied());
-    let owned = match cached {
-        Some(owned) => owned,
-        None => {
-            let owned = rows_owned_by_source_rows(relid)?;
-            OWNED_ROWS.with(|o| o.borrow_mut().insert(relid.to_u32(), owned));
-            owned
-        }
-    };
+    let owned = remembered(&OWNED_ROWS, relid, rows_owned_by_source_rows)?;
     Ok(if owned { pg_sys::RowExclusiveLock } else { pg_sys::ExclusiveLock })
+}
+
+/// `decide(relid)`, kept in `cache` until [`forget`].
+fn remembered(
+    cache: &'static std::thread::LocalKey<RefCell<HashMap<u32, bool>>>,
+    relid: pg_sys::Oid,
+    decide: impl FnOnce(pg_sys::Oid) -> PgtResult<bool>,
+) -> PgtResult<bool> {
+    if let Some(known) = cache.with(|c| c.borrow().get(&relid.to_u32()).copied()) {
+        return Ok(known);
+    }
+    let decided = decide(relid)?;
+    cache.with(|c| c.borrow_mut().insert(relid.to_u32(), decided));
+    Ok(decided)
 }
 
 /// Is every row of `relid` owned by one row of its one source (see
@@ -276,12 +282,7 @@ pub fn subtransaction_abort() {
 }
 
 fn over_inners(relid: pg_sys::Oid) -> PgtResult<bool> {
-    if let Some(over) = OVER_INNERS.with(|o| o.borrow().get(&relid.to_u32()).copied()) {
-        return Ok(over);
-    }
-    let over = crate::dvm::nested::over_inners(relid)?;
-    OVER_INNERS.with(|o| o.borrow_mut().insert(relid.to_u32(), over));
-    Ok(over)
+    remembered(&OVER_INNERS, relid, crate::dvm::nested::over_inners)
 }
 
 /// An IMMEDIATE stream table over inner stream tables: the inner stream
