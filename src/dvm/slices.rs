@@ -201,10 +201,7 @@ pub fn chain(g: &Graph, key_of: &dyn Fn(pg_sys::Oid) -> Vec<i16>) -> Option<(u32
         }
         for column in columns {
             let chained = reach(g, (r.id, column));
-            let whole = g.grouped.iter().any(|(members, keys)| {
-                members.iter().any(|m| chained.contains_key(m))
-                    && !keys.iter().any(|(id, attnum)| chained.get(id) == Some(attnum))
-            });
+            let whole = spans_slices(g, &chained);
             // (Of roots chaining as many, one with conditions of its own
             // lets fewer slices through: see SliceTotals::root_filter.)
             // Then one chained by its whole (one-column) primary key: one
@@ -238,16 +235,23 @@ pub fn chain_by_nullable_group(g: &Graph) -> Option<(u32, BTreeMap<u32, i16>)> {
         let columns = g.grouped.iter().flat_map(|(_, keys)| keys.iter()).filter(|(id, _)| *id == r.id);
         for &(_, column) in columns {
             let chained = reach(g, (r.id, column));
-            let whole = g.grouped.iter().any(|(members, keys)| {
-                members.iter().any(|m| chained.contains_key(m))
-                    && !keys.iter().any(|(id, attnum)| chained.get(id) == Some(attnum))
-            });
+            let whole = spans_slices(g, &chained);
             if !whole && best.as_ref().is_none_or(|(_, b)| chained.len() > b.len()) {
                 best = Some((r.id, chained));
             }
         }
     }
     best
+}
+
+/// Does an aggregating subquery in FROM group rows of several slices
+/// together: it reads a chained reference but groups by none of the
+/// chained columns?
+fn spans_slices(g: &Graph, chained: &BTreeMap<u32, i16>) -> bool {
+    g.grouped.iter().any(|(members, keys)| {
+        members.iter().any(|m| chained.contains_key(m))
+            && !keys.iter().any(|(id, attnum)| chained.get(id) == Some(attnum))
+    })
 }
 
 /// The references `root` chains along the edges, each with its column.
