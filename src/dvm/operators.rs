@@ -197,9 +197,7 @@ impl Tree {
         unsafe {
             match (*node).type_ {
                 pg_sys::NodeTag::T_RangeTblRef => {
-                    let index = (*(node as *mut pg_sys::RangeTblRef)).rtindex;
-                    let rte = pg_sys::list_nth((*q).rtable, index - 1) as *mut pg_sys::RangeTblEntry;
-                    self.range_entry(rte, ctx, depth);
+                    self.range_entry(referenced(q, node), ctx, depth);
                 }
                 pg_sys::NodeTag::T_JoinExpr => {
                     let j = &*(node as *mut pg_sys::JoinExpr);
@@ -309,8 +307,7 @@ impl Tree {
         // each RangeTblRef names a subquery entry of `q`.
         unsafe {
             if (*node).type_ == pg_sys::NodeTag::T_RangeTblRef {
-                let index = (*(node as *mut pg_sys::RangeTblRef)).rtindex;
-                let rte = pg_sys::list_nth((*q).rtable, index - 1) as *mut pg_sys::RangeTblEntry;
+                let rte = referenced(q, node);
                 if !(*rte).subquery.is_null() {
                     self.query((*rte).subquery, ctx, depth);
                 } else {
@@ -332,6 +329,19 @@ impl Tree {
                 self.set_operation(branch, q, ctx, depth + 1);
             }
         }
+    }
+}
+
+/// The range table entry of `q` a RangeTblRef names (rt_fetch).
+///
+/// # Safety
+/// `node` is a RangeTblRef of `q` (its index within `q`'s range table).
+unsafe fn referenced(q: *mut pg_sys::Query, node: *mut pg_sys::Node) -> *mut pg_sys::RangeTblEntry {
+    // SAFETY: range table indexes of an analyzed Query start at 1 and are
+    // within its range table.
+    unsafe {
+        let index = (*(node as *mut pg_sys::RangeTblRef)).rtindex;
+        pg_sys::list_nth((*q).rtable, index - 1) as *mut pg_sys::RangeTblEntry
     }
 }
 
@@ -433,18 +443,8 @@ unsafe fn sort_exprs(
     clauses: *mut pg_sys::List,
     e: &dyn Fn(*mut pg_sys::Node) -> String,
 ) -> String {
-    // SAFETY: each clause refers to an entry of the query's select list.
-    unsafe {
-        let targets = list_ptrs::<pg_sys::TargetEntry>((*q).targetList);
-        list_ptrs::<pg_sys::SortGroupClause>(clauses)
-            .into_iter()
-            .filter_map(|c| {
-                let t = targets.iter().find(|t| (***t).ressortgroupref == (*c).tleSortGroupRef)?;
-                Some(e((**t).expr as *mut pg_sys::Node))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+    // SAFETY: as sort_items.
+    unsafe { sort_items(q, clauses, &|_, node| e(node)) }
 }
 
 /// The ORDER BY of `q`: [`sort_exprs`] with each item's direction and
@@ -453,30 +453,46 @@ unsafe fn sort_exprs(
 /// # Safety
 /// `q` is a valid Query.
 unsafe fn order_exprs(q: *mut pg_sys::Query, e: &dyn Fn(*mut pg_sys::Node) -> String) -> String {
-    // SAFETY: as sort_exprs; the type cache lookup only reads.
+    // SAFETY: as sort_items; the type cache lookup only reads.
     unsafe {
-        let targets = list_ptrs::<pg_sys::TargetEntry>((*q).targetList);
-        list_ptrs::<pg_sys::SortGroupClause>((*q).sortClause)
+        sort_items(q, (*q).sortClause, &|c, node| {
+            let cache = pg_sys::lookup_type_cache(
+                pg_sys::exprType(node),
+                (pg_sys::TYPECACHE_LT_OPR | pg_sys::TYPECACHE_GT_OPR) as i32,
+            );
+            let descending = !cache.is_null() && (*c).sortop == (*cache).gt_opr;
+            let using = !cache.is_null() && !descending && (*c).sortop != (*cache).lt_opr;
+            let mut item = e(node);
+            if descending {
+                item.push_str(" DESC");
+            } else if using {
+                item.push_str(" USING another operator");
+            }
+            if (*c).nulls_first != descending {
+                item.push_str(if (*c).nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
+            }
+            item
+        })
+    }
+}
+
+/// `item` of each SortGroupClause of `clauses` and the select list entry's
+/// expression it refers to, comma-separated.
+///
+/// # Safety
+/// `clauses` is a SortGroupClause list of `q`.
+unsafe fn sort_items(
+    q: *mut pg_sys::Query,
+    clauses: *mut pg_sys::List,
+    item: &dyn Fn(*mut pg_sys::SortGroupClause, *mut pg_sys::Node) -> String,
+) -> String {
+    // SAFETY: every clause of an analyzed Query refers to an entry of its
+    // select list (get_sortgroupclause_tle raises an ERROR otherwise).
+    unsafe {
+        list_ptrs::<pg_sys::SortGroupClause>(clauses)
             .into_iter()
-            .filter_map(|c| {
-                let t = targets.iter().find(|t| (***t).ressortgroupref == (*c).tleSortGroupRef)?;
-                let node = (**t).expr as *mut pg_sys::Node;
-                let cache = pg_sys::lookup_type_cache(
-                    pg_sys::exprType(node),
-                    (pg_sys::TYPECACHE_LT_OPR | pg_sys::TYPECACHE_GT_OPR) as i32,
-                );
-                let descending = !cache.is_null() && (*c).sortop == (*cache).gt_opr;
-                let using = !cache.is_null() && !descending && (*c).sortop != (*cache).lt_opr;
-                let mut item = e(node);
-                if descending {
-                    item.push_str(" DESC");
-                } else if using {
-                    item.push_str(" USING another operator");
-                }
-                if (*c).nulls_first != descending {
-                    item.push_str(if (*c).nulls_first { " NULLS FIRST" } else { " NULLS LAST" });
-                }
-                Some(item)
+            .map(|c| {
+                item(c, (*pg_sys::get_sortgroupclause_tle(c, (*q).targetList)).expr as *mut pg_sys::Node)
             })
             .collect::<Vec<_>>()
             .join(", ")
