@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{assert_matches_query, connect, fresh_db};
+use crate::{assert_matches_query, connect, fresh_db, retry_conflicts, Rng};
 
 fn consumed(c: &mut postgres::Client, st: &str) -> i64 {
     c.query_one(
@@ -73,13 +73,8 @@ fn concurrent_writers_on_two_sources_are_consumed_exactly_once() {
             let (ca, cb) = (committed_a.clone(), committed_b.clone());
             std::thread::spawn(move || {
                 let mut conn = connect("e2e_capture_concurrent");
-                let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1);
-                let mut rnd = move |n: u64| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed % n
-                };
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1));
+                let mut rnd = move |n: u64| rng.next(n);
                 for i in 0..60 {
                     let base = w * 100_000 + i * 10;
                     let mut tx = conn.transaction().unwrap();
@@ -226,35 +221,34 @@ fn partitioned_source_written_through_parent_and_partitions() {
                     // one that locks a row another moved to another partition,
                     // or deadlocks two, as without a stream table; retried.
                     // The IMMEDIATE filter's writers share its lock.)
-                    loop {
-                        let attempt = (|| -> Result<(), postgres::Error> {
-                            let mut tx = conn.transaction()?;
-                            tx.execute("INSERT INTO p SELECT $1 + g, g % 3, g FROM generate_series(0, 5) g", &[&base])?;
-                            let p2 = if base + 9 < 200_000 { "p2_low" } else { "p2_high" };
-                            let table = ["p0", "p1", p2][(i % 3) as usize];
-                            let part = i % 3;
-                            tx.execute(&format!("INSERT INTO {table} VALUES ($1, $2, $3)"), &[&(base + 9), &part, &i])?;
-                            // Rows moving to another partition, through the parent.
-                            tx.execute(
-                                "UPDATE p SET part = (part + 1) % 3, v = v + 1 WHERE id BETWEEN $1 AND $1 + 2",
-                                &[&(w * 100_000 + (i * 7) % 400)],
-                            )?;
-                            // Statements naming a partition.
-                            tx.execute("UPDATE p1 SET v = v + 3 WHERE id % 11 = $1", &[&(i % 11)])?;
-                            tx.execute("DELETE FROM p0 WHERE id = $1", &[&(w * 100_000 + (i * 13) % 500)])?;
-                            tx.execute("DELETE FROM p2 WHERE id = $1", &[&(w * 100_000 + (i * 17) % 500)])?;
-                            if i % 9 == 4 {
-                                tx.rollback()
-                            } else {
-                                tx.commit()
-                            }
-                        })();
-                        match attempt {
-                            Ok(()) => break,
-                            Err(e) if matches!(e.code().map(|c| c.code()), Some("40001") | Some("40P01")) => {}
-                            Err(e) => panic!("writer {w}: {e:?}"),
+                    retry_conflicts(&format!("writer {w}"), || {
+                        let mut tx = conn.transaction()?;
+                        tx.execute(
+                            "INSERT INTO p SELECT $1 + g, g % 3, g FROM generate_series(0, 5) g",
+                            &[&base],
+                        )?;
+                        let p2 = if base + 9 < 200_000 { "p2_low" } else { "p2_high" };
+                        let table = ["p0", "p1", p2][(i % 3) as usize];
+                        let part = i % 3;
+                        tx.execute(
+                            &format!("INSERT INTO {table} VALUES ($1, $2, $3)"),
+                            &[&(base + 9), &part, &i],
+                        )?;
+                        // Rows moving to another partition, through the parent.
+                        tx.execute(
+                            "UPDATE p SET part = (part + 1) % 3, v = v + 1 WHERE id BETWEEN $1 AND $1 + 2",
+                            &[&(w * 100_000 + (i * 7) % 400)],
+                        )?;
+                        // Statements naming a partition.
+                        tx.execute("UPDATE p1 SET v = v + 3 WHERE id % 11 = $1", &[&(i % 11)])?;
+                        tx.execute("DELETE FROM p0 WHERE id = $1", &[&(w * 100_000 + (i * 13) % 500)])?;
+                        tx.execute("DELETE FROM p2 WHERE id = $1", &[&(w * 100_000 + (i * 17) % 500)])?;
+                        if i % 9 == 4 {
+                            tx.rollback()
+                        } else {
+                            tx.commit()
                         }
-                    }
+                    });
                 }
             })
         })

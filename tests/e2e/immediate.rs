@@ -2,7 +2,7 @@
 //! sides of a join and the source of an aggregate at once; after every
 //! commit the stream tables are exact, and at the end too. No deadlocks.
 
-use crate::{assert_matches_query, connect, fresh_db};
+use crate::{assert_matches_query, connect, fresh_db, retry_conflicts, Rng};
 
 const JOIN_Q: &str = "SELECT a.id, b.id AS bid, a.v, b.w FROM a JOIN b ON a.k = b.k";
 const AGG_Q: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM a GROUP BY k";
@@ -30,13 +30,8 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
         .map(|w: i32| {
             std::thread::spawn(move || {
                 let mut conn = connect("e2e_immediate");
-                let mut seed: u64 = 0xdead_beef ^ ((w as u64 + 1) * 0x9e37_79b9);
-                let mut rnd = move |n: u64| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed % n
-                };
+                let mut rng = Rng(0xdead_beef ^ ((w as u64 + 1) * 0x9e37_79b9));
+                let mut rnd = move |n: u64| rng.next(n);
                 for i in 0..8 {
                     let base = 10_000 + w * 1000 + i * 10;
                     let mut tx = conn.transaction().unwrap();
@@ -396,13 +391,8 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
             std::thread::spawn(move || {
                 let mut conn = connect("e2e_immediate_owned");
                 let level = if w % 4 == 3 { "REPEATABLE READ" } else { "READ COMMITTED" };
-                let mut seed: u64 = 0x5eed_f00d ^ ((w as u64 + 1) * 0x9e37_79b9);
-                let mut rnd = move |n: u64| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (seed % n) as i32
-                };
+                let mut rng = Rng(0x5eed_f00d ^ ((w as u64 + 1) * 0x9e37_79b9));
+                let mut rnd = move |n: u64| rng.next(n) as i32;
                 let mut committed = 0;
                 for i in 0..10 {
                     let base = 10_000 + w * 1000 + i * 10;
@@ -411,41 +401,29 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
                     // (A REPEATABLE READ writer fails while READ COMMITTED
                     // ones keep committing after its snapshot: it retries
                     // until they are done, if need be.)
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-                    while std::time::Instant::now() < deadline {
-                        let attempt = (|| -> Result<(), postgres::Error> {
-                            let mut tx = conn.transaction()?;
-                            tx.batch_execute(&format!("SET TRANSACTION ISOLATION LEVEL {level}"))?;
-                            tx.execute("INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 3) g", &[&base])?;
-                            tx.execute("UPDATE t SET v = v + 1, k = $2 WHERE id = $1", &[&rows[0], &k])?;
-                            tx.execute("DELETE FROM t WHERE id = $1", &[&rows[1]])?;
-                            // A key changed (to this writer's range).
-                            tx.execute("UPDATE t SET id = $2 + 5 WHERE id = $1", &[&rows[2], &base])?;
-                            tx.execute("UPDATE t SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 2", &[&base])?;
-                            let bad: i64 = tx
-                                .query_one(
-                                    &format!("SELECT count(*) FROM ((TABLE f EXCEPT ALL ({OWNED_Q})) UNION ALL (({OWNED_Q}) EXCEPT ALL TABLE f)) x"),
-                                    &[],
-                                )?
-                                .get(0);
-                            assert_eq!(bad, 0, "writer {w} ({level}), transaction {i}: f is not exact inside the transaction");
-                            if rollback {
-                                tx.rollback()
-                            } else {
-                                tx.commit()
-                            }
-                        })();
-                        match attempt {
-                            Ok(()) => {
-                                committed += 1;
-                                break;
-                            }
-                            Err(e) if matches!(e.code().map(|c| c.code()), Some("40001") | Some("40P01")) => {
-                                std::thread::sleep(std::time::Duration::from_millis(2));
-                            }
-                            Err(e) => panic!("writer {w} ({level}): {e:?}"),
+                    retry_conflicts(&format!("writer {w} ({level})"), || {
+                        let mut tx = conn.transaction()?;
+                        tx.batch_execute(&format!("SET TRANSACTION ISOLATION LEVEL {level}"))?;
+                        tx.execute("INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 3) g", &[&base])?;
+                        tx.execute("UPDATE t SET v = v + 1, k = $2 WHERE id = $1", &[&rows[0], &k])?;
+                        tx.execute("DELETE FROM t WHERE id = $1", &[&rows[1]])?;
+                        // A key changed (to this writer's range).
+                        tx.execute("UPDATE t SET id = $2 + 5 WHERE id = $1", &[&rows[2], &base])?;
+                        tx.execute("UPDATE t SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 2", &[&base])?;
+                        let bad: i64 = tx
+                            .query_one(
+                                &format!("SELECT count(*) FROM ((TABLE f EXCEPT ALL ({OWNED_Q})) UNION ALL (({OWNED_Q}) EXCEPT ALL TABLE f)) x"),
+                                &[],
+                            )?
+                            .get(0);
+                        assert_eq!(bad, 0, "writer {w} ({level}), transaction {i}: f is not exact inside the transaction");
+                        if rollback {
+                            tx.rollback()
+                        } else {
+                            tx.commit()
                         }
-                    }
+                    });
+                    committed += 1;
                 }
                 committed
             })
@@ -497,40 +475,27 @@ fn readers_of_a_shared_lock_filter_stay_exact() {
         .map(|w: i32| {
             std::thread::spawn(move || {
                 let mut conn = connect("e2e_immediate_owned_readers");
-                let mut seed: u64 = 0xfeed_beef ^ ((w as u64 + 1) * 0x9e37_79b9);
-                let mut rnd = move |n: u64| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (seed % n) as i32
-                };
+                let mut rng = Rng(0xfeed_beef ^ ((w as u64 + 1) * 0x9e37_79b9));
+                let mut rnd = move |n: u64| rng.next(n) as i32;
                 for i in 0..12 {
                     let base = 10_000 + w * 1000 + i * 10;
                     let rows = [rnd(300) + 1, rnd(300) + 1, rnd(300) + 1];
                     let (k, rollback) = (rnd(7), rnd(6) == 0);
-                    loop {
-                        let attempt = (|| -> Result<(), postgres::Error> {
-                            let mut tx = conn.transaction()?;
-                            tx.execute(
-                                "INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 2) g",
-                                &[&base],
-                            )?;
-                            tx.execute("UPDATE t SET v = v + 1, k = $2 WHERE id = $1", &[&rows[0], &k])?;
-                            tx.execute("DELETE FROM t WHERE id = $1", &[&rows[1]])?;
-                            tx.execute("UPDATE t SET id = $2 + 5 WHERE id = $1", &[&rows[2], &base])?;
-                            if rollback {
-                                tx.rollback()
-                            } else {
-                                tx.commit()
-                            }
-                        })();
-                        match attempt {
-                            Ok(()) => break,
-                            Err(e) if matches!(e.code().map(|c| c.code()), Some("40001") | Some("40P01")) => {
-                            }
-                            Err(e) => panic!("writer {w}: {e:?}"),
+                    retry_conflicts(&format!("writer {w}"), || {
+                        let mut tx = conn.transaction()?;
+                        tx.execute(
+                            "INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 2) g",
+                            &[&base],
+                        )?;
+                        tx.execute("UPDATE t SET v = v + 1, k = $2 WHERE id = $1", &[&rows[0], &k])?;
+                        tx.execute("DELETE FROM t WHERE id = $1", &[&rows[1]])?;
+                        tx.execute("UPDATE t SET id = $2 + 5 WHERE id = $1", &[&rows[2], &base])?;
+                        if rollback {
+                            tx.rollback()
+                        } else {
+                            tx.commit()
                         }
-                    }
+                    });
                 }
             })
         })

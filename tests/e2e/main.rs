@@ -13,6 +13,7 @@ mod tpch;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
@@ -84,4 +85,48 @@ pub fn assert_matches_query(c: &mut Client, st: &str, query: &str) {
         .unwrap()
         .get(0);
     assert_eq!(diff, 0, "{st} differs from its query");
+}
+
+/// A small seeded generator (xorshift), for reproducible generated writes.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n` (0 for `n` = 0).
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next(100) < percent
+    }
+    /// A number below `n` as SQL, NULL one time in eight or so.
+    pub fn nullable(&mut self, n: u64) -> String {
+        if self.chance(12) {
+            "NULL".into()
+        } else {
+            self.next(n).to_string()
+        }
+    }
+}
+
+/// Run `attempt` (a whole transaction) until it succeeds, retrying, as an
+/// application would, while it fails with a serialization failure (40001)
+/// or a deadlock (40P01); panic, naming `what`, on any other error or when
+/// it still fails after two minutes. Returns the number of retries.
+pub fn retry_conflicts(what: &str, mut attempt: impl FnMut() -> Result<(), postgres::Error>) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut retries = 0;
+    loop {
+        match attempt() {
+            Ok(()) => return retries,
+            Err(e) if matches!(e.code().map(|c| c.code()), Some("40001") | Some("40P01")) => {
+                assert!(Instant::now() < deadline, "{what}: still failing after two minutes: {e:?}");
+                retries += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
 }

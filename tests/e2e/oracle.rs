@@ -11,7 +11,7 @@
 
 use postgres::Client;
 
-use crate::fresh_db;
+use crate::{fresh_db, Rng};
 
 /// (query, maintained differentially?)
 const CORPUS: &[(&str, bool)] = &[
@@ -299,27 +299,6 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t2.note, t2.k FROM t2 WHERE t2.id IN (SELECT x.k FROM t1 x WHERE x.g IN (SELECT 'g' || b FROM t3 WHERE a > 1) AND x.v > (SELECT count(*) FROM t1 y WHERE y.k = x.k AND y.g = x.g AND y.flag))", true),
     ("SELECT count(*) AS n, sum(t1.v) AS s FROM t2 JOIN t1 ON t1.k = t2.id WHERE t2.id IN (SELECT a FROM t3 WHERE b > 1) AND t1.v > (SELECT avg(i.v) FROM t1 i WHERE i.k = t2.id AND i.flag)", true),
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next(100) < percent
-    }
-    fn nullable(&mut self, n: u64) -> String {
-        if self.chance(12) {
-            "NULL".into()
-        } else {
-            self.next(n).to_string()
-        }
-    }
-}
 
 fn row_t1(r: &mut Rng, id: i64) -> String {
     let g = if r.chance(10) { "NULL".to_string() } else { format!("'g{}'", r.next(5)) };
