@@ -18,7 +18,8 @@ pub struct Plan {
     pub join: Option<JoinGraph>,
     /// For [`Shape::Groups`] whose aggregates are all count/sum/avg.
     pub algebraic: Option<Algebraic>,
-    /// For [`Shape::Keyless`]: the query as expressions over one table.
+    /// For [`Shape::Keyless`], and [`Shape::Rows`] over one table without
+    /// subqueries: the query as expressions over that table.
     pub rows: Option<RowsDelta>,
     /// `ORDER BY ... LIMIT n`: the stream table holds the first rows of
     /// the query without them (whose shape the rest of the plan is).
@@ -297,17 +298,10 @@ impl Plan {
     /// stream table, with that row's key, computed from that row alone.
     /// None for any other plan.
     pub fn one_row_per_source_row(&self) -> Option<pg_sys::Oid> {
-        if self.shape != Shape::Rows
-            || self.rows.is_none()
-            || self.topk.is_some()
-            || self.reads_stream_tables
-            || !self.full_on.is_empty()
-            || !self.implied.is_empty()
-        {
-            return None;
-        }
-        match self.sources().as_slice() {
-            [source] if self.key_groups().len() == 1 => Some(*source),
+        // (`rows` is set only for one table referenced once, without
+        // subqueries or ORDER BY ... LIMIT: see analysis::decide.)
+        match (self.shape, &self.rows, self.key.first()) {
+            (Shape::Rows, Some(_), Some(key)) if !self.reads_stream_tables => Some(key.source),
             _ => None,
         }
     }
