@@ -137,6 +137,8 @@ shapes=(
     "3-way join|SELECT s.id, d.g, c.c, s.v, c.label FROM src s JOIN dim d ON d.g = s.g JOIN cat c ON c.c = d.c"
     "join + aggregate|SELECT d.g, d.name, count(*) AS n, sum(s.v) AS s FROM src s JOIN dim d ON d.g = s.g GROUP BY d.g, d.name"
     "aggregate, no GROUP BY|SELECT count(*) AS n, sum(v) AS s, max(v) AS top FROM src"
+    "LEFT JOIN chain|SELECT s.id, d.g, c.c, s.v, c.label FROM src s LEFT JOIN dim d ON d.g = s.g LEFT JOIN cat c ON c.c = d.c"
+    "UNION ALL, no keys|SELECT g, v FROM src WHERE v % 2 = 0 UNION ALL SELECT s.g, d.c FROM src s JOIN dim d ON d.g = s.g WHERE s.v % 3 = 0"
 )
 
 create_shapes() {

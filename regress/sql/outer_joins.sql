@@ -1,6 +1,7 @@
 -- Outer joins without aggregates: one LEFT (or RIGHT) JOIN of two tables,
--- recomputed per row of its preserved table, and one FULL JOIN of two
--- tables, recomputed per row of either, partners included.
+-- or a chain of LEFT JOINs each adding one table, recomputed per row of
+-- its preserved table, and one FULL JOIN of two tables, recomputed per row
+-- of either, partners included.
 CREATE SCHEMA oj;
 SET search_path = oj, public;
 SET pg_trickle.differential_max_change_fraction = 1000;
@@ -62,5 +63,52 @@ SELECT count(*) AS differences FROM (
     UNION ALL
     (SELECT s.id, d.id FROM staff s LEFT JOIN desks d ON d.desk = s.desk WHERE d.floor IS NULL
      EXCEPT ALL TABLE free_staff)) d;
+
+-- A chain of LEFT JOINs: each staff member, their desk and the desk's
+-- floor warden (a staff member too). Recomputed per staff row; a change
+-- of desks, wardens or of a warden's staff row reaches the staff rows
+-- joined to it before the change (in the stream table) and after it (in
+-- the query).
+CREATE TABLE wardens (floor int PRIMARY KEY, staff_id int);
+INSERT INTO wardens VALUES (1, 2), (2, 4), (3, 1);
+UPDATE desks SET desk = 10 WHERE id = 100;
+UPDATE desks SET floor = 2 WHERE id = 200;
+CREATE MATERIALIZED VIEW desk_wardens WITH (pgtrickle.stream) AS
+SELECT s.id, d.id AS desk_id, w.floor, x.id AS warden_id, x.name AS warden
+  FROM staff s LEFT JOIN desks d ON d.desk = s.desk
+               LEFT JOIN wardens w ON w.floor = d.floor
+               LEFT JOIN staff x ON x.id = w.staff_id;
+SELECT property, value FROM pgtrickle.explain_stream_table('desk_wardens')
+ WHERE property IN ('refresh mode', 'strategy', 'row identity');
+TABLE desk_wardens ORDER BY id;
+-- cid becomes the warden of floor 1, dee (the warden of floor 2) is
+-- renamed, desk 200 moves to floor 3, and fay joins at desk 10.
+UPDATE wardens SET staff_id = 3 WHERE floor = 1;
+UPDATE staff SET name = 'deedee' WHERE id = 4;
+UPDATE desks SET floor = 3 WHERE id = 200;
+INSERT INTO staff VALUES (6, 'fay', 10);
+REFRESH MATERIALIZED VIEW desk_wardens;
+SELECT h.mode FROM pgtrickle.refresh_history('oj.desk_wardens', 1) h;
+TABLE desk_wardens ORDER BY id;
+UPDATE staff SET name = 'ann b' WHERE id = 1;
+DELETE FROM wardens WHERE floor = 1;
+REFRESH MATERIALIZED VIEW desk_wardens;
+TABLE desk_wardens ORDER BY id;
+SELECT count(*) AS differences FROM (
+    (TABLE desk_wardens EXCEPT ALL
+     SELECT s.id, d.id, w.floor, x.id, x.name FROM staff s LEFT JOIN desks d ON d.desk = s.desk
+       LEFT JOIN wardens w ON w.floor = d.floor LEFT JOIN staff x ON x.id = w.staff_id)
+    UNION ALL
+    (SELECT s.id, d.id, w.floor, x.id, x.name FROM staff s LEFT JOIN desks d ON d.desk = s.desk
+       LEFT JOIN wardens w ON w.floor = d.floor LEFT JOIN staff x ON x.id = w.staff_id
+     EXCEPT ALL TABLE desk_wardens)) d;
+-- A RIGHT JOIN after another join is not a chain from one preserved
+-- table: no row identity from the keys; it is kept as a multiset of the
+-- rows of the slices its changes touch (wardens by floor).
+CREATE MATERIALIZED VIEW warden_desks WITH (pgtrickle.stream) AS
+SELECT s.id, d.id AS desk_id, w.floor
+  FROM staff s LEFT JOIN desks d ON d.desk = s.desk RIGHT JOIN wardens w ON w.floor = d.floor;
+SELECT property, value FROM pgtrickle.explain_stream_table('warden_desks')
+ WHERE property IN ('refresh mode', 'row identity', 'slice root');
 
 DROP SCHEMA oj CASCADE;

@@ -157,6 +157,12 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     "running totals: grouped aggregate{over} of {kinds} kept from per-group totals in {}",
                     crate::dvm::algebraic::state_name(relid)
                 )
+            } else if let Some(m) = plan.multiset.as_ref().filter(|m| !m.union.is_empty()) {
+                format!(
+                    "delta: UNION ALL of {} filters, projections or inner joins: the rows the changes add to and \
+                     remove from each branch, counted per image and applied, copies included",
+                    m.union.len()
+                )
             } else if plan.rows.is_some() && plan.shape == crate::dvm::analysis::Shape::Rows {
                 "delta: filter/projection of one table keyed by its primary key: the changed rows' old and new images counted and applied (differential refresh; immediate maintenance recomputes the keys)".to_string()
             } else {
@@ -237,6 +243,11 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                 // Each change term reads the changed table's rows and the
                 // others' states through these stand-ins.
                 out.push(("join rows".into(), Some(jt.select_sql.clone())));
+            }
+            if let Some(m) = &plan.multiset {
+                for (i, branch) in m.union.iter().enumerate() {
+                    out.push((format!("branch {} rows", i + 1), Some(branch.select_sql.clone())));
+                }
             }
             out.push((
                 "row identity".into(),

@@ -32,8 +32,10 @@ struct QueryFacts {
     other_rtes: Vec<&'static str>,
     /// Only inner joins (or a single table) in FROM.
     inner_only: bool,
-    /// FROM is exactly `t1 LEFT JOIN t2` (or RIGHT): (preserved, nullable).
-    left_join: Option<(u32, u32)>,
+    /// FROM is exactly `t1 LEFT JOIN t2` (or `t2 RIGHT JOIN t1`), or a
+    /// chain `t1 LEFT JOIN t2 ON ... LEFT JOIN t3 ON ...` in which each
+    /// LEFT JOIN adds one table: the preserved table `t1`.
+    left_join: Option<u32>,
     /// FROM is exactly `t1 FULL JOIN t2`.
     full_join: Option<(u32, u32)>,
     /// Range table entries (of the top level) the WHERE clause reads.
@@ -83,6 +85,10 @@ struct QueryFacts {
     /// slices), every output a grouping column (see [`Multiset`]).
     rows_join: Option<super::join_totals::JoinTotals>,
     rows_graph: Option<super::slices::Graph>,
+    /// For a UNION ALL whose branches each filter and project an inner
+    /// join of tables (or one table): each branch's rows as an inner
+    /// join's (see [`union_all`]).
+    union_rows: Option<Vec<super::join_totals::JoinTotals>>,
     /// The stored query has a LIMIT.
     limited: bool,
     /// Table references inside subqueries in expressions (EXISTS, IN,
@@ -800,6 +806,32 @@ unsafe fn union_all_branches(node: *mut pg_sys::Node, out: &mut Vec<u32>) -> Res
     }
 }
 
+/// The preserved table of `node` when it is a table, or a LEFT JOIN whose
+/// left side is such a chain (or a table) and whose right side is a table:
+/// `t1 LEFT JOIN t2 ON ... LEFT JOIN t3 ON ...` keeps every row of `t1`,
+/// and every output row comes from one of them. `table` gives the range
+/// table index of a reference to a table.
+unsafe fn left_chain(
+    node: *mut pg_sys::Node,
+    table: &dyn Fn(*mut pg_sys::Node) -> Option<u32>,
+) -> Option<u32> {
+    if let Some(index) = table(node) {
+        return Some(index);
+    }
+    // SAFETY: (the caller's) node is a valid node of an analyzed query.
+    unsafe {
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_JoinExpr {
+            return None;
+        }
+        let j = &*(node as *mut pg_sys::JoinExpr);
+        if j.jointype != pg_sys::JoinType::JOIN_LEFT {
+            return None;
+        }
+        table(j.rarg)?;
+        left_chain(j.larg, table)
+    }
+}
+
 /// `ORDER BY ... LIMIT n` of a query, if it has a LIMIT; Err: why it cannot
 /// be maintained.
 unsafe fn read_topk(q: &pg_sys::Query) -> Result<Option<TopK>, &'static str> {
@@ -927,6 +959,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             slice_graph: None,
             rows_join: None,
             rows_graph: None,
+            union_rows: None,
             limited: !top.limitCount.is_null() || !top.limitOffset.is_null(),
             sub_relations: Vec::new(),
             topk: None,
@@ -941,17 +974,44 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         }
         if union_all {
             let rtable = list_ptrs::<pg_sys::RangeTblEntry>(top.rtable);
+            let mut union_rows = Some(Vec::new());
             for (i, index) in branches.into_iter().enumerate() {
                 let rte = *rtable
                     .get(index as usize - 1)
                     .ok_or_else(|| PgtError::Internal("UNION ALL branch out of range".into()))?;
-                let mut branch = read_query((*rte).subquery, (i as u32 + 1) * BRANCH_SPAN)?;
+                let sub = (*rte).subquery;
+                // (Only a filter and projection: join_totals::read takes
+                // aggregates for running totals.)
+                let plain = !(*sub).hasAggs && (*sub).groupClause.is_null() && (*sub).groupingSets.is_null();
+                if !plain {
+                    union_rows = None;
+                }
+                if let Some(rows) = union_rows.as_mut() {
+                    // Every output a grouping column: the branch's rows.
+                    let outputs: Vec<super::join_totals::Output> =
+                        list_ptrs::<pg_sys::TargetEntry>((*sub).targetList)
+                            .into_iter()
+                            .filter(|tle| !(**tle).resjunk)
+                            .enumerate()
+                            .map(|(i, tle)| super::join_totals::Output {
+                                name: format!("__k{}", i + 1),
+                                grouped: true,
+                                expr: (*tle).expr as *mut pg_sys::Node,
+                            })
+                            .collect();
+                    match super::join_totals::read_branch(sub, &outputs) {
+                        Some(jt) => rows.push(jt),
+                        None => union_rows = None,
+                    }
+                }
+                let mut branch = read_query(sub, (i as u32 + 1) * BRANCH_SPAN)?;
                 // (A branch's rows are identified by all its tables' keys:
                 // the union's apply reads no followed changes.)
                 branch.strict_equalities.clear();
                 f.relations.extend(branch.relations.iter().copied());
                 f.branches.push(branch);
             }
+            f.union_rows = union_rows;
             return Ok(f);
         }
         let mut levels =
@@ -967,7 +1027,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         let is_relation = |index: u32| {
             rtable.get(index as usize - 1).is_some_and(|rte| (**rte).rtekind == pg_sys::RTEKind::RTE_RELATION)
         };
-        // FROM exactly one outer join of two tables?
+        // FROM exactly a chain of LEFT JOINs of tables, each joining one
+        // table to the chain before it (or one RIGHT or FULL JOIN of two)?
         let from = if top.jointree.is_null() {
             Vec::new()
         } else {
@@ -981,14 +1042,15 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                         .then(|| (*(n as *mut pg_sys::RangeTblRef)).rtindex as u32)
                         .filter(|&i| is_relation(i))
                 };
-                if let (Some(l), Some(r)) = (rti(j.larg), rti(j.rarg)) {
-                    let (l, r) = (base + l, base + r);
-                    f.left_join = match j.jointype {
-                        pg_sys::JoinType::JOIN_LEFT => Some((l, r)),
-                        pg_sys::JoinType::JOIN_RIGHT => Some((r, l)),
-                        _ => None,
-                    };
-                    f.full_join = (j.jointype == pg_sys::JoinType::JOIN_FULL).then_some((l, r));
+                match (j.jointype, rti(j.larg), rti(j.rarg)) {
+                    (pg_sys::JoinType::JOIN_LEFT, _, _) => {
+                        f.left_join = left_chain(*only, &rti).map(|preserved| base + preserved);
+                    }
+                    (pg_sys::JoinType::JOIN_RIGHT, Some(_), Some(r)) => f.left_join = Some(base + r),
+                    (pg_sys::JoinType::JOIN_FULL, Some(l), Some(r)) => {
+                        f.full_join = Some((base + l, base + r))
+                    }
+                    _ => {}
                 }
             }
         }
@@ -1842,12 +1904,12 @@ fn multiset_plan(
     let (multiset, tables, full_on) = match (&f.rows_join, &f.rows_graph) {
         (Some(jt), _) => {
             let tables = jt.tables.iter().map(|(index, relid, _)| (*index, *relid)).collect();
-            (Multiset { join: Some(jt.clone()), slices: None }, tables, Vec::new())
+            (Multiset { join: Some(jt.clone()), slices: None, union: Vec::new() }, tables, Vec::new())
         }
         (None, Some(graph)) => match slices_of(graph, primary_key)? {
             Some((st, full_on)) => {
                 let tables = st.refs.iter().map(|r| (r.id, r.relid)).collect();
-                (Multiset { join: None, slices: Some(st) }, tables, full_on)
+                (Multiset { join: None, slices: Some(st), union: Vec::new() }, tables, full_on)
             }
             None => return Ok(None),
         },
@@ -1981,31 +2043,68 @@ fn union_all(
     primary_key: impl Fn(pg_sys::Oid) -> PgtResult<Vec<i16>> + Copy,
 ) -> PgtResult<Result<Plan, Unsupported>> {
     let mut key = Vec::new();
+    let mut refused = None;
     for branch in &f.branches {
         match decide(branch, primary_key)? {
-            Ok(plan) if matches!(plan.shape, Shape::Rows | Shape::Groups | Shape::Distinct) => key.extend(plan.key),
-            Ok(_) => {
-                return Ok(unsupported(
-                    "UNION ALL is maintained incrementally only when every branch is a filter, projection or inner join \
-                     that selects the primary keys of its tables, or a GROUP BY or DISTINCT over one table",
-                ))
+            Ok(plan) if matches!(plan.shape, Shape::Rows | Shape::Groups | Shape::Distinct) => {
+                key.extend(plan.key)
             }
-            Err(why) => return Ok(unsupported(format!("in a branch of the UNION ALL, {}", why.0))),
+            Ok(_) => {
+                refused = Some(
+                    "UNION ALL is maintained incrementally only when every branch is a filter, projection or inner join \
+                     of tables, or a GROUP BY or DISTINCT over one table"
+                        .to_string(),
+                );
+                break;
+            }
+            Err(why) => {
+                refused = Some(format!("in a branch of the UNION ALL, {}", why.0));
+                break;
+            }
         }
     }
-    Ok(Ok(Plan {
-        shape: Shape::UnionAll,
-        key,
-        reads_stream_tables: false,
-        join: None,
-        algebraic: None,
-        rows: None,
-        topk: None,
-        full_on: Vec::new(),
-        pushdown: false,
-        multiset: None,
-        implied: Vec::new(),
-    }))
+    let Some(why) = refused else {
+        return Ok(Ok(Plan {
+            shape: Shape::UnionAll,
+            key,
+            reads_stream_tables: false,
+            join: None,
+            algebraic: None,
+            rows: None,
+            topk: None,
+            full_on: Vec::new(),
+            pushdown: false,
+            multiset: None,
+            implied: Vec::new(),
+        }));
+    };
+    // Branches that each filter and project an inner join of tables (or
+    // one table), keys selected or not: the union's signed rows are the
+    // branches' signed rows together, the stream table a multiset.
+    match &f.union_rows {
+        Some(branches) if !f.no_totals && !f.volatile => {
+            let mut tables = Vec::new();
+            for (i, b) in branches.iter().enumerate() {
+                // (Ids of different branches kept apart, as for the keyed union.)
+                let base = (i as u32 + 1) * BRANCH_SPAN;
+                tables.extend(b.tables.iter().map(|(index, relid, _)| (base + index, *relid)));
+            }
+            Ok(Ok(Plan {
+                shape: Shape::Multiset,
+                key: Vec::new(),
+                reads_stream_tables: false,
+                join: Some(JoinGraph { tables, edges: Vec::new() }),
+                algebraic: None,
+                rows: None,
+                topk: None,
+                full_on: Vec::new(),
+                pushdown: false,
+                multiset: Some(Multiset { join: None, slices: None, union: branches.clone() }),
+                implied: Vec::new(),
+            }))
+        }
+        _ => Ok(unsupported(why)),
+    }
 }
 
 fn decide(
@@ -2085,7 +2184,7 @@ fn decide_shape(
     let grouped = f.has_aggs || f.has_group || f.has_distinct;
     if !f.inner_only && f.left_join.is_none() && f.full_join.is_none() && !grouped {
         return Ok(unsupported(
-            "outer joins other than one LEFT, RIGHT or FULL JOIN of two tables cannot be maintained incrementally yet",
+            "outer joins other than LEFT JOINs each adding a table to the tables before it, or one RIGHT or FULL JOIN of two tables, cannot be maintained incrementally yet",
         ));
     }
     if f.relations
@@ -2377,20 +2476,20 @@ fn decide_shape(
         // The rows joined to a changed row, before and after the change, are
         // found in the stream table and in the query: a WHERE condition on
         // a nullable side could hide them while its NULL-extended row shows.
-        (Some((preserved, _)), _) | (None, Some((preserved, _)))
+        (Some(preserved), _) | (None, Some((preserved, _)))
             if f.where_rtes.iter().any(|r| *r != preserved || f.full_join.is_some()) =>
         {
             return Ok(unsupported(
                 "a WHERE condition on the nullable side of an outer join cannot be maintained incrementally yet",
             ));
         }
-        (Some((preserved, nullable)), _) => {
+        (Some(preserved), _) => {
             if !one_column(preserved) {
                 return Ok(unsupported(
                     "an outer join's preserved table needs a one-column primary key to be maintained incrementally",
                 ));
             }
-            Shape::LeftJoin { preserved, nullable }
+            Shape::LeftJoin { preserved }
         }
         (None, Some((left, right))) => {
             if !one_column(left) || !one_column(right) {
@@ -2528,6 +2627,7 @@ mod tests {
             slice_graph: None,
             rows_join: None,
             rows_graph: None,
+            union_rows: None,
             limited: false,
             sub_relations: Vec::new(),
             topk: None,
@@ -2779,9 +2879,9 @@ mod tests {
         f.relations.push((2, U, pg_sys::RELKIND_RELATION));
         f.outputs = vec![(Some((1, 1)), 0), (Some((2, 1)), 0)];
         f.inner_only = false;
-        f.left_join = Some((1, 2));
+        f.left_join = Some(1);
         let plan = decide(&f, pk1).unwrap().unwrap();
-        assert_eq!(plan.shape, Shape::LeftJoin { preserved: 1, nullable: 2 });
+        assert_eq!(plan.shape, Shape::LeftJoin { preserved: 1 });
         f.left_join = None;
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("outer joins"));
         f.full_join = Some((1, 2));
@@ -2790,6 +2890,47 @@ mod tests {
         f.outputs = vec![(Some((1, 1)), 0), (Some((1, 2)), 0), (Some((2, 1)), 0), (Some((2, 2)), 0)];
         let two_columns = decide(&f, |_| Ok(vec![1, 2])).unwrap().unwrap_err();
         assert!(two_columns.0.contains("FULL JOIN needs"), "{}", two_columns.0);
+    }
+
+    #[test]
+    fn union_all_of_branches_without_keys_is_a_multiset_of_their_rows() {
+        // Two branches selecting a column other than their key.
+        let branch = |rte: u32, relid| {
+            let mut b = facts();
+            b.relations = vec![(rte, relid, pg_sys::RELKIND_RELATION)];
+            b.outputs = vec![(Some((rte, 2)), 0)];
+            b
+        };
+        let mut f = facts();
+        f.branches = vec![branch(BRANCH_SPAN + 1, T), branch(2 * BRANCH_SPAN + 1, U)];
+        let refused = decide(&f, pk1).unwrap().unwrap_err();
+        assert!(refused.0.starts_with("in a branch of the UNION ALL"), "{}", refused.0);
+        // Each branch read as the rows of a join of its tables.
+        let rows = |relid| super::super::join_totals::JoinTotals {
+            select_sql: "SELECT ...".into(),
+            tables: vec![(1, relid, vec![2])],
+        };
+        f.union_rows = Some(vec![rows(T), rows(U)]);
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Multiset);
+        assert!(plan.key.is_empty());
+        let m = plan.multiset.as_ref().unwrap();
+        assert_eq!(m.union.len(), 2);
+        assert_eq!(m.tables(), vec![T, U]);
+        assert_eq!(m.columns_of(U), vec![2]);
+        // (Table reference ids of different branches kept apart.)
+        assert_eq!(plan.join.unwrap().tables, vec![(BRANCH_SPAN + 1, T), (2 * BRANCH_SPAN + 1, U)]);
+        // Branches with keys stay keyed: rows found through each key.
+        for b in &mut f.branches {
+            let rte = b.relations[0].0;
+            b.outputs = vec![(Some((rte, 1)), 0), (Some((rte, 2)), 0)];
+        }
+        assert_eq!(decide(&f, pk1).unwrap().unwrap().shape, Shape::UnionAll);
+        // Volatile functions: refused whatever the branches.
+        f.branches[0].outputs.pop();
+        f.branches[0].outputs[0] = (Some((BRANCH_SPAN + 1, 2)), 0);
+        f.volatile = true;
+        assert!(decide(&f, pk1).unwrap().is_err());
     }
 
     #[test]

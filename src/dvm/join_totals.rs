@@ -78,6 +78,24 @@ impl Output {
 /// # Safety
 /// `q` must be the analyzed stored query of an open relation.
 pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
+    // SAFETY: as the caller's.
+    unsafe { read_tables(q, outputs, 2) }
+}
+
+/// [`read`] for a branch of a UNION ALL, which may read one table: its
+/// signed rows are then the table's change rows that pass its WHERE
+/// clause, projected (see analysis::union_rows).
+///
+/// # Safety
+/// `q` must be a branch (a subquery) of the analyzed stored query of an
+/// open relation.
+pub unsafe fn read_branch(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
+    // SAFETY: as the caller's.
+    unsafe { read_tables(q, outputs, 1) }
+}
+
+/// [`read`] of a join of at least `min_tables` tables.
+unsafe fn read_tables(q: *mut pg_sys::Query, outputs: &[Output], min_tables: usize) -> Option<JoinTotals> {
     // SAFETY: the query is only read, then copied; the copy is changed
     // (palloc'd in the current memory context) and deparsed.
     unsafe {
@@ -114,7 +132,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
                 _ => return None,
             }
         }
-        if tables.len() < 2 {
+        if tables.len() < min_tables {
             return None;
         }
         let copy = pg_sys::copyObjectImpl(query as *const std::ffi::c_void) as *mut pg_sys::Query;

@@ -811,10 +811,14 @@ pub fn key_names(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<String>> {
         .collect()
 }
 
-/// For `a LEFT JOIN b`: turn the affected `b` keys into the `a` keys whose
-/// rows they touch, and recompute by `a` key only (every output row belongs
-/// to one `a` row). The `a` rows joined to a changed `b` row are found in the
-/// query's current result (new joins) and in the stream table (old joins).
+/// For `a LEFT JOIN b` (or a chain `a LEFT JOIN b ... LEFT JOIN c ...`):
+/// turn the affected keys of the other tables into the `a` keys whose rows
+/// they touch, and recompute by `a` key only (every output row belongs to
+/// one `a` row). The `a` rows joined to a changed row of another table are
+/// found in the query's current result (new joins) and in the stream table
+/// (old joins): a LEFT JOIN never drops the rows on its left, so a change
+/// that reaches no output row through its old or new image changes no `a`
+/// row's output (a WHERE clause reads `a` alone, see analysis).
 /// For `a FULL JOIN b`, the same both ways: the affected `a` keys gain the
 /// `a` rows joined to changed `b` rows, and the other way round, and rows
 /// are recomputed by either key (a row that lost or gained its partner is
@@ -827,26 +831,36 @@ pub fn expand_outer_join(
     groups: Vec<Vec<KeyValues>>,
     run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
 ) -> PgtResult<Vec<Vec<KeyValues>>> {
-    let (left, right, full) = match plan.shape {
-        Shape::LeftJoin { preserved, nullable } => (preserved, nullable, false),
-        Shape::FullJoin { left, right } => (left, right, true),
-        _ => return Ok(groups),
-    };
     let key_groups = plan.key_groups();
-    let index = |rte| key_groups.iter().position(|g| g[0].rte == rte);
-    let (Some(p), Some(q)) = (index(left), index(right)) else {
-        return Err(PgtError::Internal("outer join key groups missing".into()));
+    let index = |rte| {
+        key_groups
+            .iter()
+            .position(|g| g[0].rte == rte)
+            .ok_or_else(|| PgtError::Internal("outer join key groups missing".into()))
     };
-    let left_keys = partner_keys(relid, &groups[p], &groups[q], run)?;
-    if !full {
-        return Ok(vec![left_keys]);
+    match plan.shape {
+        Shape::LeftJoin { preserved } => {
+            let p = index(preserved)?;
+            let mut keys = groups[p].clone();
+            for (q, other) in groups.iter().enumerate() {
+                if q != p {
+                    keys = partner_keys(relid, &keys, other, run)?;
+                }
+            }
+            Ok(vec![keys])
+        }
+        Shape::FullJoin { left, right } => {
+            let (p, q) = (index(left)?, index(right)?);
+            let left_keys = partner_keys(relid, &groups[p], &groups[q], run)?;
+            let right_keys = partner_keys(relid, &groups[q], &groups[p], run)?;
+            // In the order of the key groups (the prepared IMMEDIATE statement's).
+            let mut out = groups;
+            out[p] = left_keys;
+            out[q] = right_keys;
+            Ok(out)
+        }
+        _ => Ok(groups),
     }
-    let right_keys = partner_keys(relid, &groups[q], &groups[p], run)?;
-    // In the order of the key groups (the prepared IMMEDIATE statement's).
-    let mut out = groups;
-    out[p] = left_keys;
-    out[q] = right_keys;
-    Ok(out)
 }
 
 /// `own` (the affected keys of one side, a one-column key) and the keys of

@@ -163,10 +163,30 @@ pub fn multiset_apply_sql(
     capture: Option<&[String]>,
 ) -> PgtResult<Option<String>> {
     let m = plan.multiset.as_ref().ok_or_else(|| PgtError::Internal("no multiset rows".into()))?;
-    let Some(delta) = super::algebraic::rows_delta_sql(m.join.as_ref(), m.slices.as_ref(), changes)? else {
+    let typed = output_columns(relid)?;
+    let columns: Vec<String> = typed.iter().map(|(n, _)| n.clone()).collect();
+    let delta = if m.union.is_empty() {
+        super::algebraic::rows_delta_sql(m.join.as_ref(), m.slices.as_ref(), changes)?
+    } else {
+        // A UNION ALL: the signed rows of each branch a changed table
+        // reaches, together, each branch's columns cast to the stream
+        // table's (the union's) types, as the union itself coerces them.
+        let mut parts = Vec::new();
+        for branch in &m.union {
+            if let Some(delta) = super::join_totals::delta_sql(branch, changes)? {
+                let cols: Vec<String> = typed
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, ty))| format!("b.__k{n}::{ty} AS __k{n}", n = i + 1))
+                    .collect();
+                parts.push(format!("SELECT {}, b.__sign FROM ({delta}) b", cols.join(", ")));
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
+    };
+    let Some(delta) = delta else {
         return Ok(None);
     };
-    let columns: Vec<String> = output_columns(relid)?.into_iter().map(|(n, _)| n).collect();
     // (The rows' columns `__k<n>` are the select list, in order.)
     let outputs: Vec<String> =
         columns.iter().enumerate().map(|(i, c)| format!("d.__k{} AS {c}", i + 1)).collect();

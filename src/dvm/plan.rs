@@ -44,21 +44,35 @@ pub struct Plan {
 /// subqueries) as the signed rows the changes add to them: the change
 /// terms of an inner join (see join_totals) or the touched slices now and
 /// before (see slices), their grouping columns `__k<n>` the select list.
+/// Or a UNION ALL whose branches are each such an inner join (or one
+/// table): the signed rows of every branch, together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Multiset {
     pub join: Option<super::join_totals::JoinTotals>,
     pub slices: Option<super::slices::SliceTotals>,
+    /// The branches of a UNION ALL (`join` and `slices` are then None).
+    pub union: Vec<super::join_totals::JoinTotals>,
 }
 
 impl Multiset {
     /// The tables the rows read, each once, in order.
     pub fn tables(&self) -> Vec<pg_sys::Oid> {
-        rows_tables(self.join.as_ref(), self.slices.as_ref())
+        let mut out = rows_tables(self.join.as_ref(), self.slices.as_ref());
+        for relid in self.union.iter().flat_map(|b| rows_tables(Some(b), None)) {
+            if !out.contains(&relid) {
+                out.push(relid);
+            }
+        }
+        out
     }
 
     /// The columns of `source` its change rows must carry.
     pub fn columns_of(&self, source: pg_sys::Oid) -> Vec<i16> {
-        rows_columns(self.join.as_ref(), self.slices.as_ref(), source)
+        let mut out = rows_columns(self.join.as_ref(), self.slices.as_ref(), source);
+        out.extend(self.union.iter().flat_map(|b| super::join_totals::columns_of(b, source)));
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -329,11 +343,14 @@ pub enum Shape {
     Groups,
     /// SELECT DISTINCT; the key is every output column.
     Distinct,
-    /// `a LEFT JOIN b` (or `b RIGHT JOIN a`) of two tables; the key is both
-    /// primary keys, and every output row belongs to one row of the
-    /// preserved table `a`, so rows are recomputed per `a` key: changes of
-    /// `b` are turned into the `a` keys joined to the changed `b` rows.
-    LeftJoin { preserved: u32, nullable: u32 },
+    /// `a LEFT JOIN b` (or `b RIGHT JOIN a`) of two tables, or a chain
+    /// `a LEFT JOIN b ON ... LEFT JOIN c ON ...` adding one table at a
+    /// time; the key is every table's primary key, and every output row
+    /// belongs to one row of the preserved table `a`, so rows are
+    /// recomputed per `a` key: changes of the other tables are turned into
+    /// the `a` keys joined to their changed rows (see
+    /// key_recompute::expand_outer_join).
+    LeftJoin { preserved: u32 },
     /// `a FULL JOIN b` of two tables; the key is both primary keys (either
     /// may be NULL), each of one column. Rows are recomputed by either key;
     /// a change of one side also reaches the other side's rows joined to

@@ -127,7 +127,10 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT DISTINCT k FROM t1 UNION ALL SELECT DISTINCT a FROM t3", true),
     ("SELECT t1.id, t2.id AS id2 FROM t1 JOIN t2 ON t1.k = t2.k UNION ALL SELECT id, id FROM t2 WHERE note IS NULL", true),
     ("SELECT id, g AS label FROM t1 UNION ALL SELECT id, note FROM t2 UNION ALL SELECT id, 'const' FROM t1 WHERE flag", true),
-    ("SELECT v FROM t1 UNION ALL SELECT k FROM t2", false),
+    // UNION ALL of branches without keys: each branch's signed rows.
+    ("SELECT v FROM t1 UNION ALL SELECT k FROM t2", true),
+    ("SELECT t1.k, t2.note FROM t1 JOIN t2 ON t1.k = t2.k UNION ALL SELECT k, g FROM t1 WHERE flag", true),
+    ("SELECT a, b FROM t3 UNION ALL SELECT b, a FROM t3 WHERE a > 2 UNION ALL SELECT k, v FROM t1", true),
     ("SELECT id FROM t1 UNION ALL SELECT count(*) FROM t2", false),
     // DISTINCT.
     ("SELECT DISTINCT k FROM t1", true),
@@ -158,6 +161,13 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t2.id AS id2, t2.note, t1.v FROM t1 LEFT JOIN t2 ON t1.k = t2.k", true),
     ("SELECT t2.id AS id2, t1.id, t1.g FROM t1 RIGHT JOIN t2 ON t2.k = t1.k AND t1.v > 20", true),
     ("SELECT a.id, b.id AS id2 FROM t1 a LEFT JOIN t1 b ON b.k = a.k AND b.id <> a.id WHERE a.flag", true),
+    // Chains of LEFT JOINs adding one table at a time, every primary key
+    // selected: recomputed per row of the first table.
+    ("SELECT t1.id, t2.id AS id2, b.id AS id3, t2.note, b.v FROM t1 LEFT JOIN t2 ON t2.k = t1.k LEFT JOIN t1 b ON b.id = t2.id", true),
+    ("SELECT a.id, t2.id AS id2, c.id AS id3, coalesce(c.note, t2.note) AS note FROM t1 a LEFT JOIN t2 ON t2.k = a.k AND t2.note IS NOT NULL LEFT JOIN t2 c ON c.id = a.v AND c.k IS NOT DISTINCT FROM t2.k WHERE a.flag", true),
+    ("SELECT t2.id, a.id AS id2, b.id AS id3, d.id AS id4 FROM t2 LEFT JOIN t1 a ON a.k = t2.id LEFT JOIN t1 b ON b.k = a.id LEFT JOIN t2 d ON d.k = b.v", true),
+    // (A WHERE condition on a later table: recomputed in full.)
+    ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k LEFT JOIN t1 b ON b.id = t2.id WHERE b.v IS NULL", false),
     ("SELECT t1.k, count(t2.id) FROM t1 FULL JOIN t2 ON t1.k = t2.k GROUP BY t1.k", false),
     ("SELECT t1.id, t2.id AS id2 FROM t1 LEFT JOIN t2 ON t2.k = t1.k WHERE t2.note IS NULL",true),
     // One FULL JOIN of two tables, both primary keys selected.
