@@ -102,6 +102,21 @@ SELECT count(*) AS differences FROM (
     (SELECT s.id, d.id, w.floor, x.id, x.name FROM staff s LEFT JOIN desks d ON d.desk = s.desk
        LEFT JOIN wardens w ON w.floor = d.floor LEFT JOIN staff x ON x.id = w.staff_id
      EXCEPT ALL TABLE desk_wardens)) d;
+-- LEFT JOINs may start from an inner join: rows recomputed per row of its
+-- first table (with a one-column key), here staff; the WHERE clause may
+-- read the inner join's tables.
+CREATE MATERIALIZED VIEW seated_wardens WITH (pgtrickle.stream) AS
+SELECT s.id, d.id AS desk_id, w.floor, x.id AS warden_id
+  FROM staff s JOIN desks d ON d.desk = s.desk
+               LEFT JOIN wardens w ON w.floor = d.floor
+               LEFT JOIN staff x ON x.id = w.staff_id
+ WHERE d.floor IS NOT NULL;
+SELECT property, value FROM pgtrickle.explain_stream_table('seated_wardens')
+ WHERE property IN ('refresh mode', 'strategy');
+INSERT INTO wardens VALUES (1, 6);
+UPDATE desks SET floor = 1 WHERE id = 200;
+REFRESH MATERIALIZED VIEW seated_wardens;
+TABLE seated_wardens ORDER BY id;
 -- A RIGHT JOIN after another join is not a chain from one preserved
 -- table: no row identity from the keys; it is kept as a multiset of the
 -- rows of the slices its changes touch (wardens by floor).

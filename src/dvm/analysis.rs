@@ -34,8 +34,10 @@ struct QueryFacts {
     inner_only: bool,
     /// FROM is exactly `t1 LEFT JOIN t2` (or `t2 RIGHT JOIN t1`), or a
     /// chain `t1 LEFT JOIN t2 ON ... LEFT JOIN t3 ON ...` in which each
-    /// LEFT JOIN adds one table: the preserved table `t1`.
-    left_join: Option<u32>,
+    /// LEFT JOIN adds one table, starting from a table or an inner join of
+    /// tables (`t1 JOIN t0 ON ... LEFT JOIN t2 ON ...`): the tables of that
+    /// start, whose rows every LEFT JOIN preserves, in order.
+    left_join: Option<Vec<u32>>,
     /// FROM is exactly `t1 FULL JOIN t2`.
     full_join: Option<(u32, u32)>,
     /// Range table entries (of the top level) the WHERE clause reads.
@@ -806,29 +808,51 @@ unsafe fn union_all_branches(node: *mut pg_sys::Node, out: &mut Vec<u32>) -> Res
     }
 }
 
-/// The preserved table of `node` when it is a table, or a LEFT JOIN whose
-/// left side is such a chain (or a table) and whose right side is a table:
-/// `t1 LEFT JOIN t2 ON ... LEFT JOIN t3 ON ...` keeps every row of `t1`,
-/// and every output row comes from one of them. `table` gives the range
-/// table index of a reference to a table.
+/// The preserved tables of `node` when it is a chain of LEFT JOINs each
+/// adding one table (`t1 LEFT JOIN t2 ON ... LEFT JOIN t3 ON ...`) to a
+/// table or an inner join of tables ([`inner_block`]): a LEFT JOIN keeps
+/// every row on its left, so every output row comes from one row of that
+/// start, and so from one row of each of its tables. `table` gives the
+/// range table index of a reference to a table.
 unsafe fn left_chain(
     node: *mut pg_sys::Node,
     table: &dyn Fn(*mut pg_sys::Node) -> Option<u32>,
-) -> Option<u32> {
-    if let Some(index) = table(node) {
-        return Some(index);
-    }
+) -> Option<Vec<u32>> {
     // SAFETY: (the caller's) node is a valid node of an analyzed query.
+    unsafe {
+        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_JoinExpr {
+            let j = &*(node as *mut pg_sys::JoinExpr);
+            if j.jointype == pg_sys::JoinType::JOIN_LEFT {
+                table(j.rarg)?;
+                return left_chain(j.larg, table);
+            }
+        }
+        inner_block(node, table)
+    }
+}
+
+/// The tables of `node` when it is a table or an inner join (or cross
+/// join) of tables, in order. (An inner join above a LEFT JOIN is not:
+/// its condition could reject a row and pass the NULL-extended one.)
+unsafe fn inner_block(
+    node: *mut pg_sys::Node,
+    table: &dyn Fn(*mut pg_sys::Node) -> Option<u32>,
+) -> Option<Vec<u32>> {
+    if let Some(index) = table(node) {
+        return Some(vec![index]);
+    }
+    // SAFETY: as left_chain's.
     unsafe {
         if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_JoinExpr {
             return None;
         }
         let j = &*(node as *mut pg_sys::JoinExpr);
-        if j.jointype != pg_sys::JoinType::JOIN_LEFT {
+        if j.jointype != pg_sys::JoinType::JOIN_INNER {
             return None;
         }
-        table(j.rarg)?;
-        left_chain(j.larg, table)
+        let mut tables = inner_block(j.larg, table)?;
+        tables.extend(inner_block(j.rarg, table)?);
+        Some(tables)
     }
 }
 
@@ -1044,9 +1068,10 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 };
                 match (j.jointype, rti(j.larg), rti(j.rarg)) {
                     (pg_sys::JoinType::JOIN_LEFT, _, _) => {
-                        f.left_join = left_chain(*only, &rti).map(|preserved| base + preserved);
+                        f.left_join =
+                            left_chain(*only, &rti).map(|tables| tables.iter().map(|t| base + t).collect());
                     }
-                    (pg_sys::JoinType::JOIN_RIGHT, Some(_), Some(r)) => f.left_join = Some(base + r),
+                    (pg_sys::JoinType::JOIN_RIGHT, Some(_), Some(r)) => f.left_join = Some(vec![base + r]),
                     (pg_sys::JoinType::JOIN_FULL, Some(l), Some(r)) => {
                         f.full_join = Some((base + l, base + r))
                     }
@@ -1916,17 +1941,10 @@ fn multiset_plan(
         (None, None) => return Ok(None),
     };
     Ok(Some(Plan {
-        shape: Shape::Multiset,
-        key: Vec::new(),
-        reads_stream_tables: false,
         join: Some(JoinGraph { tables, edges: Vec::new() }),
-        algebraic: None,
-        rows: None,
-        topk: None,
         full_on,
-        pushdown: false,
         multiset: Some(multiset),
-        implied: Vec::new(),
+        ..Plan::of(Shape::Multiset, Vec::new())
     }))
 }
 
@@ -1962,9 +1980,6 @@ fn slice_plan(
         return Ok(None); // a GROUP BY item not in the select list
     }
     let plan = Plan {
-        shape: if f.has_group { Shape::Groups } else { Shape::Scalar },
-        key,
-        reads_stream_tables: false,
         join: Some(JoinGraph {
             tables: st.refs.iter().map(|r| (r.id, r.relid)).collect(),
             edges: Vec::new(),
@@ -1978,12 +1993,8 @@ fn slice_plan(
             slices: Some(st),
             derived,
         }),
-        rows: None,
-        topk: None,
         full_on,
-        pushdown: false,
-        multiset: None,
-        implied: Vec::new(),
+        ..Plan::of(if f.has_group { Shape::Groups } else { Shape::Scalar }, key)
     };
     Ok(Some((plan, dimensions)))
 }
@@ -2015,9 +2026,6 @@ fn slices_win(plan: &Plan, sliced: &Plan, dimensions: &[pg_sys::Oid]) -> bool {
 /// which depends on every row of every table read.
 fn scalar(f: &QueryFacts) -> Plan {
     Plan {
-        shape: Shape::Scalar,
-        key: Vec::new(),
-        reads_stream_tables: false,
         join: Some(JoinGraph {
             tables: f
                 .relations
@@ -2028,12 +2036,7 @@ fn scalar(f: &QueryFacts) -> Plan {
             edges: Vec::new(),
         }),
         algebraic: running_totals(f),
-        rows: None,
-        topk: None,
-        full_on: Vec::new(),
-        pushdown: false,
-        multiset: None,
-        implied: Vec::new(),
+        ..Plan::of(Shape::Scalar, Vec::new())
     }
 }
 
@@ -2064,19 +2067,7 @@ fn union_all(
         }
     }
     let Some(why) = refused else {
-        return Ok(Ok(Plan {
-            shape: Shape::UnionAll,
-            key,
-            reads_stream_tables: false,
-            join: None,
-            algebraic: None,
-            rows: None,
-            topk: None,
-            full_on: Vec::new(),
-            pushdown: false,
-            multiset: None,
-            implied: Vec::new(),
-        }));
+        return Ok(Ok(Plan::of(Shape::UnionAll, key)));
     };
     // Branches that each filter and project an inner join of tables (or
     // one table), keys selected or not: the union's signed rows are the
@@ -2090,17 +2081,9 @@ fn union_all(
                 tables.extend(b.tables.iter().map(|(index, relid, _)| (base + index, *relid)));
             }
             Ok(Ok(Plan {
-                shape: Shape::Multiset,
-                key: Vec::new(),
-                reads_stream_tables: false,
                 join: Some(JoinGraph { tables, edges: Vec::new() }),
-                algebraic: None,
-                rows: None,
-                topk: None,
-                full_on: Vec::new(),
-                pushdown: false,
                 multiset: Some(Multiset { join: None, slices: None, union: branches.clone() }),
-                implied: Vec::new(),
+                ..Plan::of(Shape::Multiset, Vec::new())
             }))
         }
         _ => Ok(unsupported(why)),
@@ -2184,7 +2167,7 @@ fn decide_shape(
     let grouped = f.has_aggs || f.has_group || f.has_distinct;
     if !f.inner_only && f.left_join.is_none() && f.full_join.is_none() && !grouped {
         return Ok(unsupported(
-            "outer joins other than LEFT JOINs each adding a table to the tables before it, or one RIGHT or FULL JOIN of two tables, cannot be maintained incrementally yet",
+            "outer joins other than LEFT JOINs each adding a table to a table or an inner join of tables, or one RIGHT or FULL JOIN of two tables, cannot be maintained incrementally yet",
         ));
     }
     if f.relations
@@ -2217,20 +2200,12 @@ fn decide_shape(
     let single = f.relations.len() == 1;
     // A GROUP BY over an inner join kept from running totals of the join.
     let join_totals_plan = |key: Vec<KeyColumn>, algebraic: Algebraic| Plan {
-        shape: Shape::Groups,
-        key,
-        reads_stream_tables: false,
         join: Some(JoinGraph {
             tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
             edges: f.equalities.clone(),
         }),
         algebraic: Some(algebraic),
-        rows: None,
-        topk: None,
-        full_on: Vec::new(),
-        pushdown: false,
-        multiset: None,
-        implied: Vec::new(),
+        ..Plan::of(Shape::Groups, key)
     };
     // Grouped rows over a join, keyed by columns of one table reference.
     let over_join = |key: Vec<KeyColumn>| -> PgtResult<Result<Plan, Unsupported>> {
@@ -2306,19 +2281,7 @@ fn decide_shape(
             ));
         }
         let full_on = untied(f, &|rte| join.path(rte, group_rte).is_some());
-        Ok(Ok(Plan {
-            shape: Shape::GroupsOverJoin { group_rte },
-            key,
-            reads_stream_tables: false,
-            join: Some(join),
-            algebraic: None,
-            rows: None,
-            topk: None,
-            full_on,
-            pushdown: false,
-            multiset: None,
-            implied: Vec::new(),
-        }))
+        Ok(Ok(Plan { join: Some(join), full_on, ..Plan::of(Shape::GroupsOverJoin { group_rte }, key) }))
     };
     if f.has_aggs || f.has_group {
         if !f.has_group {
@@ -2359,19 +2322,7 @@ fn decide_shape(
             ));
         }
         if single && f.sub_relations.is_empty() {
-            return Ok(Ok(Plan {
-                shape: Shape::Groups,
-                key,
-                reads_stream_tables: false,
-                join: None,
-                algebraic: running_totals(f),
-                rows: None,
-                topk: None,
-                full_on: Vec::new(),
-                pushdown: false,
-                multiset: None,
-                implied: Vec::new(),
-            }));
+            return Ok(Ok(Plan { algebraic: running_totals(f), ..Plan::of(Shape::Groups, key) }));
         }
         // Over an inner join with count/sum/avg only: running totals.
         if let Some(algebraic) = running_totals(f) {
@@ -2389,19 +2340,7 @@ fn decide_shape(
         if !single || !f.sub_relations.is_empty() {
             return over_join(key);
         }
-        return Ok(Ok(Plan {
-            shape: Shape::Distinct,
-            key,
-            reads_stream_tables: false,
-            join: None,
-            algebraic: None,
-            rows: None,
-            topk: None,
-            full_on: Vec::new(),
-            pushdown: false,
-            multiset: None,
-            implied: Vec::new(),
-        }));
+        return Ok(Ok(Plan::of(Shape::Distinct, key)));
     }
     // Rows: every table reference's primary key must be in the output.
     // One table without one: a multiset, from the changed rows alone.
@@ -2415,17 +2354,9 @@ fn decide_shape(
         attnums.sort_unstable();
         attnums.dedup();
         Some(Plan {
-            shape: Shape::Keyless,
-            key: Vec::new(),
-            reads_stream_tables: false,
             join: Some(JoinGraph { tables: vec![(*rte, *relid)], edges: Vec::new() }),
-            algebraic: None,
             rows: Some(RowsDelta { outputs, where_sql: f.where_sql.clone(), attnums }),
-            topk: None,
-            full_on: Vec::new(),
-            pushdown: false,
-            multiset: None,
-            implied: Vec::new(),
+            ..Plan::of(Shape::Keyless, Vec::new())
         })
     };
     let mut keys = Vec::new();
@@ -2472,25 +2403,30 @@ fn decide_shape(
         }
     }
     let one_column = |rte: u32| key.iter().filter(|k| k.rte == rte).count() == 1;
-    let shape = match (f.left_join, f.full_join) {
+    let shape = match (&f.left_join, f.full_join) {
         // The rows joined to a changed row, before and after the change, are
         // found in the stream table and in the query: a WHERE condition on
         // a nullable side could hide them while its NULL-extended row shows.
-        (Some(preserved), _) | (None, Some((preserved, _)))
-            if f.where_rtes.iter().any(|r| *r != preserved || f.full_join.is_some()) =>
-        {
+        (Some(preserved), _) if f.where_rtes.iter().any(|r| !preserved.contains(r)) => {
             return Ok(unsupported(
                 "a WHERE condition on the nullable side of an outer join cannot be maintained incrementally yet",
             ));
         }
-        (Some(preserved), _) => {
-            if !one_column(preserved) {
+        (None, Some(_)) if !f.where_rtes.is_empty() => {
+            return Ok(unsupported(
+                "a WHERE condition on the nullable side of an outer join cannot be maintained incrementally yet",
+            ));
+        }
+        // Rows recomputed per row of one of the preserved tables (every
+        // output row comes from one of its rows), by a one-column key.
+        (Some(preserved), _) => match preserved.iter().find(|t| one_column(**t)) {
+            Some(&preserved) => Shape::LeftJoin { preserved },
+            None => {
                 return Ok(unsupported(
                     "an outer join's preserved table needs a one-column primary key to be maintained incrementally",
-                ));
+                ))
             }
-            Shape::LeftJoin { preserved }
-        }
+        },
         (None, Some((left, right))) => {
             if !one_column(left) || !one_column(right) {
                 return Ok(unsupported(
@@ -2530,19 +2466,7 @@ fn decide_shape(
         full_on = untied(f, &|rte| join.nearest(rte, &|r| key.iter().any(|k| k.rte == r)).is_some());
         Some(join)
     };
-    Ok(Ok(Plan {
-        shape,
-        key,
-        reads_stream_tables: false,
-        join,
-        algebraic: None,
-        rows: None,
-        topk: None,
-        full_on,
-        pushdown: false,
-        multiset: None,
-        implied,
-    }))
+    Ok(Ok(Plan { join, full_on, implied, ..Plan::of(shape, key) }))
 }
 
 /// The table references of an inner join whose rows another reference's
@@ -2879,9 +2803,23 @@ mod tests {
         f.relations.push((2, U, pg_sys::RELKIND_RELATION));
         f.outputs = vec![(Some((1, 1)), 0), (Some((2, 1)), 0)];
         f.inner_only = false;
-        f.left_join = Some(1);
+        f.left_join = Some(vec![1]);
         let plan = decide(&f, pk1).unwrap().unwrap();
         assert_eq!(plan.shape, Shape::LeftJoin { preserved: 1 });
+        // (Preserved tables of an inner join: the first with a one-column key.)
+        f.left_join = Some(vec![2, 1]);
+        f.where_rtes = vec![1];
+        let plan = decide(&f, |r| Ok(if r == U { vec![1, 2] } else { vec![1] })).unwrap();
+        assert!(plan.is_err(), "U's key has two columns, and only one is selected");
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::LeftJoin { preserved: 2 });
+        f.left_join = Some(vec![2]);
+        assert!(decide(&f, pk1)
+            .unwrap()
+            .unwrap_err()
+            .0
+            .starts_with("a WHERE condition on the nullable side"));
+        f.where_rtes.clear();
         f.left_join = None;
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("outer joins"));
         f.full_join = Some((1, 2));

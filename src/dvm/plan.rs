@@ -200,6 +200,25 @@ impl JoinGraph {
 }
 
 impl Plan {
+    /// A plan of `shape` keyed by `key`, nothing else set: no join graph,
+    /// totals, row expressions, ORDER BY ... LIMIT, multiset or subqueries
+    /// read whole.
+    pub fn of(shape: Shape, key: Vec<KeyColumn>) -> Plan {
+        Plan {
+            shape,
+            key,
+            reads_stream_tables: false,
+            join: None,
+            algebraic: None,
+            rows: None,
+            topk: None,
+            full_on: Vec::new(),
+            pushdown: false,
+            multiset: None,
+            implied: Vec::new(),
+        }
+    }
+
     /// The table of each [implied](Plan::implied) reference, in join order
     /// (a table referenced twice, twice).
     pub fn implied_sources(&self) -> Vec<pg_sys::Oid> {

@@ -166,6 +166,14 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t2.id AS id2, b.id AS id3, t2.note, b.v FROM t1 LEFT JOIN t2 ON t2.k = t1.k LEFT JOIN t1 b ON b.id = t2.id", true),
     ("SELECT a.id, t2.id AS id2, c.id AS id3, coalesce(c.note, t2.note) AS note FROM t1 a LEFT JOIN t2 ON t2.k = a.k AND t2.note IS NOT NULL LEFT JOIN t2 c ON c.id = a.v AND c.k IS NOT DISTINCT FROM t2.k WHERE a.flag", true),
     ("SELECT t2.id, a.id AS id2, b.id AS id3, d.id AS id4 FROM t2 LEFT JOIN t1 a ON a.k = t2.id LEFT JOIN t1 b ON b.k = a.id LEFT JOIN t2 d ON d.k = b.v", true),
+    // LEFT JOINs after an inner join: recomputed per row of its first
+    // table with a one-column key (WHERE may read the inner join's tables).
+    ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 JOIN t2 ON t2.id = t1.k LEFT JOIN t1 b ON b.k = t2.k AND b.id <> t1.id WHERE t2.note IS NOT NULL", true),
+    ("SELECT a.id, b.id AS id2, t2.id AS id3, t2.note FROM t1 a JOIN t1 b ON b.k = a.k AND b.id < a.id LEFT JOIN t2 ON t2.id = b.v", true),
+    ("SELECT t2.id AS id2, t1.id, x.id AS id3 FROM t2 JOIN t1 ON t1.k = t2.id LEFT JOIN t2 x ON x.k = t1.v", true),
+    // (An inner join after a LEFT JOIN, whose condition reads the nullable
+    // side: recomputed in full.)
+    ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k JOIN t1 b ON b.id = coalesce(t2.id, t1.id)", false),
     // (A WHERE condition on a later table: recomputed in full.)
     ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k LEFT JOIN t1 b ON b.id = t2.id WHERE b.v IS NULL", false),
     ("SELECT t1.k, count(t2.id) FROM t1 FULL JOIN t2 ON t1.k = t2.k GROUP BY t1.k", false),
