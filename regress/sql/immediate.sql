@@ -110,6 +110,24 @@ INSERT INTO acct VALUES (7, 'bob', 1);
 SELECT * FROM totals ORDER BY owner;
 ROLLBACK;
 
+-- An INSERT alone into a table whose rows the stream table is keyed by
+-- adds the rows computed from its new rows, written into the heap in
+-- batches and then into every index, as COPY writes them (here an index
+-- of the user's too).
+CREATE INDEX placed_balance ON placed (balance);
+INSERT INTO acct SELECT 100 + i, 'bob', i FROM generate_series(1, 2500) i;
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM placed WHERE balance BETWEEN 1 AND 2500;
+SELECT count(*) AS by_index, sum(balance) FROM placed WHERE balance BETWEEN 1 AND 2500;
+RESET enable_seqscan;
+SELECT count(*) AS expected, sum(a.balance) FROM acct a JOIN owners o ON o.name = a.owner
+ WHERE a.balance BETWEEN 1 AND 2500;
+SELECT count(*) AS differences FROM (
+    (TABLE placed EXCEPT ALL SELECT a.id, o.name, o.region, a.balance FROM acct a JOIN owners o ON o.name = a.owner)
+    UNION ALL
+    (SELECT a.id, o.name, o.region, a.balance FROM acct a JOIN owners o ON o.name = a.owner EXCEPT ALL TABLE placed)) d;
+DELETE FROM acct WHERE id > 100;
+
 DROP MATERIALIZED VIEW totals, placed;
 DROP TABLE acct, owners;
 SELECT count(*) FROM pgtrickle.pgt_change_buffers;

@@ -81,10 +81,11 @@ struct Prepared {
     /// A filter of a table without a key: the statement applying changed
     /// rows.
     keyless: Option<Keyless>,
-    /// Rows keyed by their tables' primary keys: per source, the INSERT of
+    /// Rows keyed by their tables' primary keys: per source, the query of
     /// the rows an INSERT into it adds, from its new rows alone
-    /// (dvm::inserted).
-    inserted: Vec<(pg_sys::Oid, String, PerTransition)>,
+    /// (dvm::inserted), kept prepared once run; its rows are inserted as
+    /// COPY does (refresh::bulk).
+    inserted: Vec<(pg_sys::Oid, String, RefCell<Option<super::bulk::BulkQuery>>)>,
     /// Running totals over slices: per source, the statement adding a
     /// statement's rows to them (returning the groups touched), written and
     /// prepared at the first statement on that source (also when they are
@@ -462,7 +463,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                     continue;
                 }
                 if let Some(query) = crate::dvm::inserted::query_over_new_rows(relid, source)? {
-                    inserted.push((source, format!("INSERT INTO {st} {query}"), PerTransition::default()));
+                    inserted.push((source, query, RefCell::new(None)));
                 }
             }
         }
@@ -729,9 +730,18 @@ fn apply_changes(
     // An INSERT alone into a table the rows are keyed by: the rows it adds,
     // from its new rows (dvm::inserted).
     if capture.is_none() && transition.new && !transition.old && crate::cdc::statements::alone(source) {
-        if let Some((_, sql, statement)) = p.inserted.iter().find(|(s, _, _)| *s == source) {
+        if let Some((_, query, kept)) = p.inserted.iter().find(|(s, _, _)| *s == source) {
             sys::as_restricted_role(p.owner, || {
-                with_window(relid, || statement.run(transition, |_| Ok(sql.clone())))
+                crate::cdc::transition::connect(|_| {
+                    if kept.borrow().is_none() {
+                        let prepared = super::bulk::BulkQuery::prepare(query)?;
+                        *kept.borrow_mut() = Some(prepared);
+                    }
+                    let kept = kept.borrow();
+                    let bulk =
+                        kept.as_ref().ok_or_else(|| PgtError::Internal("query not prepared".into()))?;
+                    bulk.insert_into(relid).map(|_| ())
+                })
             })?;
             return Ok(Vec::new());
         }

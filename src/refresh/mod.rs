@@ -5,6 +5,7 @@
 //! the refresh for its effective mode, and stamps the result, all inside the
 //! caller's transaction, so a failed refresh leaves no trace.
 
+mod bulk;
 mod full;
 pub mod immediate;
 pub mod isolation;
