@@ -10,6 +10,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 cmd=${1:?usage: cluster.sh start|stop DATADIR [PORT]}
 datadir=${2:?data directory}
+# (A data directory right under / is a path whose prefix expanded to
+# nothing, such as "$PGT_CACHE/run-data" in a shell without env.sh: a
+# cluster there would take the port of the one meant.)
+if [ "$(dirname "$datadir")" = / ]; then
+    echo "cluster.sh: refusing data directory $datadir directly under /" >&2
+    exit 2
+fi
 bin="$PGT_PREFIX/bin"
 
 case "$cmd" in
