@@ -451,6 +451,42 @@ pub fn column_has_equality(relid: pg_sys::Oid, attnum: i16) -> bool {
     }
 }
 
+/// The btree support function number of `equalimage` (nbtree.h).
+const BTEQUALIMAGE_PROC: i16 = 4;
+
+/// Whether values of column `attnum` of `relid` that its type's default
+/// btree equality says are equal are also identical, so that grouping by
+/// the column keeps each value's text: the opclass's `equalimage` support
+/// function (the test B-tree deduplication makes) says so for the
+/// column's collation. Not `numeric` (`1.0 = 1.00`), floats (`0 = -0`),
+/// `interval`, nor text under a nondeterministic collation.
+pub fn column_has_image_equality(relid: pg_sys::Oid, attnum: i16) -> bool {
+    // SAFETY: syscache and catalog lookups of the column, its type's
+    // default btree opclass and its support function, each checked for
+    // InvalidOid before use; the equalimage function takes the opclass's
+    // input type and returns a bool.
+    unsafe {
+        let mut ty = pg_sys::InvalidOid;
+        let mut typmod = 0;
+        let mut collation = pg_sys::InvalidOid;
+        pg_sys::get_atttypetypmodcoll(relid, attnum, &mut ty, &mut typmod, &mut collation);
+        if ty == pg_sys::InvalidOid {
+            return false;
+        }
+        let opclass = pg_sys::GetDefaultOpClass(ty, pg_sys::BTREE_AM_OID);
+        if opclass == pg_sys::InvalidOid {
+            return false;
+        }
+        let input = pg_sys::get_opclass_input_type(opclass);
+        let proc =
+            pg_sys::get_opfamily_proc(pg_sys::get_opclass_family(opclass), input, input, BTEQUALIMAGE_PROC);
+        if proc == pg_sys::InvalidOid {
+            return false;
+        }
+        pg_sys::OidFunctionCall1Coll(proc, collation, pg_sys::Datum::from(input)).value() != 0
+    }
+}
+
 /// The partitioned tables above partition `relid`, nearest first.
 pub fn partition_ancestors(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
     column_values::<pg_sys::Oid>(

@@ -1029,6 +1029,11 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                     }
                 }
                 let mut branch = read_query(sub, (i as u32 + 1) * BRANCH_SPAN)?;
+                // (Nor a branch with anything refused on its own: LIMIT,
+                // TABLESAMPLE, functions in FROM, ...)
+                if !branch.features.is_empty() || !branch.other_rtes.is_empty() {
+                    union_rows = None;
+                }
                 // (A branch's rows are identified by all its tables' keys:
                 // the union's apply reads no followed changes.)
                 branch.strict_equalities.clear();

@@ -79,30 +79,36 @@ impl Output {
 /// `q` must be the analyzed stored query of an open relation.
 pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
     // SAFETY: as the caller's.
-    unsafe { read_tables(q, outputs, 2) }
+    unsafe { read_tables(q, outputs, 2, true) }
 }
 
 /// [`read`] for a branch of a UNION ALL, which may read one table: its
 /// signed rows are then the table's change rows that pass its WHERE
-/// clause, projected (see analysis::union_rows).
+/// clause, projected (see analysis::union_rows). Not a branch with LIMIT.
 ///
 /// # Safety
 /// `q` must be a branch (a subquery) of the analyzed stored query of an
 /// open relation.
 pub unsafe fn read_branch(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
     // SAFETY: as the caller's.
-    unsafe { read_tables(q, outputs, 1) }
+    unsafe { read_tables(q, outputs, 1, false) }
 }
 
-/// [`read`] of a join of at least `min_tables` tables.
-unsafe fn read_tables(q: *mut pg_sys::Query, outputs: &[Output], min_tables: usize) -> Option<JoinTotals> {
+/// [`read`] of a join of at least `min_tables` tables; with `limited`, a
+/// query with ORDER BY ... LIMIT too (the caller keeps the limit).
+unsafe fn read_tables(
+    q: *mut pg_sys::Query,
+    outputs: &[Output],
+    min_tables: usize,
+    limited: bool,
+) -> Option<JoinTotals> {
     // SAFETY: the query is only read, then copied; the copy is changed
     // (palloc'd in the current memory context) and deparsed.
     unsafe {
         let top = &*q;
         // (The stored query's own ORDER BY ... LIMIT is the analysis's
         // TopK, outside the totals.)
-        let limited = !top.limitCount.is_null() && top.limitOffset.is_null();
+        let limited = limited && !top.limitCount.is_null() && top.limitOffset.is_null();
         // Aggregates, or the rows of a filter and projection (every output
         // a grouping column; see analysis::Multiset).
         let rows = !top.hasAggs && top.groupClause.is_null() && outputs.iter().all(|o| o.grouped);
@@ -122,8 +128,10 @@ unsafe fn read_tables(q: *mut pg_sys::Query, outputs: &[Output], min_tables: usi
         for (i, rte) in list_ptrs::<pg_sys::RangeTblEntry>((*query).rtable).into_iter().enumerate() {
             let rte = &*rte;
             match rte.rtekind {
+                // (A sample depends on where the rows are, not on them.)
                 pg_sys::RTEKind::RTE_RELATION
-                    if rte.relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char =>
+                    if rte.relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
+                        && rte.tablesample.is_null() =>
                 {
                     tables.push((i as u32 + 1, rte.relid, Vec::new()))
                 }
@@ -589,6 +597,10 @@ pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<Strin
 /// A changed table's net change rows: the columns it carries and `sign`,
 /// the sum of the signs of each image (images that cancel left out); the
 /// change rows as they are when a carried column's type has no equality.
+/// Values that are equal but print differently (`numeric` 1.0 and 1.00)
+/// are other images: a column whose equality does not imply identity is
+/// grouped by its text too, so that an UPDATE from one to the other is
+/// not lost (a multiset's rows are applied by their text).
 pub(crate) fn net_rows_sql(table: &Table, c: &Changes, sign: &str) -> PgtResult<String> {
     let carried = table.carried(c.attnums)?;
     let rows = super::algebraic::typed_change_rows(&carried, c.attnums, c.rows);
@@ -597,8 +609,13 @@ pub(crate) fn net_rows_sql(table: &Table, c: &Changes, sign: &str) -> PgtResult<
     if !c.attnums.iter().all(|a| crate::catalog::sys::column_has_equality(c.source, *a)) {
         return Ok(format!("SELECT {list}u.__sign AS {sign} FROM ({rows}) u"));
     }
-    let group_by =
-        if columns.is_empty() { String::new() } else { format!(" GROUP BY {}", columns.join(", ")) };
+    let mut groups = columns.clone();
+    for (column, attnum) in columns.iter().zip(c.attnums) {
+        if !crate::catalog::sys::column_has_image_equality(c.source, *attnum) {
+            groups.push(format!("({column})::pg_catalog.text"));
+        }
+    }
+    let group_by = if groups.is_empty() { String::new() } else { format!(" GROUP BY {}", groups.join(", ")) };
     Ok(format!(
         "SELECT {list}pg_catalog.sum(u.__sign) AS {sign} FROM ({rows}) u{group_by} \
          HAVING pg_catalog.sum(u.__sign) OPERATOR(pg_catalog.<>) 0"

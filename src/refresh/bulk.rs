@@ -11,7 +11,8 @@
 //! A materialized view has no triggers, constraints, row security or
 //! partitions, so the rows need nothing else. They are inserted with the
 //! transaction's current command id, after the query's snapshot was taken
-//! (SPI advances the command counter first, as for the INSERT).
+//! (SPI advances the command counter first, as for the INSERT, and the
+//! rows are written with the command id the query runs as).
 
 use std::ffi::CString;
 
@@ -75,7 +76,8 @@ impl BulkQuery {
                 estate,
                 rri,
                 bistate: pg_sys::GetBulkInsertState(),
-                cid: pg_sys::GetCurrentCommandId(true),
+                // (Set at startup: SPI advances the command counter first.)
+                cid: pg_sys::InvalidCommandId,
                 context: pg_sys::CurrentMemoryContext,
                 slots: Vec::with_capacity(BATCH_ROWS),
                 used: 0,
@@ -84,7 +86,7 @@ impl BulkQuery {
             };
             let options = pg_sys::SPIExecuteOptions {
                 read_only: false,
-                dest: &mut receiver.base,
+                dest: std::ptr::addr_of_mut!(receiver).cast(),
                 ..Default::default()
             };
             let rc = pg_sys::SPI_execute_plan_extended(self.plan, &options);
@@ -156,6 +158,8 @@ unsafe extern "C-unwind" fn startup(
         if !same {
             pgrx::error!("pg_trickle: the rows to insert do not have the columns of the stream table");
         }
+        // The command the query runs as, as INSERT ... SELECT writes with.
+        (*(this as *mut Receiver)).cid = pg_sys::GetCurrentCommandId(true);
     }
 }
 
@@ -175,7 +179,16 @@ unsafe extern "C-unwind" fn receive(
             pg_sys::MemoryContextSwitchTo(old);
         }
         let ours = r.slots[r.used];
-        pg_sys::ExecCopySlot(ours, slot);
+        // The row's values, copied into a tuple of the stream table's own
+        // (not a copy of the sender's tuple, which may be another table's,
+        // with fewer attributes or its own header).
+        pg_sys::slot_getallattrs(slot);
+        let natts = (*(*ours).tts_tupleDescriptor).natts as usize;
+        pg_sys::ExecClearTuple(ours);
+        std::ptr::copy_nonoverlapping((*slot).tts_values, (*ours).tts_values, natts);
+        std::ptr::copy_nonoverlapping((*slot).tts_isnull, (*ours).tts_isnull, natts);
+        pg_sys::ExecStoreVirtualTuple(ours);
+        pg_sys::ExecMaterializeSlot(ours);
         let tuple = pg_sys::ExecFetchSlotHeapTuple(ours, false, std::ptr::null_mut());
         r.bytes += (*tuple).t_len as usize;
         r.used += 1;
