@@ -1011,19 +1011,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                     union_rows = None;
                 }
                 if let Some(rows) = union_rows.as_mut() {
-                    // Every output a grouping column: the branch's rows.
-                    let outputs: Vec<super::join_totals::Output> =
-                        list_ptrs::<pg_sys::TargetEntry>((*sub).targetList)
-                            .into_iter()
-                            .filter(|tle| !(**tle).resjunk)
-                            .enumerate()
-                            .map(|(i, tle)| super::join_totals::Output {
-                                name: format!("__k{}", i + 1),
-                                grouped: true,
-                                expr: (*tle).expr as *mut pg_sys::Node,
-                            })
-                            .collect();
-                    match super::join_totals::read_branch(sub, &outputs) {
+                    match super::join_totals::read_branch(sub, &super::join_totals::row_outputs(sub)) {
                         Some(jt) => rows.push(jt),
                         None => union_rows = None,
                     }
@@ -1189,16 +1177,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         // (With ORDER BY ... LIMIT n, the rows ranked: dvm::keyless.)
         let unlimited = top.limitCount.is_null() && top.limitOffset.is_null();
         if base == 0 && single.is_none() && plain && (unlimited || f.topk.is_some()) {
-            let outputs: Vec<super::join_totals::Output> = list_ptrs::<pg_sys::TargetEntry>(top.targetList)
-                .into_iter()
-                .filter(|tle| !(**tle).resjunk)
-                .enumerate()
-                .map(|(i, tle)| super::join_totals::Output {
-                    name: format!("__k{}", i + 1),
-                    grouped: true,
-                    expr: (*tle).expr as *mut pg_sys::Node,
-                })
-                .collect();
+            let outputs = super::join_totals::row_outputs(q);
             if f.relations.len() > 1 && !top.hasSubLinks {
                 f.rows_join = super::join_totals::read(q, &outputs);
             }

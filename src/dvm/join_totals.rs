@@ -68,6 +68,28 @@ impl Output {
     }
 }
 
+/// The select list of `q` as outputs that are all grouping columns
+/// (`__k1`, ... in order): the query's rows, for [`read`] of a filter and
+/// projection.
+///
+/// # Safety
+/// `q` is an analyzed query.
+pub unsafe fn row_outputs(q: *mut pg_sys::Query) -> Vec<Output> {
+    // SAFETY: the target list is read by tag; the expressions stay q's.
+    unsafe {
+        list_ptrs::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .filter(|tle| !(**tle).resjunk)
+            .enumerate()
+            .map(|(i, tle)| Output {
+                name: format!("__k{}", i + 1),
+                grouped: true,
+                expr: (*tle).expr as *mut pg_sys::Node,
+            })
+            .collect()
+    }
+}
+
 /// Read a grouped query over an inner join of plain tables (no subquery in
 /// FROM or in expressions, no HAVING, DISTINCT, LIMIT or window) as a
 /// [`JoinTotals`]; `outputs` are the select list's grouping columns and
