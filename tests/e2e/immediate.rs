@@ -2,7 +2,7 @@
 //! sides of a join and the source of an aggregate at once; after every
 //! commit the stream tables are exact, and at the end too. No deadlocks.
 
-use crate::{assert_matches_query, connect, fresh_db, retry_conflicts, Rng};
+use crate::{assert_matches_query, connect, differences_sql, fresh_db, retry_conflicts, Rng};
 
 const JOIN_Q: &str = "SELECT a.id, b.id AS bid, a.v, b.w FROM a JOIN b ON a.k = b.k";
 const AGG_Q: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM a GROUP BY k";
@@ -35,24 +35,22 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
                 for i in 0..8 {
                     let base = 10_000 + w * 1000 + i * 10;
                     let mut tx = conn.transaction().unwrap();
-                    tx.execute("INSERT INTO a SELECT $1 + g, (g + $1) % 10, g FROM generate_series(0, 3) g", &[&base])
+                    tx.execute(
+                        "INSERT INTO a SELECT $1 + g, (g + $1) % 10, g FROM generate_series(0, 3) g",
+                        &[&base],
+                    )
+                    .unwrap();
+                    tx.execute("INSERT INTO b VALUES ($1, $2, $3)", &[&base, &((rnd(10)) as i32), &w])
                         .unwrap();
-                    tx.execute("INSERT INTO b VALUES ($1, $2, $3)", &[&base, &((rnd(10)) as i32), &w]).unwrap();
-                    tx.execute("UPDATE a SET k = (k + 1) % 10, v = v + 1 WHERE id = $1 + 1", &[&base]).unwrap();
+                    tx.execute("UPDATE a SET k = (k + 1) % 10, v = v + 1 WHERE id = $1 + 1", &[&base])
+                        .unwrap();
                     if i > 0 {
                         tx.execute("DELETE FROM a WHERE id = $1 - 10", &[&base]).unwrap();
-                        tx.execute("UPDATE b SET k = $2 WHERE id = $1 - 10", &[&base, &((rnd(10)) as i32)]).unwrap();
+                        tx.execute("UPDATE b SET k = $2 WHERE id = $1 - 10", &[&base, &((rnd(10)) as i32)])
+                            .unwrap();
                     }
                     // The stream tables include this transaction's own changes.
-                    let bad: i64 = tx
-                        .query_one(
-                            &format!(
-                                "SELECT count(*) FROM ((TABLE j EXCEPT ALL ({JOIN_Q})) UNION ALL (({JOIN_Q}) EXCEPT ALL TABLE j)) x"
-                            ),
-                            &[],
-                        )
-                        .unwrap()
-                        .get(0);
+                    let bad: i64 = tx.query_one(&differences_sql("j", JOIN_Q), &[]).unwrap().get(0);
                     assert_eq!(bad, 0, "writer {w}, transaction {i}: j is not exact inside the transaction");
                     if rnd(6) == 0 {
                         tx.rollback().unwrap();
@@ -140,10 +138,7 @@ fn repeatable_read_writers_conflict_only_with_unseen_maintainers() {
     // Alone: a REPEATABLE READ writer maintains them, its own changes seen.
     rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; INSERT INTO a VALUES (1001, 1, 5); UPDATE b SET k = 2 WHERE id = 1")
         .unwrap();
-    let bad: i64 = rr
-        .query_one(&format!("SELECT count(*) FROM ((TABLE j EXCEPT ALL ({JOIN_Q})) UNION ALL (({JOIN_Q}) EXCEPT ALL TABLE j)) x"), &[])
-        .unwrap()
-        .get(0);
+    let bad: i64 = rr.query_one(&differences_sql("j", JOIN_Q), &[]).unwrap().get(0);
     assert_eq!(bad, 0);
     rr.batch_execute("COMMIT").unwrap();
 
@@ -235,7 +230,7 @@ fn mixed_isolation_writers_keep_immediate_stream_tables_exact() {
                             }
                             let bad: i64 = tx
                                 .query_one(
-                                    &format!("SELECT count(*) FROM ((TABLE j EXCEPT ALL ({JOIN_Q})) UNION ALL (({JOIN_Q}) EXCEPT ALL TABLE j)) x"),
+                                    &differences_sql("j", JOIN_Q),
                                     &[],
                                 )?
                                 .get(0);
@@ -311,12 +306,7 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
     assert_eq!(lock(&mut c, "j"), "EXCLUSIVE");
     let code = |e: &postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
     let exact = |c: &mut postgres::Client| -> i64 {
-        c.query_one(
-            &format!("SELECT count(*) FROM ((TABLE f EXCEPT ALL ({OWNED_Q})) UNION ALL (({OWNED_Q}) EXCEPT ALL TABLE f)) x"),
-            &[],
-        )
-        .unwrap()
-        .get(0)
+        c.query_one(&differences_sql("f", OWNED_Q), &[]).unwrap().get(0)
     };
 
     // A transaction that maintained f and is still open does not make a
@@ -404,19 +394,20 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
                     retry_conflicts(&format!("writer {w} ({level})"), || {
                         let mut tx = conn.transaction()?;
                         tx.batch_execute(&format!("SET TRANSACTION ISOLATION LEVEL {level}"))?;
-                        tx.execute("INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 3) g", &[&base])?;
+                        tx.execute(
+                            "INSERT INTO t SELECT $1 + g, g % 7, g FROM generate_series(0, 3) g",
+                            &[&base],
+                        )?;
                         tx.execute("UPDATE t SET v = v + 1, k = $2 WHERE id = $1", &[&rows[0], &k])?;
                         tx.execute("DELETE FROM t WHERE id = $1", &[&rows[1]])?;
                         // A key changed (to this writer's range).
                         tx.execute("UPDATE t SET id = $2 + 5 WHERE id = $1", &[&rows[2], &base])?;
                         tx.execute("UPDATE t SET v = v + 1 WHERE id BETWEEN $1 AND $1 + 2", &[&base])?;
-                        let bad: i64 = tx
-                            .query_one(
-                                &format!("SELECT count(*) FROM ((TABLE f EXCEPT ALL ({OWNED_Q})) UNION ALL (({OWNED_Q}) EXCEPT ALL TABLE f)) x"),
-                                &[],
-                            )?
-                            .get(0);
-                        assert_eq!(bad, 0, "writer {w} ({level}), transaction {i}: f is not exact inside the transaction");
+                        let bad: i64 = tx.query_one(&differences_sql("f", OWNED_Q), &[])?.get(0);
+                        assert_eq!(
+                            bad, 0,
+                            "writer {w} ({level}), transaction {i}: f is not exact inside the transaction"
+                        );
                         if rollback {
                             tx.rollback()
                         } else {

@@ -70,20 +70,15 @@ pub fn rows(c: &mut Client, sql: &str) -> Vec<String> {
     out
 }
 
+/// The statement counting the rows by which stream table `st` and a fresh
+/// run of `query` differ, as multisets (`EXCEPT ALL` both ways).
+pub fn differences_sql(st: &str, query: &str) -> String {
+    format!("SELECT count(*) FROM ((SELECT * FROM {st} EXCEPT ALL ({query})) UNION ALL (({query}) EXCEPT ALL SELECT * FROM {st})) d")
+}
+
 /// The stream table equals a fresh run of `query`, as a multiset.
 pub fn assert_matches_query(c: &mut Client, st: &str, query: &str) {
-    let diff: i64 = c
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM (
-                   (SELECT * FROM {st} EXCEPT ALL ({query}))
-                   UNION ALL
-                   (({query}) EXCEPT ALL SELECT * FROM {st})) d"
-            ),
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let diff: i64 = c.query_one(&differences_sql(st, query), &[]).unwrap().get(0);
     assert_eq!(diff, 0, "{st} differs from its query");
 }
 

@@ -11,7 +11,7 @@
 
 use postgres::Client;
 
-use crate::{fresh_db, Rng};
+use crate::{differences_sql, fresh_db, Rng};
 
 /// (query, maintained differentially?)
 const CORPUS: &[(&str, bool)] = &[
@@ -436,15 +436,7 @@ fn one_statement(r: &mut Rng, next_id: &mut i64) -> String {
 }
 
 fn mismatch(c: &mut impl postgres::GenericClient, st: &str, query: &str) -> i64 {
-    c.query_one(
-        &format!(
-            "SELECT count(*) FROM ((SELECT * FROM {st} EXCEPT ALL ({query})) \
-             UNION ALL (({query}) EXCEPT ALL SELECT * FROM {st})) d"
-        ),
-        &[],
-    )
-    .unwrap()
-    .get(0)
+    c.query_one(&differences_sql(st, query), &[]).unwrap().get(0)
 }
 
 /// A database with the oracle's tables and 40 generated rows in t1.

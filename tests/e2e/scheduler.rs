@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
-use super::{assert_matches_query, connect, fresh_db};
+use super::{assert_matches_query, connect, differences_sql, fresh_db};
 
 /// Poll `sql` (a boolean query) until it is true; panic after `secs`.
 fn wait_until(c: &mut Client, what: &str, sql: &str, secs: u64) {
@@ -25,10 +25,9 @@ fn wait_until(c: &mut Client, what: &str, sql: &str, secs: u64) {
     }
 }
 
+/// Whether stream table `st` equals a fresh run of `query`.
 fn differs_sql(st: &str, query: &str) -> String {
-    format!(
-        "SELECT NOT EXISTS ((SELECT * FROM {st} EXCEPT ALL ({query})) UNION ALL (({query}) EXCEPT ALL SELECT * FROM {st}))"
-    )
+    format!("SELECT ({}) = 0", differences_sql(st, query))
 }
 
 fn scheduler_running_sql(db: &str) -> String {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use postgres::Client;
 
-use crate::fresh_db;
+use crate::{differences_sql, fresh_db};
 
 /// The 22 queries with the specification's default substitution
 /// parameters (its validation values). Q15's view is a WITH query.
@@ -395,15 +395,7 @@ pub fn refresh_functions(c: &mut Client, fraction: f64, seed: u64) -> Vec<(&'sta
 /// Rows by which stream table `st` and a fresh run of `query` differ, as
 /// multisets.
 pub fn differences(c: &mut Client, st: &str, query: &str) -> i64 {
-    c.query_one(
-        &format!(
-            "SELECT count(*) FROM ((SELECT * FROM {st} EXCEPT ALL ({query}))
-                                   UNION ALL (({query}) EXCEPT ALL SELECT * FROM {st})) d"
-        ),
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("compare {st}: {e}"))
-    .get(0)
+    c.query_one(&differences_sql(st, query), &[]).unwrap_or_else(|e| panic!("compare {st}: {e}")).get(0)
 }
 
 /// How a query ended up: the mode in effect and, when not maintained
