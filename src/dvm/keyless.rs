@@ -171,14 +171,14 @@ pub fn multiset_apply_sql(
         // A UNION ALL: the signed rows of each branch a changed table
         // reaches, together, each branch's columns cast to the stream
         // table's (the union's) types, as the union itself coerces them.
+        let cols: Vec<String> = typed
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| format!("b.__k{n}::{ty} AS __k{n}", n = i + 1))
+            .collect();
         let mut parts = Vec::new();
         for branch in &m.union {
             if let Some(delta) = super::join_totals::delta_sql(branch, changes)? {
-                let cols: Vec<String> = typed
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, ty))| format!("b.__k{n}::{ty} AS __k{n}", n = i + 1))
-                    .collect();
                 parts.push(format!("SELECT {}, b.__sign FROM ({delta}) b", cols.join(", ")));
             }
         }
