@@ -808,32 +808,127 @@ unsafe fn union_all_branches(node: *mut pg_sys::Node, out: &mut Vec<u32>) -> Res
     }
 }
 
-/// The preserved tables of `node` when it is a chain of LEFT JOINs each
-/// adding one table (`t1 LEFT JOIN t2 ON ... LEFT JOIN t3 ON ...`) to a
-/// table or an inner join of tables ([`inner_block`]): a LEFT JOIN keeps
-/// every row on its left, so every output row comes from one row of that
-/// start, and so from one row of each of its tables. `table` gives the
-/// range table index of a reference to a table.
+/// A FROM item read as an inner join of tables (`start`) followed by LEFT
+/// JOINs each adding one table (`left`: the table and its ON condition).
+#[derive(Clone)]
+struct Chain {
+    start: Vec<u32>,
+    left: Vec<(u32, *mut pg_sys::Node)>,
+    /// At least one LEFT JOIN was read (not a plain inner join).
+    outer: bool,
+}
+
+/// The preserved tables of `node` when it is, or may be rewritten as, a
+/// chain of LEFT JOINs each adding one table (`t1 LEFT JOIN t2 ON ... LEFT
+/// JOIN t3 ON ...`) to a table or an inner join of tables ([`inner_block`]):
+/// a LEFT JOIN keeps every row on its left, so every output row comes from
+/// one row of that start, and so from one row of each of its tables.
+///
+/// An inner join above a LEFT JOIN joins the start: `(s LEFT JOIN b) JOIN c
+/// ON p` is `(s JOIN c ON p) LEFT JOIN b` when `p` does not read `b`, and
+/// when `p` cannot be true on a NULL-extended `b` row (PostgreSQL's
+/// `find_nonnullable_rels`: `c.id = b.cid`), the LEFT JOIN of `b` keeps no
+/// NULL-extended row, so it is an inner join and `b` joins the start too
+/// (then its own ON condition is read the same way). A WHERE condition
+/// (`where_quals`) that rejects NULL-extended rows of a table turns its LEFT
+/// JOIN into an inner join the same way; one that does not is left for the
+/// caller to refuse. `table` gives the range table index of a reference to
+/// a table; `tables` is the range table's length (0 when the query has
+/// subqueries in expressions, which these conditions are not read through:
+/// then no inner join after a LEFT JOIN). None: not such a chain (or no
+/// LEFT JOIN at all).
 unsafe fn left_chain(
     node: *mut pg_sys::Node,
     table: &dyn Fn(*mut pg_sys::Node) -> Option<u32>,
+    tables: u32,
+    where_quals: *mut pg_sys::Node,
 ) -> Option<Vec<u32>> {
-    // SAFETY: (the caller's) node is a valid node of an analyzed query.
+    // SAFETY: (the caller's) node and quals are valid nodes of an analyzed query.
     unsafe {
-        if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_JoinExpr {
-            let j = &*(node as *mut pg_sys::JoinExpr);
-            if j.jointype == pg_sys::JoinType::JOIN_LEFT {
-                table(j.rarg)?;
-                return left_chain(j.larg, table);
+        let mut chain = read_chain(node, table, tables)?;
+        if !chain.outer {
+            return None;
+        }
+        // (A WHERE condition reading something else is refused by the caller.)
+        let before = chain.clone();
+        if tables > 0 && join_start(&mut chain, where_quals, tables).is_none() {
+            chain = before;
+        }
+        Some(chain.start)
+    }
+}
+
+/// `node` read as a [`Chain`] (its inner joins above LEFT JOINs moved into
+/// the start where exact, see [`left_chain`]).
+unsafe fn read_chain(
+    node: *mut pg_sys::Node,
+    table: &dyn Fn(*mut pg_sys::Node) -> Option<u32>,
+    tables: u32,
+) -> Option<Chain> {
+    if let Some(index) = table(node) {
+        return Some(Chain { start: vec![index], left: Vec::new(), outer: false });
+    }
+    // SAFETY: as left_chain's.
+    unsafe {
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_JoinExpr {
+            return None;
+        }
+        let j = &*(node as *mut pg_sys::JoinExpr);
+        let mut chain = read_chain(j.larg, table, tables)?;
+        match j.jointype {
+            pg_sys::JoinType::JOIN_LEFT => {
+                chain.left.push((table(j.rarg)?, j.quals));
+                chain.outer = true;
+            }
+            pg_sys::JoinType::JOIN_INNER => {
+                chain.start.extend(inner_block(j.rarg, table)?);
+                // (Before any LEFT JOIN, an inner join of the start.)
+                if !chain.left.is_empty() && (tables == 0 || !join_start(&mut chain, j.quals, tables)?) {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        Some(chain)
+    }
+}
+
+/// Move into the chain's start every LEFT JOIN table whose NULL-extended
+/// rows `quals` (an inner join's or the WHERE condition, over the chain's
+/// tables) reject, with the tables their ON conditions reject in turn.
+/// Some(true): `quals` reads no other LEFT JOIN table; Some(false): it reads
+/// one whose NULL-extended rows it may keep; None: it reads a range table
+/// entry that is not one of the chain's tables (a join's merged column).
+unsafe fn join_start(chain: &mut Chain, quals: *mut pg_sys::Node, tables: u32) -> Option<bool> {
+    if quals.is_null() {
+        return Some(true);
+    }
+    // SAFETY: quals is an expression of the analyzed query;
+    // find_nonnullable_rels only reads it.
+    unsafe {
+        let read: Vec<u32> = (1..=tables).filter(|&i| !attnums_of(quals, i).is_empty()).collect();
+        if read.iter().any(|i| !chain.start.contains(i) && !chain.left.iter().any(|(t, _)| t == i)) {
+            return None;
+        }
+        let nonnullable = pg_sys::find_nonnullable_rels(quals);
+        for &index in &read {
+            let Some(at) = chain.left.iter().position(|(t, _)| *t == index) else {
+                continue;
+            };
+            if pg_sys::bms_is_member(index as i32, nonnullable) {
+                let (t, on) = chain.left.remove(at);
+                chain.start.push(t);
+                if !join_start(chain, on, tables)? {
+                    return None;
+                }
             }
         }
-        inner_block(node, table)
+        Some(read.iter().all(|i| !chain.left.iter().any(|(t, _)| t == i)))
     }
 }
 
 /// The tables of `node` when it is a table or an inner join (or cross
-/// join) of tables, in order. (An inner join above a LEFT JOIN is not:
-/// its condition could reject a row and pass the NULL-extended one.)
+/// join) of tables, in order.
 unsafe fn inner_block(
     node: *mut pg_sys::Node,
     table: &dyn Fn(*mut pg_sys::Node) -> Option<u32>,
@@ -1060,9 +1155,10 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                         .filter(|&i| is_relation(i))
                 };
                 match (j.jointype, rti(j.larg), rti(j.rarg)) {
-                    (pg_sys::JoinType::JOIN_LEFT, _, _) => {
-                        f.left_join =
-                            left_chain(*only, &rti).map(|tables| tables.iter().map(|t| base + t).collect());
+                    (pg_sys::JoinType::JOIN_LEFT | pg_sys::JoinType::JOIN_INNER, _, _) => {
+                        let tables = if top.hasSubLinks { 0 } else { rtable.len() as u32 };
+                        f.left_join = left_chain(*only, &rti, tables, (*top.jointree).quals)
+                            .map(|tables| tables.iter().map(|t| base + t).collect());
                     }
                     (pg_sys::JoinType::JOIN_RIGHT, Some(_), Some(r)) => f.left_join = Some(vec![base + r]),
                     (pg_sys::JoinType::JOIN_FULL, Some(l), Some(r)) => {

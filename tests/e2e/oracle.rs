@@ -171,8 +171,17 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 JOIN t2 ON t2.id = t1.k LEFT JOIN t1 b ON b.k = t2.k AND b.id <> t1.id WHERE t2.note IS NOT NULL", true),
     ("SELECT a.id, b.id AS id2, t2.id AS id3, t2.note FROM t1 a JOIN t1 b ON b.k = a.k AND b.id < a.id LEFT JOIN t2 ON t2.id = b.v", true),
     ("SELECT t2.id AS id2, t1.id, x.id AS id3 FROM t2 JOIN t1 ON t1.k = t2.id LEFT JOIN t2 x ON x.k = t1.v", true),
-    // (An inner join after a LEFT JOIN, whose condition reads the nullable
-    // side: recomputed in full.)
+    // Inner joins after LEFT JOINs: one whose condition reads only the
+    // start (it joins the start); one whose condition rejects the
+    // NULL-extended rows (the LEFT JOIN is an inner join); a WHERE
+    // condition doing that through two LEFT JOINs (b, then t2 by b's ON),
+    // leaving x a LEFT JOIN; a WHERE condition rejecting NULL-extended rows.
+    ("SELECT t1.id, t2.id AS id2, b.id AS id3, b.v FROM t1 LEFT JOIN t2 ON t2.k = t1.k JOIN t1 b ON b.id = t1.v", true),
+    ("SELECT t1.id, t2.id AS id2, b.id AS id3, t2.note FROM t1 LEFT JOIN t2 ON t2.k = t1.k JOIN t1 b ON b.k = t2.id AND b.flag", true),
+    ("SELECT a.id, t2.id AS id2, x.id AS id3, b.id AS id4 FROM t1 a LEFT JOIN t2 ON t2.k = a.k LEFT JOIN t2 x ON x.k = a.v LEFT JOIN t1 b ON b.id = t2.id WHERE b.flag", true),
+    ("SELECT t1.id, t2.id AS id2, t2.note FROM t1 LEFT JOIN t2 ON t2.k = t1.k WHERE t2.note <> 'x' OR t2.note > t1.g", true),
+    // (An inner join after a LEFT JOIN, whose condition may pass a
+    // NULL-extended row: recomputed in full.)
     ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k JOIN t1 b ON b.id = coalesce(t2.id, t1.id)", false),
     // (A WHERE condition on a later table: recomputed in full.)
     ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k LEFT JOIN t1 b ON b.id = t2.id WHERE b.v IS NULL", false),
