@@ -24,6 +24,15 @@ SELECT reloptions FROM pg_class WHERE oid = 'sales2'::regclass;
 CREATE MATERIALIZED VIEW sales3 WITH (pgtrickle.stream) AS SELECT id FROM orders;
 SELECT name, requested_mode, refresh_mode FROM pgtrickle.stream_tables WHERE name = 'sales3';
 
+-- Rows that refreshes update in place (groups) get room on their pages for
+-- the new versions (fillfactor 60: HOT updates), unless a fillfactor was
+-- given; rows keyed by a table's key do not.
+CREATE MATERIALIZED VIEW sales4 WITH (pgtrickle.stream) AS
+  SELECT region, sum(amount) AS total, count(*) AS n FROM orders GROUP BY region;
+CREATE MATERIALIZED VIEW sales5 WITH (pgtrickle.stream, fillfactor = 90) AS
+  SELECT region, count(*) AS n FROM orders GROUP BY region;
+SELECT relname, reloptions FROM pg_class WHERE relname IN ('sales3', 'sales4', 'sales5') ORDER BY relname;
+
 -- Column names, WITH NO DATA (not populated until refreshed), schemas.
 CREATE SCHEMA reports;
 CREATE MATERIALIZED VIEW reports.by_region (r, t) WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = full) AS
@@ -57,7 +66,7 @@ INSERT INTO sales VALUES ('east', 1, 1);
 DELETE FROM sales;
 
 DROP SCHEMA reports CASCADE;
-DROP MATERIALIZED VIEW sales, sales2, sales3, big, plain_mv;
+DROP MATERIALIZED VIEW sales, sales2, sales3, sales4, sales5, big, plain_mv;
 DROP VIEW big_orders;
 DROP TABLE orders;
 SELECT count(*) FROM pgtrickle.pgt_stream_tables;
