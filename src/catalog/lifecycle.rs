@@ -314,8 +314,9 @@ fn leave_room_for_updates(relid: pg_sys::Oid, effective: RefreshMode) -> PgtResu
     if !groups {
         return Ok(());
     }
-    let mut options = existing;
-    options.push(format!("fillfactor={GROUPS_FILLFACTOR}"));
+    // (First, where a restore from pg_dump puts it: before the settings.)
+    let mut options = vec![format!("fillfactor={GROUPS_FILLFACTOR}")];
+    options.extend(existing);
     sys::write_reloptions(relid, &options)?;
     sys::command_counter_increment();
     Ok(())
