@@ -71,9 +71,12 @@ DROP MATERIALIZED VIEW plain_total;
 
 -- The lock a writing statement takes on the stream table (until its
 -- transaction ends): EXCLUSIVE, so writers maintain it one after another;
--- only ROW EXCLUSIVE, which writers share, when each of its rows belongs
--- to one row of its one table, by a primary key checked at once, and the
--- writer is READ COMMITTED (concurrency: tests/e2e/immediate.rs).
+-- only ROW EXCLUSIVE, which writers share, when the writer is READ
+-- COMMITTED and each of its rows belongs to one row of its one table, by a
+-- primary key checked at once, or its rows are running totals of one
+-- table kept in its own columns, to which each statement adds its rows'
+-- (group_sums; totals keeps its totals in a state table, for the special
+-- values of a numeric sum) (concurrency: tests/e2e/immediate.rs).
 CREATE TABLE deferred_key (id int PRIMARY KEY DEFERRABLE, v int);
 CREATE MATERIALIZED VIEW rich WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
   SELECT id, owner, balance * 2 AS doubled FROM acct WHERE balance > 20;
@@ -81,24 +84,27 @@ CREATE MATERIALIZED VIEW above_average WITH (pgtrickle.stream = true, pgtrickle.
   SELECT id, balance FROM acct a WHERE balance > (SELECT avg(balance) FROM acct);
 CREATE MATERIALIZED VIEW deferred_rows WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
   SELECT id, v FROM deferred_key;
+CREATE MATERIALIZED VIEW group_sums WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS
+  SELECT owner, count(*) AS n, sum(id) AS ids FROM acct GROUP BY owner;
 SELECT st, value AS lock
-  FROM unnest(ARRAY['rich', 'above_average', 'deferred_rows', 'placed', 'totals']) st,
+  FROM unnest(ARRAY['rich', 'above_average', 'deferred_rows', 'placed', 'totals', 'group_sums']) st,
        pgtrickle.explain_stream_table(st)
  WHERE property = 'immediate lock';
 BEGIN;
 UPDATE acct SET balance = balance + 1 WHERE id = 1;
 SELECT relation::regclass AS st, bool_or(mode = 'ExclusiveLock') AS exclusive
-  FROM pg_locks WHERE pid = pg_backend_pid() AND relation IN ('rich'::regclass, 'placed'::regclass)
+  FROM pg_locks WHERE pid = pg_backend_pid() AND relation IN ('rich'::regclass, 'placed'::regclass, 'group_sums'::regclass)
  GROUP BY 1 ORDER BY 1;
 ROLLBACK;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 UPDATE acct SET balance = balance + 1 WHERE id = 1;
 SELECT relation::regclass AS st, bool_or(mode = 'ExclusiveLock') AS exclusive
-  FROM pg_locks WHERE pid = pg_backend_pid() AND relation IN ('rich'::regclass, 'placed'::regclass)
+  FROM pg_locks WHERE pid = pg_backend_pid() AND relation IN ('rich'::regclass, 'placed'::regclass, 'group_sums'::regclass)
  GROUP BY 1 ORDER BY 1;
 ROLLBACK;
 SELECT * FROM rich ORDER BY id;
-DROP MATERIALIZED VIEW rich, above_average, deferred_rows;
+SELECT * FROM group_sums ORDER BY owner;
+DROP MATERIALIZED VIEW rich, above_average, deferred_rows, group_sums;
 DROP TABLE deferred_key;
 
 -- Writers in REPEATABLE READ or SERIALIZABLE transactions maintain them

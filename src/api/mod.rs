@@ -286,12 +286,16 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             out.push(("sources".into(), Some(sources.join(", "))));
             if st.effective_mode == crate::catalog::options::RefreshMode::Immediate {
                 // (See refresh::immediate::lock_mode.)
-                let lock = match crate::refresh::immediate::owning_source(&plan)? {
-                    Some(source) => format!(
+                use crate::refresh::immediate::{shared_lock, SharedLock};
+                let lock = match shared_lock(relid, &plan)? {
+                    Some(SharedLock::OwnedRows(source)) => format!(
                         "ROW EXCLUSIVE for READ COMMITTED writers (each row belongs to one row of {}, by its primary key), \
                          EXCLUSIVE for others",
                         lifecycle::relation_name(source)?
                     ),
+                    Some(SharedLock::AddedTotals) => "ROW EXCLUSIVE for READ COMMITTED writers (running totals, \
+                         which each statement adds to group by group, in key order), EXCLUSIVE for others"
+                        .to_string(),
                     None => "EXCLUSIVE".to_string(),
                 };
                 out.push(("immediate lock".into(), Some(lock)));

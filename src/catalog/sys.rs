@@ -451,6 +451,21 @@ pub fn column_has_equality(relid: pg_sys::Oid, attnum: i16) -> bool {
     }
 }
 
+/// Does column `attnum` of `relid` have a type with a default ordering (a
+/// `<` operator), so that ORDER BY can sort by it? False for a missing
+/// column.
+pub fn column_has_ordering(relid: pg_sys::Oid, attnum: i16) -> bool {
+    // SAFETY: as column_has_equality's.
+    unsafe {
+        let ty = pg_sys::get_atttype(relid, attnum);
+        if ty == pg_sys::InvalidOid {
+            return false;
+        }
+        let tc = pg_sys::lookup_type_cache(ty, pg_sys::TYPECACHE_LT_OPR as i32);
+        !tc.is_null() && (*tc).lt_opr != pg_sys::InvalidOid
+    }
+}
+
 /// The btree support function number of `equalimage` (nbtree.h).
 const BTEQUALIMAGE_PROC: i16 = 4;
 

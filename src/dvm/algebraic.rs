@@ -605,6 +605,28 @@ pub fn in_place(plan: &Plan) -> bool {
         })
 }
 
+/// Whether every key column of the stream table has a default ordering,
+/// so that its groups can be written in key order.
+pub fn keys_sortable(relid: pg_sys::Oid, plan: &Plan) -> bool {
+    plan.key.iter().all(|k| sys::column_has_ordering(relid, k.output_attnum))
+}
+
+/// Whether the statements of IMMEDIATE writers may add their changes to
+/// the stream table's rows concurrently (see
+/// refresh::immediate::lock_mode): running totals kept in its own columns
+/// ([`in_place`]) over one table, added to from each statement's own rows
+/// alone (not over a join, slices or stream tables, nothing read whole),
+/// with keys that sort.
+pub fn adds_concurrently(relid: pg_sys::Oid, plan: &Plan) -> bool {
+    in_place(plan)
+        && !is_join_totals(plan)
+        && !is_slice_totals(plan)
+        && !plan.reads_stream_tables
+        && plan.full_on.is_empty()
+        && plan.sources().len() == 1
+        && keys_sortable(relid, plan)
+}
+
 /// The statement adding signed rows (`rows`: with `__sign`, the grouping
 /// columns and the arguments) to a stream table whose totals are its own
 /// columns (see
@@ -762,10 +784,19 @@ fn in_place_statement(
     }
     let filter = filter.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let conflict: Vec<&str> = key_columns.iter().map(|(k, _)| k.as_str()).collect();
+    // Groups written in the order of their keys: two writers sharing the
+    // stream table lock the groups they both touch in the same order (see
+    // refresh::immediate::lock_mode).
+    let order_by = if keys_sortable(relid, plan) && !plan.key.is_empty() {
+        let keys: Vec<String> = (1..=plan.key.len()).map(|k| format!("d.__k{k}")).collect();
+        format!(" ORDER BY {}", keys.join(", "))
+    } else {
+        String::new()
+    };
     Ok(format!(
         "WITH d AS (SELECT {sums} FROM {from} b{filter}{group_by}),\n\
          u AS (INSERT INTO {st} AS o ({targets})\n\
-         \x20   SELECT {values} FROM d WHERE {changed}\n\
+         \x20   SELECT {values} FROM d WHERE {changed}{order_by}\n\
          \x20   ON CONFLICT ({conflict}) DO UPDATE SET {sets}\n\
          \x20   RETURNING {returning})\n\
          {select}",

@@ -178,8 +178,8 @@ thread_local! {
     /// Whether each IMMEDIATE stream table is kept over inner stream
     /// tables (dvm::nested::over_inners), as decided until [`forget`].
     static OVER_INNERS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
-    /// Whether each IMMEDIATE stream table's rows are each owned by one
-    /// source row (see [`lock_mode`]), as decided until [`forget`].
+    /// Whether READ COMMITTED writers may share each IMMEDIATE stream
+    /// table (see [`lock_mode`]), as decided until [`forget`].
     static OWNED_ROWS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
     /// Whether a preparation created or dropped a state table in the
     /// current transaction.
@@ -198,8 +198,10 @@ pub fn forget() {
 ///
 /// EXCLUSIVE makes the maintainers of a stream table follow one another,
 /// each reading the sources after the one before committed. A READ
-/// COMMITTED statement takes only ROW EXCLUSIVE (which writers share) when
-/// every row of the stream table is owned by one source row: a filter and
+/// COMMITTED statement takes only ROW EXCLUSIVE (which writers share) in
+/// two cases ([`SharedLock`]).
+///
+/// When every row of the stream table is owned by one source row: a filter and
 /// projection of one ordinary table keyed by its primary key, checked at
 /// once (not DEFERRABLE), no subquery reading a table
 /// ([`analysis::Plan::one_row_per_source_row`]). Then a statement
@@ -214,6 +216,21 @@ pub fn forget() {
 /// EXCLUSIVE: they read on their transaction's snapshot, which the check
 /// of `refresh::isolation` validates against every maintainer before them.
 ///
+/// When the stream table's rows are running totals kept in its own columns
+/// over one table (`algebraic::adds_concurrently`): a statement adds to
+/// each group it touches what its own rows (the transition tables) add, a
+/// sum that reads nothing else, by `INSERT ... ON CONFLICT DO UPDATE SET n
+/// = o.n + EXCLUDED.n`. Two writers touching one group follow one another
+/// on its row's lock, and the second adds to the row the first committed
+/// (READ COMMITTED's `ON CONFLICT` locks and updates the latest version,
+/// and inserts anew if the first deleted the group, left empty, which it
+/// deletes only while its count is 0 under its own lock). Additions
+/// commute, so the totals are exact in any order. Each statement writes
+/// its groups in key order, so two statements never wait for each other's
+/// groups in a cycle (two multi-statement transactions touching the same
+/// groups in opposite orders can, as with any row they both update:
+/// PostgreSQL then cancels one with a deadlock error).
+///
 /// Decided from the plan before the lock is taken: the plan depends on the
 /// stream table's query, fixed for its life, and on the source's primary
 /// key, which cannot change while the firing statement holds its lock on
@@ -222,8 +239,28 @@ fn lock_mode(relid: pg_sys::Oid) -> PgtResult<u32> {
     if !super::isolation::read_committed() {
         return Ok(pg_sys::ExclusiveLock);
     }
-    let owned = remembered(&OWNED_ROWS, relid, rows_owned_by_source_rows)?;
-    Ok(if owned { pg_sys::RowExclusiveLock } else { pg_sys::ExclusiveLock })
+    let shared = remembered(&OWNED_ROWS, relid, |relid| match analysis::analyze(relid)? {
+        Ok(plan) => Ok(shared_lock(relid, &plan)?.is_some()),
+        Err(_) => Ok(false),
+    })?;
+    Ok(if shared { pg_sys::RowExclusiveLock } else { pg_sys::ExclusiveLock })
+}
+
+/// Why READ COMMITTED writers may share a stream table (see [`lock_mode`]).
+pub enum SharedLock {
+    /// Each row belongs to one row of this table, by its primary key.
+    OwnedRows(pg_sys::Oid),
+    /// Running totals, which each statement adds to.
+    AddedTotals,
+}
+
+/// Whether, and why, READ COMMITTED writers may share the stream table
+/// `relid` with `plan` (see [`lock_mode`]).
+pub fn shared_lock(relid: pg_sys::Oid, plan: &analysis::Plan) -> PgtResult<Option<SharedLock>> {
+    if let Some(source) = owning_source(plan)? {
+        return Ok(Some(SharedLock::OwnedRows(source)));
+    }
+    Ok(crate::dvm::algebraic::adds_concurrently(relid, plan).then_some(SharedLock::AddedTotals))
 }
 
 /// `decide(relid)`, kept in `cache` until [`forget`].
@@ -238,15 +275,6 @@ fn remembered(
     let decided = decide(relid)?;
     cache.with(|c| c.borrow_mut().insert(relid.to_u32(), decided));
     Ok(decided)
-}
-
-/// Is every row of `relid` owned by one row of its one source (see
-/// [`lock_mode`])?
-fn rows_owned_by_source_rows(relid: pg_sys::Oid) -> PgtResult<bool> {
-    match analysis::analyze(relid)? {
-        Ok(plan) => Ok(owning_source(&plan)?.is_some()),
-        Err(_) => Ok(false),
-    }
 }
 
 /// The table whose rows own the rows of a stream table with `plan`, one
