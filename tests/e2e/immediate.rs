@@ -12,6 +12,28 @@ const AGG_Q: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM a GROUP BY k";
 const JOIN_AGG_Q: &str =
     "SELECT b.k, count(*) AS n, sum(a.v * b.w) AS s FROM a JOIN b ON a.k = b.k GROUP BY b.k";
 
+/// Run `sql` on `waiter` in another thread; check that it still waits
+/// after 300 ms (`what`, when given), end `holder`'s transaction with
+/// `release`, and hand `waiter` back with its result.
+fn waits_for(
+    holder: &mut postgres::Client,
+    release: &str,
+    mut waiter: postgres::Client,
+    sql: String,
+    what: Option<&str>,
+) -> (postgres::Client, Result<(), postgres::Error>) {
+    let thread = std::thread::spawn(move || {
+        let result = waiter.batch_execute(&sql);
+        (waiter, result)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    if let Some(what) = what {
+        assert!(!thread.is_finished(), "{what}");
+    }
+    holder.batch_execute(release).unwrap();
+    thread.join().unwrap()
+}
+
 #[test]
 fn sixteen_writers_keep_immediate_stream_tables_exact() {
     let mut c = fresh_db("e2e_immediate", true);
@@ -172,13 +194,8 @@ fn repeatable_read_writers_conflict_only_with_unseen_maintainers() {
         // then fails once it commits.
         rr.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}; SELECT count(*) FROM a")).unwrap();
         peer.batch_execute("BEGIN; UPDATE a SET v = v + 1 WHERE id = 2").unwrap();
-        let waiter = std::thread::spawn(move || {
-            let result = rr.batch_execute("UPDATE a SET v = v + 1 WHERE id = 3");
-            (rr, result)
-        });
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        peer.batch_execute("COMMIT").unwrap();
-        let (back, result) = waiter.join().unwrap();
+        let (back, result) =
+            waits_for(&mut peer, "COMMIT", rr, "UPDATE a SET v = v + 1 WHERE id = 3".into(), None);
         rr = back;
         let err = result.unwrap_err();
         assert_eq!(code(&err), "40001", "{level}, after waiting: {err:?}");
@@ -328,14 +345,13 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
     other.batch_execute("COMMIT").unwrap();
     // A writer of the same row waits for the row, then maintains f from
     // what the first one committed.
-    let waiter = std::thread::spawn(move || {
-        let result = other.batch_execute("UPDATE t SET v = v + 1 WHERE id = 1");
-        (other, result)
-    });
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!waiter.is_finished(), "the second writer of row 1 should wait for the first");
-    holder.batch_execute("COMMIT").unwrap();
-    let (mut other, result) = waiter.join().unwrap();
+    let (mut other, result) = waits_for(
+        &mut holder,
+        "COMMIT",
+        other,
+        "UPDATE t SET v = v + 1 WHERE id = 1".into(),
+        Some("the second writer of row 1 should wait for the first"),
+    );
     result.unwrap();
     assert_matches_query(&mut c, "f", OWNED_Q);
 
@@ -358,14 +374,13 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
     assert_eq!(code(&err), "40001", "{err:?}");
     rr.batch_execute("ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t").unwrap();
     other.batch_execute("BEGIN; UPDATE t SET v = v + 1 WHERE id = 7").unwrap();
-    let waiter = std::thread::spawn(move || {
-        let result = rr.batch_execute("UPDATE t SET v = v + 1 WHERE id = 8");
-        (rr, result)
-    });
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!waiter.is_finished(), "the REPEATABLE READ writer should wait for the READ COMMITTED one");
-    other.batch_execute("COMMIT").unwrap();
-    let (mut rr, result) = waiter.join().unwrap();
+    let (mut rr, result) = waits_for(
+        &mut other,
+        "COMMIT",
+        rr,
+        "UPDATE t SET v = v + 1 WHERE id = 8".into(),
+        Some("the REPEATABLE READ writer should wait for the READ COMMITTED one"),
+    );
     assert_eq!(code(&result.unwrap_err()), "40001");
     rr.batch_execute("ROLLBACK").unwrap();
     // Unconflicted, it maintains f.
@@ -546,14 +561,13 @@ fn writers_adding_to_running_totals_wait_only_for_their_groups() {
              UPDATE t SET k = 3 WHERE id = 8;",
         )
         .unwrap();
-    let waiter = std::thread::spawn(move || {
-        let result = other.batch_execute("UPDATE t SET v = v + 10 WHERE id = 6");
-        (other, result)
-    });
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!waiter.is_finished(), "the second writer of group 1 should wait for the first");
-    holder.batch_execute("COMMIT").unwrap();
-    let (mut other, result) = waiter.join().unwrap();
+    let (mut other, result) = waits_for(
+        &mut holder,
+        "COMMIT",
+        other,
+        "UPDATE t SET v = v + 10 WHERE id = 6".into(),
+        Some("the second writer of group 1 should wait for the first"),
+    );
     result.unwrap();
     assert_eq!(exact(&mut c), 0, "s after two writers of group 1");
 
@@ -563,17 +577,15 @@ fn writers_adding_to_running_totals_wait_only_for_their_groups() {
     c.batch_execute("INSERT INTO t VALUES (2000, 77, 1), (2001, 77, 2), (2002, 78, 3)").unwrap();
     for end in ["COMMIT", "ROLLBACK"] {
         holder.batch_execute("BEGIN; DELETE FROM t WHERE k IN (77, 78)").unwrap();
-        let waiter = std::thread::spawn(move || {
-            let result = other.batch_execute(
-                "INSERT INTO t SELECT 3000 + g, 77 + g % 2, g FROM generate_series(1, 4) g \
-                 ON CONFLICT (id) DO UPDATE SET v = t.v + 1",
-            );
-            (other, result)
-        });
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(!waiter.is_finished(), "the writer of groups 77 and 78 should wait ({end})");
-        holder.batch_execute(end).unwrap();
-        let (o, result) = waiter.join().unwrap();
+        let (o, result) = waits_for(
+            &mut holder,
+            end,
+            other,
+            "INSERT INTO t SELECT 3000 + g, 77 + g % 2, g FROM generate_series(1, 4) g \
+                 ON CONFLICT (id) DO UPDATE SET v = t.v + 1"
+                .into(),
+            Some(&format!("the writer of groups 77 and 78 should wait ({end})")),
+        );
         other = o;
         result.unwrap();
         assert_eq!(exact(&mut c), 0, "s after a group emptied and added to ({end})");
