@@ -428,6 +428,42 @@ pub fn attribute_names(relid: pg_sys::Oid, attnums: Option<&[i16]>) -> PgtResult
     )
 }
 
+/// The columns of `relid` (not dropped), in order: each one's name quoted
+/// as an identifier and its type as `format_type` spells it, read from the
+/// relation cache (what `quote_ident(attname)` and `format_type(atttypid,
+/// atttypmod)` over `pg_attribute` return, without a query: a refresh asks
+/// for them several times).
+pub fn relation_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
+    // SAFETY: the relation cache entry is checked for NULL (no such
+    // relation), read, and released before returning; no lock is taken, as
+    // reading pg_attribute takes none (its callers hold the stream table's
+    // lock); each attribute is read within its descriptor's natts;
+    // quote_identifier and format_type_with_typemod return C strings that
+    // are copied out at once.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return Err(PgtError::Internal(format!("cache lookup failed for relation {}", relid.to_u32())));
+        }
+        let desc = (*rel).rd_att;
+        let mut out = Vec::with_capacity((*desc).natts as usize);
+        for i in 0..(*desc).natts {
+            let att = pg_sys::TupleDescAttr(desc, i);
+            if (*att).attisdropped {
+                continue;
+            }
+            let name = pg_sys::quote_identifier((*att).attname.data.as_ptr());
+            let ty = pg_sys::format_type_with_typemod((*att).atttypid, (*att).atttypmod);
+            out.push((
+                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned(),
+                std::ffi::CStr::from_ptr(ty).to_string_lossy().into_owned(),
+            ));
+        }
+        pg_sys::RelationClose(rel);
+        Ok(out)
+    }
+}
+
 /// Is `relid` a partition (`relispartition`)?
 pub fn is_partition(relid: pg_sys::Oid) -> bool {
     // SAFETY: get_rel_relispartition reads the syscache; false for an

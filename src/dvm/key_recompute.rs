@@ -370,22 +370,7 @@ pub fn apply_params(groups: &[Vec<KeyValues>]) -> Vec<pgrx::datum::DatumWithOid<
 
 /// Columns of the stream table as (quoted name, type) by attnum.
 pub fn output_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
-    crate::catalog::sys::kept(
-        "SELECT pg_catalog.quote_ident(attname), pg_catalog.format_type(atttypid, atttypmod) \
-               FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) $1 \
-                AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped ORDER BY attnum",
-        &[relid.into()],
-        |rows| {
-            let mut out = Vec::new();
-            for row in rows {
-                out.push((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ));
-            }
-            Ok(out)
-        },
-    )
+    crate::catalog::sys::relation_columns(relid)
 }
 
 /// Count the window and collect the affected key values, per table
