@@ -135,7 +135,9 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             // (A multiset over several tables reads its rows the same ways.)
             let join = join.or(plan.multiset.as_ref().and_then(|m| m.join.as_ref()));
             let sliced = sliced.or(plan.multiset.as_ref().and_then(|m| m.slices.as_ref()));
-            let (over, kinds) = if join.is_some() {
+            let (over, kinds) = if join.is_some_and(|j| j.tables.len() == 1) {
+                (" of one table by expressions", "count/sum/avg")
+            } else if join.is_some() {
                 (" over an inner join", "count/sum/avg")
             } else if sliced.is_some() {
                 ("", "count/sum/avg")

@@ -432,12 +432,14 @@ pub fn attribute_names(relid: pg_sys::Oid, attnums: Option<&[i16]>) -> PgtResult
 /// as an identifier and its type as `format_type` spells it, read from the
 /// relation cache (what `quote_ident(attname)` and `format_type(atttypid,
 /// atttypmod)` over `pg_attribute` return, without a query: a refresh asks
-/// for them several times).
+/// for them several times). Refreshes and IMMEDIATE maintenance hold the
+/// stream table's lock; `explain_stream_table` reads it as the catalogs
+/// show it when the entry was last built, as a query on them would.
 pub fn relation_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> {
     // SAFETY: the relation cache entry is checked for NULL (no such
-    // relation), read, and released before returning; no lock is taken, as
-    // reading pg_attribute takes none (its callers hold the stream table's
-    // lock); each attribute is read within its descriptor's natts;
+    // relation), read, and released before returning (also on a name that
+    // is not UTF-8); no lock is taken, as reading pg_attribute takes none;
+    // each attribute is read within its descriptor's natts;
     // quote_identifier and format_type_with_typemod return C strings that
     // are copied out at once.
     unsafe {
@@ -454,10 +456,16 @@ pub fn relation_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> 
             }
             let name = pg_sys::quote_identifier((*att).attname.data.as_ptr());
             let ty = pg_sys::format_type_with_typemod((*att).atttypid, (*att).atttypmod);
-            out.push((
-                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned(),
-                std::ffi::CStr::from_ptr(ty).to_string_lossy().into_owned(),
-            ));
+            match (std::ffi::CStr::from_ptr(name).to_str(), std::ffi::CStr::from_ptr(ty).to_str()) {
+                (Ok(name), Ok(ty)) => out.push((name.to_string(), ty.to_string())),
+                _ => {
+                    pg_sys::RelationClose(rel);
+                    return Err(PgtError::Internal(format!(
+                        "a column name or type of relation {} is not UTF-8",
+                        relid.to_u32()
+                    )));
+                }
+            }
         }
         pg_sys::RelationClose(rel);
         Ok(out)

@@ -1196,12 +1196,24 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         // Aggregates over an inner join of several tables may be kept from
         // running totals too (see join_totals).
         // So may aggregates whose rows fall into slices (see slices).
-        let over_rows = base == 0 && single.is_none() && top.hasAggs;
-        let over_join = over_rows && f.relations.len() > 1 && !top.hasSubLinks;
         let group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
             .collect();
+        // One table grouped by an expression (`GROUP BY k * 2`): its
+        // running totals are read as those of a join of one table, which
+        // group by the values of any expression.
+        let expression_groups = base == 0
+            && single.is_some()
+            && top.hasAggs
+            && !top.hasSubLinks
+            && list_ptrs::<pg_sys::TargetEntry>(top.targetList).into_iter().any(|tle| {
+                (*tle).ressortgroupref != 0
+                    && group_refs.contains(&(*tle).ressortgroupref)
+                    && levels.base_column(0, (*tle).expr as *mut pg_sys::Node).is_none()
+            });
+        let over_rows = base == 0 && (single.is_none() || expression_groups) && top.hasAggs;
+        let over_join = over_rows && (f.relations.len() > 1 || expression_groups) && !top.hasSubLinks;
         let mut join_outputs = Vec::new();
         for tle in list_ptrs::<pg_sys::TargetEntry>(top.targetList) {
             if (*tle).resjunk {
@@ -1213,8 +1225,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             // An expression over aggregates: each aggregate a part.
             let derived = match (single, grouped) {
                 (_, true) => None,
+                (_, false) if over_rows => derived_output(expr, |part| Over::Join(attnum, part)),
                 (Some(relid), false) => derived_output(expr, |_| Over::Table(relid)),
-                (None, false) if over_rows => derived_output(expr, |part| Over::Join(attnum, part)),
                 (None, false) => None,
             };
             if over_rows {
@@ -1252,8 +1264,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             }
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
             let call = match single {
+                _ if over_rows => algebraic_aggregate(expr, Over::Join(attnum, 0)),
                 Some(relid) => algebraic_aggregate(expr, Over::Table(relid)),
-                None if over_rows => algebraic_aggregate(expr, Over::Join(attnum, 0)),
                 None => None,
             };
             f.aggregates.push(call.map(|(kind, arg)| {
@@ -1262,9 +1274,13 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             }));
         }
         if over_join {
-            f.join_totals = super::join_totals::read(q, &join_outputs);
+            f.join_totals = if expression_groups {
+                super::join_totals::read_one(q, &join_outputs)
+            } else {
+                super::join_totals::read(q, &join_outputs)
+            };
         }
-        if over_rows && f.join_totals.is_none() {
+        if over_rows && f.join_totals.is_none() && !expression_groups {
             f.slice_graph = super::slices::read(q, &join_outputs);
         }
         // A filter and projection of several tables or with subqueries:
@@ -1856,17 +1872,13 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
         return None;
     }
     let one_table = f.relations.len() == 1 && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1);
-    let join = if one_table { None } else { Some(f.join_totals.clone()?) };
+    // (One table read as a join of one: grouped by expressions.)
+    let join = if one_table && f.join_totals.is_none() { None } else { Some(f.join_totals.clone()?) };
     let (aggregates, arguments, derived) = totals_parts(f)?;
-    Some(Algebraic {
-        aggregates,
-        arguments,
-        where_sql: f.where_sql.clone(),
-        where_attnums: f.where_attnums.clone(),
-        join,
-        slices: None,
-        derived,
-    })
+    // (A join's rows pass its WHERE clause already.)
+    let (where_sql, where_attnums) =
+        if join.is_some() { (None, Vec::new()) } else { (f.where_sql.clone(), f.where_attnums.clone()) };
+    Some(Algebraic { aggregates, arguments, where_sql, where_attnums, join, slices: None, derived })
 }
 
 /// The aggregates running totals keep, when there is no HAVING and every
@@ -2369,7 +2381,10 @@ fn decide_shape(
         }
         let key = key_of(&|sgref| sgref != 0 && f.group_refs.contains(&sgref));
         let grouped_outputs = f.outputs.iter().filter(|(_, s)| *s != 0 && f.group_refs.contains(s)).count();
-        if grouped_outputs == f.group_refs.len() && key.len() != f.group_refs.len() && !single {
+        if grouped_outputs == f.group_refs.len()
+            && key.len() != f.group_refs.len()
+            && (!single || f.join_totals.is_some())
+        {
             // Running totals over a join group by the values of any
             // expression: such a key column has no table column behind it.
             if let Some(algebraic) = running_totals(f).filter(|a| a.join.is_some()) {
@@ -2398,7 +2413,8 @@ fn decide_shape(
         }
         if key.len() != f.group_refs.len() || grouped_outputs != f.group_refs.len() {
             return Ok(unsupported(
-                "every GROUP BY item must be a plain column of the table that appears in the select list",
+                "every GROUP BY item must be a plain column of the table that appears in the select list \
+                 (or an expression in it, when the other outputs are count, sum and avg, without HAVING)",
             ));
         }
         if single && f.sub_relations.is_empty() {

@@ -104,6 +104,17 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
     unsafe { read_tables(q, outputs, 2, true) }
 }
 
+/// [`read`] of a grouped query over one table whose grouping items are
+/// not all its columns (`GROUP BY k * 2`): its rows are the table's change
+/// rows that pass its WHERE clause, grouped by the expressions.
+///
+/// # Safety
+/// As [`read`]'s.
+pub unsafe fn read_one(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
+    // SAFETY: as the caller's.
+    unsafe { read_tables(q, outputs, 1, true) }
+}
+
 /// [`read`] for a branch of a UNION ALL, which may read one table: its
 /// signed rows are then the table's change rows that pass its WHERE
 /// clause, projected (see analysis::union_rows). Not a branch with LIMIT.

@@ -260,7 +260,11 @@ pub fn shared_lock(relid: pg_sys::Oid, plan: &analysis::Plan) -> PgtResult<Optio
     if let Some(source) = owning_source(plan)? {
         return Ok(Some(SharedLock::OwnedRows(source)));
     }
-    Ok(crate::dvm::algebraic::adds_concurrently(relid, plan).then_some(SharedLock::AddedTotals))
+    // (Not while a state table of an earlier plan is still there: the
+    // first statement drops it, which two writers must not do at once.)
+    let added = crate::dvm::algebraic::adds_concurrently(relid, plan)
+        && crate::dvm::algebraic::state_relid(relid)?.is_none();
+    Ok(added.then_some(SharedLock::AddedTotals))
 }
 
 /// `decide(relid)`, kept in `cache` until [`forget`].
