@@ -177,7 +177,8 @@ SELECT (price / 5)::int AS band, lower(left(note, 1)) AS initial, count(*) AS n,
   FROM sales GROUP BY (price / 5)::int, lower(left(note, 1));
 CREATE MATERIALIZED VIEW top_band WITH (pgtrickle.stream) AS
 SELECT (price / 5)::int AS band, max(qty) AS most FROM sales GROUP BY (price / 5)::int;
-SELECT name, refresh_mode, (SELECT value FROM pgtrickle.explain_stream_table(name) WHERE property = 'strategy') AS strategy
+SELECT name, refresh_mode,
+       (SELECT regexp_replace(value, 'agg_[0-9]+', 'agg_<oid>') FROM pgtrickle.explain_stream_table(name) WHERE property = 'strategy') AS strategy
   FROM pgtrickle.stream_tables WHERE name IN ('per_band', 'top_band') ORDER BY name;
 UPDATE sales SET price = price + 7 WHERE id % 3 = 0;
 DELETE FROM sales WHERE id = 4;

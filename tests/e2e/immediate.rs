@@ -12,6 +12,16 @@ const AGG_Q: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM a GROUP BY k";
 const JOIN_AGG_Q: &str =
     "SELECT b.k, count(*) AS n, sum(a.v * b.w) AS s FROM a JOIN b ON a.k = b.k GROUP BY b.k";
 
+/// The `immediate lock` line `explain_stream_table` shows for `st`.
+fn immediate_lock(c: &mut postgres::Client, st: &str) -> String {
+    c.query_one(
+        "SELECT value FROM pgtrickle.explain_stream_table($1) WHERE property = 'immediate lock'",
+        &[&st],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// Run `sql` on `waiter` in another thread; check that it still waits
 /// after 300 ms (`what`, when given), end `holder`'s transaction with
 /// `release`, and hand `waiter` back with its result.
@@ -307,20 +317,9 @@ fn writers_of_rows_owned_by_source_rows_do_not_wait_for_each_other() {
          CREATE MATERIALIZED VIEW j WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {JOIN_Q};"
     ))
     .unwrap();
-    let lock = |c: &mut postgres::Client, st: &str| -> String {
-        c.query_one(
-            "SELECT value FROM pgtrickle.explain_stream_table($1) WHERE property = 'immediate lock'",
-            &[&st],
-        )
-        .unwrap()
-        .get(0)
-    };
-    assert!(
-        lock(&mut c, "f").starts_with("ROW EXCLUSIVE for READ COMMITTED writers"),
-        "{}",
-        lock(&mut c, "f")
-    );
-    assert_eq!(lock(&mut c, "j"), "EXCLUSIVE");
+    let lock = immediate_lock(&mut c, "f");
+    assert!(lock.starts_with("ROW EXCLUSIVE for READ COMMITTED writers"), "{lock}");
+    assert_eq!(immediate_lock(&mut c, "j"), "EXCLUSIVE");
     let code = |e: &postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
     let exact = |c: &mut postgres::Client| -> i64 {
         c.query_one(&differences_sql("f", OWNED_Q), &[]).unwrap().get(0)
@@ -534,13 +533,7 @@ fn writers_adding_to_running_totals_wait_only_for_their_groups() {
          CREATE MATERIALIZED VIEW s WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {ADDED_Q};"
     ))
     .unwrap();
-    let lock: String = c
-        .query_one(
-            "SELECT value FROM pgtrickle.explain_stream_table('s') WHERE property = 'immediate lock'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let lock = immediate_lock(&mut c, "s");
     assert!(lock.starts_with("ROW EXCLUSIVE for READ COMMITTED writers (running totals"), "{lock}");
     let exact = |c: &mut postgres::Client| -> i64 {
         c.query_one(&differences_sql("s", ADDED_Q), &[]).unwrap().get(0)
