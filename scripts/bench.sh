@@ -139,6 +139,7 @@ shapes=(
     "aggregate, no GROUP BY|SELECT count(*) AS n, sum(v) AS s, max(v) AS top FROM src"
     "LEFT JOIN chain|SELECT s.id, d.g, c.c, s.v, c.label FROM src s LEFT JOIN dim d ON d.g = s.g LEFT JOIN cat c ON c.c = d.c"
     "UNION ALL, no keys|SELECT g, v FROM src WHERE v % 2 = 0 UNION ALL SELECT s.g, d.c FROM src s JOIN dim d ON d.g = s.g WHERE s.v % 3 = 0"
+    "group by expression|SELECT g / 10 AS band, count(*) AS n, sum(v) AS s FROM src GROUP BY g / 10"
 )
 
 create_shapes() {
