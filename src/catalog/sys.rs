@@ -482,31 +482,38 @@ pub fn is_partition(relid: pg_sys::Oid) -> bool {
 /// Does column `attnum` of `relid` have a type with an equality operator
 /// (so that GROUP BY can group by it)? False for a missing column.
 pub fn column_has_equality(relid: pg_sys::Oid, attnum: i16) -> bool {
-    // SAFETY: get_atttype and lookup_type_cache read the syscache and the
-    // type cache; an unknown column gives InvalidOid, which is checked
-    // before the type cache is asked.
-    unsafe {
-        let ty = pg_sys::get_atttype(relid, attnum);
-        if ty == pg_sys::InvalidOid {
-            return false;
-        }
-        let tc = pg_sys::lookup_type_cache(ty, pg_sys::TYPECACHE_EQ_OPR as i32);
-        !tc.is_null() && (*tc).eq_opr != pg_sys::InvalidOid
-    }
+    column_type_operator(relid, attnum, pg_sys::TYPECACHE_EQ_OPR, |tc| tc.eq_opr) != pg_sys::InvalidOid
 }
 
 /// Does column `attnum` of `relid` have a type with a default ordering (a
 /// `<` operator), so that ORDER BY can sort by it? False for a missing
 /// column.
 pub fn column_has_ordering(relid: pg_sys::Oid, attnum: i16) -> bool {
-    // SAFETY: as column_has_equality's.
+    column_type_operator(relid, attnum, pg_sys::TYPECACHE_LT_OPR, |tc| tc.lt_opr) != pg_sys::InvalidOid
+}
+
+/// The operator `pick` reads from the type cache entry of column
+/// `attnum`'s type, asked for with `flag`; InvalidOid for a missing
+/// column or a type without it.
+fn column_type_operator(
+    relid: pg_sys::Oid,
+    attnum: i16,
+    flag: u32,
+    pick: fn(&pg_sys::TypeCacheEntry) -> pg_sys::Oid,
+) -> pg_sys::Oid {
+    // SAFETY: get_atttype and lookup_type_cache read the syscache and the
+    // type cache; an unknown column gives InvalidOid, which is checked
+    // before the type cache is asked, and the entry is checked for NULL.
     unsafe {
         let ty = pg_sys::get_atttype(relid, attnum);
         if ty == pg_sys::InvalidOid {
-            return false;
+            return pg_sys::InvalidOid;
         }
-        let tc = pg_sys::lookup_type_cache(ty, pg_sys::TYPECACHE_LT_OPR as i32);
-        !tc.is_null() && (*tc).lt_opr != pg_sys::InvalidOid
+        let tc = pg_sys::lookup_type_cache(ty, flag as i32);
+        if tc.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        pick(&*tc)
     }
 }
 
