@@ -106,8 +106,13 @@ REVOKE ALL ON FUNCTION pgtrickle._statement_start() FROM PUBLIC;
 CREATE FUNCTION pgtrickle._rows_estimate(internal) RETURNS internal
 LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pgt_rows_estimate';
 CREATE FUNCTION pgtrickle._change_rows(n bigint, expected bigint) RETURNS SETOF bigint
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SUPPORT pgtrickle._rows_estimate
-AS 'SELECT pg_catalog.generate_series(1::pg_catalog.int8, n)';
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE SUPPORT pgtrickle._rows_estimate
+AS 'MODULE_PATHNAME', 'pgt_change_rows';
+-- n = 1, with the planner told that `share` of the rows pass: a refresh
+-- reads the statement rows of one changed row apart, knowing their share.
+CREATE FUNCTION pgtrickle._one_change(n integer, share double precision) RETURNS boolean
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE SUPPORT pgtrickle._rows_estimate
+AS 'MODULE_PATHNAME', 'pgt_one_change';
 
 -- Has frontier (snapshot, xid, cid) applied a change row (xid, cid)? Rows of
 -- the refreshing transaction itself (frontier_xid) are applied when written

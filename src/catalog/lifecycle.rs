@@ -19,13 +19,8 @@ use crate::{cdc, dvm};
 
 /// `schema.name`, quoted as needed, for messages and generated SQL.
 pub fn relation_name(relid: pg_sys::Oid) -> PgtResult<String> {
-    crate::catalog::sys::kept_one::<String>(
-        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE c.oid = $1",
-        &[relid.into()],
-    )?
-    .ok_or_else(|| PgtError::Internal(format!("relation {} does not exist", relid.to_u32())))
+    crate::catalog::sys::qualified_name(relid)
+        .ok_or_else(|| PgtError::Internal(format!("relation {} does not exist", relid.to_u32())))
 }
 
 /// The mode refreshes will use. DIFFERENTIAL when the query can be

@@ -472,6 +472,30 @@ pub fn relation_columns(relid: pg_sys::Oid) -> PgtResult<Vec<(String, String)>> 
     }
 }
 
+/// The schema-qualified, quoted name of relation `relid`, as
+/// `format('%I.%I', nspname, relname)` gives it, read from the system
+/// caches (a query on pg_class was planned again at each call: its plan
+/// depends on the search_path, which the role switches of a refresh
+/// change). None for an unknown OID, or a name that is not UTF-8.
+pub fn qualified_name(relid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: get_rel_name and get_namespace_name return palloc'd copies
+    // (NULL for an unknown OID, checked); get_rel_namespace returns
+    // InvalidOid for one, which get_namespace_name maps to NULL;
+    // quote_qualified_identifier returns a palloc'd C string, copied out.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        if name.is_null() {
+            return None;
+        }
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if schema.is_null() {
+            return None;
+        }
+        let quoted = pg_sys::quote_qualified_identifier(schema, name);
+        std::ffi::CStr::from_ptr(quoted).to_str().ok().map(str::to_string)
+    }
+}
+
 /// Is `relid` a partition (`relispartition`)?
 pub fn is_partition(relid: pg_sys::Oid) -> bool {
     // SAFETY: get_rel_relispartition reads the syscache; false for an

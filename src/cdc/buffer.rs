@@ -209,21 +209,45 @@ pub fn captured_types(source: pg_sys::Oid) -> PgtResult<Vec<CapturedType>> {
 /// `c<attnum>` of the source column's type for each captured column (NULL
 /// in rows written before it was captured).
 pub fn rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
-    rows_of(source, None, "pg_catalog.generate_series(1, b.__pgt_n)")
+    rows_of(
+        source,
+        None,
+        "pg_catalog.generate_series(1, b.__pgt_n)",
+        "b.__pgt_n OPERATOR(pg_catalog.=) 1",
+        None,
+        Kinds::Both,
+    )
 }
 
 /// [`rows_sql`] with the columns of `source` with these attnums only
 /// (unnesting each captured array costs, whether read or not), and the
-/// planner told to expect `per_statement` changed rows from each
-/// statement row (see cdc::estimate) instead of 1000.
-pub fn rows_sql_expecting(source: pg_sys::Oid, per_statement: i64, attnums: &[i16]) -> PgtResult<String> {
-    let series = format!("pgtrickle._change_rows(b.__pgt_n, {})", per_statement.max(1));
-    rows_of(source, Some(attnums), &series)
+/// planner told what [`count_rows_in`] found of the window's statement
+/// rows (see cdc::estimate), instead of 1000 rows from each.
+pub fn rows_sql_expecting(source: pg_sys::Oid, expected: &Expected, attnums: &[i16]) -> PgtResult<String> {
+    let series = format!("pgtrickle._change_rows(b.__pgt_n, {})", expected.per_statement.max(1));
+    let single = format!("pgtrickle._one_change(b.__pgt_n, '{}'::pg_catalog.float8)", expected.single);
+    let per_single = format!("pgtrickle._change_rows(1, {})", expected.per_single.max(1));
+    let kinds = match expected.single {
+        s if s >= 1.0 => Kinds::Single,
+        s if s <= 0.0 => Kinds::Several,
+        _ => Kinds::Both,
+    };
+    rows_of(source, Some(attnums), &series, &single, Some(&per_single), kinds)
 }
 
 /// [`rows_sql`] over the captured columns in `only` (all without it),
-/// `series` numbering each statement row's changed rows.
-fn rows_of(source: pg_sys::Oid, only: Option<&[i16]>, series: &str) -> PgtResult<String> {
+/// `series` numbering each statement row's changed rows, `single_row` true
+/// for a statement row of one changed row, which are read apart, through
+/// `per_single` when given (a set-returning function of one row in the
+/// select list, which the planner multiplies its estimate by).
+fn rows_of(
+    source: pg_sys::Oid,
+    only: Option<&[i16]>,
+    series: &str,
+    single_row: &str,
+    per_single: Option<&str>,
+    kinds: Kinds,
+) -> PgtResult<String> {
     if ROWS_STALE.with(|s| s.replace(false)) {
         ROWS_SQL.with(|c| c.borrow_mut().clear());
     }
@@ -240,14 +264,19 @@ fn rows_of(source: pg_sys::Oid, only: Option<&[i16]>, series: &str) -> PgtResult
         }
     };
     let mut select = String::new();
+    let mut single = String::new();
+    let mut outer = String::new();
     let mut unnests = Vec::new();
     let mut aliases = Vec::new();
     for (attnum, ty, as_text) in columns.iter().filter(|c| only.is_none_or(|o| o.contains(&c.0))) {
         if *as_text {
             select.push_str(&format!(", (u.c{attnum})::{ty} AS c{attnum}"));
+            single.push_str(&format!(", (b.c{attnum}[1])::{ty} AS c{attnum}"));
         } else {
             select.push_str(&format!(", u.c{attnum}"));
+            single.push_str(&format!(", b.c{attnum}[1] AS c{attnum}"));
         }
+        outer.push_str(&format!(", c{attnum}"));
         unnests.push(format!("pg_catalog.unnest(b.c{attnum})"));
         aliases.push(format!("c{attnum}"));
     }
@@ -255,13 +284,43 @@ fn rows_of(source: pg_sys::Oid, only: Option<&[i16]>, series: &str) -> PgtResult
     // also when no column is captured; arrays a row lacks read as NULL.)
     unnests.push(series.to_string());
     aliases.push("__pgt_i".into());
-    Ok(format!(
-        "(SELECT b.__pgt_xid, b.__pgt_cid, b.__pgt_time, b.__pgt_action{select} \
-            FROM {} b CROSS JOIN LATERAL ROWS FROM ({}) AS u({})) AS __pgt_rows",
-        buffer_name(source),
-        unnests.join(", "),
-        aliases.join(", ")
-    ))
+    // A statement that changed one row (each of an OLTP workload's) is read
+    // without unnesting: a function scan per buffer row built and dropped
+    // a tuplestore for each, half of a refresh of 1000 such statements.
+    let buffer = buffer_name(source);
+    if let Some(per_single) = per_single {
+        single.push_str(&format!(", {per_single} AS __pgt_i"));
+    }
+    let singles = format!(
+        "SELECT __pgt_xid, __pgt_cid, __pgt_time, __pgt_action{outer} FROM \
+           (SELECT b.__pgt_xid, b.__pgt_cid, b.__pgt_time, b.__pgt_action{single} \
+              FROM {buffer} b WHERE {single_row}) AS __pgt_single"
+    );
+    let others = |only_others: bool| {
+        format!(
+            "SELECT b.__pgt_xid, b.__pgt_cid, b.__pgt_time, b.__pgt_action{select} \
+               FROM {buffer} b CROSS JOIN LATERAL ROWS FROM ({}) AS u({}){}",
+            unnests.join(", "),
+            aliases.join(", "),
+            if only_others { format!(" WHERE NOT {single_row}") } else { String::new() }
+        )
+    };
+    // (A window of one kind of statement rows reads them one way only:
+    // planning both costs more than reading the buffer twice.)
+    Ok(match kinds {
+        Kinds::Single => format!("({singles}) AS __pgt_rows"),
+        Kinds::Several => format!("({}) AS __pgt_rows", others(false)),
+        Kinds::Both => format!("({singles} UNION ALL {}) AS __pgt_rows", others(true)),
+    })
+}
+
+/// The kinds of statement rows a window holds: of one changed row, of
+/// other numbers, or both (or not known).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kinds {
+    Single,
+    Several,
+    Both,
 }
 
 thread_local! {
@@ -465,22 +524,45 @@ pub fn count_window(
     count_in(source, snapshot, &window_sql_literal(new, old))
 }
 
+/// What the planner is told of a window's statement rows (see
+/// [`rows_sql_expecting`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expected {
+    /// The share of the statement rows holding one changed row.
+    pub single: f64,
+    /// What the planner's estimate of those is multiplied by.
+    pub per_single: i64,
+    /// The changed rows each of the others holds, as the planner
+    /// estimates them.
+    pub per_statement: i64,
+}
+
 /// Changed rows (inserted and deleted) of `source`'s buffer that pass
-/// `window`, counted on the refresh's snapshot, and how many of them the
-/// planner should expect from each statement row it reads: the count
-/// over the planner's own estimate of the statement rows in the window
-/// (one planning of their scan; see cdc::estimate).
-pub fn count_rows_in(source: pg_sys::Oid, snapshot: &RefreshSnapshot, window: &str) -> PgtResult<(i64, i64)> {
+/// `window`, counted on the refresh's snapshot, and what the planner
+/// should expect of the statement rows it reads (see [`Expected`]): the
+/// share of those that hold one changed row (read apart, see [`rows_of`]),
+/// and the factors that make its estimates of both kinds' statement rows
+/// (which the window's condition makes a guess) the changed rows they
+/// hold: one planning of their scan (see cdc::estimate).
+pub fn count_rows_in(
+    source: pg_sys::Oid,
+    snapshot: &RefreshSnapshot,
+    window: &str,
+) -> PgtResult<(i64, Expected)> {
     let scan = format!("FROM {} WHERE __pgt_action IN ('I', 'D') AND {window}", buffer_name(source));
     sys::as_extension_owner(|| {
         let row = snapshot.query_text(&format!(
-            "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0), pg_catalog.count(*) {scan}"
+            "SELECT COALESCE(pg_catalog.sum(__pgt_n), 0), pg_catalog.count(*), \
+                    pg_catalog.count(*) FILTER (WHERE __pgt_n OPERATOR(pg_catalog.=) 1) {scan}"
         ))?;
         let n = |i: usize| row.get(i).cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
-        let (count, statements) = (n(0), n(1));
+        // All changed rows and statement rows, and the statement rows of
+        // one changed row.
+        let (count, statements, singles) = (n(0), n(1), n(2));
+        let single = if statements == 0 { 1.0 } else { singles as f64 / statements as f64 };
         // (One statement row: the planner's estimate is at least one.)
         if statements <= 1 {
-            return Ok((count, count));
+            return Ok((count, Expected { single, per_single: 1, per_statement: count.max(1) }));
         }
         // (The first line of the plan is the scan's: "... rows=N width=...".)
         // (Not in a read-only execution, where EXPLAIN is refused.)
@@ -495,8 +577,23 @@ pub fn count_rows_in(source: pg_sys::Oid, snapshot: &RefreshSnapshot, window: &s
             })
             .unwrap_or(1.0)
             .max(1.0);
-        Ok((count, (count as f64 / estimated).ceil() as i64))
+        Ok((count, expected(estimated, count, statements, singles)))
     })
+}
+
+/// [`Expected`] of a window of `count` changed rows in `statements`
+/// statement rows, `singles` of which hold one changed row, where the
+/// planner estimates `estimated` statement rows (and takes the share
+/// `Expected::single` of those to hold one changed row).
+fn expected(estimated: f64, count: i64, statements: i64, singles: i64) -> Expected {
+    let single = if statements == 0 { 1.0 } else { singles as f64 / statements as f64 };
+    // (The planner estimates at least one row of each kind.)
+    let factor = |rows: i64, share: f64| (rows as f64 / (estimated * share).max(1.0)).ceil().max(1.0) as i64;
+    Expected {
+        single,
+        per_single: factor(singles, single),
+        per_statement: factor(count - singles, 1.0 - single),
+    }
 }
 
 /// Changed rows (inserted and deleted) of `source`'s buffer that pass
@@ -563,4 +660,24 @@ pub fn stats(source: pg_sys::Oid) -> PgtResult<(i64, Option<pgrx::datum::Timesta
         let (n, t) = Spi::get_two::<i64, pgrx::datum::TimestampWithTimeZone>(&sql)?;
         Ok((n.unwrap_or(0), t))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_planner_is_told_the_rows_of_each_kind_of_statement_row() {
+        // 1000 single-row statements, estimated at 5 statement rows.
+        assert_eq!(
+            expected(5.0, 1000, 1000, 1000),
+            Expected { single: 1.0, per_single: 200, per_statement: 1 }
+        );
+        // Three bulk statements of 1000 rows, estimated at 2.
+        assert_eq!(expected(2.0, 1000, 3, 0), Expected { single: 0.0, per_single: 1, per_statement: 500 });
+        // 100 single-row statements and one of 1000 rows, estimated at 10:
+        // 9.9 of them single, 0.1 (at least 1) the other.
+        let e = expected(10.0, 1100, 101, 100);
+        assert_eq!((e.per_single, e.per_statement), (11, 1000));
+    }
 }

@@ -480,8 +480,8 @@ pub(crate) fn count_window(
     let mut out = Vec::new();
     for (source, attnums) in sources {
         // (The planner is told how many rows each statement row holds.)
-        let (count, per_statement) = buffer::count_rows_in(source, snapshot, window)?;
-        let rows = buffer::rows_sql_expecting(source, per_statement, &attnums)?;
+        let (count, expected) = buffer::count_rows_in(source, snapshot, window)?;
+        let rows = buffer::rows_sql_expecting(source, &expected, &attnums)?;
         out.push(WindowChanges { source, attnums, rows, count });
     }
     Ok(out)
@@ -534,14 +534,20 @@ pub fn apply_delta(
     let owner = sys::relation_owner(relid)?;
     // On the refresh's snapshot: the tables a join term reads must be in
     // the state of the window's end, which later commits are not.
-    let groups = sys::as_restricted_role(owner, || {
-        changed_groups(relid, plan, &upsert, &|sql: &str| snapshot.query_text_writing(sql))
-    })?;
+    // With kept extremes, the upsert also says whether it marked a group
+    // whose extreme was deleted.
+    let extremes = plan.algebraic.as_ref().is_some_and(|a| a.has_extremes());
+    let keys = key_columns(relid, plan)?;
+    let sql = returning_groups_marked(&upsert, &keys, extremes.then_some("s.__rescan"));
+    let mut row = sys::as_restricted_role(owner, || snapshot.query_text_writing(&sql))?;
+    let marked = extremes && row.pop().flatten().as_deref() == Some("true");
     // Groups whose kept extreme was deleted: from the table, on the snapshot.
-    if let Some(rescan) = rescan_sql(relid, plan)? {
-        sys::as_restricted_role(owner, || snapshot.execute(&rescan, false).map(|_| ()))?;
+    if marked {
+        if let Some(rescan) = rescan_sql(relid, plan)? {
+            sys::as_restricted_role(owner, || snapshot.execute(&rescan, false).map(|_| ()))?;
+        }
     }
-    Ok(groups)
+    Ok(groups_from_row(keys, &row))
 }
 
 /// The statement adding the window's change rows to the totals; None when
@@ -1091,7 +1097,7 @@ fn fused_statement(
 /// The groups of a change that touched none: one group of no key values
 /// (none at all without GROUP BY).
 fn no_groups(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<Vec<KeyValues>>> {
-    changed_groups(relid, plan, "", &|_: &str| Ok(Vec::new()))
+    Ok(groups_from_row(key_columns(relid, plan)?, &[]))
 }
 
 /// IMMEDIATE over a join or slices: the statement adding one statement's
@@ -1143,21 +1149,6 @@ pub(crate) fn rows_delta_sql(
     }
 }
 
-/// Run an upsert into the totals with `run` (which returns the first row
-/// of a writing statement as text; nothing is run when `upsert` is empty),
-/// and return the groups it touched, as key values for the apply (none
-/// without GROUP BY).
-fn changed_groups(
-    relid: pg_sys::Oid,
-    plan: &Plan,
-    upsert: &str,
-    run: &dyn Fn(&str) -> PgtResult<Vec<Option<String>>>,
-) -> PgtResult<Vec<Vec<KeyValues>>> {
-    let keys = key_columns(relid, plan)?;
-    let row = if upsert.is_empty() { Vec::new() } else { run(&returning_groups(upsert, &keys))? };
-    Ok(groups_from_row(keys, &row))
-}
-
 /// The key columns of the totals' groups: (quoted name, SQL type) of the
 /// stream table's key columns (none without GROUP BY).
 pub(crate) fn key_columns(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<(String, String)>> {
@@ -1176,12 +1167,22 @@ pub(crate) fn key_columns(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Vec<(Str
 /// column (`keys`, see [`key_columns`]) the array of its values and
 /// whether one was NULL, as text. Without keys, `upsert` itself.
 pub(crate) fn returning_groups(upsert: &str, keys: &[(String, String)]) -> String {
-    if keys.is_empty() {
+    returning_groups_marked(upsert, keys, None)
+}
+
+/// [`returning_groups`] with, after the groups' columns, whether `mark`
+/// (a boolean of the upserted row `s`) was true for one of them, as text.
+fn returning_groups_marked(upsert: &str, keys: &[(String, String)], mark: Option<&str>) -> String {
+    if keys.is_empty() && mark.is_none() {
         return upsert.to_string();
     }
-    let returning: Vec<String> = keys.iter().map(|(name, _)| format!("s.{name}")).collect();
-    let select: Vec<String> =
+    let mut returning: Vec<String> = keys.iter().map(|(name, _)| format!("s.{name}")).collect();
+    let mut select: Vec<String> =
         keys.iter().flat_map(|(name, _)| group_arrays(&format!("u.{name}"), None)).collect();
+    if let Some(mark) = mark {
+        returning.push(format!("{mark} AS __pgt_mark"));
+        select.push("COALESCE(pg_catalog.bool_or(u.__pgt_mark), false)::text".into());
+    }
     format!("WITH u AS ({upsert} RETURNING {}) SELECT {} FROM u", returning.join(", "), select.join(", "))
 }
 
@@ -1486,6 +1487,12 @@ mod tests {
         assert_eq!((groups[0][0].values.clone(), groups[0][0].has_null), (None, false));
         // Without GROUP BY: the upsert alone, no groups.
         assert_eq!(returning_groups("U", &[]), "U");
+        // Kept extremes: whether a group was marked for a rescan, last.
+        assert_eq!(
+            returning_groups_marked("U", &[], Some("s.__rescan")),
+            "WITH u AS (U RETURNING s.__rescan AS __pgt_mark) SELECT \
+             COALESCE(pg_catalog.bool_or(u.__pgt_mark), false)::text FROM u"
+        );
         assert!(groups_from_row(Vec::new(), &[]).is_empty());
     }
 }
