@@ -154,6 +154,15 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     "running totals: grouped aggregate{over} of count/sum/avg kept in its own columns \
                      (count(*) counts each group's rows)"
                 )
+            } else if algebraic
+                && plan.algebraic.as_ref().is_some_and(|a| a.aggregates.is_empty() && a.derived.is_empty())
+            {
+                // (GROUP BY without aggregates, or SELECT DISTINCT: counts.)
+                format!(
+                    "running totals: groups{over} kept from per-group row counts in {} \
+                     (a group goes when its count reaches 0)",
+                    crate::dvm::algebraic::state_name(relid)
+                )
             } else if algebraic {
                 format!(
                     "running totals: grouped aggregate{over} of {kinds} kept from per-group totals in {}",
@@ -259,7 +268,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     "none: all columns, with multiplicity (the rows the changes add and remove)".to_string()
                 } else if plan.key.is_empty() {
                     "none (at most one row)".to_string()
-                } else if plan.shape == crate::dvm::analysis::Shape::UnionAll {
+                } else if matches!(plan.shape, crate::dvm::analysis::Shape::UnionAll | crate::dvm::analysis::Shape::Window) {
                     let mut cols: Vec<String> = keys.iter().flatten().map(|k| k.column.clone()).collect();
                     cols.dedup();
                     format!("all columns, with multiplicity (rows found through {})", cols.join(", "))

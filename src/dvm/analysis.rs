@@ -104,6 +104,9 @@ struct QueryFacts {
     /// Running totals and changed rows' images are not to be used (see
     /// analyze_as).
     no_totals: bool,
+    /// Window functions: the plain columns (range table index, attnum)
+    /// every window is partitioned by (see [`window_partition`]).
+    window_partition: Option<Vec<(u32, i16)>>,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -1029,9 +1032,18 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             && base == 0
             && union_all_branches(top.setOperations, &mut branches).is_ok();
         let mut features = Vec::new();
+        // Window functions partitioned by columns every window shares are
+        // recomputed per partition (decided with the rest of the query in
+        // decide_shape); others are refused here.
+        let windows_alone = top.hasWindowFuncs && base == 0 && !union_all && windows_alone(top);
+        let window_partition = if windows_alone { window_partition(top) } else { None };
         for (present, name) in [
             (!top.setOperations.is_null() && !union_all, "UNION, INTERSECT or EXCEPT"),
-            (top.hasWindowFuncs, "window functions"),
+            (top.hasWindowFuncs && !windows_alone, "window functions"),
+            (
+                windows_alone && window_partition.is_none(),
+                "window functions not partitioned (PARTITION BY) by a column common to every window",
+            ),
             (top.hasTargetSRFs, "set-returning functions in the select list"),
             (top.hasSubLinks && (base != 0 || union_all), "subqueries in expressions"),
             (top.hasDistinctOn, "DISTINCT ON"),
@@ -1084,6 +1096,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             topk: None,
             aggregating_sublink: false,
             no_totals: false,
+            window_partition,
         };
         if base == 0 && !union_all {
             match read_topk(top) {
@@ -1196,23 +1209,38 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         // Aggregates over an inner join of several tables may be kept from
         // running totals too (see join_totals).
         // So may aggregates whose rows fall into slices (see slices).
-        let group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
+        let mut group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
             .into_iter()
             .map(|sgc| (*sgc).tleSortGroupRef)
             .collect();
+        // `SELECT DISTINCT` (not ON) without aggregates or GROUP BY groups
+        // by every output: of expressions over one table (`SELECT DISTINCT
+        // lower(email)`), read as the GROUP BY it is (below).
+        let distinct_as_group = !top.hasAggs
+            && top.groupClause.is_null()
+            && !top.distinctClause.is_null()
+            && !top.hasDistinctOn
+            && top.havingQual.is_null();
+        if distinct_as_group {
+            group_refs = list_ptrs::<pg_sys::SortGroupClause>(top.distinctClause)
+                .into_iter()
+                .map(|sgc| (*sgc).tleSortGroupRef)
+                .collect();
+        }
         // One table grouped by an expression (`GROUP BY k * 2`): its
         // running totals are read as those of a join of one table, which
         // group by the values of any expression.
         let expression_groups = base == 0
             && single.is_some()
-            && top.hasAggs
+            && (top.hasAggs || !group_refs.is_empty())
             && !top.hasSubLinks
             && list_ptrs::<pg_sys::TargetEntry>(top.targetList).into_iter().any(|tle| {
                 (*tle).ressortgroupref != 0
                     && group_refs.contains(&(*tle).ressortgroupref)
                     && levels.base_column(0, (*tle).expr as *mut pg_sys::Node).is_none()
             });
-        let over_rows = base == 0 && (single.is_none() || expression_groups) && top.hasAggs;
+        let over_rows =
+            base == 0 && (single.is_none() || expression_groups) && (top.hasAggs || expression_groups);
         let over_join = over_rows && (f.relations.len() > 1 || expression_groups) && !top.hasSubLinks;
         let mut join_outputs = Vec::new();
         for tle in list_ptrs::<pg_sys::TargetEntry>(top.targetList) {
@@ -1315,6 +1343,12 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             }
         }
         f.output_sql = output_sql;
+        if distinct_as_group && expression_groups {
+            f.has_group = true;
+            f.has_distinct = false;
+        } else if distinct_as_group {
+            group_refs.clear();
+        }
         f.group_refs = group_refs;
         let (mut equalities, strict, nullable) = levels.equalities_and_nullable();
         equalities.extend(sub_edges);
@@ -1635,6 +1669,60 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<Agg
         let context = pg_sys::deparse_context_for(alias.as_ptr(), relid);
         let sql = crate::hooks::cstr(pg_sys::deparse_expression(expr, context, true, false))?;
         Some((kind, Some(AggArg { sql: format!("({sql})"), attnums, sql_type, not_null: false })))
+    }
+}
+
+/// Are window functions all the query does besides filtering and
+/// projecting its FROM: no aggregates, GROUP BY, DISTINCT, HAVING, LIMIT,
+/// subqueries in expressions or set-returning functions?
+fn windows_alone(top: &pg_sys::Query) -> bool {
+    !(top.hasAggs
+        || !top.groupClause.is_null()
+        || !top.distinctClause.is_null()
+        || !top.havingQual.is_null()
+        || !top.groupingSets.is_null()
+        || !top.limitCount.is_null()
+        || !top.limitOffset.is_null()
+        || top.hasSubLinks
+        || top.hasTargetSRFs
+        || !top.rowMarks.is_null())
+}
+
+/// The plain columns (range table index, attnum) by which every window of
+/// `top` is partitioned ([`windows_alone`] being true): its window
+/// functions can then be recomputed partition by partition. A change of a
+/// row changes only the partitions of its old and new values, whose rows
+/// are recomputed (the query filtered by their values, which PostgreSQL
+/// pushes below the windows, as it does any condition on columns every
+/// window is partitioned by). None when the windows have no such column
+/// in common.
+///
+/// # Safety
+/// `top` is an analyzed query.
+unsafe fn window_partition(top: &pg_sys::Query) -> Option<Vec<(u32, i16)>> {
+    // SAFETY: the window clauses and their SortGroupClauses are read by
+    // the query's own lists; get_sortgroupref_tle finds the target entry
+    // (erroring if there is none, which an analyzed query does not allow).
+    unsafe {
+        let mut common: Option<Vec<(u32, i16)>> = None;
+        for clause in list_ptrs::<pg_sys::WindowClause>(top.windowClause) {
+            let mut columns = Vec::new();
+            for sgc in list_ptrs::<pg_sys::SortGroupClause>((*clause).partitionClause) {
+                let tle = pg_sys::get_sortgroupref_tle((*sgc).tleSortGroupRef, top.targetList);
+                let expr = (*tle).expr as *mut pg_sys::Node;
+                if !expr.is_null() && (*expr).type_ == pg_sys::NodeTag::T_Var {
+                    let var = &*(expr as *mut pg_sys::Var);
+                    if var.varlevelsup == 0 && var.varattno > 0 {
+                        columns.push((var.varno as u32, var.varattno));
+                    }
+                }
+            }
+            common = Some(match common {
+                None => columns,
+                Some(before) => before.into_iter().filter(|c| columns.contains(c)).collect(),
+            });
+        }
+        common.filter(|c| !c.is_empty())
     }
 }
 
@@ -2132,6 +2220,38 @@ fn scalar(f: &QueryFacts) -> Plan {
     }
 }
 
+/// Window functions over one table, partitioned by `partition` (see
+/// [`window_partition`]): recomputed per partition, keyed by those columns
+/// as selected (each must be), the stream table a multiset.
+fn window_plan(f: &QueryFacts, partition: &[(u32, i16)]) -> Result<Plan, Unsupported> {
+    let refused = || {
+        unsupported(
+            "window functions are maintained incrementally only over one table, when every window is partitioned \
+             (PARTITION BY) by a column of the table that the select list shows",
+        )
+    };
+    let [(rte, relid, kind)] = f.relations.as_slice() else { return refused() };
+    if !f.inner_only
+        || !f.sub_relations.is_empty()
+        || (*kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE)
+    {
+        return refused();
+    }
+    let mut key = Vec::new();
+    for &(index, attnum) in partition {
+        let Some(output) = f.outputs.iter().position(|(col, _)| *col == Some((index, attnum))) else {
+            return refused();
+        };
+        key.push(KeyColumn {
+            output_attnum: output as i16 + 1,
+            rte: *rte,
+            source: *relid,
+            source_attnum: attnum,
+        });
+    }
+    Ok(Plan::of(Shape::Window, key))
+}
+
 /// UNION ALL: every branch a keyed shape; the key is all their keys.
 fn union_all(
     f: &QueryFacts,
@@ -2255,6 +2375,9 @@ fn decide_shape(
     }
     if f.relations.is_empty() {
         return Ok(unsupported("the query reads no table"));
+    }
+    if let Some(partition) = &f.window_partition {
+        return Ok(window_plan(f, partition));
     }
     let grouped = f.has_aggs || f.has_group || f.has_distinct;
     if !f.inner_only && f.left_join.is_none() && f.full_join.is_none() && !grouped {
@@ -2653,6 +2776,7 @@ mod tests {
             topk: None,
             aggregating_sublink: false,
             no_totals: false,
+            window_partition: None,
         }
     }
 
@@ -3060,6 +3184,23 @@ mod tests {
         // u.b = t.a: the other way round.
         f.equalities = vec![((2, 2), (1, 1))];
         assert_eq!(decide(&f, pk1).unwrap().unwrap().shape, Shape::GroupsOverJoin { group_rte: 2 });
+    }
+
+    #[test]
+    fn windows_are_keyed_by_their_selected_partition_columns() {
+        // Partitioned by column 3 of the table, the second output.
+        let mut f = facts();
+        f.window_partition = Some(vec![(1, 3)]);
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Window);
+        assert_eq!(plan.key, vec![key(2, 1, T, 3)]);
+        // A partition column the select list does not show.
+        f.window_partition = Some(vec![(1, 2)]);
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("window functions are maintained"));
+        // Over a join.
+        f.window_partition = Some(vec![(1, 3)]);
+        f.relations.push((2, T, pg_sys::RELKIND_RELATION));
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("window functions are maintained"));
     }
 
     #[test]

@@ -144,8 +144,19 @@ unsafe fn read_tables(
         let limited = limited && !top.limitCount.is_null() && top.limitOffset.is_null();
         // Aggregates, or the rows of a filter and projection (every output
         // a grouping column; see analysis::Multiset).
-        let rows = !top.hasAggs && top.groupClause.is_null() && outputs.iter().all(|o| o.grouped);
-        if !(top.hasAggs || rows) || !(plain_select(top) || limited && plain_select_but_limit(top)) {
+        // (Or groups without aggregates: GROUP BY, or SELECT DISTINCT, of
+        // every output; see analysis.)
+        let all_grouped = !top.hasAggs && outputs.iter().all(|o| o.grouped);
+        let rows = all_grouped && top.groupClause.is_null() && top.distinctClause.is_null();
+        let groups = all_grouped
+            && (!top.groupClause.is_null() || !top.distinctClause.is_null() && !top.hasDistinctOn);
+        // (The DISTINCT is the grouping: the rows added up are not distinct.)
+        let mut undistinct = *top;
+        undistinct.distinctClause = std::ptr::null_mut();
+        let select = if groups { &undistinct } else { top };
+        if !(top.hasAggs || rows || groups)
+            || !(plain_select(select) || limited && plain_select_but_limit(select))
+        {
             return None;
         }
         let exprs = output_exprs(q, outputs);
@@ -317,6 +328,7 @@ pub(crate) unsafe fn replace_select_list(
         let c = &mut *copy;
         c.targetList = target;
         c.groupClause = std::ptr::null_mut();
+        c.distinctClause = std::ptr::null_mut();
         c.sortClause = std::ptr::null_mut();
         c.limitCount = std::ptr::null_mut();
         c.limitOffset = std::ptr::null_mut();

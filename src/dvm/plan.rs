@@ -401,6 +401,11 @@ pub enum Shape {
     /// be equal, so the stream table is a multiset: its rows are found
     /// through any branch's key, and compared whole, with multiplicity.
     UnionAll,
+    /// Window functions over one table, every window partitioned by the
+    /// key's columns: a change recomputes the partitions of its rows' old
+    /// and new values (their rows found in the stream table through the
+    /// key, compared whole, with multiplicity, as for [`Shape::UnionAll`]).
+    Window,
 }
 
 impl Shape {
@@ -422,6 +427,10 @@ impl Shape {
             }
             Shape::UnionAll => {
                 "UNION ALL of keyed branches: rows found through each branch's key, compared whole with their multiplicity"
+            }
+            Shape::Window => {
+                "window functions recomputed per partition: rows found through the PARTITION BY columns, compared whole \
+                 with their multiplicity"
             }
         }
     }

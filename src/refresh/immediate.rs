@@ -431,7 +431,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                 })
                 .collect()
         };
-        let apply = if plan.shape == analysis::Shape::UnionAll {
+        let apply = if matches!(plan.shape, analysis::Shape::UnionAll | analysis::Shape::Window) {
             None
         } else {
             let (sql, nparams) =

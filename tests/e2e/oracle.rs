@@ -144,6 +144,12 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT k % 3 AS m, count(*) AS n, sum(v) AS s, avg(v) AS a, sum(w) AS sw FROM t1 WHERE flag GROUP BY k % 3", true),
     ("SELECT lower(g) AS lg, k, count(*) AS n, count(v) AS c, sum(v) AS s FROM t1 GROUP BY lower(g), k", true),
     ("SELECT coalesce(k, -1) AS ck, count(v) AS c, sum(v) + 1 AS s1 FROM t1 WHERE v IS NOT NULL OR k > 2 GROUP BY coalesce(k, -1)", true),
+    // Without aggregates: the groups alone, and SELECT DISTINCT of
+    // expressions (a GROUP BY of every output), kept the same way.
+    ("SELECT k % 3 AS m, g FROM t1 GROUP BY k % 3, g", true),
+    ("SELECT DISTINCT lower(g) AS lg FROM t1", true),
+    ("SELECT DISTINCT k * 2 AS k2, v IS NULL AS nv FROM t1 WHERE flag", true),
+    ("SELECT DISTINCT coalesce(a, b) AS c, b FROM t3", true),
     ("SELECT k * 2 AS k2, max(v) AS mx FROM t1 GROUP BY k * 2", false),
     ("SELECT k * 2 AS k2, count(*) AS n FROM t1 GROUP BY k * 2 HAVING count(*) > 1", false),
     // Not maintained differentially yet: AUTO refreshes them in FULL.
@@ -210,9 +216,14 @@ const CORPUS: &[(&str, bool)] = &[
     ("WITH t AS (SELECT kk, sum(w) AS sw, max(g) AS mg FROM t1 WHERE flag GROUP BY kk) SELECT t2.id, t.sw, t.mg FROM t2 JOIN t ON t.kk = t2.k", true),
     ("SELECT a.kk, a.n, b.n AS m FROM (SELECT kk, count(*) AS n FROM t1 GROUP BY kk) a JOIN (SELECT kk, count(*) AS n FROM t1 WHERE v > 20 GROUP BY kk) b ON b.kk = a.kk", true),
     ("SELECT id, v, rank() OVER (PARTITION BY k ORDER BY v, id) AS r FROM t1", false),
+    // Window functions partitioned by a selected column: recomputed per
+    // partition of the changed rows' old and new values.
+    ("SELECT id, k, v, rank() OVER (PARTITION BY k ORDER BY v, id) AS r FROM t1", true),
+    ("SELECT k, g, v, sum(v) OVER (PARTITION BY k ORDER BY id) AS running, count(*) OVER (PARTITION BY k, g) AS n FROM t1 WHERE flag IS NOT FALSE", true),
+    ("SELECT a, b, row_number() OVER (PARTITION BY a ORDER BY b) AS rn, lag(b) OVER (PARTITION BY a ORDER BY b) AS prev FROM t3", true),
     ("SELECT DISTINCT ON (k) k, id, v FROM t1 ORDER BY k, v, id", false),
     ("SELECT k, g, count(*) FROM t1 GROUP BY ROLLUP (k, g)", false),
-    ("SELECT DISTINCT upper(g) AS ug FROM t1", false),
+    ("SELECT DISTINCT upper(g) AS ug FROM t1", true),
     ("SELECT id, (SELECT max(v) FROM t1 i WHERE i.k = o.k) AS mk FROM t1 o", true),
     ("SELECT g, count(*) FROM t1 GROUP BY g, k HAVING k > 1", false),
     ("SELECT t2.k, t3.b FROM t2, t3 WHERE t2.k = t3.a",true),
