@@ -184,6 +184,23 @@ refresh_ms() {
     "${psql[@]}" -d bench -c "REFRESH MATERIALIZED VIEW $1" >/dev/null
 }
 
+# One row per shape: FULL and DIFFERENTIAL refresh times of the pending
+# changes ($1 of them) and their ratio; then both must agree.
+compare_shapes() { # $1 = changes
+    local i=0 full diff
+    for s in "${shapes[@]}"; do
+        full=$(refresh_ms "f$i")
+        diff=$(refresh_ms "d$i")
+        printf '%-24s %8s %12s %12s %8.1f\n' "${s%%|*}" "$1" "$full" "$diff" \
+            "$(echo "$full $diff" | awk '{print $1 / $2}')"
+        i=$((i + 1))
+    done
+    for j in $(seq 0 $((i - 1))); do
+        bad=$("${psql[@]}" -d bench -tA -c "SELECT count(*) FROM ((TABLE d$j EXCEPT ALL TABLE f$j) UNION ALL (TABLE f$j EXCEPT ALL TABLE d$j)) x")
+        [ "$bad" = 0 ] || { echo "MISMATCH between d$j and f$j" >&2; exit 1; }
+    done
+}
+
 printf '\nDIFFERENTIAL vs FULL refresh, %s source rows (ms; ratio = full / differential)\n' "$dvm_rows"
 printf '%-24s %8s %12s %12s %8s\n' shape changes full differential ratio
 setup_source "$dvm_rows"
@@ -193,19 +210,7 @@ for frac in 0.001 0.01; do
     changes=$(awk -v r="$dvm_rows" -v f="$frac" 'BEGIN { printf "%d", r * f }')
     change "$changes" "$offset"
     offset=$((offset + changes))
-    i=0
-    for s in "${shapes[@]}"; do
-        full=$(refresh_ms "f$i")
-        diff=$(refresh_ms "d$i")
-        printf '%-24s %8s %12s %12s %8.1f\n' "${s%%|*}" "$changes" "$full" "$diff" \
-            "$(echo "$full $diff" | awk '{print $1 / $2}')"
-        i=$((i + 1))
-    done
-    # Both must agree with the query.
-    for j in $(seq 0 $((i - 1))); do
-        bad=$("${psql[@]}" -d bench -tA -c "SELECT count(*) FROM ((TABLE d$j EXCEPT ALL TABLE f$j) UNION ALL (TABLE f$j EXCEPT ALL TABLE d$j)) x")
-        [ "$bad" = 0 ] || { echo "MISMATCH between d$j and f$j" >&2; exit 1; }
-    done
+    compare_shapes "$changes"
 done
 
 printf '\nDIFFERENTIAL refresh time as the source grows 10x, 1000 changes (ms)\n'
@@ -240,17 +245,7 @@ change_singly() { # $1 = rows to change in total, $2 = offset for new ids
 printf '\nDIFFERENTIAL vs FULL refresh, %s source rows, 999 changes made by 999 single-row transactions (ms)\n' "$dvm_rows"
 printf '%-24s %8s %12s %12s %8s\n' shape changes full differential ratio
 change_singly 1000 $((dvm_rows * 20))
-i=0
-for s in "${shapes[@]}"; do
-    full=$(refresh_ms "f$i")
-    diff=$(refresh_ms "d$i")
-    printf '%-24s %8s %12s %12s %8.1f\n' "${s%%|*}" 999 "$full" "$diff" "$(echo "$full $diff" | awk '{print $1 / $2}')"
-    i=$((i + 1))
-done
-for j in $(seq 0 $((i - 1))); do
-    bad=$("${psql[@]}" -d bench -tA -c "SELECT count(*) FROM ((TABLE d$j EXCEPT ALL TABLE f$j) UNION ALL (TABLE f$j EXCEPT ALL TABLE d$j)) x")
-    [ "$bad" = 0 ] || { echo "MISMATCH between d$j and f$j" >&2; exit 1; }
-done
+compare_shapes 999
 
 # ---------------------------------------------------------------------------
 # IMMEDIATE maintenance against pg_ivm (Debian's postgresql-18-pg-ivm) and
