@@ -115,5 +115,23 @@ CREATE MATERIALIZED VIEW dearest WITH (pgtrickle.stream) AS
 SELECT shop.r, max(x.price) AS top FROM sale x JOIN shop USING (s) GROUP BY shop.r;
 SELECT value AS strategy FROM pgtrickle.explain_stream_table('dearest') WHERE property = 'strategy';
 
+-- Groups without aggregates over a join, by columns of several tables (a
+-- SELECT DISTINCT here): a count per group of the join's rows, kept from
+-- the change terms like the totals above; a group goes with its last row.
+CREATE MATERIALIZED VIEW region_sizes WITH (pgtrickle.stream, pgtrickle.refresh_mode = 'differential') AS
+SELECT DISTINCT g.rname, x.qty >= 5 AS big FROM sale x JOIN shop USING (s) JOIN region g ON g.r = shop.r;
+SELECT regexp_replace(value, 'agg_[0-9]+', 'agg_<oid>') AS strategy
+  FROM pgtrickle.explain_stream_table('region_sizes') WHERE property = 'strategy';
+DELETE FROM sale WHERE qty >= 5 AND s = (SELECT min(s) FROM sale);
+UPDATE region SET rname = upper(rname) WHERE r = (SELECT min(r) FROM region);
+REFRESH MATERIALIZED VIEW region_sizes;
+SELECT h.mode FROM pgtrickle.refresh_history('jt.region_sizes', 1) h;
+SELECT count(*) AS differences FROM (
+  (TABLE region_sizes EXCEPT ALL
+   SELECT DISTINCT g.rname, x.qty >= 5 FROM sale x JOIN shop USING (s) JOIN region g ON g.r = shop.r)
+  UNION ALL
+  (SELECT DISTINCT g.rname, x.qty >= 5 FROM sale x JOIN shop USING (s) JOIN region g ON g.r = shop.r
+   EXCEPT ALL TABLE region_sizes)) d;
+
 DROP SCHEMA jt CASCADE;
 RESET search_path;

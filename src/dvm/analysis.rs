@@ -1239,8 +1239,12 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                     && group_refs.contains(&(*tle).ressortgroupref)
                     && levels.base_column(0, (*tle).expr as *mut pg_sys::Node).is_none()
             });
-        let over_rows =
-            base == 0 && (single.is_none() || expression_groups) && (top.hasAggs || expression_groups);
+        // (Groups without aggregates over a join, GROUP BY or DISTINCT: a
+        // count per group of the join's rows, when key recompute cannot.)
+        let groups_only = !top.hasAggs && !group_refs.is_empty();
+        let over_rows = base == 0
+            && (single.is_none() || expression_groups)
+            && (top.hasAggs || expression_groups || groups_only);
         let over_join = over_rows && (f.relations.len() > 1 || expression_groups) && !top.hasSubLinks;
         let mut join_outputs = Vec::new();
         for tle in list_ptrs::<pg_sys::TargetEntry>(top.targetList) {
@@ -1343,7 +1347,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             }
         }
         f.output_sql = output_sql;
-        if distinct_as_group && expression_groups {
+        if distinct_as_group && (expression_groups || f.join_totals.is_some()) {
             f.has_group = true;
             f.has_distinct = false;
         } else if distinct_as_group {
@@ -2544,7 +2548,14 @@ fn decide_shape(
             return Ok(Ok(Plan { algebraic: running_totals(f), ..Plan::of(Shape::Groups, key) }));
         }
         // Over an inner join with count/sum/avg only: running totals.
+        // (Groups without aggregates: key recompute when it applies, as
+        // before; counts of the join's rows otherwise.)
         if let Some(algebraic) = running_totals(f) {
+            if !f.has_aggs {
+                if let Ok(plan) = over_join(key.clone())? {
+                    return Ok(Ok(plan));
+                }
+            }
             return Ok(Ok(join_totals_plan(key, algebraic)));
         }
         // Otherwise the groups must come from one table reference that

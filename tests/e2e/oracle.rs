@@ -150,6 +150,11 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT DISTINCT lower(g) AS lg FROM t1", true),
     ("SELECT DISTINCT k * 2 AS k2, v IS NULL AS nv FROM t1 WHERE flag", true),
     ("SELECT DISTINCT coalesce(a, b) AS c, b FROM t3", true),
+    // Over joins, grouped by columns of several tables (or expressions):
+    // a count per group of the join's rows, from its change terms.
+    ("SELECT DISTINCT t1.g, t2.note FROM t1 JOIN t2 ON t2.k = t1.k", true),
+    ("SELECT t1.k % 2 AS parity, t3.b FROM t1 JOIN t3 ON t3.a = t1.k GROUP BY t1.k % 2, t3.b", true),
+    ("SELECT DISTINCT lower(t1.g) AS lg, t2.note IS NULL AS nn FROM t1 JOIN t2 ON t2.id = t1.k", true),
     ("SELECT k * 2 AS k2, max(v) AS mx FROM t1 GROUP BY k * 2", false),
     ("SELECT k * 2 AS k2, count(*) AS n FROM t1 GROUP BY k * 2 HAVING count(*) > 1", false),
     // Not maintained differentially yet: AUTO refreshes them in FULL.
