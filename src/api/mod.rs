@@ -268,7 +268,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     "none: all columns, with multiplicity (the rows the changes add and remove)".to_string()
                 } else if plan.key.is_empty() {
                     "none (at most one row)".to_string()
-                } else if matches!(plan.shape, crate::dvm::analysis::Shape::UnionAll | crate::dvm::analysis::Shape::Window) {
+                } else if plan.shape.keyed_multiset() {
                     let mut cols: Vec<String> = keys.iter().flatten().map(|k| k.column.clone()).collect();
                     cols.dedup();
                     format!("all columns, with multiplicity (rows found through {})", cols.join(", "))

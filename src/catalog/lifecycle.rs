@@ -240,7 +240,7 @@ fn sync_key_index(relid: pg_sys::Oid, differential: bool) -> PgtResult<()> {
         create(format!("CREATE INDEX {name} ON {st} ({list})"))?;
         return Ok(());
     }
-    if !matches!(plan.shape, dvm::analysis::Shape::UnionAll | dvm::analysis::Shape::Window) {
+    if !plan.shape.keyed_multiset() {
         // No key (an aggregate without GROUP BY): at most one row.
         let list = if key.is_empty() { "(true)".to_string() } else { key.join(", ") };
         create(format!("CREATE UNIQUE INDEX {name} ON {st} ({list}) NULLS NOT DISTINCT"))?;

@@ -559,10 +559,9 @@ pub fn count_rows_in(
         // All changed rows and statement rows, and the statement rows of
         // one changed row.
         let (count, statements, singles) = (n(0), n(1), n(2));
-        let single = if statements == 0 { 1.0 } else { singles as f64 / statements as f64 };
         // (One statement row: the planner's estimate is at least one.)
         if statements <= 1 {
-            return Ok((count, Expected { single, per_single: 1, per_statement: count.max(1) }));
+            return Ok((count, expected(1.0, count, statements, singles)));
         }
         // (The first line of the plan is the scan's: "... rows=N width=...".)
         // (Not in a read-only execution, where EXPLAIN is refused.)
@@ -679,5 +678,9 @@ mod tests {
         // 9.9 of them single, 0.1 (at least 1) the other.
         let e = expected(10.0, 1100, 101, 100);
         assert_eq!((e.per_single, e.per_statement), (11, 1000));
+        // One statement row, or none.
+        assert_eq!(expected(1.0, 700, 1, 0), Expected { single: 0.0, per_single: 1, per_statement: 700 });
+        assert_eq!(expected(1.0, 1, 1, 1), Expected { single: 1.0, per_single: 1, per_statement: 1 });
+        assert_eq!(expected(1.0, 0, 0, 0), Expected { single: 1.0, per_single: 1, per_statement: 1 });
     }
 }

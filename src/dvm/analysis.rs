@@ -1209,10 +1209,6 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         // Aggregates over an inner join of several tables may be kept from
         // running totals too (see join_totals).
         // So may aggregates whose rows fall into slices (see slices).
-        let mut group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(top.groupClause)
-            .into_iter()
-            .map(|sgc| (*sgc).tleSortGroupRef)
-            .collect();
         // `SELECT DISTINCT` (not ON) without aggregates or GROUP BY groups
         // by every output: of expressions over one table (`SELECT DISTINCT
         // lower(email)`), read as the GROUP BY it is (below).
@@ -1221,12 +1217,11 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             && !top.distinctClause.is_null()
             && !top.hasDistinctOn
             && top.havingQual.is_null();
-        if distinct_as_group {
-            group_refs = list_ptrs::<pg_sys::SortGroupClause>(top.distinctClause)
-                .into_iter()
-                .map(|sgc| (*sgc).tleSortGroupRef)
-                .collect();
-        }
+        let grouping = if distinct_as_group { top.distinctClause } else { top.groupClause };
+        let mut group_refs: Vec<u32> = list_ptrs::<pg_sys::SortGroupClause>(grouping)
+            .into_iter()
+            .map(|sgc| (*sgc).tleSortGroupRef)
+            .collect();
         // One table grouped by an expression (`GROUP BY k * 2`): its
         // running totals are read as those of a join of one table, which
         // group by the values of any expression.

@@ -409,6 +409,13 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// Is the stream table a multiset whose rows are found through its key
+    /// columns (no unique index: a plain one on each key group) and
+    /// compared whole, with multiplicity?
+    pub fn keyed_multiset(self) -> bool {
+        matches!(self, Shape::UnionAll | Shape::Window)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Shape::Rows => "filter/projection/inner join keyed by the primary keys of its tables",

@@ -431,7 +431,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
                 })
                 .collect()
         };
-        let apply = if matches!(plan.shape, analysis::Shape::UnionAll | analysis::Shape::Window) {
+        let apply = if plan.shape.keyed_multiset() {
             None
         } else {
             let (sql, nparams) =
