@@ -136,7 +136,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let join = join.or(plan.multiset.as_ref().and_then(|m| m.join.as_ref()));
             let sliced = sliced.or(plan.multiset.as_ref().and_then(|m| m.slices.as_ref()));
             let (over, kinds) = if join.is_some_and(|j| j.tables.len() == 1) {
-                (" of one table by expressions", "count/sum/avg")
+                (" of one table by expressions", "count/sum/avg/min/max")
             } else if join.is_some() {
                 (" over an inner join", "count/sum/avg")
             } else if sliced.is_some() {
@@ -155,7 +155,10 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                      (count(*) counts each group's rows)"
                 )
             } else if algebraic
-                && plan.algebraic.as_ref().is_some_and(|a| a.aggregates.is_empty() && a.derived.is_empty())
+                && plan
+                    .algebraic
+                    .as_ref()
+                    .is_some_and(|a| a.aggregates.is_empty() && a.derived.is_empty() && a.having.is_none())
             {
                 // (GROUP BY without aggregates, or SELECT DISTINCT: counts.)
                 format!(
@@ -164,8 +167,13 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     crate::dvm::algebraic::state_name(relid)
                 )
             } else if algebraic {
+                let having = if plan.algebraic.as_ref().is_some_and(|a| a.having.is_some()) {
+                    " (a group has a row while its totals pass HAVING)"
+                } else {
+                    ""
+                };
                 format!(
-                    "running totals: grouped aggregate{over} of {kinds} kept from per-group totals in {}",
+                    "running totals: grouped aggregate{over} of {kinds} kept from per-group totals in {}{having}",
                     crate::dvm::algebraic::state_name(relid)
                 )
             } else if let Some(m) = plan.multiset.as_ref().filter(|m| !m.union.is_empty()) {

@@ -24,7 +24,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::analysis::{replace_placeholders, AggKind, Algebraic, Plan, PART_BASE};
+use super::analysis::{replace_placeholders, AggKind, Algebraic, Derived, Plan, PART_BASE};
 use super::key_recompute::{groups_filter, output_columns, KeyValues};
 use crate::catalog::sys;
 use crate::cdc::buffer;
@@ -393,19 +393,27 @@ fn column_type(source: pg_sys::Oid, attnum: i16) -> PgtResult<String> {
 /// extreme is kept.
 pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> {
     let Some(alg) = plan.algebraic.as_ref().filter(|a| a.has_extremes()) else { return Ok(None) };
-    let source = plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
+    // The rows: the table's, or those of the one table grouped by
+    // expressions (a join of one: see running_totals).
+    let (table, keys) = match (&alg.join, &alg.slices) {
+        (Some(jt), None) => (format!("({})", super::join_totals::whole_sql(jt)?), join_keys(plan)),
+        (None, None) => {
+            let source =
+                plan.grouped_source().ok_or_else(|| PgtError::Internal("no grouped table".into()))?;
+            (crate::catalog::lifecycle::relation_name(source)?, table_keys(plan)?)
+        }
+        (_, Some(_)) => return Err(PgtError::Internal("extremes kept over slices".into())),
+    };
     let columns = output_columns(relid)?;
     // Rows of the table in the group of state row `s`.
     let mut matches = Vec::new();
-    for k in &plan.key {
-        let col = &source_columns(source, &[k.source_attnum])?[0];
+    for (k, col) in plan.key.iter().zip(&keys) {
         let name = &columns
             .get(k.output_attnum as usize - 1)
             .ok_or_else(|| PgtError::Internal("key column out of range".into()))?
             .0;
-        matches.push(format!(
-            "(b.{col} OPERATOR(pg_catalog.=) s.{name} OR (b.{col} IS NULL AND s.{name} IS NULL))"
-        ));
+        matches
+            .push(format!("({col} OPERATOR(pg_catalog.=) s.{name} OR ({col} IS NULL AND s.{name} IS NULL))"));
     }
     if let Some(w) = &alg.where_sql {
         matches.push(w.clone());
@@ -413,7 +421,6 @@ pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> 
     if matches.is_empty() {
         matches.push("true".into());
     }
-    let table = crate::catalog::lifecycle::relation_name(source)?;
     let mut sets = Vec::new();
     for a in alg.argument_columns() {
         let x = &argument(alg, a)?.sql;
@@ -599,6 +606,7 @@ pub fn in_place(plan: &Plan) -> bool {
     };
     !plan.key.is_empty()
         && alg.derived.is_empty()
+        && alg.having.is_none()
         && !alg.has_extremes()
         && plan.topk.is_none()
         && plan.pushed_keys().is_empty()
@@ -1075,10 +1083,12 @@ fn fused_statement(
     let sets: Vec<String> =
         output_columns(relid)?.iter().map(|(c, _)| format!("{c} = EXCLUDED.{c}")).collect();
     let target: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    // (Groups that have no row now: left without rows, or failing HAVING.)
+    let gone = has_row(plan);
     let emptied: Vec<String> = keys
         .iter()
-        .flat_map(|(name, _)| group_arrays(&format!("u.{name}"), None))
-        .map(|agg| format!("(SELECT {agg} FROM u WHERE u.__n OPERATOR(pg_catalog.=) 0)"))
+        .flat_map(|(name, _)| group_arrays(&format!("s.{name}"), None))
+        .map(|agg| format!("(SELECT {agg} FROM u s WHERE ({gone}) IS NOT TRUE)"))
         .collect();
     Ok(format!(
         "WITH u AS ({upsert} RETURNING s.*),\n\
@@ -1172,7 +1182,7 @@ pub(crate) fn returning_groups(upsert: &str, keys: &[(String, String)]) -> Strin
 
 /// [`returning_groups`] with, after the groups' columns, whether `mark`
 /// (a boolean of the upserted row `s`) was true for one of them, as text.
-fn returning_groups_marked(upsert: &str, keys: &[(String, String)], mark: Option<&str>) -> String {
+pub(crate) fn returning_groups_marked(upsert: &str, keys: &[(String, String)], mark: Option<&str>) -> String {
     if keys.is_empty() && mark.is_none() {
         return upsert.to_string();
     }
@@ -1370,26 +1380,38 @@ fn totals_from(relid: pg_sys::Oid, plan: &Plan, from: &str) -> PgtResult<String>
         } else if let Some(kind) = alg.aggregates.iter().find(|(a, _)| *a == attnum).map(|(_, k)| *k) {
             total_sql(alg, kind, ty)
         } else if let Some(d) = alg.derived.iter().find(|d| d.output == attnum) {
-            // An expression over aggregates: each computed from the
-            // totals, in its own type, in place of its placeholder.
-            let values: std::collections::HashMap<i32, String> = d
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(k, (kind, part_ty))| {
-                    (PART_BASE + k as i32, format!("({})", total_sql(alg, *kind, part_ty)))
-                })
-                .collect();
-            format!("({})::{ty}", replace_placeholders(&d.sql, &values))
+            format!("{}::{ty}", derived_sql(alg, d))
         } else {
             return Err(PgtError::Internal(format!("output {attnum} is neither key nor total")));
         };
         exprs.push(format!("{expr} AS {name}"));
     }
-    // A group without rows disappears; the one row of an aggregate without
-    // GROUP BY stays.
-    let filter = if plan.key.is_empty() { "true" } else { "s.__n OPERATOR(pg_catalog.>) 0" };
-    Ok(format!("SELECT {} FROM {from} s WHERE {filter}", exprs.join(", ")))
+    Ok(format!("SELECT {} FROM {from} s WHERE {}", exprs.join(", "), has_row(plan)))
+}
+
+/// Whether the group of totals `s` has a row in the stream table: it has
+/// rows and passes HAVING. (The one row of an aggregate without GROUP BY
+/// is always there.)
+fn has_row(plan: &Plan) -> String {
+    if plan.key.is_empty() {
+        return "true".into();
+    }
+    match plan.algebraic.as_ref().and_then(|alg| Some((alg, alg.having.as_ref()?))) {
+        Some((alg, having)) => format!("s.__n OPERATOR(pg_catalog.>) 0 AND {}", derived_sql(alg, having)),
+        None => "s.__n OPERATOR(pg_catalog.>) 0".into(),
+    }
+}
+
+/// An expression over aggregates (see [`Derived`]), each computed from
+/// the totals `s` in its own type in place of its placeholder.
+fn derived_sql(alg: &Algebraic, d: &Derived) -> String {
+    let values: std::collections::HashMap<i32, String> = d
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(k, (kind, part_ty))| (PART_BASE + k as i32, format!("({})", total_sql(alg, *kind, part_ty))))
+        .collect();
+    format!("({})", replace_placeholders(&d.sql, &values))
 }
 
 /// An aggregate's value computed from a group's totals (alias `s`), as

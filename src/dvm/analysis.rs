@@ -66,6 +66,9 @@ struct QueryFacts {
     /// is one (see derived_output).
     derived: Vec<Option<DerivedCall>>,
     has_having: bool,
+    /// The HAVING condition as an expression over aggregates running
+    /// totals can keep (see derived_output), when it is one.
+    having: Option<DerivedCall>,
     /// For a query over one table (range table entry 1): its WHERE clause
     /// as SQL over alias `b`, and the columns it reads.
     where_sql: Option<String>,
@@ -1081,6 +1084,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             aggregates: Vec::new(),
             derived: Vec::new(),
             has_having: !top.havingQual.is_null(),
+            having: None,
             where_sql: None,
             where_attnums: Vec::new(),
             branches: Vec::new(),
@@ -1300,6 +1304,28 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 (kind, arg.map(|arg| AggArg { not_null, ..arg }))
             }));
         }
+        // HAVING over aggregates alone (`count(*) > 1`): computed from the
+        // totals too, its aggregates' arguments read as outputs numbered 0.
+        if !top.havingQual.is_null() {
+            let expr = top.havingQual;
+            let having = match single {
+                _ if over_rows => derived_output(expr, |part| Over::Join(0, part)),
+                Some(relid) => derived_output(expr, |_| Over::Table(relid)),
+                None => None,
+            };
+            if let (true, Some((_, parts))) = (over_rows, &having) {
+                for (i, &(_, arg)) in parts.iter().enumerate() {
+                    if !arg.is_null() {
+                        join_outputs.push(super::join_totals::Output {
+                            name: super::join_totals::Output::argument(0, i + 1),
+                            grouped: false,
+                            expr: arg,
+                        });
+                    }
+                }
+            }
+            f.having = having.map(|(sql, parts)| (sql, parts.into_iter().map(|(call, _)| call).collect()));
+        }
         if over_join {
             f.join_totals = if expression_groups {
                 super::join_totals::read_one(q, &join_outputs)
@@ -1391,7 +1417,8 @@ enum Over {
     /// deparsed over alias `b`.
     Table(pg_sys::Oid),
     /// An inner join: the argument is column [`join_argument`]`(output,
-    /// part)` of the join's rows (see join_totals); extremes are not kept.
+    /// part)` of the join's rows (see join_totals). (Extremes are kept
+    /// only over one table's rows: see running_totals.)
     Join(i16, usize),
 }
 
@@ -1649,9 +1676,6 @@ unsafe fn algebraic_aggregate(node: *mut pg_sys::Node, over: Over) -> Option<Agg
             {
                 return None
             }
-            // Over a join, deleting the extreme would rescan the group
-            // through the join: such groups are recomputed instead.
-            "min" | "max" if matches!(over, Over::Join(..)) => return None,
             "min" => AggKind::Min(0),
             "max" => AggKind::Max(0),
             _ => return None,
@@ -1951,8 +1975,9 @@ fn owner_reads(relid: pg_sys::Oid, sources: &[pg_sys::Oid]) -> PgtResult<(bool, 
     Ok((reads, row_security))
 }
 
-/// Running totals, when the query reads one table, has no HAVING, and every
-/// output other than the GROUP BY columns is an aggregate they can keep.
+/// Running totals, when the query reads one table (or a join's rows),
+/// every output other than the GROUP BY columns is an aggregate they can
+/// keep, and HAVING, if any, reads only such aggregates (see totals_parts).
 fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
     // (A subquery in WHERE makes the filter of a row depend on other rows.)
     if !f.sub_relations.is_empty() || f.no_totals {
@@ -1961,18 +1986,34 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
     let one_table = f.relations.len() == 1 && f.relations.first().is_some_and(|(rte, _, _)| *rte == 1);
     // (One table read as a join of one: grouped by expressions.)
     let join = if one_table && f.join_totals.is_none() { None } else { Some(f.join_totals.clone()?) };
-    let (aggregates, arguments, derived) = totals_parts(f)?;
+    let TotalsParts { aggregates, arguments, derived, having } = totals_parts(f)?;
     // (A join's rows pass its WHERE clause already.)
     let (where_sql, where_attnums) =
         if join.is_some() { (None, Vec::new()) } else { (f.where_sql.clone(), f.where_attnums.clone()) };
-    Some(Algebraic { aggregates, arguments, where_sql, where_attnums, join, slices: None, derived })
+    let alg =
+        Algebraic { aggregates, arguments, where_sql, where_attnums, join, slices: None, derived, having };
+    // Extremes over a join of several references: a term of its change
+    // may join rows of two references' change rows that are not both
+    // there now, whose values an inserted extreme must not take (see
+    // join_totals); such groups are recomputed. (Over the rows of one
+    // table grouped by expressions, the terms are its change rows.)
+    if alg.has_extremes() && alg.join.as_ref().is_some_and(|j| j.tables.len() > 1) {
+        return None;
+    }
+    Some(alg)
 }
 
-/// The aggregates running totals keep, when there is no HAVING and every
-/// output other than the GROUP BY columns is one they can keep (or an
-/// expression over such): the outputs' aggregates, their arguments (each
-/// once) and the expressions.
-type TotalsParts = (Vec<(i16, AggKind)>, Vec<AggArg>, Vec<Derived>);
+/// The aggregates running totals keep, when every output other than the
+/// GROUP BY columns is one they can keep (or an expression over such), and
+/// HAVING, if any, is an expression over such of a grouped query: the
+/// outputs' aggregates, their arguments (each once), the expressions and
+/// the HAVING condition.
+struct TotalsParts {
+    aggregates: Vec<(i16, AggKind)>,
+    arguments: Vec<AggArg>,
+    derived: Vec<Derived>,
+    having: Option<Derived>,
+}
 
 fn totals_parts(f: &QueryFacts) -> Option<TotalsParts> {
     let others: Vec<(i16, &Option<AggCall>, Option<&DerivedCall>)> = f
@@ -1984,7 +2025,11 @@ fn totals_parts(f: &QueryFacts) -> Option<TotalsParts> {
             (i as i16 + 1, f.aggregates.get(i).unwrap_or(&None), f.derived.get(i).and_then(|d| d.as_ref()))
         })
         .collect();
-    if f.has_having || others.iter().any(|(_, agg, derived)| agg.is_none() && derived.is_none()) {
+    // (Without GROUP BY, HAVING decides whether the one row is there at
+    // all: recomputed.)
+    if (f.has_having && (f.having.is_none() || !f.has_group))
+        || others.iter().any(|(_, agg, derived)| agg.is_none() && derived.is_none())
+    {
         return None;
     }
     let mut arguments: Vec<AggArg> = Vec::new();
@@ -2014,7 +2059,12 @@ fn totals_parts(f: &QueryFacts) -> Option<TotalsParts> {
             (None, None) => return None,
         }
     }
-    Some((aggregates, arguments, derived))
+    let having = f.having.as_ref().map(|(sql, parts)| Derived {
+        output: 0,
+        sql: sql.clone(),
+        parts: parts.iter().map(|(call, ty)| (number(call), ty.clone())).collect(),
+    });
+    Some(TotalsParts { aggregates, arguments, derived, having })
 }
 
 /// The slices of a query read as `graph` (see slices::chain): its
@@ -2140,7 +2190,9 @@ fn slice_plan(
     if f.no_totals || f.volatile || !f.branches.is_empty() || (f.limited && f.topk.is_none()) {
         return Ok(None);
     }
-    let Some((aggregates, arguments, derived)) = totals_parts(f) else { return Ok(None) };
+    let Some(TotalsParts { aggregates, arguments, derived, having }) = totals_parts(f) else {
+        return Ok(None);
+    };
     let Some((st, full_on)) = slices_of(graph, primary_key)? else { return Ok(None) };
     let dimensions = super::slices::dimensions(graph, &st);
     let key = f
@@ -2171,10 +2223,15 @@ fn slice_plan(
             join: None,
             slices: Some(st),
             derived,
+            having,
         }),
         full_on,
         ..Plan::of(if f.has_group { Shape::Groups } else { Shape::Scalar }, key)
     };
+    // (Extremes over slices: see running_totals.)
+    if plan.algebraic.as_ref().is_some_and(Algebraic::has_extremes) {
+        return Ok(None);
+    }
     Ok(Some((plan, dimensions)))
 }
 
@@ -2536,7 +2593,7 @@ fn decide_shape(
         if key.len() != f.group_refs.len() || grouped_outputs != f.group_refs.len() {
             return Ok(unsupported(
                 "every GROUP BY item must be a plain column of the table that appears in the select list \
-                 (or an expression in it, when the other outputs are count, sum and avg, without HAVING)",
+                 (or an expression in it, when the other outputs are count, sum and avg, or min and max over one table, and HAVING, if any, reads only such aggregates)",
             ));
         }
         if single && f.sub_relations.is_empty() {
@@ -2767,6 +2824,7 @@ mod tests {
             aggregates: vec![None, None, None],
             derived: vec![None, None, None],
             has_having: false,
+            having: None,
             where_sql: None,
             where_attnums: vec![],
             branches: vec![],
@@ -3133,8 +3191,44 @@ mod tests {
         let alg = plan.algebraic.clone().unwrap();
         assert_eq!(alg.aggregates, vec![(1, AggKind::Sum(1))], "numbered from 1");
         assert_eq!(alg.argument(1).map(|a| a.sql.as_str()), Some("(b.c)"));
-        f.has_having = true; // HAVING: recomputed, not kept from totals
+        // HAVING without GROUP BY: recomputed, not kept from totals.
+        f.has_having = true;
+        f.having = Some(("($30000 > 1)".into(), Vec::new()));
         assert_eq!(decide(&f, pk1).unwrap().unwrap().algebraic, None);
+    }
+
+    #[test]
+    fn having_over_kept_aggregates_is_kept_from_totals() {
+        // SELECT b, sum(c) FROM t GROUP BY b HAVING count(*) > 1 AND sum(c) > 0
+        let mut f = facts();
+        f.has_aggs = true;
+        f.has_group = true;
+        f.outputs = vec![(Some((1, 2)), 1), (None, 0)];
+        f.group_refs = vec![1];
+        let c = AggArg { sql: "(b.c)".into(), attnums: vec![3], sql_type: "integer".into(), not_null: false };
+        f.aggregates = vec![None, Some((AggKind::Sum(0), Some(c.clone())))];
+        f.derived = vec![None, None];
+        f.has_having = true;
+        f.having = Some((
+            "(($30000 > 1) AND ($30001 > 0))".into(),
+            vec![
+                ((AggKind::CountStar, None), "bigint".into()),
+                ((AggKind::Sum(0), Some(c)), "bigint".into()),
+            ],
+        ));
+        let alg = decide(&f, pk1).unwrap().unwrap().algebraic.unwrap();
+        assert_eq!(alg.aggregates, vec![(2, AggKind::Sum(1))]);
+        assert_eq!(alg.arguments.len(), 1, "sum(c) of HAVING is the output's");
+        let having = alg.having.unwrap();
+        assert_eq!(having.output, 0);
+        assert_eq!(
+            having.parts,
+            vec![(AggKind::CountStar, "bigint".into()), (AggKind::Sum(1), "bigint".into())]
+        );
+        // HAVING that reads a column outside an aggregate: recomputed.
+        f.having = None;
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!((plan.shape, plan.algebraic), (Shape::Groups, None));
     }
 
     #[test]

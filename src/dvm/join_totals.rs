@@ -91,7 +91,8 @@ pub unsafe fn row_outputs(q: *mut pg_sys::Query) -> Vec<Output> {
 }
 
 /// Read a grouped query over an inner join of plain tables (no subquery in
-/// FROM or in expressions, no HAVING, DISTINCT, LIMIT or window) as a
+/// FROM or in expressions, no DISTINCT, LIMIT or window; HAVING is left to
+/// the caller, which computes it from the totals) as a
 /// [`JoinTotals`]; `outputs` are the select list's grouping columns and
 /// aggregate arguments. Also a filter and projection of such a join, whose
 /// outputs are all given as grouping columns. None when the query is not
@@ -101,7 +102,7 @@ pub unsafe fn row_outputs(q: *mut pg_sys::Query) -> Vec<Output> {
 /// `q` must be the analyzed stored query of an open relation.
 pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
     // SAFETY: as the caller's.
-    unsafe { read_tables(q, outputs, 2, true) }
+    unsafe { read_tables(q, outputs, 2, true, true) }
 }
 
 /// [`read`] of a grouped query over one table whose grouping items are
@@ -112,7 +113,7 @@ pub unsafe fn read(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTota
 /// As [`read`]'s.
 pub unsafe fn read_one(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
     // SAFETY: as the caller's.
-    unsafe { read_tables(q, outputs, 1, true) }
+    unsafe { read_tables(q, outputs, 1, true, true) }
 }
 
 /// [`read`] for a branch of a UNION ALL, which may read one table: its
@@ -124,16 +125,19 @@ pub unsafe fn read_one(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<Join
 /// open relation.
 pub unsafe fn read_branch(q: *mut pg_sys::Query, outputs: &[Output]) -> Option<JoinTotals> {
     // SAFETY: as the caller's.
-    unsafe { read_tables(q, outputs, 1, false) }
+    unsafe { read_tables(q, outputs, 1, false, false) }
 }
 
 /// [`read`] of a join of at least `min_tables` tables; with `limited`, a
-/// query with ORDER BY ... LIMIT too (the caller keeps the limit).
+/// query with ORDER BY ... LIMIT too (the caller keeps the limit); with
+/// `having`, an aggregating query with HAVING too (the caller computes it
+/// from the totals: the join's rows are before it).
 unsafe fn read_tables(
     q: *mut pg_sys::Query,
     outputs: &[Output],
     min_tables: usize,
     limited: bool,
+    having: bool,
 ) -> Option<JoinTotals> {
     // SAFETY: the query is only read, then copied; the copy is changed
     // (palloc'd in the current memory context) and deparsed.
@@ -153,7 +157,10 @@ unsafe fn read_tables(
         // (The DISTINCT is the grouping: the rows added up are not distinct.)
         let mut undistinct = *top;
         undistinct.distinctClause = std::ptr::null_mut();
-        let select = if groups { &undistinct } else { top };
+        if having && top.hasAggs {
+            undistinct.havingQual = std::ptr::null_mut();
+        }
+        let select = if groups || having && top.hasAggs { &undistinct } else { top };
         if !(top.hasAggs || rows || groups)
             || !(plain_select(select) || limited && plain_select_but_limit(select))
         {
@@ -328,6 +335,7 @@ pub(crate) unsafe fn replace_select_list(
         let c = &mut *copy;
         c.targetList = target;
         c.groupClause = std::ptr::null_mut();
+        c.havingQual = std::ptr::null_mut();
         c.distinctClause = std::ptr::null_mut();
         c.sortClause = std::ptr::null_mut();
         c.limitCount = std::ptr::null_mut();

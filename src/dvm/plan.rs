@@ -556,6 +556,9 @@ pub struct Algebraic {
     pub slices: Option<super::slices::SliceTotals>,
     /// Outputs that are expressions over aggregates.
     pub derived: Vec<Derived>,
+    /// The HAVING condition, an expression over aggregates (its `output`
+    /// 0): a group whose totals fail it has no row.
+    pub having: Option<Derived>,
 }
 
 /// An output computed from aggregates kept in running totals (`100.00 *
@@ -576,7 +579,7 @@ impl Algebraic {
         self.aggregates
             .iter()
             .map(|(_, k)| k)
-            .chain(self.derived.iter().flat_map(|d| d.parts.iter().map(|(k, _)| k)))
+            .chain(self.derived.iter().chain(&self.having).flat_map(|d| d.parts.iter().map(|(k, _)| k)))
     }
 
     /// The table columns that are summed (sum, avg), whose totals include
