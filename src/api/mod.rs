@@ -138,7 +138,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let (over, kinds) = if join.is_some_and(|j| j.tables.len() == 1) {
                 (" of one table by expressions", "count/sum/avg/min/max")
             } else if join.is_some() {
-                (" over an inner join", "count/sum/avg")
+                (" over an inner join", "count/sum/avg/min/max")
             } else if sliced.is_some() {
                 ("", "count/sum/avg")
             } else {

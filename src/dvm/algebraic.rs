@@ -393,8 +393,8 @@ fn column_type(source: pg_sys::Oid, attnum: i16) -> PgtResult<String> {
 /// extreme is kept.
 pub fn rescan_sql(relid: pg_sys::Oid, plan: &Plan) -> PgtResult<Option<String>> {
     let Some(alg) = plan.algebraic.as_ref().filter(|a| a.has_extremes()) else { return Ok(None) };
-    // The rows: the table's, or those of the one table grouped by
-    // expressions (a join of one: see running_totals).
+    // The rows: the table's, or the join's (of one table when grouped by
+    // expressions), read through the group's values.
     let (table, keys) = match (&alg.join, &alg.slices) {
         (Some(jt), None) => (format!("({})", super::join_totals::whole_sql(jt)?), join_keys(plan)),
         (None, None) => {
@@ -1268,6 +1268,19 @@ fn upsert_statement(
         sums.push(sum);
         updates.push(format!("{total} = s.{total} OPERATOR(pg_catalog.+) EXCLUDED.{total}"));
     }
+    // Over a join's rows, a row of sign +1 is certain to be there now
+    // only from a term that reads one reference's change rows and the
+    // other references as they are (`__pgt_now`, see join_totals::term);
+    // any other row's value is doubtful, and treated as a deleted one: at
+    // or beyond the extreme, the group is rescanned.
+    let (inserted, doubtful) = if alg.join.is_some() {
+        (
+            "b.__sign OPERATOR(pg_catalog.>) 0 AND b.__pgt_now",
+            "NOT (b.__sign OPERATOR(pg_catalog.>) 0 AND b.__pgt_now)",
+        )
+    } else {
+        ("b.__sign OPERATOR(pg_catalog.>) 0", "b.__sign OPERATOR(pg_catalog.<) 0")
+    };
     for a in alg.argument_columns() {
         let col = &argument(alg, a)?.sql;
         // Extremes: an inserted value may become the extreme; deleting a
@@ -1282,8 +1295,8 @@ fn upsert_statement(
             }
             targets.push(format!("{kept}{a}"));
             targets.push(format!("{deleted}{a}"));
-            sums.push(format!("pg_catalog.{agg}({col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.>) 0)"));
-            sums.push(format!("pg_catalog.{agg}({col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0)"));
+            sums.push(format!("pg_catalog.{agg}({col}) FILTER (WHERE {inserted})"));
+            sums.push(format!("pg_catalog.{agg}({col}) FILTER (WHERE {doubtful})"));
             updates.push(format!("{kept}{a} = {pick}(s.{kept}{a}, EXCLUDED.{kept}{a})"));
             updates.push(format!("{deleted}{a} = EXCLUDED.{deleted}{a}"));
             // Rescan when a deleted value is at or beyond the extreme the
@@ -1292,9 +1305,7 @@ fn upsert_statement(
                 "COALESCE(EXCLUDED.{deleted}{a} {op} {pick}(s.{kept}{a}, EXCLUDED.{kept}{a}), \
                           EXCLUDED.{deleted}{a} IS NOT NULL)"
             ));
-            new_rescans.push(format!(
-                "pg_catalog.{agg}({col}) FILTER (WHERE b.__sign OPERATOR(pg_catalog.<) 0) IS NOT NULL"
-            ));
+            new_rescans.push(format!("pg_catalog.{agg}({col}) FILTER (WHERE {doubtful}) IS NOT NULL"));
         }
     }
     if alg.has_extremes() {

@@ -1417,8 +1417,7 @@ enum Over {
     /// deparsed over alias `b`.
     Table(pg_sys::Oid),
     /// An inner join: the argument is column [`join_argument`]`(output,
-    /// part)` of the join's rows (see join_totals). (Extremes are kept
-    /// only over one table's rows: see running_totals.)
+    /// part)` of the join's rows (see join_totals).
     Join(i16, usize),
 }
 
@@ -1992,14 +1991,6 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
         if join.is_some() { (None, Vec::new()) } else { (f.where_sql.clone(), f.where_attnums.clone()) };
     let alg =
         Algebraic { aggregates, arguments, where_sql, where_attnums, join, slices: None, derived, having };
-    // Extremes over a join of several references: a term of its change
-    // may join rows of two references' change rows that are not both
-    // there now, whose values an inserted extreme must not take (see
-    // join_totals); such groups are recomputed. (Over the rows of one
-    // table grouped by expressions, the terms are its change rows.)
-    if alg.has_extremes() && alg.join.as_ref().is_some_and(|j| j.tables.len() > 1) {
-        return None;
-    }
     Some(alg)
 }
 

@@ -583,8 +583,9 @@ pub struct Changes<'a> {
 }
 
 /// The signed rows the changes add to the join, as one query with columns
-/// `__sign` (the product of the references' signs), `__k<n>` and
-/// `__x<output>`; None when no table reference's table changed.
+/// `__sign` (the product of the references' signs), `__k<n>`,
+/// `__x<output>` and `__pgt_now` (whether a row of sign +1 is a row of the
+/// join now: see [`term`]); None when no table reference's table changed.
 pub fn delta_sql(jt: &JoinTotals, changes: &[Changes]) -> PgtResult<Option<String>> {
     let tables = tables_of(jt)?;
     // The table references whose table changed.
@@ -694,6 +695,13 @@ fn term(
     factor: i32,
 ) -> PgtResult<String> {
     let mut ctes = Vec::new();
+    // Whether its rows of sign +1 are rows of the join now: one reference
+    // read as its change rows, the others as they are now. (Another term's
+    // row may join change rows of two references that are not both there
+    // now, r1 inserted and r2 deleted: a correction, which a kept extreme
+    // must not take for a value of the group; see algebraic's upsert.)
+    let deltas = (0..jt.tables.len()).filter(|&j| states(j) == State::Delta).count();
+    let now = deltas <= 1 && (0..jt.tables.len()).all(|j| states(j) != State::Old);
     for (j, (index, relid, _)) in jt.tables.iter().enumerate() {
         let table = tables.get(relid).ok_or_else(|| PgtError::Internal("join table columns".into()))?;
         let changed = nets
@@ -702,7 +710,11 @@ fn term(
             .map(|(_, name, attnums)| (*attnums, name.as_str()));
         ctes.push(format!("__pgt_r{index} AS ({})", stand_in(table, states(j), changed)?));
     }
-    Ok(format!("(SELECT w.*, {factor} AS __pgt_term FROM (WITH {} {}) w)", ctes.join(", "), jt.select_sql))
+    Ok(format!(
+        "(SELECT w.*, {factor} AS __pgt_term, {now} AS __pgt_now FROM (WITH {} {}) w)",
+        ctes.join(", "),
+        jt.select_sql
+    ))
 }
 
 /// The signed join rows with one `__sign`: the term's factor times the

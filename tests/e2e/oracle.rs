@@ -316,7 +316,13 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t1.g, t2.note, string_agg(t2.id::text, ',' ORDER BY t2.id) AS ids FROM t1 LEFT JOIN t2 ON t2.k = t1.k GROUP BY t1.id, t1.g, t2.note", true),
     ("SELECT DISTINCT t1.id, t2.note FROM t1 JOIN t2 ON t2.k = t1.k", true),
     ("SELECT t1.id, t2.note, sum(t1.v) AS s FROM t1 JOIN t2 ON t2.k = t1.k WHERE t1.k IN (SELECT a FROM t3 GROUP BY a HAVING count(*) > 1) GROUP BY t1.id, t2.note ORDER BY s DESC NULLS LAST, id, note LIMIT 4", true),
-    ("SELECT t1.k, t2.note, max(t1.v) AS mx FROM t1 JOIN t2 ON t2.k = t1.k GROUP BY t1.k, t2.note", false),
+    ("SELECT t1.k, t2.note, max(t1.v) AS mx FROM t1 JOIN t2 ON t2.k = t1.k GROUP BY t1.k, t2.note", true),
+    // min/max over inner joins kept from running totals: a row of a term
+    // joining two tables' change rows is never taken as an extreme (a
+    // self-join's change joins the table's change rows to themselves).
+    ("SELECT t2.note, min(t1.v) AS lo, max(t1.w) AS hi, count(*) AS n FROM t1 JOIN t2 ON t2.k = t1.k GROUP BY t2.note", true),
+    ("SELECT a.k, max(b.v) AS mx, min(a.v) AS lo FROM t1 a JOIN t1 b ON a.k = b.k GROUP BY a.k", true),
+    ("SELECT t3.b, max(t1.v) AS mx, min(t2.id) AS lo FROM t1 JOIN t2 ON t2.k = t1.k JOIN t3 ON t3.a = t2.id GROUP BY t3.b HAVING max(t1.v) > 10", true),
     // Count/sum/avg over inner joins: running totals of the join's change
     // (grouping columns from any table, any join condition, keyless
     // tables, self-joins, WHERE across tables).
