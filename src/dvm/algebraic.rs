@@ -541,20 +541,43 @@ pub fn apply_delta(
     let owner = sys::relation_owner(relid)?;
     // On the refresh's snapshot: the tables a join term reads must be in
     // the state of the window's end, which later commits are not.
-    // With kept extremes, the upsert also says whether it marked a group
-    // whose extreme was deleted.
-    let extremes = plan.algebraic.as_ref().is_some_and(|a| a.has_extremes());
     let keys = key_columns(relid, plan)?;
-    let sql = returning_groups_marked(&upsert, &keys, extremes.then_some("s.__rescan"));
+    let sql = returning_groups_rescanned(&upsert, &keys, plan);
     let mut row = sys::as_restricted_role(owner, || snapshot.query_text_writing(&sql))?;
-    let marked = extremes && row.pop().flatten().as_deref() == Some("true");
     // Groups whose kept extreme was deleted: from the table, on the snapshot.
-    if marked {
-        if let Some(rescan) = rescan_sql(relid, plan)? {
-            sys::as_restricted_role(owner, || snapshot.execute(&rescan, false).map(|_| ()))?;
-        }
-    }
+    rescan_marked(relid, plan, &mut row, |rescan| {
+        sys::as_restricted_role(owner, || snapshot.execute(rescan, false).map(|_| ()))
+    })?;
     Ok(groups_from_row(keys, &row))
+}
+
+/// [`returning_groups`] of `upsert` into the totals of `plan`; with kept
+/// extremes, also whether it marked a group whose extreme was deleted,
+/// which [`rescan_marked`] reads.
+pub(crate) fn returning_groups_rescanned(upsert: &str, keys: &[(String, String)], plan: &Plan) -> String {
+    let extremes = plan.algebraic.as_ref().is_some_and(Algebraic::has_extremes);
+    returning_groups_marked(upsert, keys, extremes.then_some("s.__rescan"))
+}
+
+/// After an upsert written by [`returning_groups_rescanned`]: take the
+/// mark off the end of its `row` (with kept extremes) and, when a group
+/// was marked, run the [`rescan_sql`] statement through `run`. `row` is
+/// left with the groups' columns.
+pub(crate) fn rescan_marked(
+    relid: pg_sys::Oid,
+    plan: &Plan,
+    row: &mut Vec<Option<String>>,
+    run: impl FnOnce(&str) -> PgtResult<()>,
+) -> PgtResult<()> {
+    if !plan.algebraic.as_ref().is_some_and(Algebraic::has_extremes)
+        || row.pop().flatten().as_deref() != Some("true")
+    {
+        return Ok(());
+    }
+    match rescan_sql(relid, plan)? {
+        Some(rescan) => run(&rescan),
+        None => Ok(()),
+    }
 }
 
 /// The statement adding the window's change rows to the totals; None when
@@ -1182,7 +1205,7 @@ pub(crate) fn returning_groups(upsert: &str, keys: &[(String, String)]) -> Strin
 
 /// [`returning_groups`] with, after the groups' columns, whether `mark`
 /// (a boolean of the upserted row `s`) was true for one of them, as text.
-pub(crate) fn returning_groups_marked(upsert: &str, keys: &[(String, String)], mark: Option<&str>) -> String {
+fn returning_groups_marked(upsert: &str, keys: &[(String, String)], mark: Option<&str>) -> String {
     if keys.is_empty() && mark.is_none() {
         return upsert.to_string();
     }

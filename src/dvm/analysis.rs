@@ -1254,12 +1254,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             let expr = (*tle).expr as *mut pg_sys::Node;
             let grouped = (*tle).ressortgroupref != 0 && group_refs.contains(&(*tle).ressortgroupref);
             // An expression over aggregates: each aggregate a part.
-            let derived = match (single, grouped) {
-                (_, true) => None,
-                (_, false) if over_rows => derived_output(expr, |part| Over::Join(attnum, part)),
-                (Some(relid), false) => derived_output(expr, |_| Over::Table(relid)),
-                (None, false) => None,
-            };
+            let derived =
+                if grouped { None } else { derived_call(expr, attnum, single, over_rows, &mut join_outputs) };
             if over_rows {
                 let name = |part: usize| super::join_totals::Output::argument(attnum, part);
                 if grouped {
@@ -1270,20 +1266,9 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                     });
                 } else if let Some(arg) = aggregate_argument(expr) {
                     join_outputs.push(super::join_totals::Output { name: name(0), grouped, expr: arg });
-                } else if let Some((_, parts)) = &derived {
-                    for (i, &(_, arg)) in parts.iter().enumerate() {
-                        if !arg.is_null() {
-                            join_outputs.push(super::join_totals::Output {
-                                name: name(i + 1),
-                                grouped,
-                                expr: arg,
-                            });
-                        }
-                    }
                 }
             }
-            f.derived
-                .push(derived.map(|(sql, parts)| (sql, parts.into_iter().map(|(call, _)| call).collect())));
+            f.derived.push(derived);
             if let (Some(relid), Some(out), true) = (single, output_sql.as_mut(), plain) {
                 let expr = (*tle).expr as *mut pg_sys::Node;
                 let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
@@ -1307,24 +1292,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
         // HAVING over aggregates alone (`count(*) > 1`): computed from the
         // totals too, its aggregates' arguments read as outputs numbered 0.
         if !top.havingQual.is_null() {
-            let expr = top.havingQual;
-            let having = match single {
-                _ if over_rows => derived_output(expr, |part| Over::Join(0, part)),
-                Some(relid) => derived_output(expr, |_| Over::Table(relid)),
-                None => None,
-            };
-            if let (true, Some((_, parts))) = (over_rows, &having) {
-                for (i, &(_, arg)) in parts.iter().enumerate() {
-                    if !arg.is_null() {
-                        join_outputs.push(super::join_totals::Output {
-                            name: super::join_totals::Output::argument(0, i + 1),
-                            grouped: false,
-                            expr: arg,
-                        });
-                    }
-                }
-            }
-            f.having = having.map(|(sql, parts)| (sql, parts.into_iter().map(|(call, _)| call).collect()));
+            f.having = derived_call(top.havingQual, 0, single, over_rows, &mut join_outputs);
         }
         if over_join {
             f.join_totals = if expression_groups {
@@ -1442,6 +1410,41 @@ unsafe fn contains_sublink(expr: *mut pg_sys::Node) -> bool {
             !found
         });
         found
+    }
+}
+
+/// An expression over aggregates, select list item `output` (HAVING as
+/// output 0), read by [`derived_output`] over the query's one table
+/// (`single`), or over a join's rows when `over_rows`: then each of its
+/// aggregates' arguments becomes a column of those rows, added to
+/// `join_outputs`. None for anything else.
+unsafe fn derived_call(
+    expr: *mut pg_sys::Node,
+    output: i16,
+    single: Option<pg_sys::Oid>,
+    over_rows: bool,
+    join_outputs: &mut Vec<super::join_totals::Output>,
+) -> Option<DerivedCall> {
+    // SAFETY: expr is an expression of the analyzed query, as
+    // derived_output requires.
+    unsafe {
+        let (sql, parts) = match single {
+            _ if over_rows => derived_output(expr, |part| Over::Join(output, part))?,
+            Some(relid) => derived_output(expr, |_| Over::Table(relid))?,
+            None => return None,
+        };
+        if over_rows {
+            for (i, &(_, arg)) in parts.iter().enumerate() {
+                if !arg.is_null() {
+                    join_outputs.push(super::join_totals::Output {
+                        name: super::join_totals::Output::argument(output, i + 1),
+                        grouped: false,
+                        expr: arg,
+                    });
+                }
+            }
+        }
+        Some((sql, parts.into_iter().map(|(call, _)| call).collect()))
     }
 }
 
@@ -1989,9 +1992,7 @@ fn running_totals(f: &QueryFacts) -> Option<Algebraic> {
     // (A join's rows pass its WHERE clause already.)
     let (where_sql, where_attnums) =
         if join.is_some() { (None, Vec::new()) } else { (f.where_sql.clone(), f.where_attnums.clone()) };
-    let alg =
-        Algebraic { aggregates, arguments, where_sql, where_attnums, join, slices: None, derived, having };
-    Some(alg)
+    Some(Algebraic { aggregates, arguments, where_sql, where_attnums, join, slices: None, derived, having })
 }
 
 /// The aggregates running totals keep, when every output other than the
@@ -2219,7 +2220,8 @@ fn slice_plan(
         full_on,
         ..Plan::of(if f.has_group { Shape::Groups } else { Shape::Scalar }, key)
     };
-    // (Extremes over slices: see running_totals.)
+    // (Extremes over slices: a group whose extreme went would be read
+    // again through the slices' rows, which rescan_sql does not read.)
     if plan.algebraic.as_ref().is_some_and(Algebraic::has_extremes) {
         return Ok(None);
     }

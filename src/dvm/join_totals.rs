@@ -157,10 +157,12 @@ unsafe fn read_tables(
         // (The DISTINCT is the grouping: the rows added up are not distinct.)
         let mut undistinct = *top;
         undistinct.distinctClause = std::ptr::null_mut();
-        if having && top.hasAggs {
+        // (HAVING left to the caller: the join's rows are before it.)
+        let unhaving = having && top.hasAggs;
+        if unhaving {
             undistinct.havingQual = std::ptr::null_mut();
         }
-        let select = if groups || having && top.hasAggs { &undistinct } else { top };
+        let select = if groups || unhaving { &undistinct } else { top };
         if !(top.hasAggs || rows || groups)
             || !(plain_select(select) || limited && plain_select_but_limit(select))
         {

@@ -737,18 +737,15 @@ fn apply_changes(
     // after) are added to them, and the groups touched computed from them.
     if over_rows {
         let keys = algebraic::key_columns(relid, &p.plan)?;
-        // (Kept extremes, over one table's rows grouped by expressions:
-        // the upsert also says whether it marked a group for a rescan.)
-        let extremes = p.plan.algebraic.as_ref().is_some_and(|a| a.has_extremes());
         let upsert = |rows: ChangeRows| -> PgtResult<String> {
-            Ok(algebraic::returning_groups_marked(
+            Ok(algebraic::returning_groups_rescanned(
                 &algebraic::rows_upsert_sql(relid, &p.plan, source, rows)?,
                 &keys,
-                extremes.then_some("s.__rescan"),
+                &p.plan,
             ))
         };
         // (In the writing statement's transaction, on its current snapshot.)
-        let row = sys::as_restricted_role(p.owner, || {
+        let mut row = sys::as_restricted_role(p.owner, || {
             if algebraic::is_slice_totals(&p.plan) {
                 // Kept prepared: the touched slices are read at run time
                 // (its plan does not depend on the statement's row count).
@@ -763,14 +760,11 @@ fn apply_changes(
                 })
             }
         })?;
-        let mut row = row;
-        if extremes && row.pop().flatten().as_deref() == Some("true") {
-            if let Some(rescan) = algebraic::rescan_sql(relid, &p.plan)? {
-                sys::as_restricted_role(p.owner, || {
-                    Ok(Spi::connect_mut(|c| c.update(&rescan, None, &[]).map(|_| ()))?)
-                })?;
-            }
-        }
+        algebraic::rescan_marked(relid, &p.plan, &mut row, |rescan| {
+            sys::as_restricted_role(p.owner, || {
+                Ok(Spi::connect_mut(|c| c.update(rescan, None, &[]).map(|_| ()))?)
+            })
+        })?;
         let groups = algebraic::groups_from_row(keys, &row);
         return apply_touched(relid, p, &groups, capture);
     }
