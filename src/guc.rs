@@ -19,6 +19,9 @@ pub static SCHEDULER_IDLE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(100
 pub static MAX_CONCURRENT_REFRESHES: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Failed scheduled refreshes in a row before a stream table is suspended.
 pub static MAX_CONSECUTIVE_ERRORS: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// Join key values an IMMEDIATE writer of a two-table join may lock per
+/// transaction before it locks the whole stream table (0: always).
+pub static IMMEDIATE_KEY_LOCKS: GucSetting<i32> = GucSetting::<i32>::new(64);
 /// Refresh history rows kept per stream table (0: all).
 pub static HISTORY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
@@ -51,6 +54,19 @@ pub fn init() {
         1,
         1024,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_trickle.immediate_key_locks",
+        c"Join key values a writer of an IMMEDIATE stream table over a two-table join may lock in a transaction.",
+        c"A READ COMMITTED writer locks the join key values its statements change, one lock each, \
+          and waits only for writers of the other table with the same values; a statement that would \
+          take the transaction past this many locks takes EXCLUSIVE on the stream table instead. \
+          0 always takes EXCLUSIVE.",
+        &IMMEDIATE_KEY_LOCKS,
+        0,
+        1_000_000,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -305,7 +305,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             out.push(("sources".into(), Some(sources.join(", "))));
             if st.effective_mode == crate::catalog::options::RefreshMode::Immediate {
                 // (See refresh::immediate::lock_mode.)
-                use crate::refresh::immediate::{shared_lock, SharedLock};
+                use crate::refresh::immediate::{shared_lock, KeyLocks, SharedLock};
                 let lock = match shared_lock(relid, &plan)? {
                     Some(SharedLock::OwnedRows(source)) => format!(
                         "ROW EXCLUSIVE for READ COMMITTED writers (each row belongs to one row of {}, by its primary key), \
@@ -315,7 +315,15 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     Some(SharedLock::AddedTotals) => "ROW EXCLUSIVE for READ COMMITTED writers (running totals, \
                          which each statement adds to group by group, in key order), EXCLUSIVE for others"
                         .to_string(),
-                    None => "EXCLUSIVE".to_string(),
+                    None => match KeyLocks::of(&plan)? {
+                        Some(keys) => format!(
+                            "ROW EXCLUSIVE and a lock on each value of {} a statement changes, for READ COMMITTED \
+                             statements outside a transaction block (writers of one table share them, writers of \
+                             the other wait), EXCLUSIVE for others and past pg_trickle.immediate_key_locks values",
+                            keys.equality()?
+                        ),
+                        None => "EXCLUSIVE".to_string(),
+                    },
                 };
                 out.push(("immediate lock".into(), Some(lock)));
             }

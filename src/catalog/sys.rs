@@ -280,6 +280,68 @@ pub fn lock_relation(relid: pg_sys::Oid, lockmode: u32) {
     unsafe { pg_sys::LockRelationOid(relid, lockmode as pg_sys::LOCKMODE) }
 }
 
+/// Is the current statement inside a transaction block (BEGIN ...
+/// COMMIT, or several statements sent in one query string)?
+pub fn in_transaction_block() -> bool {
+    // SAFETY: reads the backend's transaction state.
+    unsafe { pg_sys::IsTransactionBlock() }
+}
+
+/// The kind of advisory lock `lock_key` takes (`pg_locks.objsubid`):
+/// apart from the two that `pg_advisory_lock` and its kin take (1 and 2).
+const KEY_LOCK_KIND: u16 = 0x7074;
+
+/// Take, for the rest of the transaction, the lock on value `key` (a hash)
+/// of stream table `relid`'s join key in `lockmode` (an advisory lock,
+/// shown in `pg_locks` with `classid` the stream table and `objid` the
+/// hash). Returns whether it was not held yet.
+pub fn lock_key(relid: pg_sys::Oid, key: u32, lockmode: u32) -> bool {
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: reads a backend-local global set at connection.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: relid.to_u32(),
+        locktag_field3: key,
+        locktag_field4: KEY_LOCK_KIND,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    };
+    // SAFETY: a transaction lock on a tag built above; LockAcquire raises on
+    // failure (deadlock, lock timeout, cancel, out of shared memory), and
+    // the lock is released at transaction end.
+    let result = unsafe { pg_sys::LockAcquire(&tag, lockmode as pg_sys::LOCKMODE, false, false) };
+    result == pg_sys::LockAcquireResult::LOCKACQUIRE_OK
+}
+
+/// The name of the function (in `pg_catalog`, called as `f(value, seed)`)
+/// that hashes values of the built-in type `ty` as its default hash
+/// operator class does, when that class's equality is the type's default
+/// equality (so equal values hash alike); None otherwise.
+pub fn hash_function(ty: pg_sys::Oid) -> Option<String> {
+    let flags =
+        pg_sys::TYPECACHE_EQ_OPR | pg_sys::TYPECACHE_HASH_OPFAMILY | pg_sys::TYPECACHE_HASH_EXTENDED_PROC;
+    // SAFETY: the type cache entry is checked for NULL and read only; the
+    // function name is a palloc'd C string copied out at once.
+    unsafe {
+        let tc = pg_sys::lookup_type_cache(ty, flags as i32);
+        if tc.is_null()
+            || (*tc).hash_opf == pg_sys::InvalidOid
+            || (*tc).hash_extended_proc == pg_sys::InvalidOid
+        {
+            return None;
+        }
+        let equality =
+            pg_sys::get_opfamily_member((*tc).hash_opf, ty, ty, pg_sys::HTEqualStrategyNumber as i16);
+        if equality == pg_sys::InvalidOid || equality != (*tc).eq_opr {
+            return None;
+        }
+        let name = pg_sys::get_func_name((*tc).hash_extended_proc);
+        if name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(name).to_str().ok().map(str::to_string)
+    }
+}
+
 /// Have every backend drop its cached state for `relid` when this
 /// transaction commits (the capture trigger's plans and consumer lists).
 pub fn invalidate_relcache(relid: pg_sys::Oid) {

@@ -2741,7 +2741,31 @@ fn decide_shape(
         full_on = untied(f, &|rte| join.nearest(rte, &|r| key.iter().any(|k| k.rte == r)).is_some());
         Some(join)
     };
-    Ok(Ok(Plan { join, full_on, implied, ..Plan::of(shape, key) }))
+    let pair_key = if shape == Shape::Rows && f.sub_relations.is_empty() { pair_key(f) } else { None };
+    Ok(Ok(Plan { join, full_on, implied, pair_key, ..Plan::of(shape, key) }))
+}
+
+/// For an inner join of exactly two table references, both ordinary or
+/// partitioned tables: a column of each (in reference order) that an
+/// equality ANDed into its conditions compares by their one built-in
+/// type's own equality, under a deterministic collation (one of
+/// `strict_equalities`), so that every pair of rows it joins has them
+/// equal, and equal values hash alike.
+fn pair_key(f: &QueryFacts) -> Option<[(u32, pg_sys::Oid, i16); 2]> {
+    let [(r1, s1, k1), (r2, s2, k2)] = f.relations.as_slice() else { return None };
+    let ordinary = |kind: u8| kind == pg_sys::RELKIND_RELATION || kind == pg_sys::RELKIND_PARTITIONED_TABLE;
+    if !f.inner_only || f.left_join.is_some() || f.full_join.is_some() || !ordinary(*k1) || !ordinary(*k2) {
+        return None;
+    }
+    f.strict_equalities.iter().find_map(|&(a, b)| {
+        if (a.0, b.0) == (*r1, *r2) {
+            Some([(*r1, *s1, a.1), (*r2, *s2, b.1)])
+        } else if (a.0, b.0) == (*r2, *r1) {
+            Some([(*r1, *s1, b.1), (*r2, *s2, a.1)])
+        } else {
+            None
+        }
+    })
 }
 
 /// The table references of an inner join whose rows another reference's

@@ -38,6 +38,13 @@ pub struct Plan {
     /// determines (see `analysis::implied_references`); not in the key, their
     /// changes followed to it along `join`'s equalities.
     pub implied: Vec<u32>,
+    /// For [`Shape::Rows`] of an inner join of exactly two table references
+    /// (ordinary or partitioned tables) without subqueries: a column of each,
+    /// (reference, table, attnum), that every pair of joined rows has
+    /// equal by its type's own equality (see `analysis::pair_key`).
+    /// IMMEDIATE writers lock the values they change (see
+    /// refresh::immediate::KeyLocks).
+    pub pair_key: Option<[(u32, pg_sys::Oid, i16); 2]>,
 }
 
 /// The rows of a filter and projection over several tables (or with
@@ -216,6 +223,7 @@ impl Plan {
             pushdown: false,
             multiset: None,
             implied: Vec::new(),
+            pair_key: None,
         }
     }
 

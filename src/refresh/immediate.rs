@@ -157,6 +157,17 @@ impl PerTransition {
         sql: impl FnOnce(ChangeRows) -> PgtResult<String>,
         read: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> PgtResult<R>,
     ) -> PgtResult<R> {
+        self.run_limited(transition, sql, None, read)
+    }
+
+    /// [`PerTransition::run_reading`], reading at most `limit` rows.
+    fn run_limited<R>(
+        &self,
+        transition: Transition,
+        sql: impl FnOnce(ChangeRows) -> PgtResult<String>,
+        limit: Option<i64>,
+        read: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> PgtResult<R>,
+    ) -> PgtResult<R> {
         let key = (transition.old, transition.new);
         crate::cdc::transition::connect(|c| {
             if !self.0.borrow().contains_key(&key) {
@@ -167,7 +178,7 @@ impl PerTransition {
             let kept = self.0.borrow();
             let statement =
                 kept.get(&key).ok_or_else(|| PgtError::Internal("statement not prepared".into()))?;
-            let table = c.update(statement, None, &[])?;
+            let table = c.update(statement, limit, &[])?;
             read(table)
         })
     }
@@ -178,9 +189,11 @@ thread_local! {
     /// Whether each IMMEDIATE stream table is kept over inner stream
     /// tables (dvm::nested::over_inners), as decided until [`forget`].
     static OVER_INNERS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
-    /// Whether READ COMMITTED writers may share each IMMEDIATE stream
-    /// table (see [`lock_mode`]), as decided until [`forget`].
-    static OWNED_ROWS: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
+    /// How READ COMMITTED writers may share each IMMEDIATE stream table
+    /// (see [`lock_mode`]), as decided until [`forget`].
+    static SHARING: RefCell<HashMap<u32, Sharing>> = RefCell::new(HashMap::new());
+    /// Key locks this transaction took (see [`KeyLocks`]).
+    static KEYS_LOCKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// Whether a preparation created or dropped a state table in the
     /// current transaction.
     static STATE_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -190,7 +203,7 @@ thread_local! {
 pub fn forget() {
     PREPARED.with(|p| p.borrow_mut().clear());
     OVER_INNERS.with(|o| o.borrow_mut().clear());
-    OWNED_ROWS.with(|o| o.borrow_mut().clear());
+    SHARING.with(|o| o.borrow_mut().clear());
 }
 
 /// The lock a statement's maintenance of `relid` takes, held until the
@@ -235,15 +248,188 @@ pub fn forget() {
 /// stream table's query, fixed for its life, and on the source's primary
 /// key, which cannot change while the firing statement holds its lock on
 /// the source.
-fn lock_mode(relid: pg_sys::Oid) -> PgtResult<u32> {
+fn lock_mode(relid: pg_sys::Oid) -> PgtResult<Sharing> {
     if !super::isolation::read_committed() {
-        return Ok(pg_sys::ExclusiveLock);
+        return Ok(Sharing::Exclusive);
     }
-    let shared = remembered(&OWNED_ROWS, relid, |relid| match analysis::analyze(relid)? {
-        Ok(plan) => Ok(shared_lock(relid, &plan)?.is_some()),
-        Err(_) => Ok(false),
-    })?;
-    Ok(if shared { pg_sys::RowExclusiveLock } else { pg_sys::ExclusiveLock })
+    remembered(&SHARING, relid, |relid| {
+        let Ok(plan) = analysis::analyze(relid)? else { return Ok(Sharing::Exclusive) };
+        if shared_lock(relid, &plan)?.is_some() {
+            return Ok(Sharing::RowExclusive);
+        }
+        Ok(match KeyLocks::of(&plan)? {
+            Some(keys) => Sharing::PerKey(Rc::new(keys)),
+            None => Sharing::Exclusive,
+        })
+    })
+}
+
+/// Take the lock a statement on `source` maintaining `relid` takes, held
+/// until the transaction ends (see [`lock_mode`]); returns whether it is
+/// shared with other writers (not EXCLUSIVE).
+fn lock(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition) -> PgtResult<bool> {
+    let keys = match lock_mode(relid)? {
+        Sharing::Exclusive => None,
+        Sharing::RowExclusive => {
+            sys::lock_relation(relid, pg_sys::RowExclusiveLock);
+            return Ok(true);
+        }
+        // (Not in a transaction block: its statements would lock their
+        // values batch after batch, and two such transactions could wait
+        // for each other's. A statement on its own takes its values in one
+        // order, all at once.)
+        Sharing::PerKey(locks) if !sys::in_transaction_block() => locks.values(source, transition)?,
+        Sharing::PerKey(_) => None,
+    };
+    let Some(keys) = keys else {
+        sys::lock_relation(relid, pg_sys::ExclusiveLock);
+        return Ok(false);
+    };
+    sys::lock_relation(relid, pg_sys::RowExclusiveLock);
+    for (key, mode) in keys {
+        if sys::lock_key(relid, key, mode) {
+            KEYS_LOCKED.with(|n| n.set(n.get() + 1));
+        }
+    }
+    Ok(true)
+}
+
+/// How READ COMMITTED writers share a stream table (see [`lock_mode`]).
+#[derive(Clone)]
+enum Sharing {
+    Exclusive,
+    /// ROW EXCLUSIVE (see [`SharedLock`]).
+    RowExclusive,
+    /// ROW EXCLUSIVE and a lock per join key value (see [`KeyLocks`]).
+    PerKey(Rc<KeyLocks>),
+}
+
+/// The locks on join key values a writer of a two-table inner join takes
+/// (see [`lock_mode`]).
+pub struct KeyLocks {
+    /// Per table reference of the join, in order: its table, its key
+    /// column (quoted) and the function hashing its values. A writer of
+    /// the first locks its values in ROW EXCLUSIVE mode, of the second in
+    /// SHARE mode (both, a self-join: EXCLUSIVE).
+    sides: [(pg_sys::Oid, String, String); 2],
+    /// Per source: the statement reading the (side, hash) of its rows'
+    /// key values, old and new.
+    values: RefCell<HashMap<u32, Rc<PerTransition>>>,
+}
+
+impl KeyLocks {
+    /// The key locks of a stream table with `plan`: a filter and projection
+    /// of a two-table inner join (`Plan::pair_key`) keyed by the tables'
+    /// primary keys, checked at once (not DEFERRABLE); none for any other.
+    pub fn of(plan: &analysis::Plan) -> PgtResult<Option<KeyLocks>> {
+        let Some(pair) = plan.pair_key.filter(|_| {
+            plan.shape == analysis::Shape::Rows
+                && !plan.reads_stream_tables
+                && plan.full_on.is_empty()
+                && !plan.pushdown
+                && plan.topk.is_none()
+                && plan.multiset.is_none()
+        }) else {
+            return Ok(None);
+        };
+        let mut sides = Vec::new();
+        for (_, table, attnum) in pair {
+            if !immediate_primary_key(table)? {
+                return Ok(None);
+            }
+            let column = sys::kept(
+                "SELECT atttypid, pg_catalog.quote_ident(attname::text) FROM pg_catalog.pg_attribute \
+                  WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.=) $2",
+                &[table.into(), attnum.into()],
+                |rows| match rows.into_iter().next() {
+                    Some(row) => Ok(row.get::<pg_sys::Oid>(1)?.zip(row.get::<String>(2)?)),
+                    None => Ok(None),
+                },
+            )?;
+            let Some((ty, name)) = column else { return Ok(None) };
+            let Some(hash) = sys::hash_function(ty) else { return Ok(None) };
+            sides.push((table, name, hash));
+        }
+        let Ok(sides) = <[_; 2]>::try_from(sides) else { return Ok(None) };
+        Ok(Some(KeyLocks { sides, values: RefCell::new(HashMap::new()) }))
+    }
+
+    /// The equality whose values are locked, as `table.column = table.column`.
+    pub fn equality(&self) -> PgtResult<String> {
+        let side = |(table, column, _): &(pg_sys::Oid, String, String)| -> PgtResult<String> {
+            Ok(format!("{}.{column}", crate::catalog::lifecycle::relation_name(*table)?))
+        };
+        Ok(format!("{} = {}", side(&self.sides[0])?, side(&self.sides[1])?))
+    }
+
+    /// The key locks a statement on `source` takes: (hash, lock mode) of
+    /// each distinct key value of its rows (old and new, NULL aside), in
+    /// order; None when they would be more than this transaction may still
+    /// take (pg_trickle.immediate_key_locks), and the writer takes
+    /// EXCLUSIVE instead.
+    fn values(&self, source: pg_sys::Oid, transition: Transition) -> PgtResult<Option<Vec<(u32, u32)>>> {
+        let budget = usize::try_from(crate::guc::IMMEDIATE_KEY_LOCKS.get()).unwrap_or(0);
+        let left = budget.saturating_sub(KEYS_LOCKED.with(|n| n.get()));
+        if left == 0 {
+            return Ok(None);
+        }
+        let statement = self.values.borrow_mut().entry(source.to_u32()).or_default().clone();
+        let sql = |_: ChangeRows| -> PgtResult<String> {
+            let parts: Vec<String> = self
+                .sides
+                .iter()
+                .enumerate()
+                .filter(|(_, (table, _, _))| *table == source)
+                .filter_map(|(side, (_, column, hash))| {
+                    transition.union_all(|_, rows| {
+                        format!(
+                            "SELECT {side} AS side, pg_catalog.{hash}(c.{column}, 0) AS h FROM {rows} c \
+                              WHERE c.{column} IS NOT NULL"
+                        )
+                    })
+                })
+                .collect();
+            Ok(format!(
+                "SELECT pg_catalog.bit_or(1 OPERATOR(pg_catalog.<<) side), h FROM ({}) v GROUP BY h",
+                parts.join(" UNION ALL ")
+            ))
+        };
+        let read = |table: pgrx::spi::SpiTupleTable<'_>| -> PgtResult<Vec<(u32, u32)>> {
+            let mut out = Vec::new();
+            for row in table {
+                let (Some(sides), Some(hash)) = (row.get::<i32>(1)?, row.get::<i64>(2)?) else { continue };
+                let key = (hash ^ (hash >> 32)) as u32;
+                let mode = match sides {
+                    1 => pg_sys::RowExclusiveLock,
+                    2 => pg_sys::ShareLock,
+                    _ => pg_sys::ExclusiveLock,
+                };
+                out.push((key, mode));
+            }
+            Ok(out)
+        };
+        let mut keys = statement.run_limited(transition, sql, Some(left as i64 + 1), read)?;
+        if keys.len() > left {
+            return Ok(None);
+        }
+        // (In one order for every writer: one statement never waits for a
+        // key another holds while that one waits for one it holds.)
+        keys.sort_unstable();
+        Ok(Some(keys))
+    }
+}
+
+/// Is the primary key of `table` (an ordinary or partitioned table) checked
+/// at once (not DEFERRABLE)?
+fn immediate_primary_key(table: pg_sys::Oid) -> PgtResult<bool> {
+    Ok(sys::kept_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+                          JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.conrelid \
+                         WHERE c.conrelid OPERATOR(pg_catalog.=) $1 AND c.contype OPERATOR(pg_catalog.=) 'p' \
+                           AND NOT c.condeferrable AND r.relkind IN ('r', 'p'))",
+        &[table.into()],
+    )?
+    .unwrap_or(false))
 }
 
 /// Why READ COMMITTED writers may share a stream table (see [`lock_mode`]).
@@ -268,16 +454,16 @@ pub fn shared_lock(relid: pg_sys::Oid, plan: &analysis::Plan) -> PgtResult<Optio
 }
 
 /// `decide(relid)`, kept in `cache` until [`forget`].
-fn remembered(
-    cache: &'static std::thread::LocalKey<RefCell<HashMap<u32, bool>>>,
+fn remembered<T: Clone>(
+    cache: &'static std::thread::LocalKey<RefCell<HashMap<u32, T>>>,
     relid: pg_sys::Oid,
-    decide: impl FnOnce(pg_sys::Oid) -> PgtResult<bool>,
-) -> PgtResult<bool> {
-    if let Some(known) = cache.with(|c| c.borrow().get(&relid.to_u32()).copied()) {
+    decide: impl FnOnce(pg_sys::Oid) -> PgtResult<T>,
+) -> PgtResult<T> {
+    if let Some(known) = cache.with(|c| c.borrow().get(&relid.to_u32()).cloned()) {
         return Ok(known);
     }
     let decided = decide(relid)?;
-    cache.with(|c| c.borrow_mut().insert(relid.to_u32(), decided));
+    cache.with(|c| c.borrow_mut().insert(relid.to_u32(), decided.clone()));
     Ok(decided)
 }
 
@@ -286,20 +472,14 @@ fn remembered(
 /// key that is not DEFERRABLE.
 pub fn owning_source(plan: &analysis::Plan) -> PgtResult<Option<pg_sys::Oid>> {
     let Some(source) = plan.one_row_per_source_row() else { return Ok(None) };
-    let checked_at_once = sys::kept_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
-                          JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.conrelid \
-                         WHERE c.conrelid OPERATOR(pg_catalog.=) $1 AND c.contype OPERATOR(pg_catalog.=) 'p' \
-                           AND NOT c.condeferrable AND r.relkind IN ('r', 'p'))",
-        &[source.into()],
-    )?;
-    Ok(checked_at_once.unwrap_or(false).then_some(source))
+    Ok(immediate_primary_key(source)?.then_some(source))
 }
 
 /// The transaction ends (`aborted` or not): preparations made while it
 /// created or dropped a state table (see [`prepared`]) are dropped when
 /// that is rolled back.
 pub fn transaction_end(aborted: bool) {
+    KEYS_LOCKED.with(|n| n.set(0));
     if STATE_CHANGED.with(|c| c.replace(false)) && aborted {
         forget();
     }
@@ -539,9 +719,8 @@ pub fn maintain(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition)
         }
         return maintain_over_inners(relid);
     }
-    let lock = lock_mode(relid)?;
-    sys::lock_relation(relid, lock);
-    super::isolation::maintaining(relid, lock == pg_sys::RowExclusiveLock)?;
+    let shared = lock(relid, source, transition)?;
+    super::isolation::maintaining(relid, shared)?;
     let p = prepared(relid)?;
     if !p.populated {
         return Ok(()); // emptied WITH NO DATA: the next REFRESH fills it

@@ -15,21 +15,27 @@
 //! to its snapshot, as PostgreSQL does when such a transaction updates a
 //! row another one changed since its snapshot. It can be retried.
 //!
-//! The record keeps, per stream table, its last [`KEPT`] maintainers, and
-//! the newest of those before them. Under the EXCLUSIVE lock maintainers
-//! commit in the order they are recorded, so when the oldest kept one is
-//! visible, so is every one before it (a prepared transaction is recorded
-//! when it is prepared and may still roll back: the ones before it are
-//! kept too). READ COMMITTED maintainers of rows owned by source rows
-//! share a ROW EXCLUSIVE lock (see `immediate::lock_mode`) and may be
-//! recorded in another order than they commit; for a stream table that had
-//! such maintainers, one no longer kept counts as unseen when its id is not
-//! below the snapshot's xmin (every transaction unseen by a snapshot is at
-//! or above it), which can only fail a writer needlessly. A REPEATABLE
-//! READ maintainer itself takes EXCLUSIVE, so all of those ended, and were
-//! recorded, before it checks. Stream tables beyond the table's capacity
-//! share one record: the newest maintainer evicted, checked in the same
-//! conservative way for every stream table without a record of its own.
+//! The record keeps, per stream table, its last [`KEPT`] maintainers,
+//! each checked exactly, and two summaries of those before them. READ
+//! COMMITTED writers of some stream tables share a ROW EXCLUSIVE lock (see
+//! `immediate::lock_mode`) and may be recorded in another order than they
+//! commit; a maintainer holding EXCLUSIVE cannot overlap any other, so
+//! every one recorded before it committed before it, and every one
+//! recorded after it committed after it. So of the maintainers no longer
+//! kept, the newest that held EXCLUSIVE (`older`) stands for all before
+//! it: it counts as unseen unless it committed and the snapshot sees it
+//! (a prepared transaction is recorded when it is prepared and may still
+//! roll back). Those after it all shared the lock: the newest id among
+//! them (`older_shared`) counts as unseen when it is not below the
+//! snapshot's xmin (every transaction unseen by a snapshot is at or above
+//! it) unless the snapshot was taken after the last of them left the kept
+//! ones (when all had committed: a transaction whose id was assigned after
+//! that had completed, see `snapshot_after`). That can only fail a writer
+//! needlessly, and only for a snapshot taken in the moment after. A REPEATABLE READ maintainer itself takes EXCLUSIVE, so
+//! all shared maintainers ended, and were recorded, before it checks.
+//! Stream tables beyond the table's capacity share one record: the newest
+//! maintainer evicted, checked in the conservative way for every stream
+//! table without a record of its own.
 
 use std::cell::RefCell;
 
@@ -42,9 +48,9 @@ use crate::error::{PgtError, PgtResult};
 /// Stream tables with a record of their own, cluster-wide.
 const ENTRIES: usize = 4096;
 
-/// Maintainers kept per stream table. (Checked exactly; the ones before
-/// them conservatively once writers shared the lock, so more kept is
-/// fewer needless failures under many concurrent writers.)
+/// Maintainers kept per stream table. (Checked exactly; the shared ones
+/// before them conservatively, so more kept is fewer needless failures
+/// under many concurrent writers.)
 const KEPT: usize = 16;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -53,11 +59,18 @@ struct Entry {
     relid: u32,
     /// Full transaction ids, newest first; 0 = none.
     recent: [u64; KEPT],
-    /// The newest maintainer no longer in `recent`; 0 = none.
+    /// Bit i: `recent[i]` held only ROW EXCLUSIVE.
+    recent_shared: u32,
+    /// The newest maintainer no longer in `recent` that held EXCLUSIVE;
+    /// 0 = none. Every maintainer recorded before it committed before it.
     older: u64,
-    /// Some maintainer held only ROW EXCLUSIVE: `recent` may not be in
-    /// commit order.
-    shared: bool,
+    /// The newest of the maintainers no longer in `recent` recorded after
+    /// `older`, all of which held only ROW EXCLUSIVE; 0 = none.
+    older_shared: u64,
+    /// The next transaction id when the last of those left `recent`, all
+    /// of them committed by then: a snapshot whose xmax is past it was
+    /// taken after that, and sees them all.
+    older_shared_before: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -119,11 +132,12 @@ pub fn maintaining(relid: pg_sys::Oid, shared: bool) -> PgtResult<()> {
         let record = RECORD.share();
         match record.entries.iter().find(|e| e.dboid == db && e.relid == id) {
             Some(e) => *e,
-            None => Entry { older: record.evicted, shared: true, ..Entry::default() },
+            None => Entry { older_shared: record.evicted, ..Entry::default() },
         }
     };
-    let unseen =
-        entry.recent.iter().any(|x| committed_unseen(*x)) || (entry.shared && maybe_unseen(entry.older));
+    let unseen = entry.recent.iter().any(|x| committed_unseen(*x))
+        || maybe_missed(entry.older)
+        || (maybe_unseen(entry.older_shared) && !snapshot_after(entry.older_shared_before));
     if unseen {
         return Err(PgtError::ImmediateConcurrentUpdate {
             name: crate::catalog::lifecycle::relation_name(relid)?,
@@ -139,6 +153,40 @@ fn maybe_unseen(full_xid: u64) -> bool {
     // transaction snapshot).
     against_snapshot(full_xid, |xid, snapshot| unsafe {
         pg_sys::TransactionIdFollowsOrEquals(xid, (*snapshot).xmin)
+    })
+}
+
+/// Was this transaction's snapshot taken after a transaction with id
+/// `full_next` or later completed (its xmax, one past the newest completed
+/// id, is past `full_next`)? False for none (0) and for one older than
+/// 2^31 transactions.
+fn snapshot_after(full_next: u64) -> bool {
+    if full_next == 0 {
+        return false;
+    }
+    // SAFETY: plain reads of transaction state and of this transaction's
+    // snapshot (REPEATABLE READ: the transaction snapshot).
+    unsafe {
+        let next = pg_sys::ReadNextFullTransactionId().value;
+        if next.saturating_sub(full_next) >= 1 << 31 {
+            return false;
+        }
+        let xid = pg_sys::TransactionId::from(full_next as u32);
+        pg_sys::TransactionIdFollows((*pg_sys::GetTransactionSnapshot()).xmax, xid)
+    }
+}
+
+/// Could the transaction `full_xid` be unseen by this transaction's
+/// snapshot, or have rolled back (a prepared transaction recorded at
+/// PREPARE) while the ones before it were unseen? False only when it
+/// committed and the snapshot sees it, or it is below the snapshot's xmin.
+fn maybe_missed(full_xid: u64) -> bool {
+    // SAFETY: reads of this transaction's snapshot; the commit status is
+    // looked up only for an id at or above its xmin, so one recent enough
+    // to have it.
+    against_snapshot(full_xid, |xid, snapshot| unsafe {
+        pg_sys::TransactionIdFollowsOrEquals(xid, (*snapshot).xmin)
+            && (!pg_sys::TransactionIdDidCommit(xid) || pg_sys::XidInMVCCSnapshot(xid, snapshot))
     })
 }
 
@@ -197,7 +245,8 @@ fn record(full_xid: u64) {
                     let i = record.next;
                     record.next = (i + 1) % ENTRIES;
                     let e = record.entries[i];
-                    let evicted = e.recent.iter().copied().chain([e.older]).max().unwrap_or(0);
+                    let evicted =
+                        e.recent.iter().copied().chain([e.older, e.older_shared]).max().unwrap_or(0);
                     record.evicted = record.evicted.max(evicted);
                     record.entries[i] = Entry::default();
                     i
@@ -209,10 +258,20 @@ fn record(full_xid: u64) {
         let e = &mut record.entries[i];
         e.dboid = db;
         e.relid = relid;
-        e.older = e.older.max(e.recent[KEPT - 1]);
+        let (last, last_shared) = (e.recent[KEPT - 1], e.recent_shared & (1 << (KEPT - 1)) != 0);
+        if last != 0 && last_shared {
+            e.older_shared = e.older_shared.max(last);
+            // SAFETY: reads the next transaction id (a shared LWLock).
+            e.older_shared_before = unsafe { pg_sys::ReadNextFullTransactionId() }.value;
+        } else if last != 0 {
+            // (Each one recorded before it committed before it.)
+            e.older = last;
+            e.older_shared = 0;
+            e.older_shared_before = 0;
+        }
         e.recent.rotate_right(1);
         e.recent[0] = full_xid;
-        e.shared |= shared;
+        e.recent_shared = ((e.recent_shared << 1) | u32::from(shared)) & ((1 << KEPT) - 1);
     }
 }
 
