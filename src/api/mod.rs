@@ -315,7 +315,7 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     Some(SharedLock::AddedTotals) => "ROW EXCLUSIVE for READ COMMITTED writers (running totals, \
                          which each statement adds to group by group, in key order), EXCLUSIVE for others"
                         .to_string(),
-                    None => match KeyLocks::of(&plan)? {
+                    None => match KeyLocks::of(relid, &plan)? {
                         Some(keys) => format!(
                             "ROW EXCLUSIVE and a lock on each value of {} a statement changes, for READ COMMITTED \
                              statements outside a transaction block (writers of one table share them, writers of \

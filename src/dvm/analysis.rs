@@ -2469,6 +2469,7 @@ fn decide_shape(
             edges: f.equalities.clone(),
         }),
         algebraic: Some(algebraic),
+        pair_key: if f.sub_relations.is_empty() { pair_key(f) } else { None },
         ..Plan::of(Shape::Groups, key)
     };
     // Grouped rows over a join, keyed by columns of one table reference.
@@ -2745,7 +2746,8 @@ fn decide_shape(
     Ok(Ok(Plan { join, full_on, implied, pair_key, ..Plan::of(shape, key) }))
 }
 
-/// For an inner join of exactly two table references, both ordinary or
+/// For an inner join of exactly two table references (its rows filtered and
+/// projected, or grouped into running totals), both ordinary or
 /// partitioned tables: a column of each (in reference order) that an
 /// equality ANDed into its conditions compares by their one built-in
 /// type's own equality, under a deterministic collation (one of

@@ -39,7 +39,8 @@ pub struct Plan {
     /// changes followed to it along `join`'s equalities.
     pub implied: Vec<u32>,
     /// For [`Shape::Rows`] of an inner join of exactly two table references
-    /// (ordinary or partitioned tables) without subqueries: a column of each,
+    /// (ordinary or partitioned tables) without subqueries, or running
+    /// totals over such a join: a column of each,
     /// (reference, table, attnum), that every pair of joined rows has
     /// equal by its type's own equality (see `analysis::pair_key`).
     /// IMMEDIATE writers lock the values they change (see

@@ -257,7 +257,7 @@ fn lock_mode(relid: pg_sys::Oid) -> PgtResult<Sharing> {
         if shared_lock(relid, &plan)?.is_some() {
             return Ok(Sharing::RowExclusive);
         }
-        Ok(match KeyLocks::of(&plan)? {
+        Ok(match KeyLocks::of(relid, &plan)? {
             Some(keys) => Sharing::PerKey(Rc::new(keys)),
             None => Sharing::Exclusive,
         })
@@ -318,20 +318,33 @@ pub struct KeyLocks {
 }
 
 impl KeyLocks {
-    /// The key locks of a stream table with `plan`: a filter and projection
-    /// of a two-table inner join (`Plan::pair_key`) keyed by the tables'
-    /// primary keys, checked at once (not DEFERRABLE); none for any other.
-    pub fn of(plan: &analysis::Plan) -> PgtResult<Option<KeyLocks>> {
-        let Some(pair) = plan.pair_key.filter(|_| {
-            plan.shape == analysis::Shape::Rows
-                && !plan.reads_stream_tables
-                && plan.full_on.is_empty()
-                && !plan.pushdown
-                && plan.topk.is_none()
-                && plan.multiset.is_none()
-        }) else {
-            return Ok(None);
+    /// The key locks of stream table `relid` with `plan`, over a two-table
+    /// inner join (`Plan::pair_key`) of tables whose primary keys are
+    /// checked at once (not DEFERRABLE): its rows filtered and projected,
+    /// keyed by the tables' primary keys, or running totals in its own
+    /// columns, which each statement adds to group by group in key order
+    /// (`algebraic::in_place`, as for [`SharedLock::AddedTotals`]); none
+    /// for any other.
+    pub fn of(relid: pg_sys::Oid, plan: &analysis::Plan) -> PgtResult<Option<KeyLocks>> {
+        let plain = !plan.reads_stream_tables
+            && plan.full_on.is_empty()
+            && !plan.pushdown
+            && plan.topk.is_none()
+            && plan.multiset.is_none();
+        let rows = plan.shape == analysis::Shape::Rows;
+        // (Not while a state table of an earlier plan is still there: see
+        // shared_lock.)
+        let totals = || -> PgtResult<bool> {
+            Ok(algebraic::in_place(plan)
+                && algebraic::is_join_totals(plan)
+                && !algebraic::is_slice_totals(plan)
+                && algebraic::keys_sortable(relid, plan)
+                && algebraic::state_relid(relid)?.is_none())
         };
+        let Some(pair) = plan.pair_key.filter(|_| plain) else { return Ok(None) };
+        if !rows && !totals()? {
+            return Ok(None);
+        }
         let mut sides = Vec::new();
         for (_, table, attnum) in pair {
             if !immediate_primary_key(table)? {

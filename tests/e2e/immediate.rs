@@ -106,7 +106,12 @@ fn sixteen_writers_keep_immediate_stream_tables_exact() {
     assert_eq!(pending, 0, "IMMEDIATE-only sources should not fill change buffers");
 }
 
-/// A two-table join keyed by both tables' primary keys: READ COMMITTED
+/// Running totals of a two-table join in the stream table's own columns.
+const KEYED_TOTALS_Q: &str =
+    "SELECT b.k, count(*) AS n, sum(a.id) AS s FROM a JOIN b ON a.k = b.k GROUP BY b.k";
+
+/// A two-table join keyed by both tables' primary keys, and running totals
+/// over it: READ COMMITTED
 /// statements outside a transaction block share ROW EXCLUSIVE on it and
 /// lock the values of `a.k = b.k` they change. Writers of one table share
 /// those locks; a writer of the other waits for them, then maintains the
@@ -124,14 +129,24 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
          INSERT INTO a SELECT g, g % 10, g FROM generate_series(1, 50) g;
          INSERT INTO b SELECT g, g % 10, g FROM generate_series(1, 20) g;
          CREATE MATERIALIZED VIEW j WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {JOIN_Q};
+         CREATE MATERIALIZED VIEW t WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'immediate') AS {KEYED_TOTALS_Q};
          CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN PERFORM pg_sleep(coalesce(current_setting('test.hold', true), '0')::float8); RETURN NULL; END $$;
          CREATE TRIGGER zzz_hold AFTER INSERT OR UPDATE OR DELETE ON a FOR EACH STATEMENT EXECUTE FUNCTION hold();
          CREATE TRIGGER zzz_hold AFTER INSERT OR UPDATE OR DELETE ON b FOR EACH STATEMENT EXECUTE FUNCTION hold();"
     ))
     .unwrap();
-    let lock = immediate_lock(&mut c, "j");
-    assert!(lock.starts_with("ROW EXCLUSIVE and a lock on each value of public.a.k = public.b.k"), "{lock}");
+    for st in ["j", "t"] {
+        let lock = immediate_lock(&mut c, st);
+        assert!(
+            lock.starts_with("ROW EXCLUSIVE and a lock on each value of public.a.k = public.b.k"),
+            "{st}: {lock}"
+        );
+    }
+    let exact = |c: &mut postgres::Client| {
+        assert_matches_query(c, "j", JOIN_Q);
+        assert_matches_query(c, "t", KEYED_TOTALS_Q);
+    };
     let code = |e: &postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
     // Run `sql` in the holder's session, kept open 1.5 s after it
     // maintained j; `during` runs 300 ms in, then the holder finishes.
@@ -172,7 +187,7 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
         assert_eq!(code(&err), "55P03", "a writer of b with value 1 should wait: {err:?}");
         other.batch_execute("RESET lock_timeout").unwrap();
     });
-    assert_matches_query(&mut c, "j", JOIN_Q);
+    exact(&mut c);
 
     // A row of a inserted with value 4: a writer of b's rows with value 4
     // waits for it, then joins them to it; a row of b moved from value 3
@@ -182,14 +197,14 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
         other.batch_execute("UPDATE b SET w = w + 100 WHERE k = 4").unwrap();
         assert!(start.elapsed().as_millis() >= 800, "a writer of b with value 4 should wait");
     });
-    assert_matches_query(&mut c, "j", JOIN_Q);
+    exact(&mut c);
     holding("UPDATE b SET k = 5 WHERE id = 3", &mut || {
         fast(&mut other, "INSERT INTO a VALUES (3000, 6, 1)");
         let start = std::time::Instant::now();
         other.batch_execute("INSERT INTO a VALUES (3001, 5, 1)").unwrap();
         assert!(start.elapsed().as_millis() >= 800, "a writer of a with value 5 should wait");
     });
-    assert_matches_query(&mut c, "j", JOIN_Q);
+    exact(&mut c);
 
     // Past pg_trickle.immediate_key_locks values, or in a transaction
     // block: EXCLUSIVE, and any other writer waits.
@@ -205,7 +220,7 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
             other.batch_execute("RESET lock_timeout").unwrap();
         });
     }
-    assert_matches_query(&mut c, "j", JOIN_Q);
+    exact(&mut c);
 
     // Eight sessions of single statements on both tables at once, values
     // overlapping: none deadlocks (each statement takes its values in one
@@ -244,7 +259,7 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
     for w in writers {
         w.join().unwrap();
     }
-    assert_matches_query(&mut c, "j", JOIN_Q);
+    exact(&mut c);
 }
 
 /// A session that has already written a source (and cached its list of
