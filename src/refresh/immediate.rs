@@ -378,12 +378,20 @@ impl KeyLocks {
     /// The key locks a statement on `source` takes: (hash, lock mode) of
     /// each distinct key value of its rows (old and new, NULL aside), in
     /// order; None when they would be more than this transaction may still
-    /// take (pg_trickle.immediate_key_locks), and the writer takes
-    /// EXCLUSIVE instead.
+    /// take (pg_trickle.immediate_key_locks), or its rows more than four
+    /// times that, and the writer takes EXCLUSIVE instead.
     fn values(&self, source: pg_sys::Oid, transition: Transition) -> PgtResult<Option<Vec<(u32, u32)>>> {
         let budget = usize::try_from(crate::guc::IMMEDIATE_KEY_LOCKS.get()).unwrap_or(0);
         let left = budget.saturating_sub(KEYS_LOCKED.with(|n| n.get()));
         if left == 0 {
+            return Ok(None);
+        }
+        // (Its rows are not read at all past four per value it may lock: a
+        // bulk statement's values, hashed and counted, would cost a
+        // noticeable share of its maintenance only to find too many.)
+        let (old, new) = transition::current_counts();
+        let sides = self.sides.iter().filter(|(table, _, _)| *table == source).count();
+        if (old + new).saturating_mul(sides as i64) > 4 * left as i64 {
             return Ok(None);
         }
         let statement = self.values.borrow_mut().entry(source.to_u32()).or_default().clone();
