@@ -10,7 +10,8 @@
 //!
 //! Locking: the stream table is locked in ExclusiveLock (readers are not
 //! blocked) until the writing transaction ends, so concurrent writers of its
-//! sources maintain it one after the other; under READ COMMITTED each
+//! sources maintain it one after the other (READ COMMITTED writers share a
+//! weaker lock where that is exact: see `lock_mode`); under READ COMMITTED each
 //! recomputation takes a fresh snapshot after the lock, so it sees the
 //! changes of the writer that held the lock before. REPEATABLE READ and
 //! SERIALIZABLE transactions keep one snapshot: they fail with a
@@ -243,6 +244,18 @@ pub fn forget() {
 /// groups in a cycle (two multi-statement transactions touching the same
 /// groups in opposite orders can, as with any row they both update:
 /// PostgreSQL then cancels one with a deadlock error).
+///
+/// Over an inner join of two tables (rows keyed by their primary keys, or
+/// running totals added to as above), a READ COMMITTED statement outside a
+/// transaction block takes ROW EXCLUSIVE and a lock on each value of the
+/// join's key its rows had or have ([`KeyLocks`]), in a mode per table that
+/// conflicts with the other table's and not its own. Every row of the
+/// stream table joins one row of each table with one value: two writers
+/// that could touch it both changed one of those rows, so they are writers
+/// of the same row (ordered by its row lock or primary key, as above), or
+/// of the two tables with that value, which wait for each other's lock; the
+/// second then reads, on its new snapshot, what the first committed (the
+/// pairs of one's rows with the other's, which neither would see alone).
 ///
 /// Decided from the plan before the lock is taken: the plan depends on the
 /// stream table's query, fixed for its life, and on the source's primary

@@ -158,22 +158,13 @@ fn maybe_unseen(full_xid: u64) -> bool {
 
 /// Was this transaction's snapshot taken after a transaction with id
 /// `full_next` or later completed (its xmax, one past the newest completed
-/// id, is past `full_next`)? False for none (0) and for one older than
-/// 2^31 transactions.
+/// id, is past `full_next`)? False, as [`against_snapshot`] answers, for
+/// none (0), this transaction's id and one older than 2^31 transactions.
 fn snapshot_after(full_next: u64) -> bool {
-    if full_next == 0 {
-        return false;
-    }
-    // SAFETY: plain reads of transaction state and of this transaction's
-    // snapshot (REPEATABLE READ: the transaction snapshot).
-    unsafe {
-        let next = pg_sys::ReadNextFullTransactionId().value;
-        if next.saturating_sub(full_next) >= 1 << 31 {
-            return false;
-        }
-        let xid = pg_sys::TransactionId::from(full_next as u32);
-        pg_sys::TransactionIdFollows((*pg_sys::GetTransactionSnapshot()).xmax, xid)
-    }
+    // SAFETY: a read of this transaction's snapshot.
+    against_snapshot(full_next, |xid, snapshot| unsafe {
+        pg_sys::TransactionIdFollows((*snapshot).xmax, xid)
+    })
 }
 
 /// Could the transaction `full_xid` be unseen by this transaction's
