@@ -62,6 +62,99 @@ pub fn window_sql_literal(new: &Frontier, old: Option<&Frontier>) -> String {
     }
 }
 
+/// A value taken out of a refresh statement as a parameter (see
+/// [`parameterized`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    /// A text (NULL for None), cast in the statement.
+    Text(Option<String>),
+    Int8(i64),
+    Float8(f64),
+}
+
+/// `sql` with the values that change from one refresh to the next written
+/// as parameters `$1`, `$2`, ...: the frontiers of its window
+/// ([`window_sql_literal`]) and what the planner is told of the window's
+/// statement rows (`buffer::rows_sql_expecting`). None when it has no
+/// window. The statement is then the same text at every refresh of a
+/// stream table, prepared once per backend (see [`RefreshSnapshot`]).
+pub fn parameterized(sql: &str) -> Option<(String, Vec<Param>)> {
+    let mut out = String::with_capacity(sql.len());
+    let mut params = Vec::new();
+    let mut rest = sql;
+    let mut windows = 0;
+    let param = |p: Param, params: &mut Vec<Param>| -> String {
+        params.push(p);
+        format!("${}", params.len())
+    };
+    const APPLIED: &str = "pgtrickle._applied(__pgt_xid, __pgt_cid, ";
+    const SERIES: &str = "pgtrickle._change_rows(";
+    const SINGLE: &str = "pgtrickle._one_change(b.__pgt_n, ";
+    loop {
+        let next = [APPLIED, SERIES, SINGLE].iter().filter_map(|p| rest.find(p).map(|i| (i, *p))).min();
+        let Some((at, prefix)) = next else { break };
+        out.push_str(&rest[..at + prefix.len()]);
+        rest = &rest[at + prefix.len()..];
+        match prefix {
+            APPLIED => {
+                // '<snapshot>'::pg_catalog.pg_snapshot, '<xid>'|NULL::pg_catalog.xid8, <cid>)
+                let (snapshot, after) = quoted(rest)?;
+                let after = after.strip_prefix("::pg_catalog.pg_snapshot, ")?;
+                let (xid, after) = match after.strip_prefix("NULL") {
+                    Some(after) => (None, after),
+                    None => {
+                        let (xid, after) = quoted(after)?;
+                        (Some(xid), after)
+                    }
+                };
+                let after = after.strip_prefix("::pg_catalog.xid8, ")?;
+                let end = after.find(')')?;
+                let cid: i64 = after[..end].parse().ok()?;
+                let a = param(Param::Text(Some(snapshot)), &mut params);
+                let b = param(Param::Text(xid), &mut params);
+                let c = param(Param::Int8(cid), &mut params);
+                out.push_str(&format!(
+                    "{a}::pg_catalog.text::pg_catalog.pg_snapshot, {b}::pg_catalog.text::pg_catalog.xid8, {c})"
+                ));
+                rest = &after[end + 1..];
+                windows += 1;
+            }
+            SERIES => {
+                // <first argument>, <n>)
+                let comma = rest.find(", ")?;
+                let end = rest.find(')')?;
+                let n: i64 = rest.get(comma + 2..end)?.parse().ok()?;
+                out.push_str(&rest[..comma + 2]);
+                let a = param(Param::Int8(n), &mut params);
+                out.push_str(&format!("{a})"));
+                rest = &rest[end + 1..];
+            }
+            _ => {
+                // '<share>'::pg_catalog.float8)
+                let (share, after) = quoted(rest)?;
+                let share: f64 = share.parse().ok()?;
+                let after = after.strip_prefix("::pg_catalog.float8)")?;
+                let a = param(Param::Float8(share), &mut params);
+                out.push_str(&format!("{a})"));
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    (windows > 0).then_some((out, params))
+}
+
+/// The text of a SQL string literal at the start of `s` (no quotes inside)
+/// and what follows it.
+fn quoted(s: &str) -> Option<(String, &str)> {
+    let body = s.strip_prefix('\'')?;
+    let end = body.find('\'')?;
+    if body[end + 1..].starts_with('\'') {
+        return None;
+    }
+    Some((body[..end].to_string(), &body[end + 1..]))
+}
+
 /// A snapshot registered for the duration of one refresh.
 pub struct RefreshSnapshot {
     snapshot: pg_sys::Snapshot,
@@ -150,6 +243,9 @@ impl RefreshSnapshot {
         read_only: bool,
         mut read: impl FnMut(*mut pg_sys::SPITupleTable),
     ) -> PgtResult<u64> {
+        if let Some((text, params)) = parameterized(sql) {
+            return self.run_kept(&text, &params, read_only, read);
+        }
         let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("SQL contains NUL".into()))?;
         Spi::connect_mut(|_client| {
             // SAFETY: inside an SPI connection (Spi::connect_mut); the plan
@@ -182,6 +278,109 @@ impl RefreshSnapshot {
     }
 }
 
+impl RefreshSnapshot {
+    /// [`RefreshSnapshot::run`] of a [`parameterized`] statement, prepared
+    /// once per backend and kept (planned anew at each run, for its
+    /// parameters' values: the planner's estimates of the window depend on
+    /// them). Saves the parsing and analysis of a long statement at every
+    /// refresh; PostgreSQL's plan cache analyzes it again when a table it
+    /// reads changes.
+    fn run_kept(
+        &self,
+        sql: &str,
+        params: &[Param],
+        read_only: bool,
+        mut read: impl FnMut(*mut pg_sys::SPITupleTable),
+    ) -> PgtResult<u64> {
+        use pgrx::IntoDatum;
+        let types: Vec<pg_sys::Oid> = params
+            .iter()
+            .map(|p| match p {
+                Param::Text(_) => pg_sys::TEXTOID,
+                Param::Int8(_) => pg_sys::INT8OID,
+                Param::Float8(_) => pg_sys::FLOAT8OID,
+            })
+            .collect();
+        let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("SQL contains NUL".into()))?;
+        Spi::connect_mut(|_client| {
+            let plan = match KEPT_PLANS.with(|k| k.borrow().get(sql).copied()) {
+                Some(plan) => plan,
+                None => {
+                    let mut types = types.clone();
+                    // SAFETY: inside an SPI connection; SPI_keepplan moves
+                    // the plan out of it, into the backend's cache memory.
+                    let plan = unsafe {
+                        let plan = pg_sys::SPI_prepare_cursor(
+                            c_sql.as_ptr(),
+                            types.len() as i32,
+                            types.as_mut_ptr(),
+                            pg_sys::CURSOR_OPT_CUSTOM_PLAN as i32,
+                        );
+                        if plan.is_null() {
+                            return Err(PgtError::Internal(format!("could not prepare: {sql}")));
+                        }
+                        pg_sys::SPI_keepplan(plan);
+                        plan
+                    };
+                    KEPT_PLANS.with(|k| {
+                        let mut k = k.borrow_mut();
+                        if k.len() >= KEPT_PLANS_MAX {
+                            for (_, old) in k.drain() {
+                                // SAFETY: a kept plan no one else holds.
+                                unsafe { pg_sys::SPI_freeplan(old) };
+                            }
+                        }
+                        k.insert(sql.to_string(), plan);
+                    });
+                    plan
+                }
+            };
+            let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(params.len());
+            let mut nulls: Vec<std::ffi::c_char> = Vec::with_capacity(params.len());
+            for p in params {
+                let datum = match p {
+                    Param::Text(t) => t.clone().into_datum(),
+                    Param::Int8(n) => n.into_datum(),
+                    Param::Float8(x) => x.into_datum(),
+                };
+                nulls.push(if datum.is_some() { b' ' } else { b'n' } as std::ffi::c_char);
+                values.push(datum.unwrap_or(pg_sys::Datum::from(0)));
+            }
+            // SAFETY: inside the SPI connection; the plan is kept and takes
+            // these parameters (one value and null flag each), executed with
+            // our registered snapshot; results are read before the
+            // connection closes.
+            unsafe {
+                let rc = pg_sys::SPI_execute_snapshot(
+                    plan,
+                    values.as_mut_ptr(),
+                    nulls.as_ptr(),
+                    self.snapshot,
+                    std::ptr::null_mut(),
+                    read_only,
+                    true,
+                    0,
+                );
+                if rc < 0 {
+                    return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
+                }
+                read(pg_sys::SPI_tuptable);
+                Ok(pg_sys::SPI_processed)
+            }
+        })
+    }
+}
+
+/// Parameterized refresh statements kept at once per backend (all are
+/// dropped when more are needed: stream tables whose statements changed).
+const KEPT_PLANS_MAX: usize = 128;
+
+thread_local! {
+    /// Kept plans of [`parameterized`] refresh statements, by their text.
+    static KEPT_PLANS: std::cell::RefCell<std::collections::HashMap<String, pg_sys::SPIPlanPtr>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 impl Drop for RefreshSnapshot {
     fn drop(&mut self) {
         // SAFETY: registered in `take` and unregistered once. During error
@@ -209,5 +408,44 @@ mod tests {
              AND NOT pgtrickle._applied(__pgt_xid, __pgt_cid, '5:5:'::pg_catalog.pg_snapshot, NULL::pg_catalog.xid8, 0)"
         );
         assert!(!window_sql_literal(&new, None).contains("NOT"));
+    }
+
+    #[test]
+    fn parameterized_window_and_estimates() {
+        let new = Frontier { snapshot: "10:12:11".into(), xid: Some("12".into()), cid: 3 };
+        let old = Frontier { snapshot: "5:5:".into(), xid: None, cid: 0 };
+        let sql = format!(
+            "SELECT 1 FROM pgtrickle._change_rows(b.__pgt_n, 40) x, pgtrickle._change_rows(1, 2) y \
+             WHERE pgtrickle._one_change(b.__pgt_n, '0.25'::pg_catalog.float8) AND {} AND v = 'it''s'",
+            window_sql_literal(&new, Some(&old))
+        );
+        let (text, params) = parameterized(&sql).unwrap();
+        assert_eq!(
+            text,
+            "SELECT 1 FROM pgtrickle._change_rows(b.__pgt_n, $1) x, pgtrickle._change_rows(1, $2) y \
+             WHERE pgtrickle._one_change(b.__pgt_n, $3) AND \
+             pgtrickle._applied(__pgt_xid, __pgt_cid, $4::pg_catalog.text::pg_catalog.pg_snapshot, $5::pg_catalog.text::pg_catalog.xid8, $6) \
+             AND NOT pgtrickle._applied(__pgt_xid, __pgt_cid, $7::pg_catalog.text::pg_catalog.pg_snapshot, $8::pg_catalog.text::pg_catalog.xid8, $9) \
+             AND v = 'it''s'"
+        );
+        assert_eq!(
+            params,
+            vec![
+                Param::Int8(40),
+                Param::Int8(2),
+                Param::Float8(0.25),
+                Param::Text(Some("10:12:11".into())),
+                Param::Text(Some("12".into())),
+                Param::Int8(3),
+                Param::Text(Some("5:5:".into())),
+                Param::Text(None),
+                Param::Int8(0),
+            ]
+        );
+        // The same statement at another refresh: the same text.
+        let again =
+            sql.replace("'10:12:11'", "'20:25:21,22'").replace("'12'", "NULL").replace(", 40)", ", 7)");
+        assert_eq!(parameterized(&again).unwrap().0, text);
+        assert!(parameterized("SELECT 1").is_none());
     }
 }
