@@ -256,25 +256,56 @@ impl RefreshSnapshot {
                 if plan.is_null() {
                     return Err(PgtError::Internal(format!("could not prepare: {sql}")));
                 }
-                let rc = pg_sys::SPI_execute_snapshot(
+                let processed = self.execute_plan(
                     plan,
                     std::ptr::null_mut(),
                     std::ptr::null(),
-                    self.snapshot,
-                    std::ptr::null_mut(),
                     read_only,
-                    true,
-                    0,
+                    sql,
+                    &mut read,
                 );
-                if rc < 0 {
-                    return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
-                }
-                read(pg_sys::SPI_tuptable);
-                let processed = pg_sys::SPI_processed;
                 pg_sys::SPI_freeplan(plan);
-                Ok(processed)
+                processed
             }
         })
+    }
+
+    /// Execute `plan` on this snapshot with parameter values `values` and
+    /// null flags `nulls` (null pointers for none), and hand its result to
+    /// `read`; returns the rows processed.
+    ///
+    /// # Safety
+    /// Inside an SPI connection in which `plan` was prepared or that it
+    /// was kept for; `values` and `nulls` hold one entry per parameter of
+    /// `plan`.
+    unsafe fn execute_plan(
+        &self,
+        plan: pg_sys::SPIPlanPtr,
+        values: *mut pg_sys::Datum,
+        nulls: *const std::ffi::c_char,
+        read_only: bool,
+        sql: &str,
+        read: &mut impl FnMut(*mut pg_sys::SPITupleTable),
+    ) -> PgtResult<u64> {
+        // SAFETY: see the function's contract; the result is read before
+        // the connection closes.
+        unsafe {
+            let rc = pg_sys::SPI_execute_snapshot(
+                plan,
+                values,
+                nulls,
+                self.snapshot,
+                std::ptr::null_mut(),
+                read_only,
+                true,
+                0,
+            );
+            if rc < 0 {
+                return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
+            }
+            read(pg_sys::SPI_tuptable);
+            Ok(pg_sys::SPI_processed)
+        }
     }
 }
 
@@ -347,26 +378,8 @@ impl RefreshSnapshot {
                 values.push(datum.unwrap_or(pg_sys::Datum::from(0)));
             }
             // SAFETY: inside the SPI connection; the plan is kept and takes
-            // these parameters (one value and null flag each), executed with
-            // our registered snapshot; results are read before the
-            // connection closes.
-            unsafe {
-                let rc = pg_sys::SPI_execute_snapshot(
-                    plan,
-                    values.as_mut_ptr(),
-                    nulls.as_ptr(),
-                    self.snapshot,
-                    std::ptr::null_mut(),
-                    read_only,
-                    true,
-                    0,
-                );
-                if rc < 0 {
-                    return Err(PgtError::Internal(format!("SPI error {rc} running: {sql}")));
-                }
-                read(pg_sys::SPI_tuptable);
-                Ok(pg_sys::SPI_processed)
-            }
+            // these parameters, one value and null flag each.
+            unsafe { self.execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), read_only, sql, &mut read) }
         })
     }
 }
