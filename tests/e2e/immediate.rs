@@ -148,14 +148,14 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
         assert_matches_query(c, "t", KEYED_TOTALS_Q);
     };
     let code = |e: &postgres::Error| e.code().map(|c| c.code().to_string()).unwrap_or_default();
-    // Run `sql` in the holder's session, kept open 1.5 s after it
+    // Run `sql` in the holder's session, kept open 3 s after it
     // maintained j; `during` runs 300 ms in, then the holder finishes.
     // (Each statement sent on its own: several in one query string are a
     // transaction block.)
     let holding = |sql: &'static str, during: &mut dyn FnMut()| {
         let holder = std::thread::spawn(move || {
             let mut holder = connect("e2e_immediate_keys");
-            holder.batch_execute("SET test.hold = '1.5'").unwrap();
+            holder.batch_execute("SET test.hold = '3'").unwrap();
             for statement in sql.split("; ") {
                 holder.batch_execute(statement).unwrap();
             }
@@ -174,18 +174,17 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
     // While a writer of a with value 1 holds its lock: another writer of
     // a (the same value too) and writers of b with other values go on; a
     // writer of b with value 1 waits.
+    // (Each statement on its own, outside a transaction block.)
     holding("UPDATE a SET v = v + 1 WHERE id = 1", &mut || {
-        fast(&mut other, "SET lock_timeout = '5s'");
+        other.batch_execute("SET lock_timeout = '200ms'").unwrap();
+        let err = other.batch_execute("UPDATE b SET w = w + 1 WHERE k = 1").unwrap_err();
+        assert_eq!(code(&err), "55P03", "a writer of b with value 1 should wait: {err:?}");
+        other.batch_execute("RESET lock_timeout").unwrap();
         fast(&mut other, "UPDATE a SET v = v + 1 WHERE id = 11");
         fast(&mut other, "INSERT INTO a VALUES (1000, 1, 5)");
         fast(&mut other, "UPDATE b SET w = w + 1 WHERE k = 2");
         fast(&mut other, "INSERT INTO b VALUES (1000, 3, 1)");
         fast(&mut other, "DELETE FROM b WHERE id = 4");
-        let err = other
-            .batch_execute("SET lock_timeout = '200ms'; UPDATE b SET w = w + 1 WHERE k = 1")
-            .unwrap_err();
-        assert_eq!(code(&err), "55P03", "a writer of b with value 1 should wait: {err:?}");
-        other.batch_execute("RESET lock_timeout").unwrap();
     });
     exact(&mut c);
 
@@ -195,14 +194,14 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
     holding("INSERT INTO a VALUES (2000, 4, 7)", &mut || {
         let start = std::time::Instant::now();
         other.batch_execute("UPDATE b SET w = w + 100 WHERE k = 4").unwrap();
-        assert!(start.elapsed().as_millis() >= 800, "a writer of b with value 4 should wait");
+        assert!(start.elapsed().as_millis() >= 1500, "a writer of b with value 4 should wait");
     });
     exact(&mut c);
     holding("UPDATE b SET k = 5 WHERE id = 3", &mut || {
         fast(&mut other, "INSERT INTO a VALUES (3000, 6, 1)");
         let start = std::time::Instant::now();
         other.batch_execute("INSERT INTO a VALUES (3001, 5, 1)").unwrap();
-        assert!(start.elapsed().as_millis() >= 800, "a writer of a with value 5 should wait");
+        assert!(start.elapsed().as_millis() >= 1500, "a writer of a with value 5 should wait");
     });
     exact(&mut c);
 
@@ -213,9 +212,8 @@ fn join_writers_wait_only_for_writers_of_the_other_table_with_their_values() {
         "BEGIN; UPDATE a SET v = v + 1 WHERE id = 7; COMMIT",
     ] {
         holding(sql, &mut || {
-            let err = other
-                .batch_execute("SET lock_timeout = '200ms'; UPDATE a SET v = v + 1 WHERE id = 2")
-                .unwrap_err();
+            other.batch_execute("SET lock_timeout = '200ms'").unwrap();
+            let err = other.batch_execute("UPDATE a SET v = v + 1 WHERE id = 2").unwrap_err();
             assert_eq!(code(&err), "55P03", "{sql}: {err:?}");
             other.batch_execute("RESET lock_timeout").unwrap();
         });
