@@ -305,25 +305,23 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             out.push(("sources".into(), Some(sources.join(", "))));
             if st.effective_mode == crate::catalog::options::RefreshMode::Immediate {
                 // (See refresh::immediate::lock_mode.)
-                use crate::refresh::immediate::{shared_lock, KeyLocks, SharedLock};
-                let lock = match shared_lock(relid, &plan)? {
-                    Some(SharedLock::OwnedRows(source)) => format!(
+                use crate::refresh::immediate::{sharing, SharedLock, Sharing};
+                let lock = match sharing(relid, &plan)? {
+                    Sharing::RowExclusive(SharedLock::OwnedRows(source)) => format!(
                         "ROW EXCLUSIVE for READ COMMITTED writers (each row belongs to one row of {}, by its primary key), \
                          EXCLUSIVE for others",
                         lifecycle::relation_name(source)?
                     ),
-                    Some(SharedLock::AddedTotals) => "ROW EXCLUSIVE for READ COMMITTED writers (running totals, \
+                    Sharing::RowExclusive(SharedLock::AddedTotals) => "ROW EXCLUSIVE for READ COMMITTED writers (running totals, \
                          which each statement adds to group by group, in key order), EXCLUSIVE for others"
                         .to_string(),
-                    None => match KeyLocks::of(relid, &plan)? {
-                        Some(keys) => format!(
-                            "ROW EXCLUSIVE and a lock on each value of {} a statement changes, for READ COMMITTED \
-                             statements outside a transaction block (writers of one table share them, writers of \
-                             the other wait), EXCLUSIVE for others and past pg_trickle.immediate_key_locks values",
-                            keys.equality()?
-                        ),
-                        None => "EXCLUSIVE".to_string(),
-                    },
+                    Sharing::PerKey(keys) => format!(
+                        "ROW EXCLUSIVE and a lock on each value of {} a statement changes, for READ COMMITTED \
+                         statements outside a transaction block (writers of one table share them, writers of \
+                         the other wait), EXCLUSIVE for others and past pg_trickle.immediate_key_locks values",
+                        keys.equality()?
+                    ),
+                    Sharing::Exclusive => "EXCLUSIVE".to_string(),
                 };
                 out.push(("immediate lock".into(), Some(lock)));
             }

@@ -224,15 +224,25 @@ pub fn rows_sql(source: pg_sys::Oid) -> PgtResult<String> {
 /// planner told what [`count_rows_in`] found of the window's statement
 /// rows (see cdc::estimate), instead of 1000 rows from each.
 pub fn rows_sql_expecting(source: pg_sys::Oid, expected: &Expected, attnums: &[i16]) -> PgtResult<String> {
-    let series = format!("pgtrickle._change_rows(b.__pgt_n, {})", expected.per_statement.max(1));
-    let single = format!("pgtrickle._one_change(b.__pgt_n, '{}'::pg_catalog.float8)", expected.single);
-    let per_single = format!("pgtrickle._change_rows(1, {})", expected.per_single.max(1));
+    let (series, single, per_single) = expectation_calls(expected);
     let kinds = match expected.single {
         s if s >= 1.0 => Kinds::Single,
         s if s <= 0.0 => Kinds::Several,
         _ => Kinds::Both,
     };
     rows_of(source, Some(attnums), &series, &single, Some(&per_single), kinds)
+}
+
+/// The calls of [`rows_sql_expecting`] that tell the planner what the
+/// window's statement rows hold: the series numbering a statement row's
+/// changed rows, the test for a statement row of one changed row, and the
+/// series of one such row (see [`rows_of`]).
+pub(crate) fn expectation_calls(expected: &Expected) -> (String, String, String) {
+    (
+        format!("pgtrickle._change_rows(b.__pgt_n, {})", expected.per_statement.max(1)),
+        format!("pgtrickle._one_change(b.__pgt_n, '{}'::pg_catalog.float8)", expected.single),
+        format!("pgtrickle._change_rows(1, {})", expected.per_single.max(1)),
+    )
 }
 
 /// [`rows_sql`] over the captured columns in `only` (all without it),

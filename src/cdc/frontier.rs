@@ -324,20 +324,20 @@ impl RefreshSnapshot {
         mut read: impl FnMut(*mut pg_sys::SPITupleTable),
     ) -> PgtResult<u64> {
         use pgrx::IntoDatum;
-        let types: Vec<pg_sys::Oid> = params
-            .iter()
-            .map(|p| match p {
-                Param::Text(_) => pg_sys::TEXTOID,
-                Param::Int8(_) => pg_sys::INT8OID,
-                Param::Float8(_) => pg_sys::FLOAT8OID,
-            })
-            .collect();
-        let c_sql = CString::new(sql).map_err(|_| PgtError::Internal("SQL contains NUL".into()))?;
         Spi::connect_mut(|_client| {
             let plan = match KEPT_PLANS.with(|k| k.borrow().get(sql).copied()) {
                 Some(plan) => plan,
                 None => {
-                    let mut types = types.clone();
+                    let c_sql =
+                        CString::new(sql).map_err(|_| PgtError::Internal("SQL contains NUL".into()))?;
+                    let mut types: Vec<pg_sys::Oid> = params
+                        .iter()
+                        .map(|p| match p {
+                            Param::Text(_) => pg_sys::TEXTOID,
+                            Param::Int8(_) => pg_sys::INT8OID,
+                            Param::Float8(_) => pg_sys::FLOAT8OID,
+                        })
+                        .collect();
                     // SAFETY: inside an SPI connection; SPI_keepplan moves
                     // the plan out of it, into the backend's cache memory.
                     let plan = unsafe {
@@ -427,9 +427,11 @@ mod tests {
     fn parameterized_window_and_estimates() {
         let new = Frontier { snapshot: "10:12:11".into(), xid: Some("12".into()), cid: 3 };
         let old = Frontier { snapshot: "5:5:".into(), xid: None, cid: 0 };
+        // (The calls as the buffer's rows query writes them.)
+        let expected = crate::cdc::buffer::Expected { single: 0.25, per_single: 2, per_statement: 40 };
+        let (series, single, per_single) = crate::cdc::buffer::expectation_calls(&expected);
         let sql = format!(
-            "SELECT 1 FROM pgtrickle._change_rows(b.__pgt_n, 40) x, pgtrickle._change_rows(1, 2) y \
-             WHERE pgtrickle._one_change(b.__pgt_n, '0.25'::pg_catalog.float8) AND {} AND v = 'it''s'",
+            "SELECT 1 FROM {series} x, {per_single} y WHERE {single} AND {} AND v = 'it''s'",
             window_sql_literal(&new, Some(&old))
         );
         let (text, params) = parameterized(&sql).unwrap();

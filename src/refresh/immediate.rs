@@ -265,15 +265,21 @@ fn lock_mode(relid: pg_sys::Oid) -> PgtResult<Sharing> {
     if !super::isolation::read_committed() {
         return Ok(Sharing::Exclusive);
     }
-    remembered(&SHARING, relid, |relid| {
-        let Ok(plan) = analysis::analyze(relid)? else { return Ok(Sharing::Exclusive) };
-        if shared_lock(relid, &plan)?.is_some() {
-            return Ok(Sharing::RowExclusive);
-        }
-        Ok(match KeyLocks::of(relid, &plan)? {
-            Some(keys) => Sharing::PerKey(Rc::new(keys)),
-            None => Sharing::Exclusive,
-        })
+    remembered(&SHARING, relid, |relid| match analysis::analyze(relid)? {
+        Ok(plan) => sharing(relid, &plan),
+        Err(_) => Ok(Sharing::Exclusive),
+    })
+}
+
+/// How READ COMMITTED writers share the stream table `relid` with `plan`
+/// (see [`lock_mode`]; `explain_stream_table` shows it).
+pub fn sharing(relid: pg_sys::Oid, plan: &analysis::Plan) -> PgtResult<Sharing> {
+    if let Some(why) = shared_lock(relid, plan)? {
+        return Ok(Sharing::RowExclusive(why));
+    }
+    Ok(match KeyLocks::of(relid, plan)? {
+        Some(keys) => Sharing::PerKey(Rc::new(keys)),
+        None => Sharing::Exclusive,
     })
 }
 
@@ -283,7 +289,7 @@ fn lock_mode(relid: pg_sys::Oid) -> PgtResult<Sharing> {
 fn lock(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition) -> PgtResult<bool> {
     let keys = match lock_mode(relid)? {
         Sharing::Exclusive => None,
-        Sharing::RowExclusive => {
+        Sharing::RowExclusive(_) => {
             sys::lock_relation(relid, pg_sys::RowExclusiveLock);
             return Ok(true);
         }
@@ -309,10 +315,10 @@ fn lock(relid: pg_sys::Oid, source: pg_sys::Oid, transition: Transition) -> PgtR
 
 /// How READ COMMITTED writers share a stream table (see [`lock_mode`]).
 #[derive(Clone)]
-enum Sharing {
+pub enum Sharing {
     Exclusive,
-    /// ROW EXCLUSIVE (see [`SharedLock`]).
-    RowExclusive,
+    /// ROW EXCLUSIVE, and why (see [`SharedLock`]).
+    RowExclusive(SharedLock),
     /// ROW EXCLUSIVE and a lock per join key value (see [`KeyLocks`]).
     PerKey(Rc<KeyLocks>),
 }
@@ -467,6 +473,7 @@ fn immediate_primary_key(table: pg_sys::Oid) -> PgtResult<bool> {
 }
 
 /// Why READ COMMITTED writers may share a stream table (see [`lock_mode`]).
+#[derive(Clone)]
 pub enum SharedLock {
     /// Each row belongs to one row of this table, by its primary key.
     OwnedRows(pg_sys::Oid),

@@ -31,8 +31,9 @@
 //! it) unless the snapshot was taken after the last of them left the kept
 //! ones (when all had committed: a transaction whose id was assigned after
 //! that had completed, see `snapshot_after`). That can only fail a writer
-//! needlessly, and only for a snapshot taken in the moment after. A REPEATABLE READ maintainer itself takes EXCLUSIVE, so
-//! all shared maintainers ended, and were recorded, before it checks.
+//! needlessly, and only for a snapshot taken in the moment after. A
+//! REPEATABLE READ maintainer itself takes EXCLUSIVE, so all shared
+//! maintainers ended, and were recorded, before it checks.
 //! Stream tables beyond the table's capacity share one record: the newest
 //! maintainer evicted, checked in the conservative way for every stream
 //! table without a record of its own.
