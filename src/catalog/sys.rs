@@ -209,6 +209,13 @@ pub fn generic_plans() -> GucLevel {
     GucLevel::enter(&[(c"plan_cache_mode", c"force_generic_plan")])
 }
 
+/// Until dropped, prepared statements are planned for each execution's
+/// parameter values (inside [`generic_plans`]: a refresh's own kept
+/// statements, whose values are its window and the planner's estimates).
+pub fn custom_plans() -> GucLevel {
+    GucLevel::enter(&[(c"plan_cache_mode", c"force_custom_plan")])
+}
+
 /// Plans for statements known to touch a few rows (IMMEDIATE maintenance
 /// of a few keys, on its generic plan): without these, the generic plan
 /// cannot know how few the keys are and builds hash tables (a join's over

@@ -245,6 +245,7 @@ pub fn refresh_on(
                 (affected, Vec::new(), groups)
             };
             result.changes_consumed = affected.changes;
+            snapshot.plan_for_changes(affected.changes);
             // (Over slices, the changes that may touch one, counted only
             // when all of them would be too many.)
             let relevant = || -> PgtResult<Option<i64>> {
