@@ -110,6 +110,9 @@ struct QueryFacts {
     /// Window functions: the plain columns (range table index, attnum)
     /// every window is partitioned by (see [`window_partition`]).
     window_partition: Option<Vec<(u32, i16)>>,
+    /// For one table grouped by expressions: each grouped output that is
+    /// not a plain column, as SQL over alias `b` (see [`Plan::key_exprs`]).
+    group_exprs: Vec<KeyExpr>,
 }
 
 /// An aggregate call that running totals can keep: the aggregate (its
@@ -1101,6 +1104,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             aggregating_sublink: false,
             no_totals: false,
             window_partition,
+            group_exprs: Vec::new(),
         };
         if base == 0 && !union_all {
             match read_topk(top) {
@@ -1253,6 +1257,26 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             let attnum = f.outputs.len() as i16 + 1;
             let expr = (*tle).expr as *mut pg_sys::Node;
             let grouped = (*tle).ressortgroupref != 0 && group_refs.contains(&(*tle).ressortgroupref);
+            if let (true, true, Some(relid)) = (grouped, expression_groups, single) {
+                if levels.base_column(0, expr).is_none() {
+                    // (Grouped expressions read the grouping step's entry:
+                    // written as the expressions they stand for.)
+                    let plain = match top.hasGroupRTE {
+                        true => pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, expr),
+                        false => expr,
+                    };
+                    let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
+                    if let Some(sql) =
+                        crate::hooks::cstr(pg_sys::deparse_expression(plain, context, true, false))
+                    {
+                        f.group_exprs.push(KeyExpr {
+                            output_attnum: attnum,
+                            sql,
+                            attnums: attnums_of(plain, 1),
+                        });
+                    }
+                }
+            }
             // An expression over aggregates: each aggregate a part.
             let derived =
                 if grouped { None } else { derived_call(expr, attnum, single, over_rows, &mut join_outputs) };
@@ -1895,7 +1919,11 @@ fn analyze_as(relid: pg_sys::Oid, immediate: bool) -> PgtResult<Result<Plan, Uns
     // the extension's owner), or row level security applies to the owner
     // on a source, the query is maintained by recomputing affected keys
     // from the tables instead (as the owner, policies applied).
-    if plan.algebraic.is_some() || plan.rows.is_some() || plan.multiset.is_some() {
+    if plan.algebraic.is_some()
+        || plan.rows.is_some()
+        || plan.multiset.is_some()
+        || !plan.key_exprs.is_empty()
+    {
         let (reads_buffers, row_security) = owner_reads(relid, &plan.sources())?;
         if row_security || (!immediate && !reads_buffers) {
             f.no_totals = true;
@@ -2405,6 +2433,33 @@ fn decide(
     Ok(Ok(plan))
 }
 
+/// A GROUP BY of one table by expressions (and columns) recomputed by
+/// group: `key` holds the grouped outputs that are plain columns; each
+/// other grouped output must be one of `f.group_exprs`. Not when change
+/// rows are not to be read in place (`no_totals`: the expressions are
+/// evaluated over them), nor with subqueries or ORDER BY ... LIMIT.
+fn expression_key(f: &QueryFacts, key: &[KeyColumn]) -> Option<Plan> {
+    let [(rte, relid, _)] = f.relations.as_slice() else { return None };
+    if f.no_totals || !f.sub_relations.is_empty() || f.topk.is_some() || f.group_exprs.is_empty() {
+        return None;
+    }
+    let mut columns = Vec::new();
+    for (i, (_, sgref)) in f.outputs.iter().enumerate() {
+        if *sgref == 0 || !f.group_refs.contains(sgref) {
+            continue;
+        }
+        let output_attnum = i as i16 + 1;
+        match key.iter().find(|k| k.output_attnum == output_attnum) {
+            Some(k) => columns.push(k.clone()),
+            None if f.group_exprs.iter().any(|e| e.output_attnum == output_attnum) => {
+                columns.push(KeyColumn { output_attnum, rte: *rte, source: *relid, source_attnum: 0 })
+            }
+            None => return None,
+        }
+    }
+    Some(Plan { key_exprs: f.group_exprs.clone(), ..Plan::of(Shape::Groups, columns) })
+}
+
 /// The shape of a query (its ORDER BY ... LIMIT aside).
 fn decide_shape(
     f: &QueryFacts,
@@ -2584,10 +2639,17 @@ fn decide_shape(
                 return Ok(Ok(join_totals_plan(key, algebraic)));
             }
         }
+        // One table grouped by expressions, with other aggregates: the
+        // groups the changed rows' expressions name recomputed, as groups
+        // by columns are (their key values computed from the change rows).
+        if let (Some(plan), true) = (expression_key(f, &key), grouped_outputs == f.group_refs.len()) {
+            return Ok(Ok(plan));
+        }
         if key.len() != f.group_refs.len() || grouped_outputs != f.group_refs.len() {
             return Ok(unsupported(
-                "every GROUP BY item must be a plain column of the table that appears in the select list \
-                 (or an expression in it, when the other outputs are count, sum and avg, or min and max over one table, and HAVING, if any, reads only such aggregates)",
+                "every GROUP BY item must appear in the select list and be a plain column of the grouped table, \
+                 or an expression over one table, or over an inner join when the other outputs are count, sum, avg, \
+                 min and max and HAVING, if any, reads only such aggregates",
             ));
         }
         if single && f.sub_relations.is_empty() {
@@ -2860,6 +2922,7 @@ mod tests {
             aggregating_sublink: false,
             no_totals: false,
             window_partition: None,
+            group_exprs: Vec::new(),
         }
     }
 
@@ -2892,6 +2955,35 @@ mod tests {
         assert!(no_pk.0.contains("no primary key"));
         let pk_not_selected = decide(&facts(), |_| Ok(vec![2])).unwrap().unwrap_err();
         assert!(pk_not_selected.0.contains("does not include"));
+    }
+
+    #[test]
+    fn groups_by_expressions_recomputed_by_group() {
+        // SELECT c2 / 10, c3, string_agg(...) FROM t GROUP BY c2 / 10, c3
+        let grouped = || {
+            let mut f = facts();
+            f.has_aggs = true;
+            f.has_group = true;
+            f.outputs = vec![(None, 1), (Some((1, 3)), 2), (None, 0)];
+            f.group_refs = vec![1, 2];
+            f.group_exprs = vec![KeyExpr { output_attnum: 1, sql: "(b.c2 / 10)".into(), attnums: vec![2] }];
+            f
+        };
+        let plan = decide(&grouped(), pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Groups);
+        assert_eq!(plan.key, vec![key(1, 1, T, 0), key(2, 1, T, 3)]);
+        assert_eq!(plan.key_exprs, grouped().group_exprs);
+        assert!(plan.algebraic.is_none());
+        // The buffer holds the expression's columns and the plain key's.
+        assert_eq!(plan.captured_columns(T), vec![2, 3]);
+        // Not when the change rows are not to be read in place, nor with
+        // a GROUP BY item missing from the select list.
+        let mut no_totals = grouped();
+        no_totals.no_totals = true;
+        assert!(decide(&no_totals, pk1).unwrap().unwrap_err().0.contains("every GROUP BY item"));
+        let mut hidden = grouped();
+        hidden.group_refs.push(3);
+        assert!(decide(&hidden, pk1).unwrap().unwrap_err().0.contains("every GROUP BY item"));
     }
 
     #[test]

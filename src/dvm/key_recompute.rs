@@ -410,21 +410,48 @@ pub fn affected_keys(
     let mut groups = Vec::new();
     let mut distinct_keys = 0i64;
     for group in plan.key_groups() {
-        let row_of_keys: Vec<String> = group.iter().map(|k| format!("c{}", k.source_attnum)).collect();
+        // Each key column's value in a change row: its source column, or
+        // the GROUP BY expression it is, over the change row's columns
+        // read as the table's (under their names and alias `b`).
+        let source = group[0].source;
+        let named = match plan.key_exprs.is_empty() {
+            true => Vec::new(),
+            false => sys::attribute_names(source, Some(&plan.captured_columns(source)))?,
+        };
+        let value = |k: &super::analysis::KeyColumn| -> String {
+            if let Some(e) = plan.key_exprs.iter().find(|e| e.output_attnum == k.output_attnum) {
+                return format!("({})", e.sql);
+            }
+            match named.iter().find(|(a, _)| *a == k.source_attnum) {
+                Some((_, name)) => format!("b.{}", crate::sql::quote_ident(name)),
+                None => format!("c{}", k.source_attnum),
+            }
+        };
+        let row_of_keys: Vec<String> = group.iter().map(value).collect();
         let mut select = vec![format!("pg_catalog.count(DISTINCT ROW({}))", row_of_keys.join(", "))];
-        for k in &group {
-            select.push(format!(
-                "(pg_catalog.array_agg(DISTINCT c{0}) FILTER (WHERE c{0} IS NOT NULL))::text",
-                k.source_attnum
-            ));
-            select.push(format!("pg_catalog.bool_or(c{} IS NULL)", k.source_attnum));
+        for v in &row_of_keys {
+            select.push(format!("(pg_catalog.array_agg(DISTINCT {v}) FILTER (WHERE {v} IS NOT NULL))::text"));
+            select.push(format!("pg_catalog.bool_or({v} IS NULL)"));
         }
-        let sql = format!(
-            "SELECT {} FROM {} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
-            select.join(", "),
-            buffer::rows_sql(group[0].source)?,
+        let rows = format!(
+            "{} WHERE __pgt_action OPERATOR(pg_catalog.<>) 'S' AND {window}",
+            buffer::rows_sql(source)?
         );
-        let row = sys::as_extension_owner(|| snapshot.query_text(&sql))?;
+        let row = if named.is_empty() {
+            let sql = format!("SELECT {} FROM {rows}", select.join(", "));
+            sys::as_extension_owner(|| snapshot.query_text(&sql))?
+        } else {
+            // (Evaluated as the stream table's owner, who may read the
+            // buffers: see analysis.)
+            let columns: Vec<String> = named
+                .iter()
+                .map(|(attnum, name)| format!("c{attnum} AS {}", crate::sql::quote_ident(name)))
+                .collect();
+            let sql =
+                format!("SELECT {} FROM (SELECT {} FROM {rows}) AS b", select.join(", "), columns.join(", "));
+            let owner = sys::relation_owner(relid)?;
+            sys::as_restricted_role(owner, || snapshot.query_text(&sql))?
+        };
         distinct_keys += row.first().cloned().flatten().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
         let mut keys = Vec::new();
         for (i, k) in group.iter().enumerate() {

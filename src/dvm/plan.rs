@@ -46,6 +46,22 @@ pub struct Plan {
     /// IMMEDIATE writers lock the values they change (see
     /// refresh::immediate::KeyLocks).
     pub pair_key: Option<[(u32, pg_sys::Oid, i16); 2]>,
+    /// For [`Shape::Groups`] of one table grouped by expressions: the key
+    /// columns that are expressions (their [`KeyColumn::source_attnum`]
+    /// is 0), each computed from a changed row's columns.
+    pub key_exprs: Vec<KeyExpr>,
+}
+
+/// A key column computed by an expression over one table's columns (a
+/// `GROUP BY` expression).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyExpr {
+    /// Position of the column in the stream table (1-based).
+    pub output_attnum: i16,
+    /// The expression, as SQL over the table's columns under alias `b`.
+    pub sql: String,
+    /// The table's columns it reads.
+    pub attnums: Vec<i16>,
 }
 
 /// The rows of a filter and projection over several tables (or with
@@ -225,6 +241,7 @@ impl Plan {
             multiset: None,
             implied: Vec::new(),
             pair_key: None,
+            key_exprs: Vec::new(),
         }
     }
 
@@ -261,8 +278,15 @@ impl Plan {
 
     /// The columns of `source` its change buffer must hold for this plan.
     pub fn captured_columns(&self, source: pg_sys::Oid) -> Vec<i16> {
-        let mut needed: Vec<i16> =
-            self.key.iter().filter(|k| k.source == source).map(|k| k.source_attnum).collect();
+        let mut needed: Vec<i16> = self
+            .key
+            .iter()
+            .filter(|k| k.source == source && k.source_attnum != 0)
+            .map(|k| k.source_attnum)
+            .collect();
+        if self.grouped_source() == Some(source) {
+            needed.extend(self.key_exprs.iter().flat_map(|e| e.attnums.iter().copied()));
+        }
         if let Some(join) = &self.join {
             needed.extend(join.columns_of(source));
         }
@@ -461,7 +485,8 @@ pub struct KeyColumn {
     pub rte: u32,
     /// That entry's table (InvalidOid for such an expression).
     pub source: pg_sys::Oid,
-    /// Attribute number of the source column it copies.
+    /// Attribute number of the source column it copies (0 for an
+    /// expression, see [`Plan::key_exprs`]).
     pub source_attnum: i16,
 }
 

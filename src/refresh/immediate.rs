@@ -65,8 +65,10 @@ impl Transition {
 struct Prepared {
     populated: bool,
     plan: analysis::Plan,
-    /// Per table reference: the source column names of its key columns.
-    key_names: Vec<Vec<(i16, String)>>,
+    /// Per table reference: each of its key columns' value in a row of
+    /// the reference's table under alias `b` (its column, or the GROUP BY
+    /// expression it is).
+    key_names: Vec<Vec<String>>,
     owner: pg_sys::Oid,
     /// The apply statement, prepared with parameters (see
     /// `key_recompute::apply_sql_with_params`); none for a UNION ALL, whose
@@ -606,9 +608,12 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         key_names.push(
             group
                 .iter()
-                .map(|k| {
-                    let name = names.iter().find(|(a, _)| *a == k.source_attnum).map(|(_, n)| n.clone());
-                    (k.source_attnum, name.unwrap_or_default())
+                .map(|k| match plan.key_exprs.iter().find(|e| e.output_attnum == k.output_attnum) {
+                    Some(e) => format!("({})", e.sql),
+                    None => {
+                        let name = names.iter().find(|(a, _)| *a == k.source_attnum).map(|(_, n)| n.as_str());
+                        format!("b.{}", crate::sql::quote_ident(name.unwrap_or_default()))
+                    }
                 })
                 .collect(),
         );
@@ -1052,22 +1057,22 @@ fn apply_changes(
             continue;
         }
         let select_from = |table: &str| {
-            let cols: Vec<String> = names
-                .iter()
-                .map(|(attnum, name)| format!("t.{} AS c{attnum}", crate::sql::quote_ident(name)))
-                .collect();
-            format!("SELECT {} FROM {table} t", cols.join(", "))
+            let cols: Vec<String> = names.iter().enumerate().map(|(i, v)| format!("{v} AS k{i}")).collect();
+            format!("SELECT {} FROM {table} b", cols.join(", "))
         };
         let rows = transition.union_all(|_, table| select_from(table)).unwrap_or_default();
         let mut select = Vec::new();
-        for (attnum, _) in names {
-            select.push(format!(
-                "(pg_catalog.array_agg(DISTINCT c{attnum}) FILTER (WHERE c{attnum} IS NOT NULL))::text"
-            ));
-            select.push(format!("pg_catalog.bool_or(c{attnum} IS NULL)"));
+        for i in 0..names.len() {
+            select
+                .push(format!("(pg_catalog.array_agg(DISTINCT k{i}) FILTER (WHERE k{i} IS NOT NULL))::text"));
+            select.push(format!("pg_catalog.bool_or(k{i} IS NULL)"));
         }
         let sql = format!("SELECT {} FROM ({rows}) w", select.join(", "));
-        let row = read_transition(&sql)?;
+        // (GROUP BY expressions evaluated as the stream table's owner.)
+        let row = match p.plan.key_exprs.is_empty() {
+            true => read_transition(&sql)?,
+            false => sys::as_restricted_role(p.owner, || read_transition(&sql))?,
+        };
         let mut keys = Vec::new();
         for (i, (column, sql_type)) in shape.iter().enumerate() {
             let values = row.get(2 * i).cloned().flatten();

@@ -160,6 +160,10 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT k * 2 AS k2, max(v) AS mx FROM t1 GROUP BY k * 2", true),
     ("SELECT lower(g) AS lg, min(v) AS lo, max(w) AS hi, count(*) AS n FROM t1 GROUP BY lower(g)", true),
     ("SELECT k % 3 AS m, max(v) - min(v) AS spread FROM t1 WHERE v IS NOT NULL GROUP BY k % 3 HAVING min(v) < 50", true),
+    // Grouped by expressions with other aggregates: the groups the changed
+    // rows' expressions name recomputed.
+    ("SELECT k % 3 AS m, string_agg(g, ',' ORDER BY g, id) AS gs, bool_and(flag) AS af FROM t1 GROUP BY k % 3", true),
+    ("SELECT lower(g) AS lg, k, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med FROM t1 WHERE v IS NOT NULL GROUP BY lower(g), k HAVING count(*) > 1", true),
     // HAVING over aggregates the totals keep: a group has a row while its
     // totals pass it (over one table, by expressions, over joins).
     ("SELECT k * 2 AS k2, count(*) AS n FROM t1 GROUP BY k * 2 HAVING count(*) > 1", true),
