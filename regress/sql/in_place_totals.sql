@@ -191,6 +191,21 @@ INSERT INTO orders VALUES (501, 'r8', 1, NULL);
 SELECT differences('per_zone', 'SELECT g.zone, count(*), sum(o.qty) FROM ipt.orders o
                                   JOIN ipt.regions g ON g.name = o.region GROUP BY g.zone');
 
+-- count(x) and avg(x) beside sum(x) over a join share x's column of the
+-- join's rows, as over one table: kept in the rows too (so IMMEDIATE
+-- writers lock the join's key values, not the whole stream table).
+CREATE MATERIALIZED VIEW zone_qty WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
+SELECT g.zone, count(*) AS n, count(o.price) AS priced, sum(o.price) AS price, avg(o.price) AS mean
+  FROM orders o JOIN regions g ON g.name = o.region GROUP BY g.zone;
+SELECT property, value FROM pgtrickle.explain_stream_table('zone_qty')
+ WHERE property IN ('strategy', 'immediate lock') ORDER BY property;
+INSERT INTO orders VALUES (502, 'r0', 2, NULL), (503, 'r1', 4, 30), (504, 'r8', 1, 12);
+UPDATE orders SET price = 5 WHERE id = 500;
+DELETE FROM orders WHERE id = 501;
+TABLE zone_qty ORDER BY zone;
+SELECT differences('zone_qty', 'SELECT g.zone, count(*), count(o.price), sum(o.price), avg(o.price) FROM ipt.orders o
+                                  JOIN ipt.regions g ON g.name = o.region GROUP BY g.zone');
+
 DROP SCHEMA ipt CASCADE;
 RESET search_path;
 RESET pg_trickle.differential_max_change_fraction;

@@ -1250,6 +1250,8 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             && (top.hasAggs || expression_groups || groups_only);
         let over_join = over_rows && (f.relations.len() > 1 || expression_groups) && !top.hasSubLinks;
         let mut join_outputs = Vec::new();
+        // (Each aggregate argument of the join's rows, and its output.)
+        let mut join_arguments: Vec<(*mut pg_sys::Node, i16)> = Vec::new();
         for tle in list_ptrs::<pg_sys::TargetEntry>(top.targetList) {
             if (*tle).resjunk {
                 continue;
@@ -1280,6 +1282,17 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             // An expression over aggregates: each aggregate a part.
             let derived =
                 if grouped { None } else { derived_call(expr, attnum, single, over_rows, &mut join_outputs) };
+            // Over a join, an aggregate of the same argument as an earlier
+            // output's (count(x) beside sum(x)) reads that output's column
+            // of the join's rows: they share one argument, as over one
+            // table (where arguments are told apart by their SQL).
+            let shared = match (over_rows && !grouped && derived.is_none(), aggregate_argument(expr)) {
+                (true, Some(arg)) => join_arguments
+                    .iter()
+                    .find(|(earlier, _)| pg_sys::equal((*earlier).cast(), arg.cast()))
+                    .map(|(_, output)| *output),
+                _ => None,
+            };
             if over_rows {
                 let name = |part: usize| super::join_totals::Output::argument(attnum, part);
                 if grouped {
@@ -1288,8 +1301,9 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                         grouped,
                         expr,
                     });
-                } else if let Some(arg) = aggregate_argument(expr) {
+                } else if let (Some(arg), None) = (aggregate_argument(expr), shared) {
                     join_outputs.push(super::join_totals::Output { name: name(0), grouped, expr: arg });
+                    join_arguments.push((arg, attnum));
                 }
             }
             f.derived.push(derived);
@@ -1304,7 +1318,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             }
             f.outputs.push((levels.base_column(0, (*tle).expr as *mut pg_sys::Node), (*tle).ressortgroupref));
             let call = match single {
-                _ if over_rows => algebraic_aggregate(expr, Over::Join(attnum, 0)),
+                _ if over_rows => algebraic_aggregate(expr, Over::Join(shared.unwrap_or(attnum), 0)),
                 Some(relid) => algebraic_aggregate(expr, Over::Table(relid)),
                 None => None,
             };

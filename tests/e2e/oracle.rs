@@ -344,6 +344,8 @@ const CORPUS: &[(&str, bool)] = &[
     // Grouping expressions over joins, directly or through a subquery in
     // FROM that filters and projects a join (TPC-H Q7 to Q9).
     ("SELECT t1.k % 2 AS parity, count(*) AS n, sum(t2.id) AS s FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.k % 2", true),
+    // count(x) and avg(x) beside sum(x) over a join: one argument.
+    ("SELECT t2.note, count(*) AS n, count(t1.v) AS c, sum(t1.v) AS s, avg(t1.v) AS a FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t2.note", true),
     ("SELECT s.g2, s.band, count(*) AS n, sum(s.v) AS sv FROM (SELECT t1.g AS g2, CASE WHEN t1.v > 50 THEN 'hi' ELSE 'lo' END AS band, t1.v + t2.id AS v FROM t1 JOIN t2 ON t1.k = t2.k WHERE t2.id > 2) s GROUP BY s.g2, s.band", true),
     ("SELECT yr, sum(CASE WHEN note IS NULL THEN amt ELSE 0 END) / nullif(sum(amt), 0) AS share FROM (SELECT t1.k % 3 AS yr, t1.v AS amt, t2.note FROM t1, t2, t3 WHERE t1.k = t2.k AND t3.a = t2.id) x GROUP BY yr", true),
     // DISTINCT over joins, and aggregates over outer joins grouped by the
