@@ -368,9 +368,9 @@ impl RefreshSnapshot {
 
 impl RefreshSnapshot {
     /// [`RefreshSnapshot::run`] of a [`parameterized`] statement, prepared
-    /// once per backend and kept: run on its generic plan, or planned for
-    /// its values when the window is large (see
-    /// [`RefreshSnapshot::plan_for_changes`]). Saves the parsing, analysis
+    /// once per backend and kept: run on its generic plan (a refresh runs
+    /// under `sys::generic_plans`), or planned for its values when the
+    /// window is large (see [`RefreshSnapshot::plan_for_changes`]). Saves the parsing, analysis
     /// and (mostly) planning of long statements at every refresh;
     /// PostgreSQL's plan cache analyzes and plans it again when a table it
     /// reads changes.
@@ -391,12 +391,8 @@ impl RefreshSnapshot {
                     // SAFETY: inside an SPI connection; SPI_keepplan moves
                     // the plan out of it, into the backend's cache memory.
                     let plan = unsafe {
-                        let plan = pg_sys::SPI_prepare_cursor(
-                            c_sql.as_ptr(),
-                            types.len() as i32,
-                            types.as_mut_ptr(),
-                            pg_sys::CURSOR_OPT_CUSTOM_PLAN as i32,
-                        );
+                        let plan =
+                            pg_sys::SPI_prepare(c_sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
                         if plan.is_null() {
                             return Err(PgtError::Internal(format!("could not prepare: {sql}")));
                         }
@@ -423,9 +419,8 @@ impl RefreshSnapshot {
                 nulls.push(if datum.is_some() { b' ' } else { b'n' } as std::ffi::c_char);
                 values.push(datum.unwrap_or(pg_sys::Datum::from(0)));
             }
-            // (A refresh runs under plan_cache_mode = force_generic_plan,
-            // sys::generic_plans, which the plan cache obeys before a
-            // statement's own CURSOR_OPT_CUSTOM_PLAN.)
+            // (plan_cache_mode decides, before any cursor option of the
+            // statement's: forced generic by the refresh, custom here.)
             let _custom = self.custom_plans.get().then(sys::custom_plans);
             // SAFETY: inside the SPI connection; the plan is kept and takes
             // these parameters, one value and null flag each.

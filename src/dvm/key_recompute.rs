@@ -25,7 +25,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::analysis::{Plan, Shape};
+use super::analysis::{KeyColumn, Plan, Shape};
 use crate::catalog::sys;
 use crate::cdc::buffer;
 use crate::cdc::frontier::RefreshSnapshot;
@@ -418,14 +418,9 @@ pub fn affected_keys(
             true => Vec::new(),
             false => sys::attribute_names(source, Some(&plan.captured_columns(source)))?,
         };
-        let value = |k: &super::analysis::KeyColumn| -> String {
-            if let Some(e) = plan.key_exprs.iter().find(|e| e.output_attnum == k.output_attnum) {
-                return format!("({})", e.sql);
-            }
-            match named.iter().find(|(a, _)| *a == k.source_attnum) {
-                Some((_, name)) => format!("b.{}", crate::sql::quote_ident(name)),
-                None => format!("c{}", k.source_attnum),
-            }
+        let value = |k: &KeyColumn| match named.is_empty() {
+            true => format!("c{}", k.source_attnum),
+            false => key_value_sql(plan, k, &named),
         };
         let row_of_keys: Vec<String> = group.iter().map(value).collect();
         let mut select = vec![format!("pg_catalog.count(DISTINCT ROW({}))", row_of_keys.join(", "))];
@@ -483,6 +478,17 @@ pub fn affected_keys(
         }
     }
     Ok(Affected { changes: count, keys: distinct_keys, groups, join_values })
+}
+
+/// A key column's value in a row of its table under alias `b`, whose
+/// columns are `names` ((attnum, name)): the GROUP BY expression it is
+/// (see [`Plan::key_exprs`]), or its column.
+pub(crate) fn key_value_sql(plan: &Plan, k: &KeyColumn, names: &[(i16, String)]) -> String {
+    if let Some(e) = plan.key_exprs.iter().find(|e| e.output_attnum == k.output_attnum) {
+        return format!("({})", e.sql);
+    }
+    let name = names.iter().find(|(a, _)| *a == k.source_attnum).map(|(_, n)| n.as_str());
+    format!("b.{}", crate::sql::quote_ident(name.unwrap_or_default()))
 }
 
 /// Changed rows in the window (a window condition) over all the plan's

@@ -605,18 +605,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
     let mut shape = Vec::new();
     for group in plan.key_groups() {
         let names = sys::attribute_names(group[0].source, None)?;
-        key_names.push(
-            group
-                .iter()
-                .map(|k| match plan.key_exprs.iter().find(|e| e.output_attnum == k.output_attnum) {
-                    Some(e) => format!("({})", e.sql),
-                    None => {
-                        let name = names.iter().find(|(a, _)| *a == k.source_attnum).map(|(_, n)| n.as_str());
-                        format!("b.{}", crate::sql::quote_ident(name.unwrap_or_default()))
-                    }
-                })
-                .collect(),
-        );
+        key_names.push(group.iter().map(|k| key_recompute::key_value_sql(&plan, k, &names)).collect());
         shape.push(
             group
                 .iter()
