@@ -120,6 +120,48 @@ INSERT INTO orders VALUES (51, 1, 9);
 SELECT * FROM differences();
 SELECT count(*) AS order_lines FROM order_lines;
 
+-- A table without a key kept from its changed rows alone, whose row
+-- trigger deletes some of the rows its statement inserted: the nested
+-- DELETE is maintained before the INSERT that fired it, and would remove
+-- rows not there yet. The stream table is recomputed instead, once no
+-- statement on the table is under way.
+CREATE TABLE readings (sensor int, v int);
+CREATE MATERIALIZED VIEW positive WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
+  SELECT sensor, v FROM readings WHERE v > 0;
+CREATE FUNCTION drop_13() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.v = 13 THEN DELETE FROM readings WHERE v = 13; END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER unlucky AFTER INSERT ON readings FOR EACH ROW EXECUTE FUNCTION drop_13();
+-- The same for running totals with a max, which would keep the deleted
+-- 13 as the largest value.
+CREATE TABLE logged (id serial PRIMARY KEY, sensor int, v int);
+CREATE MATERIALIZED VIEW highest WITH (pgtrickle.stream, pgtrickle.refresh_mode = immediate) AS
+  SELECT sensor, max(v) AS top, count(*) AS n FROM logged GROUP BY sensor;
+CREATE FUNCTION drop_13_logged() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.v = 13 THEN DELETE FROM logged WHERE v = 13; END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER unlucky AFTER INSERT ON logged FOR EACH ROW EXECUTE FUNCTION drop_13_logged();
+INSERT INTO readings VALUES (1, 5), (1, 13), (2, 5);
+TABLE positive ORDER BY sensor, v;
+INSERT INTO logged (sensor, v) VALUES (1, 5), (1, 13), (2, 5);
+TABLE highest ORDER BY sensor;
+-- (An INSERT ... ON CONFLICT's insert and update are maintained as usual.)
+CREATE UNIQUE INDEX ON logged (sensor, v);
+INSERT INTO logged (sensor, v) VALUES (1, 5), (2, 9) ON CONFLICT (sensor, v) DO UPDATE SET v = excluded.v + 1;
+TABLE highest ORDER BY sensor;
+INSERT INTO readings VALUES (3, 7);
+SELECT count(*) AS differ FROM ((TABLE positive EXCEPT ALL SELECT sensor, v FROM readings WHERE v > 0)
+  UNION ALL (SELECT sensor, v FROM readings WHERE v > 0 EXCEPT ALL TABLE positive)) d;
+SELECT count(*) AS differ FROM ((TABLE highest EXCEPT ALL SELECT sensor, max(v), count(*) FROM logged GROUP BY sensor)
+  UNION ALL (SELECT sensor, max(v), count(*) FROM logged GROUP BY sensor EXCEPT ALL TABLE highest)) d;
+DROP MATERIALIZED VIEW positive, highest;
+DROP TABLE readings, logged;
+DROP FUNCTION drop_13(), drop_13_logged();
+
 -- The new rows are read as the stream table's owner reads the table:
 -- under row level security that applies to the owner, an INSERT is
 -- recomputed by key, and rows the policy hides stay out.

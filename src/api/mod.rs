@@ -189,6 +189,13 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
                     if plan.rows.is_some() || plan.multiset.is_some() { "delta" } else { "key recompute" };
                 format!("{how}: {}", plan.shape.as_str())
             };
+            let strategy = match plan.outer_paths.is_empty() {
+                true => strategy,
+                false => format!(
+                    "{strategy}; the WHERE clause reads its nullable side: a changed row there reaches, by its old \
+                     and new values, the preserved rows it joins through the ON clauses' = conditions"
+                ),
+            };
             let strategy = if sliced.is_some() {
                 format!("{strategy}; a change adds the rows of the slices it touches and subtracts them as they were")
             } else {

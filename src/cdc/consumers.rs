@@ -94,11 +94,14 @@ pub fn attach(relid: pg_sys::Oid) -> PgtResult<()> {
     // read the change buffers of every table the statement wrote. And any
     // kept from running totals, whose state table, when it has to be
     // created by a writing statement, is filled once the statement's last
-    // capture has run (refresh::immediate::prepared).
+    // capture has run (refresh::immediate::prepared). And a multiset of
+    // one table's changed rows, applied in the order its statements were
+    // made (cdc::statements::may_apply_nested).
     let tracks_statements = immediate
         && plan.as_ref().is_none_or(|plan| {
             plan.algebraic.is_some()
                 || plan.multiset.is_some()
+                || (plan.rows.is_some() && plan.shape == crate::dvm::analysis::Shape::Keyless)
                 || crate::dvm::inserted::eligible(plan).is_some()
         });
     // IMMEDIATE stream tables an IMMEDIATE one reads hand it their changes

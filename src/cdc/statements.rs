@@ -33,10 +33,13 @@ use std::cell::RefCell;
 
 use pgrx::pg_sys;
 
+type Pending = (u32, pg_sys::SubTransactionId, bool, i32);
+
 thread_local! {
     /// Statements started and not finished: (source, subtransaction,
-    /// whether another statement was pending at some time while it was).
-    static PENDING: RefCell<Vec<(u32, pg_sys::SubTransactionId, bool)>> = const { RefCell::new(Vec::new()) };
+    /// whether another statement was pending at some time while it was,
+    /// the trigger depth it started at: see [`inside_pending`]).
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
     /// Sources whose capture trigger is running, innermost last, with
     /// their subtransaction.
     static CAPTURING: RefCell<Vec<(u32, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
@@ -63,7 +66,7 @@ pub fn started(source: pg_sys::Oid) {
         for entry in p.iter_mut() {
             entry.2 = true;
         }
-        p.push((source.to_u32(), sub, overlapping));
+        p.push((source.to_u32(), sub, overlapping, trigger_depth()));
     });
 }
 
@@ -74,7 +77,7 @@ pub fn started(source: pg_sys::Oid) {
 /// recorded (the trigger missing).
 pub fn alone(source: pg_sys::Oid) -> bool {
     let id = source.to_u32();
-    PENDING.with(|p| matches!(p.borrow().as_slice(), [(s, _, false)] if *s == id))
+    PENDING.with(|p| matches!(p.borrow().as_slice(), [(s, _, false, _)] if *s == id))
 }
 
 /// The capture trigger of a statement on `source` begins.
@@ -97,7 +100,7 @@ pub fn captured(source: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     });
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        if let Some(i) = p.iter().rposition(|(s, _, _)| *s == id) {
+        if let Some(i) = p.iter().rposition(|(s, _, _, _)| *s == id) {
             p.remove(i);
         }
     });
@@ -117,7 +120,7 @@ fn any_pending(sources: &[u32], running: Option<u32>) -> bool {
     PENDING.with(|p| {
         let p = p.borrow();
         sources.iter().any(|s| {
-            let n = p.iter().filter(|(t, _, _)| t == s).count();
+            let n = p.iter().filter(|(t, _, _, _)| t == s).count();
             let own = usize::from(running == Some(*s));
             n > own
         })
@@ -143,6 +146,47 @@ pub fn may_add_delta(st: pg_sys::Oid, source: pg_sys::Oid, sources: &[pg_sys::Oi
     }
     DIRTY.with(|d| d.borrow_mut().push((id, sources)));
     false
+}
+
+/// Before applying the rows of the statement whose capture runs to `st`
+/// (over `sources`) as changes that must come in the order they were made
+/// (a multiset of changed rows, whose apply cannot delete a copy not added
+/// yet; running totals with a min or max, which take an added value as the
+/// new extreme even when a later statement deleted it): false when it must
+/// not, because `st` is already due for a recomputation or the statement
+/// was run by a trigger of another statement on one of `sources` still
+/// pending (then it is marked for one). Such a statement (a row trigger
+/// deleting rows its statement inserted) is maintained before the one
+/// that fired it. Statements of one query level (an `INSERT ... ON
+/// CONFLICT`'s insert and update, data-modifying WITH queries) change
+/// different rows: they may come in any order.
+pub fn may_apply_nested(st: pg_sys::Oid, sources: &[pg_sys::Oid]) -> bool {
+    if is_due(st) {
+        return false;
+    }
+    if !inside_pending(sources) {
+        return true;
+    }
+    recompute_later(st, sources);
+    false
+}
+
+/// Was the statement whose capture runs started by a trigger (at any
+/// depth) of a statement on one of `sources` that is still pending: one
+/// that started at a lower trigger depth than this capture runs at?
+fn inside_pending(sources: &[pg_sys::Oid]) -> bool {
+    let depth = trigger_depth();
+    let sources: Vec<u32> = sources.iter().map(|s| s.to_u32()).collect();
+    PENDING.with(|p| p.borrow().iter().any(|(s, _, _, d)| sources.contains(s) && *d < depth))
+}
+
+/// The current trigger depth (`pg_trigger_depth()`): 1 in a trigger fired
+/// by a statement of the client, 2 in one fired by a statement that
+/// trigger ran, and so on.
+fn trigger_depth() -> i32 {
+    // SAFETY: pg_trigger_depth takes no argument and only reads a backend
+    // global.
+    unsafe { pgrx::direct_function_call::<i32>(pg_sys::pg_trigger_depth, &[]) }.unwrap_or(0)
 }
 
 /// Mark `st` (over `sources`) for a recomputation once none of its sources
@@ -196,7 +240,7 @@ unsafe extern "C-unwind" fn on_subxact_event(
         // capture that was running in it has unwound. (A stream table
         // marked in it keeps its mark: rolled back to its state before,
         // it is recomputed once more than needed.)
-        PENDING.with(|p| p.borrow_mut().retain(|(_, s, _)| *s != sub));
+        PENDING.with(|p| p.borrow_mut().retain(|(_, s, _, _)| *s != sub));
         CAPTURING.with(|c| c.borrow_mut().retain(|(_, s)| *s != sub));
         crate::refresh::immediate::subtransaction_abort();
     }

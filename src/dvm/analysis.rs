@@ -38,6 +38,12 @@ struct QueryFacts {
     /// tables (`t1 JOIN t0 ON ... LEFT JOIN t2 ON ...`): the tables of that
     /// start, whose rows every LEFT JOIN preserves, in order.
     left_join: Option<Vec<u32>>,
+    /// The tables those LEFT JOINs add (or a RIGHT JOIN's left table), each
+    /// with the `=` conditions of its own ON clause between one of its
+    /// columns and one of a table joined before it (oriented from it):
+    /// every output row in which its row is not NULL-extended satisfies
+    /// them with a row of that other table.
+    left_ons: Vec<(u32, Vec<Equality>)>,
     /// FROM is exactly `t1 FULL JOIN t2`.
     full_join: Option<(u32, u32)>,
     /// Range table entries (of the top level) the WHERE clause reads.
@@ -786,6 +792,35 @@ impl Levels {
             (equalities, strict, nullable)
         }
     }
+
+    /// The `=` conditions ANDed at the top of `quals` (a JoinExpr's ON
+    /// clause at the top level) between a column of table reference
+    /// `table` and a column of another one, oriented from `table`.
+    unsafe fn own_equalities(&self, table: u32, quals: *mut pg_sys::Node) -> Vec<Equality> {
+        // SAFETY: see walk; quals is an expression of the top level.
+        unsafe {
+            let mut out = Vec::new();
+            for n in and_args(quals) {
+                if (*n).type_ != pg_sys::NodeTag::T_OpExpr {
+                    continue;
+                }
+                let op = &*(n as *mut pg_sys::OpExpr);
+                if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some("=") {
+                    continue;
+                }
+                let args = list_ptrs::<pg_sys::Node>(op.args);
+                let [l, r] = args.as_slice() else { continue };
+                if let (Some(a), Some(b)) = (self.base_column(0, *l), self.base_column(0, *r)) {
+                    match (a.0 == table, b.0 == table) {
+                        (true, false) => out.push((a, b)),
+                        (false, true) => out.push((b, a)),
+                        _ => {}
+                    }
+                }
+            }
+            out
+        }
+    }
 }
 
 /// Ids apart between the branches of a UNION ALL.
@@ -851,7 +886,7 @@ unsafe fn left_chain(
     table: &dyn Fn(*mut pg_sys::Node) -> Option<u32>,
     tables: u32,
     where_quals: *mut pg_sys::Node,
-) -> Option<Vec<u32>> {
+) -> Option<Chain> {
     // SAFETY: (the caller's) node and quals are valid nodes of an analyzed query.
     unsafe {
         let mut chain = read_chain(node, table, tables)?;
@@ -863,7 +898,7 @@ unsafe fn left_chain(
         if tables > 0 && join_start(&mut chain, where_quals, tables).is_none() {
             chain = before;
         }
-        Some(chain.start)
+        Some(chain)
     }
 }
 
@@ -1074,6 +1109,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             other_rtes: Vec::new(),
             inner_only: true,
             left_join: None,
+            left_ons: Vec::new(),
             full_join: None,
             where_rtes: Vec::new(),
             has_aggs: top.hasAggs,
@@ -1178,10 +1214,17 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 match (j.jointype, rti(j.larg), rti(j.rarg)) {
                     (pg_sys::JoinType::JOIN_LEFT | pg_sys::JoinType::JOIN_INNER, _, _) => {
                         let tables = if top.hasSubLinks { 0 } else { rtable.len() as u32 };
-                        f.left_join = left_chain(*only, &rti, tables, (*top.jointree).quals)
-                            .map(|tables| tables.iter().map(|t| base + t).collect());
+                        if let Some(chain) = left_chain(*only, &rti, tables, (*top.jointree).quals) {
+                            f.left_join = Some(chain.start.iter().map(|t| base + t).collect());
+                            for (t, on) in chain.left {
+                                f.left_ons.push((base + t, levels.own_equalities(base + t, on)));
+                            }
+                        }
                     }
-                    (pg_sys::JoinType::JOIN_RIGHT, Some(_), Some(r)) => f.left_join = Some(vec![base + r]),
+                    (pg_sys::JoinType::JOIN_RIGHT, Some(l), Some(r)) => {
+                        f.left_join = Some(vec![base + r]);
+                        f.left_ons.push((base + l, levels.own_equalities(base + l, j.quals)));
+                    }
                     (pg_sys::JoinType::JOIN_FULL, Some(l), Some(r)) => {
                         f.full_join = Some((base + l, base + r))
                     }
@@ -2755,14 +2798,35 @@ fn decide_shape(
         }
     }
     let one_column = |rte: u32| key.iter().filter(|k| k.rte == rte).count() == 1;
+    let mut outer_paths = Vec::new();
     let shape = match (&f.left_join, f.full_join) {
         // The rows joined to a changed row, before and after the change, are
-        // found in the stream table and in the query: a WHERE condition on
-        // a nullable side could hide them while its NULL-extended row shows.
+        // found in the stream table and in the query (see
+        // key_recompute::expand_outer_join): a WHERE condition on a nullable
+        // side could hide them while its NULL-extended row shows. Then the
+        // changed rows of the nullable tables are followed instead, by their
+        // old and new values, along the `=` conditions of their own ON
+        // clauses to the preserved table (key_recompute::expand_join_groups):
+        // every preserved row whose output they may change, shown or hidden.
         (Some(preserved), _) if f.where_rtes.iter().any(|r| !preserved.contains(r)) => {
-            return Ok(unsupported(
-                "a WHERE condition on the nullable side of an outer join cannot be maintained incrementally yet",
-            ));
+            let Some(&to) = preserved.iter().find(|t| one_column(**t)) else {
+                return Ok(unsupported(
+                    "an outer join's preserved table needs a one-column primary key to be maintained incrementally",
+                ));
+            };
+            for (rte, _, _) in f.relations.iter().filter(|(r, _, _)| !preserved.contains(r)) {
+                match outer_path(f, preserved, *rte, to) {
+                    Some(path) => outer_paths.push((*rte, path)),
+                    None => {
+                        return Ok(unsupported(
+                            "a WHERE condition on the nullable side of an outer join is maintained incrementally \
+                             only when the ON clause of each table on that side compares one of its columns \
+                             with = to a column of a table joined before it",
+                        ))
+                    }
+                }
+            }
+            Shape::LeftJoin { preserved: to }
         }
         (None, Some(_)) if !f.where_rtes.is_empty() => {
             return Ok(unsupported(
@@ -2819,7 +2883,38 @@ fn decide_shape(
         Some(join)
     };
     let pair_key = if shape == Shape::Rows && f.sub_relations.is_empty() { pair_key(f) } else { None };
-    Ok(Ok(Plan { join, full_on, implied, pair_key, ..Plan::of(shape, key) }))
+    // (The paths' tables and conditions: their columns are captured.)
+    let join = match outer_paths.is_empty() {
+        true => join,
+        false => Some(JoinGraph {
+            tables: f.relations.iter().map(|(rte, relid, _)| (*rte, *relid)).collect(),
+            edges: outer_paths.iter().flat_map(|(_, path)| path.iter().copied()).collect(),
+        }),
+    };
+    Ok(Ok(Plan { join, full_on, implied, pair_key, outer_paths, ..Plan::of(shape, key) }))
+}
+
+/// The path from nullable table reference `from` of a LEFT JOIN chain to
+/// `to`, one of its `preserved` tables: steps from a nullable table along
+/// an `=` condition of its own ON clause to a table joined before it
+/// (`QueryFacts::left_ons`), or between two preserved tables along any `=`
+/// condition (they are inner-joined: both rows are in every output row).
+/// Each step holds in every output row in which the row it leaves is not
+/// NULL-extended, so the rows of `to` a changed row may reach are among
+/// those its values reach (breadth first, shortest path).
+fn outer_path(f: &QueryFacts, preserved: &[u32], from: u32, to: u32) -> Option<Vec<Equality>> {
+    let steps = |at: u32| -> Vec<Equality> {
+        if preserved.contains(&at) {
+            f.equalities
+                .iter()
+                .flat_map(|&(a, b)| [(a, b), (b, a)])
+                .filter(|(x, y)| x.0 == at && preserved.contains(&y.0))
+                .collect()
+        } else {
+            f.left_ons.iter().filter(|(t, _)| *t == at).flat_map(|(_, eqs)| eqs.iter().copied()).collect()
+        }
+    };
+    super::plan::shortest_path(from, to, &steps)
 }
 
 /// For an inner join of exactly two table references (its rows filtered and
@@ -2906,6 +3001,7 @@ mod tests {
             other_rtes: vec![],
             inner_only: true,
             left_join: None,
+            left_ons: vec![],
             full_join: None,
             where_rtes: vec![],
             has_aggs: false,
@@ -3443,5 +3539,26 @@ mod tests {
         let mut f = facts();
         f.relations = vec![(1, T, pg_sys::RELKIND_VIEW)];
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.contains("not a table"));
+    }
+
+    #[test]
+    fn nullable_tables_follow_their_own_on_clauses() {
+        // a (1) JOIN x (4) ON x.id = a.k LEFT JOIN b (2) ON b.k = x.k
+        // LEFT JOIN c (3) ON c.id = b.v, and an = of c's column with a's
+        // that only c's ON reads (b cannot leave through it).
+        let mut f = facts();
+        f.equalities = vec![((4, 1), (1, 3)), ((2, 3), (4, 3)), ((3, 1), (2, 4)), ((3, 2), (2, 5))];
+        f.left_ons = vec![(2, vec![((2, 3), (4, 3))]), (3, vec![((3, 1), (2, 4)), ((3, 2), (2, 5))])];
+        let preserved = [1, 4];
+        assert_eq!(outer_path(&f, &preserved, 2, 1), Some(vec![((2, 3), (4, 3)), ((4, 1), (1, 3))]));
+        assert_eq!(
+            outer_path(&f, &preserved, 3, 1),
+            Some(vec![((3, 1), (2, 4)), ((2, 3), (4, 3)), ((4, 1), (1, 3))])
+        );
+        // b's ON compares nothing with =: c's condition on b does not
+        // lead b back (a NULL-extended c keeps b's row).
+        f.left_ons[0].1.clear();
+        assert_eq!(outer_path(&f, &preserved, 2, 1), None);
+        assert_eq!(outer_path(&f, &preserved, 3, 1), None);
     }
 }

@@ -860,9 +860,15 @@ pub fn expand_outer_join(
         Shape::LeftJoin { preserved } => {
             let p = index(preserved)?;
             let mut keys = groups[p].clone();
+            // (Tables whose changes were followed to the preserved table
+            // brought their keys of it as groups of their own, after the
+            // key groups: see expand_join_groups.)
             for (q, other) in groups.iter().enumerate() {
-                if q != p {
-                    keys = partner_keys(relid, &keys, other, run)?;
+                match key_groups.get(q) {
+                    Some(_) if q == p => {}
+                    Some(g) if plan.outer_paths.iter().any(|(r, _)| *r == g[0].rte) => {}
+                    Some(_) => keys = partner_keys(relid, &keys, other, run)?,
+                    None => keys = merged(&keys, other)?,
                 }
             }
             Ok(vec![keys])
@@ -879,6 +885,45 @@ pub fn expand_outer_join(
         }
         _ => Ok(groups),
     }
+}
+
+/// The values of two lists of affected keys of the same columns, together.
+fn merged(keys: &[KeyValues], other: &[KeyValues]) -> PgtResult<Vec<KeyValues>> {
+    if keys.len() != other.len() || keys.iter().zip(other).any(|(a, b)| a.column != b.column) {
+        return Err(PgtError::Internal("merged key lists differ".into()));
+    }
+    keys.iter()
+        .zip(other)
+        .map(|(a, b)| {
+            Ok(KeyValues {
+                values: merged_array(a.values.as_deref(), b.values.as_deref())?,
+                has_null: a.has_null || b.has_null,
+                ..a.clone()
+            })
+        })
+        .collect()
+}
+
+/// Two one-dimensional array literals (`{1,2}`, as array_agg writes them)
+/// as one: their elements, in order (duplicates are harmless to `= ANY`).
+fn merged_array(a: Option<&str>, b: Option<&str>) -> PgtResult<Option<String>> {
+    let inner = |v: &str| {
+        v.strip_prefix('{')
+            .and_then(|v| v.strip_suffix('}'))
+            .map(str::to_string)
+            .ok_or_else(|| PgtError::Internal(format!("unexpected array literal {v}")))
+    };
+    Ok(match (a, b) {
+        (Some(a), Some(b)) => {
+            let (x, y) = (inner(a)?, inner(b)?);
+            Some(match (x.is_empty(), y.is_empty()) {
+                (true, _) => format!("{{{y}}}"),
+                (_, true) => format!("{{{x}}}"),
+                _ => format!("{{{x},{y}}}"),
+            })
+        }
+        (a, b) => a.or(b).map(str::to_string),
+    })
 }
 
 /// `own` (the affected keys of one side, a one-column key) and the keys of
@@ -982,6 +1027,19 @@ mod tests {
             }],
         );
         assert!(f.contains("'{\"it''s\"}'::text[]"), "{f}");
+    }
+
+    #[test]
+    fn key_lists_merge() {
+        assert_eq!(merged_array(Some("{1,2}"), Some("{3}")).ok(), Some(Some("{1,2,3}".to_string())));
+        assert_eq!(merged_array(None, Some("{\"a,b\"}")).ok(), Some(Some("{\"a,b\"}".to_string())));
+        assert_eq!(merged_array(Some("{}"), Some("{4}")).ok(), Some(Some("{4}".to_string())));
+        assert_eq!(merged_array(None, None).ok(), Some(None));
+        assert!(merged_array(Some("[0:1]={1,2}"), Some("{3}")).is_err());
+        let a = [key("k", Some("{1}"), false)];
+        let b = [key("k", None, true)];
+        assert_eq!(merged(&a, &b).ok(), Some(vec![key("k", Some("{1}"), true)]));
+        assert!(merged(&a, &[key("j", None, true)]).is_err());
     }
 
     #[test]

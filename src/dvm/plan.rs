@@ -50,6 +50,13 @@ pub struct Plan {
     /// columns that are expressions (their [`KeyColumn::source_attnum`]
     /// is 0), each computed from a changed row's columns.
     pub key_exprs: Vec<KeyExpr>,
+    /// For [`Shape::LeftJoin`] with a WHERE condition on its nullable
+    /// side: each nullable table reference with its path of `=` conditions
+    /// to the preserved table (each step from a table's own ON clause to
+    /// one joined before it, or between tables of the inner join), along
+    /// which its changed rows' old and new values reach the preserved rows
+    /// whose output they may change (see [`Plan::followed`]).
+    pub outer_paths: Vec<(u32, Vec<Equality>)>,
 }
 
 /// A key column computed by an expression over one table's columns (a
@@ -169,31 +176,9 @@ impl JoinGraph {
     /// (breadth first): each step is (column of the current table, column
     /// of the next table).
     pub fn path(&self, from: u32, to: u32) -> Option<Vec<Equality>> {
-        let mut prev: std::collections::BTreeMap<u32, Equality> = Default::default();
-        let mut queue = std::collections::VecDeque::from([from]);
-        let mut seen = std::collections::BTreeSet::from([from]);
-        while let Some(at) = queue.pop_front() {
-            if at == to {
-                let mut steps = Vec::new();
-                let mut cur = to;
-                while cur != from {
-                    let step = *prev.get(&cur)?;
-                    steps.push(step);
-                    cur = step.0 .0;
-                }
-                steps.reverse();
-                return Some(steps);
-            }
-            for &(a, b) in &self.edges {
-                for (x, y) in [(a, b), (b, a)] {
-                    if x.0 == at && seen.insert(y.0) {
-                        prev.insert(y.0, (x, y));
-                        queue.push_back(y.0);
-                    }
-                }
-            }
-        }
-        None
+        shortest_path(from, to, &|at| {
+            self.edges.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).filter(|(x, _)| x.0 == at).collect()
+        })
     }
 
     /// The table reference nearest to `from` (breadth first, `from` itself
@@ -223,6 +208,35 @@ impl JoinGraph {
     }
 }
 
+/// The shortest path (breadth first) of equality steps from table
+/// reference `from` to `to`, where `steps(at)` are the steps leaving `at`
+/// (each from a column of `at` to a column of the next table).
+pub fn shortest_path(from: u32, to: u32, steps: &dyn Fn(u32) -> Vec<Equality>) -> Option<Vec<Equality>> {
+    let mut prev: std::collections::BTreeMap<u32, Equality> = Default::default();
+    let mut queue = std::collections::VecDeque::from([from]);
+    let mut seen = std::collections::BTreeSet::from([from]);
+    while let Some(at) = queue.pop_front() {
+        if at == to {
+            let mut path = Vec::new();
+            let mut cur = to;
+            while cur != from {
+                let step = *prev.get(&cur)?;
+                path.push(step);
+                cur = step.0 .0;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for step in steps(at) {
+            if seen.insert(step.1 .0) {
+                prev.insert(step.1 .0, step);
+                queue.push_back(step.1 .0);
+            }
+        }
+    }
+    None
+}
+
 impl Plan {
     /// A plan of `shape` keyed by `key`, nothing else set: no join graph,
     /// totals, row expressions, ORDER BY ... LIMIT, multiset or subqueries
@@ -242,6 +256,7 @@ impl Plan {
             implied: Vec::new(),
             pair_key: None,
             key_exprs: Vec::new(),
+            outer_paths: Vec::new(),
         }
     }
 
@@ -313,7 +328,9 @@ impl Plan {
     /// conditions to a reference carrying key columns: (reference, its
     /// table, the reference reached, the path there). For a grouped join,
     /// every other reference, to the grouping one; for rows filtered by
-    /// subqueries, the references inside them, to the nearest outer one.
+    /// subqueries, the references inside them, to the nearest outer one;
+    /// for an outer join with a WHERE condition on its nullable side, the
+    /// nullable references, to the preserved one.
     pub fn followed(&self) -> Vec<(u32, pg_sys::Oid, u32, Vec<Equality>)> {
         let Some(join) = &self.join else { return Vec::new() };
         let keyed = |r: u32| self.key.iter().any(|k| k.rte == r);
@@ -324,6 +341,11 @@ impl Plan {
                     join.path(rte, group_rte).map(|p| (group_rte, p))
                 }
                 Shape::Rows if !keyed(rte) => join.nearest(rte, &keyed),
+                Shape::LeftJoin { preserved } => self
+                    .outer_paths
+                    .iter()
+                    .find(|(r, _)| *r == rte)
+                    .map(|(_, path)| (preserved, path.clone())),
                 _ => None,
             };
             if let Some((to, path)) = reached {

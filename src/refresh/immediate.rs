@@ -97,6 +97,12 @@ struct Prepared {
     /// Running totals of one table in the stream table's own columns: the
     /// statement adding a statement's rows to them (no rows captured).
     in_place: PerTransition,
+    /// Per key group (table reference), the statement reading the affected
+    /// key values from a statement's rows; per table reference followed
+    /// along `=` conditions, the one reading its joined column's values.
+    /// Kept, as their text depends only on the kinds of rows.
+    key_reads: Vec<PerTransition>,
+    followed_reads: RefCell<HashMap<u32, Rc<PerTransition>>>,
 }
 
 impl Prepared {
@@ -723,6 +729,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         key_names,
         owner,
         apply,
+        key_reads: (0..shape.len()).map(|_| PerTransition::default()).collect(),
         shape,
         conflict_keys: all_keys,
         totals,
@@ -730,6 +737,7 @@ fn prepared(relid: pg_sys::Oid) -> PgtResult<Rc<Prepared>> {
         inserted,
         over_rows: RefCell::new(HashMap::new()),
         in_place: PerTransition::default(),
+        followed_reads: RefCell::new(HashMap::new()),
     });
     PREPARED.with(|m| m.borrow_mut().insert(relid.to_u32(), p.clone()));
     Ok(p)
@@ -893,6 +901,14 @@ fn apply_changes(
     if over_rows && !crate::cdc::statements::may_add_delta(relid, source, &p.plan.sources()) {
         return Ok(Vec::new());
     }
+    // A multiset of one table's changed rows, or running totals with a
+    // min or max: not for a statement run by a trigger of a statement on
+    // one of its sources that is still to be maintained (see
+    // cdc::statements::may_apply_nested); recomputed after it instead.
+    let in_order = p.keyless.is_some() || p.plan.algebraic.as_ref().is_some_and(|a| a.has_extremes());
+    if in_order && !crate::cdc::statements::may_apply_nested(relid, &p.plan.sources()) {
+        return Ok(Vec::new());
+    }
     // A table read by a subquery not tied to the outer query: any row may
     // have changed; the whole query is recomputed, applied as differences.
     // So is a statement over slices whose rows exceed
@@ -1030,7 +1046,9 @@ fn apply_changes(
     }
     let mut groups = Vec::new();
     let mut any = false;
-    for ((group, names), shape) in p.plan.key_groups().iter().zip(&p.key_names).zip(&p.shape) {
+    for (((group, names), shape), kept) in
+        p.plan.key_groups().iter().zip(&p.key_names).zip(&p.shape).zip(&p.key_reads)
+    {
         if group[0].source != source {
             groups.push(
                 shape
@@ -1054,18 +1072,19 @@ fn apply_changes(
         for i in 0..names.len() {
             select
                 .push(format!("(pg_catalog.array_agg(DISTINCT k{i}) FILTER (WHERE k{i} IS NOT NULL))::text"));
-            select.push(format!("pg_catalog.bool_or(k{i} IS NULL)"));
+            select.push(format!("pg_catalog.bool_or(k{i} IS NULL)::pg_catalog.text"));
         }
         let sql = format!("SELECT {} FROM ({rows}) w", select.join(", "));
+        let read = || kept.first_row(transition, |_| Ok(sql));
         // (GROUP BY expressions evaluated as the stream table's owner.)
         let row = match p.plan.key_exprs.is_empty() {
-            true => read_transition(&sql)?,
-            false => sys::as_restricted_role(p.owner, || read_transition(&sql))?,
+            true => read()?,
+            false => sys::as_restricted_role(p.owner, read)?,
         };
         let mut keys = Vec::new();
         for (i, (column, sql_type)) in shape.iter().enumerate() {
             let values = row.get(2 * i).cloned().flatten();
-            let has_null = row.get(2 * i + 1).cloned().flatten().as_deref() == Some("t");
+            let has_null = row.get(2 * i + 1).cloned().flatten().as_deref() == Some("true");
             any |= values.is_some() || has_null;
             keys.push(KeyValues { column: column.clone(), sql_type: sql_type.clone(), values, has_null });
         }
@@ -1118,7 +1137,8 @@ fn apply_changes(
             };
             let sql =
                 format!("SELECT (pg_catalog.array_agg(DISTINCT v) FILTER (WHERE v IS NOT NULL))::text FROM ({rows}) w");
-            if let Some(values) = read_transition(&sql)?.first().cloned().flatten() {
+            let kept = p.followed_reads.borrow_mut().entry(rte).or_default().clone();
+            if let Some(values) = kept.first_row(transition, |_| Ok(sql))?.first().cloned().flatten() {
                 join_values.push((rte, values));
                 any = true;
             }

@@ -220,20 +220,19 @@ pub fn refresh_on(
                 let groups = if affected.changes > 0 {
                     let owner = sys::relation_owner(relid)?;
                     let run = |sql: &str| sys::as_restricted_role(owner, || snapshot.query_text(sql));
+                    // (Groups reached first: an outer join's preserved
+                    // rows reached by its nullable tables' changes join
+                    // its keys.)
                     let (groups, reached) = sys::as_restricted_role(owner, || {
-                        let groups = dvm::key_recompute::expand_outer_join(
+                        let (groups, reached) = dvm::key_recompute::expand_join_groups(
                             relid,
                             &plan,
                             affected.groups.clone(),
-                            &run,
-                        )?;
-                        dvm::key_recompute::expand_join_groups(
-                            relid,
-                            &plan,
-                            groups,
                             &affected.join_values,
                             &run,
-                        )
+                        )?;
+                        let groups = dvm::key_recompute::expand_outer_join(relid, &plan, groups, &run)?;
+                        Ok::<_, crate::error::PgtError>((groups, reached))
                     })?;
                     affected.keys += reached;
                     groups

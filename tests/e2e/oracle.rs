@@ -217,8 +217,13 @@ const CORPUS: &[(&str, bool)] = &[
     // (An inner join after a LEFT JOIN, whose condition may pass a
     // NULL-extended row: recomputed in full.)
     ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k JOIN t1 b ON b.id = coalesce(t2.id, t1.id)", false),
-    // (A WHERE condition on a later table: recomputed in full.)
-    ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k LEFT JOIN t1 b ON b.id = t2.id WHERE b.v IS NULL", false),
+    // A WHERE condition on the nullable side that a NULL-extended row may
+    // pass: the nullable tables' changes followed to the preserved rows
+    // along their ON clauses' = conditions (through a chain, after an
+    // inner join, or a RIGHT JOIN).
+    ("SELECT t1.id, t2.id AS id2, b.id AS id3 FROM t1 LEFT JOIN t2 ON t2.k = t1.k LEFT JOIN t1 b ON b.id = t2.id WHERE b.v IS NULL", true),
+    ("SELECT a.id, x.id AS xid, t2.id AS id2, t2.note FROM t1 a JOIN t2 x ON x.id = a.k LEFT JOIN t2 ON t2.k = x.k AND t2.id <> x.id WHERE coalesce(t2.note, 'none') <> 'x'", true),
+    ("SELECT t2.id, t1.id AS id2, t1.v FROM t1 RIGHT JOIN t2 ON t1.k = t2.k WHERE t1.v IS NULL OR t1.v > 20", true),
     ("SELECT t1.k, count(t2.id) FROM t1 FULL JOIN t2 ON t1.k = t2.k GROUP BY t1.k", false),
     ("SELECT t1.id, t2.id AS id2 FROM t1 LEFT JOIN t2 ON t2.k = t1.k WHERE t2.note IS NULL",true),
     // One FULL JOIN of two tables, both primary keys selected.
