@@ -42,8 +42,8 @@ SELECT count(*) AS differences FROM (
 -- A WHERE condition on a nullable side may hide a row's partner while its
 -- NULL-extended row shows (staff without a desk on a floor): the staff
 -- rows a change of desks reaches are found by the changed desks' old and
--- new desk numbers, through the ON clause's =, and recomputed. The FULL
--- JOIN is refreshed in FULL.
+-- new desk numbers, through the ON clause's =, and recomputed. The same
+-- for a FULL JOIN, both ways.
 CREATE MATERIALIZED VIEW free_staff WITH (pgtrickle.stream) AS
 SELECT s.id, d.id AS desk_id FROM staff s LEFT JOIN desks d ON d.desk = s.desk WHERE d.floor IS NULL;
 CREATE MATERIALIZED VIEW upper_floors WITH (pgtrickle.stream) AS
@@ -63,6 +63,14 @@ SELECT count(*) AS differences FROM (
     UNION ALL
     (SELECT s.id, d.id FROM staff s LEFT JOIN desks d ON d.desk = s.desk WHERE d.floor IS NULL
      EXCEPT ALL TABLE free_staff)) d;
+REFRESH MATERIALIZED VIEW upper_floors;
+SELECT h.mode FROM pgtrickle.refresh_history('oj.upper_floors', 1) h;
+SELECT count(*) AS differences FROM (
+    (TABLE upper_floors EXCEPT ALL
+     SELECT s.id, d.id FROM staff s FULL JOIN desks d ON d.desk = s.desk WHERE d.floor > 1)
+    UNION ALL
+    (SELECT s.id, d.id FROM staff s FULL JOIN desks d ON d.desk = s.desk WHERE d.floor > 1
+     EXCEPT ALL TABLE upper_floors)) d;
 
 -- A chain of LEFT JOINs: each staff member, their desk and the desk's
 -- floor warden (a staff member too). Recomputed per staff row; a change
@@ -115,6 +123,9 @@ SELECT s.id, d.id AS desk_id, w.floor
   FROM staff s LEFT JOIN desks d ON d.desk = s.desk
                LEFT JOIN wardens w ON w.floor = d.floor
  WHERE w.staff_id IS NULL;
+CREATE MATERIALIZED VIEW unmatched_now WITH (pgtrickle.stream, pgtrickle.refresh_mode = 'immediate') AS
+SELECT s.id, d.id AS desk_id FROM staff s FULL JOIN desks d ON d.desk = s.desk
+ WHERE s.id IS NULL OR d.id IS NULL;
 SELECT property, value FROM pgtrickle.explain_stream_table('unguarded')
  WHERE property IN ('refresh mode', 'strategy');
 TABLE unguarded ORDER BY id;
@@ -139,7 +150,14 @@ SELECT count(*) AS differences FROM (
 SELECT count(*) AS differences FROM (
     (TABLE unguarded_now EXCEPT ALL TABLE unguarded_q) UNION ALL (TABLE unguarded_q EXCEPT ALL TABLE unguarded_now)) d;
 DROP VIEW unguarded_q;
-DROP MATERIALIZED VIEW unguarded, unguarded_now;
+TABLE unmatched_now ORDER BY id, desk_id;
+SELECT count(*) AS differences FROM (
+    (TABLE unmatched_now EXCEPT ALL
+     SELECT s.id, d.id FROM staff s FULL JOIN desks d ON d.desk = s.desk WHERE s.id IS NULL OR d.id IS NULL)
+    UNION ALL
+    (SELECT s.id, d.id FROM staff s FULL JOIN desks d ON d.desk = s.desk WHERE s.id IS NULL OR d.id IS NULL
+     EXCEPT ALL TABLE unmatched_now)) d;
+DROP MATERIALIZED VIEW unguarded, unguarded_now, unmatched_now;
 -- LEFT JOINs may start from an inner join: rows recomputed per row of its
 -- first table (with a one-column key), here staff; the WHERE clause may
 -- read the inner join's tables.

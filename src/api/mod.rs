@@ -192,8 +192,8 @@ fn explain(name: &str) -> PgtResult<Vec<(String, Option<String>)>> {
             let strategy = match plan.outer_paths.is_empty() {
                 true => strategy,
                 false => format!(
-                    "{strategy}; the WHERE clause reads its nullable side: a changed row there reaches, by its old \
-                     and new values, the preserved rows it joins through the ON clauses' = conditions"
+                    "{strategy}; the WHERE clause reads a nullable side: a changed row there reaches, by its old \
+                     and new values, the rows of the other side it joins through the ON clauses' = conditions"
                 ),
             };
             let strategy = if sliced.is_some() {

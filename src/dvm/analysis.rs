@@ -38,11 +38,12 @@ struct QueryFacts {
     /// tables (`t1 JOIN t0 ON ... LEFT JOIN t2 ON ...`): the tables of that
     /// start, whose rows every LEFT JOIN preserves, in order.
     left_join: Option<Vec<u32>>,
-    /// The tables those LEFT JOINs add (or a RIGHT JOIN's left table), each
-    /// with the `=` conditions of its own ON clause between one of its
-    /// columns and one of a table joined before it (oriented from it):
-    /// every output row in which its row is not NULL-extended satisfies
-    /// them with a row of that other table.
+    /// The tables those LEFT JOINs add (or a RIGHT JOIN's left table, or
+    /// both tables of a FULL JOIN), each with the `=` conditions of its own
+    /// ON clause between one of its columns and one of a table joined
+    /// before it (the other one, in a FULL JOIN), oriented from it: every
+    /// output row in which its row is not NULL-extended satisfies them
+    /// with a row of that other table.
     left_ons: Vec<(u32, Vec<Equality>)>,
     /// FROM is exactly `t1 FULL JOIN t2`.
     full_join: Option<(u32, u32)>,
@@ -1226,7 +1227,9 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                         f.left_ons.push((base + l, levels.own_equalities(base + l, j.quals)));
                     }
                     (pg_sys::JoinType::JOIN_FULL, Some(l), Some(r)) => {
-                        f.full_join = Some((base + l, base + r))
+                        f.full_join = Some((base + l, base + r));
+                        f.left_ons.push((base + l, levels.own_equalities(base + l, j.quals)));
+                        f.left_ons.push((base + r, levels.own_equalities(base + r, j.quals)));
                     }
                     _ => {}
                 }
@@ -2828,10 +2831,27 @@ fn decide_shape(
             }
             Shape::LeftJoin { preserved: to }
         }
-        (None, Some(_)) if !f.where_rtes.is_empty() => {
-            return Ok(unsupported(
-                "a WHERE condition on the nullable side of an outer join cannot be maintained incrementally yet",
-            ));
+        // The same for a FULL JOIN: each side's changed rows followed to
+        // the other's rows along the ON clause's = conditions.
+        (None, Some((left, right))) if !f.where_rtes.is_empty() => {
+            let paths = [(left, outer_path(f, &[], left, right)), (right, outer_path(f, &[], right, left))];
+            for (rte, path) in paths {
+                match path {
+                    Some(path) => outer_paths.push((rte, path)),
+                    None => {
+                        return Ok(unsupported(
+                            "a WHERE condition on a FULL JOIN is maintained incrementally only when its ON clause \
+                             compares a column of one table with = to a column of the other",
+                        ))
+                    }
+                }
+            }
+            if !one_column(left) || !one_column(right) {
+                return Ok(unsupported(
+                    "a FULL JOIN needs a one-column primary key on both tables to be maintained incrementally",
+                ));
+            }
+            Shape::FullJoin { left, right }
         }
         // Rows recomputed per row of one of the preserved tables (every
         // output row comes from one of its rows), by a one-column key.

@@ -873,6 +873,21 @@ pub fn expand_outer_join(
             }
             Ok(vec![keys])
         }
+        // (With a WHERE clause, each side's changes were followed to the
+        // other's rows instead: their groups, after the key groups, join
+        // the other side's keys.)
+        Shape::FullJoin { .. } if !plan.outer_paths.is_empty() => {
+            let n = key_groups.len();
+            let mut out = groups[..n.min(groups.len())].to_vec();
+            for extra in groups.iter().skip(n) {
+                let at = out
+                    .iter()
+                    .position(|g| g.iter().map(|k| &k.column).eq(extra.iter().map(|k| &k.column)))
+                    .ok_or_else(|| PgtError::Internal("followed keys of no side".into()))?;
+                out[at] = merged(&out[at], extra)?;
+            }
+            Ok(out)
+        }
         Shape::FullJoin { left, right } => {
             let (p, q) = (index(left)?, index(right)?);
             let left_keys = partner_keys(relid, &groups[p], &groups[q], run)?;

@@ -53,9 +53,11 @@ pub struct Plan {
     /// For [`Shape::LeftJoin`] with a WHERE condition on its nullable
     /// side: each nullable table reference with its path of `=` conditions
     /// to the preserved table (each step from a table's own ON clause to
-    /// one joined before it, or between tables of the inner join), along
-    /// which its changed rows' old and new values reach the preserved rows
-    /// whose output they may change (see [`Plan::followed`]).
+    /// one joined before it, or between tables of the inner join); for
+    /// [`Shape::FullJoin`] with a WHERE condition, each side with its
+    /// ON clause's `=` conditions to the other. The paths along
+    /// which its changed rows' old and new values reach the rows whose
+    /// output they may change (see [`Plan::followed`]).
     pub outer_paths: Vec<(u32, Vec<Equality>)>,
 }
 
@@ -330,7 +332,8 @@ impl Plan {
     /// every other reference, to the grouping one; for rows filtered by
     /// subqueries, the references inside them, to the nearest outer one;
     /// for an outer join with a WHERE condition on its nullable side, the
-    /// nullable references, to the preserved one.
+    /// nullable references, to the preserved one (for a FULL JOIN, each
+    /// side to the other).
     pub fn followed(&self) -> Vec<(u32, pg_sys::Oid, u32, Vec<Equality>)> {
         let Some(join) = &self.join else { return Vec::new() };
         let keyed = |r: u32| self.key.iter().any(|k| k.rte == r);
@@ -341,11 +344,11 @@ impl Plan {
                     join.path(rte, group_rte).map(|p| (group_rte, p))
                 }
                 Shape::Rows if !keyed(rte) => join.nearest(rte, &keyed),
-                Shape::LeftJoin { preserved } => self
+                Shape::LeftJoin { .. } | Shape::FullJoin { .. } => self
                     .outer_paths
                     .iter()
                     .find(|(r, _)| *r == rte)
-                    .map(|(_, path)| (preserved, path.clone())),
+                    .and_then(|(_, path)| Some((path.last()?.1 .0, path.clone()))),
                 _ => None,
             };
             if let Some((to, path)) = reached {

@@ -230,7 +230,10 @@ const CORPUS: &[(&str, bool)] = &[
     ("SELECT t1.id, t2.id AS id2, t1.v, t2.note FROM t1 FULL JOIN t2 ON t1.k = t2.k", true),
     ("SELECT a.id, b.id AS id2 FROM t1 a FULL JOIN t1 b ON a.k = b.k AND a.id < b.id AND b.v > 10", true),
     ("SELECT t1.id, t2.id AS id2, coalesce(t1.g, t2.note) AS label FROM t1 FULL JOIN t2 USING (id)", true),
-    ("SELECT t1.id, t2.id AS id2 FROM t1 FULL JOIN t2 ON t1.k = t2.k WHERE t1.v IS NULL OR t1.v > 20", false),
+    // (With a WHERE clause: each side's changes followed to the other's
+    // rows along the ON clause's =.)
+    ("SELECT t1.id, t2.id AS id2 FROM t1 FULL JOIN t2 ON t1.k = t2.k WHERE t1.v IS NULL OR t1.v > 20", true),
+    ("SELECT a.id, b.id AS id2 FROM t1 a FULL JOIN t1 b ON a.k = b.k AND a.id < b.id WHERE a.id IS NULL OR b.v > 10", true),
     ("SELECT x.id, y.id AS id2 FROM t1 x CROSS JOIN t2 y WHERE x.k = y.k AND x.v > y.k", true),
     ("SELECT k FROM t1 UNION SELECT k FROM t2", false),
     ("SELECT s.k, s.n FROM (SELECT k, count(*) AS n FROM t1 GROUP BY k) s WHERE s.n > 1", true),
@@ -706,6 +709,24 @@ fn run_immediate_seed(seed: u64, rounds: usize) {
         "IMMEDIATE over inner stream tables: {over_inners:?}"
     );
     immediate.extend(over_inners);
+    // Row triggers that write the table their statement wrote (some new
+    // rows of t1 deleted, some of t3, without a key, updated): the
+    // statements they run are maintained before the one that fired them.
+    c.batch_execute(
+        "CREATE FUNCTION oracle_nested_t1() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+           IF NEW.v % 7 = 3 THEN DELETE FROM t1 WHERE id = NEW.id; END IF;
+           RETURN NULL;
+         END $$;
+         CREATE FUNCTION oracle_nested_t3() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+           IF NEW.a % 5 = 1 THEN
+             UPDATE t3 SET b = coalesce(b, 0) + 100 WHERE a = NEW.a AND b IS NOT DISTINCT FROM NEW.b;
+           END IF;
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER nested AFTER INSERT ON t1 FOR EACH ROW EXECUTE FUNCTION oracle_nested_t1();
+         CREATE TRIGGER nested AFTER INSERT ON t3 FOR EACH ROW EXECUTE FUNCTION oracle_nested_t3();",
+    )
+    .unwrap();
     let check = |c: &mut postgres::Transaction<'_>, at: &str| {
         for (i, query) in &immediate {
             let bad = mismatch(c, &format!("im_{i}"), query);
