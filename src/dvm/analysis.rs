@@ -1288,6 +1288,10 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                     && group_refs.contains(&(*tle).ressortgroupref)
                     && levels.base_column(0, (*tle).expr as *mut pg_sys::Node).is_none()
             });
+        // A join grouped by expressions (`GROUP BY date_trunc('month',
+        // o.ts)`), each over one table reference: regrouped by that
+        // reference when key recompute applies (see decide_shape).
+        let join_groups = base == 0 && single.is_none() && f.relations.len() > 1 && !group_refs.is_empty();
         // (Groups without aggregates over a join, GROUP BY or DISTINCT: a
         // count per group of the join's rows, when key recompute cannot.)
         let groups_only = !top.hasAggs && !group_refs.is_empty();
@@ -1305,23 +1309,36 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             let attnum = f.outputs.len() as i16 + 1;
             let expr = (*tle).expr as *mut pg_sys::Node;
             let grouped = (*tle).ressortgroupref != 0 && group_refs.contains(&(*tle).ressortgroupref);
-            if let (true, true, Some(relid)) = (grouped, expression_groups, single) {
-                if levels.base_column(0, expr).is_none() {
-                    // (Grouped expressions read the grouping step's entry:
-                    // written as the expressions they stand for.)
-                    let plain = match top.hasGroupRTE {
-                        true => pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, expr),
-                        false => expr,
-                    };
-                    let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
-                    if let Some(sql) =
-                        crate::hooks::cstr(pg_sys::deparse_expression(plain, context, true, false))
-                    {
-                        f.group_exprs.push(KeyExpr {
-                            output_attnum: attnum,
-                            sql,
-                            attnums: attnums_of(plain, 1),
-                        });
+            // A grouped expression over the columns of one table reference
+            // (of the one table, or of a join), written over alias `b`.
+            let over_one = expression_groups || (join_groups && !top.hasSubLinks);
+            if grouped && over_one && levels.base_column(0, expr).is_none() {
+                // (Grouped expressions read the grouping step's entry:
+                // written as the expressions they stand for.)
+                let plain = match top.hasGroupRTE {
+                    true => pg_sys::flatten_group_exprs(std::ptr::null_mut(), q, expr),
+                    false => expr,
+                };
+                let read: Vec<u32> =
+                    (1..=rtable.len() as u32).filter(|i| !attnums_of(plain, *i).is_empty()).collect();
+                if let [index] = read.as_slice() {
+                    if is_relation(*index) {
+                        let relid = (*rtable[*index as usize - 1]).relid;
+                        let one = match *index {
+                            1 => plain,
+                            i => crate::hooks::nodes::renumbered(plain, i, 1),
+                        };
+                        let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
+                        if let Some(sql) =
+                            crate::hooks::cstr(pg_sys::deparse_expression(one, context, true, false))
+                        {
+                            f.group_exprs.push(KeyExpr {
+                                output_attnum: attnum,
+                                sql,
+                                attnums: attnums_of(plain, *index),
+                                rte: base + index,
+                            });
+                        }
                     }
                 }
             }
@@ -2520,6 +2537,38 @@ fn expression_key(f: &QueryFacts, key: &[KeyColumn]) -> Option<Plan> {
     Some(Plan { key_exprs: f.group_exprs.clone(), ..Plan::of(Shape::Groups, columns) })
 }
 
+/// The key columns of a join grouped by expressions over one table
+/// reference (`f.group_exprs`, read over its changed rows) and by plain
+/// columns of that same reference; None for other queries. Not when change
+/// rows may not be read as the owner (`no_totals`), with subqueries or
+/// ORDER BY ... LIMIT, as for one table ([`expression_key`]).
+fn join_expression_key(
+    f: &QueryFacts,
+    key: &[KeyColumn],
+    source_of: &dyn Fn(u32) -> Option<pg_sys::Oid>,
+) -> Option<Vec<KeyColumn>> {
+    if f.relations.len() < 2 || f.no_totals || !f.sub_relations.is_empty() || f.topk.is_some() {
+        return None;
+    }
+    let rte = f.group_exprs.first()?.rte;
+    let source = source_of(rte)?;
+    let mut columns = Vec::new();
+    for (i, (_, sgref)) in f.outputs.iter().enumerate() {
+        if *sgref == 0 || !f.group_refs.contains(sgref) {
+            continue;
+        }
+        let output_attnum = i as i16 + 1;
+        match key.iter().find(|k| k.output_attnum == output_attnum) {
+            Some(k) if k.rte == rte => columns.push(k.clone()),
+            None if f.group_exprs.iter().any(|e| e.output_attnum == output_attnum && e.rte == rte) => {
+                columns.push(KeyColumn { output_attnum, rte, source, source_attnum: 0 })
+            }
+            _ => return None,
+        }
+    }
+    Some(columns)
+}
+
 /// The shape of a query (its ORDER BY ... LIMIT aside).
 fn decide_shape(
     f: &QueryFacts,
@@ -2705,11 +2754,21 @@ fn decide_shape(
         if let (Some(plan), true) = (expression_key(f, &key), grouped_outputs == f.group_refs.len()) {
             return Ok(Ok(plan));
         }
+        // A join grouped by expressions over one table reference (and by
+        // its columns), with other aggregates: regrouped by that
+        // reference's rows, as grouping columns of one table are; the
+        // groups its changed rows' expressions name, and those of the rows
+        // the other tables' changes reach, recomputed.
+        if let Some(columns) =
+            join_expression_key(f, &key, &source_of).filter(|_| grouped_outputs == f.group_refs.len())
+        {
+            return Ok(over_join(columns)?.map(|plan| Plan { key_exprs: f.group_exprs.clone(), ..plan }));
+        }
         if key.len() != f.group_refs.len() || grouped_outputs != f.group_refs.len() {
             return Ok(unsupported(
-                "every GROUP BY item must appear in the select list and be a plain column of the grouped table, \
-                 or an expression over one table, or over an inner join when the other outputs are count, sum, avg, \
-                 min and max and HAVING, if any, reads only such aggregates",
+                "every GROUP BY item must appear in the select list and be a plain column or an expression over one \
+                 table's columns (over a join, all of one table reference, unless the other outputs are count, sum, \
+                 avg, min and max and HAVING, if any, reads only such aggregates)",
             ));
         }
         if single && f.sub_relations.is_empty() {
@@ -3096,7 +3155,8 @@ mod tests {
             f.has_group = true;
             f.outputs = vec![(None, 1), (Some((1, 3)), 2), (None, 0)];
             f.group_refs = vec![1, 2];
-            f.group_exprs = vec![KeyExpr { output_attnum: 1, sql: "(b.c2 / 10)".into(), attnums: vec![2] }];
+            f.group_exprs =
+                vec![KeyExpr { output_attnum: 1, sql: "(b.c2 / 10)".into(), attnums: vec![2], rte: 1 }];
             f
         };
         let plan = decide(&grouped(), pk1).unwrap().unwrap();
@@ -3114,6 +3174,41 @@ mod tests {
         let mut hidden = grouped();
         hidden.group_refs.push(3);
         assert!(decide(&hidden, pk1).unwrap().unwrap_err().0.contains("every GROUP BY item"));
+    }
+
+    #[test]
+    fn joins_grouped_by_expressions_of_one_table_regroup_by_it() {
+        // SELECT t.c2 / 10, t.c3, string_agg(u...) FROM t JOIN u ON u.c1 = t.c3
+        //  GROUP BY t.c2 / 10, t.c3
+        let grouped = || {
+            let mut f = facts();
+            f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+            f.inner_only = true;
+            f.has_aggs = true;
+            f.has_group = true;
+            f.outputs = vec![(None, 1), (Some((1, 3)), 2), (None, 0)];
+            f.group_refs = vec![1, 2];
+            f.equalities = vec![((2, 1), (1, 3))];
+            f.group_exprs =
+                vec![KeyExpr { output_attnum: 1, sql: "(b.c2 / 10)".into(), attnums: vec![2], rte: 1 }];
+            f
+        };
+        let plan = decide(&grouped(), pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::GroupsOverJoin { group_rte: 1 });
+        assert_eq!(plan.key, vec![key(1, 1, T, 0), key(2, 1, T, 3)]);
+        assert_eq!(plan.key_exprs, grouped().group_exprs);
+        // Changes of u are followed to t, whose buffer holds the
+        // expression's columns, the key's and the join's.
+        assert_eq!(plan.followed().len(), 1);
+        assert_eq!(plan.captured_columns(T), vec![2, 3]);
+        // Not grouped by a column of the other table as well.
+        let mut mixed = grouped();
+        mixed.outputs[1] = (Some((2, 2)), 2);
+        assert!(decide(&mixed, pk1).unwrap().unwrap_err().0.contains("every GROUP BY item"));
+        // Nor by an expression over a table not connected by =.
+        let mut apart = grouped();
+        apart.equalities.clear();
+        assert!(decide(&apart, pk1).unwrap().unwrap_err().0.contains("connected"));
     }
 
     #[test]

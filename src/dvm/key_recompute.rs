@@ -555,12 +555,17 @@ pub fn expand_join_groups(
                 conditions.push(format!("r{i}.{} = {to_col}", column_name(*from_rte, *from_att)?));
             }
         }
+        // (The rows reached, as alias `b`: a key column is a column of
+        // theirs, or a GROUP BY expression over them.)
         let grouped = format!("r{}", path.len());
         let mut select = Vec::new();
         let mut keys = Vec::new();
         let mut row_of_keys = Vec::new();
         for k in plan.key.iter().filter(|k| k.rte == group_rte) {
-            let col = format!("{grouped}.{}", column_name(group_rte, k.source_attnum)?);
+            let col = match plan.key_exprs.iter().find(|e| e.output_attnum == k.output_attnum) {
+                Some(e) => e.sql.clone(),
+                None => format!("b.{}", column_name(group_rte, k.source_attnum)?),
+            };
             select.push(format!(
                 "(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL))::text"
             ));
@@ -574,7 +579,7 @@ pub fn expand_join_groups(
         }
         select.push(format!("pg_catalog.count(DISTINCT ROW({}))", row_of_keys.join(", ")));
         let sql = format!(
-            "SELECT {} FROM {} WHERE {}",
+            "SELECT {} FROM (SELECT {grouped}.* FROM {} WHERE {}) b",
             select.join(", "),
             from.join(", "),
             conditions.join(" AND ")

@@ -71,6 +71,8 @@ pub struct KeyExpr {
     pub sql: String,
     /// The table's columns it reads.
     pub attnums: Vec<i16>,
+    /// The table reference whose columns it reads (range table index).
+    pub rte: u32,
 }
 
 /// The rows of a filter and projection over several tables (or with

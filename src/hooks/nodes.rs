@@ -62,6 +62,33 @@ where
     }
 }
 
+/// A copy of an expression in which the columns of range table entry
+/// `from` (at its own query level) read entry `to` instead, as
+/// PostgreSQL's ChangeVarNodes does for Vars (the rest is shared).
+///
+/// # Safety
+/// `node` is NULL or a valid expression tree without sublinks.
+pub unsafe fn renumbered(node: *mut pg_sys::Node, from: u32, to: u32) -> *mut pg_sys::Node {
+    // SAFETY: each Var is copied before it is changed; the copy lives in
+    // the current memory context.
+    unsafe {
+        mutate(node, |n| {
+            if (*n).type_ != pg_sys::NodeTag::T_Var {
+                return None;
+            }
+            let var = n as *mut pg_sys::Var;
+            if (*var).varlevelsup != 0 || (*var).varno as u32 != from {
+                return None;
+            }
+            let copy = pg_sys::copyObjectImpl(var.cast()) as *mut pg_sys::Var;
+            (*copy).varno = to as i32;
+            (*copy).varnosyn = to;
+            (*copy).varnullingrels = std::ptr::null_mut();
+            Some(copy.cast())
+        })
+    }
+}
+
 /// Visit an expression tree depth first (PostgreSQL's
 /// expression_tree_walker): `visit` sees each node and returns whether
 /// to visit its children. A SubLink's subquery is seen as a Query node,

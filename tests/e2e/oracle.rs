@@ -164,6 +164,11 @@ const CORPUS: &[(&str, bool)] = &[
     // rows' expressions name recomputed.
     ("SELECT k % 3 AS m, string_agg(g, ',' ORDER BY g, id) AS gs, bool_and(flag) AS af FROM t1 GROUP BY k % 3", true),
     ("SELECT lower(g) AS lg, k, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med FROM t1 WHERE v IS NOT NULL GROUP BY lower(g), k HAVING count(*) > 1", true),
+    // The same over joins, by expressions over one table reference and
+    // its columns: regrouped by that reference, changes of the others
+    // followed along the = conditions (an inner join, a LEFT JOIN).
+    ("SELECT t1.k % 3 AS m, t1.g, string_agg(t2.note, ',' ORDER BY t2.note, t2.id) AS notes FROM t1 JOIN t2 ON t2.k = t1.k GROUP BY 1, t1.g", true),
+    ("SELECT lower(t1.g) AS lg, count(t2.id) AS n, bool_or(t2.note IS NULL) AS anynull FROM t1 LEFT JOIN t2 ON t2.k = t1.k GROUP BY 1", true),
     // HAVING over aggregates the totals keep: a group has a row while its
     // totals pass it (over one table, by expressions, over joins).
     ("SELECT k * 2 AS k2, count(*) AS n FROM t1 GROUP BY k * 2 HAVING count(*) > 1", true),
