@@ -224,7 +224,10 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
     if STALE.with(|s| s.get()) {
         forget_plans();
     }
-    super::statements::capturing(relid);
+    match with_ancestors(relid) {
+        Ok(relations) => super::statements::capturing(&relations),
+        Err(e) => e.report(),
+    }
     // SAFETY: inside a trigger call; SPI is connected and released here, the
     // transition tables are registered with that connection, and the plan
     // is prepared in it and kept (SPI_keepplan) for later calls.
@@ -264,8 +267,20 @@ pub unsafe extern "C-unwind" fn pgt_statement_start(fcinfo: pg_sys::FunctionCall
     }
     // SAFETY: a TriggerData from the trigger manager; tg_relation is open.
     let relid = unsafe { (*(*trigdata).tg_relation).rd_id };
-    super::statements::started(relid);
+    match with_ancestors(relid) {
+        Ok(relations) => super::statements::started(&relations),
+        Err(e) => e.report(),
+    }
     pg_sys::Datum::from(0)
+}
+
+/// `relid`, then the partitioned tables above it if it is a partition.
+fn with_ancestors(relid: pg_sys::Oid) -> PgtResult<Vec<pg_sys::Oid>> {
+    let mut out = vec![relid];
+    if crate::catalog::sys::is_partition(relid) {
+        out.extend(crate::catalog::sys::partition_ancestors(relid)?);
+    }
+    Ok(out)
 }
 
 /// The sources whose changes a statement on `relid` are: `relid` itself

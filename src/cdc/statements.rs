@@ -33,16 +33,32 @@ use std::cell::RefCell;
 
 use pgrx::pg_sys;
 
-type Pending = (u32, pg_sys::SubTransactionId, bool, i32);
+/// A statement started and not finished.
+struct Pending {
+    /// The table it writes, then the partitioned tables above it (a
+    /// statement naming a partition fires only the partition's triggers).
+    relations: Vec<u32>,
+    subtransaction: pg_sys::SubTransactionId,
+    /// Whether another statement was pending at some time while it was.
+    overlapping: bool,
+    /// The trigger depth and the command it started at (see
+    /// [`inside_pending`]).
+    depth: i32,
+    command: pg_sys::CommandId,
+}
+
+impl Pending {
+    fn on(&self, source: u32) -> bool {
+        self.relations.contains(&source)
+    }
+}
 
 thread_local! {
-    /// Statements started and not finished: (source, subtransaction,
-    /// whether another statement was pending at some time while it was,
-    /// the trigger depth it started at: see [`inside_pending`]).
+    /// Statements started and not finished.
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
-    /// Sources whose capture trigger is running, innermost last, with
-    /// their subtransaction.
-    static CAPTURING: RefCell<Vec<(u32, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
+    /// The tables (as in [`Pending::relations`]) whose capture trigger is
+    /// running, innermost last, with their subtransaction.
+    static CAPTURING: RefCell<Vec<(Vec<u32>, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
     /// Stream tables to recompute once their sources have no statement
     /// pending: (stream table, its sources).
     static DIRTY: RefCell<Vec<(u32, Vec<u32>)>> = const { RefCell::new(Vec::new()) };
@@ -56,17 +72,25 @@ pub fn init() {
     unsafe { pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut()) };
 }
 
-/// A statement on `source` starts (its BEFORE STATEMENT trigger).
-pub fn started(source: pg_sys::Oid) {
+/// A statement on `relations` (the table it writes, then the
+/// partitioned tables above it) starts (its BEFORE STATEMENT trigger).
+pub fn started(relations: &[pg_sys::Oid]) {
     // SAFETY: reads the current subtransaction's id.
-    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         let overlapping = !p.is_empty();
         for entry in p.iter_mut() {
-            entry.2 = true;
+            entry.overlapping = true;
         }
-        p.push((source.to_u32(), sub, overlapping, trigger_depth()));
+        p.push(Pending {
+            relations: relations.iter().map(|r| r.to_u32()).collect(),
+            subtransaction,
+            overlapping,
+            depth: trigger_depth(),
+            // SAFETY: reads the current command id, without using it.
+            command: unsafe { pg_sys::GetCurrentCommandId(false) },
+        });
     });
 }
 
@@ -77,30 +101,31 @@ pub fn started(source: pg_sys::Oid) {
 /// recorded (the trigger missing).
 pub fn alone(source: pg_sys::Oid) -> bool {
     let id = source.to_u32();
-    PENDING.with(|p| matches!(p.borrow().as_slice(), [(s, _, false, _)] if *s == id))
+    PENDING.with(|p| matches!(p.borrow().as_slice(), [only] if !only.overlapping && only.on(id)))
 }
 
-/// The capture trigger of a statement on `source` begins.
-pub fn capturing(source: pg_sys::Oid) {
+/// The capture trigger of a statement on `relations` (as for
+/// [`started`]) begins.
+pub fn capturing(relations: &[pg_sys::Oid]) {
     // SAFETY: reads the current subtransaction's id.
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    CAPTURING.with(|c| c.borrow_mut().push((source.to_u32(), sub)));
+    CAPTURING.with(|c| c.borrow_mut().push((relations.iter().map(|r| r.to_u32()).collect(), sub)));
 }
 
-/// The capture trigger of a statement on `source` has maintained its
-/// consumers: the statement is no longer pending. Returns the stream tables
-/// now due for their recomputation.
-pub fn captured(source: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    let id = source.to_u32();
+/// The capture trigger of a statement on table `relid` has maintained
+/// its consumers: the statement is no longer pending. Returns the stream
+/// tables now due for their recomputation.
+pub fn captured(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    let id = relid.to_u32();
     CAPTURING.with(|c| {
         let mut c = c.borrow_mut();
-        if let Some(i) = c.iter().rposition(|(s, _)| *s == id) {
+        if let Some(i) = c.iter().rposition(|(r, _)| r.first() == Some(&id)) {
             c.remove(i);
         }
     });
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        if let Some(i) = p.iter().rposition(|(s, _, _, _)| *s == id) {
+        if let Some(i) = p.iter().rposition(|e| e.relations.first() == Some(&id)) {
             p.remove(i);
         }
     });
@@ -120,7 +145,7 @@ fn any_pending(sources: &[u32], running: Option<u32>) -> bool {
     PENDING.with(|p| {
         let p = p.borrow();
         sources.iter().any(|s| {
-            let n = p.iter().filter(|(t, _, _, _)| t == s).count();
+            let n = p.iter().filter(|e| e.on(*s)).count();
             let own = usize::from(running == Some(*s));
             n > own
         })
@@ -140,7 +165,11 @@ pub fn may_add_delta(st: pg_sys::Oid, source: pg_sys::Oid, sources: &[pg_sys::Oi
     // (The statement whose capture runs is pending until it ends: not
     // counted when the delta is its own, counted when the delta comes
     // from a stream table its capture maintained.)
-    let running = CAPTURING.with(|c| c.borrow().last().map(|(s, _)| *s)).filter(|s| *s == source.to_u32());
+    let source = source.to_u32();
+    let running = CAPTURING
+        .with(|c| c.borrow().last().map(|(r, _)| r.contains(&source)))
+        .unwrap_or(false)
+        .then_some(source);
     if !any_pending(&sources, running) {
         return true;
     }
@@ -171,13 +200,27 @@ pub fn may_apply_nested(st: pg_sys::Oid, sources: &[pg_sys::Oid]) -> bool {
     false
 }
 
-/// Was the statement whose capture runs started by a trigger (at any
-/// depth) of a statement on one of `sources` that is still pending: one
-/// that started at a lower trigger depth than this capture runs at?
+/// Was the statement whose capture runs started by a trigger or a
+/// function of a statement on one of `sources` that is still pending: one
+/// that started at a lower trigger depth than this capture runs at, or in
+/// an earlier command than this statement (a statement run by a function
+/// or trigger of another gets a command of its own once that one has
+/// written a row; an `INSERT ... ON CONFLICT`'s insert and update, and
+/// data-modifying WITH queries, share their query's)?
 fn inside_pending(sources: &[pg_sys::Oid]) -> bool {
     let depth = trigger_depth();
     let sources: Vec<u32> = sources.iter().map(|s| s.to_u32()).collect();
-    PENDING.with(|p| p.borrow().iter().any(|(s, _, _, d)| sources.contains(s) && *d < depth))
+    let running = CAPTURING.with(|c| c.borrow().last().and_then(|(r, _)| r.first().copied()));
+    PENDING.with(|p| {
+        let p = p.borrow();
+        let own = p.iter().rposition(|e| e.relations.first().copied() == running);
+        let command = own.map(|i| p[i].command);
+        p.iter().enumerate().any(|(i, e)| {
+            Some(i) != own
+                && sources.iter().any(|s| e.on(*s))
+                && (e.depth < depth || command.is_some_and(|c| e.command < c))
+        })
+    })
 }
 
 /// The current trigger depth (`pg_trigger_depth()`): 1 in a trigger fired
@@ -240,7 +283,7 @@ unsafe extern "C-unwind" fn on_subxact_event(
         // capture that was running in it has unwound. (A stream table
         // marked in it keeps its mark: rolled back to its state before,
         // it is recomputed once more than needed.)
-        PENDING.with(|p| p.borrow_mut().retain(|(_, s, _, _)| *s != sub));
+        PENDING.with(|p| p.borrow_mut().retain(|e| e.subtransaction != sub));
         CAPTURING.with(|c| c.borrow_mut().retain(|(_, s)| *s != sub));
         crate::refresh::immediate::subtransaction_abort();
     }

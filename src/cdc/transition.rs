@@ -77,6 +77,12 @@ pub fn current_counts() -> (i64, i64) {
     CURRENT.with(|c| c.get().counts())
 }
 
+/// The relation whose row type the current transition tables have (the
+/// table the statement wrote: a partition, when it names one).
+pub fn current_relid() -> pg_sys::Oid {
+    CURRENT.with(|c| c.get().relid)
+}
+
 /// Makes `Tables` the current ones until dropped (also when an error
 /// unwinds), then restores the outer ones.
 pub struct Current(Tables);

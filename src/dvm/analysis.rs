@@ -45,6 +45,9 @@ struct QueryFacts {
     /// output row in which its row is not NULL-extended satisfies them
     /// with a row of that other table.
     left_ons: Vec<(u32, Vec<Equality>)>,
+    /// Every `=` condition of those ON clauses (which need not hold in an
+    /// output row whose table is NULL-extended).
+    outer_on_equalities: Vec<Equality>,
     /// FROM is exactly `t1 FULL JOIN t2`.
     full_join: Option<(u32, u32)>,
     /// Range table entries (of the top level) the WHERE clause reads.
@@ -795,9 +798,9 @@ impl Levels {
     }
 
     /// The `=` conditions ANDed at the top of `quals` (a JoinExpr's ON
-    /// clause at the top level) between a column of table reference
-    /// `table` and a column of another one, oriented from `table`.
-    unsafe fn own_equalities(&self, table: u32, quals: *mut pg_sys::Node) -> Vec<Equality> {
+    /// clause at the top level) between plain columns of two table
+    /// references.
+    unsafe fn qual_equalities(&self, quals: *mut pg_sys::Node) -> Vec<Equality> {
         // SAFETY: see walk; quals is an expression of the top level.
         unsafe {
             let mut out = Vec::new();
@@ -812,16 +815,27 @@ impl Levels {
                 let args = list_ptrs::<pg_sys::Node>(op.args);
                 let [l, r] = args.as_slice() else { continue };
                 if let (Some(a), Some(b)) = (self.base_column(0, *l), self.base_column(0, *r)) {
-                    match (a.0 == table, b.0 == table) {
-                        (true, false) => out.push((a, b)),
-                        (false, true) => out.push((b, a)),
-                        _ => {}
+                    if a.0 != b.0 {
+                        out.push((a, b));
                     }
                 }
             }
             out
         }
     }
+}
+
+/// Those of `equalities` that compare a column of `table` with another
+/// table's, oriented from `table`.
+fn oriented(equalities: &[Equality], table: u32) -> Vec<Equality> {
+    equalities
+        .iter()
+        .filter_map(|&(a, b)| match (a.0 == table, b.0 == table) {
+            (true, false) => Some((a, b)),
+            (false, true) => Some((b, a)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Ids apart between the branches of a UNION ALL.
@@ -1111,6 +1125,7 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
             inner_only: true,
             left_join: None,
             left_ons: Vec::new(),
+            outer_on_equalities: Vec::new(),
             full_join: None,
             where_rtes: Vec::new(),
             has_aggs: top.hasAggs,
@@ -1218,18 +1233,24 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                         if let Some(chain) = left_chain(*only, &rti, tables, (*top.jointree).quals) {
                             f.left_join = Some(chain.start.iter().map(|t| base + t).collect());
                             for (t, on) in chain.left {
-                                f.left_ons.push((base + t, levels.own_equalities(base + t, on)));
+                                let equalities = levels.qual_equalities(on);
+                                f.left_ons.push((base + t, oriented(&equalities, base + t)));
+                                f.outer_on_equalities.extend(equalities);
                             }
                         }
                     }
                     (pg_sys::JoinType::JOIN_RIGHT, Some(l), Some(r)) => {
                         f.left_join = Some(vec![base + r]);
-                        f.left_ons.push((base + l, levels.own_equalities(base + l, j.quals)));
+                        let equalities = levels.qual_equalities(j.quals);
+                        f.left_ons.push((base + l, oriented(&equalities, base + l)));
+                        f.outer_on_equalities.extend(equalities);
                     }
                     (pg_sys::JoinType::JOIN_FULL, Some(l), Some(r)) => {
                         f.full_join = Some((base + l, base + r));
-                        f.left_ons.push((base + l, levels.own_equalities(base + l, j.quals)));
-                        f.left_ons.push((base + r, levels.own_equalities(base + r, j.quals)));
+                        let equalities = levels.qual_equalities(j.quals);
+                        f.left_ons.push((base + l, oriented(&equalities, base + l)));
+                        f.left_ons.push((base + r, oriented(&equalities, base + r)));
+                        f.outer_on_equalities.extend(equalities);
                     }
                     _ => {}
                 }
@@ -1321,24 +1342,25 @@ unsafe fn read_query(q: *mut pg_sys::Query, base: u32) -> PgtResult<QueryFacts> 
                 };
                 let read: Vec<u32> =
                     (1..=rtable.len() as u32).filter(|i| !attnums_of(plain, *i).is_empty()).collect();
-                if let [index] = read.as_slice() {
-                    if is_relation(*index) {
-                        let relid = (*rtable[*index as usize - 1]).relid;
-                        let one = match *index {
-                            1 => plain,
-                            i => crate::hooks::nodes::renumbered(plain, i, 1),
-                        };
-                        let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
-                        if let Some(sql) =
-                            crate::hooks::cstr(pg_sys::deparse_expression(one, context, true, false))
-                        {
-                            f.group_exprs.push(KeyExpr {
-                                output_attnum: attnum,
-                                sql,
-                                attnums: attnums_of(plain, *index),
-                                rte: base + index,
-                            });
-                        }
+                // (One that reads no column, of the one table.)
+                let index = match (read.as_slice(), single) {
+                    ([index], _) => Some(*index),
+                    ([], Some(_)) => Some(1),
+                    _ => None,
+                };
+                if let Some(index) = index.filter(|i| is_relation(*i)) {
+                    let relid = (*rtable[index as usize - 1]).relid;
+                    let one = crate::hooks::nodes::renumbered(plain, index, 1);
+                    let context = pg_sys::deparse_context_for(c"b".as_ptr(), relid);
+                    if let Some(sql) =
+                        crate::hooks::cstr(pg_sys::deparse_expression(one, context, true, false))
+                    {
+                        f.group_exprs.push(KeyExpr {
+                            output_attnum: attnum,
+                            sql,
+                            attnums: attnums_of(plain, index),
+                            rte: base + index,
+                        });
                     }
                 }
             }
@@ -2976,8 +2998,11 @@ fn decide_shape(
 /// The path from nullable table reference `from` of a LEFT JOIN chain to
 /// `to`, one of its `preserved` tables: steps from a nullable table along
 /// an `=` condition of its own ON clause to a table joined before it
-/// (`QueryFacts::left_ons`), or between two preserved tables along any `=`
-/// condition (they are inner-joined: both rows are in every output row).
+/// (`QueryFacts::left_ons`), or between two preserved tables along an `=`
+/// condition of the WHERE clause or of an inner join (both rows are in
+/// every output row, and the condition holds there; not one of a LEFT
+/// JOIN's ON clause, `outer_on_equalities`, which a NULL-extended row of
+/// its table need not pass).
 /// Each step holds in every output row in which the row it leaves is not
 /// NULL-extended, so the rows of `to` a changed row may reach are among
 /// those its values reach (breadth first, shortest path).
@@ -2986,6 +3011,7 @@ fn outer_path(f: &QueryFacts, preserved: &[u32], from: u32, to: u32) -> Option<V
         if preserved.contains(&at) {
             f.equalities
                 .iter()
+                .filter(|e| !f.outer_on_equalities.contains(e))
                 .flat_map(|&(a, b)| [(a, b), (b, a)])
                 .filter(|(x, y)| x.0 == at && preserved.contains(&y.0))
                 .collect()
@@ -3081,6 +3107,7 @@ mod tests {
             inner_only: true,
             left_join: None,
             left_ons: vec![],
+            outer_on_equalities: vec![],
             full_join: None,
             where_rtes: vec![],
             has_aggs: false,
@@ -3675,5 +3702,15 @@ mod tests {
         f.left_ons[0].1.clear();
         assert_eq!(outer_path(&f, &preserved, 2, 1), None);
         assert_eq!(outer_path(&f, &preserved, 3, 1), None);
+        // a CROSS JOIN x LEFT JOIN b ON b.c2 = x.c1 LEFT JOIN c ON c.c2 =
+        // b.c1 AND x.c3 = a.c1: c's condition between x and a is no step
+        // between the preserved tables (a NULL-extended c does not pass it).
+        let mut f = facts();
+        f.equalities = vec![((2, 2), (4, 1)), ((3, 2), (2, 1)), ((4, 3), (1, 1))];
+        f.left_ons = vec![(2, vec![((2, 2), (4, 1))]), (3, vec![((3, 2), (2, 1))])];
+        f.outer_on_equalities = f.equalities.clone();
+        assert_eq!(outer_path(&f, &preserved, 2, 1), None);
+        f.outer_on_equalities.pop();
+        assert_eq!(outer_path(&f, &preserved, 2, 1), Some(vec![((2, 2), (4, 1)), ((4, 3), (1, 1))]));
     }
 }

@@ -578,9 +578,30 @@ pub fn expand_join_groups(
             keys.push(KeyValues { column: name, sql_type: ty, values: None, has_null: false });
         }
         select.push(format!("pg_catalog.count(DISTINCT ROW({}))", row_of_keys.join(", ")));
+        // (Only the columns the keys read: the owner may have SELECT on
+        // those alone.)
+        let mut attnums: Vec<i16> = plan
+            .key
+            .iter()
+            .filter(|k| k.rte == group_rte && k.source_attnum != 0)
+            .map(|k| k.source_attnum)
+            .chain(
+                plan.key_exprs.iter().filter(|e| e.rte == group_rte).flat_map(|e| e.attnums.iter().copied()),
+            )
+            .collect();
+        attnums.sort_unstable();
+        attnums.dedup();
+        let mut read = Vec::new();
+        for attnum in attnums {
+            read.push(format!("{grouped}.{}", column_name(group_rte, attnum)?));
+        }
+        if read.is_empty() {
+            read.push("NULL AS __pgt_none".into());
+        }
         let sql = format!(
-            "SELECT {} FROM (SELECT {grouped}.* FROM {} WHERE {}) b",
+            "SELECT {} FROM (SELECT {} FROM {} WHERE {}) b",
             select.join(", "),
+            read.join(", "),
             from.join(", "),
             conditions.join(" AND ")
         );

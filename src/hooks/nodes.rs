@@ -64,7 +64,9 @@ where
 
 /// A copy of an expression in which the columns of range table entry
 /// `from` (at its own query level) read entry `to` instead, as
-/// PostgreSQL's ChangeVarNodes does for Vars (the rest is shared).
+/// PostgreSQL's ChangeVarNodes does for Vars (the rest is shared). Their
+/// names as written (`varnosyn`, `varattnosyn`, which the deparser prefers:
+/// a join's alias and its column position) become the table's own.
 ///
 /// # Safety
 /// `node` is NULL or a valid expression tree without sublinks.
@@ -83,6 +85,7 @@ pub unsafe fn renumbered(node: *mut pg_sys::Node, from: u32, to: u32) -> *mut pg
             let copy = pg_sys::copyObjectImpl(var.cast()) as *mut pg_sys::Var;
             (*copy).varno = to as i32;
             (*copy).varnosyn = to;
+            (*copy).varattnosyn = (*copy).varattno;
             (*copy).varnullingrels = std::ptr::null_mut();
             Some(copy.cast())
         })

@@ -134,10 +134,12 @@ struct Totals {
 }
 
 /// A statement reading the firing statement's transition tables in place,
-/// one for each kind of statement (old rows, new rows, both), prepared when
-/// first needed in a connection where they are registered.
+/// one for each kind of statement (old rows, new rows, both) and for each
+/// table whose row type they have (a partition's columns may lie at other
+/// positions than its parent's), prepared when first needed in a
+/// connection where they are registered.
 #[derive(Default)]
-struct PerTransition(RefCell<HashMap<(bool, bool), pgrx::spi::OwnedPreparedStatement>>);
+struct PerTransition(RefCell<HashMap<(bool, bool, u32), pgrx::spi::OwnedPreparedStatement>>);
 
 impl PerTransition {
     /// Run the statement for `transition`, written by `sql` the first time.
@@ -177,7 +179,7 @@ impl PerTransition {
         limit: Option<i64>,
         read: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> PgtResult<R>,
     ) -> PgtResult<R> {
-        let key = (transition.old, transition.new);
+        let key = (transition.old, transition.new, crate::cdc::transition::current_relid().to_u32());
         crate::cdc::transition::connect(|c| {
             if !self.0.borrow().contains_key(&key) {
                 let text = sql(ChangeRows::Transition { old: transition.old, new: transition.new })?;
