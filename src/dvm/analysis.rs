@@ -2402,14 +2402,16 @@ fn scalar(f: &QueryFacts) -> Plan {
 fn window_plan(f: &QueryFacts, partition: &[(u32, i16)]) -> Result<Plan, Unsupported> {
     let refused = || {
         unsupported(
-            "window functions are maintained incrementally only over one table, when every window is partitioned \
-             (PARTITION BY) by a column of the table that the select list shows",
+            "window functions are maintained incrementally only when every window is partitioned (PARTITION BY) \
+             by columns of one table that the select list shows, and every other table of a join is connected to \
+             that table by = conditions (and not on the nullable side of an outer join)",
         )
     };
-    let [(rte, relid, kind)] = f.relations.as_slice() else { return refused() };
-    if !f.inner_only
+    let Some(&(rte, _)) = partition.first() else { return refused() };
+    let Some(&(_, relid, kind)) = f.relations.iter().find(|(r, _, _)| *r == rte) else { return refused() };
+    if partition.iter().any(|(r, _)| *r != rte)
         || !f.sub_relations.is_empty()
-        || (*kind != pg_sys::RELKIND_RELATION && *kind != pg_sys::RELKIND_PARTITIONED_TABLE)
+        || (kind != pg_sys::RELKIND_RELATION && kind != pg_sys::RELKIND_PARTITIONED_TABLE)
     {
         return refused();
     }
@@ -2418,14 +2420,25 @@ fn window_plan(f: &QueryFacts, partition: &[(u32, i16)]) -> Result<Plan, Unsuppo
         let Some(output) = f.outputs.iter().position(|(col, _)| *col == Some((index, attnum))) else {
             return refused();
         };
-        key.push(KeyColumn {
-            output_attnum: output as i16 + 1,
-            rte: *rte,
-            source: *relid,
-            source_attnum: attnum,
-        });
+        key.push(KeyColumn { output_attnum: output as i16 + 1, rte, source: relid, source_attnum: attnum });
     }
-    Ok(Plan::of(Shape::Window, key))
+    if f.relations.len() == 1 {
+        return match f.inner_only {
+            true => Ok(Plan::of(Shape::Window, key)),
+            false => refused(),
+        };
+    }
+    // Over a join: a change of another table reaches the partitions of the
+    // rows of the partitioning table joined to its changed rows, old and
+    // new, followed along the = conditions as for a grouped join.
+    let join = JoinGraph {
+        tables: f.relations.iter().map(|(r, relid, _)| (*r, *relid)).collect(),
+        edges: f.equalities.clone(),
+    };
+    if f.nullable.contains(&rte) || f.relations.iter().any(|(r, _, _)| join.path(*r, rte).is_none()) {
+        return refused();
+    }
+    Ok(Plan { join: Some(join), ..Plan::of(Shape::Window, key) })
 }
 
 /// UNION ALL: every branch a keyed shape; the key is all their keys.
@@ -3660,9 +3673,18 @@ mod tests {
         // A partition column the select list does not show.
         f.window_partition = Some(vec![(1, 2)]);
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("window functions are maintained"));
-        // Over a join.
+        // Over a join not connected by = to the partitioning table.
         f.window_partition = Some(vec![(1, 3)]);
-        f.relations.push((2, T, pg_sys::RELKIND_RELATION));
+        f.relations.push((2, U, pg_sys::RELKIND_RELATION));
+        assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("window functions are maintained"));
+        // Connected: the other table's changes followed to its partitions.
+        f.equalities = vec![((2, 1), (1, 2))];
+        let plan = decide(&f, pk1).unwrap().unwrap();
+        assert_eq!(plan.shape, Shape::Window);
+        assert_eq!(plan.followed(), vec![(2, U, 1, vec![((2, 1), (1, 2))])]);
+        assert_eq!(plan.captured_columns(U), vec![1]);
+        // Not with the partitioning table on the nullable side.
+        f.nullable = vec![1];
         assert!(decide(&f, pk1).unwrap().unwrap_err().0.starts_with("window functions are maintained"));
     }
 

@@ -333,6 +333,8 @@ impl Plan {
     /// table, the reference reached, the path there). For a grouped join,
     /// every other reference, to the grouping one; for rows filtered by
     /// subqueries, the references inside them, to the nearest outer one;
+    /// for window functions over a join, every other reference, to the one
+    /// of the partitioning columns;
     /// for an outer join with a WHERE condition on its nullable side, the
     /// nullable references, to the preserved one (for a FULL JOIN, each
     /// side to the other).
@@ -346,6 +348,9 @@ impl Plan {
                     join.path(rte, group_rte).map(|p| (group_rte, p))
                 }
                 Shape::Rows if !keyed(rte) => join.nearest(rte, &keyed),
+                Shape::Window if !keyed(rte) => {
+                    self.key.first().and_then(|k| Some((k.rte, join.path(rte, k.rte)?)))
+                }
                 Shape::LeftJoin { .. } | Shape::FullJoin { .. } => self
                     .outer_paths
                     .iter()

@@ -249,6 +249,10 @@ const CORPUS: &[(&str, bool)] = &[
     ("WITH t AS (SELECT kk, sum(w) AS sw, max(g) AS mg FROM t1 WHERE flag GROUP BY kk) SELECT t2.id, t.sw, t.mg FROM t2 JOIN t ON t.kk = t2.k", true),
     ("SELECT a.kk, a.n, b.n AS m FROM (SELECT kk, count(*) AS n FROM t1 GROUP BY kk) a JOIN (SELECT kk, count(*) AS n FROM t1 WHERE v > 20 GROUP BY kk) b ON b.kk = a.kk", true),
     ("SELECT id, v, rank() OVER (PARTITION BY k ORDER BY v, id) AS r FROM t1", false),
+    // Over joins, partitioned by columns of one table the others reach by
+    // = conditions: their changes followed to its partitions.
+    ("SELECT t1.id, t1.k, t2.note, rank() OVER (PARTITION BY t1.k ORDER BY t2.note, t2.id, t1.id) AS r FROM t1 JOIN t2 ON t2.k = t1.k", true),
+    ("SELECT t1.id, t1.g, count(t2.id) OVER (PARTITION BY t1.g) AS n FROM t1 LEFT JOIN t2 ON t2.k = t1.k", true),
     // Window functions partitioned by a selected column: recomputed per
     // partition of the changed rows' old and new values.
     ("SELECT id, k, v, rank() OVER (PARTITION BY k ORDER BY v, id) AS r FROM t1", true),
