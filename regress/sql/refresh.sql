@@ -59,12 +59,12 @@ CREATE TABLE d2 (k int PRIMARY KEY, w text);
 INSERT INTO d1 VALUES (1, 10), (1, 10), (2, 20);
 INSERT INTO d2 VALUES (1, 'one'), (2, 'two');
 CREATE MATERIALIZED VIEW same WITH (pgtrickle.stream = true) AS
-    SELECT d2.w, d1.v, sum(d1.v) OVER (PARTITION BY d2.w) AS s FROM d1 JOIN d2 ON d1.k = d2.k;
+    SELECT d2.w, d1.v, sum(d1.v) OVER (PARTITION BY upper(d2.w)) AS s FROM d1 JOIN d2 ON d1.k = d2.k;
 CREATE MATERIALIZED VIEW clock WITH (pgtrickle.stream = true) AS
-    SELECT d2.w, d1.v, sum(d1.v) OVER (PARTITION BY d2.w) AS s, now() IS NOT NULL AS t
+    SELECT d2.w, d1.v, sum(d1.v) OVER (PARTITION BY upper(d2.w)) AS s, now() IS NOT NULL AS t
       FROM d1 JOIN d2 ON d1.k = d2.k;
 CREATE MATERIALIZED VIEW asked WITH (pgtrickle.stream = true, pgtrickle.refresh_mode = 'full') AS
-    SELECT d2.w, d1.v, sum(d1.v) OVER (PARTITION BY d2.w) AS s FROM d1 JOIN d2 ON d1.k = d2.k;
+    SELECT d2.w, d1.v, sum(d1.v) OVER (PARTITION BY upper(d2.w)) AS s FROM d1 JOIN d2 ON d1.k = d2.k;
 SELECT name, t.refresh_mode, consumes_changes FROM pgtrickle.stream_tables t
   JOIN pgtrickle.pgt_stream_tables s ON s.relid = t.relation
  WHERE name IN ('same', 'clock', 'asked') ORDER BY name;
