@@ -2552,41 +2552,41 @@ fn decide(
 /// evaluated over them), nor with subqueries or ORDER BY ... LIMIT.
 fn expression_key(f: &QueryFacts, key: &[KeyColumn]) -> Option<Plan> {
     let [(rte, relid, _)] = f.relations.as_slice() else { return None };
-    if f.no_totals || !f.sub_relations.is_empty() || f.topk.is_some() || f.group_exprs.is_empty() {
-        return None;
-    }
-    let mut columns = Vec::new();
-    for (i, (_, sgref)) in f.outputs.iter().enumerate() {
-        if *sgref == 0 || !f.group_refs.contains(sgref) {
-            continue;
-        }
-        let output_attnum = i as i16 + 1;
-        match key.iter().find(|k| k.output_attnum == output_attnum) {
-            Some(k) => columns.push(k.clone()),
-            None if f.group_exprs.iter().any(|e| e.output_attnum == output_attnum) => {
-                columns.push(KeyColumn { output_attnum, rte: *rte, source: *relid, source_attnum: 0 })
-            }
-            None => return None,
-        }
-    }
+    let columns = grouped_by_expressions(f, key, *rte, *relid)?;
     Some(Plan { key_exprs: f.group_exprs.clone(), ..Plan::of(Shape::Groups, columns) })
 }
 
 /// The key columns of a join grouped by expressions over one table
 /// reference (`f.group_exprs`, read over its changed rows) and by plain
-/// columns of that same reference; None for other queries. Not when change
-/// rows may not be read as the owner (`no_totals`), with subqueries or
-/// ORDER BY ... LIMIT, as for one table ([`expression_key`]).
+/// columns of that same reference; None for other queries (the same
+/// conditions as [`expression_key`]).
 fn join_expression_key(
     f: &QueryFacts,
     key: &[KeyColumn],
     source_of: &dyn Fn(u32) -> Option<pg_sys::Oid>,
 ) -> Option<Vec<KeyColumn>> {
-    if f.relations.len() < 2 || f.no_totals || !f.sub_relations.is_empty() || f.topk.is_some() {
+    if f.relations.len() < 2 {
         return None;
     }
     let rte = f.group_exprs.first()?.rte;
-    let source = source_of(rte)?;
+    grouped_by_expressions(f, key, rte, source_of(rte)?)
+}
+
+/// The key columns of a query grouped by expressions over the columns of
+/// table reference `rte` (of table `source`) and by plain columns of it:
+/// the plain ones from `key`, the expressions' with no column behind them.
+/// None when another grouped output is neither, or when change rows are
+/// not to be read in place (`no_totals`: the expressions are evaluated
+/// over them), with subqueries or ORDER BY ... LIMIT.
+fn grouped_by_expressions(
+    f: &QueryFacts,
+    key: &[KeyColumn],
+    rte: u32,
+    source: pg_sys::Oid,
+) -> Option<Vec<KeyColumn>> {
+    if f.no_totals || !f.sub_relations.is_empty() || f.topk.is_some() || f.group_exprs.is_empty() {
+        return None;
+    }
     let mut columns = Vec::new();
     for (i, (_, sgref)) in f.outputs.iter().enumerate() {
         if *sgref == 0 || !f.group_refs.contains(sgref) {
