@@ -135,6 +135,25 @@ SELECT count(*) AS differences FROM (
      EXCEPT ALL TABLE by_initial_j)) d;
 DROP MATERIALIZED VIEW by_initial, by_initial_now, by_initial_j;
 
+-- Changes are followed along = conditions by comparing values with
+-- pg_catalog's =: a join by another = (an extension's, here a
+-- case-insensitive one) is not followed, so the grouped join is refreshed
+-- in FULL, exact.
+CREATE FUNCTION ci_eq(text, text) RETURNS boolean IMMUTABLE LANGUAGE sql AS 'SELECT lower($1) = lower($2)';
+CREATE OPERATOR ja.= (LEFTARG = text, RIGHTARG = text, FUNCTION = ci_eq, COMMUTATOR = OPERATOR(ja.=));
+CREATE TABLE codes (id int PRIMARY KEY, code text);
+CREATE TABLE items (id int PRIMARY KEY, code text, qty int);
+INSERT INTO codes VALUES (1, 'abc'), (2, 'xyz');
+INSERT INTO items VALUES (1, 'ABC', 1), (2, 'abc', 2), (3, 'XYZ', 3);
+CREATE MATERIALIZED VIEW per_code WITH (pgtrickle.stream) AS
+SELECT c.id, string_agg(i.qty::text, ',' ORDER BY i.qty) AS qtys
+  FROM codes c JOIN items i ON i.code OPERATOR(ja.=) c.code GROUP BY c.id;
+SELECT refresh_mode FROM pgtrickle.stream_tables WHERE name = 'per_code';
+UPDATE items SET qty = 10 WHERE id = 1;
+REFRESH MATERIALIZED VIEW per_code;
+TABLE per_code ORDER BY id;
+DROP MATERIALIZED VIEW per_code;
+
 DROP SCHEMA ja CASCADE;
 RESET search_path;
 RESET pg_trickle.differential_max_change_fraction;

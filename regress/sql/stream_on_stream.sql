@@ -15,7 +15,7 @@ CREATE MATERIALIZED VIEW vip WITH (pgtrickle.stream)
     AS SELECT customer, total FROM per_customer WHERE total > 200;
 SELECT name, refresh_mode FROM pgtrickle.stream_tables WHERE schema = 'chain' ORDER BY name;
 -- The upstream has a change buffer, read by its consumers.
-SELECT source, consumers FROM pgtrickle.change_buffers WHERE source::text LIKE '%orders%' OR source::text LIKE 'per_%' ORDER BY 1::text;
+SELECT source, consumers FROM pgtrickle.change_buffers WHERE source::text LIKE '%orders%' OR source::text LIKE 'per_%' ORDER BY source::text;
 
 -- Changes flow down one refresh at a time, upstream first.
 INSERT INTO orders VALUES (13, 1, 500), (14, 3, 40);

@@ -349,6 +349,27 @@ unsafe fn join_exprs(jt: *mut pg_sys::FromExpr) -> Vec<*mut pg_sys::JoinExpr> {
     }
 }
 
+/// Is operator `opno` one of pg_catalog's? The changed values a refresh
+/// follows along an `=` condition are compared with
+/// `OPERATOR(pg_catalog.=)`, which resolves to the condition's own operator
+/// for the same operand types only then (an extension's `=`, such as
+/// citext's, would be replaced by another: text's, case-sensitive).
+pub(crate) fn catalog_operator(opno: pg_sys::Oid) -> bool {
+    // SAFETY: the syscache lookup returns NULL or a pg_operator tuple,
+    // read and released here.
+    unsafe {
+        let tuple =
+            pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::OPEROID as i32, pg_sys::Datum::from(opno));
+        if tuple.is_null() {
+            return false;
+        }
+        let op = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_operator>(tuple);
+        let namespace = (*op).oprnamespace;
+        pg_sys::ReleaseSysCache(tuple);
+        namespace == pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)
+    }
+}
+
 /// Whether a column is declared NOT NULL by a validated constraint
 /// (`attnotnull` also marks one added NOT VALID, which rows written before
 /// it need not satisfy).
@@ -702,7 +723,9 @@ impl Levels {
                         continue;
                     }
                     let op = &*(n as *mut pg_sys::OpExpr);
-                    if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some(wanted) {
+                    if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some(wanted)
+                        || !catalog_operator(op.opno)
+                    {
                         continue;
                     }
                     let [outer, param] = list_ptrs::<pg_sys::Node>(op.args)[..] else { continue };
@@ -779,7 +802,8 @@ impl Levels {
                     }
                     let op = &*(n as *mut pg_sys::OpExpr);
                     let args = list_ptrs::<pg_sys::Node>(op.args);
-                    let is_eq = crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() == Some("=");
+                    let is_eq = crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() == Some("=")
+                        && catalog_operator(op.opno);
                     if let ([l, r], true) = (args.as_slice(), is_eq) {
                         if let (Some(a), Some(b)) = (self.base_column(level, *l), self.base_column(level, *r))
                         {
@@ -809,7 +833,9 @@ impl Levels {
                     continue;
                 }
                 let op = &*(n as *mut pg_sys::OpExpr);
-                if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some("=") {
+                if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some("=")
+                    || !catalog_operator(op.opno)
+                {
                     continue;
                 }
                 let args = list_ptrs::<pg_sys::Node>(op.args);
