@@ -224,10 +224,7 @@ pub unsafe extern "C-unwind" fn pgt_capture(fcinfo: pg_sys::FunctionCallInfo) ->
     if STALE.with(|s| s.get()) {
         forget_plans();
     }
-    match with_ancestors(relid) {
-        Ok(relations) => super::statements::capturing(&relations),
-        Err(e) => e.report(),
-    }
+    super::statements::capturing(relid);
     // SAFETY: inside a trigger call; SPI is connected and released here, the
     // transition tables are registered with that connection, and the plan
     // is prepared in it and kept (SPI_keepplan) for later calls.

@@ -104,12 +104,19 @@ pub fn alone(source: pg_sys::Oid) -> bool {
     PENDING.with(|p| matches!(p.borrow().as_slice(), [only] if !only.overlapping && only.on(id)))
 }
 
-/// The capture trigger of a statement on `relations` (as for
-/// [`started`]) begins.
-pub fn capturing(relations: &[pg_sys::Oid]) {
+/// The capture trigger of a statement on table `relid` begins. (Its
+/// relations are those its start recorded: the partitioned tables above a
+/// partition too; `relid` alone when its start was not recorded.)
+pub fn capturing(relid: pg_sys::Oid) {
     // SAFETY: reads the current subtransaction's id.
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    CAPTURING.with(|c| c.borrow_mut().push((relations.iter().map(|r| r.to_u32()).collect(), sub)));
+    let id = relid.to_u32();
+    let relations = PENDING
+        .with(|p| {
+            p.borrow().iter().rev().find(|e| e.relations.first() == Some(&id)).map(|e| e.relations.clone())
+        })
+        .unwrap_or_else(|| vec![id]);
+    CAPTURING.with(|c| c.borrow_mut().push((relations, sub)));
 }
 
 /// The capture trigger of a statement on table `relid` has maintained

@@ -370,6 +370,13 @@ pub(crate) fn catalog_operator(opno: pg_sys::Oid) -> bool {
     }
 }
 
+/// Is operator `opno` pg_catalog's operator `name` (see [`catalog_operator`])?
+pub(crate) fn catalog_operator_named(opno: pg_sys::Oid, name: &str) -> bool {
+    // SAFETY: get_opname returns NULL or a palloc'd copy of the name.
+    let opname = unsafe { crate::hooks::cstr(pg_sys::get_opname(opno)) };
+    opname.as_deref() == Some(name) && catalog_operator(opno)
+}
+
 /// Whether a column is declared NOT NULL by a validated constraint
 /// (`attnotnull` also marks one added NOT VALID, which rows written before
 /// it need not satisfy).
@@ -723,9 +730,7 @@ impl Levels {
                         continue;
                     }
                     let op = &*(n as *mut pg_sys::OpExpr);
-                    if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some(wanted)
-                        || !catalog_operator(op.opno)
-                    {
+                    if !catalog_operator_named(op.opno, wanted) {
                         continue;
                     }
                     let [outer, param] = list_ptrs::<pg_sys::Node>(op.args)[..] else { continue };
@@ -794,25 +799,11 @@ impl Levels {
                     }
                 }
                 // (Last clause's last condition first, as they were always read.)
-                let conditions: Vec<*mut pg_sys::Node> =
-                    quals.into_iter().flat_map(|q| and_args(q)).collect();
-                for n in conditions.into_iter().rev() {
-                    if (*n).type_ != pg_sys::NodeTag::T_OpExpr {
-                        continue;
-                    }
-                    let op = &*(n as *mut pg_sys::OpExpr);
-                    let args = list_ptrs::<pg_sys::Node>(op.args);
-                    let is_eq = crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() == Some("=")
-                        && catalog_operator(op.opno);
-                    if let ([l, r], true) = (args.as_slice(), is_eq) {
-                        if let (Some(a), Some(b)) = (self.base_column(level, *l), self.base_column(level, *r))
-                        {
-                            if a.0 != b.0 {
-                                equalities.push((a, b));
-                                if super::slices::plain_equality(op.opno, op.inputcollid, *l, *r) {
-                                    strict.push((a, b));
-                                }
-                            }
+                for q in quals.into_iter().rev() {
+                    for (equality, plain) in self.equality_conditions(level, q).into_iter().rev() {
+                        equalities.push(equality);
+                        if plain {
+                            strict.push(equality);
                         }
                     }
                 }
@@ -821,11 +812,12 @@ impl Levels {
         }
     }
 
-    /// The `=` conditions ANDed at the top of `quals` (a JoinExpr's ON
-    /// clause at the top level) between plain columns of two table
-    /// references.
-    unsafe fn qual_equalities(&self, quals: *mut pg_sys::Node) -> Vec<Equality> {
-        // SAFETY: see walk; quals is an expression of the top level.
+    /// The `=` conditions (of pg_catalog: see [`catalog_operator`]) ANDed
+    /// at the top of `quals` (of query level `level`) between plain columns
+    /// of two table references, in order, each with whether it compares
+    /// one built-in type with its own equality (slices::plain_equality).
+    unsafe fn equality_conditions(&self, level: usize, quals: *mut pg_sys::Node) -> Vec<(Equality, bool)> {
+        // SAFETY: see walk; quals is an expression of that level.
         unsafe {
             let mut out = Vec::new();
             for n in and_args(quals) {
@@ -833,21 +825,26 @@ impl Levels {
                     continue;
                 }
                 let op = &*(n as *mut pg_sys::OpExpr);
-                if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some("=")
-                    || !catalog_operator(op.opno)
-                {
+                if !catalog_operator_named(op.opno, "=") {
                     continue;
                 }
                 let args = list_ptrs::<pg_sys::Node>(op.args);
                 let [l, r] = args.as_slice() else { continue };
-                if let (Some(a), Some(b)) = (self.base_column(0, *l), self.base_column(0, *r)) {
+                if let (Some(a), Some(b)) = (self.base_column(level, *l), self.base_column(level, *r)) {
                     if a.0 != b.0 {
-                        out.push((a, b));
+                        out.push(((a, b), super::slices::plain_equality(op.opno, op.inputcollid, *l, *r)));
                     }
                 }
             }
             out
         }
+    }
+
+    /// The `=` conditions of `quals` (a JoinExpr's ON clause at the top
+    /// level), as [`Levels::equality_conditions`] finds them.
+    unsafe fn qual_equalities(&self, quals: *mut pg_sys::Node) -> Vec<Equality> {
+        // SAFETY: as equality_conditions'.
+        unsafe { self.equality_conditions(0, quals).into_iter().map(|(e, _)| e).collect() }
     }
 }
 

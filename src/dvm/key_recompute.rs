@@ -558,14 +558,14 @@ pub fn expand_join_groups(
         // (The rows reached, as alias `b`: a key column is a column of
         // theirs, or a GROUP BY expression over them.)
         let grouped = format!("r{}", path.len());
+        let group_table =
+            table_of(group_rte).ok_or_else(|| PgtError::Internal("join table missing".into()))?;
+        let names = sys::attribute_names(group_table, None)?;
         let mut select = Vec::new();
         let mut keys = Vec::new();
         let mut row_of_keys = Vec::new();
         for k in plan.key.iter().filter(|k| k.rte == group_rte) {
-            let col = match plan.key_exprs.iter().find(|e| e.output_attnum == k.output_attnum) {
-                Some(e) => e.sql.clone(),
-                None => format!("b.{}", column_name(group_rte, k.source_attnum)?),
-            };
+            let col = key_value_sql(plan, k, &names);
             select.push(format!(
                 "(pg_catalog.array_agg(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL))::text"
             ));
@@ -591,10 +591,11 @@ pub fn expand_join_groups(
             .collect();
         attnums.sort_unstable();
         attnums.dedup();
-        let mut read = Vec::new();
-        for attnum in attnums {
-            read.push(format!("{grouped}.{}", column_name(group_rte, attnum)?));
-        }
+        let mut read: Vec<String> = attnums
+            .iter()
+            .filter_map(|a| names.iter().find(|(n, _)| n == a))
+            .map(|(_, name)| format!("{grouped}.{}", crate::sql::quote_ident(name)))
+            .collect();
         if read.is_empty() {
             read.push("NULL AS __pgt_none".into());
         }

@@ -46,9 +46,11 @@ pub struct Plan {
     /// IMMEDIATE writers lock the values they change (see
     /// refresh::immediate::KeyLocks).
     pub pair_key: Option<[(u32, pg_sys::Oid, i16); 2]>,
-    /// For [`Shape::Groups`] of one table grouped by expressions: the key
-    /// columns that are expressions (their [`KeyColumn::source_attnum`]
-    /// is 0), each computed from a changed row's columns.
+    /// For a GROUP BY of expressions over one table, or over one table
+    /// reference of a join ([`Shape::Groups`], [`Shape::GroupsOverJoin`]):
+    /// the key columns that are expressions (their
+    /// [`KeyColumn::source_attnum`] is 0), each computed from a row of
+    /// that table.
     pub key_exprs: Vec<KeyExpr>,
     /// For [`Shape::LeftJoin`] with a WHERE condition on its nullable
     /// side: each nullable table reference with its path of `=` conditions

@@ -140,9 +140,7 @@ unsafe fn push_into_sublink(
             return None;
         }
         let op = &*(sl.testexpr as *mut pg_sys::OpExpr);
-        if crate::hooks::cstr(pg_sys::get_opname(op.opno)).as_deref() != Some("=")
-            || !super::analysis::catalog_operator(op.opno)
-        {
+        if !super::analysis::catalog_operator_named(op.opno, "=") {
             return None;
         }
         let [outer, param] = list_ptrs::<pg_sys::Node>(op.args)[..] else { return None };

@@ -1065,19 +1065,22 @@ fn apply_changes(
             );
             continue;
         }
-        let select_from = |table: &str| {
+        // (Written when first prepared.)
+        let sql = |_: ChangeRows| -> PgtResult<String> {
             let cols: Vec<String> = names.iter().enumerate().map(|(i, v)| format!("{v} AS k{i}")).collect();
-            format!("SELECT {} FROM {table} b", cols.join(", "))
+            let rows = transition
+                .union_all(|_, table| format!("SELECT {} FROM {table} b", cols.join(", ")))
+                .unwrap_or_default();
+            let mut select = Vec::new();
+            for i in 0..names.len() {
+                select.push(format!(
+                    "(pg_catalog.array_agg(DISTINCT k{i}) FILTER (WHERE k{i} IS NOT NULL))::text"
+                ));
+                select.push(format!("pg_catalog.bool_or(k{i} IS NULL)::pg_catalog.text"));
+            }
+            Ok(format!("SELECT {} FROM ({rows}) w", select.join(", ")))
         };
-        let rows = transition.union_all(|_, table| select_from(table)).unwrap_or_default();
-        let mut select = Vec::new();
-        for i in 0..names.len() {
-            select
-                .push(format!("(pg_catalog.array_agg(DISTINCT k{i}) FILTER (WHERE k{i} IS NOT NULL))::text"));
-            select.push(format!("pg_catalog.bool_or(k{i} IS NULL)::pg_catalog.text"));
-        }
-        let sql = format!("SELECT {} FROM ({rows}) w", select.join(", "));
-        let read = || kept.first_row(transition, |_| Ok(sql));
+        let read = || kept.first_row(transition, sql);
         // (GROUP BY expressions evaluated as the stream table's owner.)
         let row = match p.plan.key_exprs.is_empty() {
             true => read()?,
@@ -1123,27 +1126,25 @@ fn apply_changes(
     // (key_recompute::expand_join_groups).
     let mut join_values = Vec::new();
     let followed = p.plan.followed();
-    if followed.iter().any(|(_, table, _, _)| *table == source) {
-        let names = sys::attribute_names(source, None)?;
-        for (rte, table, _, path) in followed {
-            if table != source {
-                continue;
-            }
-            let Some(first) = path.first() else { continue };
-            let attnum = first.0 .1;
-            let Some((_, name)) = names.iter().find(|(a, _)| *a == attnum) else { continue };
+    for (rte, table, _, path) in followed {
+        let Some(first) = path.first().filter(|_| table == source) else { continue };
+        let attnum = first.0 .1;
+        // (Written, with the joined column's name, when first prepared.)
+        let sql = |_: ChangeRows| -> PgtResult<String> {
+            let names = sys::attribute_names(source, Some(&[attnum]))?;
+            let (_, name) = names.first().ok_or_else(|| PgtError::Internal("join column missing".into()))?;
             let col = crate::sql::quote_ident(name);
-            let Some(rows) = transition.union_all(|_, table| format!("SELECT t.{col} AS v FROM {table} t"))
-            else {
-                continue;
-            };
-            let sql =
-                format!("SELECT (pg_catalog.array_agg(DISTINCT v) FILTER (WHERE v IS NOT NULL))::text FROM ({rows}) w");
-            let kept = p.followed_reads.borrow_mut().entry(rte).or_default().clone();
-            if let Some(values) = kept.first_row(transition, |_| Ok(sql))?.first().cloned().flatten() {
-                join_values.push((rte, values));
-                any = true;
-            }
+            let rows = transition
+                .union_all(|_, table| format!("SELECT t.{col} AS v FROM {table} t"))
+                .ok_or_else(|| PgtError::Internal("statement without rows".into()))?;
+            Ok(format!(
+                "SELECT (pg_catalog.array_agg(DISTINCT v) FILTER (WHERE v IS NOT NULL))::text FROM ({rows}) w"
+            ))
+        };
+        let kept = p.followed_reads.borrow_mut().entry(rte).or_default().clone();
+        if let Some(values) = kept.first_row(transition, sql)?.first().cloned().flatten() {
+            join_values.push((rte, values));
+            any = true;
         }
     }
     if !any {
